@@ -1,0 +1,217 @@
+//! Bulk enrollment from `known_faces/<id>/*.{jpg,jpeg,png}`, the original `bulk_enroll`.
+//! Photos are decoded and encoded in parallel; each person's file is written once.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::engine::Encoding;
+use crate::error::Error;
+use crate::gallery::{GalleryError, StudentId};
+use crate::recognizer::Recognizer;
+
+/// What happened to one person's folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonSummary {
+    pub id: String,
+    pub photos: usize,
+    pub saved: usize,
+    /// Photos that gave nothing, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// Set when the person's encodings could not be written at all.
+    pub error: Option<String>,
+}
+
+/// A folder of `known_faces/` that is not a valid person id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkippedFolder {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Whether a file name is a photo bulk enroll takes (jpg, jpeg, png; any case).
+pub fn is_photo(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+}
+
+/// Each person's id with the paths of their photos.
+pub type People = Vec<(StudentId, Vec<PathBuf>)>;
+
+/// The people folders and their photos, sorted, ready to enroll.
+pub fn scan(known_dir: &Path) -> Result<(People, Vec<SkippedFolder>), Error> {
+    let io = |e| {
+        Error::Gallery(GalleryError::Io {
+            path: known_dir.to_path_buf(),
+            source: e,
+        })
+    };
+    let mut folders: Vec<PathBuf> = fs::read_dir(known_dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    let mut people = Vec::new();
+    let mut skipped = Vec::new();
+    for folder in folders {
+        let name = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let id = match StudentId::parse(&name) {
+            Ok(id) => id,
+            Err(reason) => {
+                skipped.push(SkippedFolder {
+                    path: folder,
+                    reason,
+                });
+                continue;
+            }
+        };
+        let mut photos: Vec<PathBuf> = match fs::read_dir(&folder) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_photo(p))
+                .collect(),
+            Err(e) => {
+                skipped.push(SkippedFolder {
+                    path: folder,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        photos.sort();
+        people.push((id, photos));
+    }
+    Ok((people, skipped))
+}
+
+enum PhotoResult {
+    Face(Box<Encoding>, Vec<u8>),
+    Skipped(String),
+}
+
+/// Enrolls every photo of every person found by [`scan`]. With `replace`, each person's
+/// encodings are rebuilt from the folder; otherwise they are added to what is enrolled (the
+/// original's way). `progress` is called once per photo done.
+pub fn enroll_all(
+    recognizer: &Recognizer,
+    people: &[(StudentId, Vec<PathBuf>)],
+    replace: bool,
+    progress: &(dyn Fn(&Path) + Sync),
+) -> Vec<PersonSummary> {
+    let jobs: Vec<(usize, &PathBuf)> = people
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, photos))| photos.iter().map(move |p| (i, p)))
+        .collect();
+    let results: Vec<(usize, &PathBuf, PhotoResult)> = jobs
+        .par_iter()
+        .map(|(i, path)| {
+            let result = enroll_photo(recognizer, path);
+            progress(path);
+            (*i, *path, result)
+        })
+        .collect();
+
+    let mut report = Vec::with_capacity(people.len());
+    for (i, (id, photos)) in people.iter().enumerate() {
+        let mut summary = PersonSummary {
+            id: id.to_string(),
+            photos: photos.len(),
+            saved: 0,
+            skipped: Vec::new(),
+            error: None,
+        };
+        let mut encodings = Vec::new();
+        let mut crops = Vec::new();
+        for (_, path, result) in results.iter().filter(|(j, _, _)| *j == i) {
+            match result {
+                PhotoResult::Face(e, jpeg) => {
+                    encodings.push(**e);
+                    crops.push(jpeg);
+                }
+                PhotoResult::Skipped(reason) => {
+                    summary.skipped.push(((*path).clone(), reason.clone()))
+                }
+            }
+        }
+        if encodings.is_empty() && !replace {
+            report.push(summary);
+            continue;
+        }
+        let written = if replace {
+            recognizer.gallery.replace(id, &encodings).map(|_| ())
+        } else {
+            recognizer.gallery.append(id, &encodings).map(|_| ())
+        };
+        match written {
+            Ok(()) => {
+                summary.saved = encodings.len();
+                for jpeg in crops {
+                    if let Err(e) = recognizer.gallery.save_crop(id, jpeg) {
+                        log::warn!("{id}: face crop not saved: {e}");
+                    }
+                }
+            }
+            Err(e) => summary.error = Some(e.to_string()),
+        }
+        report.push(summary);
+    }
+    report
+}
+
+fn enroll_photo(recognizer: &Recognizer, path: &Path) -> PhotoResult {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return PhotoResult::Skipped(format!("cannot read: {e}")),
+    };
+    let image = match recognizer.decode(&bytes) {
+        Ok(img) => img,
+        Err(e) => return PhotoResult::Skipped(e.to_string()),
+    };
+    match recognizer.candidate(&image) {
+        Ok(c) => match c.face {
+            Some((face, jpeg)) => PhotoResult::Face(Box::new(face.encoding), jpeg),
+            None => PhotoResult::Skipped("no face found".into()),
+        },
+        Err(e) => PhotoResult::Skipped(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn photo_extensions() {
+        for ok in ["a.jpg", "b.JPEG", "c.png", "d.Jpg"] {
+            assert!(is_photo(Path::new(ok)), "{ok}");
+        }
+        for no in ["a.gif", "b", "c.jpg.txt", ".png.bak"] {
+            assert!(!is_photo(Path::new(no)), "{no}");
+        }
+    }
+
+    #[test]
+    fn scan_skips_folders_that_are_not_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["alip", "yoga", ".hidden", "bad name"] {
+            fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        fs::write(dir.path().join("alip/1.jpg"), b"x").unwrap();
+        fs::write(dir.path().join("alip/notes.txt"), b"x").unwrap();
+        fs::write(dir.path().join("stray.jpg"), b"x").unwrap();
+        let (people, skipped) = scan(dir.path()).unwrap();
+        let ids: Vec<_> = people
+            .iter()
+            .map(|(id, p)| (id.to_string(), p.len()))
+            .collect();
+        assert_eq!(ids, vec![("alip".into(), 1), ("yoga".into(), 0)]);
+        assert_eq!(skipped.len(), 2);
+    }
+}

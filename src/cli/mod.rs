@@ -1,0 +1,86 @@
+//! The command line: `enroll` and `recognize` (more commands join as they are built).
+
+mod enroll;
+mod recognize;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "face-attendance",
+    version,
+    about = "Face-recognition attendance box"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enroll faces: every known_faces/<id>/*.{jpg,jpeg,png}, or FILEs for one person with --id
+    Enroll {
+        /// The person the FILEs show (letters, digits, '_', '-', '.')
+        #[arg(long, requires = "files")]
+        id: Option<String>,
+        /// Folder of per-person folders for bulk enrollment
+        #[arg(long, env = "FACE_KNOWN_DIR", default_value = "known_faces")]
+        known: PathBuf,
+        /// Bulk: rebuild each person's encodings from the folder instead of adding to them
+        #[arg(long, conflicts_with = "id")]
+        replace: bool,
+        /// Photos of the person named by --id
+        #[arg(requires = "id")]
+        files: Vec<PathBuf>,
+    },
+    /// Print who is in each photo, one JSON object per file
+    Recognize {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Exit statuses: 0 all done, 1 some input failed, 2 cannot start (settings, models, data).
+pub const EXIT_INPUT: i32 = 1;
+pub const EXIT_SETUP: i32 = 2;
+
+/// Runs a parsed command line; returns the process exit status.
+pub fn run(cli: Cli) -> i32 {
+    init_logging();
+    let (recognizer, report) = match cli.settings.open() {
+        Ok(opened) => opened,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_SETUP;
+        }
+    };
+    log::debug!(
+        "gallery: {} files, {} encodings, {} skipped",
+        report.files,
+        report.encodings,
+        report.skipped.len()
+    );
+    match cli.command {
+        Command::Enroll {
+            id: Some(id),
+            files,
+            ..
+        } => enroll::one_person(&recognizer, &id, &files),
+        Command::Enroll { known, replace, .. } => enroll::bulk(&recognizer, &known, replace),
+        Command::Recognize { files } => recognize::files(&recognizer, &files),
+    }
+}
+
+/// Plain `LEVEL message` lines on stderr; journald adds the timestamps under systemd.
+fn init_logging() {
+    use std::io::Write;
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(|buf, record| writeln!(buf, "{} {}", record.level(), record.args()))
+        .try_init();
+}

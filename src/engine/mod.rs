@@ -1,0 +1,281 @@
+//! Face engine: HOG detection, 5-point landmarks and the 128-D ResNet encoding, on the very
+//! dlib models the Python `face_recognition` library uses, step for step as it does them.
+//!
+//! dlib's detector and network keep scratch buffers, so each thread works with a [`Worker`] of
+//! its own, checked out of a pool and returned after use. The pool grows to the number of
+//! threads that need one at once (HTTP workers plus the rayon pool) and never shrinks.
+
+mod dlib_ext;
+pub mod models;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use dlib_face_recognition::{
+    FaceEncoderNetwork, FaceEncoderTrait, FaceLandmarks, ImageMatrix, LandmarkPredictor,
+    LandmarkPredictorTrait, Rectangle,
+};
+use rayon::prelude::*;
+use serde::{Serialize, Serializer};
+
+use crate::image_io::RgbImage;
+use dlib_ext::HogDetector;
+pub use models::ModelError;
+
+/// Length of a face encoding.
+pub const ENCODING_LEN: usize = 128;
+
+/// A face encoding: a point in the 128-D space where distance means dissimilarity.
+pub type Encoding = [f64; ENCODING_LEN];
+
+/// A face box in pixels of the image, clipped to it. Serialized as `[top, right, bottom, left]`,
+/// the original service's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FaceBox {
+    pub top: i64,
+    pub right: i64,
+    pub bottom: i64,
+    pub left: i64,
+}
+
+impl FaceBox {
+    pub fn area(&self) -> i64 {
+        (self.right - self.left).max(0) * (self.bottom - self.top).max(0)
+    }
+
+    pub fn as_css(&self) -> [i64; 4] {
+        [self.top, self.right, self.bottom, self.left]
+    }
+
+    /// Clips a detector rectangle to the image, like `face_recognition._trim_css_to_bounds`.
+    fn clipped(r: &Rectangle, width: usize, height: usize) -> Self {
+        FaceBox {
+            top: long(r.top).max(0),
+            right: long(r.right).min(width as i64),
+            bottom: long(r.bottom).min(height as i64),
+            left: long(r.left).max(0),
+        }
+    }
+
+    fn to_rect(self) -> Rectangle {
+        Rectangle {
+            left: self.left as _,
+            top: self.top as _,
+            right: self.right as _,
+            bottom: self.bottom as _,
+        }
+    }
+}
+
+impl Serialize for FaceBox {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.as_css().serialize(s)
+    }
+}
+
+/// One face found in an image.
+#[derive(Debug, Clone)]
+pub struct Face {
+    pub bbox: FaceBox,
+    pub encoding: Encoding,
+}
+
+/// How the engine runs; the defaults are the original service's.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub models_dir: PathBuf,
+    /// Times the image is upsampled before HOG detection (finds smaller faces, costs ~4x each).
+    pub upsample: u32,
+    /// Re-encodings of randomly jittered copies of each face, averaged (1 = none).
+    pub jitters: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            models_dir: PathBuf::from("models"),
+            upsample: 1,
+            jitters: 1,
+        }
+    }
+}
+
+/// The models one thread needs to find and encode faces.
+#[derive(Clone)]
+struct Worker {
+    detector: HogDetector,
+    predictor: LandmarkPredictor,
+    encoder: FaceEncoderNetwork,
+}
+
+impl Clone for HogDetector {
+    fn clone(&self) -> Self {
+        HogDetector::new()
+    }
+}
+
+pub struct Engine {
+    config: EngineConfig,
+    /// Idle workers, ready for the next caller.
+    idle: Mutex<Vec<Worker>>,
+    /// The loaded models, copied when every idle worker is in use.
+    prototype: Mutex<Worker>,
+}
+
+struct Checkout<'a> {
+    engine: &'a Engine,
+    worker: Option<Worker>,
+}
+
+impl std::ops::Deref for Checkout<'_> {
+    type Target = Worker;
+    fn deref(&self) -> &Worker {
+        // Present from construction until drop.
+        self.worker.as_ref().expect("worker present until drop")
+    }
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.worker.take() {
+            lock(&self.engine.idle).push(w);
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the data (a pool of
+/// models) is still whole, so carry on rather than take the whole service down.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Engine {
+    /// Loads and verifies the models: fails with one clear line naming the missing or corrupt
+    /// file and the command that fetches it.
+    pub fn load(config: EngineConfig) -> Result<Engine, ModelError> {
+        let dir = &config.models_dir;
+        let landmarks_path = models::verified_path(dir, models::LANDMARKS_5)?;
+        let encoder_path = models::verified_path(dir, models::ENCODER)?;
+        let unreadable = |path: &PathBuf, reason: String| ModelError::Unreadable {
+            path: path.clone(),
+            reason,
+        };
+        let predictor =
+            LandmarkPredictor::open(&landmarks_path).map_err(|e| unreadable(&landmarks_path, e))?;
+        let encoder =
+            FaceEncoderNetwork::open(&encoder_path).map_err(|e| unreadable(&encoder_path, e))?;
+        let prototype = Worker {
+            detector: HogDetector::new(),
+            predictor,
+            encoder,
+        };
+        Ok(Engine {
+            config,
+            idle: Mutex::new(vec![prototype.clone()]),
+            prototype: Mutex::new(prototype),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    fn checkout(&self) -> Checkout<'_> {
+        let pooled = lock(&self.idle).pop();
+        let worker = pooled.unwrap_or_else(|| lock(&self.prototype).clone());
+        Checkout {
+            engine: self,
+            worker: Some(worker),
+        }
+    }
+
+    /// Finds every face in `image` and encodes them (in parallel when there are several).
+    pub fn analyze(&self, image: &RgbImage) -> Vec<Face> {
+        let matrix = to_matrix(image);
+        let boxes = self.detect_matrix(&matrix, image);
+        self.encode_matrix(&matrix, &boxes)
+    }
+
+    /// Analyzes several images in parallel; results in the same order.
+    pub fn analyze_batch(&self, images: &[RgbImage]) -> Vec<Vec<Face>> {
+        images.par_iter().map(|img| self.analyze(img)).collect()
+    }
+
+    /// Face boxes only, clipped to the image, in the detector's order.
+    pub fn detect(&self, image: &RgbImage) -> Vec<FaceBox> {
+        self.detect_matrix(&to_matrix(image), image)
+    }
+
+    /// Encodes the faces at `boxes` (as returned by [`Engine::detect`]).
+    pub fn encode(&self, image: &RgbImage, boxes: &[FaceBox]) -> Vec<Face> {
+        self.encode_matrix(&to_matrix(image), boxes)
+    }
+
+    /// The five landmark points `(x, y)` of each face at `boxes`.
+    pub fn landmarks(&self, image: &RgbImage, boxes: &[FaceBox]) -> Vec<Vec<(i64, i64)>> {
+        let matrix = to_matrix(image);
+        let worker = self.checkout();
+        boxes
+            .iter()
+            .map(|b| {
+                let points: FaceLandmarks = worker.predictor.face_landmarks(&matrix, &b.to_rect());
+                points.iter().map(|p| (long(p.x()), long(p.y()))).collect()
+            })
+            .collect()
+    }
+
+    fn detect_matrix(&self, matrix: &ImageMatrix, image: &RgbImage) -> Vec<FaceBox> {
+        let worker = self.checkout();
+        worker
+            .detector
+            .detect(matrix, self.config.upsample)
+            .iter()
+            .map(|r| FaceBox::clipped(r, image.width, image.height))
+            .collect()
+    }
+
+    fn encode_matrix(&self, matrix: &ImageMatrix, boxes: &[FaceBox]) -> Vec<Face> {
+        boxes
+            .par_iter()
+            .map(|bbox| {
+                let worker = self.checkout();
+                let landmarks: FaceLandmarks =
+                    worker.predictor.face_landmarks(matrix, &bbox.to_rect());
+                let encodings = worker.encoder.get_face_encodings(
+                    matrix,
+                    std::slice::from_ref(&landmarks),
+                    self.config.jitters,
+                );
+                let mut encoding = [0.0; ENCODING_LEN];
+                if let Some(e) = encodings.first() {
+                    encoding.copy_from_slice(e.as_ref());
+                }
+                Face {
+                    bbox: *bbox,
+                    encoding,
+                }
+            })
+            .collect()
+    }
+}
+
+/// dlib coordinates are C `long`: 64-bit here, 32-bit on armv7.
+#[allow(clippy::useless_conversion)]
+fn long(v: std::os::raw::c_long) -> i64 {
+    i64::from(v)
+}
+
+fn to_matrix(image: &RgbImage) -> ImageMatrix {
+    debug_assert_eq!(image.pixels.len(), image.width * image.height * 3);
+    // SAFETY: RgbImage guarantees pixels.len() == width * height * 3.
+    unsafe { ImageMatrix::new(image.width, image.height, image.pixels.as_ptr()) }
+}
+
+/// Euclidean distance between two encodings.
+pub fn distance(a: &Encoding, b: &Encoding) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt()
+}

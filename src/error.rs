@@ -1,0 +1,22 @@
+//! The library's error type. Each part has its own typed error; this gathers them so callers
+//! (the CLI, the HTTP layer) map them to exit codes or statuses in one place each.
+
+use thiserror::Error;
+
+use crate::engine::ModelError;
+use crate::gallery::GalleryError;
+use crate::image_io::ImageError;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("invalid student_id: {0}")]
+    InvalidId(String),
+    #[error(transparent)]
+    Gallery(#[from] GalleryError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("invalid setting: {0}")]
+    Config(String),
+}

@@ -1,0 +1,380 @@
+//! The gallery of enrolled faces: `data/embeddings/<id>.npy` on disk (the original service's
+//! files), one matrix in memory behind a `RwLock` for matching, and the face crops in
+//! `data/faces/<id>/`.
+
+pub mod npy;
+mod student_id;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::engine::{distance, Encoding};
+use crate::fsutil;
+pub use student_id::StudentId;
+
+/// The label of a face that matches nobody closely enough.
+pub const UNKNOWN: &str = "Unknown";
+
+#[derive(Debug, Error)]
+pub enum GalleryError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is damaged ({reason}); move it away before enrolling this person again", path.display())]
+    Damaged { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GalleryError + '_ {
+    move |source| GalleryError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The best match for one face.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Match {
+    pub label: String,
+    /// Distance to the closest enrolled encoding; `None` when nobody is enrolled.
+    pub distance: Option<f64>,
+}
+
+impl Match {
+    pub fn is_known(&self) -> bool {
+        self.label != UNKNOWN
+    }
+}
+
+/// What loading `data/embeddings` found.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub files: usize,
+    pub encodings: usize,
+    /// Files that were skipped, each with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+#[derive(Default)]
+struct Matrix {
+    labels: Vec<String>,
+    index: HashMap<String, u32>,
+    /// One row per enrolled face, with the index of its label.
+    encodings: Vec<Encoding>,
+    owners: Vec<u32>,
+}
+
+impl Matrix {
+    fn label_index(&mut self, label: &str) -> u32 {
+        if let Some(i) = self.index.get(label) {
+            return *i;
+        }
+        let i = self.labels.len() as u32;
+        self.labels.push(label.to_string());
+        self.index.insert(label.to_string(), i);
+        i
+    }
+
+    fn push(&mut self, label: &str, rows: &[Encoding]) {
+        let i = self.label_index(label);
+        self.encodings.extend_from_slice(rows);
+        self.owners.extend(std::iter::repeat_n(i, rows.len()));
+    }
+
+    fn remove(&mut self, label: &str) {
+        if let Some(&i) = self.index.get(label) {
+            (self.encodings, self.owners) = self
+                .encodings
+                .drain(..)
+                .zip(self.owners.drain(..))
+                .filter(|(_, o)| *o != i)
+                .unzip();
+        }
+    }
+}
+
+pub struct Gallery {
+    embeddings_dir: PathBuf,
+    faces_dir: PathBuf,
+    matrix: RwLock<Matrix>,
+    /// Serializes read-modify-write of `.npy` files so concurrent enrolls keep every sample.
+    writer: Mutex<()>,
+}
+
+impl Gallery {
+    /// Opens (creating if needed) `data_dir/embeddings` and `data_dir/faces` and loads every
+    /// `.npy` file. A bad file is reported in the [`LoadReport`] and skipped, never fatal.
+    pub fn open(data_dir: &Path) -> Result<(Gallery, LoadReport), GalleryError> {
+        let embeddings_dir = data_dir.join("embeddings");
+        let faces_dir = data_dir.join("faces");
+        for dir in [&embeddings_dir, &faces_dir] {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let mut report = LoadReport::default();
+        let mut entries: Vec<PathBuf> = fs::read_dir(&embeddings_dir)
+            .map_err(io_err(&embeddings_dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "npy"))
+            .collect();
+        entries.sort();
+        let mut matrix = Matrix::default();
+        for path in entries {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let id = match stem.as_deref().map(StudentId::parse) {
+                Some(Ok(id)) => id,
+                // Temp files of an interrupted write start with '.', and are not people.
+                _ if stem.as_deref().is_some_and(|s| s.starts_with('.')) => continue,
+                Some(Err(reason)) => {
+                    report.skipped.push((path, format!("file name: {reason}")));
+                    continue;
+                }
+                None => continue,
+            };
+            match fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| npy::read_encodings(&b))
+            {
+                Ok(rows) => {
+                    report.files += 1;
+                    report.encodings += rows.len();
+                    matrix.push(id.as_str(), &rows);
+                }
+                Err(reason) => report.skipped.push((path, reason)),
+            }
+        }
+        for (path, reason) in &report.skipped {
+            log::warn!("skipping {}: {reason}", path.display());
+        }
+        Ok((
+            Gallery {
+                embeddings_dir,
+                faces_dir,
+                matrix: RwLock::new(matrix),
+                writer: Mutex::new(()),
+            },
+            report,
+        ))
+    }
+
+    fn npy_path(&self, id: &StudentId) -> PathBuf {
+        self.embeddings_dir.join(format!("{id}.npy"))
+    }
+
+    /// The closest enrolled face: its label when within `tolerance`, else `Unknown`.
+    pub fn best_match(&self, encoding: &Encoding, tolerance: f64) -> Match {
+        let m = self.matrix.read().unwrap_or_else(|p| p.into_inner());
+        let best = m
+            .encodings
+            .iter()
+            .zip(&m.owners)
+            .map(|(e, o)| (distance(e, encoding), *o))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        match best {
+            Some((d, owner)) if d <= tolerance => Match {
+                label: m.labels[owner as usize].clone(),
+                distance: Some(d),
+            },
+            Some((d, _)) => Match {
+                label: UNKNOWN.into(),
+                distance: Some(d),
+            },
+            None => Match {
+                label: UNKNOWN.into(),
+                distance: None,
+            },
+        }
+    }
+
+    /// Adds `rows` to the person's file (created if new) and to the in-memory matrix.
+    /// Returns how many encodings the person has now.
+    pub fn append(&self, id: &StudentId, rows: &[Encoding]) -> Result<usize, GalleryError> {
+        let _writing = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.npy_path(id);
+        let mut all = match fs::read(&path) {
+            Ok(bytes) => npy::read_encodings(&bytes).map_err(|reason| GalleryError::Damaged {
+                path: path.clone(),
+                reason,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        all.extend_from_slice(rows);
+        fsutil::atomic_write(&path, &npy::write_encodings(&all)).map_err(io_err(&path))?;
+        self.matrix
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(id.as_str(), rows);
+        Ok(all.len())
+    }
+
+    /// Replaces everything enrolled for the person by `rows`.
+    pub fn replace(&self, id: &StudentId, rows: &[Encoding]) -> Result<(), GalleryError> {
+        let _writing = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.npy_path(id);
+        fsutil::atomic_write(&path, &npy::write_encodings(rows)).map_err(io_err(&path))?;
+        let mut m = self.matrix.write().unwrap_or_else(|p| p.into_inner());
+        m.remove(id.as_str());
+        m.push(id.as_str(), rows);
+        Ok(())
+    }
+
+    /// Saves a face crop as `data/faces/<id>/<unix-ms>-<n>.jpg`; returns its path.
+    pub fn save_crop(&self, id: &StudentId, jpeg: &[u8]) -> Result<PathBuf, GalleryError> {
+        let dir = self.faces_dir.join(id.as_str());
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        for n in 0u32.. {
+            let path = dir.join(format!("{ms}-{n}.jpg"));
+            if !path.exists() {
+                fsutil::atomic_write(&path, jpeg).map_err(io_err(&path))?;
+                return Ok(path);
+            }
+        }
+        unreachable!("u32 range of crop names exhausted")
+    }
+
+    /// (encodings, people) currently enrolled.
+    pub fn counts(&self) -> (usize, usize) {
+        let m = self.matrix.read().unwrap_or_else(|p| p.into_inner());
+        let mut people = vec![false; m.labels.len()];
+        for o in &m.owners {
+            people[*o as usize] = true;
+        }
+        (m.encodings.len(), people.iter().filter(|p| **p).count())
+    }
+
+    /// Enrolled people and their number of encodings, sorted by id.
+    pub fn people(&self) -> Vec<(String, usize)> {
+        let m = self.matrix.read().unwrap_or_else(|p| p.into_inner());
+        let mut counts = vec![0usize; m.labels.len()];
+        for o in &m.owners {
+            counts[*o as usize] += 1;
+        }
+        let mut out: Vec<(String, usize)> = m
+            .labels
+            .iter()
+            .cloned()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(v: f64) -> Encoding {
+        let mut e = [0.0; 128];
+        e[0] = v;
+        e
+    }
+
+    #[test]
+    fn append_keeps_earlier_rows_and_matches_the_nearest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, report) = Gallery::open(dir.path()).unwrap();
+        assert_eq!(report.files, 0);
+        assert_eq!(g.best_match(&enc(0.0), 0.45).distance, None);
+        let alip = StudentId::parse("alip").unwrap();
+        let yoga = StudentId::parse("yoga").unwrap();
+        assert_eq!(g.append(&alip, &[enc(0.0)]).unwrap(), 1);
+        assert_eq!(g.append(&alip, &[enc(0.1)]).unwrap(), 2);
+        g.append(&yoga, &[enc(1.0)]).unwrap();
+        assert_eq!(g.counts(), (3, 2));
+
+        let m = g.best_match(&enc(0.9), 0.45);
+        assert_eq!(
+            (m.label.as_str(), m.distance.map(|d| (d * 1e6).round())),
+            ("yoga", Some(100000.0))
+        );
+        let m = g.best_match(&enc(0.5), 0.3);
+        assert_eq!(m.label, UNKNOWN);
+        // Exactly at the tolerance is a match.
+        assert_eq!(g.best_match(&enc(0.55), 0.45).label, "yoga");
+
+        // Reopening reads back both files, rows in order.
+        let (g2, report) = Gallery::open(dir.path()).unwrap();
+        assert_eq!((report.files, report.encodings), (2, 3));
+        assert_eq!(g2.people(), vec![("alip".into(), 2), ("yoga".into(), 1)]);
+        let rows = npy::read_encodings(&fs::read(dir.path().join("embeddings/alip.npy")).unwrap())
+            .unwrap();
+        assert_eq!(rows, vec![enc(0.0), enc(0.1)]);
+    }
+
+    #[test]
+    fn bad_files_are_skipped_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let emb = dir.path().join("embeddings");
+        fs::create_dir_all(&emb).unwrap();
+        fs::write(emb.join("broken.npy"), b"garbage").unwrap();
+        fs::write(emb.join("bad name.npy"), npy::write_encodings(&[enc(1.0)])).unwrap();
+        fs::write(emb.join(".alip.npy.tmp-1-2"), b"half").unwrap();
+        fs::write(emb.join("ok.npy"), npy::write_encodings(&[enc(1.0)])).unwrap();
+        let (g, report) = Gallery::open(dir.path()).unwrap();
+        assert_eq!(report.files, 1);
+        let skipped: Vec<String> = report
+            .skipped
+            .iter()
+            .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(skipped, vec!["bad name.npy", "broken.npy"]);
+        assert_eq!(g.counts(), (1, 1));
+
+        // Enrolling onto a damaged file refuses rather than overwrite what is there.
+        let broken = StudentId::parse("broken").unwrap();
+        assert!(matches!(
+            g.append(&broken, &[enc(0.0)]),
+            Err(GalleryError::Damaged { .. })
+        ));
+        assert_eq!(fs::read(emb.join("broken.npy")).unwrap(), b"garbage");
+    }
+
+    #[test]
+    fn replace_drops_old_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        let a = StudentId::parse("a").unwrap();
+        let b = StudentId::parse("b").unwrap();
+        g.append(&a, &[enc(0.0), enc(0.1)]).unwrap();
+        g.append(&b, &[enc(5.0)]).unwrap();
+        g.replace(&a, &[enc(2.0)]).unwrap();
+        assert_eq!(g.people(), vec![("a".into(), 1), ("b".into(), 1)]);
+        assert_eq!(g.best_match(&enc(2.0), 0.1).label, "a");
+        assert_eq!(g.best_match(&enc(5.0), 0.1).label, "b");
+    }
+
+    #[test]
+    fn concurrent_appends_keep_every_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        let id = StudentId::parse("same").unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (g, id) = (&g, &id);
+                s.spawn(move || {
+                    for i in 0..5 {
+                        g.append(id, &[enc((t * 10 + i) as f64)]).unwrap();
+                    }
+                });
+            }
+        });
+        let rows = npy::read_encodings(&fs::read(dir.path().join("embeddings/same.npy")).unwrap())
+            .unwrap();
+        assert_eq!(rows.len(), 40);
+        assert_eq!(g.counts(), (40, 1));
+    }
+}

@@ -1,0 +1,78 @@
+//! `student_id` names files on disk, so it is checked before it touches a path.
+
+use std::fmt;
+
+/// A validated person id: 1-64 of `A-Z a-z 0-9 _ - .`, not starting with `.`.
+/// No such string can name a parent directory, an absolute path or a hidden file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StudentId(String);
+
+pub const MAX_LEN: usize = 64;
+
+impl StudentId {
+    /// Validates `raw`; the error is a sentence for the user.
+    pub fn parse(raw: &str) -> Result<StudentId, String> {
+        if raw.is_empty() {
+            return Err("student_id is empty".into());
+        }
+        if raw.len() > MAX_LEN {
+            return Err(format!("student_id is longer than {MAX_LEN} characters"));
+        }
+        if raw.starts_with('.') {
+            return Err("student_id must not start with '.'".into());
+        }
+        if let Some(bad) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            return Err(format!(
+                "student_id may only contain letters, digits, '_', '-' and '.', not {bad:?}"
+            ));
+        }
+        Ok(StudentId(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StudentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_ids() {
+        for ok in ["alip", "A-12_b.c", "2023.001", &"x".repeat(64)] {
+            assert_eq!(StudentId::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn refuses_anything_that_could_escape_data() {
+        for bad in [
+            "",
+            "../x",
+            "../../etc",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            ".",
+            "..",
+            "/etc/passwd",
+            "a b",
+            "é",
+            "a\0b",
+            "a\nb",
+            &"x".repeat(65),
+        ] {
+            assert!(StudentId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Shared helpers for the end-to-end tests: where the real photos and models are.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use face_attendance::engine::{Engine, EngineConfig};
+
+/// `../shared/faces` beside the repository (CI puts it there), or `FACES_DIR`.
+pub fn faces_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("FACES_DIR") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/faces")
+}
+
+/// `models/` of the repository, or `FACE_MODELS_DIR`.
+pub fn models_dir() -> PathBuf {
+    match std::env::var("FACE_MODELS_DIR") {
+        Ok(dir) => PathBuf::from(dir),
+        Err(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+    }
+}
+
+pub fn engine_with(upsample: u32) -> Engine {
+    Engine::load(EngineConfig {
+        models_dir: models_dir(),
+        upsample,
+        jitters: 1,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One engine per test binary at upsample 1 (loading the models takes a moment).
+pub fn engine() -> Arc<Engine> {
+    static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
+    ENGINE.get_or_init(|| Arc::new(engine_with(1))).clone()
+}
+
+/// Every `.jpg` under `dir`, sorted.
+pub fn photos(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    out.sort();
+    out
+}

@@ -1,0 +1,351 @@
+//! Enroll the real `known/` photos, then recognize probes and strangers; bad input is refused
+//! with a typed error and writes nothing.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use face_attendance::bulk_enroll;
+use face_attendance::engine::Engine;
+use face_attendance::gallery::{Gallery, UNKNOWN};
+use face_attendance::image_io::{self, ImageError, RgbImage};
+use face_attendance::recognizer::Recognizer;
+use face_attendance::Error;
+
+fn recognizer_in(data: &Path, engine: Arc<Engine>) -> Recognizer {
+    let (gallery, _) = Gallery::open(data).unwrap();
+    Recognizer {
+        engine,
+        gallery: Arc::new(gallery),
+        tolerance: 0.45,
+        max_pixels: image_io::DEFAULT_MAX_PIXELS,
+    }
+}
+
+/// A recognizer with every `known/` photo enrolled (done once per test binary).
+fn enrolled() -> &'static Recognizer {
+    static R: OnceLock<(tempfile::TempDir, Recognizer)> = OnceLock::new();
+    &R.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let r = recognizer_in(dir.path(), common::engine());
+        let (people, skipped) = bulk_enroll::scan(&common::faces_dir().join("known")).unwrap();
+        assert!(skipped.is_empty());
+        let summaries = bulk_enroll::enroll_all(&r, &people, false, &|_| {});
+        for s in &summaries {
+            assert_eq!(s.saved, s.photos, "{s:?}");
+        }
+        assert_eq!(r.gallery.counts(), (29, 12));
+        (dir, r)
+    })
+    .1
+}
+
+fn read(rel: &str) -> Vec<u8> {
+    std::fs::read(common::faces_dir().join(rel)).unwrap()
+}
+
+fn decode(rel: &str) -> RgbImage {
+    image_io::decode(&read(rel), image_io::DEFAULT_MAX_PIXELS).unwrap()
+}
+
+#[test]
+fn probes_are_named_and_strangers_unknown() {
+    let r = enrolled();
+    let faces = common::faces_dir();
+    let mut right_at_045 = 0;
+    let mut probes = 0;
+    for person in std::fs::read_dir(faces.join("probe")).unwrap() {
+        let person = person.unwrap().path();
+        let name = person.file_name().unwrap().to_string_lossy().into_owned();
+        for photo in common::photos(&person) {
+            let image = image_io::decode(&std::fs::read(&photo).unwrap(), u64::MAX).unwrap();
+            let at_06 = r.recognize_image(&image, Some(0.6));
+            assert_eq!(at_06.len(), 1, "{}", photo.display());
+            assert_eq!(at_06[0].label, name, "{} at 0.6", photo.display());
+            let at_045 = r.recognize_image(&image, Some(0.45));
+            assert!(
+                at_045[0].label == name || at_045[0].label == UNKNOWN,
+                "{} got {} at 0.45",
+                photo.display(),
+                at_045[0].label
+            );
+            right_at_045 += usize::from(at_045[0].label == name);
+            probes += 1;
+        }
+    }
+    eprintln!(
+        "probes: {probes}/{probes} right at 0.6, {right_at_045}/{probes} at 0.45, none wrong"
+    );
+    assert_eq!(probes, 20);
+    for photo in common::photos(&faces.join("strangers")) {
+        let image = image_io::decode(&std::fs::read(&photo).unwrap(), u64::MAX).unwrap();
+        let found = r.recognize_image(&image, Some(0.6));
+        assert!(!found.is_empty(), "{}: no face", photo.display());
+        for f in found {
+            assert_eq!(
+                f.label,
+                UNKNOWN,
+                "{} at 0.6 (distance {:?})",
+                photo.display(),
+                f.distance
+            );
+        }
+    }
+}
+
+#[test]
+fn many_threads_give_the_same_answers_as_one() {
+    let r = enrolled();
+    let photos: Vec<RgbImage> = [
+        "probe/obama/obama_3.jpg",
+        "group/bbt1.jpg",
+        "strangers/stuart_2.jpg",
+        "group/two_people.jpg",
+    ]
+    .iter()
+    .map(|p| decode(p))
+    .collect();
+    let serial: Vec<_> = photos.iter().map(|p| r.recognize_image(p, None)).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|t| {
+                let (photos, serial) = (&photos, &serial);
+                s.spawn(move || {
+                    for round in 0..3 {
+                        let i = (t + round) % photos.len();
+                        assert_eq!(r.recognize_image(&photos[i], None), serial[i]);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    // The batch path (rayon over images) agrees too.
+    let batch = r.engine.analyze_batch(&photos);
+    for (faces, want) in batch.iter().zip(&serial) {
+        let boxes: Vec<_> = faces.iter().map(|f| f.bbox).collect();
+        assert_eq!(boxes, want.iter().map(|w| w.bbox).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn enroll_saves_the_largest_face_and_its_crop() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recognizer_in(dir.path(), common::engine());
+    // Two faces: Biden (larger) and Obama.
+    let out = r
+        .enroll_bytes("someone", &read("group/two_people.jpg"))
+        .unwrap();
+    assert_eq!((out.faces_found, out.saved), (2, 1));
+    let crops: Vec<_> = std::fs::read_dir(dir.path().join("faces/someone"))
+        .unwrap()
+        .collect();
+    assert_eq!(crops.len(), 1);
+    let crop_bytes = std::fs::read(crops[0].as_ref().unwrap().path()).unwrap();
+    let crop = image_io::decode(&crop_bytes, u64::MAX).unwrap();
+    assert_eq!((crop.width, crop.height), (964 - 778, 242 - 57));
+    let known = enrolled();
+    let face = r.engine.analyze(&decode("known/biden/biden_1.jpg"));
+    assert_eq!(
+        r.gallery.best_match(&face[0].encoding, 0.45).label,
+        "someone"
+    );
+    assert_eq!(
+        known.gallery.best_match(&face[0].encoding, 0.45).label,
+        "biden"
+    );
+
+    // A photo without a face saves nothing and says so.
+    let blank =
+        image_io::encode_jpeg(&RgbImage::from_raw(320, 240, vec![200; 320 * 240 * 3]).unwrap())
+            .unwrap();
+    let out = r.enroll_bytes("nobody", &blank).unwrap();
+    assert_eq!((out.faces_found, out.saved), (0, 0));
+    assert!(!dir.path().join("embeddings/nobody.npy").exists());
+    assert!(!dir.path().join("faces/nobody").exists());
+}
+
+/// Everything under `dir`, as relative paths, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A valid JPEG whose frame header claims `w`x`h`.
+fn jpeg_declaring(w: u16, h: u16) -> Vec<u8> {
+    let mut bytes =
+        image_io::encode_jpeg(&RgbImage::from_raw(16, 16, vec![90; 16 * 16 * 3]).unwrap()).unwrap();
+    let sof = bytes
+        .windows(2)
+        .position(|m| m == [0xFF, 0xC0])
+        .expect("baseline SOF0");
+    bytes[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    bytes[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    bytes
+}
+
+fn png(image: image::DynamicImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut out, image::ImageOutputFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn bad_images_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recognizer_in(dir.path(), common::engine());
+    let before = tree(dir.path());
+    let photo = read("known/obama/obama_1.jpg");
+    type Case = (&'static str, Vec<u8>, fn(&ImageError) -> bool);
+    let cases: Vec<Case> = vec![
+        ("empty file", vec![], |e| *e == ImageError::Empty),
+        (
+            "text named .jpg",
+            b"just some notes, not a photo\n".to_vec(),
+            |e| *e == ImageError::NotAnImage,
+        ),
+        (
+            "PDF named .jpg",
+            b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj".to_vec(),
+            |e| *e == ImageError::NotAnImage,
+        ),
+        ("truncated JPEG", photo[..photo.len() / 2].to_vec(), |e| {
+            *e == ImageError::Truncated
+        }),
+        ("20000x20000 header", jpeg_declaring(20000, 20000), |e| {
+            matches!(
+                e,
+                ImageError::TooLarge {
+                    width: 20000,
+                    height: 20000,
+                    ..
+                }
+            )
+        }),
+        ("50 MP header", jpeg_declaring(8660, 5774), |e| {
+            matches!(e, ImageError::TooLarge { .. })
+        }),
+        ("GIF", b"GIF89a\x01\x00\x01\x00".to_vec(), |e| {
+            matches!(e, ImageError::UnsupportedFormat("GIF"))
+        }),
+    ];
+    for (name, bytes, expected) in cases {
+        for result in [
+            r.enroll_bytes("alip", &bytes).map(|_| ()),
+            r.recognize_bytes(&bytes, None).map(|_| ()),
+        ] {
+            match result {
+                Err(Error::Image(e)) => assert!(expected(&e), "{name}: {e:?}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+    for id in ["../x", "a/b", ".hidden", "", "../../etc", "a\\b", "x y"] {
+        match r.enroll_bytes(id, &photo) {
+            Err(Error::InvalidId(msg)) => assert!(msg.contains("student_id"), "{msg}"),
+            other => panic!("{id:?}: {other:?}"),
+        }
+    }
+    assert_eq!(tree(dir.path()), before, "bad input wrote to data/");
+}
+
+#[test]
+fn png_with_alpha_and_greyscale_jpeg_are_recognized() {
+    let r = enrolled();
+    let rgb = decode("probe/obama/obama_4.jpg");
+    let want = r.recognize_image(&rgb, None);
+    assert_eq!(want[0].label, "obama");
+
+    let buffer =
+        image::RgbImage::from_raw(rgb.width as u32, rgb.height as u32, rgb.pixels.clone()).unwrap();
+    let rgba = image::DynamicImage::ImageRgb8(buffer.clone()).to_rgba8();
+    let got = r
+        .recognize_bytes(&png(image::DynamicImage::ImageRgba8(rgba)), None)
+        .unwrap();
+    assert_eq!(got, want, "RGBA PNG of the same pixels");
+
+    // A greyscale JPEG (the BBT photos are greyscale pictures) still finds its person.
+    let sheldon = decode("probe/penny/penny_4.jpg");
+    let grey = image::DynamicImage::ImageRgb8(
+        image::RgbImage::from_raw(sheldon.width as u32, sheldon.height as u32, sheldon.pixels)
+            .unwrap(),
+    )
+    .to_luma8();
+    let (w, h) = grey.dimensions();
+    let grey_jpeg = turbojpeg::compress(
+        turbojpeg::Image {
+            pixels: grey.as_raw().as_slice(),
+            width: w as usize,
+            pitch: w as usize,
+            height: h as usize,
+            format: turbojpeg::PixelFormat::GRAY,
+        },
+        95,
+        turbojpeg::Subsamp::Gray,
+    )
+    .unwrap();
+    let got = r.recognize_bytes(&grey_jpeg, Some(0.6)).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].label, "penny");
+}
+
+/// `jpeg` with an EXIF APP1 segment saying "rotate `orientation` to view" inserted after SOI.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one IFD entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes());
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // value padding, no next IFD
+    let mut app1 = b"Exif\x00\x00".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn phone_photos_are_turned_upright_by_exif() {
+    let r = enrolled();
+    let upright = decode("probe/obama/obama_3.jpg");
+    let buffer = image::RgbImage::from_raw(
+        upright.width as u32,
+        upright.height as u32,
+        upright.pixels.clone(),
+    )
+    .unwrap();
+    // Stored sideways, as a phone held upright stores it; orientation 6 says "turn 90° clockwise".
+    let sideways = image::imageops::rotate270(&buffer);
+    let stored = RgbImage::from_raw(
+        sideways.width() as usize,
+        sideways.height() as usize,
+        sideways.into_raw(),
+    )
+    .unwrap();
+    let jpeg = image_io::encode_jpeg(&stored).unwrap();
+    let shown = image_io::decode(&with_exif_orientation(&jpeg, 6), u64::MAX).unwrap();
+    assert_eq!((shown.width, shown.height), (upright.width, upright.height));
+    let found = r.recognize_image(&shown, None);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].label, "obama");
+}
