@@ -349,3 +349,28 @@ fn phone_photos_are_turned_upright_by_exif() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].label, "obama");
 }
+
+#[test]
+fn jittered_encodings_stay_close_and_run_safely_in_parallel() {
+    let jittery = Arc::new(
+        Engine::load(face_attendance::engine::EngineConfig {
+            models_dir: common::models_dir(),
+            upsample: 0,
+            jitters: 4,
+        })
+        .unwrap(),
+    );
+    let image = decode("probe/biden/biden_2.jpg");
+    let plain = common::engine().analyze(&image);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| jittery.analyze(&image)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for faces in results {
+        assert_eq!(faces.len(), 1);
+        let d = face_attendance::engine::distance(&faces[0].encoding, &plain[0].encoding);
+        assert!(d < 0.1, "jittered encoding {d} away from the plain one");
+    }
+}

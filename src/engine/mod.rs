@@ -114,6 +114,8 @@ impl Clone for HogDetector {
     }
 }
 
+static JITTER: Mutex<()> = Mutex::new(());
+
 pub struct Engine {
     config: EngineConfig,
     /// Idle workers, ready for the next caller.
@@ -241,6 +243,9 @@ impl Engine {
                 let worker = self.checkout();
                 let landmarks: FaceLandmarks =
                     worker.predictor.face_landmarks(matrix, &bbox.to_rect());
+                // Jittering draws from one global dlib::rand in the crate's C++ glue, which is
+                // not thread-safe: one jittered encoding at a time (it is the slow path anyway).
+                let _jittering = (self.config.jitters > 1).then(|| lock(&JITTER));
                 let encodings = worker.encoder.get_face_encodings(
                     matrix,
                     std::slice::from_ref(&landmarks),
