@@ -355,7 +355,7 @@ fn jittered_encodings_stay_close_and_run_safely_in_parallel() {
     let jittery = Arc::new(
         Engine::load(face_attendance::engine::EngineConfig {
             models_dir: common::models_dir(),
-            upsample: 0,
+            upsample: 1,
             jitters: 4,
         })
         .unwrap(),
@@ -368,9 +368,13 @@ fn jittered_encodings_stay_close_and_run_safely_in_parallel() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    let known = enrolled();
     for faces in results {
         assert_eq!(faces.len(), 1);
+        assert_eq!(faces[0].bbox, plain[0].bbox);
         let d = face_attendance::engine::distance(&faces[0].encoding, &plain[0].encoding);
-        assert!(d < 0.1, "jittered encoding {d} away from the plain one");
+        eprintln!("jittered encoding {d:.3} away from the plain one");
+        assert!(d < 0.2, "jittered encoding {d} away from the plain one");
+        assert_eq!(known.gallery.best_match(&faces[0].encoding, 0.6).label, "biden");
     }
 }
