@@ -375,6 +375,9 @@ fn jittered_encodings_stay_close_and_run_safely_in_parallel() {
         let d = face_attendance::engine::distance(&faces[0].encoding, &plain[0].encoding);
         eprintln!("jittered encoding {d:.3} away from the plain one");
         assert!(d < 0.2, "jittered encoding {d} away from the plain one");
-        assert_eq!(known.gallery.best_match(&faces[0].encoding, 0.6).label, "biden");
+        assert_eq!(
+            known.gallery.best_match(&faces[0].encoding, 0.6).label,
+            "biden"
+        );
     }
 }
