@@ -42,21 +42,6 @@ fn load(rel: &str) -> RgbImage {
     image_io::decode(&bytes, image_io::DEFAULT_MAX_PIXELS).expect("decode")
 }
 
-/// `photo` scaled to `w` wide, pasted at the top of a grey `w`x`h` canvas.
-fn frame(photo: &RgbImage, w: u32, h: u32) -> RgbImage {
-    let src = image::RgbImage::from_raw(
-        photo.width as u32,
-        photo.height as u32,
-        photo.pixels.clone(),
-    )
-    .expect("buffer");
-    let sh = (photo.height as u32 * w / photo.width as u32).min(h);
-    let scaled = image::imageops::resize(&src, w, sh, image::imageops::FilterType::Triangle);
-    let mut canvas = image::RgbImage::from_pixel(w, h, image::Rgb([128, 128, 128]));
-    image::imageops::overlay(&mut canvas, &scaled, 0, 0);
-    RgbImage::from_raw(w as usize, h as usize, canvas.into_raw()).expect("frame")
-}
-
 fn engine(upsample: u32) -> Engine {
     let models = std::env::var("FACE_MODELS_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into());
@@ -73,7 +58,7 @@ fn main() {
     let frames = [
         (
             "640x480, 1 face",
-            frame(&load("probe/obama/obama_3.jpg"), 640, 480),
+            image_io::letterbox(&load("probe/obama/obama_3.jpg"), 640, 480),
         ),
         ("1280x720, 4 faces", load("group/bbt1.jpg")),
     ];

@@ -167,3 +167,91 @@ mod tests {
         }
     }
 }
+
+/// Settings of `serve`: the HTTP API, the webhook and the WebSocket feed.
+#[derive(Debug, Clone, Args)]
+pub struct ServeSettings {
+    /// Address to listen on (0.0.0.0:8000 for the LAN)
+    #[arg(long, env = "FACE_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: String,
+    /// HTTP worker threads (face work itself runs on one thread per core)
+    #[arg(long, env = "HTTP_WORKERS", default_value_t = 4)]
+    pub workers: usize,
+    /// Largest request body, in bytes
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+    /// Seconds a client may stall while sending or receiving before it is cut off
+    #[arg(long, env = "HTTP_TIMEOUT_SECONDS", default_value_t = 15)]
+    pub http_timeout_seconds: u64,
+    /// The main API's attendance endpoint; empty disables the webhook
+    #[arg(long, env = "ATTENDANCE_WEBHOOK_URL", default_value = "")]
+    pub webhook_url: String,
+    /// Sent to the main API as `Authorization: Bearer <key>`
+    #[arg(
+        long,
+        env = "ATTENDANCE_API_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub webhook_api_key: String,
+    /// At most one webhook call per person per this many seconds
+    #[arg(long, env = "EVENT_COOLDOWN_SECONDS", default_value_t = 5.0)]
+    pub cooldown_seconds: f64,
+    /// Bound on one webhook call, connect included
+    #[arg(long, env = "WEBHOOK_TIMEOUT_SECONDS", default_value_t = 5.0)]
+    pub webhook_timeout_seconds: f64,
+    /// Most WebSocket clients at once
+    #[arg(long, env = "WS_MAX_CLIENTS", default_value_t = 64)]
+    pub ws_max_clients: usize,
+}
+
+impl ServeSettings {
+    pub fn validate(&self) -> Result<(), Error> {
+        let seconds = |name: &str, v: f64, max: f64| {
+            if v.is_finite() && (0.0..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::Config(format!("{name} must be 0 to {max}, got {v}")))
+            }
+        };
+        seconds("EVENT_COOLDOWN_SECONDS", self.cooldown_seconds, 86_400.0)?;
+        seconds(
+            "WEBHOOK_TIMEOUT_SECONDS",
+            self.webhook_timeout_seconds,
+            300.0,
+        )?;
+        if self.webhook_timeout_seconds < 0.1 {
+            return Err(Error::Config(
+                "WEBHOOK_TIMEOUT_SECONDS must be at least 0.1".into(),
+            ));
+        }
+        if !(1..=256).contains(&self.workers) {
+            return Err(Error::Config(format!(
+                "HTTP_WORKERS must be 1 to 256, got {}",
+                self.workers
+            )));
+        }
+        if self.max_upload_bytes == 0 {
+            return Err(Error::Config("MAX_UPLOAD_BYTES must be above 0".into()));
+        }
+        if self.http_timeout_seconds == 0 {
+            return Err(Error::Config("HTTP_TIMEOUT_SECONDS must be above 0".into()));
+        }
+        let url = self.webhook_url.trim();
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::Config(format!(
+                "ATTENDANCE_WEBHOOK_URL must start with http:// or https://, got {url:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn webhook(&self) -> Option<crate::events::WebhookConfig> {
+        let url = self.webhook_url.trim();
+        (!url.is_empty()).then(|| crate::events::WebhookConfig {
+            url: url.to_string(),
+            api_key: Some(self.webhook_api_key.trim().to_string()).filter(|k| !k.is_empty()),
+            timeout: std::time::Duration::from_secs_f64(self.webhook_timeout_seconds),
+        })
+    }
+}

@@ -239,6 +239,27 @@ fn apply_orientation(image: RgbImage, orientation: u32) -> RgbImage {
     RgbImage::from_buffer(turned)
 }
 
+/// `image` scaled to fit inside `width`x`height` (aspect kept), centred on a grey canvas of
+/// exactly that size: a camera-sized frame made from any photo (benchmarks, replayed frames).
+pub fn letterbox(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let mut canvas = image::RgbImage::from_pixel(width, height, image::Rgb([128, 128, 128]));
+    if let Some(src) = image.clone().into_buffer() {
+        let scale = (width as f64 / image.width as f64).min(height as f64 / image.height as f64);
+        let (w, h) = (
+            ((image.width as f64 * scale).round() as u32).clamp(1, width),
+            ((image.height as f64 * scale).round() as u32).clamp(1, height),
+        );
+        let scaled = image::imageops::resize(&src, w, h, image::imageops::FilterType::Triangle);
+        image::imageops::overlay(
+            &mut canvas,
+            &scaled,
+            ((width - w) / 2) as i64,
+            ((height - h) / 2) as i64,
+        );
+    }
+    RgbImage::from_buffer(canvas)
+}
+
 /// Encodes RGB pixels as a JPEG (quality 95, like OpenCV's `imwrite` default).
 pub fn encode_jpeg(image: &RgbImage) -> Result<Vec<u8>, ImageError> {
     let source = turbojpeg::Image {
@@ -353,6 +374,19 @@ mod tests {
         assert_eq!((t.width, t.height), (1, 2));
         assert_eq!(t.pixels, vec![0, 255, 0, 255, 0, 0]);
         assert_eq!(apply_orientation(img.clone(), 1), img);
+    }
+
+    #[test]
+    fn letterbox_keeps_the_aspect() {
+        let wide = RgbImage::from_raw(200, 100, vec![255; 200 * 100 * 3]).unwrap();
+        let framed = letterbox(&wide, 640, 480);
+        assert_eq!((framed.width, framed.height), (640, 480));
+        // 200x100 scales to 640x320, centred: rows 80..400 are the photo, the rest grey.
+        assert_eq!(&framed.pixels[..3], &[128, 128, 128]);
+        let row = |y: usize| &framed.pixels[y * 640 * 3..y * 640 * 3 + 3];
+        assert_eq!(row(79), &[128, 128, 128]);
+        assert_eq!(row(80), &[255, 255, 255]);
+        assert_eq!(row(400), &[128, 128, 128]);
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! face-attendance: a face-recognition attendance box (see DESIGN.md for the picture).
 //!
-//! Requests flow: `cli` (or, later, the HTTP server) → `recognizer` → `engine` (dlib) and
+//! Requests flow: `cli` or `http` → `recognizer` → `engine` (dlib) and
 //! `gallery` (the `.npy` files); images come in through `image_io`.
 
 pub mod bulk_enroll;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod fsutil;
 pub mod gallery;
+pub mod http;
 pub mod image_io;
 pub mod recognizer;
 

@@ -1,13 +1,16 @@
-//! The command line: `enroll` and `recognize` (more commands join as they are built).
+//! The command line: `enroll`, `recognize`, `serve`, `rt-client`.
 
+mod bench_http;
 mod enroll;
 mod recognize;
+mod rt_client;
+pub mod serve;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Settings;
+use crate::config::{ServeSettings, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +47,12 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Serve the HTTP API (the original service's endpoints, WebSocket feed and webhook)
+    Serve(ServeSettings),
+    /// Post images to a server's /recognize/realtime and print its WebSocket stream
+    RtClient(rt_client::RtClientArgs),
+    /// Measure a running server: requests/s and latency of /recognize at 1, 2, 4 clients
+    BenchHttp(bench_http::BenchHttpArgs),
 }
 
 /// Exit statuses: 0 all done, 1 some input failed, 2 cannot start (settings, models, data).
@@ -53,6 +62,12 @@ pub const EXIT_SETUP: i32 = 2;
 /// Runs a parsed command line; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     init_logging();
+    // The client needs no models or data.
+    match &cli.command {
+        Command::RtClient(args) => return rt_client::run(args),
+        Command::BenchHttp(args) => return bench_http::run(args),
+        _ => {}
+    }
     let (recognizer, report) = match cli.settings.open() {
         Ok(opened) => opened,
         Err(e) => {
@@ -74,6 +89,8 @@ pub fn run(cli: Cli) -> i32 {
         } => enroll::one_person(&recognizer, &id, &files),
         Command::Enroll { known, replace, .. } => enroll::bulk(&recognizer, &known, replace),
         Command::Recognize { files } => recognize::files(&recognizer, &files),
+        Command::Serve(serve) => serve::run(&cli.settings, &serve, recognizer),
+        Command::RtClient(_) | Command::BenchHttp(_) => EXIT_SETUP,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: where the real photos and models are.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 

@@ -1,0 +1,83 @@
+//! `face-attendance serve`: the HTTP API until SIGTERM or SIGINT, then a graceful stop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::config::{ServeSettings, Settings};
+use crate::events::{Dispatcher, WebhookSender};
+use crate::http::{self, App, Hub, Limits};
+use crate::recognizer::Recognizer;
+
+pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -> i32 {
+    if let Err(e) = serve.validate() {
+        eprintln!("error: {e}");
+        return super::EXIT_SETUP;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            eprintln!("error: cannot handle signal {signal}: {e}");
+            return super::EXIT_SETUP;
+        }
+    }
+    let server = match start(settings, serve, recognizer) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot serve on {}: {e}", serve.bind);
+            return super::EXIT_SETUP;
+        }
+    };
+    let (encodings, labels) = server.app().recognizer.gallery.counts();
+    log::info!(
+        "serving on http://{} ({encodings} encodings of {labels} people; webhook {})",
+        server.addr(),
+        if server.app().dispatcher.webhook_enabled() {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    log::info!("stopping: finishing requests in flight and pending events");
+    server.shutdown();
+    log::info!("stopped");
+    0
+}
+
+/// Builds the app from the settings and starts the server (the tests call this too).
+pub fn start(
+    settings: &Settings,
+    serve: &ServeSettings,
+    recognizer: Recognizer,
+) -> std::io::Result<http::RunningServer> {
+    let hub = Hub::start(serve.ws_max_clients);
+    let to_hub = hub.clone();
+    let webhook = serve.webhook();
+    let config_json = json!({
+        "tolerance": settings.tolerance,
+        "webhook_enabled": webhook.is_some(),
+        "cooldown_seconds": serve.cooldown_seconds,
+        "upsample": settings.upsample,
+        "jitters": settings.jitters,
+        "max_upload_bytes": serve.max_upload_bytes,
+        "max_pixels": settings.max_pixels,
+        "webhook_timeout_seconds": serve.webhook_timeout_seconds,
+    });
+    let dispatcher = Dispatcher::start(
+        webhook.map(WebhookSender::new),
+        Duration::from_secs_f64(serve.cooldown_seconds),
+        Box::new(move |message| to_hub.broadcast(message)),
+    );
+    let limits = Limits {
+        max_upload_bytes: serve.max_upload_bytes,
+        io_timeout: Duration::from_secs(serve.http_timeout_seconds),
+        workers: serve.workers,
+    };
+    let app = App::new(recognizer, dispatcher, hub, limits, config_json)?;
+    http::start(&serve.bind, app)
+}

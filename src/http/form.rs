@@ -1,0 +1,203 @@
+//! Request bodies: `multipart/form-data` as curl `-F` and browsers send it (parsed by multer),
+//! or a raw `image/*` body. The size limit is enforced while reading, never after.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read};
+
+use super::error::ApiError;
+
+/// The form's fields by name (file or text, as bytes).
+#[derive(Debug, Default)]
+pub struct Form {
+    fields: HashMap<String, Vec<u8>>,
+}
+
+impl Form {
+    pub fn file(&self, name: &'static str) -> Result<&[u8], ApiError> {
+        self.fields
+            .get(name)
+            .map(Vec::as_slice)
+            .ok_or(ApiError::MissingField(name))
+    }
+
+    pub fn text(&self, name: &'static str) -> Result<String, ApiError> {
+        let field = self.fields.get(name).ok_or(ApiError::MissingField(name))?;
+        String::from_utf8(field.clone())
+            .map(|s| s.trim().to_string())
+            .map_err(|_| ApiError::BadRequest(format!("field {name} is not UTF-8 text")))
+    }
+}
+
+/// Reads at most `limit` bytes of body: 413 past it (checked against Content-Length first, then
+/// while reading), 408 when the client stalls past the socket timeout, 400 when it hangs up.
+pub fn read_body(
+    reader: &mut dyn Read,
+    content_length: Option<usize>,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "request body larger than {limit} bytes (MAX_UPLOAD_BYTES)"
+        ))
+    };
+    if content_length.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(content_length.unwrap_or(0).min(limit));
+    let mut limited = reader.take(limit as u64 + 1);
+    match limited.read_to_end(&mut body) {
+        Ok(_) if body.len() > limit => Err(too_large()),
+        Ok(_) => match content_length {
+            Some(n) if body.len() < n => Err(ApiError::BadRequest(format!(
+                "the body ended after {} of {n} bytes",
+                body.len()
+            ))),
+            _ => Ok(body),
+        },
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Err(ApiError::Timeout)
+        }
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "reading the body failed: {e}"
+        ))),
+    }
+}
+
+/// Parses a body by its Content-Type: a multipart form, or a raw image sent as the `image` field.
+pub fn parse(content_type: Option<&str>, body: Vec<u8>) -> Result<Form, ApiError> {
+    let content_type = content_type.unwrap_or("").trim();
+    let lower = content_type.to_ascii_lowercase();
+    if lower.starts_with("image/") || lower == "application/octet-stream" {
+        let mut form = Form::default();
+        form.fields.insert("image".into(), body);
+        return Ok(form);
+    }
+    if !lower.starts_with("multipart/form-data") {
+        if body.is_empty() && content_type.is_empty() {
+            return Ok(Form::default());
+        }
+        return Err(ApiError::UnsupportedMedia(format!(
+            "expected a multipart/form-data form or an image/* body, got {:?}",
+            if content_type.is_empty() {
+                "no Content-Type"
+            } else {
+                content_type
+            }
+        )));
+    }
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| ApiError::BadRequest(format!("malformed multipart form: {e}")))?;
+    let stream = futures_util::stream::once(async move { Ok::<Vec<u8>, std::io::Error>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    pollster::block_on(async {
+        let mut form = Form::default();
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("malformed multipart form: {e}")))?
+        {
+            let name = field.name().unwrap_or_default().to_string();
+            let data = field
+                .bytes()
+                .await
+                .map_err(|e| ApiError::BadRequest(format!("malformed multipart form: {e}")))?;
+            // The first field of a name wins, as in FastAPI.
+            form.fields.entry(name).or_insert_with(|| data.to_vec());
+        }
+        Ok(form)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn multipart(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, file, data) in parts {
+            out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            match file {
+                Some(f) => out.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: image/jpeg\r\n\r\n").as_bytes(),
+                ),
+                None => out.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
+            }
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        out
+    }
+
+    #[test]
+    fn parses_curl_style_forms() {
+        let body = multipart(
+            "XyZ",
+            &[
+                ("student_id", None, b"alip"),
+                ("image", Some("a.jpg"), b"\xff\xd8\xff\x00\r\n--X"),
+            ],
+        );
+        let form = parse(Some("multipart/form-data; boundary=XyZ"), body).unwrap();
+        assert_eq!(form.text("student_id").unwrap(), "alip");
+        assert_eq!(form.file("image").unwrap(), b"\xff\xd8\xff\x00\r\n--X");
+        assert!(matches!(
+            form.file("other"),
+            Err(ApiError::MissingField("other"))
+        ));
+    }
+
+    #[test]
+    fn raw_image_bodies_are_the_image_field() {
+        let form = parse(Some("image/jpeg"), b"\xff\xd8".to_vec()).unwrap();
+        assert_eq!(form.file("image").unwrap(), b"\xff\xd8");
+    }
+
+    #[test]
+    fn malformed_forms_are_400_and_other_types_415() {
+        let garbage = parse(
+            Some("multipart/form-data; boundary=abc"),
+            b"--zzz\r\nnonsense".to_vec(),
+        );
+        assert_eq!(garbage.unwrap_err().status(), 400);
+        let no_boundary = parse(Some("multipart/form-data"), b"x".to_vec());
+        assert_eq!(no_boundary.unwrap_err().status(), 400);
+        assert_eq!(
+            parse(Some("text/plain"), b"x".to_vec())
+                .unwrap_err()
+                .status(),
+            415
+        );
+        // An empty request is an empty form: the handler then says which field is missing.
+        assert!(matches!(
+            parse(None, vec![]).unwrap().file("image"),
+            Err(ApiError::MissingField("image"))
+        ));
+    }
+
+    #[test]
+    fn body_limit_is_enforced_while_reading() {
+        let data = [7u8; 100];
+        assert_eq!(
+            read_body(&mut &data[..], Some(100), 100).unwrap().len(),
+            100
+        );
+        assert_eq!(
+            read_body(&mut &data[..], Some(101), 100)
+                .unwrap_err()
+                .status(),
+            413
+        );
+        // A lying (or absent) Content-Length does not get past the limit either.
+        assert_eq!(
+            read_body(&mut &data[..], None, 99).unwrap_err().status(),
+            413
+        );
+        assert_eq!(
+            read_body(&mut &data[..50], Some(100), 1000)
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The HTTP API on the LAN: tiny_http with a fixed pool of worker threads, face work on a
+//! rayon pool sized to the cores, the WebSocket feed on the same port, and the webhook
+//! dispatcher behind `/recognize/realtime`.
+
+mod error;
+mod form;
+mod routes;
+mod ws;
+
+use std::net::{SocketAddr, TcpListener};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::events::Dispatcher;
+use crate::recognizer::Recognizer;
+pub use error::ApiError;
+pub use routes::ROUTES;
+pub use ws::Hub;
+
+/// Limits that keep one client from holding the box.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_upload_bytes: usize,
+    /// How long a client may take to send its body (then 408), or stall reading an answer.
+    pub io_timeout: Duration,
+    pub workers: usize,
+}
+
+/// Everything a request handler needs.
+pub struct App {
+    pub recognizer: Recognizer,
+    pub dispatcher: Dispatcher,
+    pub hub: Hub,
+    pub limits: Limits,
+    /// What `GET /config` shows (never the API key).
+    pub config_json: Value,
+    pool: rayon::ThreadPool,
+}
+
+impl App {
+    pub fn new(
+        recognizer: Recognizer,
+        dispatcher: Dispatcher,
+        hub: Hub,
+        limits: Limits,
+        config_json: Value,
+    ) -> std::io::Result<App> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("face-{i}"))
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(App {
+            recognizer,
+            dispatcher,
+            hub,
+            limits,
+            config_json,
+            pool,
+        })
+    }
+
+    /// Runs face work on the rayon pool: at most one job per core at a time, however many
+    /// HTTP workers are waiting, which bounds CPU and memory on a small board.
+    fn compute<T: Send>(
+        &self,
+        work: impl FnOnce() -> Result<T, crate::Error> + Send,
+    ) -> Result<T, ApiError> {
+        self.pool.install(work).map_err(ApiError::from)
+    }
+}
+
+pub struct RunningServer {
+    addr: SocketAddr,
+    server: Arc<tiny_http::Server>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    app: Arc<App>,
+}
+
+/// Binds `bind` (port 0 picks a free one) and starts the worker threads.
+pub fn start(bind: &str, app: App) -> std::io::Result<RunningServer> {
+    let listener = TcpListener::bind(bind)?;
+    // tiny_http has no timeouts of its own. Accepted sockets inherit the listener's send
+    // timeout on Linux, so a client that stops reading its answer (or the WebSocket feed) is cut
+    // off. A receive timeout cannot go there: it would also time out accept() and tiny_http
+    // stops listening on any accept error; slow uploads are bounded in routes::read_form.
+    socket2::SockRef::from(&listener).set_write_timeout(Some(app.limits.io_timeout))?;
+    let addr = listener.local_addr()?;
+    let server =
+        Arc::new(tiny_http::Server::from_listener(listener, None).map_err(std::io::Error::other)?);
+    let app = Arc::new(app);
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = (0..app.limits.workers.max(1))
+        .map(|i| {
+            let (server, app, stop) = (server.clone(), app.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn(move || worker(&server, &app, &stop))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok(RunningServer {
+        addr,
+        server,
+        stop,
+        workers,
+        app,
+    })
+}
+
+fn worker(server: &tiny_http::Server, app: &App, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match server.recv_timeout(Duration::from_millis(200)) {
+            Ok(Some(request)) => {
+                // A bug in one request must not take the worker (or the server) down; the
+                // dropped request is answered 500 by tiny_http.
+                if catch_unwind(AssertUnwindSafe(|| routes::handle(app, request))).is_err() {
+                    log::error!("a request handler panicked; the server carries on");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::error!("HTTP server stopped accepting: {e}");
+                return;
+            }
+        }
+    }
+}
+
+impl RunningServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Stops taking requests, lets the ones in flight finish, delivers pending events.
+    pub fn shutdown(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.server.unblock();
+        for w in self.workers {
+            let _ = w.join();
+        }
+        drop(self.server);
+        self.app.dispatcher.shutdown();
+    }
+}

@@ -1,0 +1,345 @@
+//! Which handler answers which request: one function per endpoint of the original service.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use serde_json::{json, Value};
+use tiny_http::{Header, Method, Request, Response};
+
+use super::error::ApiError;
+use super::{form, App};
+use crate::events::{Event, Report};
+use crate::gallery::UNKNOWN;
+use crate::recognizer::Recognition;
+
+const OPENAPI: &str = include_str!("openapi.json");
+const DOCS: &str = include_str!("docs.html");
+
+/// What a handler answers with (the WebSocket upgrade answers by itself).
+pub enum Answer {
+    Json(Value),
+    Body(&'static str, &'static str),
+}
+
+/// The routes and the method each accepts, for 404 vs 405 (and for the OpenAPI test).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/enroll", "POST"),
+    ("/recognize", "POST"),
+    ("/recognize/realtime", "POST"),
+    ("/health", "GET"),
+    ("/config", "GET"),
+    ("/ws/recognitions", "GET"),
+    ("/mock/webhook", "POST"),
+    ("/openapi.json", "GET"),
+    ("/docs", "GET"),
+];
+
+pub fn handle(app: &App, request: Request) {
+    let method = request.method().clone();
+    let (path, query) = split_url(request.url());
+    let answer = match ROUTES.iter().find(|(p, _)| *p == path) {
+        None => Err(ApiError::NotFound(path.clone())),
+        Some((_, allowed))
+            if method.as_str() != *allowed && !(method == Method::Head && *allowed == "GET") =>
+        {
+            Err(ApiError::MethodNotAllowed {
+                method: method.to_string(),
+                path: path.clone(),
+                allowed,
+            })
+        }
+        Some(_) => return dispatch(app, request, &path, &query),
+    };
+    respond(request, answer);
+}
+
+fn dispatch(app: &App, request: Request, path: &str, query: &str) {
+    let answer = match path {
+        "/ws/recognitions" => return upgrade(app, request),
+        "/health" => Ok(health(app)),
+        "/config" => Ok(Answer::Json(app.config_json.clone())),
+        "/openapi.json" => Ok(Answer::Body("application/json", OPENAPI)),
+        "/docs" => Ok(Answer::Body("text/html; charset=utf-8", DOCS)),
+        _ => {
+            let (request, body) = match read_form(app, request) {
+                Ok(read) => read,
+                Err(Some((request, e))) => return respond(request, Err(e)),
+                // Still reading: the body thread answers when the client is done.
+                Err(None) => return,
+            };
+            let answer = match path {
+                "/enroll" => enroll(app, body),
+                "/recognize" => recognize(app, body),
+                "/recognize/realtime" => realtime(app, body, query),
+                _ => mock_webhook(body),
+            };
+            return respond(request, answer);
+        }
+    };
+    respond(request, answer);
+}
+
+fn split_url(url: &str) -> (String, String) {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    (path.to_string(), query.to_string())
+}
+
+fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+/// The raw body and its content type.
+struct Body {
+    content_type: Option<String>,
+    bytes: Vec<u8>,
+}
+
+/// Body-reading threads allowed at once; past that, new uploads are refused with 503.
+const MAX_SLOW_READS: usize = 64;
+static READING: AtomicUsize = AtomicUsize::new(0);
+
+/// Reads the body on a helper thread and waits at most the I/O timeout for it, so a client
+/// that stalls mid-upload never holds an HTTP worker: it gets 408 (from the helper, once its
+/// read ends) and the worker moves on.
+// The request moves through once per call; boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
+fn read_form(app: &App, request: Request) -> Result<(Request, Body), Option<(Request, ApiError)>> {
+    let content_type = header(&request, "Content-Type").map(str::to_string);
+    let length = request.body_length();
+    let limit = app.limits.max_upload_bytes;
+    if READING.fetch_add(1, Ordering::SeqCst) >= MAX_SLOW_READS {
+        READING.fetch_sub(1, Ordering::SeqCst);
+        return Err(Some((
+            request,
+            ApiError::Busy("too many uploads in progress"),
+        )));
+    }
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("http-body".into())
+        .spawn(move || {
+            let mut request = request;
+            let result = form::read_body(request.as_reader(), length, limit);
+            READING.fetch_sub(1, Ordering::SeqCst);
+            if let Err(mpsc::SendError((request, _))) = tx.send((request, result)) {
+                // The worker gave up waiting: answer the late client here.
+                respond(request, Err(ApiError::Timeout));
+            }
+        });
+    if spawned.is_err() {
+        READING.fetch_sub(1, Ordering::SeqCst);
+        return Err(None);
+    }
+    match rx.recv_timeout(app.limits.io_timeout) {
+        Ok((request, Ok(bytes))) => Ok((
+            request,
+            Body {
+                content_type,
+                bytes,
+            },
+        )),
+        Ok((request, Err(e))) => Err(Some((request, e))),
+        Err(_) => Err(None),
+    }
+}
+
+fn respond(request: Request, answer: Result<Answer, ApiError>) {
+    let (status, content_type, body, allow) = match answer {
+        Ok(Answer::Json(v)) => (200, "application/json", v.to_string(), None),
+        Ok(Answer::Body(ct, text)) => (200, ct, text.to_string(), None),
+        Err(e) => {
+            if e.status() >= 500 {
+                log::error!("{} {}: {e}", request.method(), request.url());
+            }
+            let allow = match &e {
+                ApiError::MethodNotAllowed { allowed, .. } => Some(*allowed),
+                _ => None,
+            };
+            (e.status(), "application/json", e.body(), allow)
+        }
+    };
+    let mut response = Response::from_string(body).with_status_code(status);
+    if let Ok(h) = Header::from_bytes("Content-Type", content_type) {
+        response.add_header(h);
+    }
+    if let Some(h) = allow.and_then(|a| Header::from_bytes("Allow", a).ok()) {
+        response.add_header(h);
+    }
+    // The client may have gone away; nothing to do about it.
+    let _ = request.respond(response);
+}
+
+fn health(app: &App) -> Answer {
+    let (encodings, labels) = app.recognizer.gallery.counts();
+    Answer::Json(json!({"ok": true, "encodings": encodings, "labels": labels}))
+}
+
+fn enroll(app: &App, body: Body) -> Result<Answer, ApiError> {
+    let form = form::parse(body.content_type.as_deref(), body.bytes)?;
+    let student_id = form.text("student_id")?;
+    let image = form.file("image")?;
+    let outcome = app.compute(|| app.recognizer.enroll_bytes(&student_id, image))?;
+    if outcome.saved > 0 {
+        log::info!("enrolled a face for {student_id}");
+    }
+    Ok(Answer::Json(
+        json!({"ok": true, "saved": outcome.saved, "msg": outcome}),
+    ))
+}
+
+fn recognize(app: &App, body: Body) -> Result<Answer, ApiError> {
+    let form = form::parse(body.content_type.as_deref(), body.bytes)?;
+    let image = form.file("image")?;
+    let results = app.compute(|| app.recognizer.recognize_bytes(image, None))?;
+    Ok(Answer::Json(json!({"ok": true, "results": results})))
+}
+
+/// Query parameters of `/recognize/realtime`, with FastAPI's defaults.
+fn realtime_params(query: &str) -> Result<(Option<f64>, bool), ApiError> {
+    let mut min_conf = 0.0;
+    let mut send_unknown = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "min_conf" => {
+                min_conf = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "min_conf must be a number >= 0, got {value:?}"
+                        ))
+                    })?
+            }
+            "send_unknown" => {
+                send_unknown = match value.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "send_unknown must be true or false, got {value:?}"
+                        )))
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(((min_conf > 0.0).then_some(min_conf), send_unknown))
+}
+
+fn realtime(app: &App, body: Body, query: &str) -> Result<Answer, ApiError> {
+    let (tolerance, send_unknown) = realtime_params(query)?;
+    let form = form::parse(body.content_type.as_deref(), body.bytes)?;
+    let bytes = form.file("image")?;
+    let (results, frame): (Vec<Recognition>, (usize, usize)) = app.compute(|| {
+        let image = app.recognizer.decode(bytes)?;
+        let frame = (image.width, image.height);
+        Ok::<_, crate::Error>((app.recognizer.recognize_image(&image, tolerance), frame))
+    })?;
+    let events: Vec<Event> = results
+        .iter()
+        .filter(|r| send_unknown || r.label != UNKNOWN)
+        .map(|r| Event::new(&r.label, r.distance, frame, r.bbox))
+        .collect();
+    let labels: Vec<String> = events.iter().map(|e| e.student_id.clone()).collect();
+    let reports: Vec<Report> = app.dispatcher.dispatch(events);
+    let dispatch: Vec<Value> = labels
+        .into_iter()
+        .zip(reports)
+        .map(|(label, report)| json!({"label": label, "report": report}))
+        .collect();
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "results": results,
+        "dispatch": dispatch,
+        "webhook_enabled": app.dispatcher.webhook_enabled(),
+    })))
+}
+
+fn mock_webhook(body: Body) -> Result<Answer, ApiError> {
+    let payload: Value = if body.bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body.bytes)
+            .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?
+    };
+    Ok(Answer::Json(
+        json!({"ok": true, "token": "dummy-token", "echo": payload}),
+    ))
+}
+
+fn upgrade(app: &App, request: Request) {
+    let is_upgrade =
+        header(&request, "Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let Some(key) = header(&request, "Sec-WebSocket-Key")
+        .filter(|_| is_upgrade)
+        .map(str::to_string)
+    else {
+        return respond(
+            request,
+            Err(ApiError::BadRequest(
+                "this endpoint needs a WebSocket upgrade".into(),
+            )),
+        );
+    };
+    if app.hub.is_full() {
+        return respond(request, Err(ApiError::Busy("too many WebSocket clients")));
+    }
+    let mut response = Response::empty(101);
+    for (name, value) in [
+        ("Upgrade", "websocket".to_string()),
+        ("Connection", "Upgrade".to_string()),
+        ("Sec-WebSocket-Accept", super::ws::accept_key(&key)),
+    ] {
+        if let Ok(h) = Header::from_bytes(name, value) {
+            response.add_header(h);
+        }
+    }
+    let stream = request.upgrade("websocket", response);
+    app.hub.attach(stream);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realtime_query_defaults_and_errors() {
+        assert_eq!(realtime_params("").unwrap(), (None, false));
+        assert_eq!(
+            realtime_params("min_conf=0.45&send_unknown=true").unwrap(),
+            (Some(0.45), true)
+        );
+        assert_eq!(
+            realtime_params("min_conf=0&send_unknown=False").unwrap(),
+            (None, false)
+        );
+        assert_eq!(realtime_params("min_conf=abc").unwrap_err().status(), 400);
+        assert_eq!(realtime_params("min_conf=-1").unwrap_err().status(), 400);
+        assert_eq!(
+            realtime_params("send_unknown=maybe").unwrap_err().status(),
+            400
+        );
+    }
+
+    #[test]
+    fn paths_are_split_from_queries() {
+        assert_eq!(
+            split_url("/recognize/realtime?min_conf=1"),
+            ("/recognize/realtime".into(), "min_conf=1".into())
+        );
+        assert_eq!(split_url("/health/"), ("/health".into(), String::new()));
+        assert_eq!(split_url("/"), ("/".into(), String::new()));
+    }
+}

@@ -1,0 +1,502 @@
+//! The HTTP API on 127.0.0.1:0 with real clients: every endpoint of the original service.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::http::{self as h, Behaviour};
+use face_attendance::client::{multipart, Part};
+use serde_json::{json, Value};
+
+fn faces(rel: &str) -> std::path::PathBuf {
+    common::faces_dir().join(rel)
+}
+
+fn url(server: &face_attendance::http::RunningServer, path: &str) -> String {
+    format!("http://{}{}", server.addr(), path)
+}
+
+/// Everything below `dir`, for "nothing was written" checks.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn enroll_recognize_health_config_over_http() {
+    let data = tempfile::tempdir().unwrap();
+    let server = h::start(data.path(), h::serve_settings());
+    for person in ["obama", "biden", "penny", "raj"] {
+        for photo in common::photos(&faces(&format!("known/{person}"))) {
+            let (status, answer) =
+                h::post_image(&url(&server, "/enroll"), &photo, &[("student_id", person)]);
+            assert_eq!(status, 200, "{answer}");
+            assert_eq!(
+                answer,
+                json!({"ok": true, "saved": 1, "msg": {"faces_found": 1, "saved": 1}})
+            );
+        }
+    }
+    assert_eq!(
+        h::get(&url(&server, "/health")),
+        (200, json!({"ok": true, "encodings": 9, "labels": 4}))
+    );
+    let (status, config) = h::get(&url(&server, "/config"));
+    assert_eq!(status, 200);
+    assert_eq!(config["tolerance"], 0.45);
+    assert_eq!(config["webhook_enabled"], false);
+    assert_eq!(config["cooldown_seconds"], 5.0);
+
+    for (photo, want) in [
+        ("probe/obama/obama_3.jpg", "obama"),
+        ("probe/raj/raj_4.jpg", "raj"),
+        ("strangers/stuart_1.jpg", "Unknown"),
+    ] {
+        let (status, answer) = h::post_image(&url(&server, "/recognize"), &faces(photo), &[]);
+        assert_eq!(status, 200);
+        assert_eq!(answer["ok"], true);
+        let results = answer["results"].as_array().unwrap();
+        assert_eq!(results.len(), 1, "{photo}: {answer}");
+        assert_eq!(results[0]["label"], want, "{photo}");
+        assert_eq!(results[0]["box"].as_array().unwrap().len(), 4);
+        assert!(results[0]["distance"].is_f64());
+    }
+    // A raw image body works too.
+    let (status, answer) = h::post(
+        &url(&server, "/recognize"),
+        "image/jpeg",
+        std::fs::read(faces("probe/biden/biden_2.jpg")).unwrap(),
+    );
+    assert_eq!(
+        (status, answer["results"][0]["label"].clone()),
+        (200, json!("biden"))
+    );
+
+    // The mock webhook echoes.
+    let (status, answer) = h::post(
+        &url(&server, "/mock/webhook"),
+        "application/json",
+        br#"{"a":1}"#.to_vec(),
+    );
+    assert_eq!(
+        (status, answer),
+        (
+            200,
+            json!({"ok": true, "token": "dummy-token", "echo": {"a": 1}})
+        )
+    );
+    server.shutdown();
+}
+
+#[test]
+fn realtime_calls_the_webhook_with_cooldown_and_broadcasts() {
+    let (hook, received) = h::receiver(Behaviour::Ok);
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = h::serve_settings();
+    settings.webhook_url = hook;
+    settings.webhook_api_key = "secret-key".into();
+    let server = h::start(data.path(), settings);
+    h::post_image(
+        &url(&server, "/enroll"),
+        &faces("known/obama/obama_1.jpg"),
+        &[("student_id", "obama")],
+    );
+
+    let mut ws1 = tungstenite::connect(format!("ws://{}/ws/recognitions", server.addr()))
+        .unwrap()
+        .0;
+    let mut ws2 = tungstenite::connect(format!("ws://{}/ws/recognitions", server.addr()))
+        .unwrap()
+        .0;
+
+    let realtime = url(
+        &server,
+        "/recognize/realtime?min_conf=0.45&send_unknown=false",
+    );
+    let (status, first) = h::post_image(&realtime, &faces("probe/obama/obama_3.jpg"), &[]);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["webhook_enabled"], true);
+    assert_eq!(first["results"][0]["label"], "obama");
+    let report = &first["dispatch"][0];
+    assert_eq!(report["label"], "obama");
+    assert_eq!(
+        report["report"],
+        json!({"status": "sent", "http_status": 200, "message": "{\"stored\":true}"})
+    );
+
+    // Within the cooldown: skipped, and the receiver saw one call only.
+    let (_, second) = h::post_image(&realtime, &faces("probe/obama/obama_4.jpg"), &[]);
+    assert_eq!(
+        second["dispatch"][0]["report"],
+        json!({"status": "skipped"})
+    );
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let (auth, payload) = &got[0];
+    assert_eq!(auth.as_deref(), Some("Bearer secret-key"));
+    assert_eq!(payload["event"], "attendance.recognized");
+    assert_eq!(payload["student_id"], "obama");
+    assert_eq!(payload["frame_info"], json!({"w": 1280, "h": 720}));
+    let b = &first["results"][0]["box"];
+    assert_eq!(
+        payload["box"],
+        json!({"top": b[0], "right": b[1], "bottom": b[2], "left": b[3]})
+    );
+    assert!(payload["ts"].as_i64().unwrap() > 1_700_000_000);
+
+    // Both WebSocket clients got both events, in order.
+    for ws in [&mut ws1, &mut ws2] {
+        let m1: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+        assert_eq!(m1["type"], "recognized");
+        assert_eq!(m1["student_id"], "obama");
+        assert_eq!(m1["dispatch"]["status"], "sent");
+        assert!(m1["distance"].as_f64().unwrap() < 0.45);
+        let m2: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+        assert_eq!(m2["dispatch"]["status"], "skipped");
+    }
+
+    // Strangers make no event unless send_unknown=true.
+    let (_, quiet) = h::post_image(&realtime, &faces("strangers/stuart_2.jpg"), &[]);
+    assert_eq!(quiet["dispatch"], json!([]));
+    let loud = url(&server, "/recognize/realtime?send_unknown=true");
+    let (_, noisy) = h::post_image(&loud, &faces("strangers/stuart_2.jpg"), &[]);
+    assert_eq!(noisy["dispatch"][0]["label"], "Unknown");
+    assert_eq!(noisy["dispatch"][0]["report"]["status"], "sent");
+    let m: Value = serde_json::from_str(ws1.read().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(m["student_id"], "Unknown");
+
+    // min_conf replaces the tolerance: at 0.1 even Obama is Unknown, so no event.
+    let strict = url(&server, "/recognize/realtime?min_conf=0.1");
+    let (_, answer) = h::post_image(&strict, &faces("probe/obama/obama_3.jpg"), &[]);
+    assert_eq!(answer["results"][0]["label"], "Unknown");
+    assert_eq!(answer["dispatch"], json!([]));
+    server.shutdown();
+}
+
+#[test]
+fn a_failing_or_hanging_main_api_is_reported_in_bounded_time() {
+    let data = tempfile::tempdir().unwrap();
+    let (fail_url, _) = h::receiver(Behaviour::Fail500);
+    let mut settings = h::serve_settings();
+    settings.webhook_url = fail_url;
+    let server = h::start(data.path(), settings);
+    h::post_image(
+        &url(&server, "/enroll"),
+        &faces("known/biden/biden_1.jpg"),
+        &[("student_id", "biden")],
+    );
+    let (_, answer) = h::post_image(
+        &url(&server, "/recognize/realtime"),
+        &faces("probe/biden/biden_2.jpg"),
+        &[],
+    );
+    assert_eq!(
+        answer["dispatch"][0]["report"],
+        json!({"status": "failed", "http_status": 500, "message": "database down"})
+    );
+    server.shutdown();
+
+    let (hang_url, received) = h::receiver(Behaviour::Hang);
+    let mut settings = h::serve_settings();
+    settings.webhook_url = hang_url;
+    settings.webhook_timeout_seconds = 1.0;
+    let server = h::start(data.path(), settings);
+    let started = Instant::now();
+    let (status, answer) = h::post_image(
+        &url(&server, "/recognize/realtime"),
+        &faces("probe/biden/biden_2.jpg"),
+        &[],
+    );
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    let report = &answer["dispatch"][0]["report"];
+    assert!(
+        report["status"] == "failed" || report["status"] == "queued",
+        "{report}"
+    );
+    // The bound is the webhook timeout (1 s) plus recognition; far below a hang.
+    assert!(took < Duration::from_secs(30), "answer took {took:?}");
+    assert_eq!(received.lock().unwrap().len(), 1);
+    // The server still answers.
+    assert_eq!(h::get(&url(&server, "/health")).0, 200);
+    server.shutdown();
+}
+
+#[test]
+fn bad_input_gets_the_right_status_and_writes_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let server = h::start(data.path(), h::serve_settings());
+    let before = tree(data.path());
+    let enroll = url(&server, "/enroll");
+    let recognize = url(&server, "/recognize");
+    let photo = std::fs::read(faces("known/obama/obama_1.jpg")).unwrap();
+    let file = |data: &[u8]| -> (String, Vec<u8>) {
+        multipart(&[
+            ("student_id", Part::Text("alip")),
+            (
+                "image",
+                Part::File {
+                    file_name: "a.jpg",
+                    content_type: "image/jpeg",
+                    data,
+                },
+            ),
+        ])
+    };
+    // (what, where, (content type, body), expected status)
+    type Case<'a> = (&'a str, &'a str, (String, Vec<u8>), u16);
+    let cases: Vec<Case> = vec![
+        (
+            "no image field",
+            &enroll,
+            multipart(&[("student_id", Part::Text("alip"))]),
+            422,
+        ),
+        (
+            "no student_id",
+            &enroll,
+            multipart(&[(
+                "image",
+                Part::File {
+                    file_name: "a.jpg",
+                    content_type: "image/jpeg",
+                    data: &photo,
+                },
+            )]),
+            422,
+        ),
+        (
+            "empty form",
+            &recognize,
+            (
+                "multipart/form-data; boundary=x".into(),
+                b"--x--\r\n".to_vec(),
+            ),
+            422,
+        ),
+        ("empty file", &enroll, file(b""), 400),
+        (
+            "text as image",
+            &enroll,
+            file(b"hello, these are notes"),
+            415,
+        ),
+        (
+            "PDF as image",
+            &recognize,
+            file(b"%PDF-1.4\n1 0 obj\n"),
+            415,
+        ),
+        (
+            "truncated JPEG",
+            &enroll,
+            file(&photo[..photo.len() / 3]),
+            400,
+        ),
+        (
+            "11 MiB body",
+            &recognize,
+            file(&vec![0xFFu8; 11 * 1024 * 1024]),
+            413,
+        ),
+        (
+            "student_id ../../etc",
+            &enroll,
+            multipart(&[
+                ("student_id", Part::Text("../../etc")),
+                (
+                    "image",
+                    Part::File {
+                        file_name: "a.jpg",
+                        content_type: "image/jpeg",
+                        data: &photo,
+                    },
+                ),
+            ]),
+            400,
+        ),
+        (
+            "garbage boundary",
+            &enroll,
+            (
+                "multipart/form-data; boundary=abc".into(),
+                b"--zzz\r\nrubbish\r\n".to_vec(),
+            ),
+            400,
+        ),
+        (
+            "no boundary",
+            &enroll,
+            ("multipart/form-data".into(), b"rubbish".to_vec()),
+            400,
+        ),
+        (
+            "wrong content type",
+            &recognize,
+            ("text/plain".into(), b"hello".to_vec()),
+            415,
+        ),
+    ];
+    for (name, target, (ct, body), want) in cases {
+        let (status, answer) = h::post(target, &ct, body);
+        assert_eq!(status, want, "{name}: {answer}");
+        assert_eq!(answer["ok"], false, "{name}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{name}"
+        );
+        assert_eq!(
+            h::get(&url(&server, "/health")).0,
+            200,
+            "server down after {name}"
+        );
+    }
+    let (status, answer) = h::post(
+        &url(&server, "/recognize/realtime?min_conf=abc"),
+        "image/jpeg",
+        photo.clone(),
+    );
+    assert_eq!((status, answer["ok"].clone()), (400, json!(false)));
+    assert_eq!(h::get(&url(&server, "/nope")).0, 404);
+    let (status, _) = h::get(&url(&server, "/enroll"));
+    assert_eq!(status, 405);
+    assert_eq!(tree(data.path()), before, "bad input wrote to data/");
+    server.shutdown();
+}
+
+#[test]
+fn a_client_that_sends_half_a_body_and_hangs_does_not_hold_a_worker() {
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = h::serve_settings(); // 3 s I/O timeout
+    settings.workers = 1;
+    let server = h::start(data.path(), settings);
+    let mut stalled = TcpStream::connect(server.addr()).unwrap();
+    let (ct, body) = multipart(&[(
+        "image",
+        Part::File {
+            file_name: "a.jpg",
+            content_type: "image/jpeg",
+            data: &[0xFF; 5000],
+        },
+    )]);
+    write!(
+        stalled,
+        "POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stalled.write_all(&body[..body.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // The only worker is released after the I/O timeout and serves others.
+    assert_eq!(h::get(&url(&server, "/health")).0, 200);
+    // The stalled client hears 408 once it sends the rest (or never, if it never does).
+    stalled.write_all(&body[body.len() / 2..]).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stalled.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(tree(data.path()).iter().all(|p| !p.ends_with(".npy")));
+
+    // A client that disconnects mid-upload costs nothing either.
+    let mut gone = TcpStream::connect(server.addr()).unwrap();
+    write!(
+        gone,
+        "POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    gone.write_all(&body[..100]).unwrap();
+    drop(gone);
+    assert_eq!(h::get(&url(&server, "/health")).0, 200);
+    server.shutdown();
+}
+
+#[test]
+fn a_websocket_client_that_stops_reading_does_not_block_the_others() {
+    let data = tempfile::tempdir().unwrap();
+    let server = h::start(data.path(), h::serve_settings());
+    // A client that upgrades, then never reads a byte.
+    let mut stuck = TcpStream::connect(server.addr()).unwrap();
+    write!(stuck, "GET /ws/recognitions HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let mut reader = tungstenite::connect(format!("ws://{}/ws/recognitions", server.addr()))
+        .unwrap()
+        .0;
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.app().hub.clients(), 2);
+    // Far more than the stuck client's queue and socket buffers hold.
+    let count = 2000;
+    let reading = std::thread::spawn(move || {
+        let mut next = 0;
+        while next < count {
+            match reader.read().unwrap() {
+                tungstenite::Message::Text(text) => {
+                    let m: Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(m["n"], next);
+                    next += 1;
+                }
+                other => assert!(other.is_ping() || other.is_pong(), "{other:?}"),
+            }
+        }
+    });
+    let filler = "x".repeat(4096);
+    // Paced like a busy camera (bursts of 32), so only the stuck client falls behind.
+    for i in 0..count {
+        server
+            .app()
+            .hub
+            .broadcast(format!("{{\"n\":{i},\"pad\":\"{filler}\"}}"));
+        if i % 32 == 31 {
+            std::thread::sleep(Duration::from_millis(15));
+        }
+    }
+    reading.join().unwrap();
+    // The stuck one was dropped (its writer gives up at the write timeout).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.app().hub.clients() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.app().hub.clients(), 1);
+    drop(stuck);
+    server.shutdown();
+}
+
+#[test]
+fn openapi_lists_every_route() {
+    let data = tempfile::tempdir().unwrap();
+    let server = h::start(data.path(), h::serve_settings());
+    let (status, spec) = h::get(&url(&server, "/openapi.json"));
+    assert_eq!(status, 200);
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, method) in face_attendance::http::ROUTES {
+        let op = &spec["paths"][path][method.to_ascii_lowercase()];
+        assert!(op.is_object(), "{method} {path} missing from openapi.json");
+        assert!(
+            op["responses"].is_object(),
+            "{method} {path} has no responses"
+        );
+    }
+    let mut docs = h::agent().get(&url(&server, "/docs")).call().unwrap();
+    assert_eq!(docs.status().as_u16(), 200);
+    let html = docs.body_mut().read_to_string().unwrap();
+    assert!(html.contains("/openapi.json"));
+    assert!(
+        !html.contains("https://"),
+        "the docs page must work without internet"
+    );
+    server.shutdown();
+}

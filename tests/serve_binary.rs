@@ -1,0 +1,193 @@
+//! The real binary: `serve` answers the README's curl recipes verbatim, `rt-client` prints the
+//! WebSocket stream, and SIGTERM stops the server cleanly (systemd relies on it).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A port that was free a moment ago (the README recipes need a fixed URL).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_serve(site: &std::path::Path, port: u16) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_face-attendance"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .current_dir(site)
+        .env("FACE_MODELS_DIR", common::models_dir())
+        .env(
+            "ATTENDANCE_WEBHOOK_URL",
+            format!("http://127.0.0.1:{port}/mock/webhook"),
+        )
+        .env_remove("FACE_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the "serving on" line; keep draining stderr afterwards.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[serve] {line}");
+            if line.contains("serving on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("server did not start");
+    child
+}
+
+/// Kills the server if the test fails before it is stopped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn curl(site: &std::path::Path, args: &[&str]) -> Value {
+    let out = Command::new("curl")
+        .arg("-sS")
+        .args(args)
+        .current_dir(site)
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn readme_recipes_rt_client_and_sigterm() {
+    let site = tempfile::tempdir().unwrap();
+    let photos = site.path().join("known_faces/alip");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::copy(
+        common::faces_dir().join("known/obama/obama_1.jpg"),
+        photos.join("IMG_20230927_203408.jpg"),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut server = Running(spawn_serve(site.path(), port));
+    let dir = site.path();
+    let base = format!("http://127.0.0.1:{port}");
+
+    // The README's recipes, as written there.
+    let enrolled = curl(
+        dir,
+        &[
+            "-X",
+            "POST",
+            &format!("{base}/enroll"),
+            "-F",
+            "student_id=alip",
+            "-F",
+            "image=@known_faces/alip/IMG_20230927_203408.jpg",
+        ],
+    );
+    assert_eq!(
+        enrolled,
+        serde_json::json!({"ok": true, "saved": 1, "msg": {"faces_found": 1, "saved": 1}})
+    );
+    let recognized = curl(
+        dir,
+        &[
+            "-X",
+            "POST",
+            &format!("{base}/recognize"),
+            "-F",
+            "image=@known_faces/alip/IMG_20230927_203408.jpg",
+        ],
+    );
+    assert_eq!(recognized["results"][0]["label"], "alip");
+    let realtime = curl(
+        dir,
+        &[
+            "-X",
+            "POST",
+            &format!("{base}/recognize/realtime?min_conf=0.45&send_unknown=false"),
+            "-F",
+            "image=@known_faces/alip/IMG_20230927_203408.jpg",
+        ],
+    );
+    assert_eq!(realtime["webhook_enabled"], true);
+    let report = &realtime["dispatch"][0]["report"];
+    assert_eq!(report["status"], "sent", "{realtime}");
+    assert_eq!(report["http_status"], 200);
+    let echoed: Value = serde_json::from_str(report["message"].as_str().unwrap()).unwrap();
+    assert_eq!(echoed["token"], "dummy-token");
+    assert_eq!(echoed["echo"]["student_id"], "alip");
+    assert_eq!(
+        curl(dir, &[&format!("{base}/health")]),
+        serde_json::json!({"ok": true, "encodings": 1, "labels": 1})
+    );
+
+    // rt-client posts a probe of the same person and prints the WebSocket message.
+    let probe = common::faces_dir().join("probe/obama/obama_4.jpg");
+    let out = Command::new(env!("CARGO_BIN_EXE_face-attendance"))
+        .args([
+            "rt-client",
+            "--server",
+            &base,
+            "--rate",
+            "5",
+            probe.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let http_line = text
+        .lines()
+        .find(|l| l.starts_with("http "))
+        .expect("http line");
+    assert!(http_line.contains("\"label\":\"alip\""), "{text}");
+    let ws_line = text
+        .lines()
+        .find(|l| l.starts_with("ws "))
+        .expect("ws line");
+    let message: Value = serde_json::from_str(ws_line.trim_start_matches("ws").trim()).unwrap();
+    assert_eq!(message["type"], "recognized");
+    assert_eq!(message["student_id"], "alip");
+    // Within the cooldown of the curl call above.
+    assert_eq!(message["dispatch"]["status"], "skipped");
+
+    // SIGTERM: stop accepting, finish, exit 0.
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
