@@ -1,4 +1,16 @@
-//! Client side helpers: the multipart body curl `-F` would send (for `rt-client` and tests).
+//! Client side helpers: the multipart body curl `-F` would send, and the HTTP agent (for
+//! `rt-client`, `bench-http` and tests).
+
+use std::time::Duration;
+
+/// A blocking HTTP agent that returns 4xx/5xx answers instead of failing on them.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .new_agent()
+}
 
 /// One part of a form: text, or a file with its name and content type.
 pub enum Part<'a> {

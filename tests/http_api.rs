@@ -18,23 +18,6 @@ fn url(server: &face_attendance::http::RunningServer, path: &str) -> String {
     format!("http://{}{}", server.addr(), path)
 }
 
-/// Everything below `dir`, for "nothing was written" checks.
-fn tree(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            out.push(p.strip_prefix(dir).unwrap().display().to_string());
-            if p.is_dir() {
-                stack.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn enroll_recognize_health_config_over_http() {
     let data = tempfile::tempdir().unwrap();
@@ -239,7 +222,7 @@ fn a_failing_or_hanging_main_api_is_reported_in_bounded_time() {
 fn bad_input_gets_the_right_status_and_writes_nothing() {
     let data = tempfile::tempdir().unwrap();
     let server = h::start(data.path(), h::serve_settings());
-    let before = tree(data.path());
+    let before = common::tree(data.path());
     let enroll = url(&server, "/enroll");
     let recognize = url(&server, "/recognize");
     let photo = std::fs::read(faces("known/obama/obama_1.jpg")).unwrap();
@@ -373,7 +356,11 @@ fn bad_input_gets_the_right_status_and_writes_nothing() {
     assert_eq!(h::get(&url(&server, "/nope")).0, 404);
     let (status, _) = h::get(&url(&server, "/enroll"));
     assert_eq!(status, 405);
-    assert_eq!(tree(data.path()), before, "bad input wrote to data/");
+    assert_eq!(
+        common::tree(data.path()),
+        before,
+        "bad input wrote to data/"
+    );
     server.shutdown();
 }
 
@@ -410,7 +397,9 @@ fn a_client_that_sends_half_a_body_and_hangs_does_not_hold_a_worker() {
     let mut answer = String::new();
     let _ = stalled.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
-    assert!(tree(data.path()).iter().all(|p| !p.ends_with(".npy")));
+    assert!(common::tree(data.path())
+        .iter()
+        .all(|p| !p.ends_with(".npy")));
 
     // A client that disconnects mid-upload costs nothing either.
     let mut gone = TcpStream::connect(server.addr()).unwrap();

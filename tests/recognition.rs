@@ -168,23 +168,6 @@ fn enroll_saves_the_largest_face_and_its_crop() {
     assert!(!dir.path().join("faces/nobody").exists());
 }
 
-/// Everything under `dir`, as relative paths, sorted.
-fn tree(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            out.push(p.strip_prefix(dir).unwrap().display().to_string());
-            if p.is_dir() {
-                stack.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// A valid JPEG whose frame header claims `w`x`h`.
 fn jpeg_declaring(w: u16, h: u16) -> Vec<u8> {
     let mut bytes =
@@ -210,7 +193,7 @@ fn png(image: image::DynamicImage) -> Vec<u8> {
 fn bad_images_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let r = recognizer_in(dir.path(), common::engine());
-    let before = tree(dir.path());
+    let before = common::tree(dir.path());
     let photo = read("known/obama/obama_1.jpg");
     type Case = (&'static str, Vec<u8>, fn(&ImageError) -> bool);
     let cases: Vec<Case> = vec![
@@ -262,7 +245,7 @@ fn bad_images_are_refused_and_nothing_is_written() {
             other => panic!("{id:?}: {other:?}"),
         }
     }
-    assert_eq!(tree(dir.path()), before, "bad input wrote to data/");
+    assert_eq!(common::tree(dir.path()), before, "bad input wrote to data/");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::client::{image_content_type, multipart, Part};
+use crate::client::{agent, image_content_type, multipart, Part};
 use crate::image_io;
 
 #[derive(Debug, Clone, Args)]
@@ -89,11 +89,7 @@ pub fn run(args: &BenchHttpArgs) -> i32 {
                 .map(|_| {
                     let (url, content_type, body) = (&url, &content_type, &body);
                     s.spawn(move || {
-                        let agent = ureq::Agent::config_builder()
-                            .http_status_as_error(false)
-                            .timeout_global(Some(Duration::from_secs(120)))
-                            .build()
-                            .new_agent();
+                        let agent = agent(Duration::from_secs(120));
                         let mut times = Vec::with_capacity(per_client);
                         let mut errors = 0;
                         for _ in 0..per_client {

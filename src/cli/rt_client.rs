@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::bulk_enroll::is_photo;
-use crate::client::{image_content_type, multipart, Part};
+use crate::client::{agent, image_content_type, multipart, Part};
 
 #[derive(Debug, Clone, Args)]
 pub struct RtClientArgs {
@@ -84,11 +84,7 @@ pub fn run(args: &RtClientArgs) -> i32 {
         "{base}/recognize/realtime?min_conf={}&send_unknown={}",
         args.min_conf, args.send_unknown
     );
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .new_agent();
+    let agent = agent(Duration::from_secs(60));
     let pause = Duration::from_secs_f64(1.0 / args.rate);
     let mut status = 0;
     loop {

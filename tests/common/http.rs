@@ -44,11 +44,7 @@ pub fn start(data: &Path, serve: ServeSettings) -> RunningServer {
 }
 
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .new_agent()
+    face_attendance::client::agent(Duration::from_secs(60))
 }
 
 /// POSTs a body; returns (status, parsed JSON).

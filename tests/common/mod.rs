@@ -49,3 +49,20 @@ pub fn photos(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Everything below `dir`, as sorted relative paths: for "nothing was written" checks.
+pub fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
