@@ -203,6 +203,62 @@ pub struct ServeSettings {
     /// Most WebSocket clients at once
     #[arg(long, env = "WS_MAX_CLIENTS", default_value_t = 64)]
     pub ws_max_clients: usize,
+    #[command(flatten)]
+    pub camera: CameraSettings,
+}
+
+/// The camera loop of `serve` (and `cam-demo`).
+#[derive(Debug, Clone, Args)]
+pub struct CameraSettings {
+    /// Replay frames from a folder of JPEGs, one image or an MJPEG file through the camera
+    /// pipeline (as a camera would deliver them)
+    #[arg(long, env = "CAMERA_FRAMES")]
+    pub frames: Option<std::path::PathBuf>,
+    /// Replay rate, frames per second
+    #[arg(long, env = "CAMERA_FPS", default_value_t = 10.0)]
+    pub frames_fps: f64,
+    /// Replay the frames again and again
+    #[arg(long, env = "CAMERA_LOOP")]
+    pub frames_loop: bool,
+    /// Unknown faces seen by the camera also produce events
+    #[arg(long, env = "CAMERA_SEND_UNKNOWN")]
+    pub camera_send_unknown: bool,
+    /// /health says ok:false when the camera has been gone or silent this many seconds
+    #[arg(long, env = "CAMERA_STALE_SECONDS", default_value_t = 10)]
+    pub camera_stale_seconds: u64,
+}
+
+impl Default for CameraSettings {
+    fn default() -> Self {
+        CameraSettings {
+            frames: None,
+            frames_fps: 10.0,
+            frames_loop: false,
+            camera_send_unknown: false,
+            camera_stale_seconds: 10,
+        }
+    }
+}
+
+impl CameraSettings {
+    pub fn validate(&self) -> Result<(), Error> {
+        if !(self.frames_fps.is_finite() && self.frames_fps > 0.0 && self.frames_fps <= 1000.0) {
+            return Err(Error::Config(format!(
+                "CAMERA_FPS must be above 0 and at most 1000, got {}",
+                self.frames_fps
+            )));
+        }
+        Ok(())
+    }
+
+    /// The frame source to open (and reopen), if a camera is configured.
+    pub fn source(&self) -> Option<crate::camera::OpenSource> {
+        let (path, fps, repeat) = (self.frames.clone()?, self.frames_fps, self.frames_loop);
+        Some(Box::new(move || {
+            crate::camera::ReplaySource::open(&path, fps, repeat)
+                .map(|s| Box::new(s) as Box<dyn crate::camera::FrameSource>)
+        }))
+    }
 }
 
 impl ServeSettings {
@@ -214,6 +270,7 @@ impl ServeSettings {
                 Err(Error::Config(format!("{name} must be 0 to {max}, got {v}")))
             }
         };
+        self.camera.validate()?;
         seconds("EVENT_COOLDOWN_SECONDS", self.cooldown_seconds, 86_400.0)?;
         seconds(
             "WEBHOOK_TIMEOUT_SECONDS",

@@ -4,6 +4,7 @@
 //! `gallery` (the `.npy` files); images come in through `image_io`.
 
 pub mod bulk_enroll;
+pub mod camera;
 pub mod cli;
 pub mod client;
 pub mod config;

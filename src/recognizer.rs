@@ -32,6 +32,8 @@ pub struct Candidate {
     pub face: Option<(Face, Vec<u8>)>,
 }
 
+/// Cheap to clone: the engine and gallery are shared.
+#[derive(Clone)]
 pub struct Recognizer {
     pub engine: Arc<Engine>,
     pub gallery: Arc<Gallery>,

@@ -14,7 +14,7 @@ fn faces(rel: &str) -> std::path::PathBuf {
     common::faces_dir().join(rel)
 }
 
-fn url(server: &face_attendance::http::RunningServer, path: &str) -> String {
+fn url(server: &face_attendance::cli::serve::Service, path: &str) -> String {
     format!("http://{}{}", server.addr(), path)
 }
 

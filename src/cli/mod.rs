@@ -1,6 +1,7 @@
-//! The command line: `enroll`, `recognize`, `serve`, `rt-client`.
+//! The command line: `enroll`, `recognize`, `serve`, `cam-demo`, `rt-client`, `bench-http`.
 
 mod bench_http;
+mod cam_demo;
 mod enroll;
 mod recognize;
 mod rt_client;
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{ServeSettings, Settings};
+use crate::config::{CameraSettings, ServeSettings, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +50,8 @@ pub enum Command {
     },
     /// Serve the HTTP API (the original service's endpoints, WebSocket feed and webhook)
     Serve(ServeSettings),
+    /// The camera demo: recognize replayed frames and print one line per face with the fps
+    CamDemo(CameraSettings),
     /// Post images to a server's /recognize/realtime and print its WebSocket stream
     RtClient(rt_client::RtClientArgs),
     /// Measure a running server: requests/s and latency of /recognize at 1, 2, 4 clients
@@ -90,6 +93,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Enroll { known, replace, .. } => enroll::bulk(&recognizer, &known, replace),
         Command::Recognize { files } => recognize::files(&recognizer, &files),
         Command::Serve(serve) => serve::run(&cli.settings, &serve, recognizer),
+        Command::CamDemo(camera) => cam_demo::run(&camera, recognizer),
         Command::RtClient(_) | Command::BenchHttp(_) => EXIT_SETUP,
     }
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::camera::{Camera, FrameResult};
 use crate::config::{ServeSettings, Settings};
-use crate::events::{Dispatcher, WebhookSender};
+use crate::events::{events_for, Dispatcher, WebhookSender};
 use crate::http::{self, App, Hub, Limits};
 use crate::recognizer::Recognizer;
 
@@ -49,12 +50,40 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
     0
 }
 
-/// Builds the app from the settings and starts the server (the tests call this too).
+/// The running service: the HTTP server and, when configured, the camera loop.
+pub struct Service {
+    server: http::RunningServer,
+    camera: Option<Camera>,
+}
+
+impl Service {
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.addr()
+    }
+
+    pub fn app(&self) -> &App {
+        self.server.app()
+    }
+
+    pub fn camera(&self) -> Option<&Camera> {
+        self.camera.as_ref()
+    }
+
+    /// Stops the camera, then the server (which delivers the pending events).
+    pub fn shutdown(self) {
+        if let Some(camera) = self.camera {
+            camera.stop();
+        }
+        self.server.shutdown();
+    }
+}
+
+/// Builds the app from the settings and starts the server and camera (the tests call this too).
 pub fn start(
     settings: &Settings,
     serve: &ServeSettings,
     recognizer: Recognizer,
-) -> std::io::Result<http::RunningServer> {
+) -> std::io::Result<Service> {
     let hub = Hub::start(serve.ws_max_clients);
     let to_hub = hub.clone();
     let webhook = serve.webhook();
@@ -67,17 +96,44 @@ pub fn start(
         "max_upload_bytes": serve.max_upload_bytes,
         "max_pixels": settings.max_pixels,
         "webhook_timeout_seconds": serve.webhook_timeout_seconds,
+        "camera": serve.camera.frames.as_ref().map(|p| p.display().to_string()),
+        "camera_send_unknown": serve.camera.camera_send_unknown,
     });
-    let dispatcher = Dispatcher::start(
+    let dispatcher = Arc::new(Dispatcher::start(
         webhook.map(WebhookSender::new),
         Duration::from_secs_f64(serve.cooldown_seconds),
         Box::new(move |message| to_hub.broadcast(message)),
-    );
+    ));
     let limits = Limits {
         max_upload_bytes: serve.max_upload_bytes,
         io_timeout: Duration::from_secs(serve.http_timeout_seconds),
         workers: serve.workers,
+        camera_stale_after: Duration::from_secs(serve.camera.camera_stale_seconds),
     };
-    let app = App::new(recognizer, dispatcher, hub, limits, config_json)?;
-    http::start(&serve.bind, app)
+    let camera = match serve.camera.source() {
+        None => None,
+        Some(open) => {
+            // Camera results go through the same path as /recognize/realtime: cooldown,
+            // webhook, WebSocket.
+            let (events, send_unknown) = (dispatcher.clone(), serve.camera.camera_send_unknown);
+            let on_frame = Box::new(move |f: FrameResult| {
+                let batch = events_for(&f.results, (f.width, f.height), send_unknown);
+                if !batch.is_empty() {
+                    events.submit(batch);
+                }
+            });
+            Some(Camera::start(
+                open,
+                recognizer.clone(),
+                Arc::default(),
+                on_frame,
+            )?)
+        }
+    };
+    let mut app = App::new(recognizer, dispatcher, hub, limits, config_json)?;
+    app.camera = camera.as_ref().map(|c| c.stats().clone());
+    Ok(Service {
+        server: http::start(&serve.bind, app)?,
+        camera,
+    })
 }

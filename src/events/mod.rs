@@ -13,6 +13,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::engine::FaceBox;
+use crate::gallery::UNKNOWN;
+use crate::recognizer::Recognition;
 pub use webhook::{WebhookConfig, WebhookSender};
 
 /// A person (or `Unknown`) seen in a frame.
@@ -70,6 +72,19 @@ impl Event {
         })
         .to_string()
     }
+}
+
+/// The events of one frame's results: every recognized face, and unknown ones when asked.
+pub fn events_for(
+    results: &[Recognition],
+    frame: (usize, usize),
+    send_unknown: bool,
+) -> Vec<Event> {
+    results
+        .iter()
+        .filter(|r| send_unknown || r.label != UNKNOWN)
+        .map(|r| Event::new(&r.label, r.distance, frame, r.bbox))
+        .collect()
 }
 
 pub fn unix_now() -> i64 {
@@ -184,6 +199,14 @@ impl Dispatcher {
                     .unwrap_or_else(|| Report::status(Status::Queued))
             })
             .collect()
+    }
+
+    /// Queues the events for delivery without waiting for their reports (the camera loop).
+    pub fn submit(&self, events: Vec<Event>) {
+        for event in events {
+            let (tx, _) = mpsc::channel();
+            let _ = self.jobs.send(Job::Deliver(event, tx));
+        }
     }
 
     /// Delivers what is queued, then stops the thread.

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::camera::CameraStats;
 use crate::events::Dispatcher;
 use crate::recognizer::Recognizer;
 pub use error::ApiError;
@@ -29,13 +30,17 @@ pub struct Limits {
     /// How long a client may take to send its body (then 408), or stall reading an answer.
     pub io_timeout: Duration,
     pub workers: usize,
+    /// `/health` turns `ok:false` when the camera has been gone or silent this long.
+    pub camera_stale_after: Duration,
 }
 
 /// Everything a request handler needs.
 pub struct App {
     pub recognizer: Recognizer,
-    pub dispatcher: Dispatcher,
+    pub dispatcher: Arc<Dispatcher>,
     pub hub: Hub,
+    /// The camera loop's counters, when `serve` runs one.
+    pub camera: Option<Arc<CameraStats>>,
     pub limits: Limits,
     /// What `GET /config` shows (never the API key).
     pub config_json: Value,
@@ -45,7 +50,7 @@ pub struct App {
 impl App {
     pub fn new(
         recognizer: Recognizer,
-        dispatcher: Dispatcher,
+        dispatcher: Arc<Dispatcher>,
         hub: Hub,
         limits: Limits,
         config_json: Value,
@@ -58,6 +63,7 @@ impl App {
             recognizer,
             dispatcher,
             hub,
+            camera: None,
             limits,
             config_json,
             pool,

@@ -8,8 +8,7 @@ use tiny_http::{Header, Method, Request, Response};
 
 use super::error::ApiError;
 use super::{form, App};
-use crate::events::{Event, Report};
-use crate::gallery::UNKNOWN;
+use crate::events::{events_for, Event, Report};
 use crate::recognizer::Recognition;
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -180,7 +179,12 @@ fn respond(request: Request, answer: Result<Answer, ApiError>) {
 
 fn health(app: &App) -> Answer {
     let (encodings, labels) = app.recognizer.gallery.counts();
-    Answer::Json(json!({"ok": true, "encodings": encodings, "labels": labels}))
+    let mut answer = json!({"ok": true, "encodings": encodings, "labels": labels});
+    if let Some(camera) = &app.camera {
+        answer["ok"] = json!(camera.healthy(app.limits.camera_stale_after));
+        answer["camera"] = camera.to_json();
+    }
+    Answer::Json(answer)
 }
 
 fn enroll(app: &App, body: Body) -> Result<Answer, ApiError> {
@@ -247,11 +251,7 @@ fn realtime(app: &App, body: Body, query: &str) -> Result<Answer, ApiError> {
         let frame = (image.width, image.height);
         Ok::<_, crate::Error>((app.recognizer.recognize_image(&image, tolerance), frame))
     })?;
-    let events: Vec<Event> = results
-        .iter()
-        .filter(|r| send_unknown || r.label != UNKNOWN)
-        .map(|r| Event::new(&r.label, r.distance, frame, r.bbox))
-        .collect();
+    let events: Vec<Event> = events_for(&results, frame, send_unknown);
     let labels: Vec<String> = events.iter().map(|e| e.student_id.clone()).collect();
     let reports: Vec<Report> = app.dispatcher.dispatch(events);
     let dispatch: Vec<Value> = labels

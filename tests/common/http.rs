@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use face_attendance::cli::serve;
+use face_attendance::cli::serve::Service;
 use face_attendance::client::{multipart, Part};
 use face_attendance::config::{ServeSettings, Settings};
 use face_attendance::gallery::Gallery;
-use face_attendance::http::RunningServer;
 use face_attendance::recognizer::Recognizer;
 use serde_json::Value;
 
@@ -24,11 +24,12 @@ pub fn serve_settings() -> ServeSettings {
         cooldown_seconds: 5.0,
         webhook_timeout_seconds: 1.0,
         ws_max_clients: 16,
+        camera: Default::default(),
     }
 }
 
 /// A server over `data` (a fresh gallery there), sharing the test binary's engine.
-pub fn start(data: &Path, serve: ServeSettings) -> RunningServer {
+pub fn start(data: &Path, serve: ServeSettings) -> Service {
     let settings = Settings {
         data_dir: data.to_path_buf(),
         ..Settings::default()

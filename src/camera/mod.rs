@@ -1,0 +1,263 @@
+//! The box's own camera: a capture thread reads a [`FrameSource`] into a newest-frame-wins
+//! slot; a processing thread converts, recognizes and hands each frame's results on (to the
+//! event dispatcher in `serve`, to the terminal in `cam-demo`). A source that fails or
+//! disappears is reopened with back-off; nothing here exits or spins on errors.
+
+pub mod frame;
+pub mod slot;
+pub mod source;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::recognizer::{Recognition, Recognizer};
+use frame::RawFrame;
+use slot::LatestSlot;
+pub use source::{FrameSource, ReplaySource, SourceError};
+
+/// Opens (or reopens) the frame source.
+pub type OpenSource = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>;
+
+/// What one processed frame gave.
+pub struct FrameResult {
+    pub width: usize,
+    pub height: usize,
+    pub results: Vec<Recognition>,
+    /// From capture to the end of recognition.
+    pub latency: Duration,
+}
+
+pub type OnFrame = Box<dyn FnMut(FrameResult) + Send>;
+
+/// Counters for `/health` and the demo, shared by the camera threads.
+#[derive(Default)]
+pub struct CameraStats {
+    captured: AtomicU64,
+    processed: AtomicU64,
+    frame_errors: AtomicU64,
+    source_errors: AtomicU64,
+    /// Unix ms of the last frame captured (0: none yet).
+    last_frame_ms: AtomicU64,
+    /// Unix ms since when the source has been unavailable (0: it is fine).
+    unavailable_since_ms: AtomicU64,
+    source: Mutex<String>,
+    state: Mutex<String>,
+    dropped: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn set(m: &Mutex<String>, value: String) {
+    *m.lock().unwrap_or_else(|p| p.into_inner()) = value;
+}
+
+impl CameraStats {
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Ordering::Relaxed)
+    }
+
+    pub fn state(&self) -> String {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// False when the source has been gone, or silent, for longer than `stale_after`.
+    pub fn healthy(&self, stale_after: Duration) -> bool {
+        let now = now_ms();
+        let limit = stale_after.as_millis() as u64;
+        let gone = self.unavailable_since_ms.load(Ordering::Relaxed);
+        if gone != 0 {
+            return now.saturating_sub(gone) <= limit;
+        }
+        let last = self.last_frame_ms.load(Ordering::Relaxed);
+        self.state() == "ended" || last == 0 || now.saturating_sub(last) <= limit
+    }
+
+    pub fn to_json(&self) -> Value {
+        let last = self.last_frame_ms.load(Ordering::Relaxed);
+        json!({
+            "source": *self.source.lock().unwrap_or_else(|p| p.into_inner()),
+            "state": self.state(),
+            "frames_captured": self.captured.load(Ordering::Relaxed),
+            "frames_processed": self.processed(),
+            "frames_dropped": self.dropped.load(Ordering::Relaxed),
+            "frame_errors": self.frame_errors.load(Ordering::Relaxed),
+            "source_errors": self.source_errors.load(Ordering::Relaxed),
+            "last_frame_age_seconds": (last != 0).then(|| now_ms().saturating_sub(last) as f64 / 1000.0),
+        })
+    }
+}
+
+pub struct Camera {
+    stop: Arc<AtomicBool>,
+    slot: Arc<LatestSlot<(RawFrame, Instant)>>,
+    threads: Vec<JoinHandle<()>>,
+    stats: Arc<CameraStats>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl Camera {
+    /// Starts capture and processing threads.
+    pub fn start(
+        open: OpenSource,
+        recognizer: Recognizer,
+        stats: Arc<CameraStats>,
+        on_frame: OnFrame,
+    ) -> std::io::Result<Camera> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let slot = Arc::new(LatestSlot::default());
+        let capture = {
+            let (stop, slot, stats) = (stop.clone(), slot.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name("camera-capture".into())
+                .spawn(move || capture(open, &slot, &stats, &stop))?
+        };
+        let process = {
+            let (stop, slot, stats) = (stop.clone(), slot.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name("camera-process".into())
+                .spawn(move || process(&recognizer, &slot, &stats, &stop, on_frame))?
+        };
+        Ok(Camera {
+            stop,
+            slot,
+            threads: vec![capture, process],
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> &Arc<CameraStats> {
+        &self.stats
+    }
+
+    /// Whether both threads are done (a replay that ended, without looping).
+    pub fn finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.slot.close();
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sleeps `d` in small steps, returning early when asked to stop.
+fn nap(d: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+    }
+}
+
+fn capture(
+    mut open: OpenSource,
+    slot: &LatestSlot<(RawFrame, Instant)>,
+    stats: &CameraStats,
+    stop: &AtomicBool,
+) {
+    let mut backoff = Duration::from_millis(250);
+    let mut complained = false;
+    'reopen: while !stop.load(Ordering::Relaxed) {
+        let mut source = match open() {
+            Ok(source) => source,
+            Err(SourceError::Ended) => {
+                set(&stats.state, "ended".into());
+                break;
+            }
+            Err(SourceError::Unavailable(why)) => {
+                // Said once per outage, not once per retry.
+                if !complained {
+                    log::warn!("camera: {why}; retrying");
+                    complained = true;
+                    stats
+                        .unavailable_since_ms
+                        .store(now_ms(), Ordering::Relaxed);
+                }
+                set(&stats.state, format!("retrying: {why}"));
+                nap(backoff, stop);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        if complained {
+            log::info!("camera: back");
+        }
+        complained = false;
+        backoff = Duration::from_millis(250);
+        stats.unavailable_since_ms.store(0, Ordering::Relaxed);
+        set(&stats.source, source.describe());
+        set(&stats.state, "running".into());
+        log::info!("camera: {}", source.describe());
+        while !stop.load(Ordering::Relaxed) {
+            match source.next_frame() {
+                Ok(frame) => {
+                    stats.captured.fetch_add(1, Ordering::Relaxed);
+                    stats.last_frame_ms.store(now_ms(), Ordering::Relaxed);
+                    slot.put((frame, Instant::now()));
+                    stats.dropped.store(slot.dropped(), Ordering::Relaxed);
+                }
+                Err(SourceError::Ended) => {
+                    set(&stats.state, "ended".into());
+                    break 'reopen;
+                }
+                Err(SourceError::Unavailable(why)) => {
+                    stats.source_errors.fetch_add(1, Ordering::Relaxed);
+                    log::warn!("camera: {why}; reopening");
+                    complained = true;
+                    stats
+                        .unavailable_since_ms
+                        .store(now_ms(), Ordering::Relaxed);
+                    set(&stats.state, format!("retrying: {why}"));
+                    continue 'reopen;
+                }
+            }
+        }
+    }
+    slot.close();
+}
+
+fn process(
+    recognizer: &Recognizer,
+    slot: &LatestSlot<(RawFrame, Instant)>,
+    stats: &CameraStats,
+    stop: &AtomicBool,
+    mut on_frame: OnFrame,
+) {
+    loop {
+        let Some((raw, captured_at)) = slot.take(Duration::from_millis(200)) else {
+            if stop.load(Ordering::Relaxed) || stats.state() == "ended" {
+                return;
+            }
+            continue;
+        };
+        let image = match raw.to_rgb(recognizer.max_pixels) {
+            Ok(image) => image,
+            Err(e) => {
+                // A corrupt frame costs one frame, not the loop.
+                stats.frame_errors.fetch_add(1, Ordering::Relaxed);
+                log::debug!("camera: bad frame: {e}");
+                continue;
+            }
+        };
+        let results = recognizer.recognize_image(&image, None);
+        stats.processed.fetch_add(1, Ordering::Relaxed);
+        on_frame(FrameResult {
+            width: image.width,
+            height: image.height,
+            results,
+            latency: captured_at.elapsed(),
+        });
+    }
+}

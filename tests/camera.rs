@@ -1,0 +1,298 @@
+//! The camera pipeline on replayed real frames: the same code path as a V4L2 camera after the
+//! driver (frame source → newest-frame slot → recognizer → events).
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::http::{self as h, Behaviour};
+use face_attendance::camera::frame::{rgb_to_yuyv, RawFrame};
+use face_attendance::camera::{Camera, CameraStats, FrameSource, SourceError};
+use face_attendance::gallery::{Gallery, StudentId};
+use face_attendance::image_io::{self, RgbImage};
+use face_attendance::recognizer::Recognizer;
+use serde_json::Value;
+
+fn photo(rel: &str) -> RgbImage {
+    let bytes = std::fs::read(common::faces_dir().join(rel)).unwrap();
+    image_io::decode(&bytes, u64::MAX).unwrap()
+}
+
+/// The photo as a 640x480 camera frame, JPEG-encoded.
+fn frame_jpeg(rel: &str) -> Vec<u8> {
+    image_io::encode_jpeg(&image_io::letterbox(&photo(rel), 640, 480)).unwrap()
+}
+
+fn recognizer(data: &Path, enroll: &[(&str, &str)]) -> Recognizer {
+    let (gallery, _) = Gallery::open(data).unwrap();
+    let r = Recognizer {
+        engine: common::engine(),
+        gallery: Arc::new(gallery),
+        tolerance: 0.45,
+        max_pixels: image_io::DEFAULT_MAX_PIXELS,
+    };
+    for (id, rel) in enroll {
+        let face = r.engine.analyze(&photo(rel));
+        r.gallery
+            .append(&StudentId::parse(id).unwrap(), &[face[0].encoding])
+            .unwrap();
+    }
+    r
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn replayed_frames_send_one_event_per_person_per_cooldown() {
+    let data = tempfile::tempdir().unwrap();
+    recognizer(
+        data.path(),
+        &[
+            ("obama", "known/obama/obama_1.jpg"),
+            ("biden", "known/biden/biden_1.jpg"),
+        ],
+    );
+    let parent = tempfile::tempdir().unwrap();
+    let frames = parent.path().join("camera");
+    let (hook, received) = h::receiver(Behaviour::Ok);
+    let mut settings = h::serve_settings();
+    settings.webhook_url = hook;
+    settings.cooldown_seconds = 60.0;
+    // No frames at start: the camera retries until they appear (a source coming back), so the
+    // WebSocket client below is connected before the first frame.
+    settings.camera.frames = Some(frames.clone());
+    settings.camera.frames_fps = 4.0;
+    let server = h::start(data.path(), settings);
+    let mut ws = tungstenite::connect(format!("ws://{}/ws/recognitions", server.addr()))
+        .unwrap()
+        .0;
+    let (_, health) = h::get(&format!("http://{}/health", server.addr()));
+    assert!(
+        health["camera"]["state"]
+            .as_str()
+            .unwrap()
+            .starts_with("retrying"),
+        "{health}"
+    );
+
+    // Three frames each of two enrolled people and of a stranger, plus a corrupt frame; the
+    // folder appears whole (renamed into place) so the camera never sees half of it.
+    let staging = parent.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let mut n = 0;
+    for rel in [
+        "probe/obama/obama_3.jpg",
+        "probe/biden/biden_2.jpg",
+        "strangers/stuart_2.jpg",
+    ] {
+        let jpeg = frame_jpeg(rel);
+        for _ in 0..3 {
+            std::fs::write(staging.join(format!("{n:03}.jpg")), &jpeg).unwrap();
+            n += 1;
+        }
+    }
+    std::fs::write(staging.join("999.jpg"), b"not a jpeg at all").unwrap();
+    std::fs::rename(&staging, &frames).unwrap();
+
+    let stats = server.camera().unwrap().stats().clone();
+    wait_for("the replay to end", Duration::from_secs(120), || {
+        stats.state() == "ended"
+    });
+    wait_for(
+        "the last frame to be processed",
+        Duration::from_secs(60),
+        || server.camera().unwrap().finished(),
+    );
+    let got: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, p)| p["student_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["biden", "obama"], "webhook calls: {got:?}");
+
+    let (_, health) = h::get(&format!("http://{}/health", server.addr()));
+    let camera = &health["camera"];
+    assert_eq!(camera["state"], "ended");
+    assert_eq!(camera["frames_captured"], 10);
+    assert_eq!(camera["frame_errors"], 1, "{health}");
+    assert_eq!(health["ok"], true);
+
+    // The WebSocket saw the recognitions: a sent one for each person, the rest skipped.
+    let mut sent = Vec::new();
+    let mut seen = 0;
+    if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = ws.get_mut() {
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    }
+    while let Ok(message) = ws.read() {
+        let Ok(text) = message.to_text() else {
+            continue;
+        };
+        let m: Value = serde_json::from_str(text).unwrap();
+        assert_ne!(m["student_id"], "Unknown");
+        if m["dispatch"]["status"] == "sent" {
+            sent.push(m["student_id"].as_str().unwrap().to_string());
+        }
+        seen += 1;
+    }
+    sent.sort();
+    assert_eq!(sent, ["biden", "obama"]);
+    assert!(seen >= 2);
+    server.shutdown();
+}
+
+#[test]
+fn strangers_make_events_only_with_camera_send_unknown() {
+    let data = tempfile::tempdir().unwrap();
+    recognizer(data.path(), &[("obama", "known/obama/obama_1.jpg")]);
+    let frames = tempfile::tempdir().unwrap();
+    std::fs::write(
+        frames.path().join("a.jpg"),
+        frame_jpeg("strangers/stuart_2.jpg"),
+    )
+    .unwrap();
+    for send_unknown in [false, true] {
+        let (hook, received) = h::receiver(Behaviour::Ok);
+        let mut settings = h::serve_settings();
+        settings.webhook_url = hook;
+        settings.camera.frames = Some(frames.path().to_path_buf());
+        settings.camera.camera_send_unknown = send_unknown;
+        let server = h::start(data.path(), settings);
+        wait_for("the replay", Duration::from_secs(60), || {
+            server.camera().unwrap().finished()
+        });
+        server.shutdown(); // delivers what the dispatcher holds
+        let got = received.lock().unwrap().clone();
+        if send_unknown {
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].1["student_id"], "Unknown");
+        } else {
+            assert!(got.is_empty(), "{got:?}");
+        }
+    }
+}
+
+#[test]
+fn health_says_not_ok_while_the_camera_is_gone() {
+    let data = tempfile::tempdir().unwrap();
+    recognizer(data.path(), &[]);
+    let parent = tempfile::tempdir().unwrap();
+    let frames = parent.path().join("camera");
+    let mut settings = h::serve_settings();
+    settings.camera.frames = Some(frames.clone());
+    settings.camera.frames_loop = true;
+    settings.camera.frames_fps = 20.0;
+    settings.camera.camera_stale_seconds = 1;
+    let server = h::start(data.path(), settings);
+    let health = || h::get(&format!("http://{}/health", server.addr())).1;
+    wait_for("ok:false", Duration::from_secs(30), || {
+        health()["ok"] == false
+    });
+    // The device comes back: frames flow and health recovers.
+    let staging = parent.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::write(staging.join("a.jpg"), frame_jpeg("probe/obama/obama_3.jpg")).unwrap();
+    std::fs::rename(&staging, &frames).unwrap();
+    wait_for("ok:true", Duration::from_secs(60), || {
+        let h = health();
+        h["ok"] == true && h["camera"]["frames_processed"].as_u64().unwrap_or(0) > 0
+    });
+    server.shutdown();
+}
+
+/// A camera faster than recognition: the same real frame, as fast as asked.
+struct FastSource {
+    jpeg: Vec<u8>,
+    left: usize,
+}
+
+impl FrameSource for FastSource {
+    fn next_frame(&mut self) -> Result<RawFrame, SourceError> {
+        if self.left == 0 {
+            return Err(SourceError::Ended);
+        }
+        self.left -= 1;
+        std::thread::sleep(Duration::from_millis(5));
+        Ok(RawFrame::Mjpeg(self.jpeg.clone()))
+    }
+
+    fn describe(&self) -> String {
+        "fast test source".into()
+    }
+}
+
+#[test]
+fn a_slow_consumer_drops_stale_frames_instead_of_queueing_them() {
+    let data = tempfile::tempdir().unwrap();
+    let r = recognizer(data.path(), &[]);
+    let jpeg = frame_jpeg("probe/obama/obama_3.jpg");
+    let mut source = Some(FastSource { jpeg, left: 200 });
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = calls.clone();
+    let stats = Arc::new(CameraStats::default());
+    let camera = Camera::start(
+        Box::new(move || {
+            source
+                .take()
+                .map(|s| Box::new(s) as Box<dyn FrameSource>)
+                .ok_or(SourceError::Ended)
+        }),
+        r,
+        stats.clone(),
+        Box::new(move |f| {
+            assert!(f.results.len() == 1);
+            counted.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(100)); // a slow consumer
+        }),
+    )
+    .unwrap();
+    wait_for("the source to end", Duration::from_secs(120), || {
+        camera.finished()
+    });
+    let json = stats.to_json();
+    let (captured, processed, dropped) = (
+        json["frames_captured"].as_u64().unwrap(),
+        json["frames_processed"].as_u64().unwrap(),
+        json["frames_dropped"].as_u64().unwrap(),
+    );
+    assert_eq!(captured, 200);
+    assert!(processed < captured && dropped > 0, "{json}");
+    // Every frame was either processed or replaced by a newer one in the slot: none waited in a
+    // queue behind others, so latency stays one frame however slow the consumer is.
+    assert_eq!(
+        processed + dropped,
+        captured,
+        "every frame processed or dropped: {json}"
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), processed);
+    camera.stop();
+}
+
+#[test]
+fn a_face_photo_through_yuyv_is_still_recognized() {
+    let data = tempfile::tempdir().unwrap();
+    let r = recognizer(data.path(), &[("obama", "known/obama/obama_1.jpg")]);
+    let frame = image_io::letterbox(&photo("probe/obama/obama_3.jpg"), 640, 480);
+    let raw = RawFrame::Yuyv {
+        width: 640,
+        height: 480,
+        data: rgb_to_yuyv(&frame),
+    };
+    let rgb = raw.to_rgb(u64::MAX).unwrap();
+    let results = r.recognize_image(&rgb, None);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].label, "obama");
+    let direct = r.recognize_image(&frame, None);
+    assert_eq!(direct[0].label, "obama");
+}
