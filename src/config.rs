@@ -210,6 +210,18 @@ pub struct ServeSettings {
 /// The camera loop of `serve` (and `cam-demo`).
 #[derive(Debug, Clone, Args)]
 pub struct CameraSettings {
+    /// The V4L2 camera device to capture from
+    #[arg(long, env = "CAMERA_DEVICE", conflicts_with = "frames")]
+    pub camera: Option<std::path::PathBuf>,
+    /// Capture width in pixels
+    #[arg(long, env = "CAMERA_WIDTH", default_value_t = 640)]
+    pub camera_width: u32,
+    /// Capture height in pixels
+    #[arg(long, env = "CAMERA_HEIGHT", default_value_t = 480)]
+    pub camera_height: u32,
+    /// Capture rate asked of the camera, frames per second
+    #[arg(long, env = "CAMERA_CAPTURE_FPS", default_value_t = 15)]
+    pub camera_fps: u32,
     /// Replay frames from a folder of JPEGs, one image or an MJPEG file through the camera
     /// pipeline (as a camera would deliver them)
     #[arg(long, env = "CAMERA_FRAMES")]
@@ -231,6 +243,10 @@ pub struct CameraSettings {
 impl Default for CameraSettings {
     fn default() -> Self {
         CameraSettings {
+            camera: None,
+            camera_width: 640,
+            camera_height: 480,
+            camera_fps: 15,
             frames: None,
             frames_fps: 10.0,
             frames_loop: false,
@@ -242,6 +258,12 @@ impl Default for CameraSettings {
 
 impl CameraSettings {
     pub fn validate(&self) -> Result<(), Error> {
+        if !(16..=4096).contains(&self.camera_width) || !(16..=4096).contains(&self.camera_height) {
+            return Err(Error::Config(format!(
+                "CAMERA_WIDTH and CAMERA_HEIGHT must be 16 to 4096, got {}x{}",
+                self.camera_width, self.camera_height
+            )));
+        }
         if !(self.frames_fps.is_finite() && self.frames_fps > 0.0 && self.frames_fps <= 1000.0) {
             return Err(Error::Config(format!(
                 "CAMERA_FPS must be above 0 and at most 1000, got {}",
@@ -253,6 +275,13 @@ impl CameraSettings {
 
     /// The frame source to open (and reopen), if a camera is configured.
     pub fn source(&self) -> Option<crate::camera::OpenSource> {
+        if let Some(device) = self.camera.clone() {
+            let (w, h, fps) = (self.camera_width, self.camera_height, self.camera_fps);
+            return Some(Box::new(move || {
+                crate::camera::v4l2::V4l2Source::open(&device, w, h, fps)
+                    .map(|s| Box::new(s) as Box<dyn crate::camera::FrameSource>)
+            }));
+        }
         let (path, fps, repeat) = (self.frames.clone()?, self.frames_fps, self.frames_loop);
         Some(Box::new(move || {
             crate::camera::ReplaySource::open(&path, fps, repeat)

@@ -6,6 +6,7 @@
 pub mod frame;
 pub mod slot;
 pub mod source;
+pub mod v4l2;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -15,7 +15,7 @@ pub fn run(camera: &CameraSettings, recognizer: Recognizer) -> i32 {
         return super::EXIT_SETUP;
     }
     let Some(open) = camera.source() else {
-        eprintln!("error: give --frames PATH (a folder of JPEGs, an image or an MJPEG file)");
+        eprintln!("error: give --camera /dev/videoN, or --frames PATH (a folder of JPEGs, an image or an MJPEG file)");
         return super::EXIT_SETUP;
     };
     let stop = Arc::new(AtomicBool::new(false));

@@ -96,7 +96,7 @@ pub fn start(
         "max_upload_bytes": serve.max_upload_bytes,
         "max_pixels": settings.max_pixels,
         "webhook_timeout_seconds": serve.webhook_timeout_seconds,
-        "camera": serve.camera.frames.as_ref().map(|p| p.display().to_string()),
+        "camera": serve.camera.camera.as_ref().or(serve.camera.frames.as_ref()).map(|p| p.display().to_string()),
         "camera_send_unknown": serve.camera.camera_send_unknown,
     });
     let dispatcher = Arc::new(Dispatcher::start(
