@@ -73,12 +73,23 @@ pub fn multipart(fields: &[(&str, Part<'_>)]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-/// The content type of an image file by its extension.
-pub fn image_content_type(file_name: &str) -> &'static str {
-    let lower = file_name.to_ascii_lowercase();
-    if lower.ends_with(".png") {
+/// The form `curl -F image=@PATH` sends: `data` as the `image` file field.
+pub fn image_form(path: &std::path::Path, data: &[u8]) -> (String, Vec<u8>) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let content_type = if name.to_ascii_lowercase().ends_with(".png") {
         "image/png"
     } else {
         "image/jpeg"
-    }
+    };
+    multipart(&[(
+        "image",
+        Part::File {
+            file_name: &name,
+            content_type,
+            data,
+        },
+    )])
 }

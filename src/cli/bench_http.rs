@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::client::{agent, image_content_type, multipart, Part};
+use crate::client::{agent, image_form};
 use crate::image_io;
 
 #[derive(Debug, Clone, Args)]
@@ -56,19 +56,7 @@ pub fn run(args: &BenchHttpArgs) -> i32 {
             return super::EXIT_SETUP;
         }
     };
-    let name = args
-        .image
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (content_type, body) = multipart(&[(
-        "image",
-        Part::File {
-            file_name: &name,
-            content_type: image_content_type(&name),
-            data: &data,
-        },
-    )]);
+    let (content_type, body) = image_form(&args.image, &data);
     let url = format!("{}/recognize", args.server.trim_end_matches('/'));
     println!(
         "POST {url} with {} ({} bytes), {} requests per row",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::bulk_enroll::is_photo;
-use crate::client::{agent, image_content_type, multipart, Part};
+use crate::client::{agent, image_form};
 
 #[derive(Debug, Clone, Args)]
 pub struct RtClientArgs {
@@ -106,18 +106,7 @@ pub fn run(args: &RtClientArgs) -> i32 {
 
 fn post(agent: &ureq::Agent, url: &str, image: &Path) -> Result<(), String> {
     let data = std::fs::read(image).map_err(|e| e.to_string())?;
-    let name = image
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (content_type, body) = multipart(&[(
-        "image",
-        Part::File {
-            file_name: &name,
-            content_type: image_content_type(&name),
-            data: &data,
-        },
-    )]);
+    let (content_type, body) = image_form(image, &data);
     let mut response = agent
         .post(url)
         .header("Content-Type", &content_type)
