@@ -162,6 +162,18 @@ fn nap(d: Duration, stop: &AtomicBool) {
     }
 }
 
+/// Records that the source is gone. Said once per outage, not once per retry.
+fn note_outage(stats: &CameraStats, why: &str, complained: &mut bool) {
+    if !*complained {
+        log::warn!("camera: {why}; retrying");
+        *complained = true;
+        stats
+            .unavailable_since_ms
+            .store(now_ms(), Ordering::Relaxed);
+    }
+    set(&stats.state, format!("retrying: {why}"));
+}
+
 fn capture(
     mut open: OpenSource,
     slot: &LatestSlot<(RawFrame, Instant)>,
@@ -178,15 +190,7 @@ fn capture(
                 break;
             }
             Err(SourceError::Unavailable(why)) => {
-                // Said once per outage, not once per retry.
-                if !complained {
-                    log::warn!("camera: {why}; retrying");
-                    complained = true;
-                    stats
-                        .unavailable_since_ms
-                        .store(now_ms(), Ordering::Relaxed);
-                }
-                set(&stats.state, format!("retrying: {why}"));
+                note_outage(stats, &why, &mut complained);
                 nap(backoff, stop);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
@@ -215,12 +219,7 @@ fn capture(
                 }
                 Err(SourceError::Unavailable(why)) => {
                     stats.source_errors.fetch_add(1, Ordering::Relaxed);
-                    log::warn!("camera: {why}; reopening");
-                    complained = true;
-                    stats
-                        .unavailable_since_ms
-                        .store(now_ms(), Ordering::Relaxed);
-                    set(&stats.state, format!("retrying: {why}"));
+                    note_outage(stats, &why, &mut complained);
                     continue 'reopen;
                 }
             }
