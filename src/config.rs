@@ -238,6 +238,24 @@ pub struct CameraSettings {
     /// /health says ok:false when the camera has been gone or silent this many seconds
     #[arg(long, env = "CAMERA_STALE_SECONDS", default_value_t = 10)]
     pub camera_stale_seconds: u64,
+    /// Detect faces on the frame scaled by this (0.1 to 1): detection cost follows the pixel
+    /// count; landmarks and encodings still use the full frame
+    #[arg(long, env = "DETECT_SCALE", default_value_t = 0.5)]
+    pub detect_scale: f64,
+    /// Times the scaled frame is upsampled before detection. Faces are found from about
+    /// 80 / DETECT_SCALE px wide, half that per upsample, and each upsample costs ~4x
+    #[arg(long, env = "CAMERA_UPSAMPLE", default_value_t = 0)]
+    pub camera_upsample: u32,
+    /// A face that stays in place is encoded again every this many frames (1 = every frame)
+    #[arg(long, env = "CAMERA_RECHECK_FRAMES", default_value_t = 10)]
+    pub recheck_frames: u32,
+    /// Ignore faces narrower than this many pixels (0 = off)
+    #[arg(long, env = "CAMERA_MIN_FACE", default_value_t = 0)]
+    pub min_face: u32,
+    /// Ignore faces less sharp than this (variance of the Laplacian on a 64x64 sample; sharp
+    /// faces score from several hundred to a few thousand; 0 = off)
+    #[arg(long, env = "CAMERA_MIN_SHARPNESS", default_value_t = 0.0)]
+    pub min_sharpness: f64,
 }
 
 impl Default for CameraSettings {
@@ -252,6 +270,11 @@ impl Default for CameraSettings {
             frames_loop: false,
             camera_send_unknown: false,
             camera_stale_seconds: 10,
+            detect_scale: 0.5,
+            camera_upsample: 0,
+            recheck_frames: 10,
+            min_face: 0,
+            min_sharpness: 0.0,
         }
     }
 }
@@ -270,7 +293,41 @@ impl CameraSettings {
                 self.frames_fps
             )));
         }
+        if !(self.detect_scale.is_finite() && (0.1..=1.0).contains(&self.detect_scale)) {
+            return Err(Error::Config(format!(
+                "DETECT_SCALE must be 0.1 to 1, got {}",
+                self.detect_scale
+            )));
+        }
+        if self.camera_upsample > MAX_UPSAMPLE {
+            return Err(Error::Config(format!(
+                "CAMERA_UPSAMPLE must be 0 to {MAX_UPSAMPLE}"
+            )));
+        }
+        if self.recheck_frames == 0 {
+            return Err(Error::Config(
+                "CAMERA_RECHECK_FRAMES must be at least 1 (1 encodes every face of every frame)"
+                    .into(),
+            ));
+        }
+        if !(self.min_sharpness.is_finite() && self.min_sharpness >= 0.0) {
+            return Err(Error::Config(format!(
+                "CAMERA_MIN_SHARPNESS must be 0 or more, got {}",
+                self.min_sharpness
+            )));
+        }
         Ok(())
+    }
+
+    /// How the camera pipeline trades accuracy for speed.
+    pub fn pipeline(&self) -> crate::camera::PipelineSettings {
+        crate::camera::PipelineSettings {
+            detect_scale: self.detect_scale,
+            upsample: self.camera_upsample,
+            recheck_frames: self.recheck_frames,
+            min_face_px: self.min_face,
+            min_sharpness: self.min_sharpness,
+        }
     }
 
     /// The frame source to open (and reopen), if a camera is configured.

@@ -50,19 +50,23 @@ impl Recognizer {
 
     /// Every face in the image with its best label; `tolerance` overrides the default.
     pub fn recognize_image(&self, image: &RgbImage, tolerance: Option<f64>) -> Vec<Recognition> {
-        let tolerance = tolerance.unwrap_or(self.tolerance);
         self.engine
             .analyze(image)
             .into_iter()
-            .map(|face| {
-                let m = self.gallery.best_match(&face.encoding, tolerance);
-                Recognition {
-                    bbox: face.bbox,
-                    label: m.label,
-                    distance: m.distance,
-                }
-            })
+            .map(|face| self.label(face, tolerance))
             .collect()
+    }
+
+    /// The best label for one encoded face; `tolerance` overrides the default.
+    pub fn label(&self, face: Face, tolerance: Option<f64>) -> Recognition {
+        let m = self
+            .gallery
+            .best_match(&face.encoding, tolerance.unwrap_or(self.tolerance));
+        Recognition {
+            bbox: face.bbox,
+            label: m.label,
+            distance: m.distance,
+        }
     }
 
     pub fn recognize_bytes(

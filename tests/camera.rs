@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::http::{self as h, Behaviour};
 use face_attendance::camera::frame::{rgb_to_yuyv, RawFrame};
-use face_attendance::camera::{Camera, CameraStats, FrameSource, SourceError};
+use face_attendance::camera::quality;
+use face_attendance::camera::tracker::iou;
+use face_attendance::camera::{
+    Camera, CameraStats, FrameSource, Pipeline, PipelineSettings, SourceError,
+};
+use face_attendance::engine::Frame;
 use face_attendance::gallery::{Gallery, StudentId};
 use face_attendance::image_io::{self, RgbImage};
 use face_attendance::recognizer::Recognizer;
@@ -248,10 +253,10 @@ fn a_slow_consumer_drops_stale_frames_instead_of_queueing_them() {
                 .map(|s| Box::new(s) as Box<dyn FrameSource>)
                 .ok_or(SourceError::Ended)
         }),
-        r,
+        Pipeline::new(r, PipelineSettings::default()),
         stats.clone(),
         Box::new(move |f| {
-            assert!(f.results.len() == 1);
+            assert!(f.faces.len() == 1);
             counted.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(100)); // a slow consumer
         }),
@@ -295,4 +300,173 @@ fn a_face_photo_through_yuyv_is_still_recognized() {
     assert_eq!(results[0].label, "obama");
     let direct = r.recognize_image(&frame, None);
     assert_eq!(direct[0].label, "obama");
+}
+
+fn raw(rel: &str) -> RawFrame {
+    RawFrame::Mjpeg(frame_jpeg(rel))
+}
+
+#[test]
+fn detection_on_a_half_size_copy_finds_the_same_faces() {
+    let engine = common::engine();
+    for rel in [
+        "probe/obama/obama_3.jpg",
+        "probe/biden/biden_2.jpg",
+        "probe/amy/amy_4.jpg",
+        "probe/raj/raj_4.jpg",
+        "group/obama_and_biden.jpg",
+    ] {
+        let image = image_io::letterbox(&photo(rel), 640, 480);
+        let frame = Frame::new(&image);
+        let full = engine.detect_in(&frame);
+        let half = engine.detect_scaled(&frame, 0.5, 1);
+        assert!(!full.is_empty(), "{rel}");
+        for b in &half {
+            let best = full.iter().map(|f| iou(f, b)).fold(0.0, f64::max);
+            assert!(best > 0.6, "{rel}: {b:?} overlaps {best:.2} with {full:?}");
+        }
+        // Half the pixels, half the reach: the faces lost are the small ones (the group photo's
+        // third face, 51 px wide), which the pipeline's defaults knowingly give up.
+        let reach = full.iter().filter(|f| f.right - f.left >= 70).count();
+        assert!(half.len() >= reach, "{rel}: {full:?} vs {half:?}");
+        // Encodings from the mapped boxes still sit near the full-resolution ones.
+        let (a, b) = (
+            engine.encode_in(&frame, &full),
+            engine.encode_in(&frame, &half),
+        );
+        for y in &b {
+            let x = a
+                .iter()
+                .max_by(|p, q| iou(&p.bbox, &y.bbox).total_cmp(&iou(&q.bbox, &y.bbox)))
+                .unwrap();
+            let d = face_attendance::engine::distance(&x.encoding, &y.encoding);
+            assert!(d < 0.2, "{rel}: encodings {d:.3} apart");
+        }
+    }
+}
+
+#[test]
+fn a_still_face_is_encoded_once_per_recheck_period_and_labelled_every_frame() {
+    let data = tempfile::tempdir().unwrap();
+    let r = recognizer(data.path(), &[("obama", "known/obama/obama_1.jpg")]);
+    let settings = PipelineSettings {
+        recheck_frames: 10,
+        ..PipelineSettings::default()
+    };
+    let mut pipeline = Pipeline::new(r, settings);
+    let frame = raw("probe/obama/obama_3.jpg");
+    let mut fresh = 0;
+    for n in 0..25 {
+        let out = pipeline.process(&frame).unwrap();
+        assert_eq!(out.faces.len(), 1, "frame {n}");
+        assert_eq!(out.faces[0].recognition.label, "obama", "frame {n}");
+        assert_eq!(out.faces[0].tracked, n % 10 != 0, "frame {n}");
+        fresh += out.encoded;
+    }
+    assert_eq!(fresh, 3, "frames 0, 10 and 20");
+}
+
+#[test]
+fn someone_else_in_the_same_place_is_recognized_at_once() {
+    let data = tempfile::tempdir().unwrap();
+    let r = recognizer(
+        data.path(),
+        &[
+            ("obama", "known/obama/obama_1.jpg"),
+            ("biden", "known/biden/biden_1.jpg"),
+        ],
+    );
+    let mut pipeline = Pipeline::new(r, PipelineSettings::default());
+    let (obama, biden) = (
+        raw("probe/obama/obama_3.jpg"),
+        raw("probe/biden/biden_2.jpg"),
+    );
+    let mut boxes = Vec::new();
+    for n in 0..6 {
+        let (frame, who) = if n % 2 == 0 {
+            (&obama, "obama")
+        } else {
+            (&biden, "biden")
+        };
+        let out = pipeline.process(frame).unwrap();
+        assert_eq!(out.faces.len(), 1);
+        assert_eq!(out.faces[0].recognition.label, who, "frame {n}");
+        // From frame 2 on each face may continue its own track (missed for one frame only).
+        assert!(
+            n > 1 || !out.faces[0].tracked,
+            "frame {n}: a label carried over"
+        );
+        boxes.push(out.faces[0].recognition.bbox);
+    }
+    // The two letterboxed portraits put the faces in overlapping places, so the box alone
+    // would have matched the track: the look is what told them apart.
+    assert!(iou(&boxes[0], &boxes[1]) >= face_attendance::camera::tracker::MIN_IOU);
+}
+
+/// A box blur of radius `r`: a face out of focus or moving.
+fn blurred(image: &RgbImage, r: usize) -> RgbImage {
+    let (w, h) = (image.width, image.height);
+    let mut out = image.pixels.clone();
+    for y in 0..h {
+        for x in 0..w {
+            let mut sum = [0u32; 3];
+            let mut n = 0;
+            for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
+                for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
+                    let p = &image.pixels[(yy * w + xx) * 3..][..3];
+                    sum.iter_mut().zip(p).for_each(|(s, v)| *s += *v as u32);
+                    n += 1;
+                }
+            }
+            let o = &mut out[(y * w + x) * 3..][..3];
+            o.iter_mut().zip(sum).for_each(|(o, s)| *o = (s / n) as u8);
+        }
+    }
+    RgbImage::from_raw(w, h, out).unwrap()
+}
+
+#[test]
+fn blurred_and_small_faces_are_skipped_when_asked() {
+    let data = tempfile::tempdir().unwrap();
+    let r = recognizer(data.path(), &[("obama", "known/obama/obama_1.jpg")]);
+    let sharp = image_io::letterbox(&photo("probe/obama/obama_3.jpg"), 640, 480);
+    let soft = blurred(&sharp, 3);
+    let bbox = r.engine.detect(&sharp)[0];
+    let (s_sharp, s_soft) = (
+        quality::sharpness(&sharp, &bbox),
+        quality::sharpness(&soft, &bbox),
+    );
+    assert!(
+        s_sharp > 3.0 * s_soft,
+        "sharp {s_sharp:.1}, blurred {s_soft:.1}"
+    );
+    let jpeg = |i: &RgbImage| RawFrame::Mjpeg(image_io::encode_jpeg(i).unwrap());
+
+    let mut strict = Pipeline::new(
+        r.clone(),
+        PipelineSettings {
+            min_sharpness: (s_sharp * s_soft).sqrt(),
+            ..PipelineSettings::default()
+        },
+    );
+    let out = strict.process(&jpeg(&soft)).unwrap();
+    assert_eq!(
+        (out.faces.len(), out.skipped_blurry, out.encoded),
+        (0, 1, 0)
+    );
+    let out = strict.process(&jpeg(&sharp)).unwrap();
+    assert_eq!((out.faces.len(), out.skipped_blurry), (1, 0));
+    assert_eq!(out.faces[0].recognition.label, "obama");
+
+    let found = out.faces[0].recognition.bbox;
+    let width = found.right - found.left;
+    let mut far = Pipeline::new(
+        r,
+        PipelineSettings {
+            min_face_px: width as u32 + 20,
+            ..PipelineSettings::default()
+        },
+    );
+    let out = far.process(&jpeg(&sharp)).unwrap();
+    assert_eq!((out.faces.len(), out.skipped_small), (0, 1));
 }

@@ -5,6 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use face_attendance::image_io;
 use serde_json::Value;
 
 fn run(dir: &Path, models: &Path, args: &[&str]) -> Output {
@@ -211,4 +212,103 @@ fn a_damaged_embeddings_file_is_reported_and_skipped() {
     let answer: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(answer["results"][0]["label"], "Unknown");
     assert!(answer["results"][0]["distance"].is_null());
+}
+
+#[test]
+fn cam_demo_prints_names_and_saves_annotated_frames() {
+    let faces = common::faces_dir();
+    let models = common::models_dir();
+    let site = tempfile::tempdir().unwrap();
+    copy_person(&faces, site.path(), "obama");
+    assert!(run(site.path(), &models, &["enroll"]).status.success());
+    // Camera frames: a probe photo of an enrolled person and one of a stranger, 640x480.
+    let frames = site.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for (name, rel) in [
+        ("1.jpg", "probe/obama/obama_3.jpg"),
+        ("2.jpg", "strangers/stuart_2.jpg"),
+    ] {
+        let bytes = std::fs::read(faces.join(rel)).unwrap();
+        let image = image_io::decode(&bytes, u64::MAX).unwrap();
+        let frame = image_io::letterbox(&image, 640, 480);
+        std::fs::write(frames.join(name), image_io::encode_jpeg(&frame).unwrap()).unwrap();
+    }
+    let out = run(
+        site.path(),
+        &models,
+        &["cam-demo", "--frames", "frames", "--save-annotated", "seen"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = stdout(&out);
+    assert!(lines.contains("frame 1: obama distance 0."), "{lines}");
+    assert!(lines.contains("frame 2: Unknown distance"), "{lines}");
+    assert!(lines.contains(" fps"), "{lines}");
+
+    let saved = common::photos(&site.path().join("seen"));
+    let names: Vec<_> = saved
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["frame-000001.jpg", "frame-000002.jpg"]);
+    // The known face is outlined in green, the stranger in red.
+    let greenish = |p: &[u8]| p[1] > 150 && p[0] < 100 && p[2] < 120;
+    let reddish = |p: &[u8]| p[0] > 170 && p[1] < 90 && p[2] < 90;
+    let count = |path: &Path, f: &dyn Fn(&[u8]) -> bool| {
+        let image = image_io::decode(&std::fs::read(path).unwrap(), u64::MAX).unwrap();
+        assert_eq!((image.width, image.height), (640, 480));
+        image.pixels.chunks_exact(3).filter(|p| f(p)).count()
+    };
+    assert!(count(&saved[0], &greenish) > 500);
+    assert!(count(&saved[1], &reddish) > 500);
+    assert!(count(&saved[0], &reddish) < 50);
+}
+
+#[test]
+fn bench_camera_measures_frames_with_zero_one_and_three_faces() {
+    let faces = common::faces_dir();
+    let models = common::models_dir();
+    let site = tempfile::tempdir().unwrap();
+    let photos: Vec<String> = [
+        "probe/obama/obama_3.jpg",
+        "probe/biden/biden_2.jpg",
+        "probe/amy/amy_4.jpg",
+    ]
+    .iter()
+    .map(|rel| faces.join(rel).display().to_string())
+    .collect();
+    let mut args = vec!["bench-camera", "--frames", "2", "--scales", "0.5"];
+    args.extend(photos.iter().map(String::as_str));
+    let out = run(site.path(), &models, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // Rows: faces 0, 1, 3 with tracking, then 1 and 3 without; the last column is the number
+    // of faces actually found per frame.
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 5, "{text}");
+    for row in &rows {
+        let (faces, found) = (row[2], row[row.len() - 1]);
+        assert_eq!(
+            found.parse::<f64>().unwrap(),
+            faces.parse::<f64>().unwrap(),
+            "{text}"
+        );
+        assert!(row[4].parse::<f64>().unwrap() > 0.0, "fps: {text}");
+    }
+    let bad = run(
+        site.path(),
+        &models,
+        &[
+            "bench-camera",
+            "--upsample",
+            "9",
+            &photos[0],
+            &photos[1],
+            &photos[2],
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
 }

@@ -3,9 +3,13 @@
 //! event dispatcher in `serve`, to the terminal in `cam-demo`). A source that fails or
 //! disappears is reopened with back-off; nothing here exits or spins on errors.
 
+pub mod annotate;
 pub mod frame;
+pub mod pipeline;
+pub mod quality;
 pub mod slot;
 pub mod source;
+pub mod tracker;
 pub mod v4l2;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,21 +19,37 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::recognizer::{Recognition, Recognizer};
+use crate::image_io::RgbImage;
+use crate::recognizer::Recognition;
 use frame::RawFrame;
+pub use pipeline::{Pipeline, PipelineSettings, StageTimes};
 use slot::LatestSlot;
 pub use source::{FrameSource, ReplaySource, SourceError};
+pub use tracker::Seen;
 
 /// Opens (or reopens) the frame source.
 pub type OpenSource = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>;
 
 /// What one processed frame gave.
 pub struct FrameResult {
-    pub width: usize,
-    pub height: usize,
-    pub results: Vec<Recognition>,
+    pub image: RgbImage,
+    pub faces: Vec<Seen>,
+    pub times: StageTimes,
     /// From capture to the end of recognition.
     pub latency: Duration,
+}
+
+impl FrameResult {
+    /// The faces recognized from this very frame. Tracked faces repeat a label computed a few
+    /// frames ago, so only these make attendance events: a label is never carried over into an
+    /// event.
+    pub fn fresh(&self) -> Vec<Recognition> {
+        self.faces
+            .iter()
+            .filter(|s| !s.tracked)
+            .map(|s| s.recognition.clone())
+            .collect()
+    }
 }
 
 pub type OnFrame = Box<dyn FnMut(FrameResult) + Send>;
@@ -48,6 +68,10 @@ pub struct CameraStats {
     source: Mutex<String>,
     state: Mutex<String>,
     dropped: AtomicU64,
+    faces_encoded: AtomicU64,
+    faces_tracked: AtomicU64,
+    faces_skipped_small: AtomicU64,
+    faces_skipped_blurry: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -91,6 +115,10 @@ impl CameraStats {
             "frames_processed": self.processed(),
             "frames_dropped": self.dropped.load(Ordering::Relaxed),
             "frame_errors": self.frame_errors.load(Ordering::Relaxed),
+            "faces_encoded": self.faces_encoded.load(Ordering::Relaxed),
+            "faces_tracked": self.faces_tracked.load(Ordering::Relaxed),
+            "faces_skipped_small": self.faces_skipped_small.load(Ordering::Relaxed),
+            "faces_skipped_blurry": self.faces_skipped_blurry.load(Ordering::Relaxed),
             "source_errors": self.source_errors.load(Ordering::Relaxed),
             "last_frame_age_seconds": (last != 0).then(|| now_ms().saturating_sub(last) as f64 / 1000.0),
         })
@@ -110,7 +138,7 @@ impl Camera {
     /// Starts capture and processing threads.
     pub fn start(
         open: OpenSource,
-        recognizer: Recognizer,
+        pipeline: Pipeline,
         stats: Arc<CameraStats>,
         on_frame: OnFrame,
     ) -> std::io::Result<Camera> {
@@ -126,7 +154,7 @@ impl Camera {
             let (stop, slot, stats) = (stop.clone(), slot.clone(), stats.clone());
             std::thread::Builder::new()
                 .name("camera-process".into())
-                .spawn(move || process(&recognizer, &slot, &stats, &stop, on_frame))?
+                .spawn(move || process(pipeline, &slot, &stats, &stop, on_frame))?
         };
         Ok(Camera {
             stop,
@@ -229,7 +257,7 @@ fn capture(
 }
 
 fn process(
-    recognizer: &Recognizer,
+    mut pipeline: Pipeline,
     slot: &LatestSlot<(RawFrame, Instant)>,
     stats: &CameraStats,
     stop: &AtomicBool,
@@ -242,8 +270,8 @@ fn process(
             }
             continue;
         };
-        let image = match raw.to_rgb(recognizer.max_pixels) {
-            Ok(image) => image,
+        let frame = match pipeline.process(&raw) {
+            Ok(frame) => frame,
             Err(e) => {
                 // A corrupt frame costs one frame, not the loop.
                 stats.frame_errors.fetch_add(1, Ordering::Relaxed);
@@ -251,12 +279,19 @@ fn process(
                 continue;
             }
         };
-        let results = recognizer.recognize_image(&image, None);
+        let count = |c: &AtomicU64, n: usize| c.fetch_add(n as u64, Ordering::Relaxed);
+        count(&stats.faces_encoded, frame.encoded);
+        count(
+            &stats.faces_tracked,
+            frame.faces.iter().filter(|s| s.tracked).count(),
+        );
+        count(&stats.faces_skipped_small, frame.skipped_small);
+        count(&stats.faces_skipped_blurry, frame.skipped_blurry);
         stats.processed.fetch_add(1, Ordering::Relaxed);
         on_frame(FrameResult {
-            width: image.width,
-            height: image.height,
-            results,
+            image: frame.image,
+            faces: frame.faces,
+            times: frame.times,
             latency: captured_at.elapsed(),
         });
     }

@@ -97,26 +97,35 @@ impl ReplaySource {
         if frames.len() == 0 {
             return Err(unavailable("no frames".into()));
         }
+        Ok(ReplaySource::new(path.to_path_buf(), frames, fps, repeat))
+    }
+
+    /// Replays JPEG images held in memory (`name` is for `describe`); benchmarks use it.
+    pub fn from_jpegs(name: &str, jpegs: Vec<Vec<u8>>, fps: f64, repeat: bool) -> ReplaySource {
+        ReplaySource::new(name.into(), Frames::Stream(jpegs), fps, repeat)
+    }
+
+    fn new(path: PathBuf, frames: Frames, fps: f64, repeat: bool) -> ReplaySource {
         let fps = if fps.is_finite() && fps > 0.0 {
             fps
         } else {
             10.0
         };
-        Ok(ReplaySource {
-            path: path.to_path_buf(),
+        ReplaySource {
+            path,
             frames,
             next: 0,
             interval: Duration::from_secs_f64(1.0 / fps),
             due: Instant::now(),
             repeat,
-        })
+        }
     }
 }
 
 impl FrameSource for ReplaySource {
     fn next_frame(&mut self) -> Result<RawFrame, SourceError> {
         if self.next >= self.frames.len() {
-            if !self.repeat {
+            if !self.repeat || self.frames.len() == 0 {
                 return Err(SourceError::Ended);
             }
             self.next = 0;

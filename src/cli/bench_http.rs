@@ -27,7 +27,7 @@ pub struct BenchHttpArgs {
     pub image: PathBuf,
 }
 
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
+pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s.split_once('x').ok_or("expected WIDTHxHEIGHT")?;
     let parse = |v: &str| {
         v.trim()

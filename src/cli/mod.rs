@@ -1,5 +1,7 @@
-//! The command line: `enroll`, `recognize`, `serve`, `cam-demo`, `rt-client`, `bench-http`.
+//! The command line: `enroll`, `recognize`, `serve`, `cam-demo`, `rt-client`, `bench-http`,
+//! `bench-camera`.
 
+mod bench_camera;
 mod bench_http;
 mod cam_demo;
 mod enroll;
@@ -11,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{CameraSettings, ServeSettings, Settings};
+use crate::config::{ServeSettings, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,11 +53,13 @@ pub enum Command {
     /// Serve the HTTP API (the original service's endpoints, WebSocket feed and webhook)
     Serve(ServeSettings),
     /// The camera demo: recognize replayed frames and print one line per face with the fps
-    CamDemo(CameraSettings),
+    CamDemo(cam_demo::CamDemoArgs),
     /// Post images to a server's /recognize/realtime and print its WebSocket stream
     RtClient(rt_client::RtClientArgs),
     /// Measure a running server: requests/s and latency of /recognize at 1, 2, 4 clients
     BenchHttp(bench_http::BenchHttpArgs),
+    /// Measure the camera loop: frames/s and per-stage ms on frames made from photos
+    BenchCamera(bench_camera::BenchCameraArgs),
 }
 
 /// Exit statuses: 0 all done, 1 some input failed, 2 cannot start (settings, models, data).
@@ -93,7 +97,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Enroll { known, replace, .. } => enroll::bulk(&recognizer, &known, replace),
         Command::Recognize { files } => recognize::files(&recognizer, &files),
         Command::Serve(serve) => serve::run(&cli.settings, &serve, recognizer),
-        Command::CamDemo(camera) => cam_demo::run(&camera, recognizer),
+        Command::CamDemo(args) => cam_demo::run(&args, recognizer),
+        Command::BenchCamera(args) => bench_camera::run(&args, recognizer),
         Command::RtClient(_) | Command::BenchHttp(_) => EXIT_SETUP,
     }
 }

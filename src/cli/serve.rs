@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::camera::{Camera, FrameResult};
+use crate::camera::{Camera, FrameResult, Pipeline};
 use crate::config::{ServeSettings, Settings};
 use crate::events::{events_for, Dispatcher, WebhookSender};
 use crate::http::{self, App, Hub, Limits};
@@ -98,6 +98,9 @@ pub fn start(
         "webhook_timeout_seconds": serve.webhook_timeout_seconds,
         "camera": serve.camera.camera.as_ref().or(serve.camera.frames.as_ref()).map(|p| p.display().to_string()),
         "camera_send_unknown": serve.camera.camera_send_unknown,
+        "detect_scale": serve.camera.detect_scale,
+        "camera_upsample": serve.camera.camera_upsample,
+        "camera_recheck_frames": serve.camera.recheck_frames,
     });
     let dispatcher = Arc::new(Dispatcher::start(
         webhook.map(WebhookSender::new),
@@ -115,19 +118,10 @@ pub fn start(
         Some(open) => {
             // Camera results go through the same path as /recognize/realtime: cooldown,
             // webhook, WebSocket.
-            let (events, send_unknown) = (dispatcher.clone(), serve.camera.camera_send_unknown);
-            let on_frame = Box::new(move |f: FrameResult| {
-                let batch = events_for(&f.results, (f.width, f.height), send_unknown);
-                if !batch.is_empty() {
-                    events.submit(batch);
-                }
-            });
-            Some(Camera::start(
-                open,
-                recognizer.clone(),
-                Arc::default(),
-                on_frame,
-            )?)
+            let mut events = camera_events(dispatcher.clone(), serve.camera.camera_send_unknown);
+            let on_frame = Box::new(move |f: FrameResult| events(&f));
+            let pipeline = Pipeline::new(recognizer.clone(), serve.camera.pipeline());
+            Some(Camera::start(open, pipeline, Arc::default(), on_frame)?)
         }
     };
     let mut app = App::new(recognizer, dispatcher, hub, limits, config_json)?;
@@ -136,4 +130,18 @@ pub fn start(
         server: http::start(&serve.bind, app)?,
         camera,
     })
+}
+
+/// What `serve` does with each camera frame: the faces recognized in it become events, through
+/// the same path as `/recognize/realtime` (cooldown, webhook, WebSocket).
+pub fn camera_events(
+    dispatcher: Arc<Dispatcher>,
+    send_unknown: bool,
+) -> impl FnMut(&FrameResult) + Send {
+    move |f: &FrameResult| {
+        let batch = events_for(&f.fresh(), (f.image.width, f.image.height), send_unknown);
+        if !batch.is_empty() {
+            dispatcher.submit(batch);
+        }
+    }
 }

@@ -193,9 +193,9 @@ impl Engine {
 
     /// Finds every face in `image` and encodes them (in parallel when there are several).
     pub fn analyze(&self, image: &RgbImage) -> Vec<Face> {
-        let matrix = to_matrix(image);
-        let boxes = self.detect_matrix(&matrix, image);
-        self.encode_matrix(&matrix, &boxes)
+        let frame = Frame::new(image);
+        let boxes = self.detect_in(&frame);
+        self.encode_in(&frame, &boxes)
     }
 
     /// Analyzes several images in parallel; results in the same order.
@@ -205,50 +205,88 @@ impl Engine {
 
     /// Face boxes only, clipped to the image, in the detector's order.
     pub fn detect(&self, image: &RgbImage) -> Vec<FaceBox> {
-        self.detect_matrix(&to_matrix(image), image)
+        self.detect_in(&Frame::new(image))
     }
 
     /// Encodes the faces at `boxes` (as returned by [`Engine::detect`]).
     pub fn encode(&self, image: &RgbImage, boxes: &[FaceBox]) -> Vec<Face> {
-        self.encode_matrix(&to_matrix(image), boxes)
+        self.encode_in(&Frame::new(image), boxes)
     }
 
     /// The five landmark points `(x, y)` of each face at `boxes`.
     pub fn landmarks(&self, image: &RgbImage, boxes: &[FaceBox]) -> Vec<Vec<(i64, i64)>> {
-        let matrix = to_matrix(image);
-        let worker = self.checkout();
-        boxes
+        let frame = Frame::new(image);
+        self.shapes_in(&frame, boxes)
             .iter()
-            .map(|b| {
-                let points: FaceLandmarks = worker.predictor.face_landmarks(&matrix, &b.to_rect());
-                points.iter().map(|p| (long(p.x()), long(p.y()))).collect()
+            .map(|s| s.0.iter().map(|p| (long(p.x()), long(p.y()))).collect())
+            .collect()
+    }
+
+    /// Face boxes in `frame`, clipped to it.
+    pub fn detect_in(&self, frame: &Frame) -> Vec<FaceBox> {
+        self.detect_upsampled(frame, self.config.upsample)
+    }
+
+    fn detect_upsampled(&self, frame: &Frame, upsample: u32) -> Vec<FaceBox> {
+        let worker = self.checkout();
+        worker
+            .detector
+            .detect(&frame.matrix, upsample)
+            .iter()
+            .map(|r| FaceBox::clipped(r, frame.width, frame.height))
+            .collect()
+    }
+
+    /// Face boxes found in a copy of `frame` scaled by `scale` (0 < scale <= 1) and upsampled
+    /// `upsample` times, mapped back to `frame`'s pixels: detection is the costly step and
+    /// scales with the pixel count, while landmarks and encodings stay on the full frame.
+    pub fn detect_scaled(&self, frame: &Frame, scale: f64, upsample: u32) -> Vec<FaceBox> {
+        if !(scale > 0.0 && scale < 1.0) {
+            return self.detect_upsampled(frame, upsample);
+        }
+        let small = frame.scaled(scale);
+        let (sx, sy) = (
+            frame.width as f64 / small.width as f64,
+            frame.height as f64 / small.height as f64,
+        );
+        let up = |v: i64, s: f64| (v as f64 * s).round() as i64;
+        self.detect_upsampled(&small, upsample)
+            .into_iter()
+            .map(|b| FaceBox {
+                top: up(b.top, sy).max(0),
+                right: up(b.right, sx).min(frame.width as i64),
+                bottom: up(b.bottom, sy).min(frame.height as i64),
+                left: up(b.left, sx).max(0),
             })
             .collect()
     }
 
-    fn detect_matrix(&self, matrix: &ImageMatrix, image: &RgbImage) -> Vec<FaceBox> {
-        let worker = self.checkout();
-        worker
-            .detector
-            .detect(matrix, self.config.upsample)
-            .iter()
-            .map(|r| FaceBox::clipped(r, image.width, image.height))
+    /// The landmark shape of each face at `boxes` (in parallel when there are several).
+    pub fn shapes_in(&self, frame: &Frame, boxes: &[FaceBox]) -> Vec<Shape> {
+        boxes
+            .par_iter()
+            .map(|b| {
+                Shape(
+                    self.checkout()
+                        .predictor
+                        .face_landmarks(&frame.matrix, &b.to_rect()),
+                )
+            })
             .collect()
     }
 
-    fn encode_matrix(&self, matrix: &ImageMatrix, boxes: &[FaceBox]) -> Vec<Face> {
-        boxes
+    /// The encoding of each face from its shape (in parallel when there are several).
+    pub fn encode_shapes(&self, frame: &Frame, faces: &[(FaceBox, Shape)]) -> Vec<Face> {
+        faces
             .par_iter()
-            .map(|bbox| {
+            .map(|(bbox, shape)| {
                 let worker = self.checkout();
-                let landmarks: FaceLandmarks =
-                    worker.predictor.face_landmarks(matrix, &bbox.to_rect());
                 // Jittering draws from one global dlib::rand in the crate's C++ glue, which is
                 // not thread-safe: one jittered encoding at a time (it is the slow path anyway).
                 let _jittering = (self.config.jitters > 1).then(|| lock(&JITTER));
                 let encodings = worker.encoder.get_face_encodings(
-                    matrix,
-                    std::slice::from_ref(&landmarks),
+                    &frame.matrix,
+                    std::slice::from_ref(&shape.0),
                     self.config.jitters,
                 );
                 let mut encoding = [0.0; ENCODING_LEN];
@@ -262,18 +300,53 @@ impl Engine {
             })
             .collect()
     }
+
+    /// Landmarks then encodings of the faces at `boxes`.
+    pub fn encode_in(&self, frame: &Frame, boxes: &[FaceBox]) -> Vec<Face> {
+        let shapes = self.shapes_in(frame, boxes);
+        let faces: Vec<(FaceBox, Shape)> = boxes.iter().copied().zip(shapes).collect();
+        self.encode_shapes(frame, &faces)
+    }
 }
+
+/// An image in dlib's own layout, converted once and shared by the steps that need it.
+pub struct Frame {
+    matrix: ImageMatrix,
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Frame {
+    pub fn new(image: &RgbImage) -> Frame {
+        debug_assert_eq!(image.pixels.len(), image.width * image.height * 3);
+        // SAFETY: RgbImage guarantees pixels.len() == width * height * 3.
+        let matrix = unsafe { ImageMatrix::new(image.width, image.height, image.pixels.as_ptr()) };
+        Frame {
+            matrix,
+            width: image.width,
+            height: image.height,
+        }
+    }
+
+    /// A bilinear-resampled copy scaled by `scale`, at least 1x1.
+    pub fn scaled(&self, scale: f64) -> Frame {
+        let dim = |v: usize| ((v as f64 * scale).round() as usize).max(1);
+        let (width, height) = (dim(self.width), dim(self.height));
+        Frame {
+            matrix: self.matrix.resize(width, height),
+            width,
+            height,
+        }
+    }
+}
+
+/// The five landmark points of one face, in the form the encoder takes.
+pub struct Shape(FaceLandmarks);
 
 /// dlib coordinates are C `long`: 64-bit here, 32-bit on armv7.
 #[allow(clippy::useless_conversion)]
 fn long(v: std::os::raw::c_long) -> i64 {
     i64::from(v)
-}
-
-fn to_matrix(image: &RgbImage) -> ImageMatrix {
-    debug_assert_eq!(image.pixels.len(), image.width * image.height * 3);
-    // SAFETY: RgbImage guarantees pixels.len() == width * height * 3.
-    unsafe { ImageMatrix::new(image.width, image.height, image.pixels.as_ptr()) }
 }
 
 /// Euclidean distance between two encodings.

@@ -1,0 +1,156 @@
+//! What the camera does with one frame: convert to RGB, detect faces on a downscaled copy,
+//! drop faces too small or too blurred to be worth encoding, and encode only the faces the
+//! tracker cannot vouch for. Each stage is timed, for the bench and the logs.
+
+use std::time::{Duration, Instant};
+
+use super::frame::RawFrame;
+use super::quality;
+use super::tracker::{Seen, Tracker};
+use crate::engine::{FaceBox, Frame};
+use crate::image_io::{ImageError, RgbImage};
+use crate::recognizer::{Recognition, Recognizer};
+
+/// How the camera trades accuracy for speed.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// Detection runs on the frame scaled by this (0 < s <= 1); 1 detects on the full frame.
+    pub detect_scale: f64,
+    /// Times the scaled frame is upsampled before detection (each finds faces half as wide and
+    /// costs ~4x).
+    pub upsample: u32,
+    /// A face that stays in place is encoded again every this many frames (1 = every frame).
+    pub recheck_frames: u32,
+    /// Faces narrower than this many pixels (of the full frame) are ignored (0 = off).
+    pub min_face_px: u32,
+    /// Faces less sharp than this ([`quality::sharpness`]) are ignored (0 = off).
+    pub min_sharpness: f64,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            detect_scale: 0.5,
+            upsample: 0,
+            recheck_frames: 10,
+            min_face_px: 0,
+            min_sharpness: 0.0,
+        }
+    }
+}
+
+/// Wall-clock time of each stage of one frame.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    /// Decoding (MJPEG) or converting (YUYV) to RGB, and into dlib's layout.
+    pub convert: Duration,
+    /// Downscaling, HOG detection, the size and blur checks and the tracker's thumbnails.
+    pub detect: Duration,
+    pub landmarks: Duration,
+    pub encode: Duration,
+    /// Nearest enrolled encodings.
+    pub matching: Duration,
+}
+
+impl StageTimes {
+    pub fn add(&mut self, other: &StageTimes) {
+        self.convert += other.convert;
+        self.detect += other.detect;
+        self.landmarks += other.landmarks;
+        self.encode += other.encode;
+        self.matching += other.matching;
+    }
+}
+
+/// One processed frame.
+pub struct Processed {
+    pub image: RgbImage,
+    pub faces: Vec<Seen>,
+    pub times: StageTimes,
+    /// Faces encoded in this frame (the others were tracked).
+    pub encoded: usize,
+    pub skipped_small: usize,
+    pub skipped_blurry: usize,
+}
+
+pub struct Pipeline {
+    recognizer: Recognizer,
+    settings: PipelineSettings,
+    tracker: Tracker,
+    frame: u64,
+}
+
+impl Pipeline {
+    pub fn new(recognizer: Recognizer, settings: PipelineSettings) -> Pipeline {
+        Pipeline {
+            tracker: Tracker::new(settings.recheck_frames),
+            recognizer,
+            settings,
+            frame: 0,
+        }
+    }
+
+    pub fn settings(&self) -> &PipelineSettings {
+        &self.settings
+    }
+
+    /// Recognizes the faces of one frame; a corrupt frame is a typed error and costs nothing
+    /// else (the tracker keeps its state).
+    pub fn process(&mut self, raw: &RawFrame) -> Result<Processed, ImageError> {
+        let mut times = StageTimes::default();
+        let started = Instant::now();
+        let image = raw.to_rgb(self.recognizer.max_pixels)?;
+        let frame = Frame::new(&image);
+        times.convert = started.elapsed();
+
+        let started = Instant::now();
+        let engine = &self.recognizer.engine;
+        let mut boxes =
+            engine.detect_scaled(&frame, self.settings.detect_scale, self.settings.upsample);
+        let found = boxes.len();
+        let min_width = i64::from(self.settings.min_face_px);
+        boxes.retain(|b| quality::width(b) >= min_width);
+        let skipped_small = found - boxes.len();
+        let min_sharpness = self.settings.min_sharpness;
+        if min_sharpness > 0.0 {
+            boxes.retain(|b| quality::sharpness(&image, b) >= min_sharpness);
+        }
+        let skipped_blurry = found - skipped_small - boxes.len();
+
+        let mut encoded = 0;
+        let recognizer = &self.recognizer;
+        let looks: Vec<_> = boxes
+            .iter()
+            .map(|b| (*b, quality::Thumbnail::of(&image, b)))
+            .collect();
+        times.detect = started.elapsed();
+
+        let faces = self.tracker.step(self.frame, &looks, |indices| {
+            let chosen: Vec<FaceBox> = indices.iter().map(|&i| boxes[i]).collect();
+            encoded = chosen.len();
+            let started = Instant::now();
+            let shapes = engine.shapes_in(&frame, &chosen);
+            times.landmarks = started.elapsed();
+            let started = Instant::now();
+            let faces =
+                engine.encode_shapes(&frame, &chosen.into_iter().zip(shapes).collect::<Vec<_>>());
+            times.encode = started.elapsed();
+            let started = Instant::now();
+            let labelled: Vec<Recognition> = faces
+                .into_iter()
+                .map(|face| recognizer.label(face, None))
+                .collect();
+            times.matching = started.elapsed();
+            labelled
+        });
+        self.frame += 1;
+        Ok(Processed {
+            image,
+            faces,
+            times,
+            encoded,
+            skipped_small,
+            skipped_blurry,
+        })
+    }
+}
