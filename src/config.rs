@@ -200,6 +200,14 @@ pub struct ServeSettings {
     /// Bound on one webhook call, connect included
     #[arg(long, env = "WEBHOOK_TIMEOUT_SECONDS", default_value_t = 5.0)]
     pub webhook_timeout_seconds: f64,
+    /// Longest pause between two delivery attempts while the main API fails (the first retry
+    /// comes after 0.5 s, doubling)
+    #[arg(long, env = "WEBHOOK_RETRY_MAX_SECONDS", default_value_t = 60.0)]
+    pub webhook_retry_max_seconds: f64,
+    /// Most undelivered events kept in the outbox; past it the oldest are dropped (logged,
+    /// counted in /health)
+    #[arg(long, env = "OUTBOX_MAX_EVENTS", default_value_t = 100_000)]
+    pub outbox_max_events: usize,
     /// Most WebSocket clients at once
     #[arg(long, env = "WS_MAX_CLIENTS", default_value_t = 64)]
     pub ws_max_clients: usize,
@@ -363,6 +371,14 @@ impl ServeSettings {
             self.webhook_timeout_seconds,
             300.0,
         )?;
+        seconds(
+            "WEBHOOK_RETRY_MAX_SECONDS",
+            self.webhook_retry_max_seconds,
+            86_400.0,
+        )?;
+        if self.outbox_max_events == 0 {
+            return Err(Error::Config("OUTBOX_MAX_EVENTS must be above 0".into()));
+        }
         if self.webhook_timeout_seconds < 0.1 {
             return Err(Error::Config(
                 "WEBHOOK_TIMEOUT_SECONDS must be at least 0.1".into(),

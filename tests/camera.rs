@@ -121,7 +121,7 @@ fn replayed_frames_send_one_event_per_person_per_cooldown() {
         .lock()
         .unwrap()
         .iter()
-        .map(|(_, p)| p["student_id"].as_str().unwrap().to_string())
+        .map(|hit| hit.body["student_id"].as_str().unwrap().to_string())
         .collect();
     let mut sorted = got.clone();
     sorted.sort();
@@ -181,7 +181,7 @@ fn strangers_make_events_only_with_camera_send_unknown() {
         let got = received.lock().unwrap().clone();
         if send_unknown {
             assert_eq!(got.len(), 1);
-            assert_eq!(got[0].1["student_id"], "Unknown");
+            assert_eq!(got[0].body["student_id"], "Unknown");
         } else {
             assert!(got.is_empty(), "{got:?}");
         }

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::camera::{Camera, FrameResult, Pipeline};
 use crate::config::{ServeSettings, Settings};
-use crate::events::{events_for, Dispatcher, WebhookSender};
+use crate::events::outbox::Outbox;
+use crate::events::{events_for, Delivery, Dispatcher, WebhookConfig, WebhookSender};
 use crate::http::{self, App, Hub, Limits};
 use crate::recognizer::Recognizer;
 
@@ -102,8 +103,15 @@ pub fn start(
         "camera_upsample": serve.camera.camera_upsample,
         "camera_recheck_frames": serve.camera.recheck_frames,
     });
+    let delivery = match webhook {
+        Some(config) => Some(open_delivery(settings, serve, config)?),
+        None => {
+            warn_of_undelivered(settings);
+            None
+        }
+    };
     let dispatcher = Arc::new(Dispatcher::start(
-        webhook.map(WebhookSender::new),
+        delivery,
         Duration::from_secs_f64(serve.cooldown_seconds),
         Box::new(move |message| to_hub.broadcast(message)),
     ));
@@ -143,5 +151,54 @@ pub fn camera_events(
         if !batch.is_empty() {
             dispatcher.submit(batch);
         }
+    }
+}
+
+/// The outbox journal in `data/outbox`, and the webhook it feeds.
+fn open_delivery(
+    settings: &Settings,
+    serve: &ServeSettings,
+    config: WebhookConfig,
+) -> std::io::Result<Delivery> {
+    let dir = settings.data_dir.join("outbox");
+    let (outbox, recovered) = Outbox::open(&dir, serve.outbox_max_events).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("outbox journal in {}: {e}", dir.display()),
+        )
+    })?;
+    if recovered.pending > 0 {
+        log::info!(
+            "outbox: {} events from before the restart to deliver",
+            recovered.pending
+        );
+    }
+    if recovered.unreadable > 0 {
+        log::warn!(
+            "outbox: {} unreadable journal lines skipped (a write cut short)",
+            recovered.unreadable
+        );
+    }
+    if recovered.dropped > 0 {
+        log::warn!(
+            "outbox: {} oldest events dropped to keep within OUTBOX_MAX_EVENTS",
+            recovered.dropped
+        );
+    }
+    Ok(Delivery {
+        sender: WebhookSender::new(config),
+        outbox,
+        retry_max: Duration::from_secs_f64(serve.webhook_retry_max_seconds),
+    })
+}
+
+/// Events journaled while a webhook was configured stay on disk until one is configured again.
+fn warn_of_undelivered(settings: &Settings) {
+    let journal = settings.data_dir.join("outbox").join("journal.jsonl");
+    if std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0) {
+        log::warn!(
+            "{} holds undelivered events; set ATTENDANCE_WEBHOOK_URL to deliver them",
+            journal.display()
+        );
     }
 }

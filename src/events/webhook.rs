@@ -36,12 +36,14 @@ impl WebhookSender {
         self.config.timeout
     }
 
-    /// Posts `payload`; `sent` on 2xx, else `failed` with the status or the error.
-    pub fn send(&self, payload: &serde_json::Value) -> Report {
+    /// Posts `payload` with `event_id` as its `Idempotency-Key`; `sent` on 2xx, else `failed`
+    /// with the status or the error.
+    pub fn send(&self, payload: &serde_json::Value, event_id: &str) -> Report {
         let mut request = self
             .agent
             .post(&self.config.url)
-            .header("Content-Type", "application/json");
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", event_id);
         if let Some(key) = &self.config.api_key {
             request = request.header("Authorization", &format!("Bearer {key}"));
         }

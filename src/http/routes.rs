@@ -184,6 +184,10 @@ fn health(app: &App) -> Answer {
         answer["ok"] = json!(camera.healthy(app.limits.camera_stale_after));
         answer["camera"] = camera.to_json();
     }
+    if app.dispatcher.webhook_enabled() {
+        // The main API's own trouble: shown, but the box itself is fine.
+        answer["outbox"] = app.dispatcher.stats().to_json();
+    }
     Answer::Json(answer)
 }
 

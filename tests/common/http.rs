@@ -23,6 +23,8 @@ pub fn serve_settings() -> ServeSettings {
         webhook_api_key: String::new(),
         cooldown_seconds: 5.0,
         webhook_timeout_seconds: 1.0,
+        webhook_retry_max_seconds: 1.0,
+        outbox_max_events: 100_000,
         ws_max_clients: 16,
         camera: Default::default(),
     }
@@ -90,38 +92,75 @@ pub fn post_image(url: &str, photo: &Path, extra: &[(&str, &str)]) -> (u16, Valu
 }
 
 /// How the test webhook receiver answers.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
     Ok,
     Fail500,
     Hang,
 }
 
-/// What the receiver got: (authorization header, JSON body).
-pub type Received = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+/// One call the receiver got.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub auth: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub body: Value,
+}
+
+/// What the receiver got, in order.
+pub type Received = Arc<Mutex<Vec<Hit>>>;
 
 /// A webhook receiver (tiny_http) on 127.0.0.1:0; returns its URL and what it records.
 pub fn receiver(behaviour: Behaviour) -> (String, Received) {
+    let (url, received, _) = switchable_receiver(behaviour);
+    (url, received)
+}
+
+/// A receiver whose behaviour the test changes as it goes (a main API going down and up).
+pub fn switchable_receiver(behaviour: Behaviour) -> (String, Received, Arc<Mutex<Behaviour>>) {
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let url = format!(
         "http://{}/attendance/events",
         server.server_addr().to_ip().unwrap()
     );
+    serve_receiver(server, url, behaviour)
+}
+
+/// A receiver on a given address (a main API coming up where it was down).
+pub fn receiver_at(addr: &str, behaviour: Behaviour) -> Received {
+    let server = tiny_http::Server::http(addr).unwrap();
+    serve_receiver(server, String::new(), behaviour).1
+}
+
+fn serve_receiver(
+    server: tiny_http::Server,
+    url: String,
+    behaviour: Behaviour,
+) -> (String, Received, Arc<Mutex<Behaviour>>) {
     let received: Received = Arc::default();
-    let log = received.clone();
+    let behaviour = Arc::new(Mutex::new(behaviour));
+    let (log, now) = (received.clone(), behaviour.clone());
     std::thread::spawn(move || {
         let mut hung = Vec::new();
         for mut request in server.incoming_requests() {
-            let auth = request
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Authorization"))
-                .map(|h| h.value.to_string());
+            let header = |name: &'static str| {
+                request
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv(name))
+                    .map(|h| h.value.to_string())
+            };
+            let (auth, idempotency_key) = (header("Authorization"), header("Idempotency-Key"));
             let mut body = String::new();
             let _ = std::io::Read::read_to_string(request.as_reader(), &mut body);
-            log.lock()
-                .unwrap()
-                .push((auth, serde_json::from_str(&body).unwrap_or(Value::Null)));
+            let behaviour = *now.lock().unwrap();
+            if behaviour != Behaviour::Fail500 {
+                log.lock().unwrap().push(Hit {
+                    auth,
+                    idempotency_key,
+                    body: serde_json::from_str(&body).unwrap_or(Value::Null),
+                });
+            }
             match behaviour {
                 Behaviour::Ok => {
                     let _ = request.respond(tiny_http::Response::from_string(r#"{"stored":true}"#));
@@ -136,5 +175,5 @@ pub fn receiver(behaviour: Behaviour) -> (String, Received) {
             }
         }
     });
-    (url, received)
+    (url, received, behaviour)
 }

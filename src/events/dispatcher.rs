@@ -1,0 +1,461 @@
+//! The dispatcher thread: per-person cooldown, then the durable outbox, then the webhook, in
+//! order, retried with capped exponential back-off until the main API answers 2xx. Callers
+//! (`/recognize/realtime`, the camera loop) never wait on the main API longer than a short,
+//! fixed time: past it, or at once while the main API is failing, the answer is `queued`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::outbox::{Outbox, Pending};
+use super::{Event, Report, Status, WebhookSender};
+
+/// Where resolved events go next (the WebSocket hub); a plain function so tests and the
+/// camera loop can plug in.
+pub type Broadcast = Box<dyn Fn(String) + Send>;
+
+/// The webhook side of the dispatcher: where events go and the journal that keeps them.
+pub struct Delivery {
+    pub sender: WebhookSender,
+    pub outbox: Outbox,
+    /// Longest pause between two attempts while the main API fails.
+    pub retry_max: Duration,
+}
+
+/// The outbox as `/health` shows it.
+#[derive(Default)]
+pub struct OutboxStats {
+    pending: AtomicU64,
+    /// Unix ms the oldest pending event was accepted (0: none pending).
+    oldest_ms: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    failed_attempts: AtomicU64,
+    journal_errors: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl OutboxStats {
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let oldest = self.oldest_ms.load(Ordering::Relaxed);
+        let now = super::unix_now_ms();
+        json!({
+            "pending": self.pending(),
+            "oldest_pending_age_seconds": (oldest != 0).then(|| now.saturating_sub(oldest) as f64 / 1000.0),
+            "delivered": self.delivered.load(Ordering::Relaxed),
+            "dropped": self.dropped.load(Ordering::Relaxed),
+            "failed_attempts": self.failed_attempts.load(Ordering::Relaxed),
+            "journal_errors": self.journal_errors.load(Ordering::Relaxed),
+            "last_error": *self.last_error.lock().unwrap_or_else(|p| p.into_inner()),
+        })
+    }
+
+    fn update(&self, outbox: &Outbox) {
+        self.pending.store(outbox.len() as u64, Ordering::Relaxed);
+        self.oldest_ms.store(
+            outbox.head().map(|p| p.accepted_ms).unwrap_or(0),
+            Ordering::Relaxed,
+        );
+        self.dropped.store(outbox.dropped(), Ordering::Relaxed);
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+}
+
+enum Job {
+    Deliver(Event, Sender<Report>),
+    Stop,
+}
+
+/// Handle to the dispatcher thread.
+pub struct Dispatcher {
+    jobs: Sender<Job>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    webhook_enabled: bool,
+    stats: Arc<OutboxStats>,
+    /// How long a caller waits for the reports of its events before answering `queued`.
+    wait: Duration,
+}
+
+/// The longest a `/recognize/realtime` caller waits for the main API.
+const MAX_WAIT: Duration = Duration::from_secs(2);
+/// First pause after a failed attempt; doubled after each failure up to `retry_max`.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+
+impl Dispatcher {
+    /// Starts the dispatcher thread. `cooldown`: at most one event per person per period.
+    pub fn start(
+        delivery: Option<Delivery>,
+        cooldown: Duration,
+        broadcast: Broadcast,
+    ) -> Dispatcher {
+        let webhook_enabled = delivery.is_some();
+        let wait = delivery
+            .as_ref()
+            .map(|d| d.sender.timeout().min(MAX_WAIT))
+            .unwrap_or(MAX_WAIT)
+            + Duration::from_millis(500);
+        let stats = Arc::new(OutboxStats::default());
+        if let Some(d) = &delivery {
+            stats.update(&d.outbox);
+        }
+        let (jobs, rx) = mpsc::channel();
+        let worker = Worker {
+            delivery,
+            cooldown,
+            broadcast,
+            stats: stats.clone(),
+            last_accepted: HashMap::new(),
+            waiting: VecDeque::new(),
+            next_attempt: Instant::now(),
+            backoff: FIRST_RETRY,
+            failing: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("events".into())
+            .spawn(move || worker.run(rx))
+            .ok();
+        if thread.is_none() {
+            log::error!("could not start the event dispatcher thread");
+        }
+        Dispatcher {
+            jobs,
+            thread: Mutex::new(thread),
+            webhook_enabled,
+            stats,
+            wait,
+        }
+    }
+
+    pub fn webhook_enabled(&self) -> bool {
+        self.webhook_enabled
+    }
+
+    pub fn stats(&self) -> &OutboxStats {
+        &self.stats
+    }
+
+    /// Hands the events over and returns their reports, waiting a short, bounded time: an
+    /// event not delivered by then reports `queued` and is still delivered.
+    pub fn dispatch(&self, events: Vec<Event>) -> Vec<Report> {
+        let pending: Vec<Option<mpsc::Receiver<Report>>> = events
+            .into_iter()
+            .map(|event| {
+                let (tx, rx) = mpsc::channel();
+                self.jobs.send(Job::Deliver(event, tx)).ok().map(|_| rx)
+            })
+            .collect();
+        let deadline = Instant::now() + self.wait;
+        pending
+            .into_iter()
+            .map(|rx| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                rx.and_then(|rx| rx.recv_timeout(left).ok())
+                    .unwrap_or_else(|| Report::status(Status::Queued))
+            })
+            .collect()
+    }
+
+    /// Hands the events over without waiting for their reports (the camera loop).
+    pub fn submit(&self, events: Vec<Event>) {
+        for event in events {
+            let (tx, _) = mpsc::channel();
+            let _ = self.jobs.send(Job::Deliver(event, tx));
+        }
+    }
+
+    /// Takes what is handed over, tries to deliver what is pending (briefly: what is left stays
+    /// in the outbox for the next start), then stops the thread.
+    pub fn shutdown(&self) {
+        let _ = self.jobs.send(Job::Stop);
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// An accepted event whose caller has not had its report yet.
+struct Waiting {
+    event: Event,
+    reply: Sender<Report>,
+}
+
+struct Worker {
+    delivery: Option<Delivery>,
+    cooldown: Duration,
+    broadcast: Broadcast,
+    stats: Arc<OutboxStats>,
+    last_accepted: HashMap<String, Instant>,
+    /// Accepted events in outbox order (a suffix of the outbox: those accepted in this run).
+    waiting: VecDeque<Waiting>,
+    next_attempt: Instant,
+    backoff: Duration,
+    /// The last failed attempt's report while the main API is failing.
+    failing: Option<Report>,
+}
+
+impl Worker {
+    fn run(mut self, jobs: Receiver<Job>) {
+        let mut stopping = false;
+        while !stopping {
+            let due = self.has_pending().then_some(self.next_attempt);
+            let timeout = due
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_secs(3600));
+            let mut batch = Vec::new();
+            match jobs.recv_timeout(timeout) {
+                Ok(job) => batch.push(job),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stopping = true,
+            }
+            // Everything already handed over goes into the journal with one fsync.
+            while let Ok(job) = jobs.try_recv() {
+                batch.push(job);
+            }
+            let mut events = Vec::new();
+            for job in batch {
+                match job {
+                    Job::Deliver(event, reply) => events.push((event, reply)),
+                    Job::Stop => stopping = true,
+                }
+            }
+            self.accept(events);
+            if self.has_pending() && Instant::now() >= self.next_attempt {
+                self.attempt();
+            }
+        }
+        self.drain();
+    }
+
+    fn has_pending(&self) -> bool {
+        self.delivery.as_ref().is_some_and(|d| !d.outbox.is_empty())
+    }
+
+    fn resolve(&self, waiting: Waiting, report: Report) {
+        (self.broadcast)(waiting.event.ws_message(&report));
+        let _ = waiting.reply.send(report);
+    }
+
+    /// Cooldown, then the journal; events that cannot be journaled get one direct attempt.
+    fn accept(&mut self, events: Vec<(Event, Sender<Report>)>) {
+        let mut accepted = Vec::new();
+        for (event, reply) in events {
+            let waiting = Waiting { event, reply };
+            if self.delivery.is_none() {
+                self.resolve(waiting, Report::status(Status::Disabled));
+                continue;
+            }
+            let id = waiting.event.student_id.clone();
+            if self
+                .last_accepted
+                .get(&id)
+                .is_some_and(|t| t.elapsed() < self.cooldown)
+            {
+                self.resolve(waiting, Report::status(Status::Skipped));
+                continue;
+            }
+            self.last_accepted.insert(id, Instant::now());
+            accepted.push(waiting);
+        }
+        let Some(delivery) = self.delivery.as_mut() else {
+            return;
+        };
+        if accepted.is_empty() {
+            return;
+        }
+        let pending = accepted
+            .iter()
+            .map(|w| Pending {
+                event_id: w.event.event_id.clone(),
+                payload: w.event.webhook_payload(),
+                accepted_ms: super::unix_now_ms(),
+            })
+            .collect();
+        match delivery.outbox.accept(pending) {
+            Ok(dropped) => {
+                for d in dropped {
+                    log::warn!(
+                        "outbox: full ({} events); dropped the oldest, {} of {}",
+                        delivery.outbox.len(),
+                        d.event_id,
+                        d.payload["student_id"]
+                    );
+                }
+                self.stats.update(&delivery.outbox);
+                match self.failing.clone() {
+                    // The main API is failing: nothing will happen within the caller's wait.
+                    Some(report) => {
+                        for w in accepted {
+                            self.resolve(w, report.clone());
+                        }
+                    }
+                    None => self.waiting.extend(accepted),
+                }
+            }
+            Err(e) => {
+                log::error!("outbox: cannot write the journal: {e}; sending without it");
+                self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
+                let sender = &delivery.sender;
+                let reports: Vec<Report> = accepted
+                    .iter()
+                    .map(|w| {
+                        let mut report = sender.send(&w.event.webhook_payload(), &w.event.event_id);
+                        if report.status != Status::Sent {
+                            report.status = Status::Failed;
+                            report.message = Some(format!(
+                                "not kept for retries (outbox: {e}); {}",
+                                report.message.unwrap_or_default()
+                            ));
+                        }
+                        report
+                    })
+                    .collect();
+                for (w, report) in accepted.into_iter().zip(reports) {
+                    self.resolve(w, report);
+                }
+            }
+        }
+    }
+
+    /// One delivery attempt of the oldest pending event.
+    fn attempt(&mut self) {
+        let Some(delivery) = self.delivery.as_mut() else {
+            return;
+        };
+        let Some(head) = delivery.outbox.head() else {
+            return;
+        };
+        let mut report = delivery.sender.send(&head.payload, &head.event_id);
+        let event_id = head.event_id.clone();
+        if report.status == Status::Sent {
+            if let Err(e) = delivery.outbox.delivered() {
+                // The event may be sent again after a restart; the main API drops it by id.
+                log::warn!("outbox: cannot record a delivery: {e}");
+                self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            self.stats.update(&delivery.outbox);
+            if self.failing.take().is_some() {
+                log::info!("webhook: the main API answers again; delivering the backlog");
+                self.stats.set_error(None);
+            }
+            self.backoff = FIRST_RETRY;
+            self.next_attempt = Instant::now();
+            if self
+                .waiting
+                .front()
+                .is_some_and(|w| w.event.event_id == event_id)
+            {
+                if let Some(w) = self.waiting.pop_front() {
+                    self.resolve(w, report);
+                }
+            }
+            return;
+        }
+        report.status = Status::Queued;
+        let why = match (report.http_status, &report.message) {
+            (Some(code), _) => format!("HTTP {code}"),
+            (None, Some(m)) => m.clone(),
+            (None, None) => "no answer".into(),
+        };
+        if self.failing.is_none() {
+            log::warn!(
+                "webhook: {why}; {} events kept in the outbox, retrying (up to every {} s)",
+                delivery.outbox.len(),
+                delivery.retry_max.as_secs_f64()
+            );
+        }
+        self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        self.stats.set_error(Some(why));
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(delivery.retry_max.max(FIRST_RETRY));
+        self.failing = Some(report.clone());
+        // Nothing behind the head can go before it: their callers need not wait.
+        while let Some(w) = self.waiting.pop_front() {
+            self.resolve(w, report.clone());
+        }
+    }
+
+    /// At shutdown: deliver while the main API answers, for a bounded time; the rest waits in
+    /// the journal for the next start.
+    fn drain(&mut self) {
+        let limit = self
+            .delivery
+            .as_ref()
+            .map(|d| d.sender.timeout() * 2)
+            .unwrap_or_default();
+        let deadline = Instant::now() + limit;
+        while self.has_pending() && self.failing.is_none() && Instant::now() < deadline {
+            self.attempt();
+        }
+        let failing = self.failing.clone();
+        while let Some(w) = self.waiting.pop_front() {
+            let report = failing
+                .clone()
+                .unwrap_or_else(|| Report::status(Status::Queued));
+            self.resolve(w, report);
+        }
+        if let Some(d) = &self.delivery {
+            if !d.outbox.is_empty() {
+                log::info!("outbox: {} events kept for the next start", d.outbox.len());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::FaceBox;
+
+    fn event(id: &str) -> Event {
+        Event::new(
+            id,
+            Some(0.3),
+            (640, 480),
+            FaceBox {
+                top: 1,
+                right: 4,
+                bottom: 3,
+                left: 2,
+            },
+        )
+    }
+
+    #[test]
+    fn without_webhook_events_are_broadcast_as_disabled() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let d = Dispatcher::start(
+            None,
+            Duration::from_secs(5),
+            Box::new(move |m| sink.lock().unwrap().push(m)),
+        );
+        let reports = d.dispatch(vec![event("a"), event("a")]);
+        assert_eq!(
+            reports.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [Status::Disabled, Status::Disabled]
+        );
+        d.shutdown();
+        assert_eq!(seen.lock().unwrap().len(), 2);
+        assert_eq!(d.stats().pending(), 0);
+    }
+}
