@@ -27,18 +27,22 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
     let server = match start(settings, serve, recognizer) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot serve on {}: {e}", serve.bind);
+            eprintln!("error: cannot serve on {}: {e}", serve.bind_address());
             return super::EXIT_SETUP;
         }
     };
     let (encodings, labels) = server.app().recognizer.gallery.counts();
     log::info!(
-        "serving on http://{} ({encodings} encodings of {labels} people; webhook {})",
+        "serving on http://{} ({encodings} encodings of {labels} people; webhook {}; {})",
         server.addr(),
         if server.app().dispatcher.webhook_enabled() {
             "on"
         } else {
             "off"
+        },
+        match server.app().keys.len() {
+            0 => "no API key".to_string(),
+            n => format!("{n} API key(s)"),
         }
     );
     while !stop.load(Ordering::Relaxed) {
@@ -84,6 +88,7 @@ pub fn start(
     serve: &ServeSettings,
     recognizer: Recognizer,
 ) -> std::io::Result<Service> {
+    let keys = serve.api_keys().map_err(std::io::Error::other)?;
     let hub = Hub::start(serve.ws_max_clients);
     let to_hub = hub.clone();
     let webhook = serve.webhook();
@@ -98,6 +103,7 @@ pub fn start(
         "webhook_timeout_seconds": serve.webhook_timeout_seconds,
         "camera": serve.camera.camera.as_ref().or(serve.camera.frames.as_ref()).map(|p| p.display().to_string()),
         "camera_send_unknown": serve.camera.camera_send_unknown,
+        "api_key_required": !keys.is_empty(),
     });
     let dispatcher = Arc::new(Dispatcher::start(
         webhook.map(WebhookSender::new),
@@ -132,8 +138,19 @@ pub fn start(
     };
     let mut app = App::new(recognizer, dispatcher, hub, limits, config_json)?;
     app.camera = camera.as_ref().map(|c| c.stats().clone());
-    Ok(Service {
-        server: http::start(&serve.bind, app)?,
-        camera,
-    })
+    app.keys = keys;
+    let server = http::start(&serve.bind_address(), app)?;
+    warn_if_open(server.addr(), &server.app().keys);
+    Ok(Service { server, camera })
+}
+
+/// Says loudly when the API is reachable from other machines without a key.
+fn warn_if_open(addr: std::net::SocketAddr, keys: &http::ApiKeys) {
+    if keys.is_empty() && !addr.ip().is_loopback() {
+        log::warn!(
+            "listening on {addr} with no API key: anyone who can reach this port can enroll \
+             faces and see who was recognized. Set FACE_API_KEY (or FACE_API_KEYS_FILE), or \
+             bind to 127.0.0.1"
+        );
+    }
 }

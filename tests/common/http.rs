@@ -15,7 +15,9 @@ use serde_json::Value;
 
 pub fn serve_settings() -> ServeSettings {
     ServeSettings {
-        bind: "127.0.0.1:0".into(),
+        bind: Some("127.0.0.1:0".into()),
+        api_key: None,
+        api_keys_file: None,
         workers: 4,
         max_upload_bytes: 10 * 1024 * 1024,
         http_timeout_seconds: 3,
