@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::http as h;
@@ -260,18 +258,6 @@ fn the_websocket_refuses_before_upgrading_and_takes_a_header_or_query_key() {
     server.shutdown();
 }
 
-/// Sends headers declaring a large body, then nothing; returns what the server answers.
-fn declare_and_stall(server: &Service, request: &str) -> (TcpStream, String) {
-    let mut stream = TcpStream::connect(server.addr()).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut answer = vec![0; 4096];
-    let n = stream.read(&mut answer).unwrap_or(0);
-    (stream, String::from_utf8_lossy(&answer[..n]).into_owned())
-}
-
 #[test]
 fn an_unauthenticated_upload_is_refused_before_its_body_and_holds_no_worker() {
     let data = tempfile::tempdir().unwrap();
@@ -286,8 +272,8 @@ fn an_unauthenticated_upload_is_refused_before_its_body_and_holds_no_worker() {
     let started = Instant::now();
     let stalled: Vec<_> = (0..6)
         .map(|_| {
-            let (stream, answer) = declare_and_stall(
-                &server,
+            let (stream, answer) = h::raw_request(
+                server.addr(),
                 "POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000\r\n\r\n",
             );
             assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");

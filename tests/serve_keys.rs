@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -63,14 +62,6 @@ fn start(site: &Path, env: &[(&str, &str)]) -> Running {
         }
     }
     Running { child, early }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Either it serves on `addr`, or `addr` was taken by someone else (port 8000 is shared on a
@@ -164,7 +155,7 @@ fn bad_key_settings_stop_the_start_with_exit_status_2() {
 #[test]
 fn rt_client_and_bench_http_send_the_key() {
     let site = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let bind = format!("127.0.0.1:{port}");
     let _server = start(site.path(), &[("FACE_BIND", &bind), ("FACE_API_KEY", KEY)]);
     let base = format!("http://{bind}");

@@ -161,7 +161,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 }
 
 /// The percent-decoded value of `name` in a query string (`+` stays `+`: keys hold no spaces).
-fn query_value(query: &str, name: &str) -> Option<String> {
+pub(super) fn query_value(query: &str, name: &str) -> Option<String> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))

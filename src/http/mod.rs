@@ -25,6 +25,20 @@ pub use error::ApiError;
 pub use routes::{OPEN_ROUTES, ROUTES};
 pub use ws::Hub;
 
+/// The form parser, for the fuzz targets (`crate::fuzzing`).
+#[doc(hidden)]
+pub fn fuzz_form(content_type: Option<&str>, body: Vec<u8>) -> Result<form::Form, ApiError> {
+    form::parse(content_type, body)
+}
+
+/// The query parsers (realtime parameters, the WebSocket key), for the fuzz targets.
+#[doc(hidden)]
+pub fn fuzz_query(query: &str) {
+    let _ = routes::realtime_params(query);
+    let _ = routes::split_url(query);
+    let _ = auth::query_value(query, auth::QUERY_PARAM);
+}
+
 /// Limits that keep one client from holding the box.
 #[derive(Debug, Clone)]
 pub struct Limits {

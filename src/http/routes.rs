@@ -92,7 +92,7 @@ fn dispatch(app: &App, request: Request, path: &str, query: &str) {
     answer_unread(request, answer);
 }
 
-fn split_url(url: &str) -> (String, String) {
+pub(super) fn split_url(url: &str) -> (String, String) {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
@@ -262,7 +262,7 @@ fn recognize(app: &App, body: Body) -> Result<Answer, ApiError> {
 }
 
 /// Query parameters of `/recognize/realtime`, with FastAPI's defaults.
-fn realtime_params(query: &str) -> Result<(Option<f64>, bool), ApiError> {
+pub(super) fn realtime_params(query: &str) -> Result<(Option<f64>, bool), ApiError> {
     let mut min_conf = 0.0;
     let mut send_unknown = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
