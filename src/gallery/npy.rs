@@ -73,7 +73,7 @@ const MAX_HEADER_NESTING: usize = 4;
 /// - its header parser backtracks exponentially on nested brackets: a 300-byte file with 90 `[`
 ///   took more than 12 s (a gallery that never loads). No header we can use nests that deep.
 fn check_header(bytes: &[u8]) -> Result<(), String> {
-    let (start, length) = match bytes {
+    let (start, length): (u64, u64) = match bytes {
         [0x93, b'N', b'U', b'M', b'P', b'Y', 1, _, a, b, ..] => {
             (10, u16::from_le_bytes([*a, *b]) as u64)
         }
@@ -91,7 +91,7 @@ fn check_header(bytes: &[u8]) -> Result<(), String> {
         ));
     }
     let mut depth = 0usize;
-    for &b in &bytes[start..end as usize] {
+    for &b in &bytes[start as usize..end as usize] {
         match b {
             b'[' | b'(' | b'{' => depth += 1,
             b']' | b')' | b'}' => depth = depth.saturating_sub(1),
