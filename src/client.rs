@@ -1,7 +1,72 @@
 //! Client side helpers: the multipart body curl `-F` would send, and the HTTP agent (for
 //! `rt-client`, `bench-http` and tests).
 
+use std::net::TcpStream;
 use std::time::Duration;
+
+use clap::Args;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::WebSocket;
+
+/// The header the clients send the API key in (the server also takes `Authorization: Bearer`).
+pub const API_KEY_HEADER: &str = "X-API-Key";
+
+/// Which server the clients talk to, and the API key they send it.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// The server's base URL
+    #[arg(long, env = "FACE_SERVER", default_value = "http://127.0.0.1:8000")]
+    pub server: String,
+    /// The server's API key (sent as X-API-Key), when it has one
+    #[arg(long, env = "FACE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+impl ServerArgs {
+    fn key(&self) -> Option<&str> {
+        self.api_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+    }
+
+    /// The URL of `path_and_query` on the server.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.server.trim_end_matches('/'))
+    }
+
+    /// A POST to `path_and_query`, carrying the API key.
+    pub fn post(
+        &self,
+        agent: &ureq::Agent,
+        path_and_query: &str,
+    ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        let request = agent.post(self.url(path_and_query));
+        match self.key() {
+            Some(key) => request.header(API_KEY_HEADER, key),
+            None => request,
+        }
+    }
+
+    /// Opens the WebSocket at `path`, carrying the API key in the upgrade request.
+    pub fn websocket(&self, path: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
+        let url = self.url(path).replacen("http", "ws", 1);
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| format!("{url}: {e}"))?;
+        if let Some(key) = self.key() {
+            let value = key
+                .parse()
+                .map_err(|_| "the API key is not a valid header value".to_string())?;
+            request.headers_mut().insert(API_KEY_HEADER, value);
+        }
+        tungstenite::connect(request)
+            .map(|(socket, _)| socket)
+            .map_err(|e| format!("cannot open {url}: {e}"))
+    }
+}
 
 /// A blocking HTTP agent that returns 4xx/5xx answers instead of failing on them.
 pub fn agent(timeout: Duration) -> ureq::Agent {

@@ -9,6 +9,7 @@ use clap::Args;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::Error;
 use crate::gallery::{Gallery, LoadReport};
+use crate::http::ApiKeys;
 use crate::image_io::DEFAULT_MAX_PIXELS;
 use crate::recognizer::Recognizer;
 
@@ -168,12 +169,79 @@ mod tests {
     }
 }
 
+/// Where `serve` listens without `FACE_BIND`: loopback only, as the original (uvicorn) did,
+/// because without a key anyone who can reach the port may enroll faces and see who came in.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+/// ... and with an API key configured: every interface, the box's usual job on a LAN.
+pub const DEFAULT_BIND_WITH_KEY: &str = "0.0.0.0:8000";
+
+#[cfg(test)]
+mod serve_tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeSettings,
+    }
+
+    fn parse(args: &[&str]) -> ServeSettings {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap()
+            .serve
+    }
+
+    #[test]
+    fn loopback_unless_a_key_is_set_and_an_explicit_bind_always_wins() {
+        // (FACE_BIND and FACE_API_KEY must not be set in the test's environment.)
+        assert_eq!(parse(&[]).bind_address(), "127.0.0.1:8000");
+        assert_eq!(parse(&["--api-key", " "]).bind_address(), "127.0.0.1:8000");
+        let key = ["--api-key", "0123456789abcdef"];
+        assert_eq!(parse(&key).bind_address(), "0.0.0.0:8000");
+        assert_eq!(
+            parse(&["--api-keys-file", "/etc/keys"]).bind_address(),
+            "0.0.0.0:8000"
+        );
+        let both = ["--api-key", "0123456789abcdef", "--bind", "127.0.0.1:9000"];
+        assert_eq!(parse(&both).bind_address(), "127.0.0.1:9000");
+        assert_eq!(
+            parse(&["--bind", "0.0.0.0:8000"]).bind_address(),
+            "0.0.0.0:8000"
+        );
+    }
+
+    #[test]
+    fn bad_keys_stop_the_start_with_the_setting_named() {
+        let short = parse(&["--api-key", "short"]).validate().unwrap_err();
+        assert!(short.to_string().contains("FACE_API_KEY"), "{short}");
+        assert!(!short.to_string().contains("short"), "{short}");
+        let missing = parse(&["--api-keys-file", "/nonexistent/keys"]).validate();
+        assert!(
+            missing
+                .unwrap_err()
+                .to_string()
+                .contains("FACE_API_KEYS_FILE"),
+            "unreadable file accepted"
+        );
+        assert!(parse(&["--api-key", "0123456789abcdef"]).validate().is_ok());
+    }
+}
+
 /// Settings of `serve`: the HTTP API, the webhook and the WebSocket feed.
 #[derive(Debug, Clone, Args)]
 pub struct ServeSettings {
-    /// Address to listen on (0.0.0.0:8000 for the LAN)
-    #[arg(long, env = "FACE_BIND", default_value = "127.0.0.1:8000")]
-    pub bind: String,
+    /// Address to listen on [default: 127.0.0.1:8000, or 0.0.0.0:8000 when an API key is set]
+    #[arg(long, env = "FACE_BIND")]
+    pub bind: Option<String>,
+    /// API key clients must send (`X-API-Key: KEY` or `Authorization: Bearer KEY`) to enroll,
+    /// recognize, follow the WebSocket or read /config; at least 16 characters
+    #[arg(long, env = "FACE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// File of API keys, one per line (`#` comments, blank lines ignored), read at start
+    #[arg(long, env = "FACE_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
     /// HTTP worker threads (face work itself runs on one thread per core)
     #[arg(long, env = "HTTP_WORKERS", default_value_t = 4)]
     pub workers: usize,
@@ -402,7 +470,37 @@ impl ServeSettings {
                 "ATTENDANCE_WEBHOOK_URL must start with http:// or https://, got {url:?}"
             )));
         }
+        self.api_keys()?;
         Ok(())
+    }
+
+    /// The API keys of `FACE_API_KEY` and `FACE_API_KEYS_FILE` (the file is read now).
+    pub fn api_keys(&self) -> Result<ApiKeys, Error> {
+        ApiKeys::load(self.api_key.as_deref(), self.api_keys_file.as_deref())
+            .map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// `FACE_BIND` when set; else loopback, unless a key protects the API (then the LAN).
+    pub fn bind_address(&self) -> String {
+        if let Some(bind) = self
+            .bind
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+        {
+            return bind.to_string();
+        }
+        let keyed = self
+            .api_key
+            .as_deref()
+            .is_some_and(|k| !k.trim().is_empty())
+            || self.api_keys_file.is_some();
+        if keyed {
+            DEFAULT_BIND_WITH_KEY
+        } else {
+            DEFAULT_BIND
+        }
+        .to_string()
     }
 
     pub fn webhook(&self) -> Option<crate::events::WebhookConfig> {

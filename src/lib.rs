@@ -12,6 +12,8 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gallery;
 pub mod http;
 pub mod image_io;

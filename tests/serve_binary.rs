@@ -4,20 +4,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-/// A port that was free a moment ago (the README recipes need a fixed URL).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn_serve(site: &std::path::Path, port: u16) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_face-attendance"))
@@ -85,7 +75,7 @@ fn readme_recipes_rt_client_and_sigterm() {
         photos.join("IMG_20230927_203408.jpg"),
     )
     .unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let mut server = Running(spawn_serve(site.path(), port));
     let dir = site.path();
     let base = format!("http://127.0.0.1:{port}");

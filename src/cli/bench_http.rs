@@ -6,14 +6,13 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::client::{agent, image_form};
+use crate::client::{agent, image_form, ServerArgs};
 use crate::image_io;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchHttpArgs {
-    /// The server's base URL
-    #[arg(long, env = "FACE_SERVER", default_value = "http://127.0.0.1:8000")]
-    pub server: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Concurrent clients to measure, comma-separated
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     pub clients: Vec<usize>,
@@ -57,7 +56,7 @@ pub fn run(args: &BenchHttpArgs) -> i32 {
         }
     };
     let (content_type, body) = image_form(&args.image, &data);
-    let url = format!("{}/recognize", args.server.trim_end_matches('/'));
+    let url = args.server.url("/recognize");
     println!(
         "POST {url} with {} ({} bytes), {} requests per row",
         args.image.display(),
@@ -75,15 +74,15 @@ pub fn run(args: &BenchHttpArgs) -> i32 {
         let results: Vec<(Vec<Duration>, usize)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..clients)
                 .map(|_| {
-                    let (url, content_type, body) = (&url, &content_type, &body);
+                    let (server, content_type, body) = (&args.server, &content_type, &body);
                     s.spawn(move || {
                         let agent = agent(Duration::from_secs(120));
                         let mut times = Vec::with_capacity(per_client);
                         let mut errors = 0;
                         for _ in 0..per_client {
                             let t = Instant::now();
-                            let ok = agent
-                                .post(url)
+                            let ok = server
+                                .post(&agent, "/recognize")
                                 .header("Content-Type", content_type)
                                 .send(body.as_slice())
                                 .map(|mut r| {

@@ -7,13 +7,12 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::bulk_enroll::is_photo;
-use crate::client::{agent, image_form};
+use crate::client::{agent, image_form, ServerArgs};
 
 #[derive(Debug, Clone, Args)]
 pub struct RtClientArgs {
-    /// The server's base URL
-    #[arg(long, env = "FACE_SERVER", default_value = "http://127.0.0.1:8000")]
-    pub server: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Tolerance for these calls (0 = the server's)
     #[arg(long, default_value_t = 0.0)]
     pub min_conf: f64,
@@ -57,12 +56,10 @@ pub fn run(args: &RtClientArgs) -> i32 {
         eprintln!("error: --rate must be above 0");
         return super::EXIT_SETUP;
     }
-    let base = args.server.trim_end_matches('/');
-    let ws_url = format!("{}/ws/recognitions", base.replacen("http", "ws", 1));
-    let mut socket = match tungstenite::connect(ws_url.as_str()) {
-        Ok((socket, _)) => socket,
+    let mut socket = match args.server.websocket("/ws/recognitions") {
+        Ok(socket) => socket,
         Err(e) => {
-            eprintln!("error: cannot open {ws_url}: {e}");
+            eprintln!("error: {e}");
             return super::EXIT_SETUP;
         }
     };
@@ -80,8 +77,8 @@ pub fn run(args: &RtClientArgs) -> i32 {
         eprintln!("error: no images in {:?}", args.paths);
         return super::EXIT_SETUP;
     }
-    let url = format!(
-        "{base}/recognize/realtime?min_conf={}&send_unknown={}",
+    let path = format!(
+        "/recognize/realtime?min_conf={}&send_unknown={}",
         args.min_conf, args.send_unknown
     );
     let agent = agent(Duration::from_secs(60));
@@ -89,7 +86,7 @@ pub fn run(args: &RtClientArgs) -> i32 {
     let mut status = 0;
     loop {
         for image in &images {
-            if let Err(e) = post(&agent, &url, image) {
+            if let Err(e) = post(&args.server, &agent, &path, image) {
                 eprintln!("{}: {e}", image.display());
                 status = super::EXIT_INPUT;
             }
@@ -104,11 +101,11 @@ pub fn run(args: &RtClientArgs) -> i32 {
     status
 }
 
-fn post(agent: &ureq::Agent, url: &str, image: &Path) -> Result<(), String> {
+fn post(server: &ServerArgs, agent: &ureq::Agent, path: &str, image: &Path) -> Result<(), String> {
     let data = std::fs::read(image).map_err(|e| e.to_string())?;
     let (content_type, body) = image_form(image, &data);
-    let mut response = agent
-        .post(url)
+    let mut response = server
+        .post(agent, path)
         .header("Content-Type", &content_type)
         .send(body)
         .map_err(|e| e.to_string())?;

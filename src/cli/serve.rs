@@ -28,18 +28,22 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
     let server = match start(settings, serve, recognizer) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot serve on {}: {e}", serve.bind);
+            eprintln!("error: cannot serve on {}: {e}", serve.bind_address());
             return super::EXIT_SETUP;
         }
     };
     let (encodings, labels) = server.app().recognizer.gallery.counts();
     log::info!(
-        "serving on http://{} ({encodings} encodings of {labels} people; webhook {})",
+        "serving on http://{} ({encodings} encodings of {labels} people; webhook {}; {})",
         server.addr(),
         if server.app().dispatcher.webhook_enabled() {
             "on"
         } else {
             "off"
+        },
+        match server.app().keys.len() {
+            0 => "no API key".to_string(),
+            n => format!("{n} API key(s)"),
         }
     );
     while !stop.load(Ordering::Relaxed) {
@@ -85,6 +89,7 @@ pub fn start(
     serve: &ServeSettings,
     recognizer: Recognizer,
 ) -> std::io::Result<Service> {
+    let keys = serve.api_keys().map_err(std::io::Error::other)?;
     let hub = Hub::start(serve.ws_max_clients);
     let to_hub = hub.clone();
     let webhook = serve.webhook();
@@ -102,6 +107,7 @@ pub fn start(
         "detect_scale": serve.camera.detect_scale,
         "camera_upsample": serve.camera.camera_upsample,
         "camera_recheck_frames": serve.camera.recheck_frames,
+        "api_key_required": !keys.is_empty(),
     });
     let delivery = match webhook {
         Some(config) => Some(open_delivery(settings, serve, config)?),
@@ -134,10 +140,21 @@ pub fn start(
     };
     let mut app = App::new(recognizer, dispatcher, hub, limits, config_json)?;
     app.camera = camera.as_ref().map(|c| c.stats().clone());
-    Ok(Service {
-        server: http::start(&serve.bind, app)?,
-        camera,
-    })
+    app.keys = keys;
+    let server = http::start(&serve.bind_address(), app)?;
+    warn_if_open(server.addr(), &server.app().keys);
+    Ok(Service { server, camera })
+}
+
+/// Says loudly when the API is reachable from other machines without a key.
+fn warn_if_open(addr: std::net::SocketAddr, keys: &http::ApiKeys) {
+    if keys.is_empty() && !addr.ip().is_loopback() {
+        log::warn!(
+            "listening on {addr} with no API key: anyone who can reach this port can enroll \
+             faces and see who was recognized. Set FACE_API_KEY (or FACE_API_KEYS_FILE), or \
+             bind to 127.0.0.1"
+        );
+    }
 }
 
 /// What `serve` does with each camera frame: the faces recognized in it become events, through

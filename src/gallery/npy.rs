@@ -8,13 +8,23 @@ use crate::engine::{Encoding, ENCODING_LEN};
 /// Reads the encodings of one `.npy` file: float64 or float32, either byte order, C or
 /// Fortran order, shape `(n, 128)` or a single `(128,)` row. The error says what is wrong.
 pub fn read_encodings(bytes: &[u8]) -> Result<Vec<Encoding>, String> {
+    check_header(bytes)?;
     let file = NpyFile::new(bytes).map_err(|e| format!("not a .npy file: {e}"))?;
     let shape = file.shape().to_vec();
     let rows = match shape.as_slice() {
-        [n, d] if *d == ENCODING_LEN as u64 => *n as usize,
+        [n, d] if *d == ENCODING_LEN as u64 => *n,
         [d] if *d == ENCODING_LEN as u64 => 1,
         other => return Err(format!("shape {other:?}, expected (n, {ENCODING_LEN})")),
     };
+    // Refused before npyz sizes anything by the declared shape: the values cannot take more
+    // bytes than the file has (4 per value at the least).
+    if rows.saturating_mul(ENCODING_LEN as u64 * 4) > bytes.len() as u64 {
+        return Err(format!(
+            "shape {shape:?} needs more bytes than the file's {}: the file is truncated",
+            bytes.len()
+        ));
+    }
+    let rows = rows as usize;
     let fortran = file.order() == Order::Fortran && shape.len() == 2;
     let values: Vec<f64> = match file.dtype() {
         DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 8 => {
@@ -52,6 +62,46 @@ pub fn read_encodings(bytes: &[u8]) -> Result<Vec<Encoding>, String> {
         out[row][col] = v;
     }
     Ok(out)
+}
+
+/// Deepest bracket nesting a header may have: ours is a dict holding a shape tuple (2).
+const MAX_HEADER_NESTING: usize = 4;
+
+/// Checks a `.npy` header before npyz parses it (both found by the `npy` fuzz target):
+/// - npyz allocates the declared header length before reading it, so a damaged file declaring
+///   a 4 GB header (formats 2 and 3 store it in 32 bits) aborted the process;
+/// - its header parser backtracks exponentially on nested brackets: a 300-byte file with 90 `[`
+///   took more than 12 s (a gallery that never loads). No header we can use nests that deep.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    let (start, length): (u64, u64) = match bytes {
+        [0x93, b'N', b'U', b'M', b'P', b'Y', 1, _, a, b, ..] => {
+            (10, u16::from_le_bytes([*a, *b]) as u64)
+        }
+        [0x93, b'N', b'U', b'M', b'P', b'Y', 2 | 3, _, a, b, c, d, ..] => {
+            (12, u32::from_le_bytes([*a, *b, *c, *d]) as u64)
+        }
+        // Anything else is for npyz to refuse with its own words.
+        _ => return Ok(()),
+    };
+    let end = start + length;
+    if end > bytes.len() as u64 {
+        return Err(format!(
+            "not a .npy file: its header claims {end} bytes, the file has {}",
+            bytes.len()
+        ));
+    }
+    let mut depth = 0usize;
+    for &b in &bytes[start as usize..end as usize] {
+        match b {
+            b'[' | b'(' | b'{' => depth += 1,
+            b']' | b')' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_HEADER_NESTING {
+            return Err("not a .npy file of encodings: its header nests too deep".into());
+        }
+    }
+    Ok(())
 }
 
 /// The bytes of a `.npy` file holding `encodings` as float64, shape `(n, 128)`, C order.
@@ -115,5 +165,42 @@ mod tests {
         let good = write_encodings(&sample(2));
         let cut = &good[..good.len() - 100];
         assert!(read_encodings(cut).is_err());
+    }
+
+    /// Inputs found by the `npy` fuzz target (fuzz/): each once aborted the process with a
+    /// multi-gigabyte allocation.
+    #[test]
+    fn huge_declared_sizes_are_refused_without_allocating() {
+        // Format 3, header length 0xE57B0076 (3.8 GB) in a 79-byte file.
+        let oom_header: &[u8] = b"\x93NUMPY\x03\x00v\x00{\xe5\xe5\xe5\x00{'desc 'for\x93NFalse\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5\xe5x\xe5\xe5\xf2\xe5\xe5\xe5\xe5\xe5\xe5\xe5aUMPn_orY#";
+        let err = read_encodings(oom_header).unwrap_err();
+        assert!(err.contains("header claims"), "{err}");
+        // A well-formed header declaring 10^12 rows over 128 bytes of data.
+        let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000, 128), }";
+        let mut file = b"\x93NUMPY\x01\x00".to_vec();
+        let padded = format!("{header:<117}\n");
+        file.extend_from_slice(&(padded.len() as u16).to_le_bytes());
+        file.extend_from_slice(padded.as_bytes());
+        file.extend_from_slice(&[0; 128]);
+        let err = read_encodings(&file).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+    }
+
+    /// Found by the `npy` fuzz target: 90 nested `[` in the header took npyz's parser > 12 s.
+    #[test]
+    fn deeply_nested_headers_are_refused_at_once() {
+        let header = format!(
+            "{{'descr': {}'<f4', 'fortran_order': False, 'shape': (2, 128), }}",
+            "[".repeat(90)
+        );
+        let mut file = b"\x93NUMPY\x01\x00".to_vec();
+        file.extend_from_slice(&(header.len() as u16 + 1).to_le_bytes());
+        file.extend_from_slice(header.as_bytes());
+        file.push(b'\n');
+        file.extend_from_slice(&[0; 2 * 128 * 4]);
+        let started = std::time::Instant::now();
+        let err = read_encodings(&file).unwrap_err();
+        assert!(err.contains("nests too deep"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 }

@@ -18,6 +18,9 @@ pub enum ApiError {
         path: String,
         allowed: &'static str,
     },
+    /// Identical for a missing and a wrong key: nothing tells which part was wrong.
+    #[error("missing or invalid API key")]
+    Unauthorized,
     #[error("the request body was not received in time")]
     Timeout,
     #[error("{0}")]
@@ -37,6 +40,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => 400,
             ApiError::NotFound(_) => 404,
+            ApiError::Unauthorized => 401,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Timeout => 408,
             ApiError::TooLarge(_) => 413,
@@ -49,6 +53,17 @@ impl ApiError {
 
     pub fn body(&self) -> String {
         serde_json::json!({"ok": false, "error": self.to_string()}).to_string()
+    }
+
+    /// Headers the status calls for: `Allow` on 405, `WWW-Authenticate` on 401.
+    pub fn headers(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            ApiError::MethodNotAllowed { allowed, .. } => Some(("Allow", allowed)),
+            ApiError::Unauthorized => {
+                Some(("WWW-Authenticate", r#"Bearer realm="face-attendance""#))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -99,5 +114,16 @@ mod tests {
         let e = ApiError::from(Error::InvalidId("x".into()));
         assert_eq!(e.status(), 400);
         assert_eq!(e.body(), r#"{"ok":false,"error":"invalid student_id: x"}"#);
+    }
+
+    #[test]
+    fn unauthorized_is_401_with_a_bearer_challenge() {
+        let e = ApiError::Unauthorized;
+        assert_eq!(e.status(), 401);
+        assert_eq!(
+            e.body(),
+            r#"{"ok":false,"error":"missing or invalid API key"}"#
+        );
+        assert_eq!(e.headers().map(|h| h.0), Some("WWW-Authenticate"));
     }
 }

@@ -2,6 +2,7 @@
 //! rayon pool sized to the cores, the WebSocket feed on the same port, and the webhook
 //! dispatcher behind `/recognize/realtime`.
 
+mod auth;
 mod error;
 mod form;
 mod routes;
@@ -19,9 +20,24 @@ use serde_json::Value;
 use crate::camera::CameraStats;
 use crate::events::Dispatcher;
 use crate::recognizer::Recognizer;
+pub use auth::{ApiKeys, KeyError, MIN_KEY_LEN};
 pub use error::ApiError;
-pub use routes::ROUTES;
+pub use routes::{OPEN_ROUTES, ROUTES};
 pub use ws::Hub;
+
+/// The form parser, for the fuzz targets (`crate::fuzzing`).
+#[doc(hidden)]
+pub fn fuzz_form(content_type: Option<&str>, body: Vec<u8>) -> Result<form::Form, ApiError> {
+    form::parse(content_type, body)
+}
+
+/// The query parsers (realtime parameters, the WebSocket key), for the fuzz targets.
+#[doc(hidden)]
+pub fn fuzz_query(query: &str) {
+    let _ = routes::realtime_params(query);
+    let _ = routes::split_url(query);
+    let _ = auth::query_value(query, auth::QUERY_PARAM);
+}
 
 /// Limits that keep one client from holding the box.
 #[derive(Debug, Clone)]
@@ -44,6 +60,8 @@ pub struct App {
     pub limits: Limits,
     /// What `GET /config` shows (never the API key).
     pub config_json: Value,
+    /// API keys the protected routes need; empty: every route is open (bind to loopback then).
+    pub keys: ApiKeys,
     pool: rayon::ThreadPool,
 }
 
@@ -66,6 +84,7 @@ impl App {
             camera: None,
             limits,
             config_json,
+            keys: ApiKeys::default(),
             pool,
         })
     }

@@ -33,23 +33,39 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/docs", "GET"),
 ];
 
+/// Routes anyone may call, for monitoring and for reading the API reference. Every other route
+/// (including any added later) needs an API key when keys are configured.
+pub const OPEN_ROUTES: &[&str] = &["/health", "/openapi.json", "/docs"];
+
+/// The one route that also takes the key as `?api_key=` (browsers cannot set WebSocket headers).
+const KEY_IN_QUERY_ROUTE: &str = "/ws/recognitions";
+
 pub fn handle(app: &App, request: Request) {
     let method = request.method().clone();
     let (path, query) = split_url(request.url());
-    let answer = match ROUTES.iter().find(|(p, _)| *p == path) {
-        None => Err(ApiError::NotFound(path.clone())),
+    let refusal = match ROUTES.iter().find(|(p, _)| *p == path) {
+        None => ApiError::NotFound(path.clone()),
         Some((_, allowed))
             if method.as_str() != *allowed && !(method == Method::Head && *allowed == "GET") =>
         {
-            Err(ApiError::MethodNotAllowed {
+            ApiError::MethodNotAllowed {
                 method: method.to_string(),
                 path: path.clone(),
                 allowed,
-            })
+            }
+        }
+        // Checked before anything reads the body: a client without the key costs no upload.
+        Some(_)
+            if !OPEN_ROUTES.contains(&path.as_str())
+                && !app
+                    .keys
+                    .allows(&request, &query, path == KEY_IN_QUERY_ROUTE) =>
+        {
+            ApiError::Unauthorized
         }
         Some(_) => return dispatch(app, request, &path, &query),
     };
-    respond(request, answer);
+    answer_unread(request, Err(refusal));
 }
 
 fn dispatch(app: &App, request: Request, path: &str, query: &str) {
@@ -60,11 +76,9 @@ fn dispatch(app: &App, request: Request, path: &str, query: &str) {
         "/openapi.json" => Ok(Answer::Body("application/json", OPENAPI)),
         "/docs" => Ok(Answer::Body("text/html; charset=utf-8", DOCS)),
         _ => {
-            let (request, body) = match read_form(app, request) {
-                Ok(read) => read,
-                Err(Some((request, e))) => return respond(request, Err(e)),
-                // Still reading: the body thread answers when the client is done.
-                Err(None) => return,
+            let Some((request, body)) = read_form(app, request) else {
+                // Answered already, or still reading: the body thread answers when it is done.
+                return;
             };
             let answer = match path {
                 "/enroll" => enroll(app, body),
@@ -75,10 +89,10 @@ fn dispatch(app: &App, request: Request, path: &str, query: &str) {
             return respond(request, answer);
         }
     };
-    respond(request, answer);
+    answer_unread(request, answer);
 }
 
-fn split_url(url: &str) -> (String, String) {
+pub(super) fn split_url(url: &str) -> (String, String) {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
@@ -102,75 +116,115 @@ struct Body {
     bytes: Vec<u8>,
 }
 
-/// Body-reading threads allowed at once; past that, new uploads are refused with 503.
-const MAX_SLOW_READS: usize = 64;
-static READING: AtomicUsize = AtomicUsize::new(0);
+/// Threads reading (or discarding) request bodies at once; past that, new uploads get 503.
+const MAX_BODY_THREADS: usize = 64;
+static BODY_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the `MAX_BODY_THREADS` places, given back when dropped.
+struct BodyThread(());
+
+impl BodyThread {
+    fn take() -> Option<BodyThread> {
+        if BODY_THREADS.fetch_add(1, Ordering::SeqCst) >= MAX_BODY_THREADS {
+            BODY_THREADS.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(BodyThread(()))
+    }
+}
+
+impl Drop for BodyThread {
+    fn drop(&mut self) {
+        BODY_THREADS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Reads the body on a helper thread and waits at most the I/O timeout for it, so a client
 /// that stalls mid-upload never holds an HTTP worker: it gets 408 (from the helper, once its
-/// read ends) and the worker moves on.
-// The request moves through once per call; boxing it would buy nothing.
-#[allow(clippy::result_large_err)]
-fn read_form(app: &App, request: Request) -> Result<(Request, Body), Option<(Request, ApiError)>> {
+/// read ends) and the worker moves on. `None`: the helper answers (an error, or late).
+fn read_form(app: &App, request: Request) -> Option<(Request, Body)> {
     let content_type = header(&request, "Content-Type").map(str::to_string);
     let length = request.body_length();
     let limit = app.limits.max_upload_bytes;
-    if READING.fetch_add(1, Ordering::SeqCst) >= MAX_SLOW_READS {
-        READING.fetch_sub(1, Ordering::SeqCst);
-        return Err(Some((
-            request,
-            ApiError::Busy("too many uploads in progress"),
-        )));
-    }
+    let Some(place) = BodyThread::take() else {
+        answer_unread(request, Err(ApiError::Busy("too many uploads in progress")));
+        return None;
+    };
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("http-body".into())
         .spawn(move || {
             let mut request = request;
             let result = form::read_body(request.as_reader(), length, limit);
-            READING.fetch_sub(1, Ordering::SeqCst);
-            if let Err(mpsc::SendError((request, _))) = tx.send((request, result)) {
-                // The worker gave up waiting: answer the late client here.
-                respond(request, Err(ApiError::Timeout));
+            match result {
+                Ok(bytes) => {
+                    drop(place);
+                    if let Err(mpsc::SendError((request, _))) = tx.send((request, bytes)) {
+                        // The worker gave up waiting: answer the late client here.
+                        respond(request, Err(ApiError::Timeout));
+                    }
+                }
+                // Answered here, still holding the place: what is left of the body is
+                // discarded when the request is dropped, for as long as the client takes.
+                Err(e) => respond(request, Err(e)),
             }
         });
     if spawned.is_err() {
-        READING.fetch_sub(1, Ordering::SeqCst);
-        return Err(None);
+        // The request went down with the closure; tiny_http answered it 500.
+        return None;
     }
     match rx.recv_timeout(app.limits.io_timeout) {
-        Ok((request, Ok(bytes))) => Ok((
+        Ok((request, bytes)) => Some((
             request,
             Body {
                 content_type,
                 bytes,
             },
         )),
-        Ok((request, Err(e))) => Err(Some((request, e))),
-        Err(_) => Err(None),
+        Err(_) => None,
+    }
+}
+
+/// Answers a request whose body was not read. tiny_http discards an unread body when the
+/// request is dropped (to keep the connection usable), which lasts as long as the client makes
+/// it: that happens on a helper thread, never on an HTTP worker.
+fn answer_unread(request: Request, answer: Result<Answer, ApiError>) {
+    if request.body_length().unwrap_or(0) == 0 {
+        return respond(request, answer);
+    }
+    let Some(place) = BodyThread::take() else {
+        // Every helper is taken by slow clients already: this worker waits for this one.
+        return respond(request, answer);
+    };
+    let spawned = std::thread::Builder::new()
+        .name("http-drain".into())
+        .spawn(move || {
+            respond(request, answer);
+            drop(place);
+        });
+    if let Err(e) = spawned {
+        log::warn!("could not start a thread to answer a request: {e}");
     }
 }
 
 fn respond(request: Request, answer: Result<Answer, ApiError>) {
-    let (status, content_type, body, allow) = match answer {
+    let (status, content_type, body, header) = match answer {
         Ok(Answer::Json(v)) => (200, "application/json", v.to_string(), None),
         Ok(Answer::Body(ct, text)) => (200, ct, text.to_string(), None),
         Err(e) => {
             if e.status() >= 500 {
-                log::error!("{} {}: {e}", request.method(), request.url());
+                // The path only: a query may hold an API key.
+                let (path, _) = split_url(request.url());
+                log::error!("{} {path}: {e}", request.method());
             }
-            let allow = match &e {
-                ApiError::MethodNotAllowed { allowed, .. } => Some(*allowed),
-                _ => None,
-            };
-            (e.status(), "application/json", e.body(), allow)
+            (e.status(), "application/json", e.body(), e.headers())
         }
     };
     let mut response = Response::from_string(body).with_status_code(status);
     if let Ok(h) = Header::from_bytes("Content-Type", content_type) {
         response.add_header(h);
     }
-    if let Some(h) = allow.and_then(|a| Header::from_bytes("Allow", a).ok()) {
+    if let Some(h) = header.and_then(|(name, value)| Header::from_bytes(name, value).ok()) {
         response.add_header(h);
     }
     // The client may have gone away; nothing to do about it.
@@ -212,7 +266,7 @@ fn recognize(app: &App, body: Body) -> Result<Answer, ApiError> {
 }
 
 /// Query parameters of `/recognize/realtime`, with FastAPI's defaults.
-fn realtime_params(query: &str) -> Result<(Option<f64>, bool), ApiError> {
+pub(super) fn realtime_params(query: &str) -> Result<(Option<f64>, bool), ApiError> {
     let mut min_conf = 0.0;
     let mut send_unknown = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {

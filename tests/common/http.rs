@@ -15,7 +15,9 @@ use serde_json::Value;
 
 pub fn serve_settings() -> ServeSettings {
     ServeSettings {
-        bind: "127.0.0.1:0".into(),
+        bind: Some("127.0.0.1:0".into()),
+        api_key: None,
+        api_keys_file: None,
         workers: 4,
         max_upload_bytes: 10 * 1024 * 1024,
         http_timeout_seconds: 3,
@@ -89,6 +91,20 @@ pub fn post_image(url: &str, photo: &Path, extra: &[(&str, &str)]) -> (u16, Valu
     ));
     let (ct, body) = multipart(&fields);
     post(url, &ct, body)
+}
+
+/// Sends raw bytes (a request head, maybe part of a body) and returns the open stream and the
+/// first bytes of the answer (empty when none came within 10 s).
+pub fn raw_request(addr: std::net::SocketAddr, head: &str) -> (std::net::TcpStream, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = vec![0; 4096];
+    let n = stream.read(&mut answer).unwrap_or(0);
+    (stream, String::from_utf8_lossy(&answer[..n]).into_owned())
 }
 
 /// How the test webhook receiver answers.

@@ -39,6 +39,15 @@ pub fn engine() -> Arc<Engine> {
     ENGINE.get_or_init(|| Arc::new(engine_with(1))).clone()
 }
 
+/// A port that was free a moment ago (for the real binary, which needs a fixed URL).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Every `.jpg` under `dir`, sorted.
 pub fn photos(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)

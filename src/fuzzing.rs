@@ -1,0 +1,42 @@
+//! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz): the parsers that see untrusted
+//! bytes, each behind one small function. Not part of the API the service offers.
+
+/// The multipart form parser, as `POST /enroll` and `/recognize` use it: `data` is split into a
+/// Content-Type header (up to the first newline) and the body.
+pub fn multipart_form(data: &[u8]) {
+    let (head, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &data[..0]),
+    };
+    let content_type = String::from_utf8_lossy(head);
+    if let Ok(form) = crate::http::fuzz_form(Some(&content_type), body.to_vec()) {
+        // Field access is part of the path too.
+        let _ = form.text("student_id");
+        let _ = form.file("image");
+    }
+}
+
+/// The query string of `POST /recognize/realtime` (and the API key in a WebSocket query).
+pub fn realtime_query(data: &[u8]) {
+    let query = String::from_utf8_lossy(data);
+    crate::http::fuzz_query(&query);
+}
+
+/// Image decoding with the default pixel limit, then a face crop of the result.
+pub fn image_decode(data: &[u8]) {
+    if let Ok(image) = crate::image_io::decode(data, crate::image_io::DEFAULT_MAX_PIXELS) {
+        let (w, h) = (image.width, image.height);
+        let crop = image.crop(h / 4, w - w / 4, h - h / 4, w / 4);
+        assert!(crop.pixels.len() == crop.width * crop.height * 3);
+    }
+}
+
+/// A gallery `.npy` file.
+pub fn npy(data: &[u8]) {
+    if let Ok(rows) = crate::gallery::npy::read_encodings(data) {
+        // What loads must write back and load the same.
+        let again =
+            crate::gallery::npy::read_encodings(&crate::gallery::npy::write_encodings(&rows));
+        assert_eq!(again.as_deref().ok(), Some(rows.as_slice()));
+    }
+}

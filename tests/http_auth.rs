@@ -1,0 +1,291 @@
+//! API keys on a real server (127.0.0.1:0) with real clients: every protected route refuses a
+//! missing or wrong key with the same 401 and takes the right one in either header; the open
+//! routes stay open; the WebSocket refuses before upgrading; a refused upload is never read.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::http as h;
+use face_attendance::cli::serve::Service;
+use face_attendance::http::{OPEN_ROUTES, ROUTES};
+use serde_json::{json, Value};
+
+const KEY_ENV: &str = "env-key-0123456789abcdef";
+const KEY_A: &str = "file-key-a-0123456789abcdef";
+const KEY_B: &str = "file-key-b-0123456789abcdef";
+const WRONG: &str = "file-key-c-0123456789abcdef";
+
+/// A server with `FACE_API_KEY` and a keys file of two keys (with a comment and a blank line).
+fn keyed_server(data: &std::path::Path) -> Service {
+    let keys_file = data.join("api-keys");
+    std::fs::write(&keys_file, format!("# site keys\n{KEY_A}\n\n  {KEY_B}  \n")).unwrap();
+    let mut settings = h::serve_settings();
+    settings.api_key = Some(KEY_ENV.into());
+    settings.api_keys_file = Some(keys_file);
+    h::start(data, settings)
+}
+
+/// (status, WWW-Authenticate, body) of `method path` with these headers.
+fn call(
+    server: &Service,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Option<String>, String) {
+    let url = format!("http://{}{path}", server.addr());
+    let agent = h::agent();
+    let mut response = if method == "POST" {
+        let mut request = agent.post(&url).header("Content-Type", "application/json");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.send("{}").unwrap()
+    } else {
+        let mut request = agent.get(&url);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.call().unwrap()
+    };
+    let challenge = response
+        .headers()
+        .get("WWW-Authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    let status = response.status().as_u16();
+    (
+        status,
+        challenge,
+        response.body_mut().read_to_string().unwrap(),
+    )
+}
+
+const REFUSED: &str = r#"{"ok":false,"error":"missing or invalid API key"}"#;
+
+#[test]
+fn every_protected_route_needs_a_configured_key_in_either_header() {
+    let data = tempfile::tempdir().unwrap();
+    let server = keyed_server(data.path());
+    let protected: Vec<_> = ROUTES
+        .iter()
+        .filter(|(path, _)| !OPEN_ROUTES.contains(path))
+        .collect();
+    let names: Vec<&str> = protected.iter().map(|(p, _)| *p).collect();
+    for must in [
+        "/enroll",
+        "/recognize",
+        "/recognize/realtime",
+        "/ws/recognitions",
+        "/config",
+        "/mock/webhook",
+    ] {
+        assert!(names.contains(&must), "{must} is not protected");
+    }
+    for (path, method) in &protected {
+        let refused = [
+            vec![],
+            vec![("X-API-Key", WRONG)],
+            vec![("Authorization", "Bearer file-key-c-0123456789abcdef")],
+            // A configured key in the wrong place, or a prefix of one, is no key.
+            vec![("Authorization", KEY_A)],
+            vec![("Authorization", "Basic ZmlsZS1rZXktYQ==")],
+            vec![("X-API-Key", &KEY_A[..KEY_A.len() - 1])],
+            vec![("X-API-Key", "")],
+        ];
+        for headers in refused {
+            let (status, challenge, body) = call(&server, method, path, &headers);
+            assert_eq!(status, 401, "{method} {path} {headers:?}: {body}");
+            assert_eq!(body, REFUSED, "{method} {path} {headers:?}");
+            assert!(
+                challenge
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with("Bearer")),
+                "{challenge:?}"
+            );
+        }
+        let bearer_b = format!("Bearer {KEY_B}");
+        let lower_bearer = format!("bearer {KEY_ENV}");
+        for headers in [
+            vec![("X-API-Key", KEY_A)],
+            vec![("X-API-Key", KEY_B)],
+            vec![("X-API-Key", KEY_ENV)],
+            vec![("Authorization", bearer_b.as_str())],
+            vec![("Authorization", lower_bearer.as_str())],
+            // One good credential is enough, whatever the other says.
+            vec![("X-API-Key", WRONG), ("Authorization", bearer_b.as_str())],
+        ] {
+            let (status, _, body) = call(&server, method, path, &headers);
+            assert_ne!(status, 401, "{method} {path} {headers:?}: {body}");
+            // Past the key check: the route's own answer (a form error, a missing upgrade...).
+            assert!(status < 500, "{method} {path}: {status} {body}");
+        }
+    }
+    // The query parameter is for the WebSocket route only.
+    let with_query = format!("/config?api_key={KEY_A}");
+    assert_eq!(call(&server, "GET", &with_query, &[]).0, 401);
+    // A 404 or 405 comes before the key check and says nothing about keys.
+    assert_eq!(call(&server, "GET", "/nowhere", &[]).0, 404);
+    assert_eq!(call(&server, "GET", "/enroll", &[]).0, 405);
+    server.shutdown();
+}
+
+#[test]
+fn health_and_the_api_reference_stay_open() {
+    let data = tempfile::tempdir().unwrap();
+    let server = keyed_server(data.path());
+    for path in OPEN_ROUTES {
+        let (status, _, body) = call(&server, "GET", path, &[]);
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (_, _, health) = call(&server, "GET", "/health", &[]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&health).unwrap(),
+        json!({"ok": true, "encodings": 0, "labels": 0})
+    );
+    // /config says a key is needed, and never shows one.
+    let (status, _, config) = call(&server, "GET", "/config", &[("X-API-Key", KEY_A)]);
+    assert_eq!(status, 200);
+    let config: Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["api_key_required"], true);
+    for key in [KEY_ENV, KEY_A, KEY_B] {
+        assert!(!config.to_string().contains(key));
+    }
+    server.shutdown();
+}
+
+#[test]
+fn the_right_key_enrolls_and_recognizes() {
+    let data = tempfile::tempdir().unwrap();
+    let server = keyed_server(data.path());
+    let photo = common::faces_dir().join("known/obama/obama_1.jpg");
+    let image = std::fs::read(&photo).unwrap();
+    let (content_type, body) = face_attendance::client::image_form(&photo, &image);
+    let post = |path: &str, key: Option<&str>, body: Vec<u8>| {
+        let mut request = h::agent()
+            .post(format!("http://{}{path}", server.addr()))
+            .header("Content-Type", &content_type);
+        if let Some(key) = key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        let mut response = request.send(body).unwrap();
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            response.status().as_u16(),
+            serde_json::from_str::<Value>(&text).unwrap(),
+        )
+    };
+    let student = face_attendance::client::multipart(&[
+        ("student_id", face_attendance::client::Part::Text("obama")),
+        (
+            "image",
+            face_attendance::client::Part::File {
+                file_name: "obama_1.jpg",
+                content_type: "image/jpeg",
+                data: &image,
+            },
+        ),
+    ]);
+    let enroll = |key| {
+        let mut request = h::agent()
+            .post(format!("http://{}/enroll", server.addr()))
+            .header("Content-Type", &student.0);
+        if let Some(key) = key {
+            request = request.header("X-API-Key", key);
+        }
+        request.send(&student.1[..]).unwrap().status().as_u16()
+    };
+    // Refused: nothing written.
+    assert_eq!(enroll(None), 401);
+    assert_eq!(enroll(Some(WRONG)), 401);
+    assert!(common::tree(data.path())
+        .iter()
+        .all(|p| !p.ends_with(".npy")));
+    assert_eq!(enroll(Some(KEY_B)), 200);
+    let (status, answer) = post("/recognize", Some(KEY_A), body.clone());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][0]["label"], "obama");
+    let (status, answer) = post("/recognize", None, body);
+    assert_eq!(
+        (status, answer),
+        (401, serde_json::from_str(REFUSED).unwrap())
+    );
+    server.shutdown();
+}
+
+#[test]
+fn the_websocket_refuses_before_upgrading_and_takes_a_header_or_query_key() {
+    use tungstenite::client::IntoClientRequest;
+    let data = tempfile::tempdir().unwrap();
+    let server = keyed_server(data.path());
+    let ws_url = format!("ws://{}/ws/recognitions", server.addr());
+    for url in [
+        ws_url.clone(),
+        format!("{ws_url}?api_key={WRONG}"),
+        format!("{ws_url}?apikey={KEY_A}"),
+    ] {
+        match tungstenite::connect(url.as_str()) {
+            Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+            other => panic!("{url}: expected 401, got {:?}", other.map(|_| ())),
+        }
+    }
+    let mut request = ws_url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("X-API-Key", KEY_A.parse().unwrap());
+    let (mut by_header, _) = tungstenite::connect(request).unwrap();
+    // Percent-encoding is undone; the key is the same.
+    let encoded = KEY_B.replace('-', "%2D");
+    let (mut by_query, _) = tungstenite::connect(format!("{ws_url}?api_key={encoded}")).unwrap();
+    // Both receive events (a realtime call with send_unknown makes one for a stranger).
+    let photo = common::faces_dir().join("strangers/stuart_1.jpg");
+    let image = std::fs::read(&photo).unwrap();
+    let (content_type, body) = face_attendance::client::image_form(&photo, &image);
+    let status = h::agent()
+        .post(format!(
+            "http://{}/recognize/realtime?send_unknown=true",
+            server.addr()
+        ))
+        .header("Content-Type", &content_type)
+        .header("X-API-Key", KEY_ENV)
+        .send(body)
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    for ws in [&mut by_header, &mut by_query] {
+        let message: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+        assert_eq!(message["student_id"], "Unknown");
+    }
+    server.shutdown();
+}
+
+#[test]
+fn an_unauthenticated_upload_is_refused_before_its_body_and_holds_no_worker() {
+    let data = tempfile::tempdir().unwrap();
+    let keys_file = data.path().join("keys");
+    std::fs::write(&keys_file, format!("{KEY_A}\n")).unwrap();
+    let mut settings = h::serve_settings();
+    settings.api_keys_file = Some(keys_file);
+    settings.workers = 2;
+    let server = h::start(data.path(), settings);
+    // More stalled uploads than workers: each is refused at once, without sending a byte of
+    // its declared 10 MB, and the server still answers others.
+    let started = Instant::now();
+    let stalled: Vec<_> = (0..6)
+        .map(|_| {
+            let (stream, answer) = h::raw_request(
+                server.addr(),
+                "POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000\r\n\r\n",
+            );
+            assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+            assert!(answer.contains(REFUSED), "{answer:?}");
+            stream
+        })
+        .collect();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (status, _, _) = call(&server, "GET", "/health", &[]);
+    assert_eq!(status, 200);
+    let (status, _, _) = call(&server, "POST", "/recognize", &[("X-API-Key", KEY_A)]);
+    assert_eq!(status, 415);
+    drop(stalled);
+    server.shutdown();
+}

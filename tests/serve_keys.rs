@@ -1,0 +1,214 @@
+//! The real binary and API keys: where `serve` listens by default, the warning when it is open to
+//! the network without a key, bad key settings stopping the start, and the clients sending the key.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const KEY: &str = "binary-test-key-0123456789";
+
+fn serve_command(site: &Path, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_face-attendance"));
+    command
+        .arg("serve")
+        .current_dir(site)
+        .env("FACE_MODELS_DIR", common::models_dir())
+        .env("FACE_DATA_DIR", site.join("data"))
+        .env("RUST_LOG", "info")
+        .env_remove("FACE_BIND")
+        .env_remove("FACE_API_KEY")
+        .env_remove("FACE_API_KEYS_FILE")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// A started `serve`, killed when dropped.
+struct Running {
+    child: Child,
+    /// Its stderr up to and including the line that ended the wait.
+    early: Vec<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve` and collects its stderr until it serves or fails to bind.
+fn start(site: &Path, env: &[(&str, &str)]) -> Running {
+    let mut child = serve_command(site, env).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[serve] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let mut early = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        let done = line.contains("serving on") || line.contains("cannot serve on");
+        early.push(line);
+        if done {
+            break;
+        }
+    }
+    Running { child, early }
+}
+
+/// Either it serves on `addr`, or `addr` was taken by someone else (port 8000 is shared on a
+/// test machine): both show which address the default picked.
+fn assert_default_address(run: &Running, addr: &str) {
+    let text = run.early.join("\n");
+    assert!(
+        text.contains(&format!("serving on http://{addr}"))
+            || text.contains(&format!("cannot serve on {addr}")),
+        "expected {addr}: {text}"
+    );
+}
+
+#[test]
+fn without_a_key_it_listens_on_loopback_by_default() {
+    let site = tempfile::tempdir().unwrap();
+    let run = start(site.path(), &[]);
+    assert_default_address(&run, "127.0.0.1:8000");
+    assert!(
+        run.early.iter().all(|l| !l.starts_with("WARN")),
+        "{:?}",
+        run.early
+    );
+}
+
+#[test]
+fn with_a_key_it_listens_on_every_interface_by_default() {
+    let site = tempfile::tempdir().unwrap();
+    let run = start(site.path(), &[("FACE_API_KEY", KEY)]);
+    assert_default_address(&run, "0.0.0.0:8000");
+}
+
+#[test]
+fn open_to_the_network_without_a_key_is_warned_about() {
+    let site = tempfile::tempdir().unwrap();
+    let open = start(site.path(), &[("FACE_BIND", "0.0.0.0:0")]);
+    let text = open.early.join("\n");
+    assert!(text.contains("serving on http://0.0.0.0:"), "{text}");
+    let warning = open
+        .early
+        .iter()
+        .find(|l| l.starts_with("WARN"))
+        .unwrap_or_else(|| panic!("no warning: {text}"));
+    assert!(warning.contains("no API key"), "{warning}");
+    assert!(warning.contains("FACE_API_KEY"), "{warning}");
+
+    let keyed = start(
+        site.path(),
+        &[("FACE_BIND", "0.0.0.0:0"), ("FACE_API_KEY", KEY)],
+    );
+    let text = keyed.early.join("\n");
+    assert!(text.contains("serving on http://0.0.0.0:"), "{text}");
+    assert!(text.contains("1 API key"), "{text}");
+    assert!(keyed.early.iter().all(|l| !l.starts_with("WARN")), "{text}");
+}
+
+#[test]
+fn bad_key_settings_stop_the_start_with_exit_status_2() {
+    let site = tempfile::tempdir().unwrap();
+    let empty = site.path().join("empty-keys");
+    std::fs::write(&empty, "# no keys yet\n\n").unwrap();
+    let short = site.path().join("short-keys");
+    std::fs::write(&short, format!("{KEY}\ntooshort\n")).unwrap();
+    let missing = site.path().join("missing-keys");
+    let cases = [
+        (("FACE_API_KEY", "tooshort".to_string()), "at least 16"),
+        (
+            ("FACE_API_KEYS_FILE", missing.display().to_string()),
+            "cannot read FACE_API_KEYS_FILE",
+        ),
+        (
+            ("FACE_API_KEYS_FILE", empty.display().to_string()),
+            "holds no keys",
+        ),
+        (
+            ("FACE_API_KEYS_FILE", short.display().to_string()),
+            "line 2",
+        ),
+    ];
+    for ((name, value), says) in cases {
+        let out = serve_command(site.path(), &[("FACE_BIND", "127.0.0.1:0"), (name, &value)])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}: {stderr}");
+        assert!(stderr.contains(says), "{name}={value}: {stderr}");
+        assert!(!stderr.contains("tooshort"), "a key was printed: {stderr}");
+    }
+}
+
+#[test]
+fn rt_client_and_bench_http_send_the_key() {
+    let site = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let _server = start(site.path(), &[("FACE_BIND", &bind), ("FACE_API_KEY", KEY)]);
+    let base = format!("http://{bind}");
+    let probe = common::faces_dir().join("probe/obama/obama_4.jpg");
+    let client = |args: &[&str], key: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_face-attendance"));
+        command.args(args).env_remove("FACE_API_KEY");
+        if let Some(key) = key {
+            command.env("FACE_API_KEY", key);
+        }
+        command.output().unwrap()
+    };
+    let rt = [
+        "rt-client",
+        "--server",
+        &base,
+        "--rate",
+        "5",
+        probe.to_str().unwrap(),
+    ];
+    let refused = client(&rt, None);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+    let ok = client(&rt, Some(KEY));
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}");
+    assert!(stdout.contains("\"ok\":true"), "{stdout}");
+
+    let bench = |key| {
+        let out = client(
+            &[
+                "bench-http",
+                "--server",
+                &base,
+                "--clients",
+                "1",
+                "--requests",
+                "2",
+                probe.to_str().unwrap(),
+            ],
+            key,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        // The last column of the result row is the error count.
+        let errors = stdout
+            .lines()
+            .last()
+            .and_then(|l| l.split_whitespace().last())
+            .map(str::to_string);
+        (errors, stdout)
+    };
+    let (errors, text) = bench(Some(KEY));
+    assert_eq!(errors.as_deref(), Some("0"), "{text}");
+    let (errors, text) = bench(None);
+    assert_eq!(errors.as_deref(), Some("2"), "{text}");
+}
