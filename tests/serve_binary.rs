@@ -125,10 +125,14 @@ fn readme_recipes_rt_client_and_sigterm() {
     let echoed: Value = serde_json::from_str(report["message"].as_str().unwrap()).unwrap();
     assert_eq!(echoed["token"], "dummy-token");
     assert_eq!(echoed["echo"]["student_id"], "alip");
+    let health = curl(dir, &[&format!("{base}/health")]);
     assert_eq!(
-        curl(dir, &[&format!("{base}/health")]),
-        serde_json::json!({"ok": true, "encodings": 1, "labels": 1})
+        (&health["ok"], &health["encodings"], &health["labels"]),
+        (&Value::Bool(true), &Value::from(1), &Value::from(1))
     );
+    // The webhook is on (/mock/webhook), so the outbox is shown: the one event went out.
+    assert_eq!(health["outbox"]["pending"], 0, "{health}");
+    assert_eq!(health["outbox"]["delivered"], 1, "{health}");
 
     // rt-client posts a probe of the same person and prints the WebSocket message.
     let probe = common::faces_dir().join("probe/obama/obama_4.jpg");

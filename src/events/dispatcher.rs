@@ -285,7 +285,7 @@ impl Worker {
             .iter()
             .map(|w| Pending {
                 event_id: w.event.event_id.clone(),
-                payload: w.event.webhook_payload(),
+                payload: w.event.webhook_payload().to_string(),
                 accepted_ms: super::unix_now_ms(),
             })
             .collect();
@@ -293,10 +293,10 @@ impl Worker {
             Ok(dropped) => {
                 for d in dropped {
                     log::warn!(
-                        "outbox: full ({} events); dropped the oldest, {} of {}",
+                        "outbox: full ({} events); dropped the oldest, {}: {}",
                         delivery.outbox.len(),
                         d.event_id,
-                        d.payload["student_id"]
+                        d.payload
                     );
                 }
                 self.stats.update(&delivery.outbox);
@@ -317,7 +317,8 @@ impl Worker {
                 let reports: Vec<Report> = accepted
                     .iter()
                     .map(|w| {
-                        let mut report = sender.send(&w.event.webhook_payload(), &w.event.event_id);
+                        let body = w.event.webhook_payload().to_string();
+                        let mut report = sender.send(&body, &w.event.event_id);
                         if report.status != Status::Sent {
                             report.status = Status::Failed;
                             report.message = Some(format!(

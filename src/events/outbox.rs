@@ -2,7 +2,7 @@
 //! append-only journal (`data/outbox/journal.jsonl`) so that a crash, `kill -9` or a power cut
 //! loses none of them.
 //!
-//! One JSON object per line: `{"event_id":…,"payload":{…}}` when an event is accepted (written
+//! One JSON object per line: `{"event_id":…,"payload":"<webhook body>","accepted_ms":…}` when an event is accepted (written
 //! and fsync'd before anything else happens to it), `{"done":"<event_id>"}` once the main API
 //! answered 2xx (not fsync'd: after a power cut a delivered event may be sent again, with the same
 //! `event_id` / `Idempotency-Key`, so delivery is at least once and the main API can drop the
@@ -27,7 +27,8 @@ use crate::fsutil;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
     pub event_id: String,
-    pub payload: Value,
+    /// The webhook body, as sent (JSON text: a backlog of 100,000 events stays ~30 MB).
+    pub payload: String,
     /// Unix ms when the event was accepted (for the age of the oldest).
     pub accepted_ms: u64,
 }
@@ -114,8 +115,14 @@ impl Outbox {
             lines.extend_from_slice(record.to_string().as_bytes());
             lines.push(b'\n');
         }
-        self.file.write_all(&lines)?;
-        self.file.sync_data()?;
+        if let Err(e) = self
+            .file
+            .write_all(&lines)
+            .and_then(|()| self.file.sync_data())
+        {
+            self.repair();
+            return Err(e);
+        }
         self.pending.extend(events);
         let mut dropped = Vec::new();
         while self.pending.len() > self.max_pending {
@@ -172,9 +179,24 @@ impl Outbox {
     fn write_done(&mut self, event_id: &str) -> io::Result<()> {
         let mut line = json!({"done": event_id}).to_string().into_bytes();
         line.push(b'\n');
-        self.file.write_all(&line)?;
+        if let Err(e) = self.file.write_all(&line) {
+            self.repair();
+            return Err(e);
+        }
         self.done_records += 1;
         Ok(())
+    }
+
+    /// After a failed write (disk full): a half-written line must not swallow the next record,
+    /// so the journal is rewritten from memory when that is possible again.
+    fn repair(&mut self) {
+        match rewrite(&self.path, &self.pending) {
+            Ok(file) => {
+                self.file = file;
+                self.done_records = 0;
+            }
+            Err(e) => log::warn!("outbox: cannot rewrite the journal yet: {e}"),
+        }
     }
 
     /// Rewrites the journal with only the pending events.
@@ -201,13 +223,13 @@ fn apply(pending: &mut VecDeque<Pending>, record: Value) {
     }
     let (Some(id), Some(payload)) = (
         record.get("event_id").and_then(Value::as_str),
-        record.get("payload"),
+        record.get("payload").and_then(Value::as_str),
     ) else {
         return;
     };
     pending.push_back(Pending {
         event_id: id.to_string(),
-        payload: payload.clone(),
+        payload: payload.to_string(),
         accepted_ms: record
             .get("accepted_ms")
             .and_then(Value::as_u64)
@@ -268,7 +290,7 @@ mod tests {
     fn event(n: u32) -> Pending {
         Pending {
             event_id: format!("id-{n}"),
-            payload: json!({"student_id": format!("s{n}")}),
+            payload: json!({"student_id": format!("s{n}")}).to_string(),
             accepted_ms: 1_000 + u64::from(n),
         }
     }
@@ -289,7 +311,7 @@ mod tests {
         let (o, r) = Outbox::open(dir.path(), 100).unwrap();
         assert_eq!(r.pending, 2);
         assert_eq!(ids(&o), ["id-2", "id-3"]);
-        assert_eq!(o.head().unwrap().payload["student_id"], "s2");
+        assert_eq!(o.head().unwrap().payload, r#"{"student_id":"s2"}"#);
         assert_eq!(o.head().unwrap().accepted_ms, 1_002);
     }
 

@@ -38,7 +38,7 @@ impl WebhookSender {
 
     /// Posts `payload` with `event_id` as its `Idempotency-Key`; `sent` on 2xx, else `failed`
     /// with the status or the error.
-    pub fn send(&self, payload: &serde_json::Value, event_id: &str) -> Report {
+    pub fn send(&self, payload: &str, event_id: &str) -> Report {
         let mut request = self
             .agent
             .post(&self.config.url)
@@ -47,7 +47,7 @@ impl WebhookSender {
         if let Some(key) = &self.config.api_key {
             request = request.header("Authorization", &format!("Bearer {key}"));
         }
-        match request.send(payload.to_string()) {
+        match request.send(payload) {
             Ok(mut response) => {
                 let status = response.status().as_u16();
                 let message = response

@@ -310,12 +310,17 @@ fn realtime(app: &App, body: Body, query: &str) -> Result<Answer, ApiError> {
         Ok::<_, crate::Error>((app.recognizer.recognize_image(&image, tolerance), frame))
     })?;
     let events: Vec<Event> = events_for(&results, frame, send_unknown);
-    let labels: Vec<String> = events.iter().map(|e| e.student_id.clone()).collect();
+    let labels: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.student_id.clone(), e.event_id.clone()))
+        .collect();
     let reports: Vec<Report> = app.dispatcher.dispatch(events);
     let dispatch: Vec<Value> = labels
         .into_iter()
         .zip(reports)
-        .map(|(label, report)| json!({"label": label, "report": report}))
+        .map(|((label, event_id), report)| {
+            json!({"label": label, "event_id": event_id, "report": report})
+        })
         .collect();
     Ok(Answer::Json(json!({
         "ok": true,
