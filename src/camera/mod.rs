@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use crate::liveness::{Heartbeat, Liveness};
 use crate::recognizer::{Recognition, Recognizer};
 use frame::RawFrame;
 use slot::LatestSlot;
@@ -102,6 +103,7 @@ pub struct Camera {
     slot: Arc<LatestSlot<(RawFrame, Instant)>>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<CameraStats>,
+    liveness: Liveness,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -116,28 +118,37 @@ impl Camera {
     ) -> std::io::Result<Camera> {
         let stop = Arc::new(AtomicBool::new(false));
         let slot = Arc::new(LatestSlot::default());
+        let liveness = Liveness::default();
         let capture = {
             let (stop, slot, stats) = (stop.clone(), slot.clone(), stats.clone());
+            let heartbeat = liveness.watch("camera-capture");
             std::thread::Builder::new()
                 .name("camera-capture".into())
-                .spawn(move || capture(open, &slot, &stats, &stop))?
+                .spawn(move || capture(open, &slot, &stats, &stop, heartbeat))?
         };
         let process = {
             let (stop, slot, stats) = (stop.clone(), slot.clone(), stats.clone());
+            let heartbeat = liveness.watch("camera-process");
             std::thread::Builder::new()
                 .name("camera-process".into())
-                .spawn(move || process(&recognizer, &slot, &stats, &stop, on_frame))?
+                .spawn(move || process(&recognizer, &slot, &stats, &stop, on_frame, heartbeat))?
         };
         Ok(Camera {
             stop,
             slot,
             threads: vec![capture, process],
             stats,
+            liveness,
         })
     }
 
     pub fn stats(&self) -> &Arc<CameraStats> {
         &self.stats
+    }
+
+    /// The capture and processing threads' heartbeats (a replay that ended counts as fine).
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
 
     /// Whether both threads are done (a replay that ended, without looping).
@@ -179,10 +190,12 @@ fn capture(
     slot: &LatestSlot<(RawFrame, Instant)>,
     stats: &CameraStats,
     stop: &AtomicBool,
+    heartbeat: Heartbeat,
 ) {
     let mut backoff = Duration::from_millis(250);
     let mut complained = false;
     'reopen: while !stop.load(Ordering::Relaxed) {
+        heartbeat.beat();
         let mut source = match open() {
             Ok(source) => source,
             Err(SourceError::Ended) => {
@@ -206,6 +219,7 @@ fn capture(
         set(&stats.state, "running".into());
         log::info!("camera: {}", source.describe());
         while !stop.load(Ordering::Relaxed) {
+            heartbeat.beat();
             match source.next_frame() {
                 Ok(frame) => {
                     stats.captured.fetch_add(1, Ordering::Relaxed);
@@ -226,6 +240,7 @@ fn capture(
         }
     }
     slot.close();
+    heartbeat.finish();
 }
 
 fn process(
@@ -234,11 +249,13 @@ fn process(
     stats: &CameraStats,
     stop: &AtomicBool,
     mut on_frame: OnFrame,
+    heartbeat: Heartbeat,
 ) {
     loop {
+        heartbeat.beat();
         let Some((raw, captured_at)) = slot.take(Duration::from_millis(200)) else {
             if stop.load(Ordering::Relaxed) || stats.state() == "ended" {
-                return;
+                break;
             }
             continue;
         };
@@ -260,4 +277,5 @@ fn process(
             latency: captured_at.elapsed(),
         });
     }
+    heartbeat.finish();
 }
