@@ -17,6 +17,8 @@ pub mod fuzzing;
 pub mod gallery;
 pub mod http;
 pub mod image_io;
+pub mod liveness;
 pub mod recognizer;
+pub mod systemd;
 
 pub use error::Error;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::image_io::RgbImage;
+use crate::liveness::{Heartbeat, Liveness};
 use crate::recognizer::Recognition;
 use frame::RawFrame;
 pub use pipeline::{Pipeline, PipelineSettings, StageTimes};
@@ -130,6 +131,7 @@ pub struct Camera {
     slot: Arc<LatestSlot<(RawFrame, Instant)>>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<CameraStats>,
+    liveness: Liveness,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -144,28 +146,37 @@ impl Camera {
     ) -> std::io::Result<Camera> {
         let stop = Arc::new(AtomicBool::new(false));
         let slot = Arc::new(LatestSlot::default());
+        let liveness = Liveness::default();
         let capture = {
             let (stop, slot, stats) = (stop.clone(), slot.clone(), stats.clone());
+            let heartbeat = liveness.watch("camera-capture");
             std::thread::Builder::new()
                 .name("camera-capture".into())
-                .spawn(move || capture(open, &slot, &stats, &stop))?
+                .spawn(move || capture(open, &slot, &stats, &stop, heartbeat))?
         };
         let process = {
             let (stop, slot, stats) = (stop.clone(), slot.clone(), stats.clone());
+            let heartbeat = liveness.watch("camera-process");
             std::thread::Builder::new()
                 .name("camera-process".into())
-                .spawn(move || process(pipeline, &slot, &stats, &stop, on_frame))?
+                .spawn(move || process(pipeline, &slot, &stats, &stop, on_frame, heartbeat))?
         };
         Ok(Camera {
             stop,
             slot,
             threads: vec![capture, process],
             stats,
+            liveness,
         })
     }
 
     pub fn stats(&self) -> &Arc<CameraStats> {
         &self.stats
+    }
+
+    /// The capture and processing threads' heartbeats (a replay that ended counts as fine).
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
 
     /// Whether both threads are done (a replay that ended, without looping).
@@ -207,10 +218,12 @@ fn capture(
     slot: &LatestSlot<(RawFrame, Instant)>,
     stats: &CameraStats,
     stop: &AtomicBool,
+    heartbeat: Heartbeat,
 ) {
     let mut backoff = Duration::from_millis(250);
     let mut complained = false;
     'reopen: while !stop.load(Ordering::Relaxed) {
+        heartbeat.beat();
         let mut source = match open() {
             Ok(source) => source,
             Err(SourceError::Ended) => {
@@ -234,6 +247,7 @@ fn capture(
         set(&stats.state, "running".into());
         log::info!("camera: {}", source.describe());
         while !stop.load(Ordering::Relaxed) {
+            heartbeat.beat();
             match source.next_frame() {
                 Ok(frame) => {
                     stats.captured.fetch_add(1, Ordering::Relaxed);
@@ -254,6 +268,7 @@ fn capture(
         }
     }
     slot.close();
+    heartbeat.finish();
 }
 
 fn process(
@@ -262,11 +277,13 @@ fn process(
     stats: &CameraStats,
     stop: &AtomicBool,
     mut on_frame: OnFrame,
+    heartbeat: Heartbeat,
 ) {
     loop {
+        heartbeat.beat();
         let Some((raw, captured_at)) = slot.take(Duration::from_millis(200)) else {
             if stop.load(Ordering::Relaxed) || stats.state() == "ended" {
-                return;
+                break;
             }
             continue;
         };
@@ -295,4 +312,5 @@ fn process(
             latency: captured_at.elapsed(),
         });
     }
+    heartbeat.finish();
 }

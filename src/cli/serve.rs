@@ -11,7 +11,17 @@ use crate::config::{ServeSettings, Settings};
 use crate::events::outbox::Outbox;
 use crate::events::{events_for, Delivery, Dispatcher, WebhookConfig, WebhookSender};
 use crate::http::{self, App, Hub, Limits};
+use crate::liveness::Stall;
 use crate::recognizer::Recognizer;
+use crate::systemd::{self, Notifier, Watchdog};
+
+/// How long one HTTP worker or camera loop may go without turning before the service counts as
+/// wedged (and stops petting systemd's watchdog). Legitimate work can be long on a small board:
+/// a phone photo (12 MP) at upsample 1 takes tens of seconds on a Pi 3, possibly after waiting
+/// for the compute pool behind other requests; a body read may take HTTP_TIMEOUT_SECONDS. So:
+/// two minutes, or twice the HTTP timeout when that is longer. What this catches is a thread
+/// that never comes back (a deadlock, a hung camera driver, a runaway loop) or that died.
+const MIN_STALL_LIMIT: Duration = Duration::from_secs(120);
 
 pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -> i32 {
     if let Err(e) = serve.validate() {
@@ -33,7 +43,7 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
         }
     };
     let (encodings, labels) = server.app().recognizer.gallery.counts();
-    log::info!(
+    let status = format!(
         "serving on http://{} ({encodings} encodings of {labels} people; webhook {}; {})",
         server.addr(),
         if server.app().dispatcher.webhook_enabled() {
@@ -46,19 +56,46 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
             n => format!("{n} API key(s)"),
         }
     );
+    log::info!("{status}");
+    // Models and gallery are loaded and the socket listens: ready for systemd (Type=notify).
+    let notifier = match Notifier::from_env() {
+        Ok(n) => n,
+        Err(e) => {
+            log::warn!("systemd notifications off: {e}");
+            None
+        }
+    };
+    notify(&notifier, &format!("READY=1\nSTATUS={status}"));
+    let mut watchdog = notifier
+        .as_ref()
+        .and_then(|_| systemd::watchdog_period())
+        .map(Watchdog::new);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if let (Some(notifier), Some(watchdog)) = (&notifier, &mut watchdog) {
+            watchdog.tick(notifier, || server.check_alive());
+        }
     }
+    notify(&notifier, "STOPPING=1\nSTATUS=stopping");
     log::info!("stopping: finishing requests in flight and pending events");
     server.shutdown();
     log::info!("stopped");
     0
 }
 
+fn notify(notifier: &Option<Notifier>, state: &str) {
+    if let Some(n) = notifier {
+        if let Err(e) = n.notify(state) {
+            log::warn!("cannot notify systemd: {e}");
+        }
+    }
+}
+
 /// The running service: the HTTP server and, when configured, the camera loop.
 pub struct Service {
     server: http::RunningServer,
     camera: Option<Camera>,
+    stall_limit: Duration,
 }
 
 impl Service {
@@ -72,6 +109,15 @@ impl Service {
 
     pub fn camera(&self) -> Option<&Camera> {
         self.camera.as_ref()
+    }
+
+    /// Ok while every HTTP worker and camera thread is turning (see [`MIN_STALL_LIMIT`]).
+    pub fn check_alive(&self) -> Result<(), Stall> {
+        self.server.liveness().check(self.stall_limit)?;
+        match &self.camera {
+            Some(camera) => camera.liveness().check(self.stall_limit),
+            None => Ok(()),
+        }
     }
 
     /// Stops the camera, then the server (which delivers the pending events).
@@ -138,12 +184,17 @@ pub fn start(
             Some(Camera::start(open, pipeline, Arc::default(), on_frame)?)
         }
     };
+    let stall_limit = MIN_STALL_LIMIT.max(limits.io_timeout * 2);
     let mut app = App::new(recognizer, dispatcher, hub, limits, config_json)?;
     app.camera = camera.as_ref().map(|c| c.stats().clone());
     app.keys = keys;
     let server = http::start(&serve.bind_address(), app)?;
     warn_if_open(server.addr(), &server.app().keys);
-    Ok(Service { server, camera })
+    Ok(Service {
+        server,
+        camera,
+        stall_limit,
+    })
 }
 
 /// Says loudly when the API is reachable from other machines without a key.

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::camera::CameraStats;
 use crate::events::Dispatcher;
+use crate::liveness::{Heartbeat, Liveness};
 use crate::recognizer::Recognizer;
 pub use auth::{ApiKeys, KeyError, MIN_KEY_LEN};
 pub use error::ApiError;
@@ -105,6 +106,7 @@ pub struct RunningServer {
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     app: Arc<App>,
+    liveness: Liveness,
 }
 
 /// Binds `bind` (port 0 picks a free one) and starts the worker threads.
@@ -120,12 +122,14 @@ pub fn start(bind: &str, app: App) -> std::io::Result<RunningServer> {
         Arc::new(tiny_http::Server::from_listener(listener, None).map_err(std::io::Error::other)?);
     let app = Arc::new(app);
     let stop = Arc::new(AtomicBool::new(false));
+    let liveness = Liveness::default();
     let workers = (0..app.limits.workers.max(1))
         .map(|i| {
             let (server, app, stop) = (server.clone(), app.clone(), stop.clone());
+            let heartbeat = liveness.watch(format!("http-{i}"));
             std::thread::Builder::new()
                 .name(format!("http-{i}"))
-                .spawn(move || worker(&server, &app, &stop))
+                .spawn(move || worker(&server, &app, &stop, heartbeat))
         })
         .collect::<std::io::Result<Vec<_>>>()?;
     Ok(RunningServer {
@@ -134,11 +138,15 @@ pub fn start(bind: &str, app: App) -> std::io::Result<RunningServer> {
         stop,
         workers,
         app,
+        liveness,
     })
 }
 
-fn worker(server: &tiny_http::Server, app: &App, stop: &AtomicBool) {
+/// One worker: takes requests until asked to stop. It beats `heartbeat` every turn (at least
+/// every 200 ms when idle), so one stuck on a request shows up in [`RunningServer::liveness`].
+fn worker(server: &tiny_http::Server, app: &App, stop: &AtomicBool, heartbeat: Heartbeat) {
     while !stop.load(Ordering::Relaxed) {
+        heartbeat.beat();
         match server.recv_timeout(Duration::from_millis(200)) {
             Ok(Some(request)) => {
                 // A bug in one request must not take the worker (or the server) down; the
@@ -149,11 +157,13 @@ fn worker(server: &tiny_http::Server, app: &App, stop: &AtomicBool) {
             }
             Ok(None) => {}
             Err(e) => {
+                // Dropping the heartbeat unfinished tells the watchdog.
                 log::error!("HTTP server stopped accepting: {e}");
                 return;
             }
         }
     }
+    heartbeat.finish();
 }
 
 impl RunningServer {
@@ -163,6 +173,11 @@ impl RunningServer {
 
     pub fn app(&self) -> &App {
         &self.app
+    }
+
+    /// The worker threads' heartbeats.
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
 
     /// Stops taking requests, lets the ones in flight finish, delivers pending events.

@@ -4,7 +4,9 @@
 pub mod http;
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use face_attendance::engine::{Engine, EngineConfig};
 
@@ -74,4 +76,22 @@ pub fn tree(dir: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// Sends SIGTERM to `child` (as systemd does to stop a service) and waits for it to exit.
+pub fn sigterm_and_wait(child: &mut Child) -> ExitStatus {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
