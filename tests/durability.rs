@@ -5,9 +5,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,30 +21,15 @@ struct Server(Child);
 
 impl Server {
     fn start(site: &Path, port: u16, env: &[(&str, String)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_face-attendance"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_face-attendance"));
+        command
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .current_dir(site)
             .env("FACE_MODELS_DIR", common::models_dir())
             .env_remove("FACE_DATA_DIR")
             .env_remove("FACE_API_KEY")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[serve] {line}");
-                if line.contains("serving on") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(60))
-            .expect("server did not start");
-        Server(child)
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        Server(common::spawn_until_serving(command))
     }
 
     /// SIGKILL: no clean-up of any kind.

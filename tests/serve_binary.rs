@@ -3,14 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
 use serde_json::Value;
 
 fn spawn_serve(site: &std::path::Path, port: u16) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_face-attendance"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_face-attendance"));
+    command
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .current_dir(site)
         .env("FACE_MODELS_DIR", common::models_dir())
@@ -18,25 +17,8 @@ fn spawn_serve(site: &std::path::Path, port: u16) -> Child {
             "ATTENDANCE_WEBHOOK_URL",
             format!("http://127.0.0.1:{port}/mock/webhook"),
         )
-        .env_remove("FACE_DATA_DIR")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for the "serving on" line; keep draining stderr afterwards.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[serve] {line}");
-            if line.contains("serving on") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("server did not start");
-    child
+        .env_remove("FACE_DATA_DIR");
+    common::spawn_until_serving(command)
 }
 
 /// Kills the server if the test fails before it is stopped.

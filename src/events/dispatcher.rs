@@ -425,21 +425,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::FaceBox;
-
-    fn event(id: &str) -> Event {
-        Event::new(
-            id,
-            Some(0.3),
-            (640, 480),
-            FaceBox {
-                top: 1,
-                right: 4,
-                bottom: 3,
-                left: 2,
-            },
-        )
-    }
+    use crate::events::test_event as event;
 
     #[test]
     fn without_webhook_events_are_broadcast_as_disabled() {

@@ -143,27 +143,29 @@ impl Report {
     }
 }
 
+/// An event of `id` for unit tests.
+#[cfg(test)]
+pub(crate) fn test_event(id: &str) -> Event {
+    Event::new(
+        id,
+        Some(0.3),
+        (640, 480),
+        FaceBox {
+            top: 1,
+            right: 4,
+            bottom: 3,
+            left: 2,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn event(id: &str) -> Event {
-        Event::new(
-            id,
-            Some(0.3),
-            (640, 480),
-            FaceBox {
-                top: 1,
-                right: 4,
-                bottom: 3,
-                left: 2,
-            },
-        )
-    }
-
     #[test]
     fn payload_is_the_originals() {
-        let e = event("alip");
+        let e = test_event("alip");
         let p = e.webhook_payload();
         assert_eq!(p["event"], "attendance.recognized");
         assert_eq!(p["frame_info"], json!({"w": 640, "h": 480}));

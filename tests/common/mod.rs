@@ -95,3 +95,27 @@ pub fn sigterm_and_wait(child: &mut Child) -> ExitStatus {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Spawns `serve` (stderr piped) and waits for its "serving on" line; stderr keeps being
+/// echoed to the test's output afterwards.
+pub fn spawn_until_serving(mut command: std::process::Command) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn face-attendance");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[serve] {line}");
+            if line.contains("serving on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("server did not start");
+    child
+}
