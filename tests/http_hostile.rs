@@ -31,3 +31,40 @@ fn a_huge_declared_content_length_is_refused_and_the_server_lives() {
     }
     server.shutdown();
 }
+
+/// Slowloris on the request head: tiny_http reads heads on threads of its own, with no timeout,
+/// one thread per connection. Accepted sockets now inherit the listener's receive timeout
+/// (HTTP_TIMEOUT_SECONDS, 3 s here), so stalled heads are cut off and their threads freed, and
+/// idle wake-ups of accept() no longer stop the server from listening.
+#[test]
+fn clients_that_never_finish_their_request_head_are_cut_off() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let data = tempfile::tempdir().unwrap();
+    let server = h::start(data.path(), h::serve_settings());
+    let addr = server.addr();
+    let mut stalled: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    // Served meanwhile.
+    assert_eq!(h::get(&format!("http://{addr}/health")).0, 200);
+    let started = Instant::now();
+    for s in &mut stalled {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 64];
+        // Closed by the server: end of stream (or a reset), not our own 20 s timeout.
+        match s.read(&mut buf) {
+            Ok(_) => {}
+            Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}"),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // Idle longer than the timeout: the listener woke up idle and kept listening.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(h::get(&format!("http://{addr}/health")).0, 200);
+    server.shutdown();
+}

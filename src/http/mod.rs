@@ -112,11 +112,15 @@ pub struct RunningServer {
 /// Binds `bind` (port 0 picks a free one) and starts the worker threads.
 pub fn start(bind: &str, app: App) -> std::io::Result<RunningServer> {
     let listener = TcpListener::bind(bind)?;
-    // tiny_http has no timeouts of its own. Accepted sockets inherit the listener's send
-    // timeout on Linux, so a client that stops reading its answer (or the WebSocket feed) is cut
-    // off. A receive timeout cannot go there: it would also time out accept() and tiny_http
-    // stops listening on any accept error; slow uploads are bounded in routes::read_form.
-    socket2::SockRef::from(&listener).set_write_timeout(Some(app.limits.io_timeout))?;
+    // tiny_http has no timeouts of its own. Accepted sockets inherit the listener's timeouts on
+    // Linux: a client that stops reading its answer (or the WebSocket feed), or that sends its
+    // request head or body too slowly (slowloris), is cut off after HTTP_TIMEOUT_SECONDS without
+    // data. The receive timeout also wakes accept() when idle, which the patched tiny_http
+    // (vendor/tiny_http/PATCHED.md) takes in its stride; uploads are also bounded as a whole in
+    // routes::read_form.
+    let socket = socket2::SockRef::from(&listener);
+    socket.set_write_timeout(Some(app.limits.io_timeout))?;
+    socket.set_read_timeout(Some(app.limits.io_timeout))?;
     let addr = listener.local_addr()?;
     let server =
         Arc::new(tiny_http::Server::from_listener(listener, None).map_err(std::io::Error::other)?);

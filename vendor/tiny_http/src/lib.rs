@@ -338,6 +338,28 @@ impl Server {
                         }));
                     }
 
+                    // PATCHED (face-attendance): errors that concern one connection, or that
+                    // pass, must not stop the server from listening. A receive timeout on the
+                    // listener (inherited by accepted sockets, to time out slow clients) makes
+                    // accept() return WouldBlock when no one connects; running out of file
+                    // descriptors passes when connections close.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
+                                | std::io::ErrorKind::ConnectionAborted
+                                | std::io::ErrorKind::ConnectionReset
+                        ) =>
+                    {
+                        continue;
+                    }
+                    Err(e) if matches!(e.raw_os_error(), Some(23) | Some(24)) => {
+                        log::error!("Error accepting new client: {}; retrying", e);
+                        thread::sleep(std::time::Duration::from_millis(100));
+                        continue;
+                    }
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
                         inside_messages.push(e.into());
