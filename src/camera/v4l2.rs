@@ -17,6 +17,10 @@ use super::source::{FrameSource, SourceError};
 /// Mapped buffers: enough to keep the driver busy while one frame is copied out.
 const BUFFERS: u32 = 4;
 
+/// A camera that delivers nothing for this long (a wedged driver or USB hub) is treated as gone
+/// and reopened, rather than blocking the capture thread, and with it shutdown, for ever.
+const FRAME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct V4l2Source {
     path: PathBuf,
     stream: Stream<'static>,
@@ -53,8 +57,9 @@ impl V4l2Source {
         if let Err(e) = device.set_params(&Parameters::with_fps(fps.max(1))) {
             log::warn!("camera {}: cannot set {fps} fps: {e}", path.display());
         }
-        let stream = Stream::with_buffers(&device, Type::VideoCapture, BUFFERS)
+        let mut stream = Stream::with_buffers(&device, Type::VideoCapture, BUFFERS)
             .map_err(|e| unavailable(path, "cannot start streaming", e))?;
+        stream.set_timeout(FRAME_TIMEOUT);
         Ok(V4l2Source {
             path: path.to_path_buf(),
             stream,
@@ -68,10 +73,14 @@ impl V4l2Source {
 impl FrameSource for V4l2Source {
     fn next_frame(&mut self) -> Result<RawFrame, SourceError> {
         // An error here is a device that went away (USB unplugged) or broke: reopen it.
-        let (buffer, meta) = self
-            .stream
-            .next()
-            .map_err(|e| unavailable(&self.path, "capture failed", e))?;
+        let (buffer, meta) = self.stream.next().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                let waited = format!("{} s", FRAME_TIMEOUT.as_secs());
+                unavailable(&self.path, "no frame within", waited)
+            } else {
+                unavailable(&self.path, "capture failed", e)
+            }
+        })?;
         let data = buffer[..(meta.bytesused as usize).min(buffer.len())].to_vec();
         Ok(if self.fourcc == FourCC::new(b"MJPG") {
             RawFrame::Mjpeg(data)
