@@ -4,8 +4,16 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// In the name of [`atomic_write`]'s temp files, after the hidden target name.
+const TEMP_MARK: &str = ".tmp-";
+
+/// A temp file older than this is what a killed process left behind: no write takes that long,
+/// and another process (a CLI enroll beside the service) may be writing a younger one right now.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
 /// Writes `bytes` to `path` atomically: a hidden temp file beside it, fsync, rename over the
 /// target, fsync the directory so the rename itself survives a power cut.
@@ -17,7 +25,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let temp = dir.join(format!(
-        ".{}.tmp-{}-{}",
+        ".{}{TEMP_MARK}{}-{}",
         name.to_string_lossy(),
         std::process::id(),
         TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
@@ -38,6 +46,37 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Removes the temp files of [`atomic_write`] in `dir` last modified more than `older_than` ago
+/// (left by a process killed mid-write); returns how many went. Other files are not touched, and
+/// a file that cannot be read or removed is left as it is.
+pub fn remove_stale_temps(dir: &Path, older_than: Duration) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with('.') && name.contains(TEMP_MARK)) {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > older_than);
+        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => log::warn!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
+    removed
+}
+
 /// Makes directory entries (creations, renames) durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -55,6 +94,34 @@ mod tests {
         atomic_write(&path, b"second").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn only_old_temp_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(".alip.npy.tmp-41-0");
+        let young = dir.path().join(".alip.npy.tmp-42-0");
+        let hidden = dir.path().join(".keep");
+        let npy = dir.path().join("alip.npy");
+        for p in [&old, &young, &hidden, &npy] {
+            fs::write(p, b"x").unwrap();
+        }
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        for p in [&old, &hidden, &npy] {
+            File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(hour_ago)
+                .unwrap();
+        }
+        assert_eq!(remove_stale_temps(dir.path(), STALE_TEMP_AGE), 1);
+        assert!(!old.exists());
+        assert!(young.exists() && hidden.exists() && npy.exists());
+        assert_eq!(
+            remove_stale_temps(&dir.path().join("missing"), STALE_TEMP_AGE),
+            0
+        );
     }
 
     #[test]

@@ -66,6 +66,7 @@ impl Outbox {
     /// rewrites the journal with only those.
     pub fn open(dir: &Path, max_pending: usize) -> io::Result<(Outbox, Recovered)> {
         fs::create_dir_all(dir)?;
+        fsutil::remove_stale_temps(dir, fsutil::STALE_TEMP_AGE);
         let path = dir.join("journal.jsonl");
         let mut recovered = Recovered::default();
         let mut pending: VecDeque<Pending> = VecDeque::new();

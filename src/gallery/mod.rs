@@ -61,6 +61,8 @@ pub struct LoadReport {
     pub encodings: usize,
     /// Files that were skipped, each with the reason.
     pub skipped: Vec<(PathBuf, String)>,
+    /// Temp files of writes interrupted by a crash, removed.
+    pub temps_removed: usize,
 }
 
 #[derive(Default)]
@@ -115,10 +117,18 @@ impl Gallery {
     pub fn open(data_dir: &Path) -> Result<(Gallery, LoadReport), GalleryError> {
         let embeddings_dir = data_dir.join("embeddings");
         let faces_dir = data_dir.join("faces");
+        let mut report = LoadReport::default();
         for dir in [&embeddings_dir, &faces_dir] {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
-        let mut report = LoadReport::default();
+        // Face crops are written in one folder per person.
+        let crop_dirs = fs::read_dir(&faces_dir)
+            .map_err(io_err(&faces_dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir());
+        for dir in std::iter::once(embeddings_dir.clone()).chain(crop_dirs) {
+            report.temps_removed += fsutil::remove_stale_temps(&dir, fsutil::STALE_TEMP_AGE);
+        }
         let mut entries: Vec<PathBuf> = fs::read_dir(&embeddings_dir)
             .map_err(io_err(&embeddings_dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -152,6 +162,12 @@ impl Gallery {
         }
         for (path, reason) in &report.skipped {
             log::warn!("skipping {}: {reason}", path.display());
+        }
+        if report.temps_removed > 0 {
+            log::info!(
+                "removed {} temp file(s) left by interrupted writes",
+                report.temps_removed
+            );
         }
         Ok((
             Gallery {
@@ -313,6 +329,36 @@ mod tests {
         let rows = npy::read_encodings(&fs::read(dir.path().join("embeddings/alip.npy")).unwrap())
             .unwrap();
         assert_eq!(rows, vec![enc(0.0), enc(0.1)]);
+    }
+
+    #[test]
+    fn temp_files_of_a_killed_enroll_are_removed_once_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let emb = dir.path().join("embeddings");
+        fs::create_dir_all(&emb).unwrap();
+        let crops = dir.path().join("faces/alip");
+        fs::create_dir_all(&crops).unwrap();
+        let stale = [
+            emb.join(".alip.npy.tmp-7-0"),
+            crops.join(".1700000000000-0.jpg.tmp-7-1"),
+        ];
+        let fresh = emb.join(".alip.npy.tmp-8-0");
+        let long_ago = SystemTime::now() - fsutil::STALE_TEMP_AGE * 2;
+        for p in &stale {
+            fs::write(p, b"half").unwrap();
+            fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+        fs::write(&fresh, b"half").unwrap();
+        let (_, report) = Gallery::open(dir.path()).unwrap();
+        assert_eq!(report.temps_removed, 2);
+        assert!(stale.iter().all(|p| !p.exists()));
+        // Possibly another process's write in progress.
+        assert!(fresh.exists());
     }
 
     #[test]
