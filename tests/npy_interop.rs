@@ -1,5 +1,7 @@
 //! `.npy` files move both ways between numpy and this service.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -88,9 +90,7 @@ fn python_with_numpy() -> Option<PathBuf> {
 #[test]
 fn files_we_write_load_in_numpy() {
     let Some(python) = python_with_numpy() else {
-        eprintln!(
-            "SKIPPED: no python3 with numpy here (scripts/install-deps installs python3-numpy)"
-        );
+        common::skip_unless_required("no python3 with numpy here (Debian package python3-numpy)");
         return;
     };
     let dir = tempfile::tempdir().unwrap();

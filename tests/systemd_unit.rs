@@ -1,6 +1,8 @@
 //! `systemd/face-attendance.service` passes `systemd-analyze verify` without a single warning,
 //! and every variable of `systemd/env.example` is one the service reads.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -18,8 +20,7 @@ fn systemd_analyze() -> Option<std::path::PathBuf> {
 #[test]
 fn unit_file_verifies() {
     let Some(analyze) = systemd_analyze() else {
-        // scripts/install-deps installs systemd, so CI never takes this branch.
-        eprintln!("SKIPPED: systemd-analyze is not installed (Debian package systemd)");
+        common::skip_unless_required("systemd-analyze is not installed (Debian package systemd)");
         return;
     };
     let unit = std::fs::read_to_string(repo("systemd/face-attendance.service")).unwrap();
