@@ -61,13 +61,15 @@ pub fn remove_stale_temps(dir: &Path, older_than: Duration) -> usize {
         if !(name.starts_with('.') && name.contains(TEMP_MARK)) {
             continue;
         }
-        let stale = entry
-            .metadata()
-            .and_then(|m| m.modified())
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        let stale = meta
+            .modified()
             .ok()
             .and_then(|t| now.duration_since(t).ok())
             .is_some_and(|age| age > older_than);
-        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+        if stale && meta.is_file() {
             match fs::remove_file(entry.path()) {
                 Ok(()) => removed += 1,
                 Err(e) => log::warn!("cannot remove {}: {e}", entry.path().display()),

@@ -75,8 +75,8 @@ impl FrameSource for V4l2Source {
         // An error here is a device that went away (USB unplugged) or broke: reopen it.
         let (buffer, meta) = self.stream.next().map_err(|e| {
             if e.kind() == std::io::ErrorKind::TimedOut {
-                let waited = format!("{} s", FRAME_TIMEOUT.as_secs());
-                unavailable(&self.path, "no frame within", waited)
+                let waited = format!("no frame for {} s", FRAME_TIMEOUT.as_secs());
+                unavailable(&self.path, "capture stalled", waited)
             } else {
                 unavailable(&self.path, "capture failed", e)
             }
