@@ -370,17 +370,25 @@ impl Server {
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
+                                // face-attendance patch: once the server is dropped, its queue
+                                // is closed: the request is dropped (answered 500) and the
+                                // connection ends, where it waited for ever for an answer.
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
                                     for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
+                                        let rq = rq.with_notify_sender(sender.clone());
+                                        if messages.try_push(rq.into()).is_some() {
+                                            break;
+                                        }
                                         if receiver.recv().is_err() {
                                             break;
                                         }
                                     }
                                 } else {
                                     for rq in client {
-                                        messages.push(rq.into());
+                                        if messages.try_push(rq.into()).is_some() {
+                                            break;
+                                        }
                                     }
                                 }
                             }
@@ -564,6 +572,9 @@ impl Iterator for IncomingRequests<'_> {
 impl Drop for Server {
     fn drop(&mut self) {
         self.close.store(true, Relaxed);
+        // face-attendance patch: requests no one will take any more are answered (500, as any
+        // dropped request) and let go of their connection now.
+        drop(self.messages.close());
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),

@@ -592,3 +592,26 @@ fn pipelined_requests_are_handled_one_at_a_time() {
     }
     assert_eq!(most.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn requests_left_in_the_queue_are_answered_when_the_server_is_dropped() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::from_listener(listener, None).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Two pipelined requests: the first is queued, the second waits for its answer.
+    s.write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    wait_until("one open", || server.open_connections() == 1);
+    thread::sleep(Duration::from_millis(200));
+    drop(server);
+    // Both answered (the second is read once the first is, and finds the queue closed)...
+    let mut r = BufReader::new(&mut s);
+    assert_eq!(read_answer(&mut r).status, 500);
+    assert_eq!(read_answer(&mut r).status, 500);
+    // ... and the connection ends rather than waiting for ever.
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+}
