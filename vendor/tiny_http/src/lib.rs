@@ -523,12 +523,19 @@ fn refuse_connection(sock: Connection, refusal: limits::Refusal, tls: bool) {
     }
 }
 
-/// Runs the request head reader and the body framing checks over `data`, with the default
-/// limits, then reads the body that follows (for the fuzz targets; not part of the API).
+/// Runs the request head reader and the body framing checks over `data`, then reads the body
+/// that follows (for the fuzz targets; not part of the API). The head limits are small (a
+/// 256-byte line, 16 headers, a 1 KiB head) so that inputs of a few KiB reach all of them.
 #[doc(hidden)]
 pub fn fuzz_request_head(data: &[u8]) {
     use std::io::Read;
-    let limits = Limits::default();
+    let limits = Limits {
+        max_request_line: 256,
+        max_header_line: 256,
+        max_headers: 16,
+        max_head_bytes: 1024,
+        ..Limits::default()
+    };
     let mut input = data;
     let head = match head::read_head(&mut input, &limits) {
         Ok(head) => head,

@@ -80,6 +80,11 @@ pub struct Request {
 
     // face-attendance patch: the connection's shared state (None for a `TestRequest`).
     ctl: Option<Arc<ConnCtl>>,
+
+    // face-attendance patch: for a `Connection: upgrade` request without a body, the stream
+    // after its head, for `upgrade` only (`as_reader` reads an empty body: upstream gave it the
+    // raw stream, with no limit and, now, no timeout).
+    upgrade_source: Option<Box<dyn Read + Send + 'static>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -177,9 +182,14 @@ where
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
+    let mut upgrade_source = None;
     let reader = match framing {
         // if we have a `Connection: upgrade` (and no body), always keeping the whole reader
-        Framing::None if connection_upgrade => Box::new(source_data) as Box<dyn Read + Send>,
+        // (for `upgrade`)
+        Framing::None if connection_upgrade => {
+            upgrade_source = Some(Box::new(source_data) as Box<dyn Read + Send>);
+            Box::new(io::empty()) as Box<dyn Read + Send>
+        }
         // if we have neither a Content-Length nor a Transfer-Encoding, we have no data
         Framing::None | Framing::Length(0) => Box::new(io::empty()) as Box<dyn Read + Send>,
         Framing::Length(n) if n <= 1024 && !expects_continue => {
@@ -211,6 +221,7 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
         ctl,
+        upgrade_source,
     })
 }
 
@@ -311,8 +322,12 @@ impl Request {
 
         writer.flush().ok(); // TODO: unused result
 
+        let reader = match self.upgrade_source.take() {
+            Some(reader) => reader,
+            None => self.extract_reader_impl(),
+        };
         Upgraded {
-            reader: self.extract_reader_impl(),
+            reader,
             writer,
             ctl: self.ctl.clone(),
             notify: self.notify_when_responded.take(),

@@ -615,3 +615,27 @@ fn requests_left_in_the_queue_are_answered_when_the_server_is_dropped() {
     let _ = r.read_to_end(&mut rest);
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
 }
+
+#[test]
+fn an_upgrade_request_that_is_not_upgraded_has_an_empty_body() {
+    // Its bytes after the head are the upgraded protocol's, read by no one unless upgraded.
+    let (tx, rx) = mpsc::channel();
+    let (_server, addr) = serve(Limits::default(), move |mut request: Request| {
+        let started = Instant::now();
+        let mut body = Vec::new();
+        let result = request.as_reader().read_to_end(&mut body);
+        tx.send((result.map_err(|e| e.kind()), started.elapsed()))
+            .unwrap();
+        let _ = request.respond(Response::from_string("no").with_status_code(400));
+    });
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"POST /enroll HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nmore",
+    )
+    .unwrap();
+    let (result, took) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(result, Ok(0));
+    assert!(took < Duration::from_secs(1), "{:?}", took);
+    assert_eq!(read_answer(&mut BufReader::new(&mut s)).status, 400);
+}
