@@ -40,3 +40,10 @@ pub fn npy(data: &[u8]) {
         assert_eq!(again.as_deref().ok(), Some(rows.as_slice()));
     }
 }
+
+/// An HTTP request head as a client sends it: the vendored tiny_http's head reader (limits,
+/// strict line endings and bytes), its Content-Length/Transfer-Encoding checks, then the body
+/// reader over what follows the head.
+pub fn http_head(data: &[u8]) {
+    tiny_http::fuzz_request_head(data);
+}

@@ -1,22 +1,29 @@
-use ascii::AsciiString;
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use std::io::Error as IoError;
-use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
-
-use std::net::SocketAddr;
-use std::str::FromStr;
-
-use crate::common::{HTTPVersion, Method};
+use crate::head::{read_head, write_refusal, HeadError};
+use crate::limits::Limits;
+use crate::request::{is_upgrade, new_request, RequestCreationError};
+use crate::util::refined_tcp_stream::ConnCtl;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{HTTPVersion, Request};
+
+/// face-attendance patch: a lingering close (after an error answer, or when a request body was
+/// left unread) reads and discards what the client still sends for at most this long...
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// ... and at most this many bytes, then closes.
+const LINGER_BYTES: usize = 1024 * 1024;
+/// Buffer of the reading side of a connection.
+const READ_BUFFER: usize = 4096;
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
 pub struct ClientConnection {
     // address of the client
-    remote_addr: IoResult<Option<SocketAddr>>,
+    remote_addr: Option<SocketAddr>,
 
     // sequence of Readers to the stream, so that the data is not read in
     //  the wrong order
@@ -32,31 +39,48 @@ pub struct ClientConnection {
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
 
+    // face-attendance patch: the previous request asked for a protocol upgrade: the stream is
+    // its own now (or closed with it), this thread must not touch it again.
+    upgrade: bool,
+
+    // face-attendance patch: the iterator ended (the connection is closed or given away).
+    finished: bool,
+
     // true if the connection goes through SSL
     secure: bool,
+
+    // face-attendance patch: the connection's shared state, and the server's limits.
+    ctl: Arc<ConnCtl>,
+    limits: Arc<Limits>,
 }
 
-/// Error that can happen when reading a request.
-#[derive(Debug)]
-enum ReadError {
-    WrongRequestLine,
-    WrongHeader(HTTPVersion),
-    /// the client sent an unrecognized `Expect` header
-    ExpectationFailed(HTTPVersion),
-    ReadIoError(IoError),
+/// face-attendance patch: how the connection ends once no more requests are read from it.
+enum End {
+    /// As it is: the client closed it, or left it idle, or it belongs to an upgraded stream.
+    Quiet,
+    /// After the answer to the last request (`Connection: close`, HTTP/1.0, a body left
+    /// unread): a lingering close if a body was left unread, a plain one otherwise.
+    AfterLastAnswer,
+    /// With this answer (status, text), then a lingering close.
+    Refuse(u16, String),
 }
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
-    pub fn new(
+    pub(crate) fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        ctl: Arc<ConnCtl>,
+        limits: Arc<Limits>,
     ) -> ClientConnection {
-        let remote_addr = read_socket.peer_addr();
+        // face-attendance patch: a client that is gone already has no address; that is no
+        // reason to panic later (upstream unwrapped it for each request).
+        let remote_addr = read_socket.peer_addr().ok().flatten();
         let secure = read_socket.secure();
 
-        let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
-        let first_header = source.next().unwrap();
+        let mut source =
+            SequentialReaderBuilder::new(BufReader::with_capacity(READ_BUFFER, read_socket));
+        let first_header = source.next_reader();
 
         ClientConnection {
             source,
@@ -64,7 +88,11 @@ impl ClientConnection {
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
+            upgrade: false,
+            finished: false,
             secure,
+            ctl,
+            limits,
         }
     }
 
@@ -73,99 +101,173 @@ impl ClientConnection {
         self.secure
     }
 
-    /// Reads the next line from self.next_header_source.
-    ///
-    /// Reads until `CRLF` is reached. The next read will start
-    ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
-        let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
-
-        loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
-            };
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
-            }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
-        }
-    }
-
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
-    fn read(&mut self) -> Result<Request, ReadError> {
-        let (method, path, version, headers) = {
-            // reading the request line
-            let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+    fn read(&mut self) -> Result<Request, End> {
+        if self.upgrade {
+            return Err(End::Quiet);
+        }
+        if self.no_more_requests {
+            return Err(End::AfterLastAnswer);
+        }
 
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
-            };
+        // One request at a time: the next head is read once the answer to the previous one is
+        // out. Upstream read pipelined requests as fast as they came, each queued for the
+        // application with its head, so a client that sent them without reading the answers
+        // piled up requests without bound.
+        self.wait_for_answers();
 
-            // getting all headers
-            let headers = {
-                let mut headers = Vec::new();
-                loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+        // Our turn to read: once the previous request let go of its body.
+        let limits = self.limits.clone();
+        let ctl = self.ctl.clone();
+        let reader = self.next_header_source.wait_turn().ok_or(End::Quiet)?;
+        if ctl.must_close() {
+            return Err(End::AfterLastAnswer);
+        }
 
-                    if line.is_empty() {
-                        break;
-                    };
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
-                        Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
-                    });
-                }
+        // The first byte of the next request must come within the idle timeout; nothing
+        // (end of stream, timeout, error) closes the connection without a word.
+        ctl.set_read_deadline(Instant::now().checked_add(limits.idle_timeout));
+        let first_byte = reader.fill_buf().map(|buf| !buf.is_empty());
+        if !matches!(first_byte, Ok(true)) {
+            ctl.set_read_deadline(None);
+            return Err(End::Quiet);
+        }
 
-                headers
-            };
-
-            (method, path, version, headers)
+        // From it, the whole head within the head timeout.
+        ctl.set_read_deadline(Instant::now().checked_add(limits.head_timeout));
+        let head = read_head(reader, &limits);
+        ctl.set_read_deadline(None);
+        let head = match head {
+            Ok(head) => head,
+            Err(HeadError::Io(ref e)) if e.kind() == ErrorKind::TimedOut => {
+                return Err(End::Refuse(
+                    408,
+                    format!(
+                        "request head not received within {} ms",
+                        limits.head_timeout.as_millis()
+                    ),
+                ))
+            }
+            Err(HeadError::Io(_)) => return Err(End::Quiet),
+            Err(e) => return Err(End::Refuse(e.status(), e.to_string())),
         };
 
         // building the writer for the request
-        let writer = self.sink.next().unwrap();
+        let writer = self.sink.next_writer();
 
         // follow-up for next potential request
-        let mut data_source = self.source.next().unwrap();
+        let mut data_source = self.source.next_reader();
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
+        let upgrade = is_upgrade(&head.headers);
+        let version = head.version.clone();
+
         // building the next reader
-        let request = crate::request::new_request(
+        let request = new_request(
             self.secure,
-            method,
-            path,
-            version.clone(),
-            headers,
-            *self.remote_addr.as_ref().unwrap(),
+            head.method,
+            head.path,
+            head.version,
+            head.headers,
+            self.remote_addr,
             data_source,
             writer,
+            Some(ctl),
+            &limits,
         )
-        .map_err(|e| {
-            use crate::request;
-            match e {
-                request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
-                request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
-                }
+        .map_err(|e| match e {
+            RequestCreationError::CreationIoError(e) if e.kind() == ErrorKind::TimedOut => {
+                End::Refuse(408, e.to_string())
             }
+            RequestCreationError::CreationIoError(_) => End::Quiet,
+            RequestCreationError::ExpectationFailed => {
+                End::Refuse(417, "unsupported Expect header".to_owned())
+            }
+            RequestCreationError::Framing(e) => End::Refuse(e.status(), e.to_string()),
         })?;
 
-        // return the request
+        // updating the status of the connection
+        let connection_header = request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Connection"))
+            .map(|h| h.value.as_str().to_ascii_lowercase());
+        match connection_header {
+            _ if upgrade => self.upgrade = true,
+            Some(ref val) if val.contains("close") => self.no_more_requests = true,
+            Some(ref val) if !val.contains("keep-alive") && version == HTTPVersion(1, 0) => {
+                self.no_more_requests = true
+            }
+            None if version == HTTPVersion(1, 0) => self.no_more_requests = true,
+            _ => (),
+        };
+
         Ok(request)
+    }
+
+    /// face-attendance patch: waits until the answers to the requests read so far are written.
+    fn wait_for_answers(&mut self) {
+        // A writer's turn comes when the ones before it are dropped.
+        let mut writer = self.sink.next_writer();
+        writer.flush().ok();
+    }
+
+    /// face-attendance patch: ends the connection as `end` says.
+    fn end(&mut self, end: End) {
+        match end {
+            End::Quiet => {}
+            End::AfterLastAnswer => {
+                // The last request lets go of its body (read or not) when it is dropped.
+                if self.next_header_source.wait_turn().is_some() {
+                    let linger = self.ctl.must_close();
+                    self.close(linger);
+                }
+            }
+            End::Refuse(status, message) => {
+                log::debug!(
+                    "Refusing a request from {:?}: {} {}",
+                    self.remote_addr,
+                    status,
+                    message
+                );
+                let mut writer = self.sink.next_writer();
+                write_refusal(&mut writer, status, &message, "").ok();
+                writer.flush().ok();
+                drop(writer);
+                self.close(true);
+            }
+        }
+    }
+
+    /// Closes the connection once every answer is out. With `linger`, the client may still be
+    /// sending (a body, a head too long): closing a socket with unread data sends a reset,
+    /// which can destroy the answer before the client reads it. So the sending side is shut
+    /// down first, then what comes is read and thrown away, for a bounded time and amount.
+    fn close(&mut self, linger: bool) {
+        self.wait_for_answers();
+
+        let ctl = self.ctl.clone();
+        let reader = match self.next_header_source.wait_turn() {
+            Some(reader) => reader,
+            None => return,
+        };
+        reader.get_mut().shutdown(Shutdown::Write).ok();
+        if !linger {
+            return;
+        }
+        ctl.set_read_deadline(Instant::now().checked_add(LINGER_TIME));
+        let mut buf = [0; 8192];
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => discarded += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        ctl.set_read_deadline(None);
     }
 }
 
@@ -175,135 +277,16 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
-        // the client sent a "connection: close" header in this previous request
-        //  or is using HTTP 1.0, meaning that no new request will come
-        if self.no_more_requests {
+        if self.finished {
             return None;
         }
-
-        loop {
-            let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+        match self.read() {
+            Ok(request) => Some(request),
+            Err(end) => {
+                self.finished = true;
+                self.end(end);
+                None
             }
-
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
-
-            // returning the request
-            return Some(rq);
         }
-    }
-}
-
-/// Parses a "HTTP/1.1" string.
-fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
-        _ => return Err(ReadError::WrongRequestLine),
-    };
-
-    Ok(HTTPVersion(major, minor))
-}
-
-/// Parses the request line of the request.
-/// eg. GET / HTTP/1.1
-fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
-    let mut parts = line.split(' ');
-
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
-
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
-}
-
-#[cfg(test)]
-mod test {
-    #[test]
-    fn test_parse_request_line() {
-        let (method, path, ver) = super::parse_request_line("GET /hello HTTP/1.1").unwrap();
-
-        assert!(method == crate::Method::Get);
-        assert!(path == "/hello");
-        assert!(ver == crate::common::HTTPVersion(1, 1));
-
-        assert!(super::parse_request_line("GET /hello").is_err());
-        assert!(super::parse_request_line("qsd qsd qsd").is_err());
     }
 }

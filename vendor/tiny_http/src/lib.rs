@@ -108,17 +108,22 @@ use std::time::Duration;
 
 use client::ClientConnection;
 use connection::Connection;
+use util::refined_tcp_stream::ConnCtl;
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use request::{ReadWrite, Request};
+pub use limits::Limits;
+pub use request::{ReadWrite, Request, Upgraded};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
+mod body;
 mod client;
 mod common;
 mod connection;
+mod head;
+mod limits;
 mod request;
 mod response;
 mod ssl;
@@ -140,6 +145,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // face-attendance patch: the connections open now
+    connections: Arc<limits::ConnCounter>,
 }
 
 enum Message {
@@ -239,11 +247,28 @@ impl Server {
     ///
     /// This is useful if you've constructed TcpListener using some less usual method
     /// such as from systemd. For other cases, you probably want the `new()` function.
+    ///
+    /// The server puts `Limits::default()` on its clients.
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
+    }
+
+    /// Same as [`from_listener`](Server::from_listener), with the given [`Limits`] on clients
+    /// (face-attendance patch).
+    ///
+    /// The server sets the timeouts of accepted sockets itself: a receive timeout set on the
+    /// listener (which accepted sockets inherit on Linux) is not needed, and is overridden.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
+        let limits = Arc::new(limits);
+        let connections = Arc::new(limits::ConnCounter::default());
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -285,6 +310,7 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
+        let inside_connections = connections.clone();
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
@@ -292,10 +318,26 @@ impl Server {
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
-                    Ok((sock, _)) => {
+                    Ok((sock, addr)) => {
+                        // face-attendance patch (PATCHED.md, change 3): counted before any
+                        // thread is spent on it, and refused by this thread over a cap.
+                        let guard = match inside_connections.open(addr.map(|a| a.ip()), &limits) {
+                            Ok(guard) => guard,
+                            Err(refusal) => {
+                                log::debug!(
+                                    "Refusing a connection from {:?}: {}",
+                                    addr,
+                                    refusal.message()
+                                );
+                                refuse_connection(sock, refusal, ssl.is_some());
+                                continue;
+                            }
+                        };
+                        let ctl = Arc::new(ConnCtl::new(Some(guard), Some(limits.write_timeout)));
+
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
+                            None => RefinedTcpStream::new(sock, ctl.clone()),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection
@@ -305,13 +347,18 @@ impl Server {
                                     Err(_) => continue,
                                 };
 
-                                RefinedTcpStream::new(sock)
+                                RefinedTcpStream::new(sock, ctl.clone())
                             }
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(
+                            write_closable,
+                            read_closable,
+                            ctl,
+                            limits.clone(),
+                        ))
                     }
                     Err(e) => Err(e),
                 };
@@ -323,15 +370,25 @@ impl Server {
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
+                                // face-attendance patch: once the server is dropped, its queue
+                                // is closed: the request is dropped (answered 500) and the
+                                // connection ends, where it waited for ever for an answer.
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
                                     for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
+                                        let rq = rq.with_notify_sender(sender.clone());
+                                        if messages.try_push(rq.into()).is_some() {
+                                            break;
+                                        }
+                                        if receiver.recv().is_err() {
+                                            break;
+                                        }
                                     }
                                 } else {
                                     for rq in client {
-                                        messages.push(rq.into());
+                                        if messages.try_push(rq.into()).is_some() {
+                                            break;
+                                        }
                                     }
                                 }
                             }
@@ -375,6 +432,7 @@ impl Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            connections,
         })
     }
 
@@ -394,8 +452,14 @@ impl Server {
 
     /// Returns the number of clients currently connected to the server.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.open_connections()
+    }
+
+    /// The connections open now (face-attendance patch): each counts from its accept until
+    /// its socket is closed, including while an upgraded stream has it, and is checked
+    /// against `Limits::max_connections` and `Limits::max_connections_per_ip`.
+    pub fn open_connections(&self) -> usize {
+        self.connections.total()
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -433,6 +497,78 @@ impl Server {
     }
 }
 
+/// face-attendance patch: answers a connection over a cap `503` and closes it, from the accept
+/// thread, which must never wait for a client: the socket is made non-blocking, the answer
+/// written once (it fits in any socket buffer), and what the client already sent is read away
+/// (a socket closed with unread data sends a reset, which could destroy the answer).
+fn refuse_connection(sock: Connection, refusal: limits::Refusal, tls: bool) {
+    use std::io::{Read, Write};
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    if !tls {
+        let mut answer = Vec::with_capacity(256);
+        if head::write_refusal(&mut answer, 503, refusal.message(), "Retry-After: 1\r\n").is_ok() {
+            // Non-blocking: a part, or nothing, is all a client gets that cannot take it.
+            let _ = (&sock).write_all(&answer);
+        }
+    }
+    sock.shutdown(Shutdown::Write).ok();
+    let mut buf = [0; 4096];
+    for _ in 0..4 {
+        match (&sock).read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
+
+/// Runs the request head reader and the body framing checks over `data`, then reads the body
+/// that follows (for the fuzz targets; not part of the API). The head limits are small (a
+/// 256-byte line, 16 headers, a 1 KiB head) so that inputs of a few KiB reach all of them.
+#[doc(hidden)]
+pub fn fuzz_request_head(data: &[u8]) {
+    use std::io::Read;
+    let limits = Limits {
+        max_request_line: 256,
+        max_header_line: 256,
+        max_headers: 16,
+        max_head_bytes: 1024,
+        ..Limits::default()
+    };
+    let mut input = data;
+    let head = match head::read_head(&mut input, &limits) {
+        Ok(head) => head,
+        Err(e) => {
+            assert!(matches!(e.status(), 400 | 413 | 414 | 431 | 501 | 505));
+            assert!(!e.to_string().is_empty());
+            return;
+        }
+    };
+    assert!(data.len() - input.len() <= limits.max_head_bytes);
+    assert!(head.headers.len() <= limits.max_headers);
+    assert!(head.version == (1, 0) || head.version == (1, 1));
+    let framing = match head::body_framing(&head.headers) {
+        Ok(framing) => framing,
+        Err(e) => {
+            assert!(matches!(e.status(), 400 | 413 | 501));
+            return;
+        }
+    };
+    let before = input.len();
+    let mut body = body::Body::new(&mut input, framing, None, &limits);
+    let mut out = Vec::new();
+    let result = body.by_ref().take(1 << 20).read_to_end(&mut out);
+    let complete = body.is_complete();
+    drop(body);
+    // The body never reads past its end, nor gives more than it read.
+    assert!(out.len() <= before - input.len());
+    if let head::Framing::Length(n) = framing {
+        assert!(out.len() <= n);
+        assert_eq!(complete, result.is_ok() && out.len() == n);
+    }
+}
+
 impl Iterator for IncomingRequests<'_> {
     type Item = Request;
     fn next(&mut self) -> Option<Request> {
@@ -443,6 +579,9 @@ impl Iterator for IncomingRequests<'_> {
 impl Drop for Server {
     fn drop(&mut self) {
         self.close.store(true, Relaxed);
+        // face-attendance patch: requests no one will take any more are answered (500, as any
+        // dropped request) and let go of their connection now.
+        drop(self.messages.close());
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),

@@ -3,13 +3,16 @@ use std::io::{self, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::util::{EqualReader, FusedReader};
+use crate::body::Body;
+use crate::head::{body_framing, Framing, HeadError};
+use crate::limits::Limits;
+use crate::util::refined_tcp_stream::ConnCtl;
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -74,6 +77,14 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // face-attendance patch: the connection's shared state (None for a `TestRequest`).
+    ctl: Option<Arc<ConnCtl>>,
+
+    // face-attendance patch: for a `Connection: upgrade` request without a body, the stream
+    // after its head, for `upgrade` only (`as_reader` reads an empty body: upstream gave it the
+    // raw stream, with no limit and, now, no timeout).
+    upgrade_source: Option<Box<dyn Read + Send + 'static>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -96,7 +107,8 @@ impl<R: Write> Write for NotifyOnDrop<R> {
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        self.sender.send(()).unwrap();
+        // face-attendance patch: the connection may be gone; that is no reason to panic.
+        self.sender.send(()).ok();
     }
 }
 
@@ -108,6 +120,9 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// face-attendance patch: the body framing headers are invalid or unsupported.
+    Framing(HeadError),
 }
 
 impl From<IoError> for RequestCreationError {
@@ -125,38 +140,29 @@ impl From<IoError> for RequestCreationError {
 /// It is the responsibility of the `Request` to read only the data of the request and not further.
 ///
 /// The `Write` object will be used by the `Request` to write the response.
+///
+/// face-attendance patch: `ctl` is the connection's shared state (`None` for a `TestRequest`),
+/// and `limits` the server's; the body framing is checked here (`body_framing`), bodies are read
+/// through `body::Body` (rate rule, no drain when left unread), and a small body is read here
+/// under the same rule.
 #[allow(clippy::too_many_arguments)]
-pub fn new_request<R, W>(
+pub(crate) fn new_request<R, W>(
     secure: bool,
     method: Method,
     path: String,
     version: HTTPVersion,
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
-    mut source_data: R,
+    source_data: R,
     writer: W,
+    ctl: Option<Arc<ConnCtl>>,
+    limits: &Limits,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
+    let framing = body_framing(&headers).map_err(RequestCreationError::Framing)?;
 
     // true if the client sent a `Expect: 100-continue` header
     let expects_continue = {
@@ -172,58 +178,31 @@ where
     };
 
     // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
+    let connection_upgrade = is_upgrade(&headers);
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
-        if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
-
-            let mut buffer = vec![0; content_length];
-            let mut offset = 0;
-
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
-                }
-
-                offset += read;
-            }
-
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-        } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
+    let mut upgrade_source = None;
+    let reader = match framing {
+        // if we have a `Connection: upgrade` (and no body), always keeping the whole reader
+        // (for `upgrade`)
+        Framing::None if connection_upgrade => {
+            upgrade_source = Some(Box::new(source_data) as Box<dyn Read + Send>);
+            Box::new(io::empty()) as Box<dyn Read + Send>
         }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
-    } else {
-        // if we have neither a Content-Length nor a Transfer-Encoding,
-        // assuming that we have no data
-        // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+        // if we have neither a Content-Length nor a Transfer-Encoding, we have no data
+        Framing::None | Framing::Length(0) => Box::new(io::empty()) as Box<dyn Read + Send>,
+        Framing::Length(n) if n <= 1024 && !expects_continue => {
+            // if the content-length is small enough, we just read everything into a buffer
+            // (on the connection's thread: under the body rate rule too)
+            let mut body = Body::new(source_data, framing, ctl.clone(), limits);
+            let mut buffer = vec![0; n];
+            body.read_exact(&mut buffer)?;
+            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send>
+        }
+        Framing::Length(_) | Framing::Chunked => {
+            Box::new(Body::new(source_data, framing, ctl.clone(), limits)) as Box<dyn Read + Send>
+        }
     };
 
     Ok(Request {
@@ -235,10 +214,23 @@ where
         path,
         http_version: version,
         headers,
-        body_length: content_length,
+        body_length: match framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        },
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        ctl,
+        upgrade_source,
     })
+}
+
+/// True if the headers ask for a protocol upgrade (`Connection: upgrade`).
+pub(crate) fn is_upgrade(headers: &[Header]) -> bool {
+    headers
+        .iter()
+        .find(|h: &&Header| h.field.equiv("Connection"))
+        .is_some_and(|h| h.value.as_str().to_ascii_lowercase().contains("upgrade"))
 }
 
 impl Request {
@@ -303,15 +295,24 @@ impl Request {
     ///  is destroyed before continuing to read or write on the socket. Therefore you should always
     ///  destroy it as soon as possible.
     pub fn upgrade<R: Read>(
-        mut self,
+        self,
         protocol: &str,
         response: Response<R>,
     ) -> Box<dyn ReadWrite + Send> {
-        use crate::util::CustomStream;
+        Box::new(self.upgrade_stream(protocol, response))
+    }
 
+    /// Same as [`upgrade`](Request::upgrade), but returns an [`Upgraded`] stream, on which
+    /// read and write timeouts can be set (face-attendance patch).
+    ///
+    /// Bytes the client sent after the request head, and that tiny_http already read, are
+    /// read first. The body rate rule of [`Limits`](crate::Limits) does not apply to this
+    /// stream; the connection keeps counting against the server's caps until it is dropped.
+    pub fn upgrade_stream<R: Read>(mut self, protocol: &str, response: Response<R>) -> Upgraded {
+        let mut writer = self.extract_writer_impl();
         response
             .raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
+                writer.by_ref(),
                 self.http_version.clone(),
                 &self.headers,
                 false,
@@ -319,17 +320,17 @@ impl Request {
             )
             .ok(); // TODO: unused result
 
-        self.response_writer.as_mut().unwrap().flush().ok(); // TODO: unused result
+        writer.flush().ok(); // TODO: unused result
 
-        let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
-        if let Some(sender) = self.notify_when_responded.take() {
-            let stream = NotifyOnDrop {
-                sender,
-                inner: stream,
-            };
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        } else {
-            Box::new(stream) as Box<dyn ReadWrite + Send>
+        let reader = match self.upgrade_source.take() {
+            Some(reader) => reader,
+            None => self.extract_reader_impl(),
+        };
+        Upgraded {
+            reader,
+            writer,
+            ctl: self.ctl.clone(),
+            notify: self.notify_when_responded.take(),
         }
     }
 
@@ -435,7 +436,7 @@ impl Request {
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
+            sender.send(()).ok();
         }
         res
     }
@@ -491,9 +492,87 @@ impl Drop for Request {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
+                sender.send(()).ok();
             }
         }
+    }
+}
+
+/// The stream of a connection after [`Request::upgrade_stream`] (face-attendance patch): the
+/// bytes that follow the request head (some may have been read and buffered already, and are
+/// read first), and the way back to the client.
+///
+/// Unlike the `Box<dyn ReadWrite>` of [`Request::upgrade`], it can be given read and write
+/// timeouts, for instance to notice a dead WebSocket peer. A read or write that times out fails
+/// as `TcpStream`'s do (`io::ErrorKind::WouldBlock` or `TimedOut`, depending on the platform).
+/// Dropping it closes the connection.
+pub struct Upgraded {
+    reader: Box<dyn Read + Send + 'static>,
+    writer: Box<dyn Write + Send + 'static>,
+    ctl: Option<Arc<ConnCtl>>,
+    notify: Option<Sender<()>>,
+}
+
+fn check_timeout(timeout: Option<Duration>) -> io::Result<()> {
+    if timeout == Some(Duration::ZERO) {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            "cannot set a 0 duration timeout",
+        ));
+    }
+    Ok(())
+}
+
+impl Upgraded {
+    /// How long a read may wait for data; `None` (the default): for ever. Like
+    /// `TcpStream::set_read_timeout`, but applied from the next read that needs the socket
+    /// (bytes already buffered are read without waiting).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        check_timeout(timeout)?;
+        if let Some(ctl) = &self.ctl {
+            ctl.set_read_timeout(timeout);
+        }
+        Ok(())
+    }
+
+    /// How long a write may block; `None`: for ever. The default is the server's
+    /// `Limits::write_timeout`. Applied from the next write that reaches the socket.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        check_timeout(timeout)?;
+        if let Some(ctl) = &self.ctl {
+            ctl.set_write_timeout(timeout);
+        }
+        Ok(())
+    }
+}
+
+impl Read for Upgraded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read(buf)
+    }
+}
+
+impl Write for Upgraded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+impl Drop for Upgraded {
+    fn drop(&mut self) {
+        if let Some(sender) = self.notify.take() {
+            sender.send(()).ok();
+        }
+    }
+}
+
+impl fmt::Debug for Upgraded {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> Result<(), fmt::Error> {
+        formatter.write_str("Upgraded")
     }
 }
 

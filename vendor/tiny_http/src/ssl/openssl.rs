@@ -22,6 +22,21 @@ impl SplitOpenSslStream {
     pub(crate) fn shutdown(&mut self, how: Shutdown) -> std::io::Result<()> {
         self.0.lock().unwrap().inner.get_mut().shutdown(how)
     }
+
+    // face-attendance patch: the socket timeouts (see util/refined_tcp_stream.rs).
+    pub(crate) fn set_read_timeout(
+        &mut self,
+        t: Option<std::time::Duration>,
+    ) -> std::io::Result<()> {
+        self.0.lock().unwrap().inner.get_mut().set_read_timeout(t)
+    }
+
+    pub(crate) fn set_write_timeout(
+        &mut self,
+        t: Option<std::time::Duration>,
+    ) -> std::io::Result<()> {
+        self.0.lock().unwrap().inner.get_mut().set_write_timeout(t)
+    }
 }
 
 impl Clone for SplitOpenSslStream {

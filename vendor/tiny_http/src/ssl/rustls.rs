@@ -29,6 +29,29 @@ impl RustlsStream {
             .sock
             .shutdown(how)
     }
+
+    // face-attendance patch: the socket timeouts (see util/refined_tcp_stream.rs).
+    pub(crate) fn set_read_timeout(
+        &mut self,
+        t: Option<std::time::Duration>,
+    ) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .expect("Failed to lock SSL stream mutex")
+            .sock
+            .set_read_timeout(t)
+    }
+
+    pub(crate) fn set_write_timeout(
+        &mut self,
+        t: Option<std::time::Duration>,
+    ) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .expect("Failed to lock SSL stream mutex")
+            .sock
+            .set_write_timeout(t)
+    }
 }
 
 impl Clone for RustlsStream {

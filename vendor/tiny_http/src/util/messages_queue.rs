@@ -1,4 +1,5 @@
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,8 @@ where
 {
     queue: Mutex<VecDeque<Control<T>>>,
     condvar: Condvar,
+    // face-attendance patch: set (under the queue's lock) when no one will pop any more.
+    closed: AtomicBool,
 }
 
 impl<T> MessagesQueue<T>
@@ -23,7 +26,33 @@ where
         Arc::new(MessagesQueue {
             queue: Mutex::new(VecDeque::with_capacity(capacity)),
             condvar: Condvar::new(),
+            closed: AtomicBool::new(false),
         })
+    }
+
+    /// face-attendance patch: pushes an element, unless the queue is closed: then gives it back.
+    pub fn try_push(&self, value: T) -> Option<T> {
+        let mut queue = self.queue.lock().unwrap();
+        if self.closed.load(Ordering::Relaxed) {
+            return Some(value);
+        }
+        queue.push_back(Control::Elem(value));
+        self.condvar.notify_one();
+        None
+    }
+
+    /// face-attendance patch: closes the queue (`try_push` gives elements back from now on) and
+    /// returns what it held, for the caller to drop outside the lock.
+    pub fn close(&self) -> Vec<T> {
+        let mut queue = self.queue.lock().unwrap();
+        self.closed.store(true, Ordering::Relaxed);
+        queue
+            .drain(..)
+            .filter_map(|c| match c {
+                Control::Elem(value) => Some(value),
+                Control::Unblock => None,
+            })
+            .collect()
     }
 
     /// Pushes an element to the queue.

@@ -1,6 +1,6 @@
-pub use self::custom_stream::CustomStream;
-pub use self::equal_reader::EqualReader;
-pub use self::fused_reader::FusedReader;
+// face-attendance patch: `CustomStream`, `EqualReader` and `FusedReader` are no longer used
+// (request bodies are read by `crate::body::Body`, upgraded streams are `crate::Upgraded`);
+// their modules are kept as they were (PATCHED.md).
 pub use self::messages_queue::MessagesQueue;
 pub use self::refined_tcp_stream::RefinedTcpStream;
 pub use self::sequential::{SequentialReader, SequentialReaderBuilder};

@@ -29,6 +29,11 @@ struct Sharing {
 /// Minimum number of active threads.
 static MIN_THREADS: usize = 4;
 
+/// face-attendance patch: the stack of a connection thread. It only reads request heads and
+/// writes short error answers; the application handles requests on threads of its own. The
+/// server's connection caps (`Limits`) bound how many of these threads there are.
+const STACK_SIZE: usize = 256 * 1024;
+
 struct Registration<'a> {
     nb: &'a AtomicUsize,
 }
@@ -80,50 +85,59 @@ impl TaskPool {
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
-            let sharing = sharing;
-            let _active_guard = Registration::new(&sharing.active_tasks);
+        // face-attendance patch: a small stack, and no panic (which took the accept thread, so
+        // the whole server, down) when no thread can be started: the task, and so the
+        // connection it was given, is dropped instead.
+        let spawned = thread::Builder::new()
+            .name("tiny-http-conn".into())
+            .stack_size(STACK_SIZE)
+            .spawn(move || {
+                let sharing = sharing;
+                let _active_guard = Registration::new(&sharing.active_tasks);
 
-            if let Some(mut f) = initial_fn {
-                f();
-            }
+                if let Some(mut f) = initial_fn {
+                    f();
+                }
 
-            loop {
-                let mut task: Box<dyn FnMut() + Send> = {
-                    let mut todo = sharing.todo.lock().unwrap();
+                loop {
+                    let mut task: Box<dyn FnMut() + Send> = {
+                        let mut todo = sharing.todo.lock().unwrap();
 
-                    let task;
-                    loop {
-                        if let Some(poped_task) = todo.pop_front() {
-                            task = poped_task;
-                            break;
+                        let task;
+                        loop {
+                            if let Some(poped_task) = todo.pop_front() {
+                                task = poped_task;
+                                break;
+                            }
+                            let _waiting_guard = Registration::new(&sharing.waiting_tasks);
+
+                            let received =
+                                if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
+                                    todo = sharing.condvar.wait(todo).unwrap();
+                                    true
+                                } else {
+                                    let (new_lock, waitres) = sharing
+                                        .condvar
+                                        .wait_timeout(todo, Duration::from_millis(5000))
+                                        .unwrap();
+                                    todo = new_lock;
+                                    !waitres.timed_out()
+                                };
+
+                            if !received && todo.is_empty() {
+                                return;
+                            }
                         }
-                        let _waiting_guard = Registration::new(&sharing.waiting_tasks);
 
-                        let received =
-                            if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                todo = sharing.condvar.wait(todo).unwrap();
-                                true
-                            } else {
-                                let (new_lock, waitres) = sharing
-                                    .condvar
-                                    .wait_timeout(todo, Duration::from_millis(5000))
-                                    .unwrap();
-                                todo = new_lock;
-                                !waitres.timed_out()
-                            };
+                        task
+                    };
 
-                        if !received && todo.is_empty() {
-                            return;
-                        }
-                    }
-
-                    task
-                };
-
-                task();
-            }
-        });
+                    task();
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("Could not start a connection thread: {}", e);
+        }
     }
 }
 
