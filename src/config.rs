@@ -242,15 +242,34 @@ pub struct ServeSettings {
     /// File of API keys, one per line (`#` comments, blank lines ignored), read at start
     #[arg(long, env = "FACE_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
-    /// HTTP worker threads (face work itself runs on one thread per core)
+    /// HTTP worker threads: they answer the light routes and hand uploads to threads of their
+    /// own (face work itself runs on one thread per core)
     #[arg(long, env = "HTTP_WORKERS", default_value_t = 4)]
     pub workers: usize,
     /// Largest request body, in bytes
     #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_upload_bytes: usize,
-    /// Seconds a client may stall while sending or receiving before it is cut off
+    /// Seconds a client has to send a whole request head, may stay idle between requests, or
+    /// may stall reading an answer; a body must then keep arriving at 16 KiB/s or more
     #[arg(long, env = "HTTP_TIMEOUT_SECONDS", default_value_t = 15)]
     pub http_timeout_seconds: u64,
+    /// Most client connections at once (each holds a thread and two open files); 0: as many as
+    /// the open-files limit allows, at most 512. Past it, 503 at once
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Most connections at once from one client address
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 32)]
+    pub max_connections_per_client: usize,
+    /// Most requests with a body (uploads) received or handled at once; past it, 503 at once
+    #[arg(long, env = "HTTP_MAX_UPLOADS", default_value_t = 16)]
+    pub max_uploads: usize,
+    /// Most images decoded and analyzed at once (each may cost up to ~FACE_MAX_PIXELS x 3 bytes
+    /// plus detection scratch; see the README's memory budget)
+    #[arg(long, env = "HTTP_MAX_IMAGES", default_value_t = 2)]
+    pub max_images: usize,
+    /// Seconds an upload waits for one of HTTP_MAX_IMAGES before it gets 503 and Retry-After
+    #[arg(long, env = "HTTP_QUEUE_SECONDS", default_value_t = 5.0)]
+    pub queue_seconds: f64,
     /// The main API's attendance endpoint; empty disables the webhook
     #[arg(long, env = "ATTENDANCE_WEBHOOK_URL", default_value = "")]
     pub webhook_url: String,
@@ -461,9 +480,29 @@ impl ServeSettings {
         if self.max_upload_bytes == 0 {
             return Err(Error::Config("MAX_UPLOAD_BYTES must be above 0".into()));
         }
-        if self.http_timeout_seconds == 0 {
-            return Err(Error::Config("HTTP_TIMEOUT_SECONDS must be above 0".into()));
+        if !(1..=3600).contains(&self.http_timeout_seconds) {
+            return Err(Error::Config(format!(
+                "HTTP_TIMEOUT_SECONDS must be 1 to 3600, got {}",
+                self.http_timeout_seconds
+            )));
         }
+        let count = |name: &str, value: usize, min: usize, max: usize| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(Error::Config(format!("{name} must be {min} to {max}, got {value}")))
+            }
+        };
+        count("HTTP_MAX_CONNECTIONS", self.max_connections, 0, 100_000)?;
+        count(
+            "HTTP_MAX_CONNECTIONS_PER_CLIENT",
+            self.max_connections_per_client,
+            1,
+            100_000,
+        )?;
+        count("HTTP_MAX_UPLOADS", self.max_uploads, 1, 4096)?;
+        count("HTTP_MAX_IMAGES", self.max_images, 1, 256)?;
+        seconds("HTTP_QUEUE_SECONDS", self.queue_seconds, 600.0)?;
         let url = self.webhook_url.trim();
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(Error::Config(format!(

@@ -33,10 +33,15 @@ fn enroll_recognize_health_config_over_http() {
             );
         }
     }
-    assert_eq!(
-        h::get(&url(&server, "/health")),
-        (200, json!({"ok": true, "encodings": 9, "labels": 4}))
-    );
+    let (status, health) = h::get(&url(&server, "/health"));
+    assert_eq!(status, 200);
+    for (k, v) in [("ok", json!(true)), ("encodings", json!(9)), ("labels", json!(4))] {
+        assert_eq!(health[k], v, "{health}");
+    }
+    // The budgets, all places free again.
+    assert_eq!(health["http"]["uploads"]["busy"], 0, "{health}");
+    assert_eq!(health["http"]["images"]["busy"], 0, "{health}");
+    assert!(health["http"]["connections"].as_u64() >= Some(1), "{health}");
     let (status, config) = h::get(&url(&server, "/config"));
     assert_eq!(status, 200);
     assert_eq!(config["tolerance"], 0.45);
@@ -488,7 +493,8 @@ fn openapi_lists_every_route() {
     let (status, spec) = h::get(&url(&server, "/openapi.json"));
     assert_eq!(status, 200);
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
-    for (path, method) in face_attendance::http::ROUTES {
+    for route in face_attendance::http::ROUTES {
+        let (path, method) = (route.path, route.method);
         let op = &spec["paths"][path][method.to_ascii_lowercase()];
         assert!(op.is_object(), "{method} {path} missing from openapi.json");
         assert!(

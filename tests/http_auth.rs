@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::http as h;
 use face_attendance::cli::serve::Service;
-use face_attendance::http::{OPEN_ROUTES, ROUTES};
+use face_attendance::http::{Access, ROUTES};
 use serde_json::{json, Value};
 
 const KEY_ENV: &str = "env-key-0123456789abcdef";
@@ -66,9 +66,10 @@ const REFUSED: &str = r#"{"ok":false,"error":"missing or invalid API key"}"#;
 fn every_protected_route_needs_a_configured_key_in_either_header() {
     let data = tempfile::tempdir().unwrap();
     let server = keyed_server(data.path());
-    let protected: Vec<_> = ROUTES
+    let protected: Vec<(&str, &str)> = ROUTES
         .iter()
-        .filter(|(path, _)| !OPEN_ROUTES.contains(path))
+        .filter(|r| r.access != Access::Open)
+        .map(|r| (r.path, r.method))
         .collect();
     let names: Vec<&str> = protected.iter().map(|(p, _)| *p).collect();
     for must in [
@@ -133,15 +134,21 @@ fn every_protected_route_needs_a_configured_key_in_either_header() {
 fn health_and_the_api_reference_stay_open() {
     let data = tempfile::tempdir().unwrap();
     let server = keyed_server(data.path());
-    for path in OPEN_ROUTES {
+    let open: Vec<&str> = ROUTES
+        .iter()
+        .filter(|r| r.access == Access::Open)
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(open, ["/health", "/openapi.json", "/docs"]);
+    for path in open {
         let (status, _, body) = call(&server, "GET", path, &[]);
         assert_eq!(status, 200, "{path}: {body}");
     }
     let (_, _, health) = call(&server, "GET", "/health", &[]);
-    assert_eq!(
-        serde_json::from_str::<Value>(&health).unwrap(),
-        json!({"ok": true, "encodings": 0, "labels": 0})
-    );
+    let health: Value = serde_json::from_str(&health).unwrap();
+    for (k, v) in [("ok", json!(true)), ("encodings", json!(0)), ("labels", json!(0))] {
+        assert_eq!(health[k], v, "{health}");
+    }
     // /config says a key is needed, and never shows one.
     let (status, _, config) = call(&server, "GET", "/config", &[("X-API-Key", KEY_A)]);
     assert_eq!(status, 200);

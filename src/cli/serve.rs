@@ -10,6 +10,7 @@ use crate::camera::{Camera, FrameResult, Pipeline};
 use crate::config::{ServeSettings, Settings};
 use crate::events::outbox::Outbox;
 use crate::events::{events_for, Delivery, Dispatcher, WebhookConfig, WebhookSender};
+use crate::http::budget::{self, Budget};
 use crate::http::{self, App, Hub, Limits};
 use crate::liveness::Stall;
 use crate::recognizer::Recognizer;
@@ -136,6 +137,7 @@ pub fn start(
     recognizer: Recognizer,
 ) -> std::io::Result<Service> {
     let keys = serve.api_keys().map_err(std::io::Error::other)?;
+    let limits = http_limits(serve);
     let hub = Hub::start(serve.ws_max_clients);
     let to_hub = hub.clone();
     let webhook = serve.webhook();
@@ -154,6 +156,12 @@ pub fn start(
         "camera_upsample": serve.camera.camera_upsample,
         "camera_recheck_frames": serve.camera.recheck_frames,
         "api_key_required": !keys.is_empty(),
+        "http_timeout_seconds": serve.http_timeout_seconds,
+        "http_max_connections": limits.max_connections,
+        "http_max_connections_per_client": limits.max_connections_per_client,
+        "http_max_uploads": serve.max_uploads,
+        "http_max_images": serve.max_images,
+        "http_queue_seconds": serve.queue_seconds,
     });
     let delivery = match webhook {
         Some(config) => Some(open_delivery(settings, serve, config)?),
@@ -167,12 +175,11 @@ pub fn start(
         Duration::from_secs_f64(serve.cooldown_seconds),
         Box::new(move |message| to_hub.broadcast(message)),
     ));
-    let limits = Limits {
-        max_upload_bytes: serve.max_upload_bytes,
-        io_timeout: Duration::from_secs(serve.http_timeout_seconds),
-        workers: serve.workers,
-        camera_stale_after: Duration::from_secs(serve.camera.camera_stale_seconds),
-    };
+    let budget = Budget::new(
+        serve.max_uploads,
+        serve.max_images,
+        Duration::from_secs_f64(serve.queue_seconds),
+    );
     let camera = match serve.camera.source() {
         None => None,
         Some(open) => {
@@ -185,7 +192,7 @@ pub fn start(
         }
     };
     let stall_limit = MIN_STALL_LIMIT.max(limits.io_timeout * 2);
-    let mut app = App::new(recognizer, dispatcher, hub, limits, config_json)?;
+    let mut app = App::new(recognizer, dispatcher, hub, limits, budget, config_json)?;
     app.camera = camera.as_ref().map(|c| c.stats().clone());
     app.keys = keys;
     let server = http::start(&serve.bind_address(), app)?;
@@ -195,6 +202,44 @@ pub fn start(
         camera,
         stall_limit,
     })
+}
+
+/// Open files the service asks for: enough for the most connections (two descriptors each) and
+/// its own files; systemd's unit says the same (`LimitNOFILE`).
+const WANTED_OPEN_FILES: u64 = 4096;
+
+/// The HTTP limits of the settings. `HTTP_MAX_CONNECTIONS=0` sizes the connection budget from
+/// the open-files limit, which is first raised as far as the hard limit allows; the effective
+/// figures are logged once.
+fn http_limits(serve: &ServeSettings) -> Limits {
+    let open_files = budget::raise_open_files_limit(WANTED_OPEN_FILES);
+    let max_connections = match (serve.max_connections, &open_files) {
+        (0, Ok((soft, _))) => budget::connections_for_fd_limit(*soft),
+        (0, Err(_)) => budget::MAX_CONNECTIONS_DEFAULT,
+        (n, _) => n,
+    };
+    let files = match open_files {
+        Ok((soft, hard)) => format!("open files {soft} (hard limit {hard})"),
+        Err(e) => format!("open files unknown ({e})"),
+    };
+    log::info!(
+        "limits: {files}; {max_connections} connections ({} per client address); {} uploads of \
+         at most {} bytes; {} images at once (waiting at most {} s); {} s for a request head",
+        serve.max_connections_per_client,
+        serve.max_uploads,
+        serve.max_upload_bytes,
+        serve.max_images,
+        serve.queue_seconds,
+        serve.http_timeout_seconds,
+    );
+    Limits {
+        max_upload_bytes: serve.max_upload_bytes,
+        io_timeout: Duration::from_secs(serve.http_timeout_seconds),
+        workers: serve.workers,
+        max_connections,
+        max_connections_per_client: serve.max_connections_per_client,
+        camera_stale_after: Duration::from_secs(serve.camera.camera_stale_seconds),
+    }
 }
 
 /// Says loudly when the API is reachable from other machines without a key.

@@ -18,8 +18,25 @@ pub struct WebhookSender {
     agent: ureq::Agent,
 }
 
-/// The main API's answer body is passed on in reports; keep it to a sane size.
+/// What is read of the main API's answer body at most.
 const MAX_MESSAGE_BYTES: u64 = 64 * 1024;
+/// What is passed on of it (to the realtime answer, the WebSocket feed and `/health`).
+const MAX_MESSAGE_CHARS: usize = 512;
+
+/// The main API's answer as it is passed on to clients of this box: at most
+/// [`MAX_MESSAGE_CHARS`] characters, control characters (terminal escapes, newlines) turned into
+/// spaces, the cut marked. Whatever the main API (or whoever answers at its address) sends.
+pub fn sanitize_message(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(MAX_MESSAGE_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(MAX_MESSAGE_CHARS).is_some() {
+        out.push_str("… (cut)");
+    }
+    out
+}
 
 impl WebhookSender {
     pub fn new(config: WebhookConfig) -> WebhookSender {
@@ -55,6 +72,7 @@ impl WebhookSender {
                     .with_config()
                     .limit(MAX_MESSAGE_BYTES)
                     .read_to_string()
+                    .map(|text| sanitize_message(&text))
                     .unwrap_or_else(|e| format!("(unreadable answer: {e})"));
                 Report {
                     status: if (200..300).contains(&status) {
@@ -72,5 +90,20 @@ impl WebhookSender {
                 message: Some(e.to_string()),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_main_apis_answer_is_cut_and_cleaned_before_it_is_passed_on() {
+        assert_eq!(sanitize_message(r#"{"stored":true}"#), r#"{"stored":true}"#);
+        assert_eq!(sanitize_message("a\x1b[31mred\r\nb"), "a [31mred  b");
+        let long = "é".repeat(10_000);
+        let cut = sanitize_message(&long);
+        assert_eq!(cut.chars().filter(|c| *c == 'é').count(), MAX_MESSAGE_CHARS);
+        assert!(cut.ends_with("(cut)"));
     }
 }

@@ -1,8 +1,11 @@
-//! Every client mistake becomes `{"ok":false,"error":"…"}` with its status, here and only here.
+//! Every answer that is not a 200 becomes `{"ok":false,"error":"…"}` with its status, here and
+//! only here. What the client reads never holds a server path or an OS error: the server's own
+//! trouble is logged in full ([`ApiError::log_detail`]) and answered in plain words.
 
 use thiserror::Error;
 
 use crate::error::Error;
+use crate::gallery::GalleryError;
 use crate::image_io::ImageError;
 
 /// An answer that is not a 200.
@@ -29,11 +32,19 @@ pub enum ApiError {
     UnsupportedMedia(String),
     #[error("missing field: {0}")]
     MissingField(&'static str),
+    /// The server's own trouble; the detail (paths, OS errors) goes to the log only.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The disk is full: nothing was written, and the client may try again later.
+    #[error("the server's disk is full: {0}")]
+    InsufficientStorage(String),
+    /// Every slot for this kind of work is taken: try again in a moment (`Retry-After`).
     #[error("the server is busy: {0}")]
     Busy(&'static str),
 }
+
+/// Seconds a client is asked to wait (`Retry-After`) when the server is busy.
+pub const RETRY_AFTER_SECONDS: &str = "1";
 
 impl ApiError {
     pub fn status(&self) -> u16 {
@@ -47,24 +58,57 @@ impl ApiError {
             ApiError::UnsupportedMedia(_) => 415,
             ApiError::MissingField(_) => 422,
             ApiError::Internal(_) => 500,
+            ApiError::InsufficientStorage(_) => 507,
             ApiError::Busy(_) => 503,
         }
     }
 
-    pub fn body(&self) -> String {
-        serde_json::json!({"ok": false, "error": self.to_string()}).to_string()
+    /// What the client reads: the error itself for its own mistakes, plain words for the
+    /// server's trouble (whose detail may name paths on the box).
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "internal error; the details are in the server's log".into(),
+            ApiError::InsufficientStorage(_) => {
+                "the server's disk is full; nothing was saved, try again later".into()
+            }
+            other => other.to_string(),
+        }
     }
 
-    /// Headers the status calls for: `Allow` on 405, `WWW-Authenticate` on 401.
+    /// Whether the answer is the server's own trouble, worth a line in its log (a busy server
+    /// is not: an attacker could flood the log with refusals).
+    pub fn is_servers_trouble(&self) -> bool {
+        matches!(self, ApiError::Internal(_) | ApiError::InsufficientStorage(_))
+    }
+
+    /// What the server's log says about this answer (the full detail).
+    pub fn log_detail(&self) -> String {
+        self.to_string()
+    }
+
+    pub fn body(&self) -> String {
+        serde_json::json!({"ok": false, "error": self.public_message()}).to_string()
+    }
+
+    /// Headers the status calls for: `Allow` on 405, `WWW-Authenticate` on 401, `Retry-After`
+    /// on 503.
     pub fn headers(&self) -> Option<(&'static str, &'static str)> {
         match self {
             ApiError::MethodNotAllowed { allowed, .. } => Some(("Allow", allowed)),
             ApiError::Unauthorized => {
                 Some(("WWW-Authenticate", r#"Bearer realm="face-attendance""#))
             }
+            ApiError::Busy(_) => Some(("Retry-After", RETRY_AFTER_SECONDS)),
             _ => None,
         }
     }
+}
+
+/// Whether an I/O error means the disk (or the user's quota) is full.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(28) | Some(122)) // ENOSPC, EDQUOT
 }
 
 impl From<Error> for ApiError {
@@ -81,6 +125,9 @@ impl From<Error> for ApiError {
             },
             Error::InvalidId(msg) => ApiError::BadRequest(format!("invalid student_id: {msg}")),
             // Disk trouble or a bad setting is the server's problem, not the client's.
+            Error::Gallery(GalleryError::Io { ref source, .. }) if is_disk_full(source) => {
+                ApiError::InsufficientStorage(e.to_string())
+            }
             Error::Gallery(g) => ApiError::Internal(g.to_string()),
             Error::Model(m) => ApiError::Internal(m.to_string()),
             Error::Config(c) => ApiError::Internal(c),
@@ -114,6 +161,37 @@ mod tests {
         let e = ApiError::from(Error::InvalidId("x".into()));
         assert_eq!(e.status(), 400);
         assert_eq!(e.body(), r#"{"ok":false,"error":"invalid student_id: x"}"#);
+    }
+
+    #[test]
+    fn server_trouble_never_shows_paths_and_a_full_disk_is_507() {
+        let full = GalleryError::Io {
+            path: "/var/lib/face-attendance/embeddings/.alip.npy.tmp-1".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        let e = ApiError::from(Error::Gallery(full));
+        assert_eq!(e.status(), 507);
+        assert!(!e.body().contains("/var/lib"), "{}", e.body());
+        assert!(e.log_detail().contains("/var/lib"), "the log keeps the detail");
+        let other = GalleryError::Io {
+            path: "/var/lib/face-attendance/embeddings/alip.npy".into(),
+            source: std::io::Error::from_raw_os_error(13),
+        };
+        let e = ApiError::from(Error::Gallery(other));
+        assert_eq!(e.status(), 500);
+        assert!(!e.body().contains("/var/lib"), "{}", e.body());
+        let damaged = GalleryError::Damaged {
+            path: "/srv/data/embeddings/alip.npy".into(),
+            reason: "bad header".into(),
+        };
+        assert!(!ApiError::from(Error::Gallery(damaged)).body().contains("/srv"));
+    }
+
+    #[test]
+    fn busy_is_503_with_retry_after() {
+        let e = ApiError::Busy("too many uploads in progress");
+        assert_eq!(e.status(), 503);
+        assert_eq!(e.headers(), Some(("Retry-After", "1")));
     }
 
     #[test]

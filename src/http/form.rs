@@ -4,25 +4,42 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
 
+use bytes::Bytes;
+
 use super::error::ApiError;
 
-/// The form's fields by name (file or text, as bytes).
+/// The form's fields by name (file or text, as bytes), or a body taken as it came.
 #[derive(Debug, Default)]
 pub struct Form {
-    fields: HashMap<String, Vec<u8>>,
+    // Bytes: multer hands out each field as one; keeping it avoids a copy of every upload.
+    fields: HashMap<String, Bytes>,
+    raw: Vec<u8>,
 }
 
 impl Form {
+    /// A body that is not a form (a JSON event), kept whole.
+    pub fn raw(body: Vec<u8>) -> Form {
+        Form {
+            fields: HashMap::new(),
+            raw: body,
+        }
+    }
+
+    /// The body of [`Form::raw`] (empty for a parsed form).
+    pub fn into_raw(self) -> Vec<u8> {
+        self.raw
+    }
+
     pub fn file(&self, name: &'static str) -> Result<&[u8], ApiError> {
         self.fields
             .get(name)
-            .map(Vec::as_slice)
+            .map(|b| b.as_ref())
             .ok_or(ApiError::MissingField(name))
     }
 
     pub fn text(&self, name: &'static str) -> Result<String, ApiError> {
         let field = self.fields.get(name).ok_or(ApiError::MissingField(name))?;
-        String::from_utf8(field.clone())
+        std::str::from_utf8(field)
             .map(|s| s.trim().to_string())
             .map_err(|_| ApiError::BadRequest(format!("field {name} is not UTF-8 text")))
     }
@@ -69,7 +86,7 @@ pub fn parse(content_type: Option<&str>, body: Vec<u8>) -> Result<Form, ApiError
     let lower = content_type.to_ascii_lowercase();
     if lower.starts_with("image/") || lower == "application/octet-stream" {
         let mut form = Form::default();
-        form.fields.insert("image".into(), body);
+        form.fields.insert("image".into(), Bytes::from(body));
         return Ok(form);
     }
     if !lower.starts_with("multipart/form-data") {
@@ -102,7 +119,7 @@ pub fn parse(content_type: Option<&str>, body: Vec<u8>) -> Result<Form, ApiError
                 .await
                 .map_err(|e| ApiError::BadRequest(format!("malformed multipart form: {e}")))?;
             // The first field of a name wins, as in FastAPI.
-            form.fields.entry(name).or_insert_with(|| data.to_vec());
+            form.fields.entry(name).or_insert(data);
         }
         Ok(form)
     })

@@ -1,11 +1,19 @@
 //! The HTTP API on the LAN: tiny_http with a fixed pool of worker threads, face work on a
 //! rayon pool sized to the cores, the WebSocket feed on the same port, and the webhook
 //! dispatcher behind `/recognize/realtime`.
+//!
+//! Where a request goes: the vendored tiny_http reads its head within bounds (size, time,
+//! connections per client: `vendor/tiny_http/PATCHED.md`); an HTTP worker finds its route in
+//! [`routes::ROUTES`], checks the key, answers light routes itself and hands uploads to
+//! [`uploads`], whose image work waits for a place in [`budget`].
 
 mod auth;
+pub mod budget;
 mod error;
 mod form;
+mod respond;
 mod routes;
+mod uploads;
 mod ws;
 
 use std::net::{SocketAddr, TcpListener};
@@ -22,8 +30,9 @@ use crate::events::Dispatcher;
 use crate::liveness::{Heartbeat, Liveness};
 use crate::recognizer::Recognizer;
 pub use auth::{ApiKeys, KeyError, MIN_KEY_LEN};
+pub use budget::Budget;
 pub use error::ApiError;
-pub use routes::{OPEN_ROUTES, ROUTES};
+pub use routes::{Access, Handler, Route, ROUTES};
 pub use ws::Hub;
 
 /// The form parser, for the fuzz targets (`crate::fuzzing`).
@@ -44,12 +53,20 @@ pub fn fuzz_query(query: &str) {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_upload_bytes: usize,
-    /// How long a client may take to send its body (then 408), or stall reading an answer.
+    /// How long a client may take to send a request head, idle between requests, or stall
+    /// reading an answer; the grace before a body must arrive at [`MIN_BODY_RATE`].
     pub io_timeout: Duration,
     pub workers: usize,
+    /// Connections at once, overall and from one client address.
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
     /// `/health` turns `ok:false` when the camera has been gone or silent this long.
     pub camera_stale_after: Duration,
 }
+
+/// Bytes per second a request body must keep arriving at, after the grace of `io_timeout`: a
+/// 10 MiB upload may take 10 minutes, a trickle of a byte now and then is cut off.
+pub const MIN_BODY_RATE: u64 = 16 * 1024;
 
 /// Everything a request handler needs.
 pub struct App {
@@ -63,7 +80,11 @@ pub struct App {
     pub config_json: Value,
     /// API keys the protected routes need; empty: every route is open (bind to loopback then).
     pub keys: ApiKeys,
+    /// Places for uploads, images and large answers.
+    pub budget: Budget,
     pool: rayon::ThreadPool,
+    /// Open connections, from the server once it runs.
+    connections: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
 }
 
 impl App {
@@ -72,6 +93,7 @@ impl App {
         dispatcher: Arc<Dispatcher>,
         hub: Hub,
         limits: Limits,
+        budget: Budget,
         config_json: Value,
     ) -> std::io::Result<App> {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -86,18 +108,43 @@ impl App {
             limits,
             config_json,
             keys: ApiKeys::default(),
+            budget,
             pool,
+            connections: std::sync::OnceLock::new(),
         })
     }
 
-    /// Runs face work on the rayon pool: at most one job per core at a time, however many
-    /// HTTP workers are waiting, which bounds CPU and memory on a small board.
-    fn compute<T: Send>(
+    /// Runs image work (decoding included) on the rayon pool, holding one of the image places:
+    /// it waits at most `HTTP_QUEUE_SECONDS` for one, then the client hears 503 and
+    /// `Retry-After`. This bounds what images cost at once in memory and CPU.
+    fn image_work<T: Send>(
         &self,
         work: impl FnOnce() -> Result<T, crate::Error> + Send,
     ) -> Result<T, ApiError> {
+        let Some(_place) = self.budget.images.take_within(self.budget.queue_wait) else {
+            return Err(ApiError::Busy("too many images in progress"));
+        };
         self.pool.install(work).map_err(ApiError::from)
     }
+
+    /// The `http` part of `/health`: open connections and the budgets' places.
+    fn http_stats(&self) -> Value {
+        serde_json::json!({
+            "connections": self.connections.get().map(|count| count()),
+            "uploads": self.budget.uploads.to_json(),
+            "images": self.budget.images.to_json(),
+            "websocket_clients": self.hub.clients(),
+        })
+    }
+}
+
+/// The value of header `name` (case-insensitive), if present.
+fn header<'a>(request: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
 }
 
 pub struct RunningServer {
@@ -112,19 +159,29 @@ pub struct RunningServer {
 /// Binds `bind` (port 0 picks a free one) and starts the worker threads.
 pub fn start(bind: &str, app: App) -> std::io::Result<RunningServer> {
     let listener = TcpListener::bind(bind)?;
-    // tiny_http has no timeouts of its own. Accepted sockets inherit the listener's timeouts on
-    // Linux: a client that stops reading its answer (or the WebSocket feed), or that sends its
-    // request head or body too slowly (slowloris), is cut off after HTTP_TIMEOUT_SECONDS without
-    // data. The receive timeout also wakes accept() when idle, which the patched tiny_http
-    // (vendor/tiny_http/PATCHED.md) takes in its stride; uploads are also bounded as a whole in
-    // routes::read_form.
-    let socket = socket2::SockRef::from(&listener);
-    socket.set_write_timeout(Some(app.limits.io_timeout))?;
-    socket.set_read_timeout(Some(app.limits.io_timeout))?;
     let addr = listener.local_addr()?;
-    let server =
-        Arc::new(tiny_http::Server::from_listener(listener, None).map_err(std::io::Error::other)?);
+    let timeout = app.limits.io_timeout;
+    // Every bound on a connection lives in the vendored tiny_http (vendor/tiny_http/PATCHED.md),
+    // which applies it before a request reaches a worker.
+    let limits = tiny_http::Limits {
+        head_timeout: timeout,
+        idle_timeout: timeout,
+        body_grace: timeout,
+        body_min_rate: MIN_BODY_RATE,
+        write_timeout: timeout,
+        max_connections: app.limits.max_connections,
+        max_connections_per_ip: app.limits.max_connections_per_client,
+        ..tiny_http::Limits::default()
+    };
+    let server = Arc::new(
+        tiny_http::Server::from_listener_with_limits(listener, None, limits)
+            .map_err(std::io::Error::other)?,
+    );
     let app = Arc::new(app);
+    let counted = Arc::downgrade(&server);
+    let _ = app.connections.set(Box::new(move || {
+        counted.upgrade().map_or(0, |s| s.open_connections())
+    }));
     let stop = Arc::new(AtomicBool::new(false));
     let liveness = Liveness::default();
     let workers = (0..app.limits.workers.max(1))
@@ -148,7 +205,7 @@ pub fn start(bind: &str, app: App) -> std::io::Result<RunningServer> {
 
 /// One worker: takes requests until asked to stop. It beats `heartbeat` every turn (at least
 /// every 200 ms when idle), so one stuck on a request shows up in [`RunningServer::liveness`].
-fn worker(server: &tiny_http::Server, app: &App, stop: &AtomicBool, heartbeat: Heartbeat) {
+fn worker(server: &tiny_http::Server, app: &Arc<App>, stop: &AtomicBool, heartbeat: Heartbeat) {
     while !stop.load(Ordering::Relaxed) {
         heartbeat.beat();
         match server.recv_timeout(Duration::from_millis(200)) {

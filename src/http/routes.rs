@@ -1,95 +1,205 @@
-//! Which handler answers which request: one function per endpoint of the original service.
+//! Which handler answers which request: one table, [`ROUTES`], with each endpoint's method,
+//! path, who may call it, what body it takes and its handler. 404/405, the key check, the body
+//! limit and whether the work is light (answered on an HTTP worker at once) or an upload (read
+//! and handled on a thread of its own, within the budgets of [`super::budget`]) all follow from
+//! the entry, so a new route is one entry.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Request, Response};
+use tiny_http::{Method, Request};
 
 use super::error::ApiError;
-use super::{form, App};
+use super::form::Form;
+use super::respond::{respond, respond_off_worker, Answer};
+use super::uploads::{self, UploadHandler};
+use super::{form, ws, App};
 use crate::events::{events_for, Event, Report};
-use crate::recognizer::Recognition;
 
 const OPENAPI: &str = include_str!("openapi.json");
 const DOCS: &str = include_str!("docs.html");
 
-/// What a handler answers with (the WebSocket upgrade answers by itself).
-pub enum Answer {
-    Json(Value),
-    Body(&'static str, &'static str),
+/// Who may call a route when API keys are configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: monitoring and the API reference.
+    Open,
+    /// A key in `X-API-Key` or `Authorization: Bearer`.
+    Key,
+    /// A key in a header or, for browsers' WebSockets that cannot set headers, `?api_key=`.
+    KeyOrQuery,
 }
 
-/// The routes and the method each accepts, for 404 vs 405 (and for the OpenAPI test).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("/enroll", "POST"),
-    ("/recognize", "POST"),
-    ("/recognize/realtime", "POST"),
-    ("/health", "GET"),
-    ("/config", "GET"),
-    ("/ws/recognitions", "GET"),
-    ("/mock/webhook", "POST"),
-    ("/openapi.json", "GET"),
-    ("/docs", "GET"),
+/// What a route does with the request.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// No body, no face work: answered by the HTTP worker at once.
+    Light(fn(&App, &str) -> Result<Answer, ApiError>),
+    /// A body of at most `limit` bytes (`None`: `MAX_UPLOAD_BYTES`), read as `body` says and
+    /// handled on an upload thread. Image work inside takes an image place
+    /// (see [`App::image_work`]).
+    Upload {
+        limit: Option<usize>,
+        body: Body,
+        handle: UploadHandler,
+    },
+    /// The WebSocket feed.
+    WebSocket,
+}
+
+/// How an upload's body becomes the handler's [`Form`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// A multipart form, or a raw `image/*` body as the `image` field.
+    Form,
+    /// The bytes as they came (a JSON event).
+    Raw,
+}
+
+impl Body {
+    pub fn parse(self, content_type: Option<&str>, bytes: Vec<u8>) -> Result<Form, ApiError> {
+        match self {
+            Body::Form => form::parse(content_type, bytes),
+            Body::Raw => Ok(Form::raw(bytes)),
+        }
+    }
+}
+
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    pub handler: Handler,
+}
+
+/// The body `/mock/webhook` takes: an event, not an image.
+const SMALL_BODY: usize = 64 * 1024;
+
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "POST",
+        path: "/enroll",
+        access: Access::Key,
+        handler: Handler::Upload {
+            limit: None,
+            body: Body::Form,
+            handle: enroll,
+        },
+    },
+    Route {
+        method: "POST",
+        path: "/recognize",
+        access: Access::Key,
+        handler: Handler::Upload {
+            limit: None,
+            body: Body::Form,
+            handle: recognize,
+        },
+    },
+    Route {
+        method: "POST",
+        path: "/recognize/realtime",
+        access: Access::Key,
+        handler: Handler::Upload {
+            limit: None,
+            body: Body::Form,
+            handle: realtime,
+        },
+    },
+    Route {
+        method: "GET",
+        path: "/health",
+        access: Access::Open,
+        handler: Handler::Light(health),
+    },
+    Route {
+        method: "GET",
+        path: "/config",
+        access: Access::Key,
+        handler: Handler::Light(config),
+    },
+    Route {
+        method: "GET",
+        path: "/ws/recognitions",
+        access: Access::KeyOrQuery,
+        handler: Handler::WebSocket,
+    },
+    Route {
+        method: "POST",
+        path: "/mock/webhook",
+        access: Access::Key,
+        handler: Handler::Upload {
+            limit: Some(SMALL_BODY),
+            body: Body::Raw,
+            handle: mock_webhook,
+        },
+    },
+    Route {
+        method: "GET",
+        path: "/openapi.json",
+        access: Access::Open,
+        handler: Handler::Light(openapi),
+    },
+    Route {
+        method: "GET",
+        path: "/docs",
+        access: Access::Open,
+        handler: Handler::Light(docs),
+    },
 ];
 
-/// Routes anyone may call, for monitoring and for reading the API reference. Every other route
-/// (including any added later) needs an API key when keys are configured.
-pub const OPEN_ROUTES: &[&str] = &["/health", "/openapi.json", "/docs"];
-
-/// The one route that also takes the key as `?api_key=` (browsers cannot set WebSocket headers).
-const KEY_IN_QUERY_ROUTE: &str = "/ws/recognitions";
-
-pub fn handle(app: &App, request: Request) {
-    let method = request.method().clone();
-    let (path, query) = split_url(request.url());
-    let refusal = match ROUTES.iter().find(|(p, _)| *p == path) {
-        None => ApiError::NotFound(path.clone()),
-        Some((_, allowed))
-            if method.as_str() != *allowed && !(method == Method::Head && *allowed == "GET") =>
-        {
-            ApiError::MethodNotAllowed {
-                method: method.to_string(),
-                path: path.clone(),
-                allowed,
-            }
+/// The route for `method path`, or the refusal: 404 for an unknown path, 405 (with `Allow`)
+/// for a known path and another method. HEAD is answered like GET.
+pub fn find(method: &Method, path: &str) -> Result<&'static Route, ApiError> {
+    let mut allowed = None;
+    for route in ROUTES.iter().filter(|r| r.path == path) {
+        let same = method.as_str() == route.method
+            || (*method == Method::Head && route.method == "GET");
+        if same {
+            return Ok(route);
         }
-        // Checked before anything reads the body: a client without the key costs no upload.
-        Some(_)
-            if !OPEN_ROUTES.contains(&path.as_str())
-                && !app
-                    .keys
-                    .allows(&request, &query, path == KEY_IN_QUERY_ROUTE) =>
-        {
-            ApiError::Unauthorized
-        }
-        Some(_) => return dispatch(app, request, &path, &query),
-    };
-    answer_unread(request, Err(refusal));
+        allowed = Some(route.method);
+    }
+    Err(match allowed {
+        None => ApiError::NotFound(path.to_string()),
+        Some(allowed) => ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            path: path.to_string(),
+            allowed,
+        },
+    })
 }
 
-fn dispatch(app: &App, request: Request, path: &str, query: &str) {
-    let answer = match path {
-        "/ws/recognitions" => return upgrade(app, request),
-        "/health" => Ok(health(app)),
-        "/config" => Ok(Answer::Json(app.config_json.clone())),
-        "/openapi.json" => Ok(Answer::Body("application/json", OPENAPI)),
-        "/docs" => Ok(Answer::Body("text/html; charset=utf-8", DOCS)),
-        _ => {
-            let Some((request, body)) = read_form(app, request) else {
-                // Answered already, or still reading: the body thread answers when it is done.
-                return;
-            };
-            let answer = match path {
-                "/enroll" => enroll(app, body),
-                "/recognize" => recognize(app, body),
-                "/recognize/realtime" => realtime(app, body, query),
-                _ => mock_webhook(body),
-            };
-            return respond(request, answer);
-        }
+/// Routes the request, checks the key before anything reads the body (a client without the key
+/// costs no upload), then answers or hands it on.
+pub fn handle(app: &Arc<App>, request: Request) {
+    let (path, query) = split_url(request.url());
+    let route = match find(request.method(), &path) {
+        Ok(route) => route,
+        Err(refusal) => return respond(request, Err(refusal)),
     };
-    answer_unread(request, answer);
+    let authorized = match route.access {
+        Access::Open => true,
+        Access::Key => app.keys.allows(&request, &query, false),
+        Access::KeyOrQuery => app.keys.allows(&request, &query, true),
+    };
+    if !authorized {
+        return respond(request, Err(ApiError::Unauthorized));
+    }
+    match route.handler {
+        Handler::Light(handler) => {
+            respond_off_worker(request, handler(app, &query), &app.budget.downloads)
+        }
+        Handler::Upload {
+            limit,
+            body,
+            handle,
+        } => {
+            let limit = limit.unwrap_or(app.limits.max_upload_bytes);
+            uploads::start(app, request, limit, body, query, handle)
+        }
+        Handler::WebSocket => ws::upgrade(app, request),
+    }
 }
 
 pub(super) fn split_url(url: &str) -> (String, String) {
@@ -102,136 +212,7 @@ pub(super) fn split_url(url: &str) -> (String, String) {
     (path.to_string(), query.to_string())
 }
 
-fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
-}
-
-/// The raw body and its content type.
-struct Body {
-    content_type: Option<String>,
-    bytes: Vec<u8>,
-}
-
-/// Threads reading (or discarding) request bodies at once; past that, new uploads get 503.
-const MAX_BODY_THREADS: usize = 64;
-static BODY_THREADS: AtomicUsize = AtomicUsize::new(0);
-
-/// One of the `MAX_BODY_THREADS` places, given back when dropped.
-struct BodyThread(());
-
-impl BodyThread {
-    fn take() -> Option<BodyThread> {
-        if BODY_THREADS.fetch_add(1, Ordering::SeqCst) >= MAX_BODY_THREADS {
-            BODY_THREADS.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        Some(BodyThread(()))
-    }
-}
-
-impl Drop for BodyThread {
-    fn drop(&mut self) {
-        BODY_THREADS.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Reads the body on a helper thread and waits at most the I/O timeout for it, so a client
-/// that stalls mid-upload never holds an HTTP worker: it gets 408 (from the helper, once its
-/// read ends) and the worker moves on. `None`: the helper answers (an error, or late).
-fn read_form(app: &App, request: Request) -> Option<(Request, Body)> {
-    let content_type = header(&request, "Content-Type").map(str::to_string);
-    let length = request.body_length();
-    let limit = app.limits.max_upload_bytes;
-    let Some(place) = BodyThread::take() else {
-        answer_unread(request, Err(ApiError::Busy("too many uploads in progress")));
-        return None;
-    };
-    let (tx, rx) = mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("http-body".into())
-        .spawn(move || {
-            let mut request = request;
-            let result = form::read_body(request.as_reader(), length, limit);
-            match result {
-                Ok(bytes) => {
-                    drop(place);
-                    if let Err(mpsc::SendError((request, _))) = tx.send((request, bytes)) {
-                        // The worker gave up waiting: answer the late client here.
-                        respond(request, Err(ApiError::Timeout));
-                    }
-                }
-                // Answered here, still holding the place: what is left of the body is
-                // discarded when the request is dropped, for as long as the client takes.
-                Err(e) => respond(request, Err(e)),
-            }
-        });
-    if spawned.is_err() {
-        // The request went down with the closure; tiny_http answered it 500.
-        return None;
-    }
-    match rx.recv_timeout(app.limits.io_timeout) {
-        Ok((request, bytes)) => Some((
-            request,
-            Body {
-                content_type,
-                bytes,
-            },
-        )),
-        Err(_) => None,
-    }
-}
-
-/// Answers a request whose body was not read. tiny_http discards an unread body when the
-/// request is dropped (to keep the connection usable), which lasts as long as the client makes
-/// it: that happens on a helper thread, never on an HTTP worker.
-fn answer_unread(request: Request, answer: Result<Answer, ApiError>) {
-    if request.body_length().unwrap_or(0) == 0 {
-        return respond(request, answer);
-    }
-    let Some(place) = BodyThread::take() else {
-        // Every helper is taken by slow clients already: this worker waits for this one.
-        return respond(request, answer);
-    };
-    let spawned = std::thread::Builder::new()
-        .name("http-drain".into())
-        .spawn(move || {
-            respond(request, answer);
-            drop(place);
-        });
-    if let Err(e) = spawned {
-        log::warn!("could not start a thread to answer a request: {e}");
-    }
-}
-
-fn respond(request: Request, answer: Result<Answer, ApiError>) {
-    let (status, content_type, body, header) = match answer {
-        Ok(Answer::Json(v)) => (200, "application/json", v.to_string(), None),
-        Ok(Answer::Body(ct, text)) => (200, ct, text.to_string(), None),
-        Err(e) => {
-            if e.status() >= 500 {
-                // The path only: a query may hold an API key.
-                let (path, _) = split_url(request.url());
-                log::error!("{} {path}: {e}", request.method());
-            }
-            (e.status(), "application/json", e.body(), e.headers())
-        }
-    };
-    let mut response = Response::from_string(body).with_status_code(status);
-    if let Ok(h) = Header::from_bytes("Content-Type", content_type) {
-        response.add_header(h);
-    }
-    if let Some(h) = header.and_then(|(name, value)| Header::from_bytes(name, value).ok()) {
-        response.add_header(h);
-    }
-    // The client may have gone away; nothing to do about it.
-    let _ = request.respond(response);
-}
-
-fn health(app: &App) -> Answer {
+fn health(app: &App, _query: &str) -> Result<Answer, ApiError> {
     let (encodings, labels) = app.recognizer.gallery.counts();
     let mut answer = json!({"ok": true, "encodings": encodings, "labels": labels});
     if let Some(camera) = &app.camera {
@@ -242,14 +223,26 @@ fn health(app: &App) -> Answer {
         // The main API's own trouble: shown, but the box itself is fine.
         answer["outbox"] = app.dispatcher.stats().to_json();
     }
-    Answer::Json(answer)
+    answer["http"] = app.http_stats();
+    Ok(Answer::Json(answer))
 }
 
-fn enroll(app: &App, body: Body) -> Result<Answer, ApiError> {
-    let form = form::parse(body.content_type.as_deref(), body.bytes)?;
+fn config(app: &App, _query: &str) -> Result<Answer, ApiError> {
+    Ok(Answer::Json(app.config_json.clone()))
+}
+
+fn openapi(_app: &App, _query: &str) -> Result<Answer, ApiError> {
+    Ok(Answer::Body("application/json", OPENAPI))
+}
+
+fn docs(_app: &App, _query: &str) -> Result<Answer, ApiError> {
+    Ok(Answer::Body("text/html; charset=utf-8", DOCS))
+}
+
+fn enroll(app: &App, form: Form, _query: &str) -> Result<Answer, ApiError> {
     let student_id = form.text("student_id")?;
     let image = form.file("image")?;
-    let outcome = app.compute(|| app.recognizer.enroll_bytes(&student_id, image))?;
+    let outcome = app.image_work(|| app.recognizer.enroll_bytes(&student_id, image))?;
     if outcome.saved > 0 {
         log::info!("enrolled a face for {student_id}");
     }
@@ -258,10 +251,9 @@ fn enroll(app: &App, body: Body) -> Result<Answer, ApiError> {
     ))
 }
 
-fn recognize(app: &App, body: Body) -> Result<Answer, ApiError> {
-    let form = form::parse(body.content_type.as_deref(), body.bytes)?;
+fn recognize(app: &App, form: Form, _query: &str) -> Result<Answer, ApiError> {
     let image = form.file("image")?;
-    let results = app.compute(|| app.recognizer.recognize_bytes(image, None))?;
+    let results = app.image_work(|| app.recognizer.recognize_bytes(image, None))?;
     Ok(Answer::Json(json!({"ok": true, "results": results})))
 }
 
@@ -300,15 +292,12 @@ pub(super) fn realtime_params(query: &str) -> Result<(Option<f64>, bool), ApiErr
     Ok(((min_conf > 0.0).then_some(min_conf), send_unknown))
 }
 
-fn realtime(app: &App, body: Body, query: &str) -> Result<Answer, ApiError> {
+fn realtime(app: &App, form: Form, query: &str) -> Result<Answer, ApiError> {
     let (tolerance, send_unknown) = realtime_params(query)?;
-    let form = form::parse(body.content_type.as_deref(), body.bytes)?;
     let bytes = form.file("image")?;
-    let (results, frame): (Vec<Recognition>, (usize, usize)) = app.compute(|| {
-        let image = app.recognizer.decode(bytes)?;
-        let frame = (image.width, image.height);
-        Ok::<_, crate::Error>((app.recognizer.recognize_image(&image, tolerance), frame))
-    })?;
+    // The image place is given back before the webhook wait below.
+    let (results, frame) =
+        app.image_work(|| app.recognizer.recognize_bytes_sized(bytes, tolerance))?;
     let events: Vec<Event> = events_for(&results, frame, send_unknown);
     let labels: Vec<(String, String)> = events
         .iter()
@@ -330,47 +319,17 @@ fn realtime(app: &App, body: Body, query: &str) -> Result<Answer, ApiError> {
     })))
 }
 
-fn mock_webhook(body: Body) -> Result<Answer, ApiError> {
-    let payload: Value = if body.bytes.is_empty() {
+fn mock_webhook(_app: &App, form: Form, _query: &str) -> Result<Answer, ApiError> {
+    let body = form.into_raw();
+    let payload: Value = if body.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&body.bytes)
+        serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?
     };
     Ok(Answer::Json(
         json!({"ok": true, "token": "dummy-token", "echo": payload}),
     ))
-}
-
-fn upgrade(app: &App, request: Request) {
-    let is_upgrade =
-        header(&request, "Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let Some(key) = header(&request, "Sec-WebSocket-Key")
-        .filter(|_| is_upgrade)
-        .map(str::to_string)
-    else {
-        return respond(
-            request,
-            Err(ApiError::BadRequest(
-                "this endpoint needs a WebSocket upgrade".into(),
-            )),
-        );
-    };
-    if app.hub.is_full() {
-        return respond(request, Err(ApiError::Busy("too many WebSocket clients")));
-    }
-    let mut response = Response::empty(101);
-    for (name, value) in [
-        ("Upgrade", "websocket".to_string()),
-        ("Connection", "Upgrade".to_string()),
-        ("Sec-WebSocket-Accept", super::ws::accept_key(&key)),
-    ] {
-        if let Ok(h) = Header::from_bytes(name, value) {
-            response.add_header(h);
-        }
-    }
-    let stream = request.upgrade("websocket", response);
-    app.hub.attach(stream);
 }
 
 #[cfg(test)]
@@ -404,5 +363,20 @@ mod tests {
         );
         assert_eq!(split_url("/health/"), ("/health".into(), String::new()));
         assert_eq!(split_url("/"), ("/".into(), String::new()));
+    }
+
+    #[test]
+    fn the_table_gives_404_405_and_head_as_get() {
+        assert_eq!(find(&Method::Get, "/health").unwrap().path, "/health");
+        assert_eq!(find(&Method::Head, "/docs").unwrap().path, "/docs");
+        assert_eq!(find(&Method::Get, "/nowhere").unwrap_err().status(), 404);
+        let wrong = find(&Method::Put, "/enroll").unwrap_err();
+        assert_eq!(wrong.status(), 405);
+        assert_eq!(wrong.headers(), Some(("Allow", "POST")));
+        // Every POST route has its own handler: none falls through to another.
+        for route in ROUTES {
+            let found = find(&route.method.parse().unwrap(), route.path).unwrap();
+            assert!(std::ptr::eq(found, route), "{} {}", route.method, route.path);
+        }
     }
 }

@@ -1,19 +1,53 @@
 //! `/ws/recognitions`: the tiny_http request is upgraded and the stream handed to tungstenite.
-//! One hub thread fans messages out; each client has a small bounded queue and a writer thread,
-//! so a slow or dead client is dropped without slowing the others or the recognizer.
+//! One hub thread fans messages out; each client has a small bounded queue and a thread of its
+//! own, so a slow or dead client is dropped without slowing the others or the recognizer.
+//!
+//! A client's thread reads what the client sends with a short timeout between sends, so a peer
+//! that closes (with or without a close frame) frees its place within a fraction of a second, and
+//! one that vanishes (power cut, cable pulled) is dropped once it has left
+//! [`SILENT_LIMIT`] of pings unanswered: reconnecting dashboards are never locked out by the
+//! ghosts of their earlier connections.
 
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use tiny_http::{Header, Request, Response};
 use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::Message;
 
+use super::error::ApiError;
+use super::respond::respond;
+use super::{header, App};
+
 /// Messages a client may fall behind by before it is dropped.
 const CLIENT_QUEUE: usize = 64;
-/// Idle connections get a ping this often; a dead peer then fails the write and is dropped.
-const PING_EVERY: Duration = Duration::from_secs(20);
+/// How long a client's thread waits for the client to say something before it sends what is
+/// queued: the most a message waits in the queue.
+const POLL: Duration = Duration::from_millis(100);
+/// Idle connections get a ping this often.
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// A client that sends nothing (not even a pong) for this long is gone.
+const SILENT_LIMIT: Duration = Duration::from_secs(15);
+
+/// A stream whose reads can time out, so one thread can both read and write a WebSocket.
+pub trait TimedStream: Read + Write + Send + 'static {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl TimedStream for tiny_http::Upgraded {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        tiny_http::Upgraded::set_read_timeout(self, timeout)
+    }
+}
+
+impl TimedStream for std::net::TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        std::net::TcpStream::set_read_timeout(self, timeout)
+    }
+}
 
 enum HubMsg {
     Join(SyncSender<String>),
@@ -58,10 +92,7 @@ impl Hub {
     }
 
     /// Serves an upgraded connection until it fails or the hub drops it.
-    pub fn attach<S>(&self, stream: S)
-    where
-        S: std::io::Read + std::io::Write + Send + 'static,
-    {
+    pub fn attach<S: TimedStream>(&self, stream: S) {
         let (queue, messages) = mpsc::sync_channel(CLIENT_QUEUE);
         if self.tx.send(HubMsg::Join(queue)).is_err() {
             return;
@@ -71,10 +102,7 @@ impl Hub {
         let spawned = std::thread::Builder::new()
             .name("ws-client".into())
             .spawn(move || {
-                serve_client(
-                    WebSocket::from_raw_socket(stream, Role::Server, None),
-                    messages,
-                );
+                serve_client(stream, messages);
                 clients.fetch_sub(1, Ordering::Relaxed);
             });
         if let Err(e) = spawned {
@@ -101,25 +129,104 @@ fn run_hub(rx: Receiver<HubMsg>) {
     }
 }
 
-fn serve_client<S: std::io::Read + std::io::Write>(
-    mut ws: WebSocket<S>,
-    messages: Receiver<String>,
-) {
+fn serve_client<S: TimedStream>(stream: S, messages: Receiver<String>) {
+    if let Err(e) = stream.set_read_timeout(Some(POLL)) {
+        log::warn!("WebSocket client not served: {e}");
+        return;
+    }
+    let mut ws = WebSocket::from_raw_socket(stream, Role::Server, None);
+    let (mut heard, mut pinged) = (Instant::now(), Instant::now());
     loop {
-        let sent = match messages.recv_timeout(PING_EVERY) {
-            Ok(text) => ws.send(Message::text(text)),
-            Err(RecvTimeoutError::Timeout) => ws.send(Message::Ping(Vec::new().into())),
-            Err(RecvTimeoutError::Disconnected) => {
-                let _ = ws.close(None);
+        match ws.read() {
+            // tungstenite answers a close (and a ping) by itself on the next write or flush.
+            Ok(Message::Close(_)) => {
                 let _ = ws.flush();
                 return;
             }
-        };
+            Ok(_) => heard = Instant::now(),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            // Closed, reset, or not speaking WebSocket.
+            Err(_) => return,
+        }
+        if heard.elapsed() > SILENT_LIMIT {
+            log::info!("dropping a WebSocket client that stopped answering pings");
+            return;
+        }
+        let mut sent = Ok(());
+        loop {
+            match messages.try_recv() {
+                Ok(text) => sent = sent.and(ws.send(Message::text(text))),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = ws.close(None);
+                    let _ = ws.flush();
+                    return;
+                }
+            }
+        }
+        if pinged.elapsed() >= PING_EVERY {
+            pinged = Instant::now();
+            sent = sent.and(ws.send(Message::Ping(Vec::new().into())));
+        }
         if sent.is_err() {
             // Closed by the peer, or the write timed out on a client that stopped reading.
             return;
         }
     }
+}
+
+/// Answers a WebSocket handshake: 400 unless it is a valid RFC 6455 upgrade, 503 when the hub
+/// is full, else 101 and the connection goes to the hub.
+pub fn upgrade(app: &App, request: Request) {
+    let key = match handshake_key(&request) {
+        Ok(key) => key,
+        Err(e) => return respond(request, Err(e)),
+    };
+    if app.hub.is_full() {
+        return respond(request, Err(ApiError::Busy("too many WebSocket clients")));
+    }
+    let mut response = Response::empty(101);
+    for (name, value) in [
+        ("Upgrade", "websocket".to_string()),
+        ("Connection", "Upgrade".to_string()),
+        ("Sec-WebSocket-Accept", accept_key(&key)),
+    ] {
+        if let Ok(h) = Header::from_bytes(name, value) {
+            response.add_header(h);
+        }
+    }
+    app.hub.attach(request.upgrade_stream("websocket", response));
+}
+
+/// The client's `Sec-WebSocket-Key`, when the request is a valid upgrade.
+fn handshake_key(request: &Request) -> Result<String, ApiError> {
+    let bad = |why: &str| Err(ApiError::BadRequest(format!("not a valid WebSocket upgrade: {why}")));
+    if !header(request, "Upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket")) {
+        return bad("this endpoint needs `Upgrade: websocket`");
+    }
+    if header(request, "Sec-WebSocket-Version").map(str::trim) != Some("13") {
+        return bad("Sec-WebSocket-Version must be 13");
+    }
+    match header(request, "Sec-WebSocket-Key").map(str::trim) {
+        Some(key) if is_valid_key(key) => Ok(key.to_string()),
+        _ => bad("Sec-WebSocket-Key must be 16 random bytes in base64"),
+    }
+}
+
+/// RFC 6455: the key is 16 bytes in base64, so 22 significant characters and `==`; the last
+/// significant one carries 2 bits and four zero bits.
+fn is_valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && b.ends_with(b"==")
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+        && matches!(b[21], b'A' | b'Q' | b'g' | b'w')
 }
 
 /// The `Sec-WebSocket-Accept` value for a client's `Sec-WebSocket-Key`.
@@ -129,11 +236,67 @@ pub fn accept_key(client_key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn accept_key_matches_rfc6455_example() {
         assert_eq!(
-            super::accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
+    }
+
+    #[test]
+    fn only_16_byte_base64_keys_are_valid() {
+        assert!(is_valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        for bad in [
+            "",
+            "x",
+            "dGhlIHNhbXBsZSBub25jZQ=",
+            "dGhlIHNhbXBsZSBub25jZR==",
+            "dGhlIHNhbXBsZSBub25j*Q==",
+            "dGhlIHNhbXBsZSBub25jZQ==AAAA",
+        ] {
+            assert!(!is_valid_key(bad), "{bad:?}");
+        }
+    }
+
+    /// A WebSocket pair over loopback TCP: the server side runs `serve_client`.
+    fn pair() -> (
+        WebSocket<std::net::TcpStream>,
+        SyncSender<String>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let (tx, rx) = mpsc::sync_channel(CLIENT_QUEUE);
+        let thread = std::thread::spawn(move || serve_client(server, rx));
+        (WebSocket::from_raw_socket(client, Role::Client, None), tx, thread)
+    }
+
+    #[test]
+    fn messages_reach_the_client_and_a_close_ends_the_thread_at_once() {
+        let (mut client, tx, thread) = pair();
+        tx.send("hello".into()).unwrap();
+        assert_eq!(client.read().unwrap(), Message::text("hello"));
+        client.close(None).unwrap();
+        let started = Instant::now();
+        while !thread.is_finished() {
+            assert!(started.elapsed() < Duration::from_secs(2), "close not noticed");
+            let _ = client.read();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_peer_that_hangs_up_without_a_close_frame_is_noticed_at_once() {
+        let (client, _tx, thread) = pair();
+        drop(client);
+        let started = Instant::now();
+        while !thread.is_finished() {
+            assert!(started.elapsed() < Duration::from_secs(2), "hang-up not noticed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

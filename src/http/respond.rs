@@ -1,0 +1,69 @@
+//! Writing answers. A client that stops reading cannot hold an HTTP worker: small answers fit
+//! in the socket's buffers, large ones (the docs, the OpenAPI document) are written from a
+//! thread of their own (within [`super::budget::Budget::downloads`]), and every write is bounded
+//! by the server's write timeout.
+
+use serde_json::Value;
+use tiny_http::{Header, Request, Response};
+
+use super::budget::Places;
+use super::error::ApiError;
+use super::routes::split_url;
+
+/// What a handler answers with (the WebSocket upgrade answers by itself).
+pub enum Answer {
+    Json(Value),
+    Body(&'static str, &'static str),
+}
+
+/// Answers above this many bytes may not fit the socket's send buffer of a client that does not
+/// read: they are written off the HTTP worker.
+const LARGE_ANSWER: usize = 16 * 1024;
+
+/// Answers `request`. Dropping a request whose body was not read closes its connection (the
+/// vendored tiny_http does that on the connection's own thread), so this never waits for a body.
+pub fn respond(request: Request, answer: Result<Answer, ApiError>) {
+    let (status, content_type, body, header) = match answer {
+        Ok(Answer::Json(v)) => (200, "application/json", v.to_string(), None),
+        Ok(Answer::Body(ct, text)) => (200, ct, text.to_string(), None),
+        Err(e) => {
+            if e.is_servers_trouble() {
+                // The path only: a query may hold an API key.
+                let (path, _) = split_url(request.url());
+                log::error!("{} {path}: {}", request.method(), e.log_detail());
+            }
+            (e.status(), "application/json", e.body(), e.headers())
+        }
+    };
+    let mut response = Response::from_string(body).with_status_code(status);
+    if let Ok(h) = Header::from_bytes("Content-Type", content_type) {
+        response.add_header(h);
+    }
+    if let Some(h) = header.and_then(|(name, value)| Header::from_bytes(name, value).ok()) {
+        response.add_header(h);
+    }
+    // The client may have gone away; nothing to do about it.
+    let _ = request.respond(response);
+}
+
+/// Like [`respond`], but a large answer is written from a thread of its own when `writers` has
+/// a free place (else here: the write timeout still bounds it).
+pub fn respond_off_worker(request: Request, answer: Result<Answer, ApiError>, writers: &Places) {
+    let large = matches!(&answer, Ok(Answer::Body(_, text)) if text.len() > LARGE_ANSWER);
+    if !large {
+        return respond(request, answer);
+    }
+    let Some(place) = writers.try_take() else {
+        return respond(request, answer);
+    };
+    let spawned = std::thread::Builder::new()
+        .name("http-write".into())
+        .spawn(move || {
+            respond(request, answer);
+            drop(place);
+        });
+    if let Err(e) = spawned {
+        // The request went down with the closure: tiny_http answered it 500.
+        log::warn!("could not start a thread to write an answer: {e}");
+    }
+}

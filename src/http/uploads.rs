@@ -1,0 +1,56 @@
+//! Requests with a body (enroll, recognize, the realtime endpoint): each is read and handled on
+//! a thread of its own, holding one of `HTTP_MAX_UPLOADS` places, so the HTTP workers are back
+//! for the next request (a `/health` probe, say) at once, however slowly the client sends.
+//!
+//! The body must arrive at a minimum rate after a grace period (enforced by the vendored
+//! tiny_http at the socket: 408 past it), is at most the route's limit (413, checked against
+//! `Content-Length` before a byte is read, then while reading), and image work inside the handler
+//! waits a bounded time for an image place (503 with `Retry-After`).
+
+use std::sync::Arc;
+
+use tiny_http::Request;
+
+use super::error::ApiError;
+use super::form::{self, Form};
+use super::respond::{respond, Answer};
+use super::routes::Body;
+use super::{header, App};
+
+/// What an upload route does with its parsed body.
+pub type UploadHandler = fn(&App, Form, &str) -> Result<Answer, ApiError>;
+
+/// Takes an upload place (or answers 503 at once, without reading the body) and reads and
+/// handles the request on its own thread.
+pub fn start(
+    app: &Arc<App>,
+    request: Request,
+    limit: usize,
+    body: Body,
+    query: String,
+    handle: UploadHandler,
+) {
+    let Some(place) = app.budget.uploads.try_take() else {
+        return respond(
+            request,
+            Err(ApiError::Busy("too many uploads in progress")),
+        );
+    };
+    let app = app.clone();
+    let spawned = std::thread::Builder::new()
+        .name("http-upload".into())
+        .spawn(move || {
+            let mut request = request;
+            let content_type = header(&request, "Content-Type").map(str::to_string);
+            let length = request.body_length();
+            let answer = form::read_body(request.as_reader(), length, limit)
+                .and_then(|bytes| body.parse(content_type.as_deref(), bytes))
+                .and_then(|form| handle(&app, form, &query));
+            respond(request, answer);
+            drop(place);
+        });
+    if let Err(e) = spawned {
+        // The request went down with the closure: tiny_http answered it 500.
+        log::error!("could not start a thread for an upload: {e}");
+    }
+}
