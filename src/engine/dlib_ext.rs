@@ -14,6 +14,8 @@ cpp! {{
 
 cpp_class!(
     /// dlib's frontal HOG face detector. Not `Sync`: scanning mutates internal buffers.
+    // SAFETY: cpp_class! moves the C++ object by memcpy; dlib's object_detector holds only heap
+    // pointers (std::vector, dlib::array) and no pointer into itself, so it survives the move.
     unsafe struct HogInner as "dlib::frontal_face_detector"
 );
 
@@ -25,6 +27,8 @@ pub struct HogDetector {
 
 impl HogDetector {
     pub fn new() -> Self {
+        // SAFETY: takes no pointers; the returned C++ object is moved into the Rust-owned
+        // HogInner, whose Drop runs its destructor.
         let inner = unsafe {
             cpp!([] -> HogInner as "dlib::frontal_face_detector" {
                 return dlib::get_frontal_face_detector();
@@ -40,6 +44,9 @@ impl HogDetector {
     /// upsampling the image `upsample` times, as `face_recognition.face_locations` does.
     pub fn detect(&self, image: &ImageMatrix, upsample: u32) -> Vec<Rectangle> {
         let detector = &self.inner;
+        // SAFETY: both pointers come from live references for the whole call. The detector
+        // mutates its scan buffers through the pointer, which is why HogDetector is not Sync
+        // (one thread at a time; the engine checks one out per caller). The image is only read.
         let found = unsafe {
             cpp!([detector as "dlib::frontal_face_detector*",
                   image as "const dlib::matrix<dlib::rgb_pixel>*",
@@ -61,6 +68,13 @@ impl HogDetector {
             })
         };
         found.to_vec()
+    }
+
+    /// Frees the scratch the last scan left behind (the HOG feature pyramid of the last image:
+    /// ~25 bytes per scanned pixel, kept until the next scan otherwise). dlib's copy
+    /// constructor copies the detector's configuration and weights, never the scanned image.
+    pub fn release_scratch(&mut self) {
+        self.inner = self.inner.clone();
     }
 }
 
