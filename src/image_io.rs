@@ -417,27 +417,80 @@ impl AreaScaler {
 // ---------------------------------------------------------------------------------------------
 // JPEG
 
-fn jpeg_header(bytes: &[u8]) -> Result<turbojpeg::DecompressHeader, ImageError> {
+/// What decoding a JPEG needs from its header.
+struct JpegHeader {
+    width: usize,
+    height: usize,
+    /// CMYK or YCCK: libjpeg-turbo gives these as CMYK only.
+    cmyk: bool,
+}
+
+fn jpeg_header(bytes: &[u8]) -> Result<JpegHeader, ImageError> {
     let mut decompressor =
         turbojpeg::Decompressor::new().map_err(|e| ImageError::Corrupt(e.to_string()))?;
-    decompressor
-        .read_header(bytes)
-        .map_err(|e| jpeg_error(&e).unwrap_or_else(|| ImageError::Corrupt(message(&e))))
+    match decompressor.read_header(bytes) {
+        Ok(h) => Ok(JpegHeader {
+            width: h.width,
+            height: h.height,
+            cmyk: matches!(
+                h.colorspace,
+                turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
+            ),
+        }),
+        // TurboJPEG 2.x names the chroma subsampling of every image it reads a header of, and
+        // gives up on layouts outside its list (Pillow's CMYK with subsampling, for one), which
+        // libjpeg itself decodes fine: read the frame header ourselves then.
+        Err(e) if message(&e).contains("Could not determine subsampling") => {
+            frame_header(bytes).ok_or_else(|| ImageError::Corrupt(message(&e)))
+        }
+        Err(e) => Err(jpeg_error(&e).unwrap_or_else(|| ImageError::Corrupt(message(&e)))),
+    }
+}
+
+/// Size and component count from a JPEG's SOF segment; `None` when there is none before the
+/// first scan.
+fn frame_header(bytes: &[u8]) -> Option<JpegHeader> {
+    let mut i = 2; // after SOI
+    loop {
+        // A marker: 0xFF (fill bytes allowed), then its code.
+        while *bytes.get(i)? != 0xFF {
+            i += 1;
+        }
+        while *bytes.get(i)? == 0xFF {
+            i += 1;
+        }
+        let marker = *bytes.get(i)?;
+        i += 1;
+        if marker == 0x01 || (0xD0..=0xD8).contains(&marker) {
+            continue; // stand-alone markers
+        }
+        let len = usize::from(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]));
+        let is_sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if is_sof {
+            let seg = bytes.get(i + 2..i + len)?;
+            let height = usize::from(u16::from_be_bytes([*seg.get(1)?, *seg.get(2)?]));
+            let width = usize::from(u16::from_be_bytes([*seg.get(3)?, *seg.get(4)?]));
+            let components = *seg.get(5)?;
+            return Some(JpegHeader {
+                width,
+                height,
+                cmyk: components == 4,
+            });
+        }
+        if marker == 0xDA || marker == 0xD9 {
+            return None; // a scan (or the end) before any frame header
+        }
+        i += len;
+    }
 }
 
 /// Decodes a JPEG at `width`x`height`: its own size, or one of libjpeg-turbo's DCT scaling
 /// sizes ([`jpeg_scaled_size`]). CMYK and YCCK JPEGs are converted as Pillow converts them.
 fn decode_jpeg(bytes: &[u8], width: usize, height: usize) -> Result<RgbImage, ImageError> {
+    let header = jpeg_header(bytes)?;
     let mut decompressor =
         turbojpeg::Decompressor::new().map_err(|e| ImageError::Corrupt(e.to_string()))?;
-    let header = decompressor
-        .read_header(bytes)
-        .map_err(|e| jpeg_error(&e).unwrap_or_else(|| ImageError::Corrupt(message(&e))))?;
-    let cmyk = matches!(
-        header.colorspace,
-        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
-    );
-    let (format, channels) = if cmyk {
+    let (format, channels) = if header.cmyk {
         (turbojpeg::PixelFormat::CMYK, 4)
     } else {
         (turbojpeg::PixelFormat::RGB, 3)
@@ -461,7 +514,7 @@ fn decode_jpeg(bytes: &[u8], width: usize, height: usize) -> Result<RgbImage, Im
             return Err(err);
         }
     }
-    if cmyk {
+    if header.cmyk {
         adobe_cmyk_to_rgb(&mut pixels);
     }
     RgbImage::from_raw(width, height, pixels)
@@ -574,11 +627,10 @@ fn png_decoder(bytes: &[u8], max_pixels: u64) -> png::Decoder<Cursor<&[u8]>> {
     decoder
 }
 
-/// A PNG reader positioned at the first row, after the size check.
-fn png_reader(
-    bytes: &[u8],
-    max_pixels: u64,
-) -> Result<(png::Reader<Cursor<&[u8]>>, usize, usize), ImageError> {
+type PngReader<'a> = png::Reader<Cursor<&'a [u8]>>;
+
+/// A PNG reader positioned at the first row, after the size check, with the image's size.
+fn png_reader(bytes: &[u8], max_pixels: u64) -> Result<(PngReader<'_>, usize, usize), ImageError> {
     let mut decoder = png_decoder(bytes, max_pixels);
     let info = decoder.read_header_info().map_err(png_error)?;
     check_size(u64::from(info.width), u64::from(info.height), max_pixels)?;
@@ -838,6 +890,29 @@ impl<'a> Oriented<'a> {
     }
 }
 
+impl Oriented<'_> {
+    /// Copies upright row `y` from column `left` on into `out` (`out.len() / 3` pixels, which
+    /// must lie inside the upright image; anything past its edge is left as it is).
+    pub fn copy_row(&self, y: usize, left: usize, out: &mut [u8]) {
+        let n = (out.len() / 3).min(self.width().saturating_sub(left));
+        if y >= self.height() || n == 0 || !self.stored.is_consistent() {
+            return;
+        }
+        let (sw, sh, o) = (self.stored.width, self.stored.height, self.orientation);
+        let src = &self.stored.pixels;
+        if o == 1 {
+            let start = (y * sw + left) * 3;
+            out[..n * 3].copy_from_slice(&src[start..start + n * 3]);
+            return;
+        }
+        for (x, px) in out.chunks_exact_mut(3).take(n).enumerate() {
+            let (sx, sy) = stored_position(left + x, y, sw, sh, o);
+            let s = (sy * sw + sx) * 3;
+            px.copy_from_slice(&src[s..s + 3]);
+        }
+    }
+}
+
 /// `image` scaled to fit inside `width`x`height` (aspect kept), centred on a grey canvas of
 /// exactly that size: a camera-sized frame made from any photo (benchmarks, replayed frames).
 pub fn letterbox(image: &RgbImage, width: u32, height: u32) -> RgbImage {
@@ -1040,6 +1115,24 @@ mod tests {
                     upright.crop(t, r, b, l),
                     "orientation {o}, crop {t},{r},{b},{l}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn rows_of_an_oriented_image_are_rows_of_the_upright_image() {
+        let stored = checker(7, 5);
+        for o in 1..=8 {
+            let upright = orient(stored.clone(), o);
+            let view = Oriented::new(&stored, o);
+            for y in 0..upright.height {
+                for left in 0..upright.width {
+                    let n = upright.width - left;
+                    let mut row = vec![0; n * 3];
+                    view.copy_row(y, left, &mut row);
+                    let want = &upright.pixels[(y * upright.width + left) * 3..][..n * 3];
+                    assert_eq!(row, want, "orientation {o}, row {y} from {left}");
+                }
             }
         }
     }
