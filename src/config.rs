@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, DEFAULT_DETECT_MAX_PIXELS};
 use crate::error::Error;
 use crate::gallery::{Gallery, LoadReport};
 use crate::http::ApiKeys;
@@ -16,6 +16,10 @@ use crate::recognizer::Recognizer;
 /// Upsampling multiplies detection cost and memory by ~4 each time; past 3 it is never useful.
 pub const MAX_UPSAMPLE: u32 = 3;
 pub const MAX_JITTERS: u32 = 100;
+/// Detection budget bounds: below 80x80 no face fits the HOG window; above 100 MP one
+/// detection alone needs several GB.
+pub const MIN_DETECT_PIXELS: u64 = 80 * 80;
+pub const MAX_DETECT_PIXELS: u64 = 100_000_000;
 
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
@@ -47,6 +51,16 @@ pub struct Settings {
     /// Largest image accepted, in pixels (checked from the header before decoding)
     #[arg(long, env = "FACE_MAX_PIXELS", default_value_t = DEFAULT_MAX_PIXELS, global = true)]
     pub max_pixels: u64,
+    /// Largest image detected at full size, in pixels: a larger one is detected on a copy scaled
+    /// down to this many (then upsampled as usual), and its faces encoded at full resolution.
+    /// Detection memory and time grow with it (~60 MB and ~0.5 s per million pixels at upsample 1)
+    #[arg(
+        long,
+        env = "DETECT_MAX_PIXELS",
+        default_value_t = DEFAULT_DETECT_MAX_PIXELS,
+        global = true
+    )]
+    pub detect_max_pixels: u64,
 }
 
 impl Default for Settings {
@@ -58,6 +72,7 @@ impl Default for Settings {
             upsample: 1,
             jitters: 1,
             max_pixels: DEFAULT_MAX_PIXELS,
+            detect_max_pixels: DEFAULT_DETECT_MAX_PIXELS,
         }
     }
 }
@@ -85,6 +100,12 @@ impl Settings {
         if self.max_pixels == 0 {
             return Err(Error::Config("FACE_MAX_PIXELS must be above 0".into()));
         }
+        if !(MIN_DETECT_PIXELS..=MAX_DETECT_PIXELS).contains(&self.detect_max_pixels) {
+            return Err(Error::Config(format!(
+                "DETECT_MAX_PIXELS must be {MIN_DETECT_PIXELS} to {MAX_DETECT_PIXELS}, got {}",
+                self.detect_max_pixels
+            )));
+        }
         Ok(())
     }
 
@@ -99,7 +120,8 @@ impl Settings {
     /// Validates the settings, loads the models and the gallery.
     pub fn open(&self) -> Result<(Recognizer, LoadReport), Error> {
         self.validate()?;
-        let engine = Engine::load(self.engine_config())?;
+        let engine =
+            Engine::load(self.engine_config())?.with_detect_max_pixels(self.detect_max_pixels);
         let (gallery, report) = Gallery::open(&self.data_dir)?;
         Ok((
             Recognizer {
@@ -161,6 +183,20 @@ mod tests {
                     ..Default::default()
                 },
                 "FACE_MAX_PIXELS",
+            ),
+            (
+                Settings {
+                    detect_max_pixels: 100,
+                    ..Default::default()
+                },
+                "DETECT_MAX_PIXELS",
+            ),
+            (
+                Settings {
+                    detect_max_pixels: 1 << 40,
+                    ..Default::default()
+                },
+                "DETECT_MAX_PIXELS",
             ),
         ] {
             let err = s.validate().unwrap_err().to_string();

@@ -3,7 +3,17 @@
 //!
 //! dlib's detector and network keep scratch buffers, so each thread works with a [`Worker`] of
 //! its own, checked out of a pool and returned after use. The pool grows to the number of
-//! threads that need one at once (HTTP workers plus the rayon pool) and never shrinks.
+//! threads that need one at once (HTTP workers plus the rayon pool) and never shrinks; a
+//! detector that scanned a large image drops its scratch (the HOG feature pyramid, ~25 bytes per
+//! scanned pixel) before going back to the pool.
+//!
+//! Detection costs time and memory in proportion to the pixels scanned, so an image above the
+//! detection budget ([`Engine::detect_max_pixels`], `DETECT_MAX_PIXELS`) is detected on a copy
+//! scaled down to fit it, and each face's landmarks and encoding are computed on a crop of the
+//! full-resolution image around it: the shape predictor and the chip extraction only read pixels
+//! near the face, so the crop gives the very encoding the whole image would (see
+//! [`Engine::encode_from_crops`]). Images within the budget take exactly the path the Python
+//! library takes.
 
 mod dlib_ext;
 pub mod models;
@@ -18,9 +28,18 @@ use dlib_face_recognition::{
 use rayon::prelude::*;
 use serde::{Serialize, Serializer};
 
-use crate::image_io::RgbImage;
+use crate::image_io::{self, ImageError, Oriented, RgbImage};
 use dlib_ext::HogDetector;
 pub use models::ModelError;
+
+/// Default detection budget in pixels: a 1920x1080 frame is still detected at full size, a
+/// larger image on a copy scaled down to this many pixels. At upsample 1 detecting this many
+/// pixels peaks at roughly 130 MB above the models (see the README's memory figures).
+pub const DEFAULT_DETECT_MAX_PIXELS: u64 = 2_100_000;
+
+/// A detector that scanned more pixels than this (after upsampling) frees its scratch before
+/// going back to the pool; below it the buffers are kept for the next image of the same size.
+const SCRATCH_KEEP_PIXELS: u64 = 2_000_000;
 
 /// Length of a face encoding.
 pub const ENCODING_LEN: usize = 128;
@@ -118,6 +137,8 @@ static JITTER: Mutex<()> = Mutex::new(());
 
 pub struct Engine {
     config: EngineConfig,
+    /// Images with more pixels are detected on a downscaled copy (`DETECT_MAX_PIXELS`).
+    detect_max_pixels: u64,
     /// Idle workers, ready for the next caller.
     idle: Mutex<Vec<Worker>>,
     /// The loaded models, copied when every idle worker is in use.
@@ -134,6 +155,13 @@ impl std::ops::Deref for Checkout<'_> {
     fn deref(&self) -> &Worker {
         // Present from construction until drop.
         self.worker.as_ref().expect("worker present until drop")
+    }
+}
+
+impl std::ops::DerefMut for Checkout<'_> {
+    fn deref_mut(&mut self) -> &mut Worker {
+        // Present from construction until drop.
+        self.worker.as_mut().expect("worker present until drop")
     }
 }
 
@@ -173,13 +201,30 @@ impl Engine {
         };
         Ok(Engine {
             config,
+            detect_max_pixels: DEFAULT_DETECT_MAX_PIXELS,
             idle: Mutex::new(vec![prototype.clone()]),
             prototype: Mutex::new(prototype),
         })
     }
 
+    /// The same engine with another detection budget (at least 1 pixel).
+    pub fn with_detect_max_pixels(mut self, max_pixels: u64) -> Engine {
+        self.detect_max_pixels = max_pixels.max(1);
+        self
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Images with more pixels than this are detected on a copy scaled down to this many.
+    pub fn detect_max_pixels(&self) -> u64 {
+        self.detect_max_pixels
+    }
+
+    /// Whether an image of `width`x`height` is detected at full size (the Python library's path).
+    pub fn detects_at_full_size(&self, width: usize, height: usize) -> bool {
+        width as u64 * height as u64 <= self.detect_max_pixels
     }
 
     fn checkout(&self) -> Checkout<'_> {
@@ -191,11 +236,17 @@ impl Engine {
         }
     }
 
-    /// Finds every face in `image` and encodes them (in parallel when there are several).
+    /// Finds every face in `image` and encodes them (in parallel when there are several). An
+    /// image above the detection budget is detected on a downscaled copy and encoded from crops.
     pub fn analyze(&self, image: &RgbImage) -> Vec<Face> {
-        let frame = Frame::new(image);
-        let boxes = self.detect_in(&frame);
-        self.encode_in(&frame, &boxes)
+        if self.detects_at_full_size(image.width, image.height) {
+            let frame = Frame::new(image);
+            let boxes = self.detect_in(&frame);
+            self.encode_in(&frame, &boxes)
+        } else {
+            let boxes = self.detect(image);
+            self.encode_from_crops(&Oriented::upright(image), &boxes)
+        }
     }
 
     /// Analyzes several images in parallel; results in the same order.
@@ -203,14 +254,63 @@ impl Engine {
         images.par_iter().map(|img| self.analyze(img)).collect()
     }
 
-    /// Face boxes only, clipped to the image, in the detector's order.
+    /// Face boxes only, clipped to the image, in the detector's order (found on a downscaled
+    /// copy when the image is above the detection budget).
     pub fn detect(&self, image: &RgbImage) -> Vec<FaceBox> {
-        self.detect_in(&Frame::new(image))
+        if self.detects_at_full_size(image.width, image.height) {
+            self.detect_in(&Frame::new(image))
+        } else {
+            let small = image_io::downscale(image, self.detect_max_pixels);
+            self.detect_on_copy(&small, (image.width, image.height))
+        }
     }
 
     /// Encodes the faces at `boxes` (as returned by [`Engine::detect`]).
     pub fn encode(&self, image: &RgbImage, boxes: &[FaceBox]) -> Vec<Face> {
-        self.encode_in(&Frame::new(image), boxes)
+        if self.detects_at_full_size(image.width, image.height) {
+            self.encode_in(&Frame::new(image), boxes)
+        } else {
+            self.encode_from_crops(&Oriented::upright(image), boxes)
+        }
+    }
+
+    /// Face boxes of an image of `size` (upright width, height) found on `small`, an upright
+    /// copy of it scaled down (to the detection budget), in pixels of the full image. Only
+    /// `small` is scanned: memory and time follow its size, not the image's.
+    pub fn detect_on_copy(&self, small: &RgbImage, size: (usize, usize)) -> Vec<FaceBox> {
+        let Ok(frame) = Frame::try_new(small) else {
+            return Vec::new();
+        };
+        let found = self.detect_in(&frame);
+        drop(frame);
+        scale_boxes(&found, (small.width, small.height), size)
+    }
+
+    /// Landmarks and encodings of the faces at `boxes` (pixels of the upright `image`), each
+    /// computed on a crop of `image` around its face ([`face_region`]) and in parallel: no
+    /// full-size dlib copy of the image is made, and crops are turned upright one by one.
+    /// dlib's shape predictor reads pixels within about half a face of the box, and the chip
+    /// extraction a grown, rotated square around the landmarks, so the crop gives the same
+    /// encoding as the whole image (to ~1e-9; tested).
+    pub fn encode_from_crops(&self, image: &Oriented<'_>, boxes: &[FaceBox]) -> Vec<Face> {
+        let (width, height) = (image.width(), image.height());
+        boxes
+            .par_iter()
+            .filter_map(|b| {
+                let (top, right, bottom, left) = face_region(b, width, height);
+                let frame = Frame::from_region(image, top, right, bottom, left);
+                let (dx, dy) = (left as i64, top as i64);
+                let local = FaceBox {
+                    top: b.top - dy,
+                    right: b.right - dx,
+                    bottom: b.bottom - dy,
+                    left: b.left - dx,
+                };
+                let mut face = self.encode_in(&frame, &[local]).pop()?;
+                face.bbox = *b;
+                Some(face)
+            })
+            .collect()
     }
 
     /// The five landmark points `(x, y)` of each face at `boxes`.
@@ -228,10 +328,16 @@ impl Engine {
     }
 
     fn detect_upsampled(&self, frame: &Frame, upsample: u32) -> Vec<FaceBox> {
-        let worker = self.checkout();
-        worker
-            .detector
-            .detect(&frame.matrix, upsample)
+        let mut worker = self.checkout();
+        let found = worker.detector.detect(&frame.matrix, upsample);
+        let scanned = (frame.width as u64 * frame.height as u64)
+            .saturating_mul(1u64.checked_shl(2 * upsample).unwrap_or(u64::MAX));
+        if scanned > SCRATCH_KEEP_PIXELS {
+            worker.detector.release_scratch();
+            drop(worker);
+            release_free_memory();
+        }
+        found
             .iter()
             .map(|r| FaceBox::clipped(r, frame.width, frame.height))
             .collect()
@@ -245,20 +351,12 @@ impl Engine {
             return self.detect_upsampled(frame, upsample);
         }
         let small = frame.scaled(scale);
-        let (sx, sy) = (
-            frame.width as f64 / small.width as f64,
-            frame.height as f64 / small.height as f64,
-        );
-        let up = |v: i64, s: f64| (v as f64 * s).round() as i64;
-        self.detect_upsampled(&small, upsample)
-            .into_iter()
-            .map(|b| FaceBox {
-                top: up(b.top, sy).max(0),
-                right: up(b.right, sx).min(frame.width as i64),
-                bottom: up(b.bottom, sy).min(frame.height as i64),
-                left: up(b.left, sx).max(0),
-            })
-            .collect()
+        let found = self.detect_upsampled(&small, upsample);
+        scale_boxes(
+            &found,
+            (small.width, small.height),
+            (frame.width, frame.height),
+        )
     }
 
     /// The landmark shape of each face at `boxes` (in parallel when there are several).
@@ -309,6 +407,56 @@ impl Engine {
     }
 }
 
+/// Hands memory the allocator keeps free back to the system. A large detection frees ~25 bytes
+/// per scanned pixel in buffers of a few MB each, which glibc keeps in its heap (its mmap
+/// threshold rises past them after the first large free), so the full-size decode that follows
+/// would otherwise stack on top of them: measured, 60 MB of a 25 MP photo's peak.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        // SAFETY: glibc's malloc_trim takes no pointers and locks each arena it trims; it
+        // only returns free pages to the kernel and is safe to call from any thread.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
+/// Boxes found in an image of size `from` mapped to an image of size `to` (the same picture
+/// scaled), clipped to it.
+fn scale_boxes(boxes: &[FaceBox], from: (usize, usize), to: (usize, usize)) -> Vec<FaceBox> {
+    let (sx, sy) = (
+        to.0 as f64 / from.0.max(1) as f64,
+        to.1 as f64 / from.1.max(1) as f64,
+    );
+    let up = |v: i64, s: f64| (v as f64 * s).round() as i64;
+    boxes
+        .iter()
+        .map(|b| FaceBox {
+            top: up(b.top, sy).max(0),
+            right: up(b.right, sx).min(to.0 as i64),
+            bottom: up(b.bottom, sy).min(to.1 as i64),
+            left: up(b.left, sx).max(0),
+        })
+        .collect()
+}
+
+/// The part of a `width`x`height` image that landmarks and the encoder look at for the face at
+/// `b`: the box grown by its larger side on every side, clipped; `(top, right, bottom, left)`.
+pub fn face_region(b: &FaceBox, width: usize, height: usize) -> (usize, usize, usize, usize) {
+    let margin = (b.right - b.left).max(b.bottom - b.top).max(1);
+    let clamp = |v: i64, max: usize| v.clamp(0, max as i64) as usize;
+    (
+        clamp(b.top - margin, height),
+        clamp(b.right + margin, width),
+        clamp(b.bottom + margin, height),
+        clamp(b.left - margin, width),
+    )
+}
+
 /// An image in dlib's own layout, converted once and shared by the steps that need it.
 pub struct Frame {
     matrix: ImageMatrix,
@@ -317,14 +465,59 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Copies `image` into dlib's layout.
+    ///
+    /// # Panics
+    /// When `image.pixels` does not hold exactly `width * height` RGB pixels (its fields are
+    /// public, so this is checked, not assumed; [`Frame::try_new`] returns an error instead).
+    /// Images from [`crate::image_io`] always do.
     pub fn new(image: &RgbImage) -> Frame {
-        debug_assert_eq!(image.pixels.len(), image.width * image.height * 3);
-        // SAFETY: RgbImage guarantees pixels.len() == width * height * 3.
+        match Frame::try_new(image) {
+            Ok(frame) => frame,
+            Err(e) => panic!("Frame::new: {e}"),
+        }
+    }
+
+    /// Copies `image` into dlib's layout; an error when its pixel buffer does not match its size.
+    pub fn try_new(image: &RgbImage) -> Result<Frame, ImageError> {
+        if !image.is_consistent() {
+            return Err(ImageError::Corrupt(format!(
+                "{} bytes of pixels for a {}x{} RGB image",
+                image.pixels.len(),
+                image.width,
+                image.height
+            )));
+        }
+        // SAFETY: ImageMatrix::new reads exactly width * height * 3 bytes from the pointer, and
+        // we just checked that `pixels` holds that many (is_consistent: no overflow, equal
+        // length); the borrow keeps them alive and unchanged for the call, which copies them.
         let matrix = unsafe { ImageMatrix::new(image.width, image.height, image.pixels.as_ptr()) };
-        Frame {
+        Ok(Frame {
             matrix,
             width: image.width,
             height: image.height,
+        })
+    }
+
+    /// The upright rectangle `[left, right) x [top, bottom)` of `image` (clipped to it),
+    /// copied straight into dlib's layout: the same pixels as `Frame::new(&image.crop(..))`
+    /// without the intermediate RGB crop.
+    pub fn from_region(
+        image: &Oriented<'_>,
+        top: usize,
+        right: usize,
+        bottom: usize,
+        left: usize,
+    ) -> Frame {
+        let (right, bottom) = (right.min(image.width()), bottom.min(image.height()));
+        let (left, top) = (left.min(right), top.min(bottom));
+        let (width, height) = (right - left, bottom - top);
+        let matrix =
+            dlib_ext::matrix_from_rows(width, height, |y, row| image.copy_row(top + y, left, row));
+        Frame {
+            matrix,
+            width,
+            height,
         }
     }
 
@@ -356,4 +549,70 @@ pub fn distance(a: &Encoding, b: &Encoding) -> f64 {
         .map(|(x, y)| (x - y) * (x - y))
         .sum::<f64>()
         .sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_refuses_pixels_that_do_not_fit_its_size() {
+        let short = RgbImage {
+            width: 100,
+            height: 100,
+            pixels: vec![0; 10],
+        };
+        assert!(Frame::try_new(&short).is_err());
+        let overflowing = RgbImage {
+            width: usize::MAX,
+            height: 3,
+            pixels: vec![0; 9],
+        };
+        assert!(Frame::try_new(&overflowing).is_err());
+        assert!(std::panic::catch_unwind(|| Frame::new(&short)).is_err());
+        let fine = RgbImage::from_raw(4, 3, vec![7; 36]).unwrap();
+        let frame = Frame::try_new(&fine).unwrap();
+        assert_eq!((frame.width, frame.height), (4, 3));
+    }
+
+    #[test]
+    fn face_regions_grow_by_a_face_and_stay_inside() {
+        let b = FaceBox {
+            top: 100,
+            right: 260,
+            bottom: 220,
+            left: 160,
+        };
+        assert_eq!(face_region(&b, 1000, 1000), (0, 380, 340, 40));
+        assert_eq!(face_region(&b, 300, 250), (0, 300, 250, 40));
+    }
+
+    #[test]
+    fn boxes_scale_back_to_the_full_image() {
+        let small = [FaceBox {
+            top: 10,
+            right: 50,
+            bottom: 40,
+            left: 20,
+        }];
+        let full = scale_boxes(&small, (100, 80), (400, 320));
+        assert_eq!(
+            full,
+            [FaceBox {
+                top: 40,
+                right: 200,
+                bottom: 160,
+                left: 80
+            }]
+        );
+        let edge = [FaceBox {
+            top: -3,
+            right: 100,
+            bottom: 80,
+            left: 95,
+        }];
+        let clipped = scale_boxes(&edge, (100, 80), (333, 250));
+        assert_eq!(clipped[0].top, 0);
+        assert_eq!((clipped[0].right, clipped[0].bottom), (333, 250));
+    }
 }

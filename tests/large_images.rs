@@ -1,0 +1,273 @@
+//! Photos above the detection budget (DETECT_MAX_PIXELS): detected on a downscaled copy,
+//! encoded from full-resolution crops that give the whole image's encodings, turned upright
+//! crop by crop, and still enrolled and recognized as their person.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+
+use face_attendance::engine::{distance, Engine, Face, FaceBox, Frame};
+use face_attendance::gallery::Gallery;
+use face_attendance::image_io::{self, Oriented, RgbImage};
+use face_attendance::recognizer::Recognizer;
+
+fn photo(rel: &str) -> RgbImage {
+    let bytes = std::fs::read(common::faces_dir().join(rel)).unwrap();
+    image_io::decode(&bytes, u64::MAX).unwrap()
+}
+
+/// `rel` scaled up onto a `w`x`h` canvas: a phone-sized photo with big faces.
+fn big(rel: &str, w: u32, h: u32) -> RgbImage {
+    image_io::letterbox(&photo(rel), w, h)
+}
+
+/// `image` as a phone held upright stores it: turned 90° counter-clockwise, EXIF
+/// orientation 6 ("turn 90° clockwise to view").
+fn stored_sideways(image: &RgbImage) -> RgbImage {
+    let (w, h) = (image.width, image.height);
+    let mut pixels = Vec::with_capacity(w * h * 3);
+    for y in 0..w {
+        for x in 0..h {
+            // stored (x, y) shows at upright (w - 1 - y, x)
+            let s = (x * w + (w - 1 - y)) * 3;
+            pixels.extend_from_slice(&image.pixels[s..s + 3]);
+        }
+    }
+    RgbImage::from_raw(h, w, pixels).unwrap()
+}
+
+/// `jpeg` with an EXIF APP1 segment saying "rotate `orientation` to view" inserted after SOI.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
+    tiff.extend_from_slice(&1u16.to_be_bytes());
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes());
+    tiff.extend_from_slice(&3u16.to_be_bytes());
+    tiff.extend_from_slice(&1u32.to_be_bytes());
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut app1 = b"Exif\x00\x00".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+fn iou(a: &FaceBox, b: &FaceBox) -> f64 {
+    let w = (a.right.min(b.right) - a.left.max(b.left)).max(0);
+    let h = (a.bottom.min(b.bottom) - a.top.max(b.top)).max(0);
+    let inter = (w * h) as f64;
+    inter / ((a.area() + b.area()) as f64 - inter)
+}
+
+fn assert_same_encodings(what: &str, full: &[Face], crops: &[Face]) {
+    assert_eq!(full.len(), crops.len(), "{what}");
+    for (a, b) in full.iter().zip(crops) {
+        assert_eq!(a.bbox, b.bbox, "{what}");
+        let d = distance(&a.encoding, &b.encoding);
+        eprintln!(
+            "{what}: face {:?} crop vs whole image {d:.1e}",
+            a.bbox.as_css()
+        );
+        assert!(d < 1e-6, "{what}: {:?} crop encoding {d} away", a.bbox);
+    }
+}
+
+#[test]
+fn crops_give_the_encodings_of_the_whole_image() {
+    let engine = common::engine();
+    assert!(engine.detect_max_pixels() < 4000 * 3000);
+    for rel in [
+        "group/obama_and_biden.jpg",
+        "group/bbt1.jpg",
+        "probe/obama/obama_3.jpg",
+    ] {
+        let image = big(rel, 4000, 3000);
+        let boxes = engine.detect(&image);
+        assert!(!boxes.is_empty(), "{rel}: no face");
+        let full = engine.encode_in(&Frame::new(&image), &boxes);
+        let crops = engine.encode_from_crops(&Oriented::upright(&image), &boxes);
+        assert_same_encodings(rel, &full, &crops);
+        // analyze() of the large image takes that path.
+        let analyzed = engine.analyze(&image);
+        assert_same_encodings(&format!("{rel} analyze"), &full, &analyzed);
+
+        // Stored sideways and seen through EXIF orientation 6: the same upright crops.
+        let stored = stored_sideways(&image);
+        let turned = engine.encode_from_crops(&Oriented::new(&stored, 6), &boxes);
+        assert_same_encodings(&format!("{rel} orientation 6"), &full, &turned);
+    }
+    // A face cut by the image's edge: the crop is clipped where the image is.
+    let image = big("probe/obama/obama_3.jpg", 4000, 3000);
+    let boxes = engine.detect(&image);
+    let b = boxes[0];
+    let cut = image.crop(
+        0,
+        image.width,
+        image.height,
+        (b.left + b.right) as usize / 2 - 40,
+    );
+    let boxes = engine.detect(&cut);
+    if boxes.is_empty() {
+        eprintln!("the cut face is not found; nothing to compare");
+    } else {
+        let full = engine.encode_in(&Frame::new(&cut), &boxes);
+        let crops = engine.encode_from_crops(&Oriented::upright(&cut), &boxes);
+        assert_same_encodings("face cut by the edge", &full, &crops);
+    }
+}
+
+#[test]
+fn images_within_the_budget_take_the_full_size_path() {
+    let engine = common::engine();
+    let image = photo("group/obama_and_biden.jpg");
+    assert!(engine.detects_at_full_size(image.width, image.height));
+    let frame = Frame::new(&image);
+    let want = engine.encode_in(&frame, &engine.detect_in(&frame));
+    let got = engine.analyze(&image);
+    assert_eq!(
+        got.iter().map(|f| f.bbox).collect::<Vec<_>>(),
+        want.iter().map(|f| f.bbox).collect::<Vec<_>>()
+    );
+    for (a, b) in got.iter().zip(&want) {
+        assert_eq!(a.encoding, b.encoding);
+    }
+    // A budget below the image's size sends it down the other path, with the same faces.
+    let small_budget = Engine::load(face_attendance::engine::EngineConfig {
+        models_dir: common::models_dir(),
+        upsample: 1,
+        jitters: 1,
+    })
+    .unwrap()
+    .with_detect_max_pixels(800_000);
+    assert!(!small_budget.detects_at_full_size(image.width, image.height));
+    let found = small_budget.analyze(&image);
+    assert_eq!(found.len(), want.len());
+    for f in &found {
+        let best = want
+            .iter()
+            .max_by(|p, q| iou(&p.bbox, &f.bbox).total_cmp(&iou(&q.bbox, &f.bbox)))
+            .unwrap();
+        assert!(
+            iou(&best.bbox, &f.bbox) > 0.7,
+            "{:?} vs {:?}",
+            f.bbox,
+            best.bbox
+        );
+        // A box found at another scale differs by a few pixels, and the landmarks with it:
+        // the same person, not the same encoding (the camera's half-size detection: < 0.2).
+        let d = distance(&best.encoding, &f.encoding);
+        eprintln!(
+            "{:?} found on a 0.8x copy: encoding {d:.3} from the full-size one",
+            f.bbox
+        );
+        assert!(d < 0.3, "{:?}: {d}", f.bbox);
+    }
+}
+
+/// Obama, Biden and Alex enrolled from their known photos (once per test binary).
+fn enrolled() -> &'static Recognizer {
+    static R: OnceLock<(tempfile::TempDir, Recognizer)> = OnceLock::new();
+    &R.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let r = recognizer_in(dir.path());
+        for (id, rel) in [
+            ("obama", "known/obama/obama_1.jpg"),
+            ("obama", "known/obama/obama_2.jpg"),
+            ("biden", "known/biden/biden_1.jpg"),
+            ("alex", "known/alex_lacamoire/alex_lacamoire_1.jpg"),
+        ] {
+            let bytes = std::fs::read(common::faces_dir().join(rel)).unwrap();
+            assert_eq!(r.enroll_bytes(id, &bytes).unwrap().saved, 1, "{rel}");
+        }
+        (dir, r)
+    })
+    .1
+}
+
+fn recognizer_in(data: &std::path::Path) -> Recognizer {
+    let (gallery, _) = Gallery::open(data).unwrap();
+    Recognizer {
+        engine: common::engine(),
+        gallery: Arc::new(gallery),
+        tolerance: 0.45,
+        max_pixels: image_io::DEFAULT_MAX_PIXELS,
+    }
+}
+
+#[test]
+fn a_12_megapixel_phone_photo_is_recognized_enrolled_and_turned_upright() {
+    let r = enrolled();
+    let image = big("probe/obama/obama_3.jpg", 4000, 3000);
+    let jpeg = image_io::encode_jpeg(&image).unwrap();
+    let (found, size) = r.recognize_bytes_sized(&jpeg, None).unwrap();
+    assert_eq!(size, (4000, 3000));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].label, "obama", "{found:?}");
+    let face_width = found[0].bbox.right - found[0].bbox.left;
+    eprintln!("12 MP: {found:?} (face {face_width} px wide)");
+    assert!(face_width > 300);
+    assert_eq!(r.recognize_bytes(&jpeg, None).unwrap(), found);
+
+    // The same photo stored sideways with EXIF orientation 6: upright size, same face.
+    let sideways = image_io::encode_jpeg(&stored_sideways(&image)).unwrap();
+    let (turned, size) = r
+        .recognize_bytes_sized(&with_exif_orientation(&sideways, 6), None)
+        .unwrap();
+    assert_eq!(size, (4000, 3000));
+    assert_eq!(turned.len(), 1, "{turned:?}");
+    assert_eq!(turned[0].label, "obama");
+    assert!(
+        iou(&turned[0].bbox, &found[0].bbox) > 0.9,
+        "{turned:?} vs {found:?}"
+    );
+
+    // A large PNG goes the same way (rows streamed into the small copy).
+    let png_image = big("probe/biden/biden_2.jpg", 3000, 2400);
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(
+        image::RgbImage::from_raw(3000, 2400, png_image.pixels.clone()).unwrap(),
+    )
+    .write_to(&mut png, image::ImageOutputFormat::Png)
+    .unwrap();
+    let (found, size) = r.recognize_bytes_sized(png.get_ref(), None).unwrap();
+    assert_eq!(size, (3000, 2400));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].label, "biden");
+
+    // Enrolled from the 12 MP photo, the person is recognized in an ordinary one.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = recognizer_in(dir.path());
+    let out = fresh.enroll_bytes("big_obama", &jpeg).unwrap();
+    assert_eq!((out.faces_found, out.saved), (1, 1));
+    let crops: Vec<_> = std::fs::read_dir(dir.path().join("faces/big_obama"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let crop = image_io::decode(&std::fs::read(&crops[0]).unwrap(), u64::MAX).unwrap();
+    let b = r.recognize_bytes(&jpeg, None).unwrap()[0].bbox;
+    assert_eq!(
+        (crop.width as i64, crop.height as i64),
+        (b.right - b.left, b.bottom - b.top)
+    );
+    let other = std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap();
+    let seen = fresh.recognize_bytes(&other, None).unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].label, "big_obama", "{seen:?}");
+}
+
+#[test]
+fn a_large_photo_without_faces_is_never_decoded_at_full_size() {
+    // Nothing to find: the answer comes from the small copy alone (fast), size still right.
+    let r = enrolled();
+    let blank = RgbImage::from_raw(5000, 4000, vec![90; 5000 * 4000 * 3]).unwrap();
+    let jpeg = image_io::encode_jpeg(&blank).unwrap();
+    drop(blank);
+    let (found, size) = r.recognize_bytes_sized(&jpeg, None).unwrap();
+    assert!(found.is_empty());
+    assert_eq!(size, (5000, 4000));
+    let out = r.enroll_bytes("nobody", &jpeg).unwrap();
+    assert_eq!((out.faces_found, out.saved), (0, 0));
+}
