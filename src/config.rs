@@ -289,7 +289,7 @@ pub struct ServeSettings {
     /// may stall reading an answer; a body must then keep arriving at 16 KiB/s or more
     #[arg(long, env = "HTTP_TIMEOUT_SECONDS", default_value_t = 15)]
     pub http_timeout_seconds: u64,
-    /// Most client connections at once (each holds a thread and two open files); 0: as many as
+    /// Most client connections at once (each holds a thread and an open file); 0: as many as
     /// the open-files limit allows, at most 512. Past it, 503 at once
     #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,

@@ -204,8 +204,8 @@ pub fn start(
     })
 }
 
-/// Open files the service asks for: enough for the most connections (two descriptors each) and
-/// its own files; systemd's unit says the same (`LimitNOFILE`).
+/// Open files the service asks for: enough for the most connections (one descriptor each) and
+/// its own files, with room to spare; systemd's unit says the same (`LimitNOFILE`).
 const WANTED_OPEN_FILES: u64 = 4096;
 
 /// The HTTP limits of the settings. `HTTP_MAX_CONNECTIONS=0` sizes the connection budget from

@@ -144,7 +144,7 @@ impl Budget {
 }
 
 /// The process's limit on open files (soft, hard), raised to `wanted` when the hard limit allows:
-/// systemd and most shells start services at 1024, while each connection holds two descriptors.
+/// systemd and most shells start services at 1024.
 // rlim_t is u64 on 64-bit Linux and u32 on armv7: the casts are needed there only.
 #[allow(clippy::unnecessary_cast)]
 pub fn raise_open_files_limit(wanted: u64) -> std::io::Result<(u64, u64)> {
@@ -177,10 +177,9 @@ const RESERVED_FDS: u64 = 64;
 /// Most connections at once when the open-files limit allows more.
 pub const MAX_CONNECTIONS_DEFAULT: usize = 512;
 
-/// Connections the open-files limit `soft` allows: two descriptors each (tiny_http reads and
-/// writes through two handles), after the reserve.
+/// Connections the open-files limit `soft` allows: one descriptor each, after the reserve.
 pub fn connections_for_fd_limit(soft: u64) -> usize {
-    let usable = soft.saturating_sub(RESERVED_FDS) / 2;
+    let usable = soft.saturating_sub(RESERVED_FDS);
     (usable as usize).clamp(1, MAX_CONNECTIONS_DEFAULT)
 }
 
@@ -217,7 +216,8 @@ mod tests {
 
     #[test]
     fn connections_follow_the_open_files_limit() {
-        assert_eq!(connections_for_fd_limit(1024), 480);
+        assert_eq!(connections_for_fd_limit(1024), MAX_CONNECTIONS_DEFAULT);
+        assert_eq!(connections_for_fd_limit(300), 236);
         assert_eq!(connections_for_fd_limit(65_536), MAX_CONNECTIONS_DEFAULT);
         assert_eq!(connections_for_fd_limit(10), 1);
     }

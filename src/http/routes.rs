@@ -65,6 +65,12 @@ impl Body {
     }
 }
 
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
