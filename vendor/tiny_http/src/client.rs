@@ -1,7 +1,7 @@
 use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::head::{read_head, write_refusal, HeadError};
 use crate::limits::Limits;
@@ -11,11 +11,6 @@ use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::{HTTPVersion, Request};
 
-/// face-attendance patch: a lingering close (after an error answer, or when a request body was
-/// left unread) reads and discards what the client still sends for at most this long...
-const LINGER_TIME: Duration = Duration::from_secs(2);
-/// ... and at most this many bytes, then closes.
-const LINGER_BYTES: usize = 1024 * 1024;
 /// Buffer of the reading side of a connection.
 const READ_BUFFER: usize = 4096;
 
@@ -256,10 +251,10 @@ impl ClientConnection {
         if !linger {
             return;
         }
-        ctl.set_read_deadline(Instant::now().checked_add(LINGER_TIME));
+        ctl.set_read_deadline(Instant::now().checked_add(self.limits.linger_time));
         let mut buf = [0; 8192];
         let mut discarded = 0;
-        while discarded < LINGER_BYTES {
+        while discarded < self.limits.linger_bytes {
             match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => discarded += n,

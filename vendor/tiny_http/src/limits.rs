@@ -41,6 +41,16 @@ pub struct Limits {
     pub body_min_rate: u64,
     /// Longest a single write to a client may block (`SO_SNDTIMEO`); then it fails.
     pub write_timeout: Duration,
+    /// After refusing a request, or answering one whose body was left unread, the connection
+    /// is closed with a lingering close: its sending side is shut down, then what the client
+    /// still sends is read and thrown away for at most `linger_time` and `linger_bytes`, so that
+    /// the client gets the answer rather than a reset. A client that sends a whole body before
+    /// reading the answer (many scripts and simple clients do) gets the answer only if the rest
+    /// of its body fits in these: raise them to the largest upload such clients should hear a
+    /// `413` for.
+    pub linger_time: Duration,
+    /// See `linger_time`.
+    pub linger_bytes: usize,
     /// Most connections open at once. One more is answered `503` by the accept thread itself
     /// and closed, before any thread is spent on it.
     pub max_connections: usize,
@@ -60,6 +70,8 @@ impl Default for Limits {
             body_grace: Duration::from_secs(10),
             body_min_rate: 16 * 1024,
             write_timeout: Duration::from_secs(15),
+            linger_time: Duration::from_secs(2),
+            linger_bytes: 1024 * 1024,
             max_connections: 512,
             max_connections_per_ip: 32,
         }

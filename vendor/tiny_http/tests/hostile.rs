@@ -639,3 +639,30 @@ fn an_upgrade_request_that_is_not_upgraded_has_an_empty_body() {
     assert!(took < Duration::from_secs(1), "{:?}", took);
     assert_eq!(read_answer(&mut BufReader::new(&mut s)).status, 400);
 }
+
+#[test]
+fn a_client_that_sends_its_whole_body_first_gets_the_answer_within_the_linger_allowance() {
+    // Like ureq: the whole body, then the answer. The application answers without reading it.
+    let limits = Limits {
+        linger_bytes: 32 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let (_server, addr) = serve(limits, |request: Request| {
+        let _ = request.respond(Response::from_string("too large").with_status_code(413));
+    });
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = vec![b'x'; 24 * 1024 * 1024];
+    s.write_all(
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    let answer = read_answer(&mut BufReader::new(&mut s));
+    assert_eq!(answer.status, 413);
+    assert_eq!(answer.body, "too large");
+}
