@@ -4,8 +4,8 @@
 //! dlib's detector and network keep scratch buffers, so each thread works with a [`Worker`] of
 //! its own, checked out of a pool and returned after use. The pool grows to the number of
 //! threads that need one at once (HTTP workers plus the rayon pool) and never shrinks; a
-//! detector that scanned a large image drops its scratch (the HOG feature pyramid, ~25 bytes per
-//! scanned pixel) before going back to the pool.
+//! detector that scanned a large image drops its scratch (the HOG feature pyramid it keeps,
+//! ~6 bytes per scanned pixel) before going back to the pool.
 //!
 //! Detection costs time and memory in proportion to the pixels scanned, so an image above the
 //! detection budget ([`Engine::detect_max_pixels`], `DETECT_MAX_PIXELS`) is detected on a copy
@@ -33,8 +33,8 @@ use dlib_ext::HogDetector;
 pub use models::ModelError;
 
 /// Default detection budget in pixels: a 1920x1080 frame is still detected at full size, a
-/// larger image on a copy scaled down to this many pixels. At upsample 1 detecting this many
-/// pixels peaks at roughly 130 MB above the models (see the README's memory figures).
+/// larger image on a copy scaled down to this many pixels. At upsample 1, detecting this many
+/// pixels peaks ~90 MB above the loaded models (benches/memory.rs).
 pub const DEFAULT_DETECT_MAX_PIXELS: u64 = 2_100_000;
 
 /// A detector that scanned more pixels than this (after upsampling) frees its scratch before
@@ -291,7 +291,7 @@ impl Engine {
     /// full-size dlib copy of the image is made, and crops are turned upright one by one.
     /// dlib's shape predictor reads pixels within about half a face of the box, and the chip
     /// extraction a grown, rotated square around the landmarks, so the crop gives the same
-    /// encoding as the whole image (to ~1e-9; tested).
+    /// encoding as the whole image (identical in tests/large_images.rs).
     pub fn encode_from_crops(&self, image: &Oriented<'_>, boxes: &[FaceBox]) -> Vec<Face> {
         let (width, height) = (image.width(), image.height());
         boxes
@@ -407,10 +407,10 @@ impl Engine {
     }
 }
 
-/// Hands memory the allocator keeps free back to the system. A large detection frees ~25 bytes
-/// per scanned pixel in buffers of a few MB each, which glibc keeps in its heap (its mmap
-/// threshold rises past them after the first large free), so the full-size decode that follows
-/// would otherwise stack on top of them: measured, 60 MB of a 25 MP photo's peak.
+/// Hands memory the allocator keeps free back to the system. A large detection frees tens of MB
+/// in buffers of a few MB each, which glibc keeps in its heap (its mmap threshold rises past
+/// them after the first large free), so the full-size decode that follows would otherwise stack
+/// on top of them: measured, 50-60 MB of a 25 MP photo's peak.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
