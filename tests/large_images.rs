@@ -6,7 +6,9 @@ mod common;
 
 use std::sync::{Arc, OnceLock};
 
-use face_attendance::engine::{distance, Engine, Face, FaceBox, Frame};
+use face_attendance::engine::{
+    distance, face_region, Engine, Face, FaceBox, Frame, REGION_BATCH_PIXELS,
+};
 use face_attendance::gallery::Gallery;
 use face_attendance::image_io::{self, Oriented, RgbImage};
 use face_attendance::recognizer::Recognizer;
@@ -79,17 +81,36 @@ fn assert_same_encodings(what: &str, full: &[Face], crops: &[Face]) {
 fn crops_give_the_encodings_of_the_whole_image() {
     let engine = common::engine();
     assert!(engine.detect_max_pixels() < 4000 * 3000);
-    for rel in [
-        "group/obama_and_biden.jpg",
-        "group/bbt1.jpg",
-        "probe/obama/obama_3.jpg",
+    for (rel, w, h) in [
+        ("group/obama_and_biden.jpg", 4000, 3000),
+        ("group/bbt1.jpg", 4000, 3000),
+        ("probe/obama/obama_3.jpg", 4000, 3000),
+        // Two faces of ~1000 px: their regions exceed REGION_BATCH_PIXELS together, so they
+        // are encoded one batch after the other.
+        ("two_people, cropped", 5000, 4348),
     ] {
-        let image = big(rel, 4000, 3000);
+        let image = if rel.starts_with("two_people") {
+            let two = photo("group/two_people.jpg");
+            image_io::letterbox(&two.crop(0, 990, two.height, 230), w, h)
+        } else {
+            big(rel, w, h)
+        };
         let boxes = engine.detect(&image);
         assert!(!boxes.is_empty(), "{rel}: no face");
         let full = engine.encode_in(&Frame::new(&image), &boxes);
         let crops = engine.encode_from_crops(&Oriented::upright(&image), &boxes);
         assert_same_encodings(rel, &full, &crops);
+        let regions: u64 = boxes
+            .iter()
+            .map(|b| {
+                let (t, r, bo, l) = face_region(b, image.width, image.height);
+                ((r - l) * (bo - t)) as u64
+            })
+            .sum();
+        eprintln!("{rel}: {} faces, regions of {regions} pixels", boxes.len());
+        if rel.starts_with("two_people") {
+            assert!(regions > REGION_BATCH_PIXELS, "{regions}: one batch only");
+        }
         // analyze() of the large image takes that path.
         let analyzed = engine.analyze(&image);
         assert_same_encodings(&format!("{rel} analyze"), &full, &analyzed);
