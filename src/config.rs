@@ -53,7 +53,8 @@ pub struct Settings {
     pub max_pixels: u64,
     /// Largest image detected at full size, in pixels: a larger one is detected on a copy scaled
     /// down to this many (then upsampled as usual), and its faces encoded at full resolution.
-    /// Detection memory and time grow with it (~60 MB and ~0.5 s per million pixels at upsample 1)
+    /// Detection memory and time grow with it: at upsample 1, ~45 MB and ~0.6 s (one x86 core;
+    /// several times that on a Pi) per million pixels
     #[arg(
         long,
         env = "DETECT_MAX_PIXELS",

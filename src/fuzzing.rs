@@ -22,11 +22,27 @@ pub fn realtime_query(data: &[u8]) {
     crate::http::fuzz_query(&query);
 }
 
-/// Image decoding with the default pixel limit, then a face crop of the result.
+/// Image decoding with the default pixel limit, then a face crop of the result; and the
+/// large-image path: a downscaled decode and an upright crop of the image as stored.
 pub fn image_decode(data: &[u8]) {
-    if let Ok(image) = crate::image_io::decode(data, crate::image_io::DEFAULT_MAX_PIXELS) {
+    use crate::image_io::{self, Oriented, DEFAULT_MAX_PIXELS};
+    if let Ok(image) = image_io::decode(data, DEFAULT_MAX_PIXELS) {
         let (w, h) = (image.width, image.height);
         let crop = image.crop(h / 4, w - w / 4, h - h / 4, w / 4);
+        assert!(crop.pixels.len() == crop.width * crop.height * 3);
+    }
+    let Ok(probe) = image_io::probe(data, DEFAULT_MAX_PIXELS) else {
+        return;
+    };
+    if let Ok(small) = image_io::decode_downscaled(data, &probe, 4096) {
+        assert!(small.width * small.height <= 4096.max(probe.pixels() as usize));
+        assert!(small.pixels.len() == small.width * small.height * 3);
+    }
+    if let Ok(stored) = image_io::decode_stored(data, &probe) {
+        let view = Oriented::new(&stored, probe.orientation);
+        let (w, h) = (view.width(), view.height());
+        assert!((w, h) == (probe.width(), probe.height()));
+        let crop = view.crop(h / 3, w - w / 5, h - h / 4, w / 7);
         assert!(crop.pixels.len() == crop.width * crop.height * 3);
     }
 }

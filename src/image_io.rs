@@ -256,6 +256,13 @@ pub fn fit_within(width: usize, height: usize, max_pixels: u64) -> (usize, usize
     let s = (max_pixels as f64 / pixels as f64).sqrt();
     let side = |v: usize| ((v as f64 * s).floor() as usize).clamp(1, v);
     let (mut tw, mut th) = (side(width), side(height));
+    // A side rounded up to 1 pixel (a very thin image) leaves the other to take the budget.
+    let budget = usize::try_from(max_pixels).unwrap_or(usize::MAX).max(1);
+    if th == 1 && tw > budget {
+        tw = budget;
+    } else if tw == 1 && th > budget {
+        th = budget;
+    }
     while tw as u64 * th as u64 > max_pixels && (tw > 1 || th > 1) {
         if tw >= th && tw > 1 {
             tw -= 1;

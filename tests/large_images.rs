@@ -6,7 +6,9 @@ mod common;
 
 use std::sync::{Arc, OnceLock};
 
-use face_attendance::engine::{distance, Engine, Face, FaceBox, Frame};
+use face_attendance::engine::{
+    distance, face_region, Engine, Face, FaceBox, Frame, REGION_BATCH_PIXELS,
+};
 use face_attendance::gallery::Gallery;
 use face_attendance::image_io::{self, Oriented, RgbImage};
 use face_attendance::recognizer::Recognizer;
@@ -79,17 +81,36 @@ fn assert_same_encodings(what: &str, full: &[Face], crops: &[Face]) {
 fn crops_give_the_encodings_of_the_whole_image() {
     let engine = common::engine();
     assert!(engine.detect_max_pixels() < 4000 * 3000);
-    for rel in [
-        "group/obama_and_biden.jpg",
-        "group/bbt1.jpg",
-        "probe/obama/obama_3.jpg",
+    for (rel, w, h) in [
+        ("group/obama_and_biden.jpg", 4000, 3000),
+        ("group/bbt1.jpg", 4000, 3000),
+        ("probe/obama/obama_3.jpg", 4000, 3000),
+        // Two faces of ~1000 px: their regions exceed REGION_BATCH_PIXELS together, so they
+        // are encoded one batch after the other.
+        ("two_people, cropped", 5000, 4348),
     ] {
-        let image = big(rel, 4000, 3000);
+        let image = if rel.starts_with("two_people") {
+            let two = photo("group/two_people.jpg");
+            image_io::letterbox(&two.crop(0, 990, two.height, 230), w, h)
+        } else {
+            big(rel, w, h)
+        };
         let boxes = engine.detect(&image);
         assert!(!boxes.is_empty(), "{rel}: no face");
         let full = engine.encode_in(&Frame::new(&image), &boxes);
         let crops = engine.encode_from_crops(&Oriented::upright(&image), &boxes);
         assert_same_encodings(rel, &full, &crops);
+        let regions: u64 = boxes
+            .iter()
+            .map(|b| {
+                let (t, r, bo, l) = face_region(b, image.width, image.height);
+                ((r - l) * (bo - t)) as u64
+            })
+            .sum();
+        eprintln!("{rel}: {} faces, regions of {regions} pixels", boxes.len());
+        if rel.starts_with("two_people") {
+            assert!(regions > REGION_BATCH_PIXELS, "{regions}: one batch only");
+        }
         // analyze() of the large image takes that path.
         let analyzed = engine.analyze(&image);
         assert_same_encodings(&format!("{rel} analyze"), &full, &analyzed);
@@ -99,24 +120,22 @@ fn crops_give_the_encodings_of_the_whole_image() {
         let turned = engine.encode_from_crops(&Oriented::new(&stored, 6), &boxes);
         assert_same_encodings(&format!("{rel} orientation 6"), &full, &turned);
     }
-    // A face cut by the image's edge: the crop is clipped where the image is.
+    // A face close to the image's edges: its region is clipped where the image ends, in the
+    // crop as in the whole image.
     let image = big("probe/obama/obama_3.jpg", 4000, 3000);
-    let boxes = engine.detect(&image);
-    let b = boxes[0];
-    let cut = image.crop(
-        0,
+    let b = engine.detect(&image)[0];
+    let near = image.crop(
+        b.top as usize - 30,
         image.width,
         image.height,
-        (b.left + b.right) as usize / 2 - 40,
+        b.left as usize - 20,
     );
-    let boxes = engine.detect(&cut);
-    if boxes.is_empty() {
-        eprintln!("the cut face is not found; nothing to compare");
-    } else {
-        let full = engine.encode_in(&Frame::new(&cut), &boxes);
-        let crops = engine.encode_from_crops(&Oriented::upright(&cut), &boxes);
-        assert_same_encodings("face cut by the edge", &full, &crops);
-    }
+    let boxes = engine.detect(&near);
+    assert_eq!(boxes.len(), 1, "{boxes:?}");
+    assert!(boxes[0].left < 60 && boxes[0].top < 80, "{boxes:?}");
+    let full = engine.encode_in(&Frame::new(&near), &boxes);
+    let crops = engine.encode_from_crops(&Oriented::upright(&near), &boxes);
+    assert_same_encodings("face by the edges", &full, &crops);
 }
 
 #[test]

@@ -85,11 +85,11 @@ impl HogDetector {
 
     /// Detected face rectangles in `image` coordinates (not yet clipped to the image), after
     /// upsampling the image `upsample` times, as `face_recognition.face_locations` does.
-    pub fn detect(&self, image: &ImageMatrix, upsample: u32) -> Vec<Rectangle> {
-        let detector = &self.inner;
-        // SAFETY: both pointers come from live references for the whole call. The detector
-        // mutates its scan buffers through the pointer, which is why HogDetector is not Sync
-        // (one thread at a time; the engine checks one out per caller). The image is only read.
+    pub fn detect(&mut self, image: &ImageMatrix, upsample: u32) -> Vec<Rectangle> {
+        let detector = &mut self.inner;
+        // SAFETY: both pointers come from live references for the whole call: the detector's
+        // from an exclusive one (scanning rewrites its buffers), the image's from a shared one
+        // (only read).
         let found = unsafe {
             cpp!([detector as "dlib::frontal_face_detector*",
                   image as "const dlib::matrix<dlib::rgb_pixel>*",
@@ -114,7 +114,7 @@ impl HogDetector {
     }
 
     /// Frees the scratch the last scan left behind (the HOG feature pyramid of the last image:
-    /// ~25 bytes per scanned pixel, kept until the next scan otherwise). dlib's copy
+    /// ~6 bytes per scanned pixel, kept until the next scan otherwise). dlib's copy
     /// constructor copies the detector's configuration and weights, never the scanned image.
     pub fn release_scratch(&mut self) {
         self.inner = self.inner.clone();

@@ -4,8 +4,8 @@
 //! dlib's detector and network keep scratch buffers, so each thread works with a [`Worker`] of
 //! its own, checked out of a pool and returned after use. The pool grows to the number of
 //! threads that need one at once (HTTP workers plus the rayon pool) and never shrinks; a
-//! detector that scanned a large image drops its scratch (the HOG feature pyramid, ~25 bytes per
-//! scanned pixel) before going back to the pool.
+//! detector that scanned a large image drops its scratch (the HOG feature pyramid it keeps,
+//! ~6 bytes per scanned pixel) before going back to the pool.
 //!
 //! Detection costs time and memory in proportion to the pixels scanned, so an image above the
 //! detection budget ([`Engine::detect_max_pixels`], `DETECT_MAX_PIXELS`) is detected on a copy
@@ -33,9 +33,13 @@ use dlib_ext::HogDetector;
 pub use models::ModelError;
 
 /// Default detection budget in pixels: a 1920x1080 frame is still detected at full size, a
-/// larger image on a copy scaled down to this many pixels. At upsample 1 detecting this many
-/// pixels peaks at roughly 130 MB above the models (see the README's memory figures).
+/// larger image on a copy scaled down to this many pixels. At upsample 1, detecting this many
+/// pixels peaks ~90 MB above the loaded models (benches/memory.rs).
 pub const DEFAULT_DETECT_MAX_PIXELS: u64 = 2_100_000;
+
+/// Face regions encoded at once from a large image hold at most this many pixels together
+/// (3 bytes each in dlib's copies): 24 MB.
+pub const REGION_BATCH_PIXELS: u64 = 8_000_000;
 
 /// A detector that scanned more pixels than this (after upsampling) frees its scratch before
 /// going back to the pool; below it the buffers are kept for the next image of the same size.
@@ -287,17 +291,35 @@ impl Engine {
     }
 
     /// Landmarks and encodings of the faces at `boxes` (pixels of the upright `image`), each
-    /// computed on a crop of `image` around its face ([`face_region`]) and in parallel: no
-    /// full-size dlib copy of the image is made, and crops are turned upright one by one.
+    /// computed on a crop of `image` around its face ([`face_region`]): no full-size dlib copy
+    /// of the image is made, and crops are turned upright one by one. Faces are encoded in
+    /// parallel in batches whose crops hold at most [`REGION_BATCH_PIXELS`] pixels together
+    /// (a face larger than that alone), so a group photo with big faces stays bounded too.
     /// dlib's shape predictor reads pixels within about half a face of the box, and the chip
     /// extraction a grown, rotated square around the landmarks, so the crop gives the same
-    /// encoding as the whole image (to ~1e-9; tested).
+    /// encoding as the whole image (identical in tests/large_images.rs).
     pub fn encode_from_crops(&self, image: &Oriented<'_>, boxes: &[FaceBox]) -> Vec<Face> {
         let (width, height) = (image.width(), image.height());
-        boxes
-            .par_iter()
-            .filter_map(|b| {
-                let (top, right, bottom, left) = face_region(b, width, height);
+        let regions: Vec<_> = boxes
+            .iter()
+            .map(|b| (*b, face_region(b, width, height)))
+            .collect();
+        let mut faces = Vec::with_capacity(boxes.len());
+        let mut rest = regions.as_slice();
+        while !rest.is_empty() {
+            let mut total = 0u64;
+            let take = rest
+                .iter()
+                .take_while(|(_, (t, r, b, l))| {
+                    total += ((r - l) * (b - t)) as u64;
+                    total <= REGION_BATCH_PIXELS
+                })
+                .count()
+                .max(1);
+            let (batch, next) = rest.split_at(take);
+            rest = next;
+            faces.par_extend(batch.par_iter().filter_map(|&(b, region)| {
+                let (top, right, bottom, left) = region;
                 let frame = Frame::from_region(image, top, right, bottom, left);
                 let (dx, dy) = (left as i64, top as i64);
                 let local = FaceBox {
@@ -307,10 +329,11 @@ impl Engine {
                     left: b.left - dx,
                 };
                 let mut face = self.encode_in(&frame, &[local]).pop()?;
-                face.bbox = *b;
+                face.bbox = b;
                 Some(face)
-            })
-            .collect()
+            }));
+        }
+        faces
     }
 
     /// The five landmark points `(x, y)` of each face at `boxes`.
@@ -407,10 +430,10 @@ impl Engine {
     }
 }
 
-/// Hands memory the allocator keeps free back to the system. A large detection frees ~25 bytes
-/// per scanned pixel in buffers of a few MB each, which glibc keeps in its heap (its mmap
-/// threshold rises past them after the first large free), so the full-size decode that follows
-/// would otherwise stack on top of them: measured, 60 MB of a 25 MP photo's peak.
+/// Hands memory the allocator keeps free back to the system. A large detection frees tens of MB
+/// in buffers of a few MB each, which glibc keeps in its heap (its mmap threshold rises past
+/// them after the first large free), so the full-size decode that follows would otherwise stack
+/// on top of them: measured, 50-60 MB of a 25 MP photo's peak.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
