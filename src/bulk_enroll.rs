@@ -170,11 +170,8 @@ fn enroll_photo(recognizer: &Recognizer, path: &Path) -> PhotoResult {
         Ok(b) => b,
         Err(e) => return PhotoResult::Skipped(format!("cannot read: {e}")),
     };
-    let image = match recognizer.decode(&bytes) {
-        Ok(img) => img,
-        Err(e) => return PhotoResult::Skipped(e.to_string()),
-    };
-    match recognizer.candidate(&image) {
+    // From the bytes: a large photo is detected on a small copy and never held whole and upright.
+    match recognizer.candidate_bytes(&bytes) {
         Ok(c) => match c.face {
             Some((face, jpeg)) => PhotoResult::Face(Box::new(face.encoding), jpeg),
             None => PhotoResult::Skipped("no face found".into()),

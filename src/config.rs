@@ -527,7 +527,9 @@ impl ServeSettings {
             if (min..=max).contains(&value) {
                 Ok(())
             } else {
-                Err(Error::Config(format!("{name} must be {min} to {max}, got {value}")))
+                Err(Error::Config(format!(
+                    "{name} must be {min} to {max}, got {value}"
+                )))
             }
         };
         count("HTTP_MAX_CONNECTIONS", self.max_connections, 0, 100_000)?;

@@ -146,7 +146,11 @@ fn health_and_the_api_reference_stay_open() {
     }
     let (_, _, health) = call(&server, "GET", "/health", &[]);
     let health: Value = serde_json::from_str(&health).unwrap();
-    for (k, v) in [("ok", json!(true)), ("encodings", json!(0)), ("labels", json!(0))] {
+    for (k, v) in [
+        ("ok", json!(true)),
+        ("encodings", json!(0)),
+        ("labels", json!(0)),
+    ] {
         assert_eq!(health[k], v, "{health}");
     }
     // /config says a key is needed, and never shows one.

@@ -138,7 +138,8 @@ fn a_head_trickled_byte_by_byte_is_cut_at_its_deadline() {
     let addr = server.addr();
     let mut s = connect_from("127.0.0.2", addr);
     let started = Instant::now();
-    let head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let head =
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let mut cut = None;
     for byte in head {
         if s.write_all(&[*byte]).is_err() {
@@ -177,7 +178,12 @@ fn oversized_heads_are_refused_without_being_buffered() {
     let peak = |pid: u32| -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            / 1024
     };
     assert!(health_within_a_second(addr));
     let before = peak(child.id());
@@ -284,7 +290,7 @@ fn trickling_uploads_hold_neither_the_workers_nor_health() {
                 std::thread::sleep(Duration::from_millis(500));
                 s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
                 let mut b = [0u8; 1];
-                if matches!(s.read(&mut b), Ok(_)) {
+                if s.read(&mut b).is_ok() {
                     break;
                 }
             }
@@ -300,7 +306,10 @@ fn trickling_uploads_hold_neither_the_workers_nor_health() {
     assert_eq!(status, 503, "{answer}");
     assert!(answer.contains("Retry-After"), "{answer}");
     let (probes, missed) = probe_health_while(addr, || tricklers.iter().all(|t| t.is_finished()));
-    assert_eq!(missed, 0, "{missed} of {probes} /health probes unanswered within 1 s");
+    assert_eq!(
+        missed, 0,
+        "{missed} of {probes} /health probes unanswered within 1 s"
+    );
     for t in tricklers {
         let (status, took) = t.join().unwrap();
         // 408, or closed before the client read it; well before its 20 s of trickling.
@@ -347,15 +356,24 @@ fn image_work_is_admitted_within_its_places_and_light_routes_never_wait() {
         .collect();
     let (probes, missed) = probe_health_while(addr, || posts.iter().all(|p| p.is_finished()));
     let answers: Vec<_> = posts.into_iter().map(|p| p.join().unwrap()).collect();
-    assert_eq!(missed, 0, "{missed} of {probes} /health probes unanswered within 1 s");
+    assert_eq!(
+        missed, 0,
+        "{missed} of {probes} /health probes unanswered within 1 s"
+    );
     let busy = answers.iter().filter(|(s, _, _)| *s == 503).count();
     let done = answers.iter().filter(|(s, _, _)| *s == 200).count();
     assert!(done >= 1 && busy >= 1, "{answers:?}");
     assert_eq!(busy + done, 4, "{answers:?}");
-    assert!(answers.iter().filter(|(s, _, _)| *s == 503).all(|(_, retry, _)| *retry));
+    assert!(answers
+        .iter()
+        .filter(|(s, _, _)| *s == 503)
+        .all(|(_, retry, _)| *retry));
     let (_, health) = h::get(&format!("http://{addr}/health"));
     assert_eq!(health["http"]["images"]["busy"], 0, "{health}");
-    assert!(health["http"]["images"]["refused"].as_u64() >= Some(1), "{health}");
+    assert!(
+        health["http"]["images"]["refused"].as_u64() >= Some(1),
+        "{health}"
+    );
     server.shutdown();
 }
 
@@ -416,7 +434,10 @@ fn clients_that_never_read_their_answers_do_not_hold_the_workers() {
         .collect();
     let started = Instant::now();
     let (probes, missed) = probe_health_while(addr, || started.elapsed() > Duration::from_secs(4));
-    assert_eq!(missed, 0, "{missed} of {probes} /health probes unanswered within 1 s");
+    assert_eq!(
+        missed, 0,
+        "{missed} of {probes} /health probes unanswered within 1 s"
+    );
     drop(deaf);
     server.shutdown();
 }
@@ -476,7 +497,10 @@ fn the_main_apis_answer_is_cut_and_cleaned_before_it_is_passed_on() {
     let base = format!("http://{}", server.addr());
     let known = common::faces_dir().join("known/obama/obama_1.jpg");
     let form = [("student_id", "obama")];
-    assert_eq!(h::post_image(&format!("{base}/enroll"), &known, &form).0, 200);
+    assert_eq!(
+        h::post_image(&format!("{base}/enroll"), &known, &form).0,
+        200
+    );
     let probe = common::faces_dir().join("probe/obama/obama_3.jpg");
     let (status, answer) = h::post_image(&format!("{base}/recognize/realtime"), &probe, &[]);
     assert_eq!(status, 200, "{answer}");

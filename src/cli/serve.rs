@@ -149,6 +149,7 @@ pub fn start(
         "jitters": settings.jitters,
         "max_upload_bytes": serve.max_upload_bytes,
         "max_pixels": settings.max_pixels,
+        "detect_max_pixels": settings.detect_max_pixels,
         "webhook_timeout_seconds": serve.webhook_timeout_seconds,
         "camera": serve.camera.camera.as_ref().or(serve.camera.frames.as_ref()).map(|p| p.display().to_string()),
         "camera_send_unknown": serve.camera.camera_send_unknown,

@@ -204,7 +204,8 @@ mod tests {
         let places = Places::new(1);
         let held = places.try_take().unwrap();
         let other = places.clone();
-        let waiter = std::thread::spawn(move || other.take_within(Duration::from_secs(10)).is_some());
+        let waiter =
+            std::thread::spawn(move || other.take_within(Duration::from_secs(10)).is_some());
         std::thread::sleep(Duration::from_millis(50));
         drop(held);
         assert!(waiter.join().unwrap());

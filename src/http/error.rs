@@ -78,7 +78,10 @@ impl ApiError {
     /// Whether the answer is the server's own trouble, worth a line in its log (a busy server
     /// is not: an attacker could flood the log with refusals).
     pub fn is_servers_trouble(&self) -> bool {
-        matches!(self, ApiError::Internal(_) | ApiError::InsufficientStorage(_))
+        matches!(
+            self,
+            ApiError::Internal(_) | ApiError::InsufficientStorage(_)
+        )
     }
 
     /// What the server's log says about this answer (the full detail).
@@ -172,7 +175,10 @@ mod tests {
         let e = ApiError::from(Error::Gallery(full));
         assert_eq!(e.status(), 507);
         assert!(!e.body().contains("/var/lib"), "{}", e.body());
-        assert!(e.log_detail().contains("/var/lib"), "the log keeps the detail");
+        assert!(
+            e.log_detail().contains("/var/lib"),
+            "the log keeps the detail"
+        );
         let other = GalleryError::Io {
             path: "/var/lib/face-attendance/embeddings/alip.npy".into(),
             source: std::io::Error::from_raw_os_error(13),
@@ -184,7 +190,9 @@ mod tests {
             path: "/srv/data/embeddings/alip.npy".into(),
             reason: "bad header".into(),
         };
-        assert!(!ApiError::from(Error::Gallery(damaged)).body().contains("/srv"));
+        assert!(!ApiError::from(Error::Gallery(damaged))
+            .body()
+            .contains("/srv"));
     }
 
     #[test]

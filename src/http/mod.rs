@@ -171,9 +171,10 @@ pub fn start(bind: &str, app: App) -> std::io::Result<RunningServer> {
         write_timeout: timeout,
         max_connections: app.limits.max_connections,
         max_connections_per_ip: app.limits.max_connections_per_client,
-        // A refused upload (401, 413, 503) is read away for a moment before its connection is
-        // closed, so that clients that send the whole body before reading (most) get the answer.
-        linger_bytes: app.limits.max_upload_bytes.saturating_add(64 * 1024),
+        // A refused upload (401, 413, 503) is read away (for at most `linger_time`) before its
+        // connection is closed, so that clients that send the whole body before reading (most
+        // do) get the answer rather than a reset, even for a body somewhat over the limit.
+        linger_bytes: app.limits.max_upload_bytes.saturating_mul(4),
         ..tiny_http::Limits::default()
     };
     let server = Arc::new(

@@ -159,8 +159,8 @@ pub const ROUTES: &[Route] = &[
 pub fn find(method: &Method, path: &str) -> Result<&'static Route, ApiError> {
     let mut allowed = None;
     for route in ROUTES.iter().filter(|r| r.path == path) {
-        let same = method.as_str() == route.method
-            || (*method == Method::Head && route.method == "GET");
+        let same =
+            method.as_str() == route.method || (*method == Method::Head && route.method == "GET");
         if same {
             return Ok(route);
         }
@@ -382,7 +382,12 @@ mod tests {
         // Every POST route has its own handler: none falls through to another.
         for route in ROUTES {
             let found = find(&route.method.parse().unwrap(), route.path).unwrap();
-            assert!(std::ptr::eq(found, route), "{} {}", route.method, route.path);
+            assert!(
+                std::ptr::eq(found, route),
+                "{} {}",
+                route.method,
+                route.path
+            );
         }
     }
 }

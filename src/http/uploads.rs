@@ -31,10 +31,7 @@ pub fn start(
     handle: UploadHandler,
 ) {
     let Some(place) = app.budget.uploads.try_take() else {
-        return respond(
-            request,
-            Err(ApiError::Busy("too many uploads in progress")),
-        );
+        return respond(request, Err(ApiError::Busy("too many uploads in progress")));
     };
     let app = app.clone();
     let spawned = std::thread::Builder::new()

@@ -10,7 +10,7 @@
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,8 @@ use super::{header, App};
 
 /// Messages a client may fall behind by before it is dropped.
 const CLIENT_QUEUE: usize = 64;
-/// How long a client's thread waits for the client to say something before it sends what is
-/// queued: the most a message waits in the queue.
+/// How long a client's thread waits for a message to send before it looks at what the client
+/// sent: how soon a client that went away is noticed.
 const POLL: Duration = Duration::from_millis(100);
 /// Idle connections get a ping this often.
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -130,53 +130,76 @@ fn run_hub(rx: Receiver<HubMsg>) {
 }
 
 fn serve_client<S: TimedStream>(stream: S, messages: Receiver<String>) {
-    if let Err(e) = stream.set_read_timeout(Some(POLL)) {
+    // Reads only look at what the client has already sent: the wait is on the queue.
+    if let Err(e) = stream.set_read_timeout(Some(Duration::from_millis(1))) {
         log::warn!("WebSocket client not served: {e}");
         return;
     }
     let mut ws = WebSocket::from_raw_socket(stream, Role::Server, None);
     let (mut heard, mut pinged) = (Instant::now(), Instant::now());
     loop {
-        match ws.read() {
-            // tungstenite answers a close (and a ping) by itself on the next write or flush.
-            Ok(Message::Close(_)) => {
+        let mut sent = match messages.recv_timeout(POLL) {
+            Ok(text) => ws.send(Message::text(text)),
+            Err(RecvTimeoutError::Timeout) => Ok(()),
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = ws.close(None);
                 let _ = ws.flush();
                 return;
             }
-            Ok(_) => heard = Instant::now(),
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            // Closed, reset, or not speaking WebSocket.
-            Err(_) => return,
-        }
-        if heard.elapsed() > SILENT_LIMIT {
-            log::info!("dropping a WebSocket client that stopped answering pings");
-            return;
-        }
-        let mut sent = Ok(());
-        loop {
-            match messages.try_recv() {
-                Ok(text) => sent = sent.and(ws.send(Message::text(text))),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    let _ = ws.close(None);
-                    let _ = ws.flush();
-                    return;
-                }
-            }
+        };
+        while let Ok(text) = messages.try_recv() {
+            sent = sent.and_then(|()| ws.send(Message::text(text)));
         }
         if pinged.elapsed() >= PING_EVERY {
             pinged = Instant::now();
-            sent = sent.and(ws.send(Message::Ping(Vec::new().into())));
+            sent = sent.and_then(|()| ws.send(Message::Ping(Vec::new().into())));
         }
         if sent.is_err() {
             // Closed by the peer, or the write timed out on a client that stopped reading.
             return;
         }
+        match read_client(&mut ws) {
+            Heard::Something => heard = Instant::now(),
+            Heard::Nothing => {}
+            Heard::Gone => return,
+        }
+        if heard.elapsed() > SILENT_LIMIT {
+            log::info!("dropping a WebSocket client that stopped answering pings");
+            return;
+        }
     }
+}
+
+enum Heard {
+    Something,
+    Nothing,
+    Gone,
+}
+
+/// Takes in what the client has sent so far (a few frames at most per turn): pongs and other
+/// frames say it is alive; a close, an end of stream or garbage says it is gone.
+fn read_client<S: TimedStream>(ws: &mut WebSocket<S>) -> Heard {
+    let mut heard = Heard::Nothing;
+    for _ in 0..16 {
+        match ws.read() {
+            // tungstenite answers a close (and a ping) by itself on the next write or flush.
+            Ok(Message::Close(_)) => {
+                let _ = ws.flush();
+                return Heard::Gone;
+            }
+            Ok(_) => heard = Heard::Something,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(_) => return Heard::Gone,
+        }
+    }
+    heard
 }
 
 /// Answers a WebSocket handshake: 400 unless it is a valid RFC 6455 upgrade, 503 when the hub
@@ -199,12 +222,17 @@ pub fn upgrade(app: &App, request: Request) {
             response.add_header(h);
         }
     }
-    app.hub.attach(request.upgrade_stream("websocket", response));
+    app.hub
+        .attach(request.upgrade_stream("websocket", response));
 }
 
 /// The client's `Sec-WebSocket-Key`, when the request is a valid upgrade.
 fn handshake_key(request: &Request) -> Result<String, ApiError> {
-    let bad = |why: &str| Err(ApiError::BadRequest(format!("not a valid WebSocket upgrade: {why}")));
+    let bad = |why: &str| {
+        Err(ApiError::BadRequest(format!(
+            "not a valid WebSocket upgrade: {why}"
+        )))
+    };
     if !header(request, "Upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket")) {
         return bad("this endpoint needs `Upgrade: websocket`");
     }
@@ -272,7 +300,11 @@ mod tests {
         let (server, _) = listener.accept().unwrap();
         let (tx, rx) = mpsc::sync_channel(CLIENT_QUEUE);
         let thread = std::thread::spawn(move || serve_client(server, rx));
-        (WebSocket::from_raw_socket(client, Role::Client, None), tx, thread)
+        (
+            WebSocket::from_raw_socket(client, Role::Client, None),
+            tx,
+            thread,
+        )
     }
 
     #[test]
@@ -283,7 +315,10 @@ mod tests {
         client.close(None).unwrap();
         let started = Instant::now();
         while !thread.is_finished() {
-            assert!(started.elapsed() < Duration::from_secs(2), "close not noticed");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "close not noticed"
+            );
             let _ = client.read();
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -295,7 +330,10 @@ mod tests {
         drop(client);
         let started = Instant::now();
         while !thread.is_finished() {
-            assert!(started.elapsed() < Duration::from_secs(2), "hang-up not noticed");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "hang-up not noticed"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
