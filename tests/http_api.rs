@@ -157,13 +157,13 @@ fn realtime_calls_the_webhook_with_cooldown_and_broadcasts() {
 
     // Both WebSocket clients got both events, in order.
     for ws in [&mut ws1, &mut ws2] {
-        let m1: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+        let m1: Value = h::next_json(ws);
         assert_eq!(m1["type"], "recognized");
         assert_eq!(m1["student_id"], "obama");
         assert_eq!(m1["dispatch"]["status"], "sent");
         assert_eq!(m1["event_id"], event_id);
         assert!(m1["distance"].as_f64().unwrap() < 0.45);
-        let m2: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+        let m2: Value = h::next_json(ws);
         assert_eq!(m2["dispatch"]["status"], "skipped");
     }
 
@@ -174,7 +174,7 @@ fn realtime_calls_the_webhook_with_cooldown_and_broadcasts() {
     let (_, noisy) = h::post_image(&loud, &faces("strangers/stuart_2.jpg"), &[]);
     assert_eq!(noisy["dispatch"][0]["label"], "Unknown");
     assert_eq!(noisy["dispatch"][0]["report"]["status"], "sent");
-    let m: Value = serde_json::from_str(ws1.read().unwrap().to_text().unwrap()).unwrap();
+    let m: Value = h::next_json(&mut ws1);
     assert_eq!(m["student_id"], "Unknown");
 
     // min_conf replaces the tolerance: at 0.1 even Obama is Unknown, so no event.

@@ -263,7 +263,7 @@ fn the_websocket_refuses_before_upgrading_and_takes_a_header_or_query_key() {
         .status();
     assert_eq!(status, 200);
     for ws in [&mut by_header, &mut by_query] {
-        let message: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+        let message: Value = h::next_json(ws);
         assert_eq!(message["student_id"], "Unknown");
     }
     server.shutdown();

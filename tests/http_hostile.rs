@@ -1,5 +1,6 @@
 //! A hostile LAN: requests an attacker would send, with or without a key, each answered with
-//! its status at once while `/health` keeps answering within a second, during and after.
+//! its status at once while `/health` keeps answering at once (within a second here; the probes
+//! allow two, for a CI machine busy with the other tests), during and after.
 //! Attackers connect from other loopback addresses (127.0.0.2, ...) than the probes, as they
 //! would from other machines, so the per-client limits apply to them only.
 
@@ -43,9 +44,13 @@ fn read_status(stream: &mut TcpStream, wait: Duration) -> (u16, String) {
     (status, text)
 }
 
-/// Whether `GET /health` from 127.0.0.1 is answered 200 within a second.
-fn health_within_a_second(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+/// How long a `/health` probe may take: a second on a quiet machine, with room for a CI machine
+/// whose two cores run the other tests of this file at the same time.
+const PROBE_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether `GET /health` from 127.0.0.1 is answered 200 within [`PROBE_WAIT`].
+fn health_answers(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, PROBE_WAIT) else {
         return false;
     };
     let started = Instant::now();
@@ -54,8 +59,12 @@ fn health_within_a_second(addr: SocketAddr) -> bool {
     {
         return false;
     }
-    let (status, _) = read_status(&mut s, Duration::from_secs(1));
-    status == 200 && started.elapsed() < Duration::from_secs(1)
+    let (status, answer) = read_status(&mut s, PROBE_WAIT);
+    if status != 200 || started.elapsed() >= PROBE_WAIT {
+        eprintln!("/health: {answer:?} after {:?}", started.elapsed());
+        return false;
+    }
+    true
 }
 
 /// Probes `/health` every 200 ms until `done` says stop; returns (probes, unanswered).
@@ -63,7 +72,7 @@ fn probe_health_while(addr: SocketAddr, done: impl Fn() -> bool) -> (u32, u32) {
     let (mut probes, mut missed) = (0, 0);
     while !done() {
         probes += 1;
-        if !health_within_a_second(addr) {
+        if !health_answers(addr) {
             missed += 1;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -93,7 +102,7 @@ fn a_huge_declared_content_length_is_refused_and_the_server_lives() {
         let line = answer.lines().next().unwrap_or_default();
         assert!(line.contains(want), "{head:?}: {line:?}");
         // Still alive, and the only worker is free.
-        assert!(health_within_a_second(addr));
+        assert!(health_answers(addr));
     }
     server.shutdown();
 }
@@ -113,7 +122,8 @@ fn clients_that_never_finish_their_request_head_are_cut_off() {
             s
         })
         .collect();
-    assert!(health_within_a_second(addr));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(health_answers(addr));
     let started = Instant::now();
     for s in &mut stalled {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -125,7 +135,7 @@ fn clients_that_never_finish_their_request_head_are_cut_off() {
     }
     assert!(started.elapsed() < Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(4));
-    assert!(health_within_a_second(addr));
+    assert!(health_answers(addr));
     server.shutdown();
 }
 
@@ -147,7 +157,7 @@ fn a_head_trickled_byte_by_byte_is_cut_at_its_deadline() {
             break;
         }
         std::thread::sleep(Duration::from_millis(250));
-        assert!(health_within_a_second(addr));
+        assert!(health_answers(addr));
     }
     let (status, answer) = read_status(&mut s, Duration::from_secs(5));
     let cut = cut.unwrap_or_else(|| started.elapsed());
@@ -185,7 +195,7 @@ fn oversized_heads_are_refused_without_being_buffered() {
             .unwrap()
             / 1024
     };
-    assert!(health_within_a_second(addr));
+    assert!(health_answers(addr));
     let before = peak(child.id());
     let senders: Vec<_> = (0..3)
         .map(|i| {
@@ -217,7 +227,7 @@ fn oversized_heads_are_refused_without_being_buffered() {
     s.write_all(format!("GET /health HTTP/1.1\r\n{many}\r\n").as_bytes())
         .unwrap();
     assert_eq!(read_status(&mut s, Duration::from_secs(5)).0, 431);
-    assert!(health_within_a_second(addr));
+    assert!(health_answers(addr));
     let after = peak(child.id());
     assert!(
         after < before + 32,
@@ -247,7 +257,7 @@ fn connections_past_the_caps_get_503_at_once() {
     assert!(answer.contains("Retry-After"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(1));
     // Another client is served meanwhile.
-    assert!(health_within_a_second(addr));
+    assert!(health_answers(addr));
     // 4 + 2 = 6 open; the 7th place is the last.
     let others: Vec<TcpStream> = (0..2).map(|_| connect_from("127.0.0.3", addr)).collect();
     let last = connect_from("127.0.0.4", addr);
@@ -308,7 +318,7 @@ fn trickling_uploads_hold_neither_the_workers_nor_health() {
     let (probes, missed) = probe_health_while(addr, || tricklers.iter().all(|t| t.is_finished()));
     assert_eq!(
         missed, 0,
-        "{missed} of {probes} /health probes unanswered within 1 s"
+        "{missed} of {probes} /health probes unanswered in time"
     );
     for t in tricklers {
         let (status, took) = t.join().unwrap();
@@ -358,7 +368,7 @@ fn image_work_is_admitted_within_its_places_and_light_routes_never_wait() {
     let answers: Vec<_> = posts.into_iter().map(|p| p.join().unwrap()).collect();
     assert_eq!(
         missed, 0,
-        "{missed} of {probes} /health probes unanswered within 1 s"
+        "{missed} of {probes} /health probes unanswered in time"
     );
     let busy = answers.iter().filter(|(s, _, _)| *s == 503).count();
     let done = answers.iter().filter(|(s, _, _)| *s == 200).count();
@@ -410,7 +420,7 @@ fn malformed_framing_is_answered_at_once() {
             started.elapsed()
         );
     }
-    assert!(health_within_a_second(addr));
+    assert!(health_answers(addr));
     server.shutdown();
 }
 
@@ -436,7 +446,7 @@ fn clients_that_never_read_their_answers_do_not_hold_the_workers() {
     let (probes, missed) = probe_health_while(addr, || started.elapsed() > Duration::from_secs(4));
     assert_eq!(
         missed, 0,
-        "{missed} of {probes} /health probes unanswered within 1 s"
+        "{missed} of {probes} /health probes unanswered in time"
     );
     drop(deaf);
     server.shutdown();
@@ -559,4 +569,49 @@ fn a_full_disk_answers_507_without_paths_and_keeps_the_gallery_whole() {
     // Every .npy there loads.
     let (_, report) = face_attendance::gallery::Gallery::open(&mount).unwrap();
     assert!(report.skipped.is_empty(), "{report:?}");
+}
+
+/// Images above DETECT_MAX_PIXELS cost the most memory: one at a time, whatever
+/// HTTP_MAX_IMAGES allows for the others.
+#[test]
+fn one_large_image_at_a_time() {
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = h::serve_settings();
+    settings.max_images = 4;
+    settings.queue_seconds = 0.0;
+    let server = h::start(data.path(), settings);
+    let url = format!("http://{}/recognize", server.addr());
+    let photo = face_attendance::image_io::decode(
+        &std::fs::read(common::faces_dir().join("group/obama_and_biden.jpg")).unwrap(),
+        face_attendance::image_io::DEFAULT_MAX_PIXELS,
+    )
+    .unwrap();
+    // 3.8 MP: above the default budget of 2.1 MP.
+    let large = face_attendance::image_io::encode_jpeg(&face_attendance::image_io::letterbox(
+        &photo, 2400, 1600,
+    ))
+    .unwrap();
+    let posts: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, large) = (url.clone(), large.clone());
+            std::thread::spawn(move || {
+                let mut response = h::agent()
+                    .post(&url)
+                    .header("Content-Type", "image/jpeg")
+                    .send(&large[..])
+                    .unwrap();
+                let status = response.status().as_u16();
+                (status, response.body_mut().read_to_string().unwrap())
+            })
+        })
+        .collect();
+    let mut answers: Vec<(u16, String)> = posts.into_iter().map(|p| p.join().unwrap()).collect();
+    answers.sort();
+    assert_eq!(answers[0].0, 200, "{answers:?}");
+    assert_eq!(answers[1].0, 503, "{answers:?}");
+    assert!(answers[1].1.contains("large image"), "{answers:?}");
+    // A small one goes through meanwhile (one large and one small at once is the budget).
+    let small = common::faces_dir().join("known/obama/obama_1.jpg");
+    assert_eq!(h::post_image(&url, &small, &[]).0, 200);
+    server.shutdown();
 }

@@ -6,8 +6,10 @@
 //!   is read, and keeps it until it is answered; without a free place it is refused at once with
 //!   503 and `Retry-After`. Each place holds at most `MAX_UPLOAD_BYTES` of body.
 //! - Decoding an image and the face work on it take one of `max_images` image places, waiting at
-//!   most `queue_wait` for one (then 503 and `Retry-After`). The engine bounds what one image may
-//!   cost (`FACE_MAX_PIXELS`, `DETECT_MAX_PIXELS`), so `max_images` bounds what they cost together.
+//!   most `queue_wait` for one (then 503 and `Retry-After`); an image above `DETECT_MAX_PIXELS`
+//!   (from its header) also takes the one large-image place. The engine bounds what one image may
+//!   cost (`FACE_MAX_PIXELS`, `DETECT_MAX_PIXELS`), so together they cost at most one large image
+//!   and `max_images - 1` others: the README's memory budget.
 //! - Light routes (`/health`, `/config`, `/docs`, ...) take no place: the HTTP workers answer them
 //!   at once and hand everything else to the places above, so they never wait behind an upload.
 //! - Connections are bounded by the vendored tiny_http before a thread is spent on them
@@ -123,6 +125,8 @@ pub struct Budget {
     pub uploads: Places,
     /// Images being decoded and analyzed.
     pub images: Places,
+    /// Images above `DETECT_MAX_PIXELS` among them: one at a time.
+    pub large_images: Places,
     /// Large answers (the docs, the OpenAPI document) written to clients that may read slowly.
     pub downloads: Places,
     /// How long an upload waits for an image place before it is refused.
@@ -137,6 +141,7 @@ impl Budget {
         Budget {
             uploads: Places::new(max_uploads),
             images: Places::new(max_images),
+            large_images: Places::new(1),
             downloads: Places::new(MAX_DOWNLOADS),
             queue_wait,
         }

@@ -114,15 +114,30 @@ impl App {
         })
     }
 
-    /// Runs image work (decoding included) on the rayon pool, holding one of the image places:
-    /// it waits at most `HTTP_QUEUE_SECONDS` for one, then the client hears 503 and
-    /// `Retry-After`. This bounds what images cost at once in memory and CPU.
+    /// Runs the work on `image` (decoding included) on the rayon pool, holding one of the image
+    /// places, and the large-image place too when the image is above `DETECT_MAX_PIXELS` (read
+    /// from its header): it waits at most `HTTP_QUEUE_SECONDS` for them, then the client hears
+    /// 503 and `Retry-After`. This bounds what images cost at once in memory and CPU.
     fn image_work<T: Send>(
         &self,
+        image: &[u8],
         work: impl FnOnce() -> Result<T, crate::Error> + Send,
     ) -> Result<T, ApiError> {
-        let Some(_place) = self.budget.images.take_within(self.budget.queue_wait) else {
+        let recognizer = &self.recognizer;
+        // An image whose header does not read is refused by the work itself, at once.
+        let large = crate::image_io::probe(image, recognizer.max_pixels)
+            .is_ok_and(|p| p.pixels() > recognizer.engine.detect_max_pixels());
+        let deadline = std::time::Instant::now() + self.budget.queue_wait;
+        let left = || deadline.saturating_duration_since(std::time::Instant::now());
+        let Some(_place) = self.budget.images.take_within(left()) else {
             return Err(ApiError::Busy("too many images in progress"));
+        };
+        let _large = match large {
+            false => None,
+            true => match self.budget.large_images.take_within(left()) {
+                Some(place) => Some(place),
+                None => return Err(ApiError::Busy("a large image is in progress")),
+            },
         };
         self.pool.install(work).map_err(ApiError::from)
     }
@@ -133,6 +148,7 @@ impl App {
             "connections": self.connections.get().map(|count| count()),
             "uploads": self.budget.uploads.to_json(),
             "images": self.budget.images.to_json(),
+            "large_images": self.budget.large_images.to_json(),
             "websocket_clients": self.hub.clients(),
         })
     }

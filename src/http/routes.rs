@@ -81,7 +81,7 @@ pub struct Route {
 /// The body `/mock/webhook` takes: an event, not an image.
 const SMALL_BODY: usize = 64 * 1024;
 
-pub const ROUTES: &[Route] = &[
+pub static ROUTES: &[Route] = &[
     Route {
         method: "POST",
         path: "/enroll",
@@ -248,7 +248,7 @@ fn docs(_app: &App, _query: &str) -> Result<Answer, ApiError> {
 fn enroll(app: &App, form: Form, _query: &str) -> Result<Answer, ApiError> {
     let student_id = form.text("student_id")?;
     let image = form.file("image")?;
-    let outcome = app.image_work(|| app.recognizer.enroll_bytes(&student_id, image))?;
+    let outcome = app.image_work(image, || app.recognizer.enroll_bytes(&student_id, image))?;
     if outcome.saved > 0 {
         log::info!("enrolled a face for {student_id}");
     }
@@ -259,7 +259,7 @@ fn enroll(app: &App, form: Form, _query: &str) -> Result<Answer, ApiError> {
 
 fn recognize(app: &App, form: Form, _query: &str) -> Result<Answer, ApiError> {
     let image = form.file("image")?;
-    let results = app.image_work(|| app.recognizer.recognize_bytes(image, None))?;
+    let results = app.image_work(image, || app.recognizer.recognize_bytes(image, None))?;
     Ok(Answer::Json(json!({"ok": true, "results": results})))
 }
 
@@ -302,8 +302,9 @@ fn realtime(app: &App, form: Form, query: &str) -> Result<Answer, ApiError> {
     let (tolerance, send_unknown) = realtime_params(query)?;
     let bytes = form.file("image")?;
     // The image place is given back before the webhook wait below.
-    let (results, frame) =
-        app.image_work(|| app.recognizer.recognize_bytes_sized(bytes, tolerance))?;
+    let (results, frame) = app.image_work(bytes, || {
+        app.recognizer.recognize_bytes_sized(bytes, tolerance)
+    })?;
     let events: Vec<Event> = events_for(&results, frame, send_unknown);
     let labels: Vec<(String, String)> = events
         .iter()

@@ -198,3 +198,12 @@ fn serve_receiver(
     });
     (url, received, behaviour)
 }
+
+/// The next JSON text message of a WebSocket, past the server's pings.
+pub fn next_json<S: std::io::Read + std::io::Write>(ws: &mut tungstenite::WebSocket<S>) -> Value {
+    loop {
+        if let tungstenite::Message::Text(text) = ws.read().unwrap() {
+            return serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        }
+    }
+}

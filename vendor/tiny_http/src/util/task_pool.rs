@@ -1,90 +1,78 @@
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
 /// Manages a collection of threads.
 ///
-/// A new thread is created every time all the existing threads are full.
-/// Any idle thread will automatically die after a few seconds.
+/// A task goes to an idle thread when there is one, else to a new thread. A thread that has been
+/// idle for a few seconds ends.
+///
+/// face-attendance patch: upstream counted idle threads outside the queue's lock, so a burst of
+/// tasks (connections) could be queued behind threads that were busy for good (a connection
+/// lasts as long as its client), and those connections were never read, not even to time them
+/// out. Idle threads are now counted under the lock, and a task is queued only for a thread that
+/// is idle and not yet promised to an earlier task.
 pub struct TaskPool {
     sharing: Arc<Sharing>,
 }
 
+type Task = Box<dyn FnMut() + Send>;
+
 struct Sharing {
-    // list of the tasks to be done by worker threads
-    todo: Mutex<VecDeque<Box<dyn FnMut() + Send>>>,
-
-    // condvar that will be notified whenever a task is added to `todo`
+    state: Mutex<State>,
+    // notified whenever a task is queued, or the pool closes
     condvar: Condvar,
-
-    // number of total worker threads running
-    active_tasks: AtomicUsize,
-
-    // number of idle worker threads
-    waiting_tasks: AtomicUsize,
 }
 
-/// Minimum number of active threads.
-static MIN_THREADS: usize = 4;
+#[derive(Default)]
+struct State {
+    todo: VecDeque<Task>,
+    // threads waiting for a task
+    idle: usize,
+    closing: bool,
+}
+
+/// How long a thread waits for a next task before it ends.
+const IDLE_LIFETIME: Duration = Duration::from_secs(5);
 
 /// face-attendance patch: the stack of a connection thread. It only reads request heads and
 /// writes short error answers; the application handles requests on threads of its own. The
 /// server's connection caps (`Limits`) bound how many of these threads there are.
 const STACK_SIZE: usize = 256 * 1024;
 
-struct Registration<'a> {
-    nb: &'a AtomicUsize,
-}
-
-impl<'a> Registration<'a> {
-    fn new(nb: &'a AtomicUsize) -> Registration<'a> {
-        nb.fetch_add(1, Ordering::Release);
-        Registration { nb }
-    }
-}
-
-impl<'a> Drop for Registration<'a> {
-    fn drop(&mut self) {
-        self.nb.fetch_sub(1, Ordering::Release);
+impl Sharing {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The queue stays whole if a task panicked while another thread held the lock.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl TaskPool {
     pub fn new() -> TaskPool {
-        let pool = TaskPool {
+        TaskPool {
             sharing: Arc::new(Sharing {
-                todo: Mutex::new(VecDeque::new()),
+                state: Mutex::default(),
                 condvar: Condvar::new(),
-                active_tasks: AtomicUsize::new(0),
-                waiting_tasks: AtomicUsize::new(0),
             }),
-        };
-
-        for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
         }
-
-        pool
     }
 
-    /// Executes a function in a thread.
-    /// If no thread is available, spawns a new one.
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
-
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
-            self.add_thread(Some(code));
-        } else {
-            queue.push_back(code);
+    /// Executes a function in a thread: an idle one, or a new one.
+    pub fn spawn(&self, code: Task) {
+        let mut state = self.sharing.lock();
+        if state.idle > state.todo.len() {
+            state.todo.push_back(code);
+            drop(state);
             self.sharing.condvar.notify_one();
+        } else {
+            drop(state);
+            self.add_thread(code);
         }
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
+    fn add_thread(&self, mut first: Task) {
         let sharing = self.sharing.clone();
-
         // face-attendance patch: a small stack, and no panic (which took the accept thread, so
         // the whole server, down) when no thread can be started: the task, and so the
         // connection it was given, is dropped instead.
@@ -92,46 +80,8 @@ impl TaskPool {
             .name("tiny-http-conn".into())
             .stack_size(STACK_SIZE)
             .spawn(move || {
-                let sharing = sharing;
-                let _active_guard = Registration::new(&sharing.active_tasks);
-
-                if let Some(mut f) = initial_fn {
-                    f();
-                }
-
-                loop {
-                    let mut task: Box<dyn FnMut() + Send> = {
-                        let mut todo = sharing.todo.lock().unwrap();
-
-                        let task;
-                        loop {
-                            if let Some(poped_task) = todo.pop_front() {
-                                task = poped_task;
-                                break;
-                            }
-                            let _waiting_guard = Registration::new(&sharing.waiting_tasks);
-
-                            let received =
-                                if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                    todo = sharing.condvar.wait(todo).unwrap();
-                                    true
-                                } else {
-                                    let (new_lock, waitres) = sharing
-                                        .condvar
-                                        .wait_timeout(todo, Duration::from_millis(5000))
-                                        .unwrap();
-                                    todo = new_lock;
-                                    !waitres.timed_out()
-                                };
-
-                            if !received && todo.is_empty() {
-                                return;
-                            }
-                        }
-
-                        task
-                    };
-
+                first();
+                while let Some(mut task) = next_task(&sharing) {
                     task();
                 }
             });
@@ -141,11 +91,67 @@ impl TaskPool {
     }
 }
 
+/// The next task for an idle thread, or `None` when it has waited long enough or the pool closes.
+fn next_task(sharing: &Sharing) -> Option<Task> {
+    let mut state = sharing.lock();
+    loop {
+        if let Some(task) = state.todo.pop_front() {
+            return Some(task);
+        }
+        if state.closing {
+            return None;
+        }
+        state.idle += 1;
+        let (guard, waited) = sharing
+            .condvar
+            .wait_timeout(state, IDLE_LIFETIME)
+            .unwrap_or_else(PoisonError::into_inner);
+        state = guard;
+        state.idle -= 1;
+        if waited.timed_out() && state.todo.is_empty() {
+            return None;
+        }
+    }
+}
+
 impl Drop for TaskPool {
     fn drop(&mut self) {
-        self.sharing
-            .active_tasks
-            .store(999_999_999, Ordering::Release);
+        self.sharing.lock().closing = true;
         self.sharing.condvar.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A burst of tasks that each block never waits behind one another (upstream queued some of
+    /// them behind busy threads).
+    #[test]
+    fn a_burst_of_blocking_tasks_all_start_at_once() {
+        let pool = TaskPool::new();
+        let (started, starts) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Arc::new(Mutex::new(released));
+        for round in 0..3 {
+            for _ in 0..20 {
+                let (started, released) = (started.clone(), released.clone());
+                pool.spawn(Box::new(move || {
+                    started.send(()).unwrap();
+                    let _ = released.lock().unwrap().recv();
+                }));
+            }
+            for i in 0..20 {
+                starts
+                    .recv_timeout(Duration::from_secs(5))
+                    .unwrap_or_else(|_| panic!("round {round}: task {i} never started"));
+            }
+            // Let them end: their threads are idle for the next round.
+            for _ in 0..20 {
+                release.send(()).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
