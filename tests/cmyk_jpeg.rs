@@ -6,9 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use face_attendance::gallery::Gallery;
 use face_attendance::image_io::{self, RgbImage};
-use face_attendance::recognizer::Recognizer;
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -217,13 +215,7 @@ fn read_photo(rel: &str) -> Vec<u8> {
 #[test]
 fn a_photo_stored_as_cmyk_is_still_recognized() {
     let dir = tempfile::tempdir().unwrap();
-    let (gallery, _) = Gallery::open(dir.path()).unwrap();
-    let r = Recognizer {
-        engine: common::engine(),
-        gallery: std::sync::Arc::new(gallery),
-        tolerance: 0.45,
-        max_pixels: image_io::DEFAULT_MAX_PIXELS,
-    };
+    let r = common::recognizer_in(dir.path());
     for (id, rel) in [
         ("obama", "known/obama/obama_1.jpg"),
         ("obama", "known/obama/obama_2.jpg"),

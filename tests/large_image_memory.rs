@@ -3,12 +3,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use face_attendance::gallery::Gallery;
 use face_attendance::image_io::{self, RgbImage};
-use face_attendance::recognizer::Recognizer;
 
 fn status_kb(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -28,13 +25,7 @@ fn reset_peak() -> bool {
 #[test]
 fn a_25_megapixel_photo_is_recognized_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let (gallery, _) = Gallery::open(dir.path()).unwrap();
-    let r = Recognizer {
-        engine: common::engine(),
-        gallery: Arc::new(gallery),
-        tolerance: 0.45,
-        max_pixels: image_io::DEFAULT_MAX_PIXELS,
-    };
+    let r = common::recognizer_in(dir.path());
     let known = std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap();
     assert_eq!(r.enroll_bytes("obama", &known).unwrap().saved, 1);
 

@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use face_attendance::engine::{
     distance, face_region, Engine, Face, FaceBox, Frame, REGION_BATCH_PIXELS,
 };
-use face_attendance::gallery::Gallery;
 use face_attendance::image_io::{self, Oriented, RgbImage};
 use face_attendance::recognizer::Recognizer;
 
@@ -36,25 +35,6 @@ fn stored_sideways(image: &RgbImage) -> RgbImage {
         }
     }
     RgbImage::from_raw(h, w, pixels).unwrap()
-}
-
-/// `jpeg` with an EXIF APP1 segment saying "rotate `orientation` to view" inserted after SOI.
-fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
-    tiff.extend_from_slice(&1u16.to_be_bytes());
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes());
-    tiff.extend_from_slice(&3u16.to_be_bytes());
-    tiff.extend_from_slice(&1u32.to_be_bytes());
-    tiff.extend_from_slice(&orientation.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    let mut app1 = b"Exif\x00\x00".to_vec();
-    app1.extend_from_slice(&tiff);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    out
 }
 
 fn iou(a: &FaceBox, b: &FaceBox) -> f64 {
@@ -191,7 +171,7 @@ fn enrolled() -> &'static Recognizer {
     static R: OnceLock<(tempfile::TempDir, Recognizer)> = OnceLock::new();
     &R.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let r = recognizer_in(dir.path());
+        let r = common::recognizer_in(dir.path());
         for (id, rel) in [
             ("obama", "known/obama/obama_1.jpg"),
             ("obama", "known/obama/obama_2.jpg"),
@@ -204,16 +184,6 @@ fn enrolled() -> &'static Recognizer {
         (dir, r)
     })
     .1
-}
-
-fn recognizer_in(data: &std::path::Path) -> Recognizer {
-    let (gallery, _) = Gallery::open(data).unwrap();
-    Recognizer {
-        engine: common::engine(),
-        gallery: Arc::new(gallery),
-        tolerance: 0.45,
-        max_pixels: image_io::DEFAULT_MAX_PIXELS,
-    }
 }
 
 #[test]
@@ -233,7 +203,7 @@ fn a_12_megapixel_phone_photo_is_recognized_enrolled_and_turned_upright() {
     // The same photo stored sideways with EXIF orientation 6: upright size, same face.
     let sideways = image_io::encode_jpeg(&stored_sideways(&image)).unwrap();
     let (turned, size) = r
-        .recognize_bytes_sized(&with_exif_orientation(&sideways, 6), None)
+        .recognize_bytes_sized(&common::with_exif_orientation(&sideways, 6), None)
         .unwrap();
     assert_eq!(size, (4000, 3000));
     assert_eq!(turned.len(), 1, "{turned:?}");
@@ -258,7 +228,7 @@ fn a_12_megapixel_phone_photo_is_recognized_enrolled_and_turned_upright() {
 
     // Enrolled from the 12 MP photo, the person is recognized in an ordinary one.
     let dir = tempfile::tempdir().unwrap();
-    let fresh = recognizer_in(dir.path());
+    let fresh = common::recognizer_in(dir.path());
     let out = fresh.enroll_bytes("big_obama", &jpeg).unwrap();
     assert_eq!((out.faces_found, out.saved), (1, 1));
     let crops: Vec<_> = std::fs::read_dir(dir.path().join("faces/big_obama"))

@@ -8,18 +8,15 @@ use std::sync::{Arc, OnceLock};
 
 use face_attendance::bulk_enroll;
 use face_attendance::engine::Engine;
-use face_attendance::gallery::{Gallery, UNKNOWN};
+use face_attendance::gallery::UNKNOWN;
 use face_attendance::image_io::{self, ImageError, RgbImage};
 use face_attendance::recognizer::Recognizer;
 use face_attendance::Error;
 
 fn recognizer_in(data: &Path, engine: Arc<Engine>) -> Recognizer {
-    let (gallery, _) = Gallery::open(data).unwrap();
     Recognizer {
         engine,
-        gallery: Arc::new(gallery),
-        tolerance: 0.45,
-        max_pixels: image_io::DEFAULT_MAX_PIXELS,
+        ..common::recognizer_in(data)
     }
 }
 
@@ -288,25 +285,6 @@ fn png_with_alpha_and_greyscale_jpeg_are_recognized() {
     assert_eq!(got[0].label, "penny");
 }
 
-/// `jpeg` with an EXIF APP1 segment saying "rotate `orientation` to view" inserted after SOI.
-fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one IFD entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes());
-    tiff.extend_from_slice(&orientation.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // value padding, no next IFD
-    let mut app1 = b"Exif\x00\x00".to_vec();
-    app1.extend_from_slice(&tiff);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    out
-}
-
 #[test]
 fn phone_photos_are_turned_upright_by_exif() {
     let r = enrolled();
@@ -326,7 +304,7 @@ fn phone_photos_are_turned_upright_by_exif() {
     )
     .unwrap();
     let jpeg = image_io::encode_jpeg(&stored).unwrap();
-    let shown = image_io::decode(&with_exif_orientation(&jpeg, 6), u64::MAX).unwrap();
+    let shown = image_io::decode(&common::with_exif_orientation(&jpeg, 6), u64::MAX).unwrap();
     assert_eq!((shown.width, shown.height), (upright.width, upright.height));
     let found = r.recognize_image(&shown, None);
     assert_eq!(found.len(), 1);

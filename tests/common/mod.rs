@@ -9,6 +9,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use face_attendance::engine::{Engine, EngineConfig};
+use face_attendance::gallery::Gallery;
+use face_attendance::recognizer::Recognizer;
 
 /// `../shared/faces` beside the repository (CI puts it there), or `FACES_DIR`.
 pub fn faces_dir() -> PathBuf {
@@ -128,4 +130,34 @@ pub fn spawn_until_serving(mut command: std::process::Command) -> std::process::
     rx.recv_timeout(std::time::Duration::from_secs(60))
         .expect("server did not start");
     child
+}
+
+/// A recognizer with the default settings over a fresh gallery in `data`, on the shared engine.
+pub fn recognizer_in(data: &Path) -> Recognizer {
+    let (gallery, _) = Gallery::open(data).unwrap();
+    Recognizer {
+        engine: engine(),
+        gallery: Arc::new(gallery),
+        tolerance: 0.45,
+        max_pixels: face_attendance::image_io::DEFAULT_MAX_PIXELS,
+    }
+}
+
+/// `jpeg` with an EXIF APP1 segment saying "rotate `orientation` to view" inserted after SOI.
+pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one IFD entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes());
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // value padding, no next IFD
+    let mut app1 = b"Exif\x00\x00".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
 }
