@@ -45,12 +45,8 @@ fn load(rel: &str) -> RgbImage {
 fn engine(upsample: u32) -> Engine {
     let models = std::env::var("FACE_MODELS_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into());
-    Engine::load(EngineConfig {
-        models_dir: models.into(),
-        upsample,
-        jitters: 1,
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
+    Engine::load(EngineConfig::new(models).with_upsample(upsample))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn main() {

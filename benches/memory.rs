@@ -36,12 +36,8 @@ fn status_kb(field: &str) -> u64 {
 fn child(width: u32, height: u32, upsample: u32) {
     let models = std::env::var("FACE_MODELS_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into());
-    let engine = Engine::load(EngineConfig {
-        models_dir: models.into(),
-        upsample,
-        jitters: 1,
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let engine = Engine::load(EngineConfig::new(models).with_upsample(upsample))
+        .unwrap_or_else(|e| panic!("{e}"));
     let bytes = std::fs::read(faces_dir().join("probe/obama/obama_3.jpg")).expect("photo");
     let photo = image_io::decode(&bytes, u64::MAX).expect("decode");
     let before_image = status_kb("VmRSS:");

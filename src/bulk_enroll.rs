@@ -109,14 +109,16 @@ pub fn enroll_all(
         .enumerate()
         .flat_map(|(i, (_, photos))| photos.iter().map(move |p| (i, p)))
         .collect();
-    let results: Vec<(usize, &PathBuf, PhotoResult)> = jobs
-        .par_iter()
-        .map(|(i, path)| {
-            let result = enroll_photo(recognizer, path);
-            progress(path);
-            (*i, *path, result)
-        })
-        .collect();
+    // On the engine's pool: one photo per core, decoding included.
+    let results: Vec<(usize, &PathBuf, PhotoResult)> = recognizer.engine.install(|| {
+        jobs.par_iter()
+            .map(|(i, path)| {
+                let result = enroll_photo(recognizer, path);
+                progress(path);
+                (*i, *path, result)
+            })
+            .collect()
+    });
 
     let mut report = Vec::with_capacity(people.len());
     for (i, (id, photos)) in people.iter().enumerate() {

@@ -111,11 +111,9 @@ impl Settings {
     }
 
     pub fn engine_config(&self) -> EngineConfig {
-        EngineConfig {
-            models_dir: self.models_dir.clone(),
-            upsample: self.upsample,
-            jitters: self.jitters,
-        }
+        EngineConfig::new(&self.models_dir)
+            .with_upsample(self.upsample)
+            .with_jitters(self.jitters)
     }
 
     /// Validates the settings, loads the models and the gallery.

@@ -19,6 +19,7 @@ pub mod http;
 pub mod image_io;
 pub mod liveness;
 pub mod recognizer;
+pub mod sync;
 pub mod systemd;
 
 pub use error::Error;

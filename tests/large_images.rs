@@ -134,11 +134,9 @@ fn images_within_the_budget_take_the_full_size_path() {
         assert_eq!(a.encoding, b.encoding);
     }
     // A budget below the image's size sends it down the other path, with the same faces.
-    let small_budget = Engine::load(face_attendance::engine::EngineConfig {
-        models_dir: common::models_dir(),
-        upsample: 1,
-        jitters: 1,
-    })
+    let small_budget = Engine::load(face_attendance::engine::EngineConfig::new(
+        common::models_dir(),
+    ))
     .unwrap()
     .with_detect_max_pixels(800_000);
     assert!(!small_budget.detects_at_full_size(image.width, image.height));

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use face_attendance::bulk_enroll;
-use face_attendance::engine::Engine;
+use face_attendance::engine::{Engine, EngineConfig};
 use face_attendance::gallery::UNKNOWN;
 use face_attendance::image_io::{self, ImageError, RgbImage};
 use face_attendance::recognizer::Recognizer;
@@ -126,6 +126,44 @@ fn many_threads_give_the_same_answers_as_one() {
         let boxes: Vec<_> = faces.iter().map(|f| f.bbox).collect();
         assert_eq!(boxes, want.iter().map(|w| w.bbox).collect::<Vec<_>>());
     }
+    // Six callers, group photos with several faces each: still at most one encoder network
+    // per thread of the engine's pool (the callers' own threads never run dlib).
+    assert!(
+        r.engine.encoder_copies() <= r.engine.threads(),
+        "{} encoder copies for {} pool threads",
+        r.engine.encoder_copies(),
+        r.engine.threads()
+    );
+}
+
+#[test]
+fn one_client_at_a_time_keeps_one_encoder() {
+    let engine = Engine::load(EngineConfig::new(common::models_dir()).with_threads(4)).unwrap();
+    assert_eq!(engine.threads(), 4);
+    let photo = decode("probe/obama/obama_3.jpg");
+    for _ in 0..6 {
+        assert_eq!(engine.analyze(&photo).len(), 1);
+    }
+    assert_eq!(
+        engine.encoder_copies(),
+        1,
+        "sequential single faces reuse one copy"
+    );
+    // Four faces at once on four threads: copies are made, never more than the threads.
+    let group = decode("group/bbt1.jpg");
+    let faces = engine.analyze(&group);
+    assert!(faces.len() >= 4, "{} faces", faces.len());
+    let copies = engine.encoder_copies();
+    assert!((1..=4).contains(&copies), "{copies} copies");
+    // The copies encode exactly as the first network does.
+    assert_eq!(
+        engine
+            .analyze(&group)
+            .iter()
+            .map(|f| f.encoding)
+            .collect::<Vec<_>>(),
+        faces.iter().map(|f| f.encoding).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -313,14 +351,8 @@ fn phone_photos_are_turned_upright_by_exif() {
 
 #[test]
 fn jittered_encodings_stay_close_and_run_safely_in_parallel() {
-    let jittery = Arc::new(
-        Engine::load(face_attendance::engine::EngineConfig {
-            models_dir: common::models_dir(),
-            upsample: 1,
-            jitters: 4,
-        })
-        .unwrap(),
-    );
+    let jittery =
+        Arc::new(Engine::load(EngineConfig::new(common::models_dir()).with_jitters(4)).unwrap());
     let image = decode("probe/biden/biden_2.jpg");
     let plain = common::engine().analyze(&image);
     let results: Vec<_> = std::thread::scope(|s| {

@@ -193,7 +193,7 @@ pub fn start(
         }
     };
     let stall_limit = MIN_STALL_LIMIT.max(limits.io_timeout * 2);
-    let mut app = App::new(recognizer, dispatcher, hub, limits, budget, config_json)?;
+    let mut app = App::new(recognizer, dispatcher, hub, limits, budget, config_json);
     app.camera = camera.as_ref().map(|c| c.stats().clone());
     app.keys = keys;
     let server = http::start(&serve.bind_address(), app)?;

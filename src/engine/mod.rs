@@ -15,11 +15,12 @@
 //! [`Engine::encode_from_crops`]). Images within the budget take exactly the path the Python
 //! library takes.
 
+mod allocator;
 mod dlib_ext;
 pub mod models;
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use dlib_face_recognition::{
     FaceEncoderNetwork, FaceEncoderTrait, FaceLandmarks, ImageMatrix, LandmarkPredictor,
@@ -29,6 +30,7 @@ use rayon::prelude::*;
 use serde::{Serialize, Serializer};
 
 use crate::image_io::{self, ImageError, Oriented, RgbImage};
+use allocator::release_free_memory;
 use dlib_ext::HogDetector;
 pub use models::ModelError;
 
@@ -106,82 +108,198 @@ pub struct Face {
 /// How the engine runs; the defaults are the original service's.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    pub models_dir: PathBuf,
+    models_dir: PathBuf,
+    upsample: u32,
+    jitters: u32,
+    threads: usize,
+}
+
+impl EngineConfig {
+    /// Models from `models_dir`, upsample 1, no jitter, one thread per core.
+    pub fn new(models_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            models_dir: models_dir.into(),
+            upsample: 1,
+            jitters: 1,
+            threads: 0,
+        }
+    }
+
     /// Times the image is upsampled before HOG detection (finds smaller faces, costs ~4x each).
-    pub upsample: u32,
+    pub fn with_upsample(mut self, upsample: u32) -> Self {
+        self.upsample = upsample;
+        self
+    }
+
     /// Re-encodings of randomly jittered copies of each face, averaged (1 = none).
-    pub jitters: u32,
+    pub fn with_jitters(mut self, jitters: u32) -> Self {
+        self.jitters = jitters;
+        self
+    }
+
+    /// Threads of the engine's pool (0: one per core).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    pub fn models_dir(&self) -> &std::path::Path {
+        &self.models_dir
+    }
+
+    pub fn upsample(&self) -> u32 {
+        self.upsample
+    }
+
+    pub fn jitters(&self) -> u32 {
+        self.jitters
+    }
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig {
-            models_dir: PathBuf::from("models"),
-            upsample: 1,
-            jitters: 1,
+        EngineConfig::new("models")
+    }
+}
+
+/// Models that keep scratch buffers while they work (dlib's detector keeps its feature pyramid,
+/// the network its activations), lent to one thread at a time.
+///
+/// Contract: at most `max` copies ever exist, `max` being the engine's pool threads, and only
+/// those threads borrow, one copy each at a time: so each core holds at most one working set,
+/// and a borrower that finds none idle while `max` exist waits for one (never for long: no
+/// borrower waits on anything else while it holds one). Returned copies are reused last-in
+/// first-out, so a box serving one client at a time keeps using (and keeping in memory) one.
+struct Lender<T> {
+    state: Mutex<LenderState<T>>,
+    returned: Condvar,
+    max: usize,
+}
+
+struct LenderState<T> {
+    idle: Vec<T>,
+    made: usize,
+}
+
+impl<T> Lender<T> {
+    fn new(first: T, max: usize) -> Self {
+        Lender {
+            state: Mutex::new(LenderState {
+                idle: vec![first],
+                made: 1,
+            }),
+            returned: Condvar::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// An idle copy; else, below `max`, a new one copied (by `copy`) from the next copy that
+    /// comes back, so no spare is ever kept just to copy from; else the next one back.
+    fn borrow(&self, copy: impl FnOnce(&T) -> T) -> Loan<'_, T> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(item) = state.idle.pop() {
+                return Loan::new(self, item);
+            }
+            if state.made < self.max {
+                state.made += 1;
+                let source = loop {
+                    match state.idle.pop() {
+                        Some(item) => break item,
+                        None => state = sync::wait(&self.returned, state),
+                    }
+                };
+                drop(state);
+                let item = copy(&source);
+                self.give_back(source);
+                return Loan::new(self, item);
+            }
+            state = sync::wait(&self.returned, state);
+        }
+    }
+
+    fn give_back(&self, item: T) {
+        lock(&self.state).idle.push(item);
+        self.returned.notify_one();
+    }
+
+    /// How many copies exist (idle or lent).
+    fn made(&self) -> usize {
+        lock(&self.state).made
+    }
+}
+
+/// A borrowed copy, given back when dropped.
+struct Loan<'a, T> {
+    lender: &'a Lender<T>,
+    item: Option<T>,
+}
+
+impl<'a, T> Loan<'a, T> {
+    fn new(lender: &'a Lender<T>, item: T) -> Self {
+        Loan {
+            lender,
+            item: Some(item),
         }
     }
 }
 
-/// The models one thread needs to find and encode faces.
-#[derive(Clone)]
-struct Worker {
-    detector: HogDetector,
-    predictor: LandmarkPredictor,
-    encoder: FaceEncoderNetwork,
+impl<T> std::ops::Deref for Loan<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // Present from construction until drop.
+        self.item.as_ref().expect("lent item present until drop")
+    }
 }
 
-impl Clone for HogDetector {
-    fn clone(&self) -> Self {
-        HogDetector::new()
+impl<T> std::ops::DerefMut for Loan<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // Present from construction until drop.
+        self.item.as_mut().expect("lent item present until drop")
+    }
+}
+
+impl<T> Drop for Loan<'_, T> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            self.lender.give_back(item);
+        }
     }
 }
 
 static JITTER: Mutex<()> = Mutex::new(());
 
+/// Tells OpenBLAS (the encoder's matrix products) to use the calling thread only: the engine
+/// already runs one face per core, and OpenBLAS's own threads would compete with it (measured:
+/// fewer requests/s at 4 clients and a worse tail). Set by the program itself, whatever the
+/// user's environment says.
+fn single_threaded_blas() {
+    extern "C" {
+        fn openblas_set_num_threads(num_threads: std::os::raw::c_int);
+    }
+    // SAFETY: takes an int and only sets OpenBLAS's thread count (libopenblas is linked by
+    // dlib-face-recognition's `openblas` feature); safe to call at any time from any thread.
+    unsafe { openblas_set_num_threads(1) }
+}
+
+/// Finds and encodes faces; see the module docs.
+///
+/// Every call runs on the engine's own thread pool (one thread per core, [`Engine::install`]):
+/// dlib never runs on the caller's thread (an HTTP worker, the camera loop), and the models
+/// that keep scratch exist at most once per pool thread.
 pub struct Engine {
     config: EngineConfig,
     /// Images with more pixels are detected on a downscaled copy (`DETECT_MAX_PIXELS`).
     detect_max_pixels: u64,
-    /// Idle workers, ready for the next caller.
-    idle: Mutex<Vec<Worker>>,
-    /// The loaded models, copied when every idle worker is in use.
-    prototype: Mutex<Worker>,
+    pool: rayon::ThreadPool,
+    detectors: Lender<HogDetector>,
+    /// dlib's shape_predictor only reads its model: one copy serves every thread.
+    predictor: LandmarkPredictor,
+    encoders: Lender<FaceEncoderNetwork>,
 }
 
-struct Checkout<'a> {
-    engine: &'a Engine,
-    worker: Option<Worker>,
-}
-
-impl std::ops::Deref for Checkout<'_> {
-    type Target = Worker;
-    fn deref(&self) -> &Worker {
-        // Present from construction until drop.
-        self.worker.as_ref().expect("worker present until drop")
-    }
-}
-
-impl std::ops::DerefMut for Checkout<'_> {
-    fn deref_mut(&mut self) -> &mut Worker {
-        // Present from construction until drop.
-        self.worker.as_mut().expect("worker present until drop")
-    }
-}
-
-impl Drop for Checkout<'_> {
-    fn drop(&mut self) {
-        if let Some(w) = self.worker.take() {
-            lock(&self.engine.idle).push(w);
-        }
-    }
-}
-
-/// A poisoned lock only means another thread panicked while holding it; the data (a pool of
-/// models) is still whole, so carry on rather than take the whole service down.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+/// A poisoned lock only means another thread panicked while holding it; the pools stay whole.
+use crate::sync::{self, lock};
 
 impl Engine {
     /// Loads and verifies the models: fails with one clear line naming the missing or corrupt
@@ -198,17 +316,41 @@ impl Engine {
             LandmarkPredictor::open(&landmarks_path).map_err(|e| unreadable(&landmarks_path, e))?;
         let encoder =
             FaceEncoderNetwork::open(&encoder_path).map_err(|e| unreadable(&encoder_path, e))?;
-        let prototype = Worker {
-            detector: HogDetector::new(),
-            predictor,
-            encoder,
+        single_threaded_blas();
+        allocator::map_large_buffers();
+        let threads = match config.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("face-{i}"))
+            .build()
+            .map_err(|e| ModelError::Threads(e.to_string()))?;
         Ok(Engine {
             config,
             detect_max_pixels: DEFAULT_DETECT_MAX_PIXELS,
-            idle: Mutex::new(vec![prototype.clone()]),
-            prototype: Mutex::new(prototype),
+            pool,
+            detectors: Lender::new(HogDetector::new(), threads),
+            predictor,
+            encoders: Lender::new(encoder, threads),
         })
+    }
+
+    /// Runs `work` on the engine's pool (at once when already on it) and waits for it: callers
+    /// put the whole of an image's work there, decoding included.
+    pub fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(work)
+    }
+
+    /// Threads of the engine's pool: the most images worked on at once.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Copies of the encoder network that exist (at most [`Engine::threads`]).
+    pub fn encoder_copies(&self) -> usize {
+        self.encoders.made()
     }
 
     /// The same engine with another detection budget (at least 1 pixel).
@@ -231,15 +373,6 @@ impl Engine {
         width as u64 * height as u64 <= self.detect_max_pixels
     }
 
-    fn checkout(&self) -> Checkout<'_> {
-        let pooled = lock(&self.idle).pop();
-        let worker = pooled.unwrap_or_else(|| lock(&self.prototype).clone());
-        Checkout {
-            engine: self,
-            worker: Some(worker),
-        }
-    }
-
     /// Finds every face in `image` and encodes them (in parallel when there are several). An
     /// image above the detection budget is detected on a downscaled copy and encoded from crops.
     pub fn analyze(&self, image: &RgbImage) -> Vec<Face> {
@@ -255,7 +388,7 @@ impl Engine {
 
     /// Analyzes several images in parallel; results in the same order.
     pub fn analyze_batch(&self, images: &[RgbImage]) -> Vec<Vec<Face>> {
-        images.par_iter().map(|img| self.analyze(img)).collect()
+        self.install(|| images.par_iter().map(|img| self.analyze(img)).collect())
     }
 
     /// Face boxes only, clipped to the image, in the detector's order (found on a downscaled
@@ -299,6 +432,10 @@ impl Engine {
     /// extraction a grown, rotated square around the landmarks, so the crop gives the same
     /// encoding as the whole image (identical in tests/large_images.rs).
     pub fn encode_from_crops(&self, image: &Oriented<'_>, boxes: &[FaceBox]) -> Vec<Face> {
+        self.install(|| self.encode_regions(image, boxes))
+    }
+
+    fn encode_regions(&self, image: &Oriented<'_>, boxes: &[FaceBox]) -> Vec<Face> {
         let (width, height) = (image.width(), image.height());
         let regions: Vec<_> = boxes
             .iter()
@@ -351,15 +488,18 @@ impl Engine {
     }
 
     fn detect_upsampled(&self, frame: &Frame, upsample: u32) -> Vec<FaceBox> {
-        let mut worker = self.checkout();
-        let found = worker.detector.detect(&frame.matrix, upsample);
-        let scanned = (frame.width as u64 * frame.height as u64)
-            .saturating_mul(1u64.checked_shl(2 * upsample).unwrap_or(u64::MAX));
-        if scanned > SCRATCH_KEEP_PIXELS {
-            worker.detector.release_scratch();
-            drop(worker);
-            release_free_memory();
-        }
+        let found = self.install(|| {
+            let mut detector = self.detectors.borrow(|_| HogDetector::new());
+            let found = detector.detect(&frame.matrix, upsample);
+            let scanned = (frame.width as u64 * frame.height as u64)
+                .saturating_mul(1u64.checked_shl(2 * upsample).unwrap_or(u64::MAX));
+            if scanned > SCRATCH_KEEP_PIXELS {
+                detector.release_scratch();
+                drop(detector);
+                release_free_memory();
+            }
+            found
+        });
         found
             .iter()
             .map(|r| FaceBox::clipped(r, frame.width, frame.height))
@@ -373,7 +513,7 @@ impl Engine {
         if !(scale > 0.0 && scale < 1.0) {
             return self.detect_upsampled(frame, upsample);
         }
-        let small = frame.scaled(scale);
+        let small = self.install(|| frame.scaled(scale));
         let found = self.detect_upsampled(&small, upsample);
         scale_boxes(
             &found,
@@ -384,42 +524,39 @@ impl Engine {
 
     /// The landmark shape of each face at `boxes` (in parallel when there are several).
     pub fn shapes_in(&self, frame: &Frame, boxes: &[FaceBox]) -> Vec<Shape> {
-        boxes
-            .par_iter()
-            .map(|b| {
-                Shape(
-                    self.checkout()
-                        .predictor
-                        .face_landmarks(&frame.matrix, &b.to_rect()),
-                )
-            })
-            .collect()
+        self.install(|| {
+            boxes
+                .par_iter()
+                .map(|b| Shape(self.predictor.face_landmarks(&frame.matrix, &b.to_rect())))
+                .collect()
+        })
     }
 
     /// The encoding of each face from its shape (in parallel when there are several).
     pub fn encode_shapes(&self, frame: &Frame, faces: &[(FaceBox, Shape)]) -> Vec<Face> {
-        faces
-            .par_iter()
-            .map(|(bbox, shape)| {
-                let worker = self.checkout();
-                // Jittering draws from one global dlib::rand in the crate's C++ glue, which is
-                // not thread-safe: one jittered encoding at a time (it is the slow path anyway).
-                let _jittering = (self.config.jitters > 1).then(|| lock(&JITTER));
-                let encodings = worker.encoder.get_face_encodings(
-                    &frame.matrix,
-                    std::slice::from_ref(&shape.0),
-                    self.config.jitters,
-                );
-                let mut encoding = [0.0; ENCODING_LEN];
-                if let Some(e) = encodings.first() {
-                    encoding.copy_from_slice(e.as_ref());
-                }
-                Face {
-                    bbox: *bbox,
-                    encoding,
-                }
-            })
-            .collect()
+        self.install(|| {
+            faces
+                .par_iter()
+                .map(|(bbox, shape)| self.encode_one(frame, *bbox, shape))
+                .collect()
+        })
+    }
+
+    fn encode_one(&self, frame: &Frame, bbox: FaceBox, shape: &Shape) -> Face {
+        let encoder = self.encoders.borrow(|source| source.clone());
+        // Jittering draws from one global dlib::rand in the crate's C++ glue, which is not
+        // thread-safe: one jittered encoding at a time (it is the slow path anyway).
+        let _jittering = (self.config.jitters > 1).then(|| lock(&JITTER));
+        let encodings = encoder.get_face_encodings(
+            &frame.matrix,
+            std::slice::from_ref(&shape.0),
+            self.config.jitters,
+        );
+        let mut encoding = [0.0; ENCODING_LEN];
+        if let Some(e) = encodings.first() {
+            encoding.copy_from_slice(e.as_ref());
+        }
+        Face { bbox, encoding }
     }
 
     /// Landmarks then encodings of the faces at `boxes`.
@@ -427,24 +564,6 @@ impl Engine {
         let shapes = self.shapes_in(frame, boxes);
         let faces: Vec<(FaceBox, Shape)> = boxes.iter().copied().zip(shapes).collect();
         self.encode_shapes(frame, &faces)
-    }
-}
-
-/// Hands memory the allocator keeps free back to the system. A large detection frees tens of MB
-/// in buffers of a few MB each, which glibc keeps in its heap (its mmap threshold rises past
-/// them after the first large free), so the full-size decode that follows would otherwise stack
-/// on top of them: measured, 50-60 MB of a 25 MP photo's peak.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
-        }
-        // SAFETY: glibc's malloc_trim takes no pointers and locks each arena it trims; it
-        // only returns free pages to the kernel and is safe to call from any thread.
-        unsafe {
-            malloc_trim(0);
-        }
     }
 }
 
@@ -577,6 +696,42 @@ pub fn distance(a: &Encoding, b: &Encoding) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_lender_reuses_the_last_copy_and_never_makes_more_than_its_max() {
+        let lender = Lender::new(0u32, 3);
+        for _ in 0..5 {
+            drop(lender.borrow(|_| unreachable!("one borrower at a time needs no copy")));
+        }
+        assert_eq!(lender.made(), 1);
+
+        // Eight threads borrowing at once, each holding its copy a moment: at most three exist,
+        // all copied from the first (value 0), and every borrower is served.
+        let served = std::sync::atomic::AtomicUsize::new(0);
+        let held = std::sync::atomic::AtomicUsize::new(0);
+        let most = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let item = lender.borrow(|source| *source);
+                        assert_eq!(*item, 0);
+                        let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                        held.fetch_sub(1, Ordering::SeqCst);
+                        served.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(served.load(Ordering::SeqCst), 160);
+        assert!(lender.made() <= 3, "{} copies", lender.made());
+        assert!(most.load(Ordering::SeqCst) <= 3);
+        let made = lender.made();
+        assert_eq!(lock(&lender.state).idle.len(), made, "every copy came back");
+    }
 
     #[test]
     fn a_frame_refuses_pixels_that_do_not_fit_its_size() {

@@ -29,6 +29,8 @@ pub enum ModelError {
     },
     #[error("model file {path} cannot be read: {reason}", path = .path.display())]
     Unreadable { path: PathBuf, reason: String },
+    #[error("cannot start the face engine's threads: {0}")]
+    Threads(String),
 }
 
 /// The pinned SHA-256 of a model file, if it is one we know.

@@ -1,5 +1,5 @@
-//! The HTTP API on the LAN: tiny_http with a fixed pool of worker threads, face work on a
-//! rayon pool sized to the cores, the WebSocket feed on the same port, and the webhook
+//! The HTTP API on the LAN: tiny_http with a fixed pool of worker threads, face work on the
+//! engine's pool (one thread per core), the WebSocket feed on the same port, and the webhook
 //! dispatcher behind `/recognize/realtime`.
 //!
 //! Where a request goes: the vendored tiny_http reads its head within bounds (size, time,
@@ -82,7 +82,6 @@ pub struct App {
     pub keys: ApiKeys,
     /// Places for uploads, images and large answers.
     pub budget: Budget,
-    pool: rayon::ThreadPool,
     /// Open connections, from the server once it runs.
     connections: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
 }
@@ -95,12 +94,8 @@ impl App {
         limits: Limits,
         budget: Budget,
         config_json: Value,
-    ) -> std::io::Result<App> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("face-{i}"))
-            .build()
-            .map_err(std::io::Error::other)?;
-        Ok(App {
+    ) -> App {
+        App {
             recognizer,
             dispatcher,
             hub,
@@ -109,12 +104,11 @@ impl App {
             config_json,
             keys: ApiKeys::default(),
             budget,
-            pool,
             connections: std::sync::OnceLock::new(),
-        })
+        }
     }
 
-    /// Runs the work on `image` (decoding included) on the rayon pool, holding one of the image
+    /// Runs the work on `image` (decoding included) on the engine's pool, holding one of the image
     /// places, and the large-image place too when the image is above `DETECT_MAX_PIXELS` (read
     /// from its header): it waits at most `HTTP_QUEUE_SECONDS` for them, then the client hears
     /// 503 and `Retry-After`. This bounds what images cost at once in memory and CPU.
@@ -139,7 +133,7 @@ impl App {
                 None => return Err(ApiError::Busy("a large image is in progress")),
             },
         };
-        self.pool.install(work).map_err(ApiError::from)
+        recognizer.engine.install(work).map_err(ApiError::from)
     }
 
     /// The `http` part of `/health`: open connections and the budgets' places.

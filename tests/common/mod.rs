@@ -39,12 +39,8 @@ pub fn models_dir() -> PathBuf {
 }
 
 pub fn engine_with(upsample: u32) -> Engine {
-    Engine::load(EngineConfig {
-        models_dir: models_dir(),
-        upsample,
-        jitters: 1,
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
+    Engine::load(EngineConfig::new(models_dir()).with_upsample(upsample))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One engine per test binary at upsample 1 (loading the models takes a moment).
