@@ -1,11 +1,13 @@
 //! Face engine: HOG detection, 5-point landmarks and the 128-D ResNet encoding, on the very
 //! dlib models the Python `face_recognition` library uses, step for step as it does them.
 //!
-//! dlib's detector and network keep scratch buffers, so each thread works with a [`Worker`] of
-//! its own, checked out of a pool and returned after use. The pool grows to the number of
-//! threads that need one at once (HTTP workers plus the rayon pool) and never shrinks; a
-//! detector that scanned a large image drops its scratch (the HOG feature pyramid it keeps,
-//! ~6 bytes per scanned pixel) before going back to the pool.
+//! HOG detection runs on one immutable model shared by every thread ([`hog::HogModel`]): one
+//! detection scans its image pyramid on all cores of the rayon pool, with exactly the boxes of
+//! dlib's single-threaded detector, and keeps no scratch once it returns.
+//!
+//! dlib's landmark predictor and network keep scratch buffers, so each thread works with a
+//! [`Worker`] of its own, checked out of a pool and returned after use. The pool grows to the
+//! number of threads that need one at once (HTTP workers plus the rayon pool) and never shrinks.
 //!
 //! Detection costs time and memory in proportion to the pixels scanned, so an image above the
 //! detection budget ([`Engine::detect_max_pixels`], `DETECT_MAX_PIXELS`) is detected on a copy
@@ -16,6 +18,7 @@
 //! library takes.
 
 mod dlib_ext;
+pub mod hog;
 pub mod models;
 
 use std::path::PathBuf;
@@ -29,21 +32,22 @@ use rayon::prelude::*;
 use serde::{Serialize, Serializer};
 
 use crate::image_io::{self, ImageError, Oriented, RgbImage};
-use dlib_ext::HogDetector;
+use hog::HogModel;
 pub use models::ModelError;
 
 /// Default detection budget in pixels: a 1920x1080 frame is still detected at full size, a
 /// larger image on a copy scaled down to this many pixels. At upsample 1, detecting this many
-/// pixels peaks ~90 MB above the loaded models (benches/memory.rs).
+/// pixels peaks ~95 MB above the loaded models with 2 rayon threads, ~70 MB with one
+/// (benches/memory.rs).
 pub const DEFAULT_DETECT_MAX_PIXELS: u64 = 2_100_000;
 
 /// Face regions encoded at once from a large image hold at most this many pixels together
 /// (3 bytes each in dlib's copies): 24 MB.
 pub const REGION_BATCH_PIXELS: u64 = 8_000_000;
 
-/// A detector that scanned more pixels than this (after upsampling) frees its scratch before
-/// going back to the pool; below it the buffers are kept for the next image of the same size.
-const SCRATCH_KEEP_PIXELS: u64 = 2_000_000;
+/// After a detection that scanned more pixels than this (after upsampling), the memory it freed
+/// is handed back to the system ([`release_free_memory`]); below it, glibc keeps it for reuse.
+const TRIM_AFTER_PIXELS: u64 = 2_000_000;
 
 /// Length of a face encoding.
 pub const ENCODING_LEN: usize = 128;
@@ -126,15 +130,8 @@ impl Default for EngineConfig {
 /// The models one thread needs to find and encode faces.
 #[derive(Clone)]
 struct Worker {
-    detector: HogDetector,
     predictor: LandmarkPredictor,
     encoder: FaceEncoderNetwork,
-}
-
-impl Clone for HogDetector {
-    fn clone(&self) -> Self {
-        HogDetector::new()
-    }
 }
 
 static JITTER: Mutex<()> = Mutex::new(());
@@ -143,6 +140,8 @@ pub struct Engine {
     config: EngineConfig,
     /// Images with more pixels are detected on a downscaled copy (`DETECT_MAX_PIXELS`).
     detect_max_pixels: u64,
+    /// The HOG face detector, shared by every detection (no per-thread copy).
+    hog: HogModel,
     /// Idle workers, ready for the next caller.
     idle: Mutex<Vec<Worker>>,
     /// The loaded models, copied when every idle worker is in use.
@@ -198,14 +197,11 @@ impl Engine {
             LandmarkPredictor::open(&landmarks_path).map_err(|e| unreadable(&landmarks_path, e))?;
         let encoder =
             FaceEncoderNetwork::open(&encoder_path).map_err(|e| unreadable(&encoder_path, e))?;
-        let prototype = Worker {
-            detector: HogDetector::new(),
-            predictor,
-            encoder,
-        };
+        let prototype = Worker { predictor, encoder };
         Ok(Engine {
             config,
             detect_max_pixels: DEFAULT_DETECT_MAX_PIXELS,
+            hog: HogModel::frontal_face(),
             idle: Mutex::new(vec![prototype.clone()]),
             prototype: Mutex::new(prototype),
         })
@@ -351,13 +347,11 @@ impl Engine {
     }
 
     fn detect_upsampled(&self, frame: &Frame, upsample: u32) -> Vec<FaceBox> {
-        let mut worker = self.checkout();
-        let found = worker.detector.detect(&frame.matrix, upsample);
+        // Every core of the rayon pool; all scratch is freed when it returns.
+        let found = self.hog.detect(frame, upsample);
         let scanned = (frame.width as u64 * frame.height as u64)
             .saturating_mul(1u64.checked_shl(2 * upsample).unwrap_or(u64::MAX));
-        if scanned > SCRATCH_KEEP_PIXELS {
-            worker.detector.release_scratch();
-            drop(worker);
+        if scanned > TRIM_AFTER_PIXELS {
             release_free_memory();
         }
         found
