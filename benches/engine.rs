@@ -3,11 +3,16 @@
 //! Frames: a 640x480 frame with one face (a probe photo scaled onto a canvas) and a 1280x720
 //! photo with four faces, from ../shared/faces (or FACES_DIR). Models from models/ (or
 //! FACE_MODELS_DIR). BENCH_RUNS sets the number of runs per figure (default 15).
+//!
+//! The HOG table compares the engine's detector (the pyramid scanned on every thread of the
+//! rayon pool: RAYON_NUM_THREADS sets how many) with dlib's own single-threaded detector on the
+//! same frames, runs interleaved so that a busy machine slows both alike.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use face_attendance::engine::{Encoding, Engine, EngineConfig};
+use face_attendance::engine::hog::{DlibDetector, HogModel};
+use face_attendance::engine::{Encoding, Engine, EngineConfig, Frame};
 use face_attendance::gallery::{Gallery, StudentId};
 use face_attendance::image_io::{self, RgbImage};
 
@@ -94,6 +99,51 @@ fn main() {
             all
         );
         println!("  ({} faces found at upsample 0)", boxes.len());
+    }
+
+    println!(
+        "\nHOG detection alone, ms (median of {n} interleaved runs): dlib's detector on one thread, \
+         the parallel scan on {} rayon threads",
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:<20} {:>9} {:>14} {:>10} {:>8}",
+        "frame", "upsample", "dlib 1 thread", "parallel", "speedup"
+    );
+    let model = HogModel::frontal_face();
+    let mut dlib = DlibDetector::new();
+    for (name, img) in &frames {
+        let frame = Frame::new(img);
+        for upsample in [0, 1] {
+            let (mut single, mut parallel) = (Vec::new(), Vec::new());
+            for run in 0..=n {
+                let t = Instant::now();
+                let a = dlib.detect(&frame, upsample);
+                let t_single = t.elapsed().as_secs_f64() * 1000.0;
+                let t = Instant::now();
+                let b = model.detect(&frame, upsample);
+                let t_parallel = t.elapsed().as_secs_f64() * 1000.0;
+                assert_eq!(a, b, "{name} at upsample {upsample}: not the same boxes");
+                // Run 0 warms up.
+                if run > 0 {
+                    single.push(t_single);
+                    parallel.push(t_parallel);
+                }
+            }
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (s, p) = (median(single), median(parallel));
+            println!(
+                "{:<20} {:>9} {:>14.2} {:>10.2} {:>7.2}x",
+                name,
+                upsample,
+                s,
+                p,
+                s / p
+            );
+        }
     }
 
     println!("\nmatching one face against the gallery (median of {n} runs)");

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
+use face_attendance::engine::hog::DlibDetector;
 use face_attendance::engine::{Engine, EngineConfig, Frame};
 use face_attendance::image_io;
 
@@ -33,7 +34,8 @@ fn status_kb(field: &str) -> u64 {
 }
 
 /// One measurement in this process: prints `RESULT <rss_mb> <image_mb> <peak_mb> <faces> <ms>`.
-fn child(width: u32, height: u32, upsample: u32) {
+/// With `dlib`, dlib's own single-threaded detector scans instead of the engine (for comparison).
+fn child(width: u32, height: u32, upsample: u32, dlib: bool) {
     let models = std::env::var("FACE_MODELS_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into());
     let engine = Engine::load(EngineConfig::new(models).with_upsample(upsample))
@@ -43,10 +45,14 @@ fn child(width: u32, height: u32, upsample: u32) {
     let before_image = status_kb("VmRSS:");
     let image = image_io::letterbox(&photo, width, height);
     let frame = Frame::new(&image);
+    let mut reference = dlib.then(DlibDetector::new);
     let rss = status_kb("VmRSS:");
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let started = Instant::now();
-    let faces = engine.detect_in(&frame).len();
+    let faces = match reference.as_mut() {
+        Some(d) => d.detect(&frame, upsample).len(),
+        None => engine.detect_in(&frame).len(),
+    };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let peak = if reset { status_kb("VmHWM:") } else { 0 };
     println!(
@@ -60,16 +66,27 @@ fn child(width: u32, height: u32, upsample: u32) {
 fn main() {
     if let Ok(case) = std::env::var("MEMORY_BENCH_CASE") {
         let v: Vec<u32> = case.split(',').filter_map(|x| x.parse().ok()).collect();
-        if let [w, h, u] = v[..] {
-            child(w, h, u);
+        if let [w, h, u, dlib] = v[..] {
+            child(w, h, u, dlib == 1);
         }
         return;
     }
     let exe = std::env::current_exe().expect("own path");
     println!("HOG detection alone: peak RSS above the process with models and image loaded");
     println!(
-        "{:>10} {:>10} {:>9} {:>12} {:>13} {:>8} {:>6}",
-        "pixels", "size", "upsample", "base RSS MB", "image+dlib MB", "peak +MB", "ms"
+        "(the engine's parallel scan; then dlib's own detector on one thread, for comparison)"
+    );
+    println!(
+        "{:>10} {:>10} {:>9} {:>12} {:>13} {:>8} {:>6} {:>14} {:>8}",
+        "pixels",
+        "size",
+        "upsample",
+        "base RSS MB",
+        "image+dlib MB",
+        "peak +MB",
+        "ms",
+        "dlib peak +MB",
+        "dlib ms"
     );
     let sizes: [(u32, u32); 6] = [
         (640, 480),
@@ -84,25 +101,32 @@ fn main() {
             if upsample == 1 && w > 2400 {
                 continue;
             }
-            let out = Command::new(&exe)
-                .env("MEMORY_BENCH_CASE", format!("{w},{h},{upsample}"))
-                .output()
-                .expect("run the measurement");
-            let text = String::from_utf8_lossy(&out.stdout);
-            let Some(line) = text.lines().find(|l| l.starts_with("RESULT")) else {
-                eprintln!("{w}x{h}: {}", String::from_utf8_lossy(&out.stderr));
+            let measure = |dlib: u32| -> Option<Vec<String>> {
+                let out = Command::new(&exe)
+                    .env("MEMORY_BENCH_CASE", format!("{w},{h},{upsample},{dlib}"))
+                    .output()
+                    .expect("run the measurement");
+                let text = String::from_utf8_lossy(&out.stdout);
+                let Some(line) = text.lines().find(|l| l.starts_with("RESULT")) else {
+                    eprintln!("{w}x{h}: {}", String::from_utf8_lossy(&out.stderr));
+                    return None;
+                };
+                Some(line.split_whitespace().skip(1).map(String::from).collect())
+            };
+            let (Some(f), Some(d)) = (measure(0), measure(1)) else {
                 continue;
             };
-            let f: Vec<&str> = line.split_whitespace().skip(1).collect();
             println!(
-                "{:>9.2}M {:>10} {:>9} {:>12} {:>13} {:>8} {:>6}",
+                "{:>9.2}M {:>10} {:>9} {:>12} {:>13} {:>8} {:>6} {:>14} {:>8}",
                 (w * h) as f64 / 1e6,
                 format!("{w}x{h}"),
                 upsample,
                 f[0],
                 f[1],
                 f[2],
-                f[4]
+                f[4],
+                d[2],
+                d[4]
             );
         }
     }

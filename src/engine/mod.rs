@@ -1,11 +1,15 @@
 //! Face engine: HOG detection, 5-point landmarks and the 128-D ResNet encoding, on the very
 //! dlib models the Python `face_recognition` library uses, step for step as it does them.
 //!
-//! dlib's detector and network keep scratch buffers, so each thread works with a [`Worker`] of
-//! its own, checked out of a pool and returned after use. The pool grows to the number of
-//! threads that need one at once (HTTP workers plus the rayon pool) and never shrinks; a
-//! detector that scanned a large image drops its scratch (the HOG feature pyramid it keeps,
-//! ~6 bytes per scanned pixel) before going back to the pool.
+//! HOG detection runs on one immutable model shared by every thread ([`hog::HogModel`]): one
+//! detection scans its image pyramid on all cores of the rayon pool, with exactly the boxes of
+//! dlib's single-threaded detector, and keeps no scratch once it returns.
+//!
+//! Every call runs on the engine's own pool, one thread per core ([`Engine::install`]): dlib
+//! never runs on a caller's thread (an HTTP worker, the camera loop). The shape predictor only
+//! reads its model and is shared; the encoder network keeps its activations, so copies of it
+//! are lent to one thread at a time ([`Lender`]): at most one per pool thread, the one used
+//! last lent first.
 //!
 //! Detection costs time and memory in proportion to the pixels scanned, so an image above the
 //! detection budget ([`Engine::detect_max_pixels`], `DETECT_MAX_PIXELS`) is detected on a copy
@@ -17,6 +21,7 @@
 
 mod allocator;
 mod dlib_ext;
+pub mod hog;
 pub mod models;
 
 use std::path::PathBuf;
@@ -31,21 +36,22 @@ use serde::{Serialize, Serializer};
 
 use crate::image_io::{self, ImageError, Oriented, RgbImage};
 use allocator::release_free_memory;
-use dlib_ext::HogDetector;
+use hog::HogModel;
 pub use models::ModelError;
 
 /// Default detection budget in pixels: a 1920x1080 frame is still detected at full size, a
 /// larger image on a copy scaled down to this many pixels. At upsample 1, detecting this many
-/// pixels peaks ~90 MB above the loaded models (benches/memory.rs).
+/// pixels peaks ~95 MB above the loaded models with 2 rayon threads, ~70 MB with one
+/// (benches/memory.rs).
 pub const DEFAULT_DETECT_MAX_PIXELS: u64 = 2_100_000;
 
 /// Face regions encoded at once from a large image hold at most this many pixels together
 /// (3 bytes each in dlib's copies): 24 MB.
 pub const REGION_BATCH_PIXELS: u64 = 8_000_000;
 
-/// A detector that scanned more pixels than this (after upsampling) frees its scratch before
-/// going back to the pool; below it the buffers are kept for the next image of the same size.
-const SCRATCH_KEEP_PIXELS: u64 = 2_000_000;
+/// After a detection that scanned more pixels than this (after upsampling), the memory it freed
+/// is handed back to the system ([`release_free_memory`]); below it, glibc keeps it for reuse.
+const TRIM_AFTER_PIXELS: u64 = 2_000_000;
 
 /// Length of a face encoding.
 pub const ENCODING_LEN: usize = 128;
@@ -292,7 +298,8 @@ pub struct Engine {
     /// Images with more pixels are detected on a downscaled copy (`DETECT_MAX_PIXELS`).
     detect_max_pixels: u64,
     pool: rayon::ThreadPool,
-    detectors: Lender<HogDetector>,
+    /// The HOG face detector, shared by every detection (no per-thread copy).
+    hog: HogModel,
     /// dlib's shape_predictor only reads its model: one copy serves every thread.
     predictor: LandmarkPredictor,
     encoders: Lender<FaceEncoderNetwork>,
@@ -331,7 +338,7 @@ impl Engine {
             config,
             detect_max_pixels: DEFAULT_DETECT_MAX_PIXELS,
             pool,
-            detectors: Lender::new(HogDetector::new(), threads),
+            hog: HogModel::frontal_face(),
             predictor,
             encoders: Lender::new(encoder, threads),
         })
@@ -488,18 +495,13 @@ impl Engine {
     }
 
     fn detect_upsampled(&self, frame: &Frame, upsample: u32) -> Vec<FaceBox> {
-        let found = self.install(|| {
-            let mut detector = self.detectors.borrow(|_| HogDetector::new());
-            let found = detector.detect(&frame.matrix, upsample);
-            let scanned = (frame.width as u64 * frame.height as u64)
-                .saturating_mul(1u64.checked_shl(2 * upsample).unwrap_or(u64::MAX));
-            if scanned > SCRATCH_KEEP_PIXELS {
-                detector.release_scratch();
-                drop(detector);
-                release_free_memory();
-            }
-            found
-        });
+        // Every core of the engine's pool; all scratch is freed when it returns.
+        let found = self.install(|| self.hog.detect(frame, upsample));
+        let scanned = (frame.width as u64 * frame.height as u64)
+            .saturating_mul(1u64.checked_shl(2 * upsample).unwrap_or(u64::MAX));
+        if scanned > TRIM_AFTER_PIXELS {
+            release_free_memory();
+        }
         found
             .iter()
             .map(|r| FaceBox::clipped(r, frame.width, frame.height))

@@ -1,0 +1,514 @@
+// dlib's HOG face detector taken apart so that Rust can run its pyramid levels and filters on
+// every core (src/engine/hog.rs, whose module docs state the contract). Each function below is
+// a copy of one step of dlib 19.24's single-threaded code, with the same types and the same
+// arithmetic, named after it:
+//   object_detector<scan_fhog_pyramid<pyramid_down<6>>>::operator()   (object_detector.h)
+//   scan_fhog_pyramid::load / detect, impl::create_fhog_pyramid,
+//   impl::detect_from_fhog_pyramid                                   (scan_fhog_pyramid.h)
+// Included by hog.rs's cpp! block (build.rs puts src/engine on the include path).
+//
+// Every function that Rust calls catches what dlib may throw (std::bad_alloc on a huge image):
+// an exception must not unwind into Rust frames. nullptr / false tell Rust it failed.
+
+#ifndef FACE_ATTENDANCE_HOG_HPP
+#define FACE_ATTENDANCE_HOG_HPP
+
+#include <dlib/image_processing/frontal_face_detector.h>
+#include <dlib/image_transforms.h>
+#include <dlib/matrix.h>
+#include <dlib/pixel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace face_hog {
+
+typedef dlib::frontal_face_detector detector_type;
+typedef detector_type::image_scanner_type scanner_type;
+typedef scanner_type::pyramid_type pyramid_type;
+typedef scanner_type::feature_extractor_type feature_extractor_type;
+typedef scanner_type::fhog_filterbank filterbank;
+// The image types create_fhog_pyramid works on: the image it is given (a matrix here, as the
+// detector was always called), then array2d levels.
+typedef dlib::matrix<dlib::rgb_pixel> base_image;
+typedef dlib::array2d<dlib::rgb_pixel> level_image;
+// scan_fhog_pyramid::fhog_image: one level's 31 planes.
+typedef dlib::array<dlib::array2d<float> > fhog_image;
+// What detect_from_fhog_pyramid collects: (score, rectangle in the scanned image).
+typedef std::vector<std::pair<double, dlib::rectangle> > det_list;
+
+// What object_detector::operator() reads from itself and from its scanner, copied once.
+struct model {
+    feature_extractor_type fe;
+    int cell_size;
+    // compute_fhog_window_size() (private in scan_fhog_pyramid), through the public
+    // get_fhog_window_width/height(); a unit test checks them against its formula.
+    unsigned long fhog_width;
+    unsigned long fhog_height;
+    unsigned long padding;
+    unsigned long min_layer_width;
+    unsigned long min_layer_height;
+    unsigned long max_levels;
+    // Per weight vector, in order: its processed filterbank and its threshold.
+    std::vector<filterbank> filterbanks;
+    std::vector<double> thresholds;
+    dlib::test_box_overlap overlap;
+};
+
+inline model* new_frontal_face_model() noexcept {
+    try {
+        const detector_type detector = dlib::get_frontal_face_detector();
+        const scanner_type& scanner = detector.get_scanner();
+        std::unique_ptr<model> m(new model);
+        m->fe = scanner.get_feature_extractor();
+        m->cell_size = scanner.get_cell_size();
+        m->fhog_width = scanner.get_fhog_window_width();
+        m->fhog_height = scanner.get_fhog_window_height();
+        m->padding = scanner.get_padding();
+        m->min_layer_width = scanner.get_min_pyramid_layer_width();
+        m->min_layer_height = scanner.get_min_pyramid_layer_height();
+        m->max_levels = scanner.get_max_pyramid_levels();
+        const long dims = scanner.get_num_dimensions();
+        for (unsigned long i = 0; i < detector.num_detectors(); ++i) {
+            // The threshold is the weight vector's last element, which object_detector reads
+            // unchecked: refuse a model where it is missing.
+            if (detector.get_w(i).size() != dims + 1)
+                return nullptr;
+            // The very filterbank object_detector uses: the one it built when it was
+            // deserialized, scanner.build_fhog_filterbank(get_w(i)).
+            m->filterbanks.push_back(detector.get_processed_w(i).get_detect_argument());
+            m->thresholds.push_back(detector.get_w(i)(dims));
+        }
+        m->overlap = detector.get_overlap_tester();
+        return m.release();
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+// create_fhog_pyramid: how many levels an image of nc x nr pixels gets.
+inline unsigned long level_count(const model& m, long nc, long nr) {
+    unsigned long levels = 0;
+    dlib::rectangle rect(0, 0, nc - 1, nr - 1);  // get_rect(img)
+    pyramid_type pyr;
+    do {
+        rect = pyr.rect_down(rect);
+        ++levels;
+    } while (rect.width() >= m.min_layer_width && rect.height() >= m.min_layer_height &&
+             levels < m.max_levels);
+    return levels;
+}
+
+// ---- Resizing in row stripes ----
+//
+// Both resizes of a detection, pyramid_up (the Python binding's upsampling) and pyramid_down<6>
+// (each pyramid level from the previous one), come down to resize_image(in, out,
+// interpolate_bilinear()) for RGB images once `out` is sized. Each output row of that
+// function depends only on the input and on its `y`, accumulated row by row, so any range of
+// rows can be made apart: resize_rows() is dlib's function with the row loop limited to
+// [r0, r1), after the same additions to `y` as the rows before r0 get. Rust runs the stripes
+// in parallel (disjoint rows of one image); a unit test checks the result against dlib's
+// pyramid_up and pyramid_down<6>, byte for byte.
+
+// pyramid_up(in, out, pyramid_down<2>) before its resize_image: out sized (or 0x0).
+inline bool size_upsampled(const base_image& in_img, base_image& out_img) noexcept {
+    try {
+        dlib::pyramid_down<2> pyr;
+        if (dlib::image_size(in_img) == 0) {
+            dlib::set_image_size(out_img, 0, 0);
+            return true;
+        }
+        dlib::rectangle rect = dlib::get_rect(in_img);
+        dlib::rectangle uprect = pyr.rect_up(rect);
+        if (uprect.is_empty()) {
+            dlib::set_image_size(out_img, 0, 0);
+            return true;
+        }
+        dlib::set_image_size(out_img, uprect.bottom() + 1, uprect.right() + 1);
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+// pyramid_down<N>::operator()(original, down) before its resize_image: a new level, sized.
+template <unsigned int N, typename image_type>
+level_image* sized_level(const image_type& original) noexcept {
+    try {
+        std::unique_ptr<level_image> down(new level_image);
+        dlib::set_image_size(*down, ((N - 1) * dlib::num_rows(original)) / N + 0.5,
+                             ((N - 1) * dlib::num_columns(original)) / N + 0.5);
+        return down.release();
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+template <typename image_type>
+level_image* new_level(const image_type& original) noexcept {
+    return sized_level<6>(original);
+}
+
+// dlib 19.24's resize_image(in, out, interpolate_bilinear) for RGB images (interpolation.h),
+// rows [r0, r1) of `out` only; the body of the row loop is dlib's, unchanged.
+template <typename image_type1, typename image_type2>
+void resize_rows(const image_type1& in_img_, image_type2& out_img_, long r0, long r1) noexcept {
+    using namespace dlib;
+    const_image_view<image_type1> in_img(in_img_);
+    image_view<image_type2> out_img(out_img_);
+
+    if (out_img.size() == 0 || in_img.size() == 0)
+        return;
+
+    typedef typename image_traits<image_type1>::pixel_type T;
+    const double x_scale = (in_img.nc()-1)/(double)std::max<long>((out_img.nc()-1),1);
+    const double y_scale = (in_img.nr()-1)/(double)std::max<long>((out_img.nr()-1),1);
+    double y = -y_scale;
+    // The additions dlib makes for the rows before r0, one by one: the same rounding.
+    for (long r = 0; r < r0; ++r)
+        y += y_scale;
+    for (long r = r0; r < r1 && r < out_img.nr(); ++r)
+    {
+        y += y_scale;
+        const long top    = static_cast<long>(std::floor(y));
+        const long bottom = std::min(top+1, in_img.nr()-1);
+        const double tb_frac = y - top;
+        double x = -4*x_scale;
+
+        const simd4f _tb_frac = tb_frac;
+        const simd4f _inv_tb_frac = 1-tb_frac;
+        const simd4f _x_scale = 4*x_scale;
+        simd4f _x(x, x+x_scale, x+2*x_scale, x+3*x_scale);
+        long c = 0;
+        for (;; c+=4)
+        {
+            _x += _x_scale;
+            simd4i left = simd4i(_x);
+            simd4f lr_frac = _x-left;
+            simd4f _inv_lr_frac = 1-lr_frac;
+            simd4i right = left+1;
+
+            simd4f tlf = _inv_tb_frac*_inv_lr_frac;
+            simd4f trf = _inv_tb_frac*lr_frac;
+            simd4f blf = _tb_frac*_inv_lr_frac;
+            simd4f brf = _tb_frac*lr_frac;
+
+            int32 fleft[4];
+            int32 fright[4];
+            left.store(fleft);
+            right.store(fright);
+
+            if (fright[3] >= in_img.nc())
+                break;
+            simd4f tl(in_img[top][fleft[0]].red,     in_img[top][fleft[1]].red,     in_img[top][fleft[2]].red,     in_img[top][fleft[3]].red);
+            simd4f tr(in_img[top][fright[0]].red,    in_img[top][fright[1]].red,    in_img[top][fright[2]].red,    in_img[top][fright[3]].red);
+            simd4f bl(in_img[bottom][fleft[0]].red,  in_img[bottom][fleft[1]].red,  in_img[bottom][fleft[2]].red,  in_img[bottom][fleft[3]].red);
+            simd4f br(in_img[bottom][fright[0]].red, in_img[bottom][fright[1]].red, in_img[bottom][fright[2]].red, in_img[bottom][fright[3]].red);
+
+            simd4i out = simd4i(tlf*tl + trf*tr + blf*bl + brf*br);
+            int32 fout[4];
+            out.store(fout);
+
+            out_img[r][c].red   = static_cast<unsigned char>(fout[0]);
+            out_img[r][c+1].red = static_cast<unsigned char>(fout[1]);
+            out_img[r][c+2].red = static_cast<unsigned char>(fout[2]);
+            out_img[r][c+3].red = static_cast<unsigned char>(fout[3]);
+
+
+            tl = simd4f(in_img[top][fleft[0]].green,    in_img[top][fleft[1]].green,    in_img[top][fleft[2]].green,    in_img[top][fleft[3]].green);
+            tr = simd4f(in_img[top][fright[0]].green,   in_img[top][fright[1]].green,   in_img[top][fright[2]].green,   in_img[top][fright[3]].green);
+            bl = simd4f(in_img[bottom][fleft[0]].green, in_img[bottom][fleft[1]].green, in_img[bottom][fleft[2]].green, in_img[bottom][fleft[3]].green);
+            br = simd4f(in_img[bottom][fright[0]].green, in_img[bottom][fright[1]].green, in_img[bottom][fright[2]].green, in_img[bottom][fright[3]].green);
+            out = simd4i(tlf*tl + trf*tr + blf*bl + brf*br);
+            out.store(fout);
+            out_img[r][c].green   = static_cast<unsigned char>(fout[0]);
+            out_img[r][c+1].green = static_cast<unsigned char>(fout[1]);
+            out_img[r][c+2].green = static_cast<unsigned char>(fout[2]);
+            out_img[r][c+3].green = static_cast<unsigned char>(fout[3]);
+
+
+            tl = simd4f(in_img[top][fleft[0]].blue,     in_img[top][fleft[1]].blue,     in_img[top][fleft[2]].blue,     in_img[top][fleft[3]].blue);
+            tr = simd4f(in_img[top][fright[0]].blue,    in_img[top][fright[1]].blue,    in_img[top][fright[2]].blue,    in_img[top][fright[3]].blue);
+            bl = simd4f(in_img[bottom][fleft[0]].blue,  in_img[bottom][fleft[1]].blue,  in_img[bottom][fleft[2]].blue,  in_img[bottom][fleft[3]].blue);
+            br = simd4f(in_img[bottom][fright[0]].blue, in_img[bottom][fright[1]].blue, in_img[bottom][fright[2]].blue, in_img[bottom][fright[3]].blue);
+            out = simd4i(tlf*tl + trf*tr + blf*bl + brf*br);
+            out.store(fout);
+            out_img[r][c].blue   = static_cast<unsigned char>(fout[0]);
+            out_img[r][c+1].blue = static_cast<unsigned char>(fout[1]);
+            out_img[r][c+2].blue = static_cast<unsigned char>(fout[2]);
+            out_img[r][c+3].blue = static_cast<unsigned char>(fout[3]);
+        }
+        x = -x_scale + c*x_scale;
+        for (; c < out_img.nc(); ++c)
+        {
+            x += x_scale;
+            const long left   = static_cast<long>(std::floor(x));
+            const long right  = std::min(left+1, in_img.nc()-1);
+            const double lr_frac = x - left;
+
+            const T tl = in_img[top][left];
+            const T tr = in_img[top][right];
+            const T bl = in_img[bottom][left];
+            const T br = in_img[bottom][right];
+
+            T temp;
+            assign_pixel(temp, 0);
+            vector_to_pixel(temp,
+                (1-tb_frac)*((1-lr_frac)*pixel_to_vector<double>(tl) + lr_frac*pixel_to_vector<double>(tr)) +
+                tb_frac*((1-lr_frac)*pixel_to_vector<double>(bl) + lr_frac*pixel_to_vector<double>(br)));
+            assign_pixel(out_img[r][c], temp);
+        }
+    }
+}
+
+// create_fhog_pyramid: fe(img, feats[l], cell_size, filter_rows_padding, filter_cols_padding),
+// which scan_fhog_pyramid::load passes as (fhog window height, fhog window width).
+template <typename image_type>
+fhog_image* features(const model& m, const image_type& img) noexcept {
+    try {
+        std::unique_ptr<fhog_image> out(new fhog_image);
+        m.fe(img, *out, m.cell_size, m.fhog_height, m.fhog_width);
+        return out.release();
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+// detect_from_fhog_pyramid's loop body for level l, with filterbank `filter`, as
+// scan_fhog_pyramid::detect calls it; its own saliency image and scratch.
+inline det_list* scan(const model& m, const fhog_image& feats, unsigned long filter,
+                      unsigned long l) noexcept {
+    try {
+        std::unique_ptr<det_list> dets(new det_list);
+        const filterbank& w = m.filterbanks[filter];
+        // object_detector passes thresh + adjust_threshold, and adjust_threshold is 0.
+        const double thresh = m.thresholds[filter] + 0.0;
+        const unsigned long det_box_height = m.fhog_height - 2 * m.padding;
+        const unsigned long det_box_width = m.fhog_width - 2 * m.padding;
+        const int cell_size = m.cell_size;
+        const int filter_rows_padding = m.fhog_height;
+        const int filter_cols_padding = m.fhog_width;
+        const feature_extractor_type& fe = m.fe;
+        dlib::array2d<float> saliency_image;
+        pyramid_type pyr;
+
+        const dlib::rectangle area = dlib::impl::apply_filters_to_fhog(w, feats, saliency_image);
+        for (long r = area.top(); r <= area.bottom(); ++r) {
+            for (long c = area.left(); c <= area.right(); ++c) {
+                if (saliency_image[r][c] >= thresh) {
+                    dlib::rectangle rect = fe.feats_to_image(
+                        dlib::centered_rect(dlib::point(c, r), det_box_width, det_box_height),
+                        cell_size, filter_rows_padding, filter_cols_padding);
+                    rect = pyr.rect_up(rect, l);
+                    dets->push_back(std::make_pair(saliency_image[r][c], rect));
+                }
+            }
+        }
+        return dets.release();
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+// The rest of object_detector::operator(), then the Python binding's rect_down. `lists` holds
+// what scan() made, filter-major: lists[filter * levels + level].
+inline bool merge(const model& m, const det_list* const* lists, size_t levels, uint32_t upsample,
+                  std::vector<dlib::rectangle>& out) noexcept {
+    try {
+        std::vector<dlib::rect_detection> dets_accum;
+        det_list dets;
+        for (unsigned long i = 0; i < m.filterbanks.size(); ++i) {
+            const double thresh = m.thresholds[i];
+            // detect_from_fhog_pyramid: the levels in order, then its sort.
+            dets.clear();
+            for (size_t l = 0; l < levels; ++l) {
+                const det_list& part = *lists[i * levels + l];
+                dets.insert(dets.end(), part.begin(), part.end());
+            }
+            std::sort(dets.rbegin(), dets.rend(), dlib::impl::compare_pair_rect);
+            for (unsigned long j = 0; j < dets.size(); ++j) {
+                dlib::rect_detection temp;
+                temp.detection_confidence = dets[j].first - thresh;
+                temp.weight_index = i;
+                temp.rect = dets[j].second;
+                dets_accum.push_back(temp);
+            }
+        }
+        // Non-maximum suppression: object_detector's own overlaps_any_box, which compares
+        // with every kept box whatever its filter.
+        std::vector<dlib::rect_detection> final_dets;
+        if (m.filterbanks.size() > 1)
+            std::sort(dets_accum.rbegin(), dets_accum.rend());
+        for (unsigned long i = 0; i < dets_accum.size(); ++i) {
+            bool overlaps = false;
+            for (unsigned long k = 0; k < final_dets.size() && !overlaps; ++k)
+                overlaps = m.overlap(final_dets[k].rect, dets_accum[i].rect);
+            if (overlaps)
+                continue;
+            final_dets.push_back(dets_accum[i]);
+        }
+        // The Python binding maps the boxes of an upsampled image back with rect_down.
+        dlib::pyramid_down<2> pyr;
+        out.clear();
+        for (const auto& d : final_dets) {
+            dlib::rectangle r = d.rect;
+            if (upsample != 0)
+                r = pyr.rect_down(r, upsample);
+            out.push_back(r);
+        }
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+// The reference for the tests: dlib's own detector, single-threaded, called as this project
+// called it before the parallel scan (and as the Python binding does).
+inline bool reference_detect(detector_type& detector, const base_image& image, uint32_t upsample,
+                             std::vector<dlib::rectangle>& out) noexcept {
+    try {
+        if (upsample == 0) {
+            out = detector(image);
+            return true;
+        }
+        dlib::pyramid_down<2> pyr;
+        base_image temp;
+        dlib::pyramid_up(image, temp, pyr);
+        for (uint32_t i = 1; i < upsample; ++i)
+            dlib::pyramid_up(temp);
+        out = detector(temp);
+        for (auto& r : out)
+            r = pyr.rect_down(r, upsample);
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+// ---- Checks for hog.rs's unit tests: "" when all is as assumed, else what differs. ----
+
+// `a` and `b` are the same image, byte for byte.
+template <typename image_type>
+void compare_images(const char* what, const image_type& a, const image_type& b,
+                    std::ostringstream& err) {
+    if (dlib::num_rows(a) != dlib::num_rows(b) || dlib::num_columns(a) != dlib::num_columns(b)) {
+        err << what << ": " << dlib::num_columns(a) << "x" << dlib::num_rows(a) << " vs "
+            << dlib::num_columns(b) << "x" << dlib::num_rows(b) << "; ";
+        return;
+    }
+    const dlib::const_image_view<image_type> va(a), vb(b);
+    for (long r = 0; r < va.nr(); ++r)
+        for (long c = 0; c < va.nc(); ++c)
+            if (va[r][c] != vb[r][c]) {
+                err << what << ": pixel (" << c << "," << r << ") differs; ";
+                return;
+            }
+}
+
+// `up` is dlib's pyramid_up of `image`, `level1` its pyramid_down<6> and `level2` that of
+// `level1`, byte for byte.
+inline std::string compare_resizes(const base_image& image, const base_image& up,
+                                   const level_image& level1, const level_image& level2) {
+    std::ostringstream err;
+    base_image dlib_up;
+    dlib::pyramid_down<2> pyr2;
+    dlib::pyramid_up(image, dlib_up, pyr2);
+    compare_images("pyramid_up", dlib_up, up, err);
+    pyramid_type pyr6;
+    level_image dlib_level1, dlib_level2;
+    pyr6(image, dlib_level1);
+    compare_images("pyramid_down<6> of the matrix", dlib_level1, level1, err);
+    pyr6(level1, dlib_level2);
+    compare_images("pyramid_down<6> of a level", dlib_level2, level2, err);
+    return err.str();
+}
+
+// The private scanner configuration (compute_fhog_window_size) and the copied filterbanks.
+inline std::string check_configuration(const model& m) {
+    const detector_type detector = dlib::get_frontal_face_detector();
+    const scanner_type& s = detector.get_scanner();
+    std::ostringstream err;
+    const dlib::rectangle rect = dlib::centered_rect(
+        dlib::point(0, 0), s.get_detection_window_width(), s.get_detection_window_height());
+    const dlib::rectangle temp = dlib::grow_rect(
+        s.get_feature_extractor().image_to_feats(rect, s.get_cell_size(), 1, 1), s.get_padding());
+    if (temp.width() != m.fhog_width || temp.height() != m.fhog_height)
+        err << "fhog window " << temp.width() << "x" << temp.height() << " != " << m.fhog_width
+            << "x" << m.fhog_height << "; ";
+    const long planes = s.get_feature_extractor().get_num_planes();
+    if ((long)(m.fhog_width * m.fhog_height) * planes != s.get_num_dimensions())
+        err << "dimensions " << s.get_num_dimensions() << "; ";
+    if (m.filterbanks.size() != detector.num_detectors())
+        err << "filters " << m.filterbanks.size() << " of " << detector.num_detectors() << "; ";
+    for (unsigned long i = 0; i < detector.num_detectors() && i < m.filterbanks.size(); ++i) {
+        // Rebuilt from the weights, as the task describes them: the same as the copied ones.
+        const filterbank fb = s.build_fhog_filterbank(detector.get_w(i));
+        const filterbank& ours = m.filterbanks[i];
+        bool same = fb.filters.size() == ours.filters.size() &&
+                    fb.row_filters.size() == ours.row_filters.size();
+        for (size_t k = 0; same && k < fb.filters.size(); ++k) {
+            same = fb.filters[k] == ours.filters[k] &&
+                   fb.row_filters[k].size() == ours.row_filters[k].size();
+            for (size_t j = 0; same && j < fb.row_filters[k].size(); ++j)
+                same = fb.row_filters[k][j] == ours.row_filters[k][j] &&
+                       fb.col_filters[k][j] == ours.col_filters[k][j];
+        }
+        if (!same)
+            err << "filterbank " << i << " differs; ";
+    }
+    return err.str();
+}
+
+// The feature pyramid scanner.load(image) builds (private: read back from the scanner's
+// serialization, which holds it) against `ours`, plane by plane, value by value.
+inline std::string compare_pyramids(const model& m, const base_image& image,
+                                    const std::vector<const fhog_image*>& ours) {
+    const detector_type detector = dlib::get_frontal_face_detector();
+    scanner_type scanner;
+    scanner.copy_configuration(detector.get_scanner());
+    scanner.load(image);
+    std::stringstream ss;
+    dlib::serialize(scanner, ss);
+    int version = 0;
+    dlib::deserialize(version, ss);
+    feature_extractor_type fe;
+    dlib::deserialize(fe, ss);
+    dlib::array<fhog_image> feats;
+    dlib::deserialize(feats, ss);
+    std::ostringstream err;
+    if (version != 1)
+        err << "scanner serialization version " << version << "; ";
+    if (feats.size() != ours.size() || level_count(m, image.nc(), image.nr()) != ours.size())
+        err << "levels: dlib " << feats.size() << ", here " << ours.size() << "; ";
+    for (size_t l = 0; l < feats.size() && l < ours.size(); ++l) {
+        const fhog_image& a = feats[l];
+        const fhog_image& b = *ours[l];
+        if (a.size() != b.size()) {
+            err << "level " << l << ": " << a.size() << " planes vs " << b.size() << "; ";
+            continue;
+        }
+        for (size_t p = 0; p < a.size(); ++p) {
+            if (a[p].nr() != b[p].nr() || a[p].nc() != b[p].nc()) {
+                err << "level " << l << " plane " << p << ": " << a[p].nc() << "x" << a[p].nr()
+                    << " vs " << b[p].nc() << "x" << b[p].nr() << "; ";
+                continue;
+            }
+            bool same = true;
+            for (long r = 0; r < a[p].nr() && same; ++r)
+                for (long c = 0; c < a[p].nc() && same; ++c)
+                    same = a[p][r][c] == b[p][r][c];
+            if (!same)
+                err << "level " << l << " plane " << p << " differs; ";
+        }
+    }
+    return err.str();
+}
+
+}  // namespace face_hog
+
+#endif
