@@ -130,9 +130,12 @@ fn edge_sizes_give_dlibs_boxes() {
     let obama = load(&faces.join("probe/obama/obama_3.jpg"));
     let group = load(&faces.join("group/bbt1.jpg"));
 
-    // Below the 80x80 detection window (even upsampled once), one pixel, one pixel wide or
-    // high: no boxes, no crash.
+    // Empty, below the 80x80 detection window (even upsampled once), one pixel, one pixel wide
+    // or high: no boxes, no crash.
     for (w, h) in [
+        (0, 0),
+        (0, 10),
+        (10, 0),
         (1, 1),
         (2, 3),
         (1, 500),
