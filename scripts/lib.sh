@@ -56,3 +56,168 @@ ensure_packages() {
     apt_install "${missing[@]}"
   fi
 }
+
+# --- The CPU the C++ is built for ----------------------------------------------------------------
+# dlib's HOG face detector, the costliest stage of a request, is C++ template code that is compiled
+# into this project's glue (build.rs) and dlib-face-recognition's (its build.rs), not taken from
+# libdlib.so. Both go through the cc crate, which reads their flags from CXXFLAGS_<target triple>
+# and has cargo rebuild both when that variable changes. FACE_CPU chooses those flags, here only:
+# scripts/setup, scripts/test, scripts/cross-build and scripts/test-arm export them through
+# use_cpu_flags, and scripts/cpu-flags prints them. .cargo/config.toml holds the values plain cargo
+# commands use: FACE_CPU=native's on an AVX2+FMA machine, FACE_CPU=portable's for the Pi targets
+# (tests/cpu_flags.rs keeps the two in step, so switching between them rebuilds nothing).
+
+# cpu_arch TRIPLE: x86_64, aarch64, armv7 or other.
+cpu_arch() {
+  case "$1" in
+    x86_64-* | x86_64) echo x86_64 ;;
+    aarch64-* | aarch64 | arm64) echo aarch64 ;;
+    armv7-* | armv7 | armhf) echo armv7 ;;
+    *) echo other ;;
+  esac
+}
+
+# cpu_has CPUINFO WORD...: does CPUINFO's first x86 "flags" line list every WORD?
+cpu_has() {
+  local cpuinfo="$1" have
+  shift
+  have=" $(awk -F: '/^flags[[:space:]]*:/ { print $2; exit }' "$cpuinfo" 2>/dev/null) "
+  have="${have//$'\t'/ }"
+  local w
+  for w in "$@"; do
+    case "$have" in *" $w "*) ;; *) return 1 ;; esac
+  done
+}
+
+# pi_board CPUINFO: pi3, pi4 or pi5 when CPUINFO's first ARM core is the Cortex-A53, -A72 or -A76
+# of those boards (implementer 0x41, part 0xd03, 0xd08, 0xd0b), else nothing.
+pi_board() {
+  awk -F: '
+    /^CPU implementer/ { gsub(/[[:space:]]/, "", $2); impl = $2 }
+    /^CPU part/ { gsub(/[[:space:]]/, "", $2); part = $2; exit }
+    END {
+      if (impl != "0x41") exit
+      if (part == "0xd03") print "pi3"
+      else if (part == "0xd08") print "pi4"
+      else if (part == "0xd0b") print "pi5"
+    }' "$1" 2>/dev/null || true
+}
+
+cpu_set() { CPU_FLAGS="$1" CPU_WHAT="$2" CPU_RUNS="$3"; }
+
+# cpu_flags ARCH CHOICE [CPUINFO]: sets CPU_FLAGS (the C++ flags), CPU_WHAT (what they build
+# for) and CPU_RUNS (where the binary runs), for ARCH (cpu_arch's) and CHOICE: native (the CPU
+# that CPUINFO, default /proc/cpuinfo, describes), portable (any CPU of ARCH that Raspberry Pi OS
+# or Debian runs on), pi3, pi4, pi5 (ARM only). Returns 1, CPU_WHAT saying why, for a CHOICE
+# that does not fit ARCH.
+cpu_flags() {
+  local arch="$1" choice="$2" cpuinfo="${3:-/proc/cpuinfo}" board
+  # In every choice: GCC fuses a*b+c into one FMA instruction wherever the target has one, which
+  # rounds differently: with fusing, 5 of the 138 reference boxes moved by 1 px from the Python
+  # library's (x86_64, -mavx2 -mfma). Unfused, the boxes are exact and HOG is as fast.
+  local exact="-ffp-contract=off"
+  local pi64="a Pi 3, 4, 5 or Zero 2 W" pi32="a Pi 3, 4, 5 or Zero 2 W (ARMv8), not a Pi 2"
+  CPU_FLAGS="" CPU_WHAT="" CPU_RUNS=""
+  case "$arch:$choice" in
+    x86_64:native)
+      if ! grep -q '^flags[[:space:]]*:' "$cpuinfo" 2>/dev/null; then
+        CPU_WHAT="FACE_CPU=native: $cpuinfo describes no x86_64 CPU (a cross build? choose portable)"
+        return 1
+      fi
+      # AVX2+FMA or nothing: with GCC 12, AVX without AVX2 (-mavx, what -march=native gives a
+      # Sandy/Ivy Bridge) makes HOG detection ~60% slower than plain SSE2; -march=native and
+      # -march=x86-64-v3 measured as fast as -mavx2 -mfma, which runs on more CPUs.
+      if cpu_has "$cpuinfo" avx2 fma; then
+        cpu_set "-mavx2 -mfma $exact" "this CPU: AVX2+FMA" \
+          "any x86_64 with AVX2 and FMA (Intel Core 2013+, AMD 2015+)"
+      else
+        cpu_set "$exact" "this CPU: no AVX2+FMA, so the x86_64 baseline (SSE2)" "any x86_64"
+      fi ;;
+    x86_64:portable) cpu_set "$exact" "any x86_64 (SSE2)" "any x86_64" ;;
+    aarch64:native | armv7:native)
+      if ! grep -q '^CPU implementer' "$cpuinfo" 2>/dev/null; then
+        CPU_WHAT="FACE_CPU=native: $cpuinfo describes no ARM CPU (a cross build cannot see the"
+        CPU_WHAT+=" board's: choose portable, pi3, pi4 or pi5)"
+        return 1
+      fi
+      board="$(pi_board "$cpuinfo")"
+      cpu_flags "$arch" "${board:-portable}" || return 1
+      CPU_WHAT="this CPU: $CPU_WHAT" ;;
+    # 64-bit: NEON is part of ARMv8-A; -mcpu tunes, and for the A76 adds ARMv8.2-A instructions
+    # (atomics among them) that a Pi 3 or 4 does not have.
+    aarch64:portable) cpu_set "$exact" "any 64-bit Raspberry Pi (ARMv8-A)" "$pi64" ;;
+    aarch64:pi3)
+      cpu_set "-mcpu=cortex-a53 $exact" "Raspberry Pi 3, Zero 2 W (Cortex-A53)" "$pi64" ;;
+    aarch64:pi4)
+      cpu_set "-mcpu=cortex-a72 $exact" "Raspberry Pi 4, 400, CM4 (Cortex-A72)" "$pi64" ;;
+    aarch64:pi5)
+      cpu_set "-mcpu=cortex-a76 $exact" "Raspberry Pi 5 (Cortex-A76)" "a Pi 5 only (ARMv8.2-A)" ;;
+    # 32-bit: Debian's armhf compiler assumes ARMv7 with VFPv3-D16 and no NEON, which dlib's SIMD
+    # code needs (__ARM_NEON). -mfloat-abi=hard is that compiler's default already.
+    armv7:portable)
+      cpu_set "-mfpu=neon $exact" "any 32-bit Raspberry Pi (ARMv7 with NEON)" \
+        "a Pi 2, 3, 4, 5 or Zero 2 W" ;;
+    armv7:pi3)
+      cpu_set "-mcpu=cortex-a53 -mfpu=neon-fp-armv8 $exact" \
+        "Raspberry Pi 3, Zero 2 W, 32-bit (Cortex-A53)" "$pi32" ;;
+    armv7:pi4)
+      cpu_set "-mcpu=cortex-a72 -mfpu=neon-fp-armv8 $exact" \
+        "Raspberry Pi 4, 400, CM4, 32-bit (Cortex-A72)" "$pi32" ;;
+    armv7:pi5)
+      cpu_set "-mcpu=cortex-a76 -mfpu=neon-fp-armv8 $exact" \
+        "Raspberry Pi 5, 32-bit (Cortex-A76)" "a Pi 5 only (ARMv8.2-A)" ;;
+    other:native | other:portable)
+      cpu_set "$exact" "the target's baseline (no CPU choices known for it)" "any CPU of its kind" ;;
+    *:pi3 | *:pi4 | *:pi5)
+      CPU_WHAT="FACE_CPU=$choice is a Raspberry Pi model: it fits aarch64 and armv7 builds, not $arch"
+      return 1 ;;
+    *)
+      CPU_WHAT="unknown FACE_CPU=$choice: native, portable, pi3, pi4 or pi5"
+      return 1 ;;
+  esac
+}
+
+# use_cpu_flags TRIPLE CHOICE [HINT]: exports CXXFLAGS_<TRIPLE> with cpu_flags' choice for cargo
+# and says what it chose, then HINT (the other choices). A CXXFLAGS_<TRIPLE> already set in the
+# environment wins, and is said instead.
+use_cpu_flags() {
+  local triple="$1" choice="$2" hint="${3:-}" var
+  var="CXXFLAGS_${triple//-/_}"
+  if [ -n "${!var:-}" ]; then
+    say "C++ flags from the environment: $var=\"${!var}\"" \
+      "(FACE_CPU=$choice ignored; unset $var to use it)"
+    return 0
+  fi
+  cpu_flags "$(cpu_arch "$triple")" "$choice" || die "$CPU_WHAT"
+  export "$var=$CPU_FLAGS"
+  say "building for $CPU_WHAT (FACE_CPU=$choice); the binary runs on $CPU_RUNS"
+  say "C++ flags: $var=\"$CPU_FLAGS\""
+  if [ -n "$hint" ]; then say "$hint"; fi
+}
+
+# check_board BOARD: dies unless BOARD is a choice for a cross build (checked before anything is
+# installed or built). native would read this machine's CPU, not the board's.
+check_board() {
+  case "$1" in
+    portable | pi3 | pi4 | pi5) ;;
+    *) die "--board (or FACE_CPU, which --board overrides) must be portable, pi3, pi4 or pi5" \
+      "for a Raspberry Pi build, not $1" ;;
+  esac
+}
+
+# qemu_cpu ARCH CHOICE: the CPU qemu-user emulates for a build for CHOICE: the board's own where
+# qemu has it, so an instruction the board lacks stops the test (SIGILL); for portable, the
+# oldest CPU the build claims to run on. qemu-arm has no 32-bit Cortex-A53/A72/A76: max (ARMv8 and
+# more) runs those builds but cannot catch an instruction beyond the board's.
+qemu_cpu() {
+  case "$1:$2" in
+    aarch64:portable | aarch64:pi3) echo cortex-a53 ;;
+    aarch64:pi4) echo cortex-a72 ;;
+    aarch64:pi5) echo cortex-a76 ;;
+    armv7:portable) echo cortex-a7 ;;  # the Raspberry Pi 2's
+    *) echo max ;;
+  esac
+}
+
+# host_triple: the target rustc builds for by default (what scripts/setup's binary runs on).
+host_triple() { rustc -vV | sed -n 's/^host: //p'; }
