@@ -143,7 +143,7 @@ impl EngineConfig {
         self
     }
 
-    /// Threads of the engine's pool (0: one per core).
+    /// Threads of the engine's pool (0: one per core, or `RAYON_NUM_THREADS`).
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads;
         self
@@ -325,15 +325,13 @@ impl Engine {
             FaceEncoderNetwork::open(&encoder_path).map_err(|e| unreadable(&encoder_path, e))?;
         single_threaded_blas();
         allocator::map_large_buffers();
-        let threads = match config.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        // 0: rayon's default, one thread per core unless RAYON_NUM_THREADS says otherwise.
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
+            .num_threads(config.threads)
             .thread_name(|i| format!("face-{i}"))
             .build()
             .map_err(|e| ModelError::Threads(e.to_string()))?;
+        let threads = pool.current_num_threads();
         Ok(Engine {
             config,
             detect_max_pixels: DEFAULT_DETECT_MAX_PIXELS,
