@@ -6,9 +6,10 @@ mod common;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::http::{self as h, Behaviour};
+use common::wait_for;
 use face_attendance::camera::frame::{rgb_to_yuyv, RawFrame};
 use face_attendance::camera::quality;
 use face_attendance::camera::tracker::iou;
@@ -46,14 +47,6 @@ fn recognizer(data: &Path, enroll: &[(&str, &str)]) -> Recognizer {
             .unwrap();
     }
     r
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

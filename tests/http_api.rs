@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::http::{self as h, Behaviour};
+use common::wait_for;
 use face_attendance::client::{multipart, Part};
 use serde_json::{json, Value};
 
@@ -33,6 +34,12 @@ fn enroll_recognize_health_config_over_http() {
             );
         }
     }
+    // An upload's place is freed just after its answer is written: wait for it.
+    wait_for(
+        "the upload places to be free",
+        Duration::from_secs(10),
+        || h::get(&url(&server, "/health")).1["http"]["uploads"]["busy"] == 0,
+    );
     let (status, health) = h::get(&url(&server, "/health"));
     assert_eq!(status, 200);
     for (k, v) in [
@@ -484,10 +491,11 @@ fn a_websocket_client_that_stops_reading_does_not_block_the_others() {
     }
     reading.join().unwrap();
     // The stuck one was dropped (its writer gives up at the write timeout).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.app().hub.clients() > 1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        "the stuck client to be dropped",
+        Duration::from_secs(30),
+        || server.app().hub.clients() <= 1,
+    );
     assert_eq!(server.app().hub.clients(), 1);
     drop(stuck);
     server.shutdown();
@@ -561,11 +569,9 @@ fn events_made_while_the_main_api_is_down_arrive_once_each_in_order_when_it_is_b
 
     // Back up: everything arrives, once, in the order it happened.
     *behaviour.lock().unwrap() = Behaviour::Ok;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while h::get(&url(&server, "/health")).1["outbox"]["pending"] != 0 {
-        assert!(Instant::now() < deadline, "the outbox never drained");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for("the outbox to drain", Duration::from_secs(30), || {
+        h::get(&url(&server, "/health")).1["outbox"]["pending"] == 0
+    });
     let got = received.lock().unwrap().clone();
     let people: Vec<&str> = got
         .iter()

@@ -20,6 +20,16 @@ pub fn faces_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/faces")
 }
 
+/// Polls `done` every 50 ms until it holds; fails the test after `limit`. For states the server
+/// reaches just after answering (a place freed once the response is written, a queue drained).
+pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A test whose outside tool is missing: skipped when run by hand, failed under scripts/test
 /// (which installed every tool first and sets FACE_TESTS_REQUIRE_TOOLS), so CI cannot pass a
 /// test that did not run.
