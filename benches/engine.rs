@@ -55,6 +55,8 @@ fn engine(upsample: u32) -> Engine {
 }
 
 fn main() {
+    // The kernels `face-attendance` itself uses on this CPU.
+    face_attendance::engine::blas::reexec_with_best_kernels();
     let n = runs();
     let frames = [
         (

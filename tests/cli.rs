@@ -5,6 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use face_attendance::engine::blas;
 use face_attendance::image_io;
 use serde_json::Value;
 
@@ -311,4 +312,52 @@ fn bench_camera_measures_frames_with_zero_one_and_three_faces() {
         ],
     );
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// The kernels OpenBLAS runs the encoder with, as the binary logs them at debug level.
+fn blas_kernels(site: &Path, coretype: Option<&str>) -> String {
+    let photo = common::faces_dir().join("probe/obama/obama_3.jpg");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_face-attendance"));
+    command
+        .args(["recognize", "--data", "data", photo.to_str().unwrap()])
+        .current_dir(site)
+        .env("FACE_MODELS_DIR", common::models_dir())
+        .env("RUST_LOG", "face_attendance::engine=debug")
+        .env_remove(blas::CORETYPE_VAR);
+    if let Some(name) = coretype {
+        command.env(blas::CORETYPE_VAR, name);
+    }
+    let out = command.output().expect("run face-attendance");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find_map(|l| l.split("OpenBLAS kernels: ").nth(1))
+        .unwrap_or_else(|| panic!("no kernels line in: {err}"));
+    line.trim().to_string()
+}
+
+/// Debian's OpenBLAS takes a CPU newer than itself for a "Prescott" (SSE3) and runs its slowest
+/// kernels; the binary runs itself again with OPENBLAS_CORETYPE set (engine::blas). A kernel
+/// choice the user made is kept.
+#[test]
+fn the_binary_runs_openblas_kernels_this_cpu_can_use() {
+    let site = tempfile::tempdir().unwrap();
+    let chosen = blas_kernels(site.path(), None);
+    let cpu = blas::CpuFeatures::detect();
+    if cpu.avx2_fma {
+        assert_ne!(chosen.to_lowercase(), "prescott", "{cpu:?}");
+    }
+    if std::env::var_os(blas::CORETYPE_VAR).is_none() {
+        // This test process loaded OpenBLAS as the binary first did.
+        let first = blas::corename();
+        assert_eq!(
+            chosen,
+            blas::better_kernels(&first, cpu).unwrap_or(&first),
+            "{cpu:?}"
+        );
+    }
+    if cpu.avx2_fma {
+        assert_eq!(blas_kernels(site.path(), Some("Haswell")), "Haswell");
+    }
 }

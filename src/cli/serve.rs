@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::camera::{Camera, FrameResult, Pipeline};
 use crate::config::{ServeSettings, Settings};
+use crate::engine::blas;
 use crate::events::outbox::Outbox;
 use crate::events::{events_for, Delivery, Dispatcher, WebhookConfig, WebhookSender};
 use crate::http::budget::{self, Budget};
@@ -43,6 +44,15 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
             return super::EXIT_SETUP;
         }
     };
+    log::info!(
+        "face engine: {} threads; OpenBLAS {} kernels{}",
+        server.app().recognizer.engine.threads(),
+        blas::corename(),
+        match std::env::var(blas::CORETYPE_VAR) {
+            Ok(v) => format!(" ({} = {v})", blas::CORETYPE_VAR),
+            Err(_) => String::new(),
+        }
+    );
     let (encodings, labels) = server.app().recognizer.gallery.counts();
     let status = format!(
         "serving on http://{} ({encodings} encodings of {labels} people; webhook {}; {})",

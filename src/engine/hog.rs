@@ -606,18 +606,22 @@ mod tests {
 
     #[test]
     fn striped_resizes_are_dlibs_pyramid_up_and_pyramid_down() {
-        for (w, h) in [
-            (1, 1),
+        // Widths around every multiple of 4 and 8 (the SIMD groups of dlib's loop and of the
+        // AVX2 one, and where each stops before the last pixel), then larger odd shapes.
+        let narrow = (1..=40).flat_map(|w| [(w, 3), (w, 10)]);
+        let wide = [
             (1, 7),
-            (7, 1),
             (2, 2),
-            (5, 3),
             (40, 30),
             (97, 131),
+            (255, 17),
+            (257, 18),
             (640, 480),
             (1001, 33),
             (33, 1001),
-        ] {
+            (1280, 9),
+        ];
+        for (w, h) in narrow.chain(wide) {
             let frame = pattern(w, h);
             let image: &ImageMatrix = &frame.matrix;
             let up = upsample_once(image);

@@ -20,6 +20,7 @@
 //! library takes.
 
 mod allocator;
+pub mod blas;
 mod dlib_ext;
 pub mod hog;
 pub mod models;
@@ -275,19 +276,6 @@ impl<T> Drop for Loan<'_, T> {
 
 static JITTER: Mutex<()> = Mutex::new(());
 
-/// Tells OpenBLAS (the encoder's matrix products) to use the calling thread only: the engine
-/// already runs one face per core, and OpenBLAS's own threads would compete with it (measured:
-/// fewer requests/s at 4 clients and a worse tail). Set by the program itself, whatever the
-/// user's environment says.
-fn single_threaded_blas() {
-    extern "C" {
-        fn openblas_set_num_threads(num_threads: std::os::raw::c_int);
-    }
-    // SAFETY: takes an int and only sets OpenBLAS's thread count (libopenblas is linked by
-    // dlib-face-recognition's `openblas` feature); safe to call at any time from any thread.
-    unsafe { openblas_set_num_threads(1) }
-}
-
 /// Finds and encodes faces; see the module docs.
 ///
 /// Every call runs on the engine's own thread pool (one thread per core, [`Engine::install`]):
@@ -323,7 +311,8 @@ impl Engine {
             LandmarkPredictor::open(&landmarks_path).map_err(|e| unreadable(&landmarks_path, e))?;
         let encoder =
             FaceEncoderNetwork::open(&encoder_path).map_err(|e| unreadable(&encoder_path, e))?;
-        single_threaded_blas();
+        blas::single_threaded();
+        log::debug!("OpenBLAS kernels: {}", blas::corename());
         allocator::map_large_buffers();
         // 0: rayon's default, one thread per core unless RAYON_NUM_THREADS says otherwise.
         let pool = rayon::ThreadPoolBuilder::new()
