@@ -19,6 +19,7 @@
 #include <dlib/pixel.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <sstream>
@@ -444,13 +445,116 @@ void resize_rows(const image_type1& in_img, image_type2& out_img, long r0, long 
     resize_rows_dlib(in_img, out_img, r0, r1);
 }
 
+#if defined(__AVX2__)
+// ---- fHOG with the pixels loaded 8 at a time ----
+//
+// dlib's fHOG extraction (impl_fhog::impl_extract_fhog_features) spends much of its time in
+// get_gradient, which builds each of its 12 vectors (4 neighbours x 3 channels of 8 pixels)
+// from 8 separate byte loads. rgb_view is the same pixels as a generic image type of this file's
+// own: dlib's extraction, instantiated for it, finds the get_gradient below by argument-
+// dependent lookup (a non-template, preferred over dlib's template) and is otherwise dlib's own
+// code. That get_gradient loads each neighbour with one gather of 8 dwords (3 channels each) and
+// then does dlib's integer arithmetic, so the gradients are exactly dlib's. dlib's own
+// detector, instantiated for dlib's image types, is untouched (the tests compare against it).
+struct rgb_view {
+    const dlib::rgb_pixel* pixels;
+    long nr;
+    long nc;
+};
+
+template <typename image_type>
+rgb_view view_of(const image_type& img) {
+    return rgb_view{static_cast<const dlib::rgb_pixel*>(dlib::image_data(img)), dlib::num_rows(img),
+                    dlib::num_columns(img)};
+}
+
+inline long num_rows(const rgb_view& v) { return v.nr; }
+inline long num_columns(const rgb_view& v) { return v.nc; }
+inline const void* image_data(const rgb_view& v) { return v.pixels; }
+inline long width_step(const rgb_view& v) { return v.nc * static_cast<long>(sizeof(dlib::rgb_pixel)); }
+
+}  // namespace face_hog
+
+namespace dlib {
+template <>
+struct image_traits<face_hog::rgb_view> {
+    typedef rgb_pixel pixel_type;
+};
+}  // namespace dlib
+
+namespace face_hog {
+
+// dlib's get_gradient(r, c, img, simd8f& grad_x, simd8f& grad_y, simd8f& len) for RGB images
+// (fhog.h): the gradient of pixels c..c+7 of row r, of the channel with the largest one.
+// dlib calls it for c + 8 <= visible_nc <= nc - 1 and 1 <= r <= nr - 2, so the right
+// neighbours' dwords end inside row r (row r + 1 follows) and the others' before their pixel
+// c + 8: every byte read is in the image.
+inline void get_gradient(const int r, const int c, const dlib::const_image_view<rgb_view>& img,
+                         dlib::simd8f& grad_x, dlib::simd8f& grad_y, dlib::simd8f& len) {
+    using namespace dlib;
+    const __m256i offsets = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
+    const int* row = reinterpret_cast<const int*>(&img[r][c - 1]);
+    const __m256i left = _mm256_i32gather_epi32(row, offsets, 1);
+    const __m256i right = _mm256_i32gather_epi32(reinterpret_cast<const int*>(&img[r][c + 1]), offsets, 1);
+    const __m256i top = _mm256_i32gather_epi32(reinterpret_cast<const int*>(&img[r - 1][c]), offsets, 1);
+    const __m256i bottom = _mm256_i32gather_epi32(reinterpret_cast<const int*>(&img[r + 1][c]), offsets, 1);
+    const __m256i low_byte = _mm256_set1_epi32(0xff);
+    const auto channel = [&](__m256i v, int ch) {
+        return simd8i(_mm256_and_si256(_mm256_srli_epi32(v, 8 * ch), low_byte));
+    };
+    // The pixel struct is red, green, blue in memory.
+    static_assert(offsetof(rgb_pixel, red) == 0 && offsetof(rgb_pixel, green) == 1 &&
+                      offsetof(rgb_pixel, blue) == 2 && sizeof(rgb_pixel) == 3,
+                  "packed red, green, blue");
+    const simd8i rleft = channel(left, 0), gleft = channel(left, 1), bleft = channel(left, 2);
+    const simd8i rright = channel(right, 0), gright = channel(right, 1), bright = channel(right, 2);
+    const simd8i rtop = channel(top, 0), gtop = channel(top, 1), btop = channel(top, 2);
+    const simd8i rbottom = channel(bottom, 0), gbottom = channel(bottom, 1), bbottom = channel(bottom, 2);
+
+    // From here on dlib's code.
+    simd8i grad_x_red = rright - rleft;
+    simd8i grad_y_red = rbottom - rtop;
+    simd8i grad_x_green = gright - gleft;
+    simd8i grad_y_green = gbottom - gtop;
+    simd8i grad_x_blue = bright - bleft;
+    simd8i grad_y_blue = bbottom - btop;
+
+    simd8i rlen = grad_x_red*grad_x_red + grad_y_red*grad_y_red;
+    simd8i glen = grad_x_green*grad_x_green + grad_y_green*grad_y_green;
+    simd8i blen = grad_x_blue*grad_x_blue + grad_y_blue*grad_y_blue;
+
+    simd8i cmp = rlen > glen;
+    simd8i tgrad_x = select(cmp, grad_x_red, grad_x_green);
+    simd8i tgrad_y = select(cmp, grad_y_red, grad_y_green);
+    simd8i tlen = select(cmp, rlen, glen);
+
+    cmp = tlen > blen;
+    grad_x = select(cmp, tgrad_x, grad_x_blue);
+    grad_y = select(cmp, tgrad_y, grad_y_blue);
+    len = select(cmp, tlen, blen);
+}
+
+// The fHOG planes of `img`: dlib's extraction, its pixels read through rgb_view.
+template <typename image_type>
+void extract_features(const feature_extractor_type& fe, const image_type& img, fhog_image& out,
+                      int cell_size, long rows_padding, long cols_padding) {
+    fe(view_of(img), out, cell_size, rows_padding, cols_padding);
+}
+#else
+template <typename image_type>
+void extract_features(const feature_extractor_type& fe, const image_type& img, fhog_image& out,
+                      int cell_size, long rows_padding, long cols_padding) {
+    fe(img, out, cell_size, rows_padding, cols_padding);
+}
+#endif
+
 // create_fhog_pyramid: fe(img, feats[l], cell_size, filter_rows_padding, filter_cols_padding),
 // which scan_fhog_pyramid::load passes as (fhog window height, fhog window width).
 template <typename image_type>
 fhog_image* features(const model& m, const image_type& img) noexcept {
     try {
         std::unique_ptr<fhog_image> out(new fhog_image);
-        m.fe(img, *out, m.cell_size, m.fhog_height, m.fhog_width);
+        extract_features(m.fe, img, *out, m.cell_size, m.fhog_height, m.fhog_width);
         return out.release();
     } catch (...) {
         return nullptr;
