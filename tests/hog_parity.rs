@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use dlib_face_recognition::Rectangle;
-use face_attendance::engine::hog::{DlibDetector, HogModel};
+use face_attendance::engine::hog::{DlibDetector, HogModel, Spread};
 use face_attendance::engine::{FaceBox, Frame};
 use face_attendance::image_io::{self, RgbImage};
 
@@ -55,6 +55,13 @@ fn same_boxes(
     assert_eq!(
         found, expected,
         "{what} ({}x{}) at upsample {upsample}",
+        image.width, image.height
+    );
+    // As the engine detects once every core has an image: the same boxes.
+    let alone = model.detect_with(&frame, upsample, Spread::OneThread);
+    assert_eq!(
+        alone, expected,
+        "{what} ({}x{}) at upsample {upsample}, on one thread",
         image.width, image.height
     );
     expected

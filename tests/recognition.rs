@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use face_attendance::bulk_enroll;
+use face_attendance::engine::hog::Spread;
 use face_attendance::engine::{Engine, EngineConfig};
 use face_attendance::gallery::UNKNOWN;
 use face_attendance::image_io::{self, ImageError, RgbImage};
@@ -134,6 +135,46 @@ fn many_threads_give_the_same_answers_as_one() {
         r.engine.encoder_copies(),
         r.engine.threads()
     );
+}
+
+/// A detection spreads over the pool while a thread has no image of its own, and stays on its
+/// thread once every thread has one; the count goes back down as images end.
+#[test]
+fn detections_spread_only_while_a_thread_is_free() {
+    let engine = Engine::load(EngineConfig::new(common::models_dir()).with_threads(2)).unwrap();
+    assert_eq!(engine.install(|| engine.spread()), Spread::AllThreads);
+    // Two images at once on two threads, each asking while both are in.
+    let both_in = std::sync::Barrier::new(2);
+    let seen: Vec<Spread> = std::thread::scope(|s| {
+        let askers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    engine.install(|| {
+                        both_in.wait();
+                        let spread = engine.spread();
+                        both_in.wait();
+                        spread
+                    })
+                })
+            })
+            .collect();
+        askers.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    assert_eq!(seen, [Spread::OneThread, Spread::OneThread]);
+    // Work nested inside an image is not another image.
+    assert_eq!(
+        engine.install(|| engine.install(|| engine.spread())),
+        Spread::AllThreads
+    );
+    // The same boxes either way (tests/hog_parity.rs compares both with dlib's).
+    let photo = decode("group/bbt1.jpg");
+    let alone = engine.detect(&photo);
+    let busy: Vec<_> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..3).map(|_| s.spawn(|| engine.detect(&photo))).collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    assert!(alone.len() >= 4);
+    assert!(busy.iter().all(|b| *b == alone));
 }
 
 #[test]

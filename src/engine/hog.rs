@@ -138,13 +138,19 @@ impl HogModel {
     }
 
     /// Face rectangles in `frame` coordinates (not clipped), in dlib's order: see the module
-    /// docs. Uses the rayon pool of the calling thread (the global pool from outside rayon).
+    /// docs. Spread over the rayon pool of the calling thread (the global pool from outside
+    /// rayon).
     pub fn detect(&self, frame: &Frame, upsample: u32) -> Vec<Rectangle> {
-        self.detect_matrix(&frame.matrix, upsample)
+        self.detect_with(frame, upsample, Spread::AllThreads)
     }
 
-    fn detect_matrix(&self, image: &ImageMatrix, upsample: u32) -> Vec<Rectangle> {
-        let upsampled = (upsample > 0).then(|| upsample_image(image, upsample));
+    /// [`HogModel::detect`], spread over the pool or not: the same rectangles either way.
+    pub fn detect_with(&self, frame: &Frame, upsample: u32, spread: Spread) -> Vec<Rectangle> {
+        self.detect_matrix(&frame.matrix, upsample, spread)
+    }
+
+    fn detect_matrix(&self, image: &ImageMatrix, upsample: u32, spread: Spread) -> Vec<Rectangle> {
+        let upsampled = (upsample > 0).then(|| upsample_image(image, upsample, spread));
         let levels = self.level_count(upsampled.as_ref().unwrap_or(image));
         // The upsampled image goes to level 0's task, which frees it once it is done with it.
         let base = match upsampled {
@@ -154,7 +160,21 @@ impl HogModel {
         let filters = self.filter_count();
         // found[level][filter]: what dlib's loop appends for that filter at that level.
         let mut found: Vec<Vec<Detections>> = (0..levels).map(|_| Vec::new()).collect();
-        rayon::scope(|s| self.scan_from(s, base, 0, &mut found));
+        match spread {
+            Spread::AllThreads => rayon::scope(|s| self.scan_from(s, base, 0, &mut found)),
+            Spread::OneThread => {
+                // Level by level: each level image lives until the next one is made.
+                let mut image = base;
+                for (level, slot) in found.iter_mut().enumerate() {
+                    let next = (level + 1 < levels).then(|| image.next_level(spread));
+                    *slot = self.scan_level(image, level, spread);
+                    match next {
+                        Some(next) => image = LevelImage::Down(next),
+                        None => break,
+                    }
+                }
+            }
+        }
         self.merge(&found, filters, upsample)
     }
 
@@ -174,10 +194,10 @@ impl HogModel {
             return;
         };
         if !rest.is_empty() {
-            let next = LevelImage::Down(image.next_level());
+            let next = LevelImage::Down(image.next_level(Spread::AllThreads));
             scope.spawn(move |s| self.scan_from(s, next, level + 1, rest));
         }
-        *slot = self.scan_level(image, level);
+        *slot = self.scan_level(image, level, Spread::AllThreads);
     }
 
     fn level_count(&self, image: &ImageMatrix) -> usize {
@@ -191,13 +211,15 @@ impl HogModel {
         }
     }
 
-    /// One level: its fHOG planes, then each filter on them (in parallel), in filter order.
-    fn scan_level(&self, image: LevelImage<'_>, level: usize) -> Vec<Detections> {
+    /// One level: its fHOG planes, then each filter on them (in parallel when spread), in
+    /// filter order.
+    fn scan_level(&self, image: LevelImage<'_>, level: usize, spread: Spread) -> Vec<Detections> {
         let features = image.features(self);
         // The planes are all the filters need: free the level image now.
         drop(image);
         (0..self.filter_count())
             .into_par_iter()
+            .with_min_len(spread.min_len())
             .map(|filter| features.scan(self, filter, level))
             .collect()
     }
@@ -242,11 +264,38 @@ impl HogModel {
 /// task costs far more than handing it to a thread.
 const STRIPE_PIXELS: usize = 1 << 15;
 
+/// How one detection uses the rayon pool it runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spread {
+    /// Its stripes, levels and filters are tasks for every thread: the shortest time when
+    /// threads are free.
+    AllThreads,
+    /// All on the calling thread, nothing for other threads to take: the least CPU when every
+    /// thread already has an image of its own (a task taken from another detection holds up
+    /// the taker's own work until it ends, and the pool idles meanwhile).
+    OneThread,
+}
+
+impl Spread {
+    /// The smallest piece a parallel iterator is split into: everything at once on one thread.
+    fn min_len(self) -> usize {
+        match self {
+            Spread::AllThreads => 1,
+            Spread::OneThread => usize::MAX,
+        }
+    }
+}
+
 /// The row ranges `[r0, r1)` an image of `rows` x `columns` is resized in, on the pool.
-fn stripes(rows: usize, columns: usize) -> impl IndexedParallelIterator<Item = (usize, usize)> {
+fn stripes(
+    rows: usize,
+    columns: usize,
+    spread: Spread,
+) -> impl IndexedParallelIterator<Item = (usize, usize)> {
     let per_stripe = (STRIPE_PIXELS / columns.max(1)).max(1);
     (0..rows.div_ceil(per_stripe))
         .into_par_iter()
+        .with_min_len(spread.min_len())
         .map(move |i| (i * per_stripe, ((i + 1) * per_stripe).min(rows)))
 }
 
@@ -269,16 +318,16 @@ impl StripeTarget {
 
 /// `image` upsampled `upsample` (>= 1) times with `pyramid_up`, as the Python binding does
 /// (each time made in row stripes on the pool).
-fn upsample_image(image: &ImageMatrix, upsample: u32) -> ImageMatrix {
-    let mut out = upsample_once(image);
+fn upsample_image(image: &ImageMatrix, upsample: u32, spread: Spread) -> ImageMatrix {
+    let mut out = upsample_once(image, spread);
     for _ in 1..upsample {
-        out = upsample_once(&out);
+        out = upsample_once(&out, spread);
     }
     out
 }
 
 /// `pyramid_up(image, out, pyramid_down<2>)`, the resize in row stripes on the pool.
-fn upsample_once(image: &ImageMatrix) -> ImageMatrix {
+fn upsample_once(image: &ImageMatrix, spread: Spread) -> ImageMatrix {
     let mut out = ImageMatrix::default();
     let target = StripeTarget(&mut out as *mut ImageMatrix as *mut c_void);
     let t = target.ptr();
@@ -296,7 +345,7 @@ fn upsample_once(image: &ImageMatrix) -> ImageMatrix {
             cpp!([t as "const face_hog::base_image*"] -> usize as "size_t" { return t->nc(); }),
         )
     };
-    stripes(rows, columns).for_each(|(r0, r1)| {
+    stripes(rows, columns, spread).for_each(|(r0, r1)| {
         let t = target.ptr();
         // SAFETY: `image` is live and only read; `t` points at `out`, sized above and alive
         // until every stripe returned; this call writes rows [r0, r1) only, which no other
@@ -338,7 +387,7 @@ impl LevelImage<'_> {
     }
 
     /// The next, smaller level: `pyramid_down<6>` of this one, made in row stripes on the pool.
-    fn next_level(&self) -> Level {
+    fn next_level(&self, spread: Spread) -> Level {
         // SAFETY: each arm passes a pointer to a live image of the type named, only read.
         let level = unsafe {
             match self.pixels() {
@@ -365,7 +414,7 @@ impl LevelImage<'_> {
                 cpp!([t as "const face_hog::level_image*"] -> usize as "size_t" { return t->nc(); }),
             )
         };
-        stripes(rows, columns).for_each(|(r0, r1)| {
+        stripes(rows, columns, spread).for_each(|(r0, r1)| {
             let t = target.ptr();
             // SAFETY: each arm's source image is live and only read; `t` points at `level`,
             // sized above and alive until every stripe returned; this call writes rows
@@ -624,23 +673,25 @@ mod tests {
         for (w, h) in narrow.chain(wide) {
             let frame = pattern(w, h);
             let image: &ImageMatrix = &frame.matrix;
-            let up = upsample_once(image);
-            let up_ref = &up;
-            let level1 = LevelImage::Down(LevelImage::Frame(image).next_level());
-            let level2 = level1.next_level();
-            let Pixels::Array(l1) = level1.pixels() else {
-                unreachable!("made as an array2d level above")
-            };
-            let (l1, l2) = (l1.0.as_ptr(), level2.0.as_ptr());
-            // SAFETY: the four images are live and only read; the string is handed to text_of.
-            let err = text_of(unsafe {
-                cpp!([image as "const face_hog::base_image*", up_ref as "const face_hog::base_image*",
-                      l1 as "const face_hog::level_image*", l2 as "const face_hog::level_image*"]
-                     -> *mut c_void as "std::string*" {
-                    return new std::string(face_hog::compare_resizes(*image, *up_ref, *l1, *l2));
-                })
-            });
-            assert_eq!(err, "", "{w}x{h}");
+            for spread in [Spread::AllThreads, Spread::OneThread] {
+                let up = upsample_once(image, spread);
+                let up_ref = &up;
+                let level1 = LevelImage::Down(LevelImage::Frame(image).next_level(spread));
+                let level2 = level1.next_level(spread);
+                let Pixels::Array(l1) = level1.pixels() else {
+                    unreachable!("made as an array2d level above")
+                };
+                let (l1, l2) = (l1.0.as_ptr(), level2.0.as_ptr());
+                // SAFETY: the four images are live and only read; the string is handed to text_of.
+                let err = text_of(unsafe {
+                    cpp!([image as "const face_hog::base_image*", up_ref as "const face_hog::base_image*",
+                          l1 as "const face_hog::level_image*", l2 as "const face_hog::level_image*"]
+                         -> *mut c_void as "std::string*" {
+                        return new std::string(face_hog::compare_resizes(*image, *up_ref, *l1, *l2));
+                    })
+                });
+                assert_eq!(err, "", "{w}x{h} {spread:?}");
+            }
         }
     }
 
@@ -668,7 +719,10 @@ mod tests {
             let levels = model.level_count(base);
             let mut images = vec![LevelImage::Frame(base)];
             while images.len() < levels {
-                let next = images.last().map(LevelImage::next_level).expect("level 0");
+                let next = images
+                    .last()
+                    .map(|i| i.next_level(Spread::AllThreads))
+                    .expect("level 0");
                 images.push(LevelImage::Down(next));
             }
             let planes: Vec<Features> = images.iter().map(|i| i.features(&model)).collect();
@@ -700,11 +754,14 @@ mod tests {
         for (w, h) in [(40, 30), (97, 131), (640, 480), (1, 50)] {
             let frame = pattern(w, h);
             for upsample in [0, 1] {
-                assert_eq!(
-                    model.detect(&frame, upsample),
-                    dlib.detect(&frame, upsample),
-                    "{w}x{h} upsample {upsample}"
-                );
+                let want = dlib.detect(&frame, upsample);
+                for spread in [Spread::AllThreads, Spread::OneThread] {
+                    assert_eq!(
+                        model.detect_with(&frame, upsample, spread),
+                        want,
+                        "{w}x{h} upsample {upsample} {spread:?}"
+                    );
+                }
             }
         }
     }
