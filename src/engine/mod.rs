@@ -527,7 +527,8 @@ impl Engine {
     }
 
     fn detect_upsampled(&self, frame: &Frame, upsample: u32) -> Vec<FaceBox> {
-        // Every core of the engine's pool; all scratch is freed when it returns.
+        // Every core of the engine's pool while one is free (spread_for); all scratch is freed
+        // when it returns.
         let found = self.install(|| self.hog.detect_with(frame, upsample, self.spread()));
         let scanned = (frame.width as u64 * frame.height as u64)
             .saturating_mul(1u64.checked_shl(2 * upsample).unwrap_or(u64::MAX));
