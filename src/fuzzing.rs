@@ -22,6 +22,13 @@ pub fn realtime_query(data: &[u8]) {
     crate::http::fuzz_query(&query);
 }
 
+/// A request's method and target as routing sees them: `data` is `METHOD target`.
+pub fn request_target(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (method, target) = text.split_once(' ').unwrap_or(("GET", &text));
+    crate::http::fuzz_route(method, target);
+}
+
 /// Image decoding with the default pixel limit, then a face crop of the result; and the
 /// large-image path: a downscaled decode and an upright crop of the image as stored.
 pub fn image_decode(data: &[u8]) {

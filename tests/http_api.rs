@@ -501,6 +501,119 @@ fn a_websocket_client_that_stops_reading_does_not_block_the_others() {
     server.shutdown();
 }
 
+/// `GET /people`, `GET /people/{id}` and `DELETE /people/{id}` on a real server: paging and
+/// filtering, bad and hostile ids, and a deletion that stops matching at once and leaves no
+/// file of the person behind.
+#[test]
+fn people_are_listed_shown_and_deleted() {
+    let data = tempfile::tempdir().unwrap();
+    let server = h::start(data.path(), h::serve_settings());
+    let mut enrolled = std::collections::BTreeMap::new();
+    for person in ["obama", "biden", "raj"] {
+        for photo in common::photos(&faces(&format!("known/{person}"))) {
+            let (status, answer) =
+                h::post_image(&url(&server, "/enroll"), &photo, &[("student_id", person)]);
+            assert_eq!(status, 200, "{answer}");
+            *enrolled.entry(person).or_insert(0u64) += 1;
+        }
+    }
+    let (status, list) = h::get(&url(&server, "/people"));
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["total"], 3);
+    let listed: Vec<(&str, u64)> = list["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["student_id"].as_str().unwrap(),
+                p["samples"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        enrolled.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>()
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for p in list["people"].as_array().unwrap() {
+        let (enrolled_at, updated_at) = (
+            p["enrolled_at"].as_u64().unwrap(),
+            p["updated_at"].as_u64().unwrap(),
+        );
+        assert!(enrolled_at <= updated_at && updated_at <= now + 1, "{p}");
+        assert!(now - enrolled_at < 600, "{p}");
+    }
+    let (_, b) = h::get(&url(&server, "/people?q=b"));
+    assert_eq!(
+        (b["total"].clone(), b["people"][0]["student_id"].clone()),
+        (json!(1), json!("biden"))
+    );
+    let (_, page) = h::get(&url(&server, "/people?limit=1&offset=1"));
+    assert_eq!(page["total"], 3);
+    assert_eq!(page["people"].as_array().unwrap().len(), 1);
+    assert_eq!(page["people"][0]["student_id"], "obama");
+    for bad in ["limit=abc", "limit=5000", "offset=-1"] {
+        let (status, answer) = h::get(&url(&server, &format!("/people?{bad}")));
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert_eq!(answer["ok"], false);
+    }
+
+    let (status, obama) = h::get(&url(&server, "/people/obama"));
+    assert_eq!(status, 200, "{obama}");
+    assert_eq!(obama["student_id"], "obama");
+    assert_eq!(
+        obama["samples"].as_array().unwrap().len() as u64,
+        enrolled["obama"]
+    );
+    assert_eq!(h::get(&url(&server, "/people/nobody")).0, 404);
+    // Ids that could name other files are refused before any path is made of them.
+    for hostile in [
+        "..%2F..%2Fetc",
+        "%2Fetc%2Fpasswd",
+        ".hidden",
+        "a%00b",
+        "%zz",
+    ] {
+        let (status, answer) = h::get(&url(&server, &format!("/people/{hostile}")));
+        assert_eq!(status, 400, "{hostile}: {answer}");
+        assert_eq!(
+            h::delete(&url(&server, &format!("/people/{hostile}"))).0,
+            400
+        );
+    }
+    let wrong = h::agent()
+        .put(&url(&server, "/people/obama"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 405);
+    assert_eq!(wrong.headers()["Allow"], "GET, DELETE");
+
+    let probe = faces("probe/obama/obama_3.jpg");
+    let (_, before) = h::post_image(&url(&server, "/recognize"), &probe, &[]);
+    assert_eq!(before["results"][0]["label"], "obama");
+    let (status, deleted) = h::delete(&url(&server, "/people/obama"));
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(
+        deleted,
+        json!({"ok": true, "deleted": "obama", "samples": enrolled["obama"]})
+    );
+    let (_, after) = h::post_image(&url(&server, "/recognize"), &probe, &[]);
+    assert_ne!(after["results"][0]["label"], "obama", "{after}");
+    assert_eq!(h::delete(&url(&server, "/people/obama")).0, 404);
+    assert_eq!(h::get(&url(&server, "/people/obama")).0, 404);
+    assert_eq!(h::get(&url(&server, "/people")).1["total"], 2);
+    let left: Vec<String> = common::tree(data.path())
+        .into_iter()
+        .filter(|p| p.contains("obama"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    server.shutdown();
+}
+
 #[test]
 fn openapi_lists_every_route() {
     let data = tempfile::tempdir().unwrap();

@@ -79,6 +79,8 @@ fn every_protected_route_needs_a_configured_key_in_either_header() {
         "/ws/recognitions",
         "/config",
         "/mock/webhook",
+        "/people",
+        "/people/{id}",
     ] {
         assert!(names.contains(&must), "{must} is not protected");
     }

@@ -289,6 +289,111 @@ impl Gallery {
     }
 }
 
+/// One enrolled person, as `GET /people` lists them. Times are Unix seconds: `enrolled_at` the
+/// oldest face crop kept (or the encodings file's time when none is), `updated_at` the
+/// encodings file's last change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Person {
+    pub student_id: String,
+    pub samples: usize,
+    pub enrolled_at: u64,
+    pub updated_at: u64,
+}
+
+/// Seconds since the Unix epoch of a file's last change (0 when unknown).
+fn modified_secs(path: &Path) -> u64 {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Gallery {
+    fn crops_dir(&self, id: &StudentId) -> PathBuf {
+        self.faces_dir.join(id.as_str())
+    }
+
+    fn describe(&self, id: &str, samples: usize) -> Person {
+        let npy = self.embeddings_dir.join(format!("{id}.npy"));
+        let updated_at = modified_secs(&npy);
+        // Crops are named <unix-ms>-<n>.jpg (save_crop).
+        let oldest_crop = fs::read_dir(self.faces_dir.join(id))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.split_once('-')?.0.parse::<u64>().ok()
+            })
+            .min()
+            .map(|ms| ms / 1000);
+        Person {
+            student_id: id.to_string(),
+            samples,
+            enrolled_at: oldest_crop.map_or(updated_at, |t| t.min(updated_at)),
+            updated_at,
+        }
+    }
+
+    /// Enrolled people whose id starts with `prefix`, sorted by id: how many match in all, and
+    /// at most `limit` of them from `offset` on.
+    pub fn people_page(&self, prefix: &str, offset: usize, limit: usize) -> (usize, Vec<Person>) {
+        let matching: Vec<(String, usize)> = self
+            .people()
+            .into_iter()
+            .filter(|(id, _)| id.starts_with(prefix))
+            .collect();
+        let page = matching
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(id, n)| self.describe(id, *n))
+            .collect();
+        (matching.len(), page)
+    }
+
+    /// The person, or `None` when not enrolled.
+    pub fn person(&self, id: &StudentId) -> Option<Person> {
+        let samples = {
+            let m = self.matrix.read().unwrap_or_else(|p| p.into_inner());
+            let owner = m.labels.iter().position(|l| l == id.as_str())?;
+            m.owners.iter().filter(|o| **o as usize == owner).count()
+        };
+        (samples > 0).then(|| self.describe(id.as_str(), samples))
+    }
+
+    /// Removes everything of the person: the face crops, then the encodings file, then the
+    /// encodings from matching. Returns how many samples they had, `None` when not enrolled.
+    /// Crops go first so that an interrupted removal leaves a person who is still enrolled
+    /// (and can be removed again), never crops of nobody.
+    pub fn remove(&self, id: &StudentId) -> Result<Option<usize>, GalleryError> {
+        let _writing = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(person) = self.person(id) else {
+            return Ok(None);
+        };
+        let crops = self.crops_dir(id);
+        match fs::remove_dir_all(&crops) {
+            Ok(()) => fsutil::sync_dir(&self.faces_dir).map_err(io_err(&self.faces_dir))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&crops)(e)),
+        }
+        let npy = self.npy_path(id);
+        match fs::remove_file(&npy) {
+            Ok(()) => {
+                fsutil::sync_dir(&self.embeddings_dir).map_err(io_err(&self.embeddings_dir))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&npy)(e)),
+        }
+        self.matrix
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id.as_str());
+        Ok(Some(person.samples))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +402,37 @@ mod tests {
         let mut e = [0.0; 128];
         e[0] = v;
         e
+    }
+
+    #[test]
+    fn people_are_listed_shown_and_removed_with_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        let id = |s: &str| StudentId::parse(s).unwrap();
+        g.append(&id("alip"), &[enc(0.1), enc(0.2)]).unwrap();
+        g.append(&id("alice"), &[enc(0.5)]).unwrap();
+        g.append(&id("budi"), &[enc(0.9)]).unwrap();
+        g.save_crop(&id("alip"), b"jpeg").unwrap();
+        let (total, page) = g.people_page("al", 0, 10);
+        assert_eq!(total, 2);
+        let ids: Vec<_> = page.iter().map(|p| p.student_id.as_str()).collect();
+        assert_eq!(ids, ["alice", "alip"]);
+        assert_eq!(g.people_page("", 1, 1).1[0].student_id, "alip");
+        assert_eq!(g.people_page("", 5, 10), (3, vec![]));
+        let alip = g.person(&id("alip")).unwrap();
+        assert_eq!(alip.samples, 2);
+        assert!(alip.enrolled_at > 0 && alip.enrolled_at <= alip.updated_at);
+
+        assert_eq!(g.remove(&id("alip")).unwrap(), Some(2));
+        assert_eq!(g.person(&id("alip")), None);
+        assert_eq!(g.remove(&id("alip")).unwrap(), None);
+        assert_eq!(g.best_match(&enc(0.1), 0.05).label, UNKNOWN);
+        assert_eq!(g.counts(), (2, 2));
+        // Nothing of theirs is left on disk, and a reload agrees.
+        assert!(!dir.path().join("faces/alip").exists());
+        assert!(!dir.path().join("embeddings/alip.npy").exists());
+        let (reloaded, _) = Gallery::open(dir.path()).unwrap();
+        assert_eq!(reloaded.people(), [("alice".into(), 1), ("budi".into(), 1)]);
     }
 
     #[test]

@@ -169,7 +169,8 @@ pub(super) fn query_value(query: &str, name: &str) -> Option<String> {
         .and_then(|(_, v)| percent_decode(v))
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+/// `%XX` escapes decoded (`+` stays `+`); `None` for a bad escape or invalid UTF-8.
+pub(super) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -19,6 +19,7 @@ pub enum ApiError {
     MethodNotAllowed {
         method: String,
         path: String,
+        /// Every method of the path, as `Allow` lists them.
         allowed: &'static str,
     },
     /// Identical for a missing and a wrong key: nothing tells which part was wrong.

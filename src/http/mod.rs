@@ -49,6 +49,24 @@ pub fn fuzz_query(query: &str) {
     let _ = auth::query_value(query, auth::QUERY_PARAM);
 }
 
+/// Routing of a request line's target (`/people/a%2Fb?q=al`) for `method`: the route table's
+/// path matching, its parameters and the id check, for the fuzz targets. Whatever matches must
+/// match again once its parameters are put back into the route's pattern.
+#[doc(hidden)]
+pub fn fuzz_route(method: &str, target: &str) {
+    let (path, query) = routes::split_url(target);
+    let _ = auth::query_value(&query, "limit");
+    let Ok(method) = method.parse::<tiny_http::Method>() else {
+        return;
+    };
+    if let Ok((route, params)) = routes::find(&method, &path) {
+        if let Ok(id) = params.get("id") {
+            let _ = crate::gallery::StudentId::parse(id);
+        }
+        assert!(route.path.split('/').count() == path.split('/').count());
+    }
+}
+
 /// Limits that keep one client from holding the box.
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -1,20 +1,24 @@
 //! Which handler answers which request: one table, [`ROUTES`], with each endpoint's method,
-//! path, who may call it, what body it takes and its handler. 404/405, the key check, the body
-//! limit and whether the work is light (answered on an HTTP worker at once) or an upload (read
-//! and handled on a thread of its own, within the budgets of [`super::budget`]) all follow from
-//! the entry, so a new route is one entry.
+//! path pattern (`/people/{id}`: a `{name}` segment matches one non-empty segment, given to the
+//! handler percent-decoded in [`Call::params`]), who may call it, what body it takes and its
+//! handler. 404/405 (with every allowed method), the key check, the body limit and whether the
+//! work is light (answered on an HTTP worker at once) or an upload (read and handled on a thread
+//! of its own, within the budgets of [`super::budget`]) all follow from the entry, so a new
+//! route is one entry.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Value};
 use tiny_http::{Method, Request};
 
+use super::auth::{percent_decode, query_value};
 use super::error::ApiError;
 use super::form::Form;
 use super::respond::{respond, respond_off_worker, Answer};
 use super::uploads::{self, UploadHandler};
 use super::{form, ws, App};
 use crate::events::{events_for, Event, Report};
+use crate::gallery::StudentId;
 
 const OPENAPI: &str = include_str!("openapi.json");
 const DOCS: &str = include_str!("docs.html");
@@ -30,11 +34,35 @@ pub enum Access {
     KeyOrQuery,
 }
 
+/// The parameters of a matched path pattern (`{id}` -> `alip`), percent-decoded.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Params(Vec<(&'static str, String)>);
+
+impl Params {
+    /// The value of `{name}`. The route table gives each handler the names of its own
+    /// pattern, so a missing one is the program's fault.
+    pub fn get(&self, name: &str) -> Result<&str, ApiError> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| ApiError::Internal(format!("the route has no {{{name}}} parameter")))
+    }
+}
+
+/// What a handler gets besides the app and the body.
+#[derive(Debug, Default, Clone)]
+pub struct Call {
+    /// The query string, undecoded (after `?`).
+    pub query: String,
+    pub params: Params,
+}
+
 /// What a route does with the request.
 #[derive(Clone, Copy)]
 pub enum Handler {
     /// No body, no face work: answered by the HTTP worker at once.
-    Light(fn(&App, &str) -> Result<Answer, ApiError>),
+    Light(fn(&App, &Call) -> Result<Answer, ApiError>),
     /// A body of at most `limit` bytes (`None`: `MAX_UPLOAD_BYTES`), read as `body` says and
     /// handled on an upload thread. Image work inside takes an image place
     /// (see [`App::image_work`]).
@@ -126,6 +154,24 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/people",
+        access: Access::Key,
+        handler: Handler::Light(people),
+    },
+    Route {
+        method: "GET",
+        path: "/people/{id}",
+        access: Access::Key,
+        handler: Handler::Light(person),
+    },
+    Route {
+        method: "DELETE",
+        path: "/people/{id}",
+        access: Access::Key,
+        handler: Handler::Light(delete_person),
+    },
+    Route {
+        method: "GET",
         path: "/ws/recognitions",
         access: Access::KeyOrQuery,
         handler: Handler::WebSocket,
@@ -154,24 +200,70 @@ pub static ROUTES: &[Route] = &[
     },
 ];
 
-/// The route for `method path`, or the refusal: 404 for an unknown path, 405 (with `Allow`)
-/// for a known path and another method. HEAD is answered like GET.
-pub fn find(method: &Method, path: &str) -> Result<&'static Route, ApiError> {
-    let mut allowed = None;
-    for route in ROUTES.iter().filter(|r| r.path == path) {
+/// `path` matched against `pattern`: the parameters when the segments pair up, literal ones
+/// equal and `{name}` ones non-empty. A parameter that is not valid percent-encoding is kept as
+/// it came (the handler's own check, of an id say, then refuses it).
+fn match_path(pattern: &'static str, path: &str) -> Option<Params> {
+    let mut params = Vec::new();
+    let mut segments = path.split('/');
+    for part in pattern.split('/') {
+        let segment = segments.next()?;
+        match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some(name) if !segment.is_empty() => {
+                let value = percent_decode(segment).unwrap_or_else(|| segment.to_string());
+                params.push((name, value));
+            }
+            Some(_) => return None,
+            None if part == segment => {}
+            None => return None,
+        }
+    }
+    segments.next().is_none().then_some(Params(params))
+}
+
+/// The methods of the routes with path pattern `pattern`, for `Allow` ("GET, DELETE").
+fn allowed_methods(pattern: &'static str) -> &'static str {
+    static ALLOW: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
+    let table = ALLOW.get_or_init(|| {
+        let mut table: Vec<(&'static str, String)> = Vec::new();
+        for route in ROUTES {
+            match table.iter_mut().find(|(p, _)| *p == route.path) {
+                Some((_, methods)) => {
+                    methods.push_str(", ");
+                    methods.push_str(route.method);
+                }
+                None => table.push((route.path, route.method.to_string())),
+            }
+        }
+        table
+    });
+    table
+        .iter()
+        .find(|(p, _)| *p == pattern)
+        .map_or("", |(_, methods)| methods.as_str())
+}
+
+/// The route for `method path` and its path parameters, or the refusal: 404 for an unknown
+/// path, 405 (with `Allow`) for a known path and another method. HEAD is answered like GET.
+pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Params), ApiError> {
+    let mut known = None;
+    for route in ROUTES {
+        let Some(params) = match_path(route.path, path) else {
+            continue;
+        };
         let same =
             method.as_str() == route.method || (*method == Method::Head && route.method == "GET");
         if same {
-            return Ok(route);
+            return Ok((route, params));
         }
-        allowed = Some(route.method);
+        known = Some(route.path);
     }
-    Err(match allowed {
+    Err(match known {
         None => ApiError::NotFound(path.to_string()),
-        Some(allowed) => ApiError::MethodNotAllowed {
+        Some(pattern) => ApiError::MethodNotAllowed {
             method: method.to_string(),
             path: path.to_string(),
-            allowed,
+            allowed: allowed_methods(pattern),
         },
     })
 }
@@ -180,8 +272,8 @@ pub fn find(method: &Method, path: &str) -> Result<&'static Route, ApiError> {
 /// costs no upload), then answers or hands it on.
 pub fn handle(app: &Arc<App>, request: Request) {
     let (path, query) = split_url(request.url());
-    let route = match find(request.method(), &path) {
-        Ok(route) => route,
+    let (route, params) = match find(request.method(), &path) {
+        Ok(found) => found,
         Err(refusal) => return respond(request, Err(refusal)),
     };
     let authorized = match route.access {
@@ -194,7 +286,8 @@ pub fn handle(app: &Arc<App>, request: Request) {
     }
     match route.handler {
         Handler::Light(handler) => {
-            respond_off_worker(request, handler(app, &query), &app.budget.downloads)
+            let call = Call { query, params };
+            respond_off_worker(request, handler(app, &call), &app.budget.downloads)
         }
         Handler::Upload {
             limit,
@@ -202,7 +295,7 @@ pub fn handle(app: &Arc<App>, request: Request) {
             handle,
         } => {
             let limit = limit.unwrap_or(app.limits.max_upload_bytes);
-            uploads::start(app, request, limit, body, query, handle)
+            uploads::start(app, request, limit, body, Call { query, params }, handle)
         }
         Handler::WebSocket => ws::upgrade(app, request),
     }
@@ -218,7 +311,7 @@ pub(super) fn split_url(url: &str) -> (String, String) {
     (path.to_string(), query.to_string())
 }
 
-fn health(app: &App, _query: &str) -> Result<Answer, ApiError> {
+fn health(app: &App, _call: &Call) -> Result<Answer, ApiError> {
     let (encodings, labels) = app.recognizer.gallery.counts();
     let mut answer = json!({"ok": true, "encodings": encodings, "labels": labels});
     if let Some(camera) = &app.camera {
@@ -233,19 +326,84 @@ fn health(app: &App, _query: &str) -> Result<Answer, ApiError> {
     Ok(Answer::Json(answer))
 }
 
-fn config(app: &App, _query: &str) -> Result<Answer, ApiError> {
+fn config(app: &App, _call: &Call) -> Result<Answer, ApiError> {
     Ok(Answer::Json(app.config_json.clone()))
 }
 
-fn openapi(_app: &App, _query: &str) -> Result<Answer, ApiError> {
+/// People per page of `GET /people` unless `limit` says otherwise, and the most it may say.
+const PEOPLE_PAGE: usize = 100;
+const PEOPLE_PAGE_MAX: usize = 1000;
+
+/// `GET /people?q=&limit=&offset=`: enrolled people whose id starts with `q`, by id.
+fn people(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let prefix = query_value(&call.query, "q").unwrap_or_default();
+    let number = |name: &str, default: usize, max: usize| match query_value(&call.query, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{name} must be a whole number up to {max}, got {v:?}"
+                ))
+            }),
+    };
+    let limit = number("limit", PEOPLE_PAGE, PEOPLE_PAGE_MAX)?;
+    let offset = number("offset", 0, usize::MAX)?;
+    let (total, page) = app.recognizer.gallery.people_page(&prefix, offset, limit);
+    Ok(Answer::Json(
+        json!({"ok": true, "total": total, "people": page}),
+    ))
+}
+
+/// The `{id}` of the path, checked as enrollment checks it (400 otherwise).
+fn person_id(call: &Call) -> Result<StudentId, ApiError> {
+    StudentId::parse(call.params.get("id")?).map_err(ApiError::BadRequest)
+}
+
+/// `GET /people/{id}`.
+fn person(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let id = person_id(call)?;
+    let person = app
+        .recognizer
+        .gallery
+        .person(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("person {id}")))?;
+    let samples: Vec<Value> = (0..person.samples).map(|i| json!({"index": i})).collect();
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "student_id": person.student_id,
+        "samples": samples,
+        "enrolled_at": person.enrolled_at,
+        "updated_at": person.updated_at,
+    })))
+}
+
+/// `DELETE /people/{id}`: encodings and crops gone from disk and from matching.
+fn delete_person(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let id = person_id(call)?;
+    let samples = app
+        .recognizer
+        .gallery
+        .remove(&id)
+        .map_err(|e| ApiError::from(crate::Error::from(e)))?
+        .ok_or_else(|| ApiError::NotFound(format!("person {id}")))?;
+    log::info!("deleted {id} ({samples} samples)");
+    Ok(Answer::Json(
+        json!({"ok": true, "deleted": id.as_str(), "samples": samples}),
+    ))
+}
+
+fn openapi(_app: &App, _call: &Call) -> Result<Answer, ApiError> {
     Ok(Answer::Body("application/json", OPENAPI))
 }
 
-fn docs(_app: &App, _query: &str) -> Result<Answer, ApiError> {
+fn docs(_app: &App, _call: &Call) -> Result<Answer, ApiError> {
     Ok(Answer::Body("text/html; charset=utf-8", DOCS))
 }
 
-fn enroll(app: &App, form: Form, _query: &str) -> Result<Answer, ApiError> {
+fn enroll(app: &App, form: Form, _call: &Call) -> Result<Answer, ApiError> {
     let student_id = form.text("student_id")?;
     let image = form.file("image")?;
     let outcome = app.image_work(image, || app.recognizer.enroll_bytes(&student_id, image))?;
@@ -257,7 +415,7 @@ fn enroll(app: &App, form: Form, _query: &str) -> Result<Answer, ApiError> {
     ))
 }
 
-fn recognize(app: &App, form: Form, _query: &str) -> Result<Answer, ApiError> {
+fn recognize(app: &App, form: Form, _call: &Call) -> Result<Answer, ApiError> {
     let image = form.file("image")?;
     let results = app.image_work(image, || app.recognizer.recognize_bytes(image, None))?;
     Ok(Answer::Json(json!({"ok": true, "results": results})))
@@ -298,8 +456,8 @@ pub(super) fn realtime_params(query: &str) -> Result<(Option<f64>, bool), ApiErr
     Ok(((min_conf > 0.0).then_some(min_conf), send_unknown))
 }
 
-fn realtime(app: &App, form: Form, query: &str) -> Result<Answer, ApiError> {
-    let (tolerance, send_unknown) = realtime_params(query)?;
+fn realtime(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
+    let (tolerance, send_unknown) = realtime_params(&call.query)?;
     let bytes = form.file("image")?;
     // The image place is given back before the webhook wait below.
     let (results, frame) = app.image_work(bytes, || {
@@ -326,7 +484,7 @@ fn realtime(app: &App, form: Form, query: &str) -> Result<Answer, ApiError> {
     })))
 }
 
-fn mock_webhook(_app: &App, form: Form, _query: &str) -> Result<Answer, ApiError> {
+fn mock_webhook(_app: &App, form: Form, _call: &Call) -> Result<Answer, ApiError> {
     let body = form.into_raw();
     let payload: Value = if body.is_empty() {
         Value::Null
@@ -363,6 +521,33 @@ mod tests {
     }
 
     #[test]
+    fn path_patterns_take_parameters() {
+        let params = |pattern, path| match_path(pattern, path).map(|p| p.0);
+        assert_eq!(
+            params("/people/{id}", "/people/alip"),
+            Some(vec![("id", "alip".into())])
+        );
+        assert_eq!(
+            params("/people/{id}", "/people/a%2Fb"),
+            Some(vec![("id", "a/b".into())])
+        );
+        // A bad escape is kept as it came, for the id check to refuse.
+        assert_eq!(
+            params("/people/{id}", "/people/%zz"),
+            Some(vec![("id", "%zz".into())])
+        );
+        assert_eq!(params("/people/{id}", "/people/"), None);
+        assert_eq!(params("/people/{id}", "/people"), None);
+        assert_eq!(params("/people/{id}", "/people/a/b"), None);
+        assert_eq!(params("/people", "/people"), Some(vec![]));
+        assert_eq!(params("/people", "/peoples"), None);
+        let (route, p) = find(&Method::Delete, "/people/alip").unwrap();
+        assert_eq!((route.method, p.get("id").unwrap()), ("DELETE", "alip"));
+        let wrong = find(&Method::Put, "/people/alip").unwrap_err();
+        assert_eq!(wrong.headers(), Some(("Allow", "GET, DELETE")));
+    }
+
+    #[test]
     fn paths_are_split_from_queries() {
         assert_eq!(
             split_url("/recognize/realtime?min_conf=1"),
@@ -374,15 +559,16 @@ mod tests {
 
     #[test]
     fn the_table_gives_404_405_and_head_as_get() {
-        assert_eq!(find(&Method::Get, "/health").unwrap().path, "/health");
-        assert_eq!(find(&Method::Head, "/docs").unwrap().path, "/docs");
+        assert_eq!(find(&Method::Get, "/health").unwrap().0.path, "/health");
+        assert_eq!(find(&Method::Head, "/docs").unwrap().0.path, "/docs");
         assert_eq!(find(&Method::Get, "/nowhere").unwrap_err().status(), 404);
         let wrong = find(&Method::Put, "/enroll").unwrap_err();
         assert_eq!(wrong.status(), 405);
         assert_eq!(wrong.headers(), Some(("Allow", "POST")));
         // Every POST route has its own handler: none falls through to another.
         for route in ROUTES {
-            let found = find(&route.method.parse().unwrap(), route.path).unwrap();
+            let concrete = route.path.replace("{id}", "alip").replace("{n}", "0");
+            let (found, _) = find(&route.method.parse().unwrap(), &concrete).unwrap();
             assert!(
                 std::ptr::eq(found, route),
                 "{} {}",

@@ -14,11 +14,11 @@ use tiny_http::Request;
 use super::error::ApiError;
 use super::form::{self, Form};
 use super::respond::{respond, Answer};
-use super::routes::Body;
+use super::routes::{Body, Call};
 use super::{header, App};
 
 /// What an upload route does with its parsed body.
-pub type UploadHandler = fn(&App, Form, &str) -> Result<Answer, ApiError>;
+pub type UploadHandler = fn(&App, Form, &Call) -> Result<Answer, ApiError>;
 
 /// Takes an upload place (or answers 503 at once, without reading the body) and reads and
 /// handles the request on its own thread.
@@ -27,7 +27,7 @@ pub fn start(
     request: Request,
     limit: usize,
     body: Body,
-    query: String,
+    call: Call,
     handle: UploadHandler,
 ) {
     let Some(place) = app.budget.uploads.try_take() else {
@@ -42,7 +42,7 @@ pub fn start(
             let length = request.body_length();
             let answer = form::read_body(request.as_reader(), length, limit)
                 .and_then(|bytes| body.parse(content_type.as_deref(), bytes))
-                .and_then(|form| handle(&app, form, &query));
+                .and_then(|form| handle(&app, form, &call));
             respond(request, answer);
             drop(place);
         });

@@ -72,14 +72,22 @@ pub fn post(url: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
     )
 }
 
-pub fn get(url: &str) -> (u16, Value) {
-    let mut response = agent().get(url).call().unwrap();
+/// The status and the body (parsed JSON, else the text as a JSON string).
+fn answer(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().unwrap();
     (
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+pub fn get(url: &str) -> (u16, Value) {
+    answer(agent().get(url).call().unwrap())
+}
+
+pub fn delete(url: &str) -> (u16, Value) {
+    answer(agent().delete(url).call().unwrap())
 }
 
 pub fn post_image(url: &str, photo: &Path, extra: &[(&str, &str)]) -> (u16, Value) {
