@@ -264,7 +264,10 @@ fn connections_past_the_caps_get_503_at_once() {
     // 4 + 2 = 6 open; the 7th place is the last.
     let others: Vec<TcpStream> = (0..2).map(|_| connect_from("127.0.0.3", addr)).collect();
     let last = connect_from("127.0.0.4", addr);
-    std::thread::sleep(Duration::from_millis(200));
+    // All 7 counted (the accept thread may lag on a loaded machine) before the 8th comes.
+    common::wait_for("7 open connections", Duration::from_secs(10), || {
+        server.app().open_connections() == Some(7)
+    });
     let mut over = connect_from("127.0.0.5", addr);
     let _ = over.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(read_status(&mut over, Duration::from_secs(5)).0, 503);

@@ -154,6 +154,11 @@ impl App {
         recognizer.engine.install(work).map_err(ApiError::from)
     }
 
+    /// Connections open now, as the server counts them for its caps (`None` before it runs).
+    pub fn open_connections(&self) -> Option<usize> {
+        self.connections.get().map(|count| count())
+    }
+
     /// The `http` part of `/health`: open connections and the budgets' places.
     fn http_stats(&self) -> Value {
         serde_json::json!({
