@@ -162,7 +162,7 @@ impl App {
     /// The `http` part of `/health`: open connections and the budgets' places.
     fn http_stats(&self) -> Value {
         serde_json::json!({
-            "connections": self.connections.get().map(|count| count()),
+            "connections": self.open_connections(),
             "uploads": self.budget.uploads.to_json(),
             "images": self.budget.images.to_json(),
             "large_images": self.budget.large_images.to_json(),
