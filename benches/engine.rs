@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use face_attendance::engine::hog::{DlibDetector, HogModel};
 use face_attendance::engine::{Encoding, Engine, EngineConfig, Frame};
-use face_attendance::gallery::{Gallery, StudentId};
+use face_attendance::gallery::{Gallery, NewSample, StudentId};
 use face_attendance::image_io::{self, RgbImage};
 
 fn runs() -> usize {
@@ -165,8 +165,9 @@ fn main() {
                 })
                 .collect();
             let id = StudentId::parse(&format!("p{enrolled}")).expect("id");
-            gallery.replace(&id, &rows).expect("write");
             enrolled += rows.len();
+            let samples = rows.into_iter().map(NewSample::new).collect();
+            gallery.replace(&id, samples, "bench").expect("write");
         }
         let t = median_ms(n, || drop(gallery.best_match(&probe, 0.45)));
         println!("{size:>8} encodings: {t:.3} ms");

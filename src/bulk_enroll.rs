@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::engine::Encoding;
 use crate::error::Error;
-use crate::gallery::{GalleryError, StudentId};
+use crate::gallery::{GalleryError, NewSample, StudentId};
 use crate::recognizer::Recognizer;
 
 /// What happened to one person's folder.
@@ -91,17 +90,25 @@ pub fn scan(known_dir: &Path) -> Result<(People, Vec<SkippedFolder>), Error> {
 }
 
 enum PhotoResult {
-    Face(Box<Encoding>, Vec<u8>),
+    Face(Box<NewSample>),
     Skipped(String),
 }
 
-/// Enrolls every photo of every person found by [`scan`]. With `replace`, each person's
-/// encodings are rebuilt from the folder; otherwise they are added to what is enrolled (the
-/// original's way). `progress` is called once per photo done.
+/// How bulk enrollment writes: `replace` rebuilds each person's encodings from their folder
+/// (otherwise photos are added, the original's way); `force` skips the duplicate check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkOptions {
+    pub replace: bool,
+    pub force: bool,
+}
+
+/// Enrolls every photo of every person found by [`scan`], with the checks of one enrollment:
+/// a photo whose face is another person's (within the duplicate distance) is skipped and
+/// reported, unless `options.force`. `progress` is called once per photo done.
 pub fn enroll_all(
     recognizer: &Recognizer,
     people: &[(StudentId, Vec<PathBuf>)],
-    replace: bool,
+    options: BulkOptions,
     progress: &(dyn Fn(&Path) + Sync),
 ) -> Vec<PersonSummary> {
     let jobs: Vec<(usize, &PathBuf)> = people
@@ -110,7 +117,7 @@ pub fn enroll_all(
         .flat_map(|(i, (_, photos))| photos.iter().map(move |p| (i, p)))
         .collect();
     // On the engine's pool: one photo per core, decoding included.
-    let results: Vec<(usize, &PathBuf, PhotoResult)> = recognizer.engine.install(|| {
+    let mut results: Vec<(usize, &PathBuf, PhotoResult)> = recognizer.engine.install(|| {
         jobs.par_iter()
             .map(|(i, path)| {
                 let result = enroll_photo(recognizer, path);
@@ -119,6 +126,10 @@ pub fn enroll_all(
             })
             .collect()
     });
+    let limit = recognizer
+        .enroll_policy
+        .duplicate_limit(recognizer.tolerance, options.force);
+    let gallery = &recognizer.gallery;
 
     let mut report = Vec::with_capacity(people.len());
     for (i, (id, photos)) in people.iter().enumerate() {
@@ -129,37 +140,37 @@ pub fn enroll_all(
             skipped: Vec::new(),
             error: None,
         };
-        let mut encodings = Vec::new();
-        let mut crops = Vec::new();
-        for (_, path, result) in results.iter().filter(|(j, _, _)| *j == i) {
-            match result {
-                PhotoResult::Face(e, jpeg) => {
-                    encodings.push(**e);
-                    crops.push(jpeg);
+        let mut samples = Vec::new();
+        for (_, path, result) in results.iter_mut().filter(|(j, _, _)| *j == i) {
+            match std::mem::replace(result, PhotoResult::Skipped(String::new())) {
+                PhotoResult::Face(sample) => {
+                    // Checked against what is enrolled now, people written above included.
+                    let twin = limit
+                        .and_then(|l| Some((gallery.nearest_other(sample.encoding(), id)?, l)))
+                        .filter(|((_, d), l)| d <= l);
+                    match twin {
+                        Some(((other, d), _)) => summary.skipped.push((
+                            (*path).clone(),
+                            format!("already enrolled as {other} (distance {d:.3}); --force to enroll it anyway"),
+                        )),
+                        None => samples.push(*sample),
+                    }
                 }
-                PhotoResult::Skipped(reason) => {
-                    summary.skipped.push(((*path).clone(), reason.clone()))
-                }
+                PhotoResult::Skipped(reason) => summary.skipped.push(((*path).clone(), reason)),
             }
         }
-        if encodings.is_empty() && !replace {
+        if samples.is_empty() && !options.replace {
             report.push(summary);
             continue;
         }
-        let written = if replace {
-            recognizer.gallery.replace(id, &encodings).map(|_| ())
-        } else {
-            recognizer.gallery.append(id, &encodings).map(|_| ())
+        let count = samples.len();
+        let written = match (options.replace, limit) {
+            (true, _) => gallery.replace(id, samples, "cli"),
+            (false, Some(l)) => gallery.enroll_unique(id, samples, l, "cli"),
+            (false, None) => gallery.enroll(id, samples, "cli"),
         };
         match written {
-            Ok(()) => {
-                summary.saved = encodings.len();
-                for jpeg in crops {
-                    if let Err(e) = recognizer.gallery.save_crop(id, jpeg) {
-                        log::warn!("{id}: face crop not saved: {e}");
-                    }
-                }
-            }
+            Ok(_) => summary.saved = count,
             Err(e) => summary.error = Some(e.to_string()),
         }
         report.push(summary);
@@ -173,11 +184,16 @@ fn enroll_photo(recognizer: &Recognizer, path: &Path) -> PhotoResult {
         Err(e) => return PhotoResult::Skipped(format!("cannot read: {e}")),
     };
     // From the bytes: a large photo is detected on a small copy and never held whole and upright.
-    match recognizer.candidate_bytes(&bytes) {
-        Ok(c) => match c.face {
-            Some((face, jpeg)) => PhotoResult::Face(Box::new(face.encoding), jpeg),
-            None => PhotoResult::Skipped("no face found".into()),
-        },
+    let candidate = match recognizer.candidate_bytes(&bytes) {
+        Ok(c) => c,
+        Err(e) => return PhotoResult::Skipped(e.to_string()),
+    };
+    let Some((face, jpeg)) = candidate.face else {
+        return PhotoResult::Skipped("no face found".into());
+    };
+    // The same quality check as one enrollment: a poor face is reported, not enrolled.
+    match recognizer.checked_sample(face, jpeg, candidate.quality, candidate.faces_found) {
+        Ok(sample) => PhotoResult::Face(Box::new(sample)),
         Err(e) => PhotoResult::Skipped(e.to_string()),
     }
 }

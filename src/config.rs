@@ -7,11 +7,15 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::engine::{Engine, EngineConfig, DEFAULT_DETECT_MAX_PIXELS};
+use crate::enroll_quality::{
+    QualityLimits, DEFAULT_ENROLL_JITTERS, DEFAULT_MAX_YAW, DEFAULT_MIN_FACE_PX,
+    DEFAULT_MIN_SHARPNESS,
+};
 use crate::error::Error;
-use crate::gallery::{Gallery, LoadReport};
+use crate::gallery::{CropPolicy, Gallery, LoadReport};
 use crate::http::ApiKeys;
 use crate::image_io::DEFAULT_MAX_PIXELS;
-use crate::recognizer::Recognizer;
+use crate::recognizer::{EnrollPolicy, Recognizer};
 
 /// Upsampling multiplies detection cost and memory by ~4 each time; past 3 it is never useful.
 pub const MAX_UPSAMPLE: u32 = 3;
@@ -62,6 +66,43 @@ pub struct Settings {
         global = true
     )]
     pub detect_max_pixels: u64,
+    /// Jittered re-encodings averaged for a face being enrolled (recognition keeps
+    /// FACE_JITTERS): a steadier gallery encoding for a one-off cost per enrolled photo
+    #[arg(long, env = "ENROLL_JITTERS", default_value_t = DEFAULT_ENROLL_JITTERS, global = true)]
+    pub enroll_jitters: u32,
+    /// Smallest face enrolled: the shorter side of its box, in pixels (0: any)
+    #[arg(long, env = "ENROLL_MIN_FACE", default_value_t = DEFAULT_MIN_FACE_PX, global = true)]
+    pub enroll_min_face: u32,
+    /// Least sharpness of a face enrolled (variance of its Laplacian; sharp faces score
+    /// hundreds to thousands; 0: any)
+    #[arg(
+        long,
+        env = "ENROLL_MIN_SHARPNESS",
+        default_value_t = DEFAULT_MIN_SHARPNESS,
+        global = true
+    )]
+    pub enroll_min_sharpness: f64,
+    /// Largest head turn (yaw) of a face enrolled, in degrees, roughly estimated (90: any)
+    #[arg(long, env = "ENROLL_MAX_YAW", default_value_t = DEFAULT_MAX_YAW, global = true)]
+    pub enroll_max_yaw: f64,
+    /// Enrollment refuses a face this close to another person's sample (a second record for
+    /// one person) unless the request says force=true; default: the tolerance; 0: no check
+    #[arg(long, env = "ENROLL_DUPLICATE_DISTANCE", global = true)]
+    pub enroll_duplicate_distance: Option<f64>,
+    /// Whether enrollment keeps a crop of each enrolled face: keep, or none (and those on disk
+    /// are removed at start)
+    #[arg(long, env = "FACE_CROPS", value_enum, default_value_t = FaceCrops::Keep, global = true)]
+    pub face_crops: FaceCrops,
+    /// Face crops older than this many days are removed (at start, then every hour)
+    #[arg(long, env = "FACE_CROPS_MAX_AGE_DAYS", global = true)]
+    pub face_crops_max_age_days: Option<u32>,
+}
+
+/// `FACE_CROPS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaceCrops {
+    Keep,
+    None,
 }
 
 impl Default for Settings {
@@ -74,6 +115,13 @@ impl Default for Settings {
             jitters: 1,
             max_pixels: DEFAULT_MAX_PIXELS,
             detect_max_pixels: DEFAULT_DETECT_MAX_PIXELS,
+            enroll_jitters: DEFAULT_ENROLL_JITTERS,
+            enroll_min_face: DEFAULT_MIN_FACE_PX,
+            enroll_min_sharpness: DEFAULT_MIN_SHARPNESS,
+            enroll_max_yaw: DEFAULT_MAX_YAW,
+            enroll_duplicate_distance: None,
+            face_crops: FaceCrops::Keep,
+            face_crops_max_age_days: None,
         }
     }
 }
@@ -107,7 +155,50 @@ impl Settings {
                 self.detect_max_pixels
             )));
         }
+        if !(1..=MAX_JITTERS).contains(&self.enroll_jitters) {
+            return Err(Error::Config(format!(
+                "ENROLL_JITTERS must be 1 to {MAX_JITTERS}, got {}",
+                self.enroll_jitters
+            )));
+        }
+        self.quality_limits()?;
+        if let Some(d) = self.enroll_duplicate_distance {
+            if !(d.is_finite() && (0.0..=2.0).contains(&d)) {
+                return Err(Error::Config(format!(
+                    "ENROLL_DUPLICATE_DISTANCE must be in [0, 2] (0 turns the check off), got {d}"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// What a face needs to be enrolled (ENROLL_MIN_FACE, ENROLL_MIN_SHARPNESS,
+    /// ENROLL_MAX_YAW); an error naming the setting when one makes no sense.
+    pub fn quality_limits(&self) -> Result<QualityLimits, Error> {
+        QualityLimits::new(
+            self.enroll_min_face,
+            self.enroll_min_sharpness,
+            self.enroll_max_yaw,
+        )
+    }
+
+    /// What enrollment checks: the duplicate distance and the quality limits.
+    pub fn enroll_policy(&self) -> Result<EnrollPolicy, Error> {
+        Ok(EnrollPolicy::new(self.quality_limits()?)
+            .with_duplicate_distance(self.enroll_duplicate_distance))
+    }
+
+    pub fn crop_policy(&self) -> CropPolicy {
+        let policy = match self.face_crops {
+            FaceCrops::Keep => CropPolicy::keep(),
+            FaceCrops::None => CropPolicy::none(),
+        };
+        policy.max_age_days(self.face_crops_max_age_days)
+    }
+
+    /// The gallery under the data folder, with the crop policy.
+    pub fn open_gallery(&self) -> Result<(Gallery, LoadReport), Error> {
+        Ok(Gallery::open_with(&self.data_dir, self.crop_policy())?)
     }
 
     pub fn engine_config(&self) -> EngineConfig {
@@ -121,16 +212,15 @@ impl Settings {
         self.validate()?;
         let engine =
             Engine::load(self.engine_config())?.with_detect_max_pixels(self.detect_max_pixels);
-        let (gallery, report) = Gallery::open(&self.data_dir)?;
-        Ok((
-            Recognizer {
-                engine: Arc::new(engine),
-                gallery: Arc::new(gallery),
-                tolerance: self.tolerance,
-                max_pixels: self.max_pixels,
-            },
-            report,
-        ))
+        let (gallery, report) = self.open_gallery()?;
+        let recognizer = Recognizer {
+            tolerance: self.tolerance,
+            max_pixels: self.max_pixels,
+            enroll_jitters: self.enroll_jitters,
+            ..Recognizer::new(Arc::new(engine), Arc::new(gallery))
+        }
+        .with_enroll_policy(self.enroll_policy()?);
+        Ok((recognizer, report))
     }
 }
 
@@ -196,6 +286,41 @@ mod tests {
                     ..Default::default()
                 },
                 "DETECT_MAX_PIXELS",
+            ),
+            (
+                Settings {
+                    enroll_jitters: 0,
+                    ..Default::default()
+                },
+                "ENROLL_JITTERS",
+            ),
+            (
+                Settings {
+                    enroll_jitters: MAX_JITTERS + 1,
+                    ..Default::default()
+                },
+                "ENROLL_JITTERS",
+            ),
+            (
+                Settings {
+                    enroll_min_face: 1_000_000,
+                    ..Default::default()
+                },
+                "ENROLL_MIN_FACE",
+            ),
+            (
+                Settings {
+                    enroll_min_sharpness: -5.0,
+                    ..Default::default()
+                },
+                "ENROLL_MIN_SHARPNESS",
+            ),
+            (
+                Settings {
+                    enroll_max_yaw: 120.0,
+                    ..Default::default()
+                },
+                "ENROLL_MAX_YAW",
             ),
         ] {
             let err = s.validate().unwrap_err().to_string();
@@ -284,6 +409,10 @@ pub struct ServeSettings {
     /// Largest request body, in bytes
     #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_upload_bytes: usize,
+    /// Largest gallery archive `POST /gallery/import` takes, in bytes (it is held in memory
+    /// while it is checked)
+    #[arg(long, env = "GALLERY_IMPORT_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_import_bytes: usize,
     /// Seconds a client has to send a whole request head, may stay idle between requests, or
     /// may stall reading an answer; a body must then keep arriving at 16 KiB/s or more
     #[arg(long, env = "HTTP_TIMEOUT_SECONDS", default_value_t = 15)]

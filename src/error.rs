@@ -4,6 +4,7 @@
 use thiserror::Error;
 
 use crate::engine::ModelError;
+use crate::enroll_quality::QualityRefusal;
 use crate::gallery::GalleryError;
 use crate::image_io::ImageError;
 
@@ -15,8 +16,17 @@ pub enum Error {
     InvalidId(String),
     #[error(transparent)]
     Gallery(#[from] GalleryError),
+    /// A gallery archive refused by import: the client's fault, nothing was written.
+    #[error(transparent)]
+    Archive(#[from] crate::gallery::archive::ArchiveError),
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error("invalid setting: {0}")]
     Config(String),
+    /// Enrollment refused a face below the quality limits; nothing was written.
+    #[error("{refusal}")]
+    PoorFace {
+        refusal: QualityRefusal,
+        faces_found: usize,
+    },
 }

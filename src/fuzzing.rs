@@ -1,8 +1,9 @@
 //! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz): the parsers that see untrusted
 //! bytes, each behind one small function. Not part of the API the service offers.
 
-/// The multipart form parser, as `POST /enroll` and `/recognize` use it: `data` is split into a
-/// Content-Type header (up to the first newline) and the body.
+/// The body parsers, as `POST /enroll`, `/recognize` and a rename use them (multipart, JSON,
+/// urlencoded or a raw image, by the Content-Type): `data` is split into a Content-Type header
+/// (up to the first newline) and the body.
 pub fn multipart_form(data: &[u8]) {
     let (head, body) = match data.iter().position(|&b| b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),
@@ -69,4 +70,19 @@ pub fn npy(data: &[u8]) {
 /// reader over what follows the head.
 pub fn http_head(data: &[u8]) {
     tiny_http::fuzz_request_head(data);
+}
+
+/// A gallery archive as `POST /gallery/import` and `gallery import` check it before writing
+/// anything (the check only: no data folder is touched).
+pub fn gallery_archive(data: &[u8]) {
+    if let Ok(archive) = crate::gallery::archive::validate(data) {
+        // What passes has people with rows: an import never writes an empty `.npy`.
+        let mut samples = 0;
+        for (_, rows) in archive.encodings() {
+            assert!(!rows.is_empty());
+            samples += rows.len();
+        }
+        assert_eq!(samples, archive.samples());
+        assert!(archive.crops() <= archive.samples());
+    }
 }

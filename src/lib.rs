@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod engine;
+pub mod enroll_quality;
 pub mod error;
 pub mod events;
 pub mod fsutil;

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::engine::{Engine, Face, FaceBox};
+use crate::engine::{largest_box, Engine, Face, FaceBox};
+use crate::enroll_quality::{FaceQuality, QualityLimits, DEFAULT_ENROLL_JITTERS};
 use crate::error::Error;
-use crate::gallery::{Gallery, StudentId};
-use crate::image_io::{self, Oriented, RgbImage};
+use crate::gallery::{Gallery, NewSample, StudentId};
+use crate::image_io::{self, Oriented, RgbImage, DEFAULT_MAX_PIXELS};
 
 /// One face in a recognize answer: `{"box":[t,r,b,l],"label":"alip","distance":0.38}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,30 +27,83 @@ pub struct EnrollOutcome {
     pub saved: usize,
 }
 
+/// What enrollment checks: the face's quality (`ENROLL_MIN_FACE`, `ENROLL_MIN_SHARPNESS`,
+/// `ENROLL_MAX_YAW`) and that it is nobody else's (`ENROLL_DUPLICATE_DISTANCE`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnrollPolicy {
+    quality: QualityLimits,
+    /// A new face this close to another person's sample is refused; `None`: the tolerance.
+    duplicate_distance: Option<f64>,
+}
+
+impl EnrollPolicy {
+    pub fn new(quality: QualityLimits) -> EnrollPolicy {
+        EnrollPolicy {
+            quality,
+            duplicate_distance: None,
+        }
+    }
+
+    pub fn quality(&self) -> &QualityLimits {
+        &self.quality
+    }
+
+    pub fn with_duplicate_distance(mut self, distance: Option<f64>) -> EnrollPolicy {
+        self.duplicate_distance = distance;
+        self
+    }
+
+    /// The distance within which another person's sample refuses a new face (`None`: no check).
+    pub fn duplicate_limit(&self, tolerance: f64, force: bool) -> Option<f64> {
+        let limit = self.duplicate_distance.unwrap_or(tolerance);
+        (!force && limit > 0.0).then_some(limit)
+    }
+}
+
+/// Who enrolls, and whether the duplicate check is overridden (`force=true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollRequest {
+    pub force: bool,
+    /// The API key's label, or `cli`: for the audit log.
+    pub by: String,
+}
+
+impl Default for EnrollRequest {
+    fn default() -> Self {
+        EnrollRequest {
+            force: false,
+            by: "cli".into(),
+        }
+    }
+}
+
 /// What one photo offers for enrollment: its largest face and that face's crop.
 pub struct Candidate {
     pub faces_found: usize,
     pub face: Option<(Face, Vec<u8>)>,
+    /// The largest face's quality, measured on the box and landmarks its encoding came from
+    /// (None without a face).
+    pub quality: Option<FaceQuality>,
+}
+
+/// What an analysis is for: recognizing encodes every face at the engine's jitters; enrolling
+/// only the largest face, at its own jitters, and keeps its crop.
+#[derive(Clone, Copy)]
+enum Purpose {
+    Recognize,
+    Enroll { jitters: u32 },
 }
 
 /// The faces of one photo, with what enrolling needs.
 struct Analysis {
+    /// Every face (recognizing) or the largest only (enrolling).
     faces: Vec<Face>,
+    /// Faces detected, encoded or not.
+    faces_found: usize,
     /// Upright width and height of the photo.
     size: (usize, usize),
-    /// The pixels inside the largest face's box (only when asked for).
+    /// The pixels inside the largest face's box (enrolling only).
     largest_crop: Option<RgbImage>,
-}
-
-/// The face with the largest box (the first of equals).
-fn largest(faces: &[Face]) -> Option<&Face> {
-    faces.iter().reduce(|best, f| {
-        if f.bbox.area() > best.bbox.area() {
-            f
-        } else {
-            best
-        }
-    })
 }
 
 fn crop_box(image: &Oriented<'_>, b: &FaceBox) -> RgbImage {
@@ -70,9 +124,32 @@ pub struct Recognizer {
     pub tolerance: f64,
     /// Largest image accepted, in pixels (`FACE_MAX_PIXELS`).
     pub max_pixels: u64,
+    /// Jittered re-encodings averaged for a face being enrolled (`ENROLL_JITTERS`); recognition
+    /// keeps the engine's own (`FACE_JITTERS`).
+    pub enroll_jitters: u32,
+    /// What enrollment checks.
+    pub enroll_policy: EnrollPolicy,
 }
 
 impl Recognizer {
+    /// A recognizer over `engine` and `gallery` with the default tolerance (0.45), image size
+    /// limit, enrollment jitters and checks; set the public fields to change them.
+    pub fn new(engine: Arc<Engine>, gallery: Arc<Gallery>) -> Recognizer {
+        Recognizer {
+            engine,
+            gallery,
+            tolerance: 0.45,
+            max_pixels: DEFAULT_MAX_PIXELS,
+            enroll_jitters: DEFAULT_ENROLL_JITTERS,
+            enroll_policy: EnrollPolicy::default(),
+        }
+    }
+
+    pub fn with_enroll_policy(mut self, policy: EnrollPolicy) -> Self {
+        self.enroll_policy = policy;
+        self
+    }
+
     /// The whole photo, upright, at full size. To recognize or enroll from bytes, prefer
     /// [`Recognizer::recognize_bytes`] / [`Recognizer::candidate_bytes`]: they never hold a large
     /// photo whole while detecting.
@@ -86,7 +163,7 @@ impl Recognizer {
     /// scratch freed, then, only if a face was found, the photo is decoded at full size as
     /// stored and each face encoded from an upright crop around it: one full-size copy at a
     /// time, and never together with the detector's scratch.
-    fn analyze_bytes(&self, bytes: &[u8], want_crop: bool) -> Result<Analysis, Error> {
+    fn analyze_bytes(&self, bytes: &[u8], purpose: Purpose) -> Result<Analysis, Error> {
         let probe = image_io::probe(bytes, self.max_pixels)?;
         let size = (probe.width(), probe.height());
         if self
@@ -95,14 +172,28 @@ impl Recognizer {
         {
             let stored = image_io::decode_stored(bytes, &probe)?;
             let image = image_io::upright(stored, probe.orientation);
-            let faces = self.engine.analyze(&image);
-            let largest_crop = largest(&faces)
-                .filter(|_| want_crop)
-                .map(|f| crop_box(&Oriented::upright(&image), &f.bbox));
-            return Ok(Analysis {
-                faces,
-                size,
-                largest_crop,
+            return Ok(match purpose {
+                Purpose::Recognize => {
+                    let faces = self.engine.analyze(&image);
+                    Analysis {
+                        faces_found: faces.len(),
+                        faces,
+                        size,
+                        largest_crop: None,
+                    }
+                }
+                Purpose::Enroll { jitters } => {
+                    let (faces_found, face) = self.engine.analyze_largest(&image, jitters);
+                    let largest_crop = face
+                        .as_ref()
+                        .map(|f| crop_box(&Oriented::upright(&image), &f.bbox));
+                    Analysis {
+                        faces: face.into_iter().collect(),
+                        faces_found,
+                        size,
+                        largest_crop,
+                    }
+                }
             });
         }
         let small = image_io::decode_downscaled(bytes, &probe, self.engine.detect_max_pixels())?;
@@ -111,20 +202,34 @@ impl Recognizer {
         if boxes.is_empty() {
             return Ok(Analysis {
                 faces: Vec::new(),
+                faces_found: 0,
                 size,
                 largest_crop: None,
             });
         }
         let stored = image_io::decode_stored(bytes, &probe)?;
         let image = Oriented::new(&stored, probe.orientation);
-        let faces = self.engine.encode_from_crops(&image, &boxes);
-        let largest_crop = largest(&faces)
-            .filter(|_| want_crop)
-            .map(|f| crop_box(&image, &f.bbox));
-        Ok(Analysis {
-            faces,
-            size,
-            largest_crop,
+        Ok(match purpose {
+            Purpose::Recognize => Analysis {
+                faces: self.engine.encode_from_crops(&image, &boxes),
+                faces_found: boxes.len(),
+                size,
+                largest_crop: None,
+            },
+            Purpose::Enroll { jitters } => {
+                // Detected on the small copy: only the largest face is encoded at full size.
+                let largest: Vec<FaceBox> = largest_box(&boxes).into_iter().collect();
+                let faces = self
+                    .engine
+                    .encode_from_crops_with(&image, &largest, jitters);
+                let largest_crop = faces.first().map(|f| crop_box(&image, &f.bbox));
+                Analysis {
+                    faces,
+                    faces_found: boxes.len(),
+                    size,
+                    largest_crop,
+                }
+            }
         })
     }
 
@@ -165,7 +270,7 @@ impl Recognizer {
         bytes: &[u8],
         tolerance: Option<f64>,
     ) -> Result<(Vec<Recognition>, (usize, usize)), Error> {
-        let analysis = self.analyze_bytes(bytes, false)?;
+        let analysis = self.analyze_bytes(bytes, Purpose::Recognize)?;
         let found = analysis
             .faces
             .into_iter()
@@ -174,38 +279,69 @@ impl Recognizer {
         Ok((found, analysis.size))
     }
 
-    /// Finds the faces of a photo to enroll and keeps the largest, with its JPEG crop.
+    /// Finds the faces of a photo to enroll and keeps the largest, encoded with
+    /// [`Recognizer::enroll_jitters`], with its JPEG crop and its quality.
     pub fn candidate(&self, image: &RgbImage) -> Result<Candidate, Error> {
-        let faces = self.engine.analyze(image);
-        let crop = largest(&faces).map(|f| crop_box(&Oriented::upright(image), &f.bbox));
-        Self::candidate_from(faces, crop)
+        let (faces_found, face) = self.engine.analyze_largest(image, self.enroll_jitters);
+        let crop = face
+            .as_ref()
+            .map(|f| crop_box(&Oriented::upright(image), &f.bbox));
+        Self::candidate_from(faces_found, face, crop)
     }
 
     /// As [`Recognizer::candidate`], from the photo's bytes, within the memory bounds of
     /// [`Recognizer::recognize_bytes`].
     pub fn candidate_bytes(&self, bytes: &[u8]) -> Result<Candidate, Error> {
-        let analysis = self.analyze_bytes(bytes, true)?;
-        Self::candidate_from(analysis.faces, analysis.largest_crop)
+        self.candidate_bytes_with(bytes, self.enroll_jitters)
     }
 
-    fn candidate_from(faces: Vec<Face>, crop: Option<RgbImage>) -> Result<Candidate, Error> {
-        let faces_found = faces.len();
-        let (Some(face), Some(crop)) = (largest(&faces).cloned(), crop) else {
+    /// As [`Recognizer::candidate_bytes`], with `jitters` re-encodings (1 = none) instead of
+    /// [`Recognizer::enroll_jitters`].
+    pub fn candidate_bytes_with(&self, bytes: &[u8], jitters: u32) -> Result<Candidate, Error> {
+        let analysis = self.analyze_bytes(bytes, Purpose::Enroll { jitters })?;
+        let face = analysis.faces.into_iter().next();
+        Self::candidate_from(analysis.faces_found, face, analysis.largest_crop)
+    }
+
+    fn candidate_from(
+        faces_found: usize,
+        face: Option<Face>,
+        crop: Option<RgbImage>,
+    ) -> Result<Candidate, Error> {
+        let (Some(face), Some(crop)) = (face, crop) else {
             return Ok(Candidate {
                 faces_found,
                 face: None,
+                quality: None,
             });
         };
+        // The crop is exactly the box's pixels: the quality of the face in the photo.
+        let quality = FaceQuality::measure_crop(&crop, &face.bbox, &face.landmarks);
         let jpeg = image_io::encode_jpeg(&crop)?;
         Ok(Candidate {
             faces_found,
             face: Some((face, jpeg)),
+            quality: Some(quality),
         })
     }
 
-    /// Enrolls the largest face of one photo for `student_id`. A photo without a face saves
-    /// nothing and says so; an invalid id or a bad image writes nothing at all.
+    /// Enrolls the largest face of one photo for `student_id`, from the command line, with
+    /// every check. See [`Recognizer::enroll_with`].
     pub fn enroll_bytes(&self, student_id: &str, bytes: &[u8]) -> Result<EnrollOutcome, Error> {
+        self.enroll_with(student_id, bytes, &EnrollRequest::default())
+    }
+
+    /// Enrolls the largest face of one photo for `student_id`. A photo without a face saves
+    /// nothing and says so; an invalid id, a bad image or a refused face writes nothing at all.
+    /// The face is refused when it is below [`EnrollPolicy`]'s quality limits
+    /// ([`Error::PoorFace`]), or within its duplicate distance of another person's sample unless
+    /// `request.force` (checked and written under the gallery's write lock).
+    pub fn enroll_with(
+        &self,
+        student_id: &str,
+        bytes: &[u8],
+        request: &EnrollRequest,
+    ) -> Result<EnrollOutcome, Error> {
         let id = StudentId::parse(student_id).map_err(Error::InvalidId)?;
         let candidate = self.candidate_bytes(bytes)?;
         let Some((face, jpeg)) = candidate.face else {
@@ -214,15 +350,43 @@ impl Recognizer {
                 saved: 0,
             });
         };
-        let crop = self.gallery.save_crop(&id, &jpeg)?;
-        if let Err(e) = self.gallery.append(&id, &[face.encoding]) {
-            // Keep data/ consistent: no crop without its encoding.
-            let _ = std::fs::remove_file(crop);
-            return Err(e.into());
-        }
+        let sample = self.checked_sample(face, jpeg, candidate.quality, candidate.faces_found)?;
+        let gallery = &self.gallery;
+        match self
+            .enroll_policy
+            .duplicate_limit(self.tolerance, request.force)
+        {
+            Some(limit) => gallery.enroll_unique(&id, vec![sample], limit, &request.by)?,
+            None => gallery.enroll(&id, vec![sample], &request.by)?,
+        };
         Ok(EnrollOutcome {
             faces_found: candidate.faces_found,
             saved: 1,
         })
+    }
+
+    /// The sample to enroll for a candidate's face, with its crop and measured quality; refused
+    /// when the quality is below the policy's limits.
+    pub fn checked_sample(
+        &self,
+        face: Face,
+        jpeg: Vec<u8>,
+        quality: Option<FaceQuality>,
+        faces_found: usize,
+    ) -> Result<NewSample, Error> {
+        let mut sample = NewSample::new(face.encoding).with_crop(jpeg);
+        if let Some(q) = quality {
+            self.enroll_policy
+                .quality()
+                .check(&q)
+                .map_err(|refusal| Error::PoorFace {
+                    refusal,
+                    faces_found,
+                })?;
+            if let Ok(value) = serde_json::to_value(q) {
+                sample = sample.with_quality(value);
+            }
+        }
+        Ok(sample)
     }
 }

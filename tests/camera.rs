@@ -34,16 +34,11 @@ fn frame_jpeg(rel: &str) -> Vec<u8> {
 
 fn recognizer(data: &Path, enroll: &[(&str, &str)]) -> Recognizer {
     let (gallery, _) = Gallery::open(data).unwrap();
-    let r = Recognizer {
-        engine: common::engine(),
-        gallery: Arc::new(gallery),
-        tolerance: 0.45,
-        max_pixels: image_io::DEFAULT_MAX_PIXELS,
-    };
+    let r = Recognizer::new(common::engine(), Arc::new(gallery));
     for (id, rel) in enroll {
         let face = r.engine.analyze(&photo(rel));
         r.gallery
-            .append(&StudentId::parse(id).unwrap(), &[face[0].encoding])
+            .append(&StudentId::parse(id).unwrap(), &[face[0].encoding], "test")
             .unwrap();
     }
     r

@@ -196,3 +196,171 @@ fn enrollments_cut_by_a_kill_9_leave_whole_files_and_keep_every_acknowledged_sam
     assert_eq!(health["labels"], 2, "{health}");
     drop(server);
 }
+
+/// What the clients were told last about one id: its samples (0: gone).
+type Acked = Arc<Mutex<HashMap<String, usize>>>;
+/// The ids a client is changing now.
+type InFlight = Arc<Mutex<Vec<String>>>;
+
+/// A call of the test below.
+enum Call<'a> {
+    /// `/enroll` forced: the same face under many ids.
+    Enroll(&'a str),
+    Delete(&'a str),
+    Rename {
+        from: &'a str,
+        to: &'a str,
+    },
+}
+
+/// Makes `call`; `Some(answer)` on a 200, `None` on anything else (the server gone, say).
+fn send(agent: &ureq::Agent, base: &str, call: Call) -> Option<Value> {
+    let sent = match call {
+        Call::Delete(path) => agent.delete(&format!("{base}{path}")).call(),
+        Call::Enroll(id) => {
+            let jpeg = std::fs::read(photo("known/obama/obama_1.jpg")).unwrap();
+            let (content_type, body) = multipart(&[
+                ("student_id", Part::Text(id)),
+                ("force", Part::Text("true")),
+                (
+                    "image",
+                    Part::File {
+                        file_name: "face.jpg",
+                        content_type: "image/jpeg",
+                        data: &jpeg,
+                    },
+                ),
+            ]);
+            agent
+                .post(&format!("{base}/enroll"))
+                .header("Content-Type", &content_type)
+                .send(&body[..])
+        }
+        Call::Rename { from, to } => agent
+            .post(&format!("{base}/people/{from}/rename"))
+            .header("Content-Type", "application/json")
+            .send(serde_json::json!({ "student_id": to }).to_string()),
+    };
+    let mut response = sent.ok()?;
+    let ok = response.status().as_u16() == 200;
+    let text = response.body_mut().read_to_string().ok()?;
+    ok.then(|| serde_json::from_str(&text).ok()).flatten()
+}
+
+#[test]
+fn deletions_and_renames_cut_by_a_kill_9_leave_a_gallery_with_every_acknowledged_change() {
+    let site = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let server = Server::start(site.path(), port, &[]);
+    let base = format!("http://127.0.0.1:{port}");
+    let acked: Acked = Arc::default();
+    // The ids each client was changing when the process died: their state may be either side.
+    let (renaming, deleting): (InFlight, InFlight) = Default::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let renamer = {
+        let (acked, in_flight, stop, base) =
+            (acked.clone(), renaming.clone(), stop.clone(), base.clone());
+        std::thread::spawn(move || {
+            let agent = h::agent();
+            for i in 0.. {
+                let (from, to) = (format!("r{i}"), format!("s{i}"));
+                *in_flight.lock().unwrap() = vec![from.clone(), to.clone()];
+                if stop.load(Ordering::Relaxed)
+                    || send(&agent, &base, Call::Enroll(&from)).is_none()
+                {
+                    return;
+                }
+                acked.lock().unwrap().insert(from.clone(), 1);
+                let rename = Call::Rename {
+                    from: &from,
+                    to: &to,
+                };
+                if send(&agent, &base, rename).is_none() {
+                    return;
+                }
+                let mut a = acked.lock().unwrap();
+                a.insert(from, 0);
+                a.insert(to, 1);
+            }
+        })
+    };
+    let deleter = {
+        let (acked, in_flight, stop, base) =
+            (acked.clone(), deleting.clone(), stop.clone(), base.clone());
+        std::thread::spawn(move || {
+            let agent = h::agent();
+            for i in 0.. {
+                let id = format!("d{i}");
+                *in_flight.lock().unwrap() = vec![id.clone()];
+                let steps = [
+                    (Call::Enroll(&id), 1),
+                    (Call::Enroll(&id), 2),
+                    (Call::Delete(&format!("/people/{id}/samples/0")), 1),
+                    (Call::Delete(&format!("/people/{id}")), 0),
+                ];
+                for (call, samples) in steps {
+                    if stop.load(Ordering::Relaxed) || send(&agent, &base, call).is_none() {
+                        return;
+                    }
+                    acked.lock().unwrap().insert(id.clone(), samples);
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.lock().unwrap().values().filter(|n| **n == 0).count() < 4 {
+        assert!(Instant::now() < deadline, "changes too slow");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(89));
+    server.kill_9();
+    stop.store(true, Ordering::Relaxed);
+    for client in [renamer, deleter] {
+        let _ = client.join();
+    }
+
+    let data = site.path().join("data");
+    let (gallery, report) = Gallery::open(&data).unwrap();
+    assert!(report.skipped.is_empty(), "damaged: {:?}", report.skipped);
+    let on_disk: HashMap<String, usize> = gallery.people().into_iter().collect();
+    let renaming = renaming.lock().unwrap().clone();
+    let in_flight: Vec<String> = renaming
+        .iter()
+        .chain(deleting.lock().unwrap().iter())
+        .cloned()
+        .collect();
+    let files = common::tree(&data);
+    let mut checked = 0;
+    for (id, samples) in acked.lock().unwrap().iter() {
+        if in_flight.contains(id) {
+            continue;
+        }
+        checked += 1;
+        assert_eq!(on_disk.get(id).copied().unwrap_or(0), *samples, "{id}");
+        let id_files: Vec<&String> = files
+            .iter()
+            .filter(|f| f.split(['/', '.']).any(|part| part == id))
+            .collect();
+        if *samples == 0 {
+            assert!(id_files.is_empty(), "{id} was deleted, left {id_files:?}");
+        } else {
+            let detail = gallery
+                .person_detail(&face_attendance::gallery::StudentId::parse(id).unwrap())
+                .unwrap();
+            assert!(
+                detail.samples.iter().all(|s| s.crop.is_some()),
+                "{id}: {detail:?}"
+            );
+        }
+    }
+    assert!(checked >= 4, "{checked} ids checked");
+    // A rename cut half-way is finished: the person is under one id, whole.
+    if let [from, to] = &renaming[..] {
+        let whole = |id: &str| on_disk.get(id).copied().unwrap_or(0);
+        assert!(whole(from) + whole(to) <= 1, "{from}/{to} twice");
+    }
+    let server = Server::start(site.path(), port, &[]);
+    let (_, health) = h::get(&format!("{base}/health"));
+    assert_eq!(health["ok"], true, "{health}");
+    drop(server);
+}

@@ -703,3 +703,330 @@ fn events_made_while_the_main_api_is_down_arrive_once_each_in_order_when_it_is_b
     assert_eq!(health["outbox"]["last_error"], Value::Null);
     server.shutdown();
 }
+
+/// GET with the raw answer: status, Content-Type and bytes.
+fn get_bytes(url: &str) -> (u16, String, Vec<u8>) {
+    let mut response = h::agent().get(url).call().unwrap();
+    let content_type = response
+        .headers()
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let status = response.status().as_u16();
+    let bytes = response.body_mut().read_to_vec().unwrap();
+    (status, content_type, bytes)
+}
+
+#[test]
+fn samples_are_shown_fetched_and_deleted_and_people_renamed() {
+    let data = tempfile::tempdir().unwrap();
+    let server = h::start(data.path(), h::serve_settings());
+    for (id, photo) in [
+        ("obama", "known/obama/obama_1.jpg"),
+        ("obama", "known/obama/obama_2.jpg"),
+        ("biden", "known/biden/biden_1.jpg"),
+    ] {
+        let (status, answer) = h::post_image(
+            &url(&server, "/enroll"),
+            &faces(photo),
+            &[("student_id", id)],
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (status, obama) = h::get(&url(&server, "/people/obama"));
+    assert_eq!(status, 200, "{obama}");
+    let samples = obama["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 2);
+    assert_eq!(samples[1]["index"], 1);
+    assert_eq!(samples[1]["crop"], "/people/obama/samples/1.jpg");
+    assert!(samples[0]["enrolled_at"].as_u64().unwrap() > 1_700_000_000);
+    let history = obama["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{obama}");
+    assert_eq!(
+        (
+            &history[0]["action"],
+            &history[0]["by"],
+            &history[1]["samples"]
+        ),
+        (&json!("enroll"), &json!("anyone"), &json!(2))
+    );
+
+    // The crops, as image/jpeg.
+    let (status, content_type, jpeg) = get_bytes(&url(&server, "/people/obama/samples/1.jpg"));
+    assert_eq!((status, content_type.as_str()), (200, "image/jpeg"));
+    assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]) && jpeg.len() > 1000);
+    for (path, want) in [
+        ("/people/obama/samples/2.jpg", 404),
+        ("/people/nobody/samples/0.jpg", 404),
+        ("/people/obama/samples/x.jpg", 400),
+        ("/people/obama/samples/-1.jpg", 400),
+        ("/people/..%2Fetc/samples/0.jpg", 400),
+    ] {
+        assert_eq!(h::get(&url(&server, path)).0, want, "{path}");
+    }
+
+    // One sample removed: its crop goes, the other moves to index 0.
+    let first_crop = get_bytes(&url(&server, "/people/obama/samples/0.jpg")).2;
+    let (status, left) = h::delete(&url(&server, "/people/obama/samples/1"));
+    assert_eq!(
+        (status, left),
+        (
+            200,
+            json!({"ok": true, "student_id": "obama", "samples": 1})
+        )
+    );
+    assert_eq!(
+        get_bytes(&url(&server, "/people/obama/samples/0.jpg")).2,
+        first_crop
+    );
+    assert_eq!(common::photos(&data.path().join("faces/obama")).len(), 1);
+    assert_eq!(h::delete(&url(&server, "/people/obama/samples/1")).0, 404);
+    assert_eq!(h::delete(&url(&server, "/people/obama/samples/one")).0, 400);
+
+    // Renames: taken, invalid, unknown, then done (JSON body) and matching follows.
+    let rename = |from: &str, body: Value| {
+        h::post(
+            &url(&server, &format!("/people/{from}/rename")),
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+    };
+    let (status, taken) = rename("obama", json!({"student_id": "biden"}));
+    assert_eq!(status, 409, "{taken}");
+    assert_eq!(rename("obama", json!({"student_id": "../x"})).0, 400);
+    assert_eq!(rename("obama", json!({})).0, 422);
+    assert_eq!(rename("nobody", json!({"student_id": "x"})).0, 404);
+    let (status, renamed) = rename("obama", json!({"student_id": "barack"}));
+    assert_eq!(
+        (status, renamed),
+        (
+            200,
+            json!({"ok": true, "student_id": "barack", "from": "obama", "samples": 1})
+        )
+    );
+    let probe = faces("probe/obama/obama_3.jpg");
+    let (_, seen) = h::post_image(&url(&server, "/recognize"), &probe, &[]);
+    assert_eq!(seen["results"][0]["label"], "barack", "{seen}");
+    assert_eq!(h::get(&url(&server, "/people/obama")).0, 404);
+    let (_, barack) = h::get(&url(&server, "/people/barack"));
+    assert_eq!(barack["samples"][0]["crop"], "/people/barack/samples/0.jpg");
+    let last = &barack["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&last["action"], &last["from"]),
+        (&json!("rename"), &json!("obama"))
+    );
+    // A form body works too.
+    let (status, back) = h::post(
+        &url(&server, "/people/barack/rename"),
+        "application/x-www-form-urlencoded",
+        b"student_id=obama".to_vec(),
+    );
+    assert_eq!(status, 200, "{back}");
+
+    // The last sample takes the person with it, and nothing of theirs is left on disk.
+    let (status, gone) = h::delete(&url(&server, "/people/obama/samples/0"));
+    assert_eq!((status, &gone["samples"]), (200, &json!(0)), "{gone}");
+    assert_eq!(h::get(&url(&server, "/people/obama")).0, 404);
+    let left: Vec<String> = common::tree(data.path())
+        .into_iter()
+        .filter(|p| p.contains("obama") || p.contains("barack"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    server.shutdown();
+}
+
+#[test]
+fn a_face_enrolled_under_another_id_is_refused_unless_forced() {
+    let data = tempfile::tempdir().unwrap();
+    let server = h::start(data.path(), h::serve_settings());
+    let enroll = |id: &str, photo: &str, extra: &[(&str, &str)]| {
+        let mut fields = vec![("student_id", id)];
+        fields.extend_from_slice(extra);
+        h::post_image(&url(&server, "/enroll"), &faces(photo), &fields)
+    };
+    assert_eq!(enroll("biden", "known/biden/biden_1.jpg", &[]).0, 200);
+    assert_eq!(enroll("obama", "known/obama/obama_1.jpg", &[]).0, 200);
+    // More photos of the same person under their own id are fine.
+    assert_eq!(enroll("obama", "probe/obama/obama_3.jpg", &[]).0, 200);
+    let before = common::tree(data.path());
+    // A real second photo of Biden under a new id: "two records for one student".
+    let (status, refused) = enroll("joe", "probe/biden/biden_2.jpg", &[]);
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["duplicate_of"], "biden");
+    let d = refused["distance"].as_f64().unwrap();
+    assert!(d > 0.0 && d <= 0.45, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("force=true"));
+    assert_eq!(common::tree(data.path()), before, "nothing written");
+    assert_eq!(h::get(&url(&server, "/people/joe")).0, 404);
+    assert_eq!(
+        enroll("joe", "probe/biden/biden_2.jpg", &[("force", "maybe")]).0,
+        400
+    );
+    let (status, forced) = enroll("joe", "probe/biden/biden_2.jpg", &[("force", "true")]);
+    assert_eq!(status, 200, "{forced}");
+    assert_eq!(
+        h::get(&url(&server, "/people/joe")).1["samples"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    server.shutdown();
+}
+
+#[test]
+fn a_gallery_exported_from_one_box_and_imported_into_another_recognizes_the_same() {
+    let (first_data, second_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = h::start(first_data.path(), h::serve_settings());
+    for person in ["obama", "biden", "penny"] {
+        for photo in common::photos(&faces(&format!("known/{person}"))) {
+            let (status, answer) =
+                h::post_image(&url(&first, "/enroll"), &photo, &[("student_id", person)]);
+            assert_eq!(status, 200, "{answer}");
+        }
+    }
+    let (status, content_type, archive) = get_bytes(&url(&first, "/gallery/export"));
+    assert_eq!((status, content_type.as_str()), (200, "application/x-tar"));
+    assert!(archive.len() > 10_000);
+
+    let second = h::start(second_data.path(), h::serve_settings());
+    let before = common::tree(second_data.path());
+    // A bad archive changes nothing: cut short, not an archive, an unknown mode.
+    for (body, query) in [
+        (archive[..archive.len() / 2].to_vec(), ""),
+        (b"%PDF-1.7 not a tar".to_vec(), ""),
+        (Vec::new(), ""),
+        (archive.clone(), "?mode=overwrite"),
+    ] {
+        let (status, refused) = h::post(
+            &url(&second, &format!("/gallery/import{query}")),
+            "application/x-tar",
+            body,
+        );
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(refused["ok"], false);
+        assert_eq!(common::tree(second_data.path()), before);
+    }
+    let (status, imported) = h::post(
+        &url(&second, "/gallery/import"),
+        "application/x-tar",
+        archive.clone(),
+    );
+    assert_eq!(status, 200, "{imported}");
+    assert_eq!(imported["imported"]["people_added"], 3, "{imported}");
+    // The same people, samples and enrollment times (updated_at is when each file was written).
+    let listing = |server: &face_attendance::cli::serve::Service| {
+        let mut people = h::get(&url(server, "/people")).1["people"].clone();
+        for p in people.as_array_mut().unwrap() {
+            p.as_object_mut().unwrap().remove("updated_at");
+        }
+        people
+    };
+    assert_eq!(listing(&second), listing(&first));
+    for probe in [
+        "probe/obama/obama_3.jpg",
+        "probe/biden/biden_2.jpg",
+        "probe/penny/penny_4.jpg",
+        "strangers/stuart_1.jpg",
+    ] {
+        let one = h::post_image(&url(&first, "/recognize"), &faces(probe), &[]).1;
+        let two = h::post_image(&url(&second, "/recognize"), &faces(probe), &[]).1;
+        assert_eq!(one["results"], two["results"], "{probe}");
+    }
+    let crop = "/people/penny/samples/1.jpg";
+    assert_eq!(
+        get_bytes(&url(&first, crop)).2,
+        get_bytes(&url(&second, crop)).2
+    );
+    // Merging the same archive again adds nothing; replacing drops who is not in it.
+    let (_, again) = h::post(
+        &url(&second, "/gallery/import"),
+        "application/x-tar",
+        archive.clone(),
+    );
+    assert_eq!(again["imported"]["samples"], 0, "{again}");
+    assert_eq!(h::delete(&url(&first, "/people/biden")).0, 200);
+    let (_, _, archive) = get_bytes(&url(&first, "/gallery/export"));
+    let (status, replaced) = h::post(
+        &url(&second, "/gallery/import?mode=replace"),
+        "application/x-tar",
+        archive,
+    );
+    assert_eq!(status, 200, "{replaced}");
+    assert_eq!(h::get(&url(&second, "/people/biden")).0, 404);
+    assert_eq!(h::get(&url(&second, "/people")).1["total"], 2);
+    let history = h::get(&url(&second, "/people/obama")).1["history"].clone();
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "import"),
+        "{history}"
+    );
+    first.shutdown();
+    second.shutdown();
+}
+
+#[test]
+fn blurred_and_small_faces_are_refused_with_what_was_measured() {
+    use face_attendance::image_io;
+    let data = tempfile::tempdir().unwrap();
+    let server = h::start(data.path(), h::serve_settings());
+    let photo = std::fs::read(faces("known/obama/obama_1.jpg")).unwrap();
+    let image = image_io::decode(&photo, image_io::DEFAULT_MAX_PIXELS).unwrap();
+    let enroll = |jpeg: Vec<u8>| {
+        let path = data.path().join("upload.jpg");
+        std::fs::write(&path, jpeg).unwrap();
+        let answer = h::post_image(&url(&server, "/enroll"), &path, &[("student_id", "obama")]);
+        std::fs::remove_file(&path).unwrap();
+        answer
+    };
+    let before = common::tree(data.path());
+    let blurred = image_io::encode_jpeg(&common::box_blur(&image, 40)).unwrap();
+    let (status, refused) = enroll(blurred);
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("ENROLL_MIN_SHARPNESS"),
+        "{refused}"
+    );
+    assert!(
+        refused["quality"]["sharpness"].as_f64().unwrap() < 100.0,
+        "{refused}"
+    );
+    assert_eq!(refused["faces_found"], 1);
+    // Obama's face is 268 px here (the reference box): shrunk to ~50, still found.
+    let small = image_io::encode_jpeg(&common::shrunk(&image, 268, 50)).unwrap();
+    let (status, refused) = enroll(small);
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("ENROLL_MIN_FACE"),
+        "{refused}"
+    );
+    assert!(
+        refused["quality"]["face_px"].as_u64().unwrap() < 80,
+        "{refused}"
+    );
+    assert_eq!(common::tree(data.path()), before, "nothing written");
+    // The photo itself passes, and its quality is kept with the sample.
+    let (status, ok) = enroll(photo);
+    assert_eq!(status, 200, "{ok}");
+    let (_, obama) = h::get(&url(&server, "/people/obama"));
+    let quality = &obama["samples"][0]["quality"];
+    assert!(quality["face_px"].as_u64().unwrap() > 80, "{obama}");
+    assert!(quality["sharpness"].as_f64().unwrap() > 100.0, "{obama}");
+    assert!(quality["yaw"].as_f64().unwrap().abs() < 35.0, "{obama}");
+    server.shutdown();
+}

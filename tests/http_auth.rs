@@ -15,11 +15,17 @@ const KEY_ENV: &str = "env-key-0123456789abcdef";
 const KEY_A: &str = "file-key-a-0123456789abcdef";
 const KEY_B: &str = "file-key-b-0123456789abcdef";
 const WRONG: &str = "file-key-c-0123456789abcdef";
+/// Labelled in the keys file (`office <key>`): the audit log names it so.
+const KEY_OFFICE: &str = "office-key-0123456789abcdef";
 
 /// A server with `FACE_API_KEY` and a keys file of two keys (with a comment and a blank line).
 fn keyed_server(data: &std::path::Path) -> Service {
     let keys_file = data.join("api-keys");
-    std::fs::write(&keys_file, format!("# site keys\n{KEY_A}\n\n  {KEY_B}  \n")).unwrap();
+    std::fs::write(
+        &keys_file,
+        format!("# site keys\n{KEY_A}\n\n  {KEY_B}  \noffice  {KEY_OFFICE}\n"),
+    )
+    .unwrap();
     let mut settings = h::serve_settings();
     settings.api_key = Some(KEY_ENV.into());
     settings.api_keys_file = Some(keys_file);
@@ -41,6 +47,12 @@ fn call(
             request = request.header(*k, *v);
         }
         request.send("{}").unwrap()
+    } else if method == "DELETE" {
+        let mut request = agent.delete(&url);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.call().unwrap()
     } else {
         let mut request = agent.get(&url);
         for (k, v) in headers {
@@ -81,6 +93,11 @@ fn every_protected_route_needs_a_configured_key_in_either_header() {
         "/mock/webhook",
         "/people",
         "/people/{id}",
+        "/people/{id}/samples/{n}.jpg",
+        "/people/{id}/samples/{n}",
+        "/people/{id}/rename",
+        "/gallery/export",
+        "/gallery/import",
     ] {
         assert!(names.contains(&must), "{must} is not protected");
     }
@@ -297,8 +314,58 @@ fn an_unauthenticated_upload_is_refused_before_its_body_and_holds_no_worker() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let (status, _, _) = call(&server, "GET", "/health", &[]);
     assert_eq!(status, 200);
+    // Past the key check: `{}` has no image.
     let (status, _, _) = call(&server, "POST", "/recognize", &[("X-API-Key", KEY_A)]);
-    assert_eq!(status, 415);
+    assert_eq!(status, 422);
     drop(stalled);
+    server.shutdown();
+}
+
+#[test]
+fn the_audit_log_names_the_key_that_made_each_change() {
+    let data = tempfile::tempdir().unwrap();
+    let server = keyed_server(data.path());
+    let photo = common::faces_dir().join("known/obama/obama_1.jpg");
+    let bytes = std::fs::read(photo).unwrap();
+    for key in [KEY_OFFICE, KEY_ENV, KEY_A] {
+        let (ct, body) = face_attendance::client::multipart(&[
+            ("student_id", face_attendance::client::Part::Text("obama")),
+            (
+                "image",
+                face_attendance::client::Part::File {
+                    file_name: "o.jpg",
+                    content_type: "image/jpeg",
+                    data: &bytes,
+                },
+            ),
+        ]);
+        let mut response = h::agent()
+            .post(&format!("http://{}/enroll", server.addr()))
+            .header("Content-Type", &ct)
+            .header("X-API-Key", key)
+            .send(body)
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let _ = response.body_mut().read_to_string();
+    }
+    let (status, _, body) = call(&server, "GET", "/people/obama", &[("X-API-Key", KEY_B)]);
+    assert_eq!(status, 200, "{body}");
+    let person: Value = serde_json::from_str(&body).unwrap();
+    let by: Vec<&str> = person["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["by"].as_str().unwrap())
+        .collect();
+    let keys_file = data.path().join("api-keys").display().to_string();
+    assert_eq!(
+        by,
+        ["office", "FACE_API_KEY", &format!("{keys_file} line 2")]
+    );
+    // No key ever shows in the log.
+    let log = std::fs::read_to_string(data.path().join("audit.jsonl")).unwrap();
+    for key in [KEY_OFFICE, KEY_ENV, KEY_A] {
+        assert!(!log.contains(key));
+    }
     server.shutdown();
 }

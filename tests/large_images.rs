@@ -48,6 +48,8 @@ fn assert_same_encodings(what: &str, full: &[Face], crops: &[Face]) {
     assert_eq!(full.len(), crops.len(), "{what}");
     for (a, b) in full.iter().zip(crops) {
         assert_eq!(a.bbox, b.bbox, "{what}");
+        // Landmarks found in a crop come back in the whole (upright) image's pixels.
+        assert_eq!(a.landmarks, b.landmarks, "{what}: landmarks");
         let d = distance(&a.encoding, &b.encoding);
         eprintln!(
             "{what}: face {:?} crop vs whole image {d:.1e}",

@@ -63,7 +63,7 @@ fn appending_to_a_numpy_file_keeps_its_rows() {
     let extra = [0.25f64; 128];
     assert_eq!(
         gallery
-            .append(&StudentId::parse("alip").unwrap(), &[extra])
+            .append(&StudentId::parse("alip").unwrap(), &[extra], "test")
             .unwrap(),
         4
     );
@@ -97,8 +97,8 @@ fn files_we_write_load_in_numpy() {
     let (gallery, _) = Gallery::open(dir.path()).unwrap();
     let rows = expected(3);
     let id = StudentId::parse("yoga").unwrap();
-    gallery.append(&id, &rows[..2]).unwrap();
-    gallery.append(&id, &rows[2..]).unwrap();
+    gallery.append(&id, &rows[..2], "test").unwrap();
+    gallery.append(&id, &rows[2..], "test").unwrap();
     let path = dir.path().join("embeddings/yoga.npy");
     let script = "import sys, numpy as np\n\
         a = np.load(sys.argv[1])\n\

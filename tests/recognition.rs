@@ -29,7 +29,7 @@ fn enrolled() -> &'static Recognizer {
         let r = recognizer_in(dir.path(), common::engine());
         let (people, skipped) = bulk_enroll::scan(&common::faces_dir().join("known")).unwrap();
         assert!(skipped.is_empty());
-        let summaries = bulk_enroll::enroll_all(&r, &people, false, &|_| {});
+        let summaries = bulk_enroll::enroll_all(&r, &people, Default::default(), &|_| {});
         for s in &summaries {
             assert_eq!(s.saved, s.photos, "{s:?}");
         }

@@ -5,18 +5,22 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::bulk_enroll;
-use crate::recognizer::Recognizer;
+use crate::bulk_enroll::{self, BulkOptions};
+use crate::recognizer::{EnrollRequest, Recognizer};
 
 /// Prints the `/enroll` answer for each file.
-pub fn one_person(recognizer: &Recognizer, id: &str, files: &[PathBuf]) -> i32 {
+pub fn one_person(recognizer: &Recognizer, id: &str, files: &[PathBuf], force: bool) -> i32 {
+    let request = EnrollRequest {
+        force,
+        ..EnrollRequest::default()
+    };
     let mut status = 0;
     for path in files {
         let outcome = std::fs::read(path)
             .map_err(|e| e.to_string())
             .and_then(|bytes| {
                 recognizer
-                    .enroll_bytes(id, &bytes)
+                    .enroll_with(id, &bytes, &request)
                     .map_err(|e| e.to_string())
             });
         let answer = match outcome {
@@ -32,7 +36,7 @@ pub fn one_person(recognizer: &Recognizer, id: &str, files: &[PathBuf]) -> i32 {
 }
 
 /// Enrolls every person folder and prints one summary line per person.
-pub fn bulk(recognizer: &Recognizer, known: &Path, replace: bool) -> i32 {
+pub fn bulk(recognizer: &Recognizer, known: &Path, options: BulkOptions) -> i32 {
     let (people, skipped_folders) = match bulk_enroll::scan(known) {
         Ok(found) => found,
         Err(e) => {
@@ -56,7 +60,7 @@ pub fn bulk(recognizer: &Recognizer, known: &Path, replace: bool) -> i32 {
         ProgressStyle::with_template("{bar:40} {pos}/{len} photos {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let summaries = bulk_enroll::enroll_all(recognizer, &people, replace, &|path: &Path| {
+    let summaries = bulk_enroll::enroll_all(recognizer, &people, options, &|path: &Path| {
         bar.set_message(path.display().to_string());
         bar.inc(1);
     });

@@ -1,10 +1,11 @@
-//! The command line: `enroll`, `recognize`, `serve`, `cam-demo`, `rt-client`, `bench-http`,
-//! `bench-camera`.
+//! The command line: `enroll`, `recognize`, `serve`, `people`, `gallery`, `cam-demo`,
+//! `rt-client`, `bench-http`, `bench-camera`.
 
 mod bench_camera;
 mod bench_http;
 mod cam_demo;
 mod enroll;
+mod people;
 mod recognize;
 mod rt_client;
 pub mod serve;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::bulk_enroll::BulkOptions;
 use crate::config::{ServeSettings, Settings};
 
 #[derive(Debug, Parser)]
@@ -41,6 +43,9 @@ pub enum Command {
         /// Bulk: rebuild each person's encodings from the folder instead of adding to them
         #[arg(long, conflicts_with = "id")]
         replace: bool,
+        /// Enroll faces that look like another enrolled person's (skipped otherwise)
+        #[arg(long)]
+        force: bool,
         /// Photos of the person named by --id
         #[arg(requires = "id")]
         files: Vec<PathBuf>,
@@ -52,6 +57,16 @@ pub enum Command {
     },
     /// Serve the HTTP API (the original service's endpoints, WebSocket feed and webhook)
     Serve(ServeSettings),
+    /// Enrolled people: list, show, delete, rename (one JSON answer, as the HTTP API's)
+    People {
+        #[command(subcommand)]
+        command: people::PeopleCommand,
+    },
+    /// The whole gallery as one archive file: export, import (merge or replace)
+    Gallery {
+        #[command(subcommand)]
+        command: people::GalleryCommand,
+    },
     /// The camera demo: recognize replayed frames and print one line per face with the fps
     CamDemo(cam_demo::CamDemoArgs),
     /// Post images to a server's /recognize/realtime and print its WebSocket stream
@@ -69,10 +84,12 @@ pub const EXIT_SETUP: i32 = 2;
 /// Runs a parsed command line; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     init_logging();
-    // The client needs no models or data.
+    // The clients need no models or data; the gallery commands only the data folder.
     match &cli.command {
         Command::RtClient(args) => return rt_client::run(args),
         Command::BenchHttp(args) => return bench_http::run(args),
+        Command::People { command } => return people::run_people(&cli.settings, command),
+        Command::Gallery { command } => return people::run_gallery(&cli.settings, command),
         _ => {}
     }
     let (recognizer, report) = match cli.settings.open() {
@@ -92,14 +109,23 @@ pub fn run(cli: Cli) -> i32 {
         Command::Enroll {
             id: Some(id),
             files,
+            force,
             ..
-        } => enroll::one_person(&recognizer, &id, &files),
-        Command::Enroll { known, replace, .. } => enroll::bulk(&recognizer, &known, replace),
+        } => enroll::one_person(&recognizer, &id, &files, force),
+        Command::Enroll {
+            known,
+            replace,
+            force,
+            ..
+        } => enroll::bulk(&recognizer, &known, BulkOptions { replace, force }),
         Command::Recognize { files } => recognize::files(&recognizer, &files),
         Command::Serve(serve) => serve::run(&cli.settings, &serve, recognizer),
         Command::CamDemo(args) => cam_demo::run(&args, recognizer),
         Command::BenchCamera(args) => bench_camera::run(&args, recognizer),
-        Command::RtClient(_) | Command::BenchHttp(_) => EXIT_SETUP,
+        Command::RtClient(_)
+        | Command::BenchHttp(_)
+        | Command::People { .. }
+        | Command::Gallery { .. } => EXIT_SETUP,
     }
 }
 

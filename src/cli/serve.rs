@@ -81,8 +81,33 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
         .as_ref()
         .and_then(|_| systemd::watchdog_period())
         .map(Watchdog::new);
+    let mut last_sweep = std::time::Instant::now();
+    let mut last_reload_check = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if last_reload_check.elapsed() >= GALLERY_CHECK_EVERY {
+            last_reload_check = std::time::Instant::now();
+            let gallery = &server.app().recognizer.gallery;
+            match gallery.reload_if_changed() {
+                Ok(false) => {}
+                Ok(true) => {
+                    let (encodings, labels) = gallery.counts();
+                    log::info!(
+                        "the gallery was changed by another process: reloaded ({encodings} \
+                         encodings of {labels} people)"
+                    );
+                }
+                Err(e) => log::warn!("the gallery changed on disk but could not be reloaded: {e}"),
+            }
+        }
+        if last_sweep.elapsed() >= CROP_SWEEP_EVERY {
+            last_sweep = std::time::Instant::now();
+            match server.app().recognizer.gallery.sweep_crops() {
+                Ok(0) => {}
+                Ok(n) => log::info!("removed {n} face crop(s) past FACE_CROPS_MAX_AGE_DAYS"),
+                Err(e) => log::warn!("face crops not swept: {e}"),
+            }
+        }
         if let (Some(notifier), Some(watchdog)) = (&notifier, &mut watchdog) {
             watchdog.tick(notifier, || server.check_alive());
         }
@@ -141,6 +166,12 @@ impl Service {
 }
 
 /// Builds the app from the settings and starts the server and camera (the tests call this too).
+/// How often the service looks whether a CLI command beside it changed the gallery.
+const GALLERY_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// How often crops past `FACE_CROPS_MAX_AGE_DAYS` are looked for (also at every start).
+const CROP_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
 pub fn start(
     settings: &Settings,
     serve: &ServeSettings,
@@ -158,7 +189,11 @@ pub fn start(
         "upsample": settings.upsample,
         "jitters": settings.jitters,
         "max_upload_bytes": serve.max_upload_bytes,
+        "max_import_bytes": serve.max_import_bytes,
         "max_pixels": settings.max_pixels,
+        "enroll_duplicate_distance": settings.enroll_duplicate_distance.unwrap_or(settings.tolerance),
+        "face_crops": if settings.crop_policy().keeps_crops() { "keep" } else { "none" },
+        "face_crops_max_age_days": settings.face_crops_max_age_days,
         "detect_max_pixels": settings.detect_max_pixels,
         "webhook_timeout_seconds": serve.webhook_timeout_seconds,
         "camera": serve.camera.camera.as_ref().or(serve.camera.frames.as_ref()).map(|p| p.display().to_string()),
@@ -245,6 +280,7 @@ fn http_limits(serve: &ServeSettings) -> Limits {
     );
     Limits {
         max_upload_bytes: serve.max_upload_bytes,
+        max_import_bytes: serve.max_import_bytes.max(serve.max_upload_bytes),
         io_timeout: Duration::from_secs(serve.http_timeout_seconds),
         workers: serve.workers,
         max_connections,

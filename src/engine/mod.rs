@@ -108,11 +108,18 @@ impl Serialize for FaceBox {
     }
 }
 
+/// dlib's five landmarks of a face, `(x, y)` in pixels of the image its box is in: the outer
+/// and inner corner of the eye on the image's right (0, 1), of the eye on the image's left
+/// (2, 3), then the base of the nose (4) (for an upright face seen from the front).
+pub type Landmarks = [(i64, i64); 5];
+
 /// One face found in an image.
 #[derive(Debug, Clone)]
 pub struct Face {
     pub bbox: FaceBox,
     pub encoding: Encoding,
+    /// The points the encoding was aligned on (enrollment measures the head's yaw from them).
+    pub landmarks: Landmarks,
 }
 
 /// How the engine runs; the defaults are the original service's.
@@ -425,6 +432,28 @@ impl Engine {
         }
     }
 
+    /// The number of faces in `image` and the largest one (the first of equal boxes), encoded
+    /// with `jitters` re-encodings whatever the engine's setting: enrollment takes more care
+    /// than recognition. Only that face is encoded.
+    pub fn analyze_largest(&self, image: &RgbImage, jitters: u32) -> (usize, Option<Face>) {
+        let full_size = self.detects_at_full_size(image.width, image.height);
+        let frame = full_size.then(|| Frame::new(image));
+        let boxes = match &frame {
+            Some(frame) => self.detect_in(frame),
+            None => self.detect(image),
+        };
+        let Some(largest) = largest_box(&boxes) else {
+            return (0, None);
+        };
+        let face = match &frame {
+            Some(frame) => self.encode_in_with(frame, &[largest], jitters).pop(),
+            None => self
+                .encode_from_crops_with(&Oriented::upright(image), &[largest], jitters)
+                .pop(),
+        };
+        (boxes.len(), face)
+    }
+
     /// Analyzes several images in parallel; results in the same order.
     pub fn analyze_batch(&self, images: &[RgbImage]) -> Vec<Vec<Face>> {
         self.install(|| images.par_iter().map(|img| self.analyze(img)).collect())
@@ -471,10 +500,20 @@ impl Engine {
     /// extraction a grown, rotated square around the landmarks, so the crop gives the same
     /// encoding as the whole image (identical in tests/large_images.rs).
     pub fn encode_from_crops(&self, image: &Oriented<'_>, boxes: &[FaceBox]) -> Vec<Face> {
-        self.install(|| self.encode_regions(image, boxes))
+        self.encode_from_crops_with(image, boxes, self.config.jitters)
     }
 
-    fn encode_regions(&self, image: &Oriented<'_>, boxes: &[FaceBox]) -> Vec<Face> {
+    /// As [`Engine::encode_from_crops`], with `jitters` re-encodings per face.
+    pub fn encode_from_crops_with(
+        &self,
+        image: &Oriented<'_>,
+        boxes: &[FaceBox],
+        jitters: u32,
+    ) -> Vec<Face> {
+        self.install(|| self.encode_regions(image, boxes, jitters))
+    }
+
+    fn encode_regions(&self, image: &Oriented<'_>, boxes: &[FaceBox], jitters: u32) -> Vec<Face> {
         let (width, height) = (image.width(), image.height());
         let regions: Vec<_> = boxes
             .iter()
@@ -504,8 +543,12 @@ impl Engine {
                     bottom: b.bottom - dy,
                     left: b.left - dx,
                 };
-                let mut face = self.encode_in(&frame, &[local]).pop()?;
+                let mut face = self.encode_in_with(&frame, &[local], jitters).pop()?;
                 face.bbox = b;
+                // Back to the whole image's pixels, like the box.
+                for p in &mut face.landmarks {
+                    *p = (p.0 + dx, p.1 + dy);
+                }
                 Some(face)
             }));
         }
@@ -569,36 +612,52 @@ impl Engine {
 
     /// The encoding of each face from its shape (in parallel when there are several).
     pub fn encode_shapes(&self, frame: &Frame, faces: &[(FaceBox, Shape)]) -> Vec<Face> {
+        self.encode_shapes_with(frame, faces, self.config.jitters)
+    }
+
+    /// As [`Engine::encode_shapes`], with `jitters` re-encodings per face (1 = none).
+    pub fn encode_shapes_with(
+        &self,
+        frame: &Frame,
+        faces: &[(FaceBox, Shape)],
+        jitters: u32,
+    ) -> Vec<Face> {
         self.install(|| {
             faces
                 .par_iter()
-                .map(|(bbox, shape)| self.encode_one(frame, *bbox, shape))
+                .map(|(bbox, shape)| self.encode_one(frame, *bbox, shape, jitters))
                 .collect()
         })
     }
 
-    fn encode_one(&self, frame: &Frame, bbox: FaceBox, shape: &Shape) -> Face {
+    fn encode_one(&self, frame: &Frame, bbox: FaceBox, shape: &Shape, jitters: u32) -> Face {
         let encoder = self.encoders.borrow(|source| source.clone());
         // Jittering draws from one global dlib::rand in the crate's C++ glue, which is not
         // thread-safe: one jittered encoding at a time (it is the slow path anyway).
-        let _jittering = (self.config.jitters > 1).then(|| lock(&JITTER));
-        let encodings = encoder.get_face_encodings(
-            &frame.matrix,
-            std::slice::from_ref(&shape.0),
-            self.config.jitters,
-        );
+        let _jittering = (jitters > 1).then(|| lock(&JITTER));
+        let encodings =
+            encoder.get_face_encodings(&frame.matrix, std::slice::from_ref(&shape.0), jitters);
         let mut encoding = [0.0; ENCODING_LEN];
         if let Some(e) = encodings.first() {
             encoding.copy_from_slice(e.as_ref());
         }
-        Face { bbox, encoding }
+        Face {
+            bbox,
+            encoding,
+            landmarks: shape.five(),
+        }
     }
 
     /// Landmarks then encodings of the faces at `boxes`.
     pub fn encode_in(&self, frame: &Frame, boxes: &[FaceBox]) -> Vec<Face> {
+        self.encode_in_with(frame, boxes, self.config.jitters)
+    }
+
+    /// As [`Engine::encode_in`], with `jitters` re-encodings per face (1 = none).
+    pub fn encode_in_with(&self, frame: &Frame, boxes: &[FaceBox], jitters: u32) -> Vec<Face> {
         let shapes = self.shapes_in(frame, boxes);
         let faces: Vec<(FaceBox, Shape)> = boxes.iter().copied().zip(shapes).collect();
-        self.encode_shapes(frame, &faces)
+        self.encode_shapes_with(frame, &faces, jitters)
     }
 }
 
@@ -712,6 +771,26 @@ impl Frame {
 
 /// The five landmark points of one face, in the form the encoder takes.
 pub struct Shape(FaceLandmarks);
+
+impl Shape {
+    /// The points as [`Landmarks`] (the engine loads the 5-point model; missing points, which
+    /// it never leaves, would read as the origin).
+    fn five(&self) -> Landmarks {
+        let mut out = [(0, 0); 5];
+        for (o, p) in out.iter_mut().zip(self.0.iter()) {
+            *o = (long(p.x()), long(p.y()));
+        }
+        out
+    }
+}
+
+/// The largest of `boxes` (the first of equals), as enrollment picks its face.
+pub fn largest_box(boxes: &[FaceBox]) -> Option<FaceBox> {
+    boxes
+        .iter()
+        .copied()
+        .reduce(|best, b| if b.area() > best.area() { b } else { best })
+}
 
 /// dlib coordinates are C `long`: 64-bit here, 32-bit on armv7.
 #[allow(clippy::useless_conversion)]

@@ -1,21 +1,42 @@
 //! The gallery of enrolled faces: `data/embeddings/<id>.npy` on disk (the original service's
-//! files), one matrix in memory behind a `RwLock` for matching, and the face crops in
-//! `data/faces/<id>/`.
+//! files), one matrix in memory behind a `RwLock` for matching, the face crops in
+//! `data/faces/<id>/`, what is known of each sample in `data/people/<id>.json`
+//! ([`samples`]) and every change in `data/audit.jsonl` ([`audit`]).
+//!
+//! Contract for writers (enroll, delete, rename, import; this process or a CLI beside it):
+//! - one change at a time: an in-process mutex, then an exclusive lock on `data/.lock`;
+//! - each file is replaced atomically (temp + rename + directory fsync), in an order chosen so
+//!   that a kill at any point leaves a gallery that loads, with every change that was answered:
+//!   enroll writes `.npy`, metadata, then crops; a sample's deletion removes its crop, then
+//!   rewrites `.npy` and metadata; a person's deletion removes crops, metadata, then `.npy`
+//!   (a half-deleted person is still enrolled and can be deleted again); a rename is written
+//!   to a journal first and finished by the next open if it was cut;
+//! - the in-memory matrix changes last, whole, under its write lock: a recognition sees a person
+//!   before or after a change, never half of one.
 
+pub mod archive;
+pub mod audit;
 pub mod npy;
+pub mod samples;
 mod student_id;
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use thiserror::Error;
 
 use crate::engine::{distance, Encoding};
 use crate::fsutil;
+use crate::sync;
+use audit::AuditLog;
+pub use audit::Entry as AuditEntry;
+pub use samples::Sample;
 pub use student_id::StudentId;
 
 /// The label of a face that matches nobody closely enough.
@@ -31,6 +52,19 @@ pub enum GalleryError {
     },
     #[error("{} is damaged ({reason}); move it away before enrolling this person again", path.display())]
     Damaged { path: PathBuf, reason: String },
+    #[error("{0} is not enrolled")]
+    NotEnrolled(String),
+    #[error("{student_id} has no sample {index} (samples 0 to {last})", last = samples.saturating_sub(1))]
+    NoSuchSample {
+        student_id: String,
+        index: usize,
+        samples: usize,
+    },
+    #[error("{0} is already enrolled")]
+    AlreadyEnrolled(String),
+    /// Enrollment's duplicate check: the face is another person's.
+    #[error("this face is already enrolled as {duplicate_of} (distance {distance:.3}); send force=true to enroll it anyway")]
+    Duplicate { duplicate_of: String, distance: f64 },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GalleryError + '_ {
@@ -38,6 +72,13 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GalleryError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Unix seconds now.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The best match for one face.
@@ -63,15 +104,101 @@ pub struct LoadReport {
     pub skipped: Vec<(PathBuf, String)>,
     /// Temp files of writes interrupted by a crash, removed.
     pub temps_removed: usize,
+    /// Face crops removed by the retention settings.
+    pub crops_removed: usize,
+}
+
+/// What the gallery keeps of the photos it enrolls (`FACE_CROPS`, `FACE_CROPS_MAX_AGE_DAYS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CropPolicy {
+    keep: bool,
+    max_age_days: Option<u32>,
+}
+
+impl CropPolicy {
+    /// Every crop, for ever (the original service's way).
+    pub fn keep() -> CropPolicy {
+        CropPolicy {
+            keep: true,
+            max_age_days: None,
+        }
+    }
+
+    /// No crop written, and those on disk removed at start.
+    pub fn none() -> CropPolicy {
+        CropPolicy {
+            keep: false,
+            max_age_days: None,
+        }
+    }
+
+    /// Crops removed once older than `days` (0: as [`CropPolicy::none`]).
+    pub fn max_age_days(self, days: Option<u32>) -> CropPolicy {
+        match days {
+            Some(0) => CropPolicy::none(),
+            days => CropPolicy {
+                max_age_days: days,
+                ..self
+            },
+        }
+    }
+
+    pub fn keeps_crops(&self) -> bool {
+        self.keep
+    }
+
+    fn max_age(&self) -> Option<Duration> {
+        self.max_age_days
+            .map(|d| Duration::from_secs(u64::from(d) * 86_400))
+    }
+}
+
+impl Default for CropPolicy {
+    fn default() -> Self {
+        CropPolicy::keep()
+    }
+}
+
+/// A face to enroll: its encoding, and optionally its crop (JPEG) and measured quality.
+#[derive(Debug, Clone)]
+pub struct NewSample {
+    encoding: Encoding,
+    crop: Option<Vec<u8>>,
+    quality: Option<Value>,
+}
+
+impl NewSample {
+    pub fn new(encoding: Encoding) -> NewSample {
+        NewSample {
+            encoding,
+            crop: None,
+            quality: None,
+        }
+    }
+
+    pub fn with_crop(mut self, jpeg: Vec<u8>) -> NewSample {
+        self.crop = Some(jpeg);
+        self
+    }
+
+    pub fn with_quality(mut self, quality: Value) -> NewSample {
+        self.quality = Some(quality);
+        self
+    }
+
+    pub fn encoding(&self) -> &Encoding {
+        &self.encoding
+    }
 }
 
 #[derive(Default)]
 struct Matrix {
     labels: Vec<String>,
     index: HashMap<String, u32>,
-    /// One row per enrolled face, with the index of its label.
+    /// One row per enrolled face, with the index of its label and its description.
     encodings: Vec<Encoding>,
     owners: Vec<u32>,
+    samples: Vec<Sample>,
 }
 
 impl Matrix {
@@ -85,52 +212,245 @@ impl Matrix {
         i
     }
 
-    fn push(&mut self, label: &str, rows: &[Encoding]) {
-        let i = self.label_index(label);
-        self.encodings.extend_from_slice(rows);
-        self.owners.extend(std::iter::repeat_n(i, rows.len()));
-    }
-
-    fn remove(&mut self, label: &str) {
+    /// The person's rows become `rows` (none: they are gone), in that order.
+    fn set_person(&mut self, label: &str, rows: &[(Encoding, Sample)]) {
         if let Some(&i) = self.index.get(label) {
-            (self.encodings, self.owners) = self
-                .encodings
-                .drain(..)
-                .zip(self.owners.drain(..))
-                .filter(|(_, o)| *o != i)
-                .unzip();
+            let mut kept = 0;
+            for r in 0..self.owners.len() {
+                if self.owners[r] != i {
+                    self.encodings.swap(kept, r);
+                    self.owners.swap(kept, r);
+                    self.samples.swap(kept, r);
+                    kept += 1;
+                }
+            }
+            self.encodings.truncate(kept);
+            self.owners.truncate(kept);
+            self.samples.truncate(kept);
+        }
+        if rows.is_empty() {
+            return;
+        }
+        let i = self.label_index(label);
+        for (encoding, sample) in rows {
+            self.encodings.push(*encoding);
+            self.owners.push(i);
+            self.samples.push(sample.clone());
         }
     }
+
+    /// The person's rows, in order.
+    fn rows_of(&self, label: &str) -> Vec<usize> {
+        let Some(&i) = self.index.get(label) else {
+            return Vec::new();
+        };
+        (0..self.owners.len())
+            .filter(|r| self.owners[*r] == i)
+            .collect()
+    }
+}
+
+/// One enrolled person, as `GET /people` lists them. Times are Unix seconds: `enrolled_at` the
+/// oldest sample's, `updated_at` the encodings file's last change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Person {
+    pub student_id: String,
+    pub samples: usize,
+    pub enrolled_at: u64,
+    pub updated_at: u64,
+}
+
+/// A person with their samples in order (index = row of the `.npy` file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonDetail {
+    pub person: Person,
+    pub samples: Vec<Sample>,
+}
+
+impl PersonDetail {
+    /// The answer of `GET /people/{id}` (and `people show`): each sample with its index, time,
+    /// crop URL (`null` when no crop is kept) and quality, then `history`.
+    pub fn to_json(&self, history: &[AuditEntry]) -> Value {
+        let id = &self.person.student_id;
+        let samples: Vec<Value> = self
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                serde_json::json!({
+                    "index": i,
+                    "enrolled_at": s.enrolled_at,
+                    "crop": s.crop.as_ref().map(|_| format!("/people/{id}/samples/{i}.jpg")),
+                    "quality": s.quality,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "ok": true,
+            "student_id": id,
+            "samples": samples,
+            "enrolled_at": self.person.enrolled_at,
+            "updated_at": self.person.updated_at,
+            "history": history,
+        })
+    }
+}
+
+/// A person's rows as stored: encodings with their descriptions.
+type Rows = Vec<(Encoding, Sample)>;
+
+/// The rename being done, written before its first step (`data/people/.rename.json`).
+#[derive(Debug, Serialize, Deserialize)]
+struct RenameJournal {
+    from: String,
+    to: String,
+}
+
+/// What a write does to the person's samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Add,
+    Replace,
+}
+
+/// Holds both write locks: this process's and the data folder's (other processes).
+struct Writing<'a> {
+    _in_process: MutexGuard<'a, ()>,
+    _file: fs::File,
 }
 
 pub struct Gallery {
+    data_dir: PathBuf,
     embeddings_dir: PathBuf,
     faces_dir: PathBuf,
+    people_dir: PathBuf,
+    crops: CropPolicy,
+    audit: AuditLog,
     matrix: RwLock<Matrix>,
-    /// Serializes read-modify-write of `.npy` files so concurrent enrolls keep every sample.
     writer: Mutex<()>,
+    /// The `data/.generation` the matrix reflects.
+    seen_generation: AtomicU64,
+}
+
+/// Seconds since the Unix epoch of a file's last change (0 when unknown).
+fn modified_secs(path: &Path) -> u64 {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Removes `path` (a file) and syncs its folder; gone already is fine.
+fn remove_file_synced(path: &Path) -> Result<(), GalleryError> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_parent(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+fn sync_parent(path: &Path) -> Result<(), GalleryError> {
+    match path.parent() {
+        Some(dir) => fsutil::sync_dir(dir).map_err(io_err(dir)),
+        None => Ok(()),
+    }
+}
+
+/// Renames `from` to `to` when `from` exists and `to` does not (a step of a rename, which may
+/// be done again after a crash).
+fn move_if_there(from: &Path, to: &Path) -> Result<(), GalleryError> {
+    if from.exists() && !to.exists() {
+        fs::rename(from, to).map_err(io_err(from))?;
+        sync_parent(to)?;
+    } else if from.exists() {
+        log::warn!(
+            "{} and {} both exist; left as they are",
+            from.display(),
+            to.display()
+        );
+    }
+    Ok(())
 }
 
 impl Gallery {
-    /// Opens (creating if needed) `data_dir/embeddings` and `data_dir/faces` and loads every
-    /// `.npy` file. A bad file is reported in the [`LoadReport`] and skipped, never fatal.
+    /// [`Gallery::open_with`] keeping every crop.
     pub fn open(data_dir: &Path) -> Result<(Gallery, LoadReport), GalleryError> {
-        let embeddings_dir = data_dir.join("embeddings");
-        let faces_dir = data_dir.join("faces");
-        let mut report = LoadReport::default();
-        for dir in [&embeddings_dir, &faces_dir] {
+        Gallery::open_with(data_dir, CropPolicy::default())
+    }
+
+    /// Opens (creating if needed) the gallery's folders under `data_dir`, finishes a rename cut
+    /// by a crash, applies the crop policy and loads every `.npy` file. A bad file is reported in
+    /// the [`LoadReport`] and skipped, never fatal.
+    pub fn open_with(
+        data_dir: &Path,
+        crops: CropPolicy,
+    ) -> Result<(Gallery, LoadReport), GalleryError> {
+        let gallery = Gallery {
+            data_dir: data_dir.to_path_buf(),
+            embeddings_dir: data_dir.join("embeddings"),
+            faces_dir: data_dir.join("faces"),
+            people_dir: data_dir.join("people"),
+            crops,
+            audit: AuditLog::new(data_dir),
+            matrix: RwLock::new(Matrix::default()),
+            writer: Mutex::new(()),
+            seen_generation: AtomicU64::new(0),
+        };
+        for dir in [
+            &gallery.embeddings_dir,
+            &gallery.faces_dir,
+            &gallery.people_dir,
+        ] {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
-        // Face crops are written in one folder per person.
-        let crop_dirs = fs::read_dir(&faces_dir)
-            .map_err(io_err(&faces_dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir());
-        for dir in std::iter::once(embeddings_dir.clone()).chain(crop_dirs) {
-            report.temps_removed += fsutil::remove_stale_temps(&dir, fsutil::STALE_TEMP_AGE);
+        let mut report = LoadReport::default();
+        {
+            let _writing = gallery.writing()?;
+            gallery.finish_rename()?;
+            let crop_dirs: Vec<PathBuf> = fs::read_dir(&gallery.faces_dir)
+                .map_err(io_err(&gallery.faces_dir))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect();
+            let dirs = [gallery.embeddings_dir.clone(), gallery.people_dir.clone()];
+            for dir in dirs.iter().chain(&crop_dirs) {
+                report.temps_removed += fsutil::remove_stale_temps(dir, fsutil::STALE_TEMP_AGE);
+            }
+            report.crops_removed = gallery.apply_crop_policy(&crop_dirs);
+            let (matrix, loaded) = gallery.load_all()?;
+            report.files = loaded.files;
+            report.encodings = loaded.encodings;
+            report.skipped = loaded.skipped;
+            *sync::write(&gallery.matrix) = matrix;
+            gallery
+                .seen_generation
+                .store(gallery.generation(), Ordering::Relaxed);
         }
-        let mut entries: Vec<PathBuf> = fs::read_dir(&embeddings_dir)
-            .map_err(io_err(&embeddings_dir))?
+        for (path, reason) in &report.skipped {
+            log::warn!("skipping {}: {reason}", path.display());
+        }
+        if report.temps_removed > 0 {
+            log::info!(
+                "removed {} temp file(s) left by interrupted writes",
+                report.temps_removed
+            );
+        }
+        if report.crops_removed > 0 {
+            log::info!(
+                "removed {} face crop(s) (FACE_CROPS / FACE_CROPS_MAX_AGE_DAYS)",
+                report.crops_removed
+            );
+        }
+        Ok((gallery, report))
+    }
+
+    /// Every person's rows as on disk: the matrix and what was found. Callers hold the write
+    /// lock, so no change is half seen.
+    fn load_all(&self) -> Result<(Matrix, LoadReport), GalleryError> {
+        let mut loaded = LoadReport::default();
+        let mut entries: Vec<PathBuf> = fs::read_dir(&self.embeddings_dir)
+            .map_err(io_err(&self.embeddings_dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "npy"))
             .collect();
@@ -143,50 +463,517 @@ impl Gallery {
                 // Temp files of an interrupted write start with '.', and are not people.
                 _ if stem.as_deref().is_some_and(|s| s.starts_with('.')) => continue,
                 Some(Err(reason)) => {
-                    report.skipped.push((path, format!("file name: {reason}")));
+                    loaded.skipped.push((path, format!("file name: {reason}")));
                     continue;
                 }
                 None => continue,
             };
-            match fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| npy::read_encodings(&b))
-            {
-                Ok(rows) => {
-                    report.files += 1;
-                    report.encodings += rows.len();
-                    matrix.push(id.as_str(), &rows);
+            match self.read_person(&id) {
+                Ok(Some(rows)) => {
+                    loaded.files += 1;
+                    loaded.encodings += rows.len();
+                    matrix.set_person(id.as_str(), &rows);
                 }
-                Err(reason) => report.skipped.push((path, reason)),
+                Ok(None) => {}
+                Err(GalleryError::Damaged { reason, .. }) => loaded.skipped.push((path, reason)),
+                Err(e) => loaded.skipped.push((path, e.to_string())),
             }
         }
-        for (path, reason) in &report.skipped {
+        Ok((matrix, loaded))
+    }
+
+    /// The change counter in `data/.generation`, bumped by every change of any process.
+    fn generation(&self) -> u64 {
+        fs::read_to_string(self.data_dir.join(".generation"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Counts a change made under the write lock. When the counter had moved since this
+    /// gallery last looked, another process changed the gallery too, and the next
+    /// [`Gallery::reload_if_changed`] reloads.
+    fn bump_generation(&self) {
+        let current = self.generation();
+        let path = self.data_dir.join(".generation");
+        if let Err(e) = fsutil::atomic_write(&path, format!("{}\n", current + 1).as_bytes()) {
+            log::warn!("{}: {e}", path.display());
+            return;
+        }
+        let _ = self.seen_generation.compare_exchange(
+            current,
+            current + 1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Reloads every person from disk when another process (a CLI command beside the service)
+    /// changed the gallery since this one last looked; returns whether it did. Cheap when
+    /// nothing changed: one small file read.
+    pub fn reload_if_changed(&self) -> Result<bool, GalleryError> {
+        if self.generation() == self.seen_generation.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let _writing = self.writing()?;
+        let generation = self.generation();
+        let (matrix, loaded) = self.load_all()?;
+        for (path, reason) in &loaded.skipped {
             log::warn!("skipping {}: {reason}", path.display());
         }
-        if report.temps_removed > 0 {
-            log::info!(
-                "removed {} temp file(s) left by interrupted writes",
-                report.temps_removed
-            );
-        }
-        Ok((
-            Gallery {
-                embeddings_dir,
-                faces_dir,
-                matrix: RwLock::new(matrix),
-                writer: Mutex::new(()),
-            },
-            report,
-        ))
+        *sync::write(&self.matrix) = matrix;
+        self.seen_generation.store(generation, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// The data folder this gallery lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn crop_policy(&self) -> CropPolicy {
+        self.crops
+    }
+
+    fn writing(&self) -> Result<Writing<'_>, GalleryError> {
+        let in_process = sync::lock(&self.writer);
+        let path = self.data_dir.join(".lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        // Released when the file is closed (the guard dropped, or the process killed).
+        file.lock().map_err(io_err(&path))?;
+        Ok(Writing {
+            _in_process: in_process,
+            _file: file,
+        })
     }
 
     fn npy_path(&self, id: &StudentId) -> PathBuf {
         self.embeddings_dir.join(format!("{id}.npy"))
     }
 
+    fn meta_path(&self, id: &StudentId) -> PathBuf {
+        self.people_dir.join(format!("{id}.json"))
+    }
+
+    fn crops_dir(&self, id: &StudentId) -> PathBuf {
+        self.faces_dir.join(id.as_str())
+    }
+
+    /// The person's rows as on disk, described ([`samples::reconcile`]); `None` when not
+    /// enrolled.
+    fn read_person(&self, id: &StudentId) -> Result<Option<Rows>, GalleryError> {
+        let path = self.npy_path(id);
+        let rows = match fs::read(&path) {
+            Ok(bytes) => npy::read_encodings(&bytes).map_err(|reason| GalleryError::Damaged {
+                path: path.clone(),
+                reason,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let meta = self.meta_path(id);
+        let written = match fs::read(&meta) {
+            Ok(bytes) => match serde_json::from_slice::<samples::SamplesFile>(&bytes) {
+                Ok(file) => Some(file.samples),
+                Err(e) => {
+                    // Descriptions only: the rows stay enrolled, described plainly.
+                    log::warn!("{}: {e}; its samples' details are lost", meta.display());
+                    Some(Vec::new())
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&meta)(e)),
+        };
+        let crops = samples::crop_files(&self.crops_dir(id));
+        let described = samples::reconcile(&rows, written, modified_secs(&path), &crops);
+        Ok(Some(rows.into_iter().zip(described).collect()))
+    }
+
+    /// Writes the person's `.npy` then metadata (both atomically); `rows` must not be empty.
+    fn write_person(
+        &self,
+        id: &StudentId,
+        rows: &[(Encoding, Sample)],
+    ) -> Result<(), GalleryError> {
+        let encodings: Vec<Encoding> = rows.iter().map(|(e, _)| *e).collect();
+        let path = self.npy_path(id);
+        fsutil::atomic_write(&path, &npy::write_encodings(&encodings)).map_err(io_err(&path))?;
+        let meta = self.meta_path(id);
+        let file = samples::SamplesFile {
+            samples: rows.iter().map(|(_, s)| s.clone()).collect(),
+        };
+        let bytes = serde_json::to_vec(&file).map_err(|e| GalleryError::Io {
+            path: meta.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        fsutil::atomic_write(&meta, &bytes).map_err(io_err(&meta))
+    }
+
+    /// A free crop name in `dir` for now: `<unix-ms>-<n>.jpg`.
+    fn crop_name(dir: &Path, taken: &[String]) -> String {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        (0u64..)
+            .map(|n| format!("{ms}-{n}.jpg"))
+            .find(|name| !taken.contains(name) && !dir.join(name).exists())
+            .unwrap_or_default()
+    }
+
+    /// Ends a change (callers hold the write lock): counted for other processes
+    /// ([`Gallery::reload_if_changed`]), then appended to the audit log. The change is made by
+    /// then, so a log that cannot be written (a full disk) is an error in the service's log, not
+    /// a failure of the change.
+    fn record(&self, entry: audit::Entry) {
+        self.bump_generation();
+        if let Err(e) = self.audit.append(&entry) {
+            log::error!(
+                "{}: {e}; not logged: {} of {} by {}",
+                self.audit.path().display(),
+                entry.action,
+                entry.student_id,
+                entry.by
+            );
+        }
+    }
+
+    fn entry(action: &str, id: &StudentId, samples: usize, by: &str) -> audit::Entry {
+        audit::Entry {
+            time: now_secs(),
+            action: action.into(),
+            student_id: id.to_string(),
+            samples,
+            by: by.into(),
+            from: None,
+            index: None,
+        }
+    }
+
+    /// Adds `new` to the person (created if new): `.npy`, metadata, then the crops (when the
+    /// policy keeps them), then matching. Returns how many samples the person has now.
+    pub fn enroll(
+        &self,
+        id: &StudentId,
+        new: Vec<NewSample>,
+        by: &str,
+    ) -> Result<usize, GalleryError> {
+        self.change(id, new, Change::Add, None, by)
+    }
+
+    /// [`Gallery::enroll`], refused with [`GalleryError::Duplicate`] when a face is within
+    /// `max_distance` of another person's sample. The check and the write are one step under
+    /// the write lock: two enrollments of one face under two new ids cannot both pass.
+    pub fn enroll_unique(
+        &self,
+        id: &StudentId,
+        new: Vec<NewSample>,
+        max_distance: f64,
+        by: &str,
+    ) -> Result<usize, GalleryError> {
+        self.change(id, new, Change::Add, Some(max_distance), by)
+    }
+
+    /// Replaces everything enrolled for the person by `new` (bulk enroll `--replace`): the old
+    /// crops go once the new rows are written.
+    pub fn replace(
+        &self,
+        id: &StudentId,
+        new: Vec<NewSample>,
+        by: &str,
+    ) -> Result<usize, GalleryError> {
+        self.change(id, new, Change::Replace, None, by)
+    }
+
+    /// Encodings only, without crops: [`Gallery::enroll`] by `by`.
+    pub fn append(
+        &self,
+        id: &StudentId,
+        rows: &[Encoding],
+        by: &str,
+    ) -> Result<usize, GalleryError> {
+        self.enroll(id, rows.iter().copied().map(NewSample::new).collect(), by)
+    }
+
+    fn change(
+        &self,
+        id: &StudentId,
+        new: Vec<NewSample>,
+        how: Change,
+        unique: Option<f64>,
+        by: &str,
+    ) -> Result<usize, GalleryError> {
+        let (replace, action) = match how {
+            Change::Add => (false, "enroll"),
+            Change::Replace => (true, "replace"),
+        };
+        let _writing = self.writing()?;
+        if let Some(max_distance) = unique {
+            for sample in &new {
+                if let Some((other, d)) = self.nearest_other(&sample.encoding, id) {
+                    if d <= max_distance {
+                        return Err(GalleryError::Duplicate {
+                            duplicate_of: other,
+                            distance: d,
+                        });
+                    }
+                }
+            }
+        }
+        let old = self.read_person(id)?.unwrap_or_default();
+        if new.is_empty() && replace {
+            return self.remove_locked(id, by).map(|_| 0);
+        }
+        let dir = self.crops_dir(id);
+        let mut rows: Rows = if replace { Vec::new() } else { old.clone() };
+        let mut crops: Vec<(String, Vec<u8>)> = Vec::new();
+        let now = now_secs();
+        for sample in new {
+            let mut described = Sample::plain(&sample.encoding, now);
+            described.quality = sample.quality;
+            if let (true, Some(jpeg)) = (self.crops.keep, sample.crop) {
+                let taken: Vec<String> = crops.iter().map(|(n, _)| n.clone()).collect();
+                let name = Self::crop_name(&dir, &taken);
+                described.crop = Some(name.clone());
+                crops.push((name, jpeg));
+            }
+            rows.push((sample.encoding, described));
+        }
+        self.write_person(id, &rows)?;
+        if !crops.is_empty() {
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        for (name, jpeg) in &crops {
+            let path = dir.join(name);
+            if let Err(e) = fsutil::atomic_write(&path, jpeg) {
+                // The sample stands without its crop (the metadata's name is ignored).
+                log::warn!("{id}: face crop not saved: {e}");
+                for (_, s) in rows.iter_mut() {
+                    if s.crop.as_deref() == Some(name.as_str()) {
+                        s.crop = None;
+                    }
+                }
+            }
+        }
+        if replace {
+            for (_, s) in &old {
+                if let Some(crop) = &s.crop {
+                    let _ = remove_file_synced(&dir.join(crop));
+                }
+            }
+        }
+        sync::write(&self.matrix).set_person(id.as_str(), &rows);
+        self.record(Self::entry(action, id, rows.len(), by));
+        Ok(rows.len())
+    }
+
+    /// Removes everything of the person: the face crops, the metadata, then the encodings file,
+    /// then the encodings from matching. Returns how many samples they had, `None` when not
+    /// enrolled. The `.npy` goes last so that an interrupted removal leaves a person who is
+    /// still enrolled (and can be removed again), never files of nobody.
+    pub fn remove(&self, id: &StudentId, by: &str) -> Result<Option<usize>, GalleryError> {
+        let _writing = self.writing()?;
+        self.remove_locked(id, by)
+    }
+
+    /// [`Gallery::remove`], the write lock held by the caller.
+    fn remove_locked(&self, id: &StudentId, by: &str) -> Result<Option<usize>, GalleryError> {
+        let Some(rows) = self.read_person(id)? else {
+            // Matching may still hold them if another process removed the files.
+            sync::write(&self.matrix).set_person(id.as_str(), &[]);
+            return Ok(None);
+        };
+        let crops = self.crops_dir(id);
+        match fs::remove_dir_all(&crops) {
+            Ok(()) => fsutil::sync_dir(&self.faces_dir).map_err(io_err(&self.faces_dir))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&crops)(e)),
+        }
+        remove_file_synced(&self.meta_path(id))?;
+        remove_file_synced(&self.npy_path(id))?;
+        sync::write(&self.matrix).set_person(id.as_str(), &[]);
+        self.record(Self::entry("delete", id, 0, by));
+        Ok(Some(rows.len()))
+    }
+
+    /// Removes sample `index` (a row of the `.npy`): its crop, then the row and its
+    /// description. The last sample removes the person. Returns how many samples are left.
+    pub fn remove_sample(
+        &self,
+        id: &StudentId,
+        index: usize,
+        by: &str,
+    ) -> Result<usize, GalleryError> {
+        let _writing = self.writing()?;
+        let mut rows = self
+            .read_person(id)?
+            .ok_or_else(|| GalleryError::NotEnrolled(id.to_string()))?;
+        if index >= rows.len() {
+            return Err(GalleryError::NoSuchSample {
+                student_id: id.to_string(),
+                index,
+                samples: rows.len(),
+            });
+        }
+        if rows.len() == 1 {
+            return self.remove_locked(id, by).map(|_| 0);
+        }
+        let (_, gone) = rows.remove(index);
+        if let Some(crop) = &gone.crop {
+            remove_file_synced(&self.crops_dir(id).join(crop))?;
+        }
+        self.write_person(id, &rows)?;
+        sync::write(&self.matrix).set_person(id.as_str(), &rows);
+        let mut entry = Self::entry("delete_sample", id, rows.len(), by);
+        entry.index = Some(index);
+        self.record(entry);
+        Ok(rows.len())
+    }
+
+    /// Gives the person `from` the id `to`: crops, metadata and encodings move together, and a
+    /// rename cut by a crash is finished by the next open. Returns their samples.
+    pub fn rename(
+        &self,
+        from: &StudentId,
+        to: &StudentId,
+        by: &str,
+    ) -> Result<usize, GalleryError> {
+        let _writing = self.writing()?;
+        let rows = self
+            .read_person(from)?
+            .ok_or_else(|| GalleryError::NotEnrolled(from.to_string()))?;
+        if from == to {
+            return Ok(rows.len());
+        }
+        if [self.npy_path(to), self.meta_path(to), self.crops_dir(to)]
+            .iter()
+            .any(|p| p.exists())
+        {
+            return Err(GalleryError::AlreadyEnrolled(to.to_string()));
+        }
+        let journal = self.people_dir.join(".rename.json");
+        let bytes = serde_json::to_vec(&RenameJournal {
+            from: from.to_string(),
+            to: to.to_string(),
+        })
+        .map_err(|e| GalleryError::Io {
+            path: journal.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        fsutil::atomic_write(&journal, &bytes).map_err(io_err(&journal))?;
+        self.finish_rename()?;
+        {
+            let mut m = sync::write(&self.matrix);
+            m.set_person(from.as_str(), &[]);
+            m.set_person(to.as_str(), &rows);
+        }
+        let mut entry = Self::entry("rename", to, rows.len(), by);
+        entry.from = Some(from.to_string());
+        self.record(entry);
+        Ok(rows.len())
+    }
+
+    /// Does the steps of the journaled rename, if any (each can be done again), then removes
+    /// the journal. The `.npy` moves last: until it does, the person is enrolled under the old id.
+    fn finish_rename(&self) -> Result<(), GalleryError> {
+        let journal = self.people_dir.join(".rename.json");
+        let bytes = match fs::read(&journal) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&journal)(e)),
+        };
+        let ids = serde_json::from_slice::<RenameJournal>(&bytes)
+            .ok()
+            .and_then(|j| {
+                Some((
+                    StudentId::parse(&j.from).ok()?,
+                    StudentId::parse(&j.to).ok()?,
+                ))
+            });
+        match ids {
+            Some((from, to)) => {
+                move_if_there(&self.crops_dir(&from), &self.crops_dir(&to))?;
+                move_if_there(&self.meta_path(&from), &self.meta_path(&to))?;
+                move_if_there(&self.npy_path(&from), &self.npy_path(&to))?;
+                log::info!("rename of {from} to {to} done");
+            }
+            // atomic_write never leaves a partial journal: this one was not written by us.
+            None => log::warn!("{}: not a rename journal; ignored", journal.display()),
+        }
+        remove_file_synced(&journal)
+    }
+
+    /// Applies the crop policy: every crop removed when none are kept, those older than the
+    /// maximum age otherwise. Returns how many files went.
+    fn apply_crop_policy(&self, crop_dirs: &[PathBuf]) -> usize {
+        let mut removed = 0;
+        if !self.crops.keep {
+            for dir in crop_dirs {
+                let n = samples::crop_files(dir).len();
+                match fs::remove_dir_all(dir) {
+                    Ok(()) => removed += n,
+                    Err(e) => log::warn!("cannot remove {}: {e}", dir.display()),
+                }
+            }
+            let _ = fsutil::sync_dir(&self.faces_dir);
+            return removed;
+        }
+        let Some(max_age) = self.crops.max_age() else {
+            return 0;
+        };
+        let oldest_kept = now_secs().saturating_sub(max_age.as_secs());
+        for dir in crop_dirs {
+            for name in samples::crop_files(dir) {
+                if samples::crop_time(&name).is_some_and(|t| t < oldest_kept) {
+                    match fs::remove_file(dir.join(&name)) {
+                        Ok(()) => removed += 1,
+                        Err(e) => log::warn!("cannot remove {}/{name}: {e}", dir.display()),
+                    }
+                }
+            }
+            let _ = fsutil::sync_dir(dir);
+        }
+        removed
+    }
+
+    /// Removes the crops the policy no longer keeps (`FACE_CROPS_MAX_AGE_DAYS`), on disk and in
+    /// the samples' descriptions; returns how many went. The service calls it now and then.
+    pub fn sweep_crops(&self) -> Result<usize, GalleryError> {
+        if self.crops.keep && self.crops.max_age_days.is_none() {
+            return Ok(0);
+        }
+        let _writing = self.writing()?;
+        let crop_dirs: Vec<PathBuf> = fs::read_dir(&self.faces_dir)
+            .map_err(io_err(&self.faces_dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        let removed = self.apply_crop_policy(&crop_dirs);
+        if removed > 0 {
+            let mut m = sync::write(&self.matrix);
+            let Matrix {
+                labels,
+                owners,
+                samples,
+                ..
+            } = &mut *m;
+            for (sample, owner) in samples.iter_mut().zip(owners.iter()) {
+                let dir = self.faces_dir.join(&labels[*owner as usize]);
+                if sample.crop.as_ref().is_some_and(|c| !dir.join(c).exists()) {
+                    sample.crop = None;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// The closest enrolled face: its label when within `tolerance`, else `Unknown`.
     pub fn best_match(&self, encoding: &Encoding, tolerance: f64) -> Match {
-        let m = self.matrix.read().unwrap_or_else(|p| p.into_inner());
+        let m = sync::read(&self.matrix);
         let best = m
             .encodings
             .iter()
@@ -209,60 +996,23 @@ impl Gallery {
         }
     }
 
-    /// Adds `rows` to the person's file (created if new) and to the in-memory matrix.
-    /// Returns how many encodings the person has now.
-    pub fn append(&self, id: &StudentId, rows: &[Encoding]) -> Result<usize, GalleryError> {
-        let _writing = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let path = self.npy_path(id);
-        let mut all = match fs::read(&path) {
-            Ok(bytes) => npy::read_encodings(&bytes).map_err(|reason| GalleryError::Damaged {
-                path: path.clone(),
-                reason,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        all.extend_from_slice(rows);
-        fsutil::atomic_write(&path, &npy::write_encodings(&all)).map_err(io_err(&path))?;
-        self.matrix
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(id.as_str(), rows);
-        Ok(all.len())
-    }
-
-    /// Replaces everything enrolled for the person by `rows`.
-    pub fn replace(&self, id: &StudentId, rows: &[Encoding]) -> Result<(), GalleryError> {
-        let _writing = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let path = self.npy_path(id);
-        fsutil::atomic_write(&path, &npy::write_encodings(rows)).map_err(io_err(&path))?;
-        let mut m = self.matrix.write().unwrap_or_else(|p| p.into_inner());
-        m.remove(id.as_str());
-        m.push(id.as_str(), rows);
-        Ok(())
-    }
-
-    /// Saves a face crop as `data/faces/<id>/<unix-ms>-<n>.jpg`; returns its path.
-    pub fn save_crop(&self, id: &StudentId, jpeg: &[u8]) -> Result<PathBuf, GalleryError> {
-        let dir = self.faces_dir.join(id.as_str());
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        for n in 0u32.. {
-            let path = dir.join(format!("{ms}-{n}.jpg"));
-            if !path.exists() {
-                fsutil::atomic_write(&path, jpeg).map_err(io_err(&path))?;
-                return Ok(path);
-            }
-        }
-        unreachable!("u32 range of crop names exhausted")
+    /// The enrolled person other than `except` closest to `encoding`, with the distance: what
+    /// the duplicate check of enrollment compares with `ENROLL_DUPLICATE_DISTANCE`.
+    pub fn nearest_other(&self, encoding: &Encoding, except: &StudentId) -> Option<(String, f64)> {
+        let m = sync::read(&self.matrix);
+        let skip = m.index.get(except.as_str()).copied();
+        m.encodings
+            .iter()
+            .zip(&m.owners)
+            .filter(|(_, o)| Some(**o) != skip)
+            .map(|(e, o)| (distance(e, encoding), *o))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(d, o)| (m.labels[o as usize].clone(), d))
     }
 
     /// (encodings, people) currently enrolled.
     pub fn counts(&self) -> (usize, usize) {
-        let m = self.matrix.read().unwrap_or_else(|p| p.into_inner());
+        let m = sync::read(&self.matrix);
         let mut people = vec![false; m.labels.len()];
         for o in &m.owners {
             people[*o as usize] = true;
@@ -272,7 +1022,7 @@ impl Gallery {
 
     /// Enrolled people and their number of encodings, sorted by id.
     pub fn people(&self) -> Vec<(String, usize)> {
-        let m = self.matrix.read().unwrap_or_else(|p| p.into_inner());
+        let m = sync::read(&self.matrix);
         let mut counts = vec![0usize; m.labels.len()];
         for o in &m.owners {
             counts[*o as usize] += 1;
@@ -287,118 +1037,85 @@ impl Gallery {
         out.sort();
         out
     }
-}
 
-/// One enrolled person, as `GET /people` lists them. Times are Unix seconds: `enrolled_at` the
-/// oldest face crop kept (or the encodings file's time when none is), `updated_at` the
-/// encodings file's last change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Person {
-    pub student_id: String,
-    pub samples: usize,
-    pub enrolled_at: u64,
-    pub updated_at: u64,
-}
-
-/// Seconds since the Unix epoch of a file's last change (0 when unknown).
-fn modified_secs(path: &Path) -> u64 {
-    fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
-}
-
-impl Gallery {
-    fn crops_dir(&self, id: &StudentId) -> PathBuf {
-        self.faces_dir.join(id.as_str())
-    }
-
-    fn describe(&self, id: &str, samples: usize) -> Person {
-        let npy = self.embeddings_dir.join(format!("{id}.npy"));
-        let updated_at = modified_secs(&npy);
-        // Crops are named <unix-ms>-<n>.jpg (save_crop).
-        let oldest_crop = fs::read_dir(self.faces_dir.join(id))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.split_once('-')?.0.parse::<u64>().ok()
-            })
+    fn describe(&self, id: &str, samples: &[&Sample]) -> Person {
+        let updated_at = modified_secs(&self.embeddings_dir.join(format!("{id}.npy")));
+        let enrolled_at = samples
+            .iter()
+            .map(|s| s.enrolled_at)
             .min()
-            .map(|ms| ms / 1000);
+            .unwrap_or(updated_at);
         Person {
             student_id: id.to_string(),
-            samples,
-            enrolled_at: oldest_crop.map_or(updated_at, |t| t.min(updated_at)),
-            updated_at,
+            samples: samples.len(),
+            enrolled_at,
+            updated_at: updated_at.max(enrolled_at),
         }
     }
 
     /// Enrolled people whose id starts with `prefix`, sorted by id: how many match in all, and
     /// at most `limit` of them from `offset` on.
     pub fn people_page(&self, prefix: &str, offset: usize, limit: usize) -> (usize, Vec<Person>) {
-        let matching: Vec<(String, usize)> = self
+        let matching: Vec<String> = self
             .people()
             .into_iter()
-            .filter(|(id, _)| id.starts_with(prefix))
+            .map(|(id, _)| id)
+            .filter(|id| id.starts_with(prefix))
             .collect();
+        let m = sync::read(&self.matrix);
         let page = matching
             .iter()
             .skip(offset)
             .take(limit)
-            .map(|(id, n)| self.describe(id, *n))
+            .map(|id| {
+                let rows: Vec<&Sample> = m.rows_of(id).iter().map(|r| &m.samples[*r]).collect();
+                self.describe(id, &rows)
+            })
             .collect();
         (matching.len(), page)
     }
 
+    /// The person with their samples, or `None` when not enrolled.
+    pub fn person_detail(&self, id: &StudentId) -> Option<PersonDetail> {
+        let m = sync::read(&self.matrix);
+        let rows: Vec<&Sample> = m
+            .rows_of(id.as_str())
+            .iter()
+            .map(|r| &m.samples[*r])
+            .collect();
+        (!rows.is_empty()).then(|| PersonDetail {
+            person: self.describe(id.as_str(), &rows),
+            samples: rows.into_iter().cloned().collect(),
+        })
+    }
+
     /// The person, or `None` when not enrolled.
     pub fn person(&self, id: &StudentId) -> Option<Person> {
-        let samples = {
-            let m = self.matrix.read().unwrap_or_else(|p| p.into_inner());
-            let owner = m.labels.iter().position(|l| l == id.as_str())?;
-            m.owners.iter().filter(|o| **o as usize == owner).count()
-        };
-        (samples > 0).then(|| self.describe(id.as_str(), samples))
+        self.person_detail(id).map(|d| d.person)
     }
 
-    /// Removes everything of the person: the face crops, then the encodings file, then the
-    /// encodings from matching. Returns how many samples they had, `None` when not enrolled.
-    /// Crops go first so that an interrupted removal leaves a person who is still enrolled
-    /// (and can be removed again), never crops of nobody.
-    pub fn remove(&self, id: &StudentId) -> Result<Option<usize>, GalleryError> {
-        let _writing = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(person) = self.person(id) else {
-            return Ok(None);
+    /// The face crop of sample `index` (JPEG bytes): `None` when the person, the sample or its
+    /// crop does not exist.
+    pub fn sample_crop(&self, id: &StudentId, index: usize) -> Option<Vec<u8>> {
+        let name = {
+            let m = sync::read(&self.matrix);
+            let row = *m.rows_of(id.as_str()).get(index)?;
+            m.samples[row].crop.clone()?
         };
-        let crops = self.crops_dir(id);
-        match fs::remove_dir_all(&crops) {
-            Ok(()) => fsutil::sync_dir(&self.faces_dir).map_err(io_err(&self.faces_dir))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&crops)(e)),
-        }
-        let npy = self.npy_path(id);
-        match fs::remove_file(&npy) {
-            Ok(()) => {
-                fsutil::sync_dir(&self.embeddings_dir).map_err(io_err(&self.embeddings_dir))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&npy)(e)),
-        }
-        self.matrix
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id.as_str());
-        Ok(Some(person.samples))
+        fs::read(self.crops_dir(id).join(name)).ok()
+    }
+
+    /// The newest changes to the person, oldest first ([`audit::HISTORY_MAX`] at most).
+    pub fn history(&self, id: &StudentId) -> Vec<AuditEntry> {
+        self.audit.history(id.as_str())
     }
 }
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn enc(v: f64) -> Encoding {
+    /// An encoding that differs from another by `v` (in its first value): distances are known.
+    pub(crate) fn enc(v: f64) -> Encoding {
         let mut e = [0.0; 128];
         e[0] = v;
         e
@@ -409,10 +1126,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (g, _) = Gallery::open(dir.path()).unwrap();
         let id = |s: &str| StudentId::parse(s).unwrap();
-        g.append(&id("alip"), &[enc(0.1), enc(0.2)]).unwrap();
-        g.append(&id("alice"), &[enc(0.5)]).unwrap();
-        g.append(&id("budi"), &[enc(0.9)]).unwrap();
-        g.save_crop(&id("alip"), b"jpeg").unwrap();
+        g.append(&id("alip"), &[enc(0.1), enc(0.2)], "test")
+            .unwrap();
+        g.append(&id("alice"), &[enc(0.5)], "test").unwrap();
+        g.append(&id("budi"), &[enc(0.9)], "test").unwrap();
+        g.enroll(
+            &id("alip"),
+            vec![NewSample::new(enc(0.3)).with_crop(b"jpeg".to_vec())],
+            "test",
+        )
+        .unwrap();
         let (total, page) = g.people_page("al", 0, 10);
         assert_eq!(total, 2);
         let ids: Vec<_> = page.iter().map(|p| p.student_id.as_str()).collect();
@@ -420,17 +1143,20 @@ mod tests {
         assert_eq!(g.people_page("", 1, 1).1[0].student_id, "alip");
         assert_eq!(g.people_page("", 5, 10), (3, vec![]));
         let alip = g.person(&id("alip")).unwrap();
-        assert_eq!(alip.samples, 2);
+        assert_eq!(alip.samples, 3);
         assert!(alip.enrolled_at > 0 && alip.enrolled_at <= alip.updated_at);
+        assert_eq!(g.sample_crop(&id("alip"), 2).unwrap(), b"jpeg");
+        assert_eq!(g.sample_crop(&id("alip"), 0), None);
 
-        assert_eq!(g.remove(&id("alip")).unwrap(), Some(2));
+        assert_eq!(g.remove(&id("alip"), "test").unwrap(), Some(3));
         assert_eq!(g.person(&id("alip")), None);
-        assert_eq!(g.remove(&id("alip")).unwrap(), None);
+        assert_eq!(g.remove(&id("alip"), "test").unwrap(), None);
         assert_eq!(g.best_match(&enc(0.1), 0.05).label, UNKNOWN);
         assert_eq!(g.counts(), (2, 2));
         // Nothing of theirs is left on disk, and a reload agrees.
         assert!(!dir.path().join("faces/alip").exists());
         assert!(!dir.path().join("embeddings/alip.npy").exists());
+        assert!(!dir.path().join("people/alip.json").exists());
         let (reloaded, _) = Gallery::open(dir.path()).unwrap();
         assert_eq!(reloaded.people(), [("alice".into(), 1), ("budi".into(), 1)]);
     }
@@ -443,9 +1169,9 @@ mod tests {
         assert_eq!(g.best_match(&enc(0.0), 0.45).distance, None);
         let alip = StudentId::parse("alip").unwrap();
         let yoga = StudentId::parse("yoga").unwrap();
-        assert_eq!(g.append(&alip, &[enc(0.0)]).unwrap(), 1);
-        assert_eq!(g.append(&alip, &[enc(0.1)]).unwrap(), 2);
-        g.append(&yoga, &[enc(1.0)]).unwrap();
+        assert_eq!(g.append(&alip, &[enc(0.0)], "test").unwrap(), 1);
+        assert_eq!(g.append(&alip, &[enc(0.1)], "test").unwrap(), 2);
+        g.append(&yoga, &[enc(1.0)], "test").unwrap();
         assert_eq!(g.counts(), (3, 2));
 
         let m = g.best_match(&enc(0.9), 0.45);
@@ -519,7 +1245,7 @@ mod tests {
         // Enrolling onto a damaged file refuses rather than overwrite what is there.
         let broken = StudentId::parse("broken").unwrap();
         assert!(matches!(
-            g.append(&broken, &[enc(0.0)]),
+            g.append(&broken, &[enc(0.0)], "test"),
             Err(GalleryError::Damaged { .. })
         ));
         assert_eq!(fs::read(emb.join("broken.npy")).unwrap(), b"garbage");
@@ -531,9 +1257,10 @@ mod tests {
         let (g, _) = Gallery::open(dir.path()).unwrap();
         let a = StudentId::parse("a").unwrap();
         let b = StudentId::parse("b").unwrap();
-        g.append(&a, &[enc(0.0), enc(0.1)]).unwrap();
-        g.append(&b, &[enc(5.0)]).unwrap();
-        g.replace(&a, &[enc(2.0)]).unwrap();
+        g.append(&a, &[enc(0.0), enc(0.1)], "test").unwrap();
+        g.append(&b, &[enc(5.0)], "test").unwrap();
+        g.replace(&a, vec![NewSample::new(enc(2.0))], "test")
+            .unwrap();
         assert_eq!(g.people(), vec![("a".into(), 1), ("b".into(), 1)]);
         assert_eq!(g.best_match(&enc(2.0), 0.1).label, "a");
         assert_eq!(g.best_match(&enc(5.0), 0.1).label, "b");
@@ -549,7 +1276,7 @@ mod tests {
                 let (g, id) = (&g, &id);
                 s.spawn(move || {
                     for i in 0..5 {
-                        g.append(id, &[enc((t * 10 + i) as f64)]).unwrap();
+                        g.append(id, &[enc((t * 10 + i) as f64)], "test").unwrap();
                     }
                 });
             }
@@ -558,5 +1285,197 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 40);
         assert_eq!(g.counts(), (40, 1));
+    }
+
+    fn with_crop(v: f64, jpeg: &[u8]) -> NewSample {
+        NewSample::new(enc(v))
+            .with_crop(jpeg.to_vec())
+            .with_quality(serde_json::json!({"face_px": 100}))
+    }
+
+    #[test]
+    fn samples_keep_their_crops_and_descriptions_across_a_restart_and_a_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        let id = StudentId::parse("alip").unwrap();
+        let samples = vec![
+            with_crop(0.1, b"a"),
+            with_crop(0.2, b"b"),
+            with_crop(0.3, b"c"),
+        ];
+        assert_eq!(g.enroll(&id, samples, "k1").unwrap(), 3);
+        assert_eq!(g.remove_sample(&id, 1, "k2").unwrap(), 2);
+        assert!(matches!(
+            g.remove_sample(&id, 2, "k2"),
+            Err(GalleryError::NoSuchSample {
+                index: 2,
+                samples: 2,
+                ..
+            })
+        ));
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        let detail = g.person_detail(&id).unwrap();
+        assert_eq!(detail.samples.len(), 2);
+        assert_eq!(g.sample_crop(&id, 0).unwrap(), b"a");
+        assert_eq!(g.sample_crop(&id, 1).unwrap(), b"c");
+        assert_eq!(
+            detail.samples[1].quality,
+            Some(serde_json::json!({"face_px": 100}))
+        );
+        assert_eq!(samples::crop_files(&dir.path().join("faces/alip")).len(), 2);
+        let history: Vec<_> = g
+            .history(&id)
+            .into_iter()
+            .map(|e| (e.action, e.samples, e.by, e.index))
+            .collect();
+        assert_eq!(
+            history,
+            [
+                ("enroll".into(), 3, "k1".into(), None),
+                ("delete_sample".into(), 2, "k2".into(), Some(1))
+            ]
+        );
+        // The last sample takes the person and every file of theirs.
+        g.remove_sample(&id, 0, "k").unwrap();
+        assert_eq!(g.remove_sample(&id, 0, "k").unwrap(), 0);
+        assert_eq!(g.person(&id), None);
+        assert!(!dir.path().join("faces/alip").exists());
+        assert!(!dir.path().join("people/alip.json").exists());
+        assert!(!dir.path().join("embeddings/alip.npy").exists());
+    }
+
+    #[test]
+    fn a_row_written_without_its_description_is_still_enrolled() {
+        // Killed between the .npy and the metadata: the new row has a plain description.
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        let id = StudentId::parse("alip").unwrap();
+        g.enroll(&id, vec![with_crop(0.1, b"a")], "k").unwrap();
+        let npy_path = dir.path().join("embeddings/alip.npy");
+        fs::write(&npy_path, npy::write_encodings(&[enc(0.1), enc(0.2)])).unwrap();
+        let (g, report) = Gallery::open(dir.path()).unwrap();
+        assert_eq!(report.encodings, 2);
+        let detail = g.person_detail(&id).unwrap();
+        assert_eq!(g.sample_crop(&id, 0).unwrap(), b"a");
+        assert_eq!(
+            (
+                detail.samples[1].crop.as_ref(),
+                detail.samples[1].quality.as_ref()
+            ),
+            (None, None)
+        );
+        assert_eq!(g.best_match(&enc(0.2), 0.01).label, "alip");
+    }
+
+    #[test]
+    fn renames_move_everything_and_refuse_a_taken_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        let id = |s: &str| StudentId::parse(s).unwrap();
+        g.enroll(&id("alip"), vec![with_crop(0.1, b"a")], "k")
+            .unwrap();
+        g.append(&id("budi"), &[enc(0.9)], "k").unwrap();
+        assert!(matches!(
+            g.rename(&id("alip"), &id("budi"), "k"),
+            Err(GalleryError::AlreadyEnrolled(_))
+        ));
+        assert!(matches!(
+            g.rename(&id("nobody"), &id("x"), "k"),
+            Err(GalleryError::NotEnrolled(_))
+        ));
+        assert_eq!(g.rename(&id("alip"), &id("alif"), "k").unwrap(), 1);
+        assert_eq!(g.best_match(&enc(0.1), 0.01).label, "alif");
+        assert_eq!(g.person(&id("alip")), None);
+        assert_eq!(g.sample_crop(&id("alif"), 0).unwrap(), b"a");
+        let left: Vec<_> = ["faces/alip", "people/alip.json", "embeddings/alip.npy"]
+            .iter()
+            .filter(|p| dir.path().join(p).exists())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        assert_eq!(g.people(), [("alif".into(), 1), ("budi".into(), 1)]);
+        assert_eq!(
+            g.history(&id("alif")).last().unwrap().from.as_deref(),
+            Some("alip")
+        );
+    }
+
+    #[test]
+    fn a_rename_cut_by_a_crash_is_finished_by_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        let id = |s: &str| StudentId::parse(s).unwrap();
+        g.enroll(&id("alip"), vec![with_crop(0.1, b"a")], "k")
+            .unwrap();
+        drop(g);
+        // Killed after the journal and the first step (the crops moved), before the rest.
+        fs::write(
+            dir.path().join("people/.rename.json"),
+            br#"{"from":"alip","to":"alif"}"#,
+        )
+        .unwrap();
+        fs::rename(dir.path().join("faces/alip"), dir.path().join("faces/alif")).unwrap();
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        assert_eq!(g.people(), [("alif".into(), 1)]);
+        assert_eq!(g.sample_crop(&id("alif"), 0).unwrap(), b"a");
+        assert!(!dir.path().join("people/.rename.json").exists());
+    }
+
+    #[test]
+    fn the_duplicate_check_is_against_other_people_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        let id = |s: &str| StudentId::parse(s).unwrap();
+        g.append(&id("budi"), &[enc(0.0)], "k").unwrap();
+        let close = || vec![NewSample::new(enc(0.3))];
+        assert_eq!(g.enroll_unique(&id("budi"), close(), 0.45, "k").unwrap(), 2);
+        match g.enroll_unique(&id("joko"), close(), 0.45, "k") {
+            Err(GalleryError::Duplicate {
+                duplicate_of,
+                distance,
+            }) => assert_eq!(
+                (duplicate_of.as_str(), (distance * 10.0).round()),
+                ("budi", 0.0)
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(g.person(&id("joko")), None);
+        let far = vec![NewSample::new(enc(1.0))];
+        assert_eq!(g.enroll_unique(&id("joko"), far, 0.45, "k").unwrap(), 1);
+    }
+
+    #[test]
+    fn crops_follow_the_retention_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        let id = StudentId::parse("alip").unwrap();
+        g.enroll(&id, vec![with_crop(0.1, b"new")], "k").unwrap();
+        // A crop named as written 40 days ago, tied to a row like any other.
+        let old_ms = (now_secs() - 40 * 86_400) * 1000;
+        let old = format!("{old_ms}-0.jpg");
+        fs::write(dir.path().join("faces/alip").join(&old), b"old").unwrap();
+        let mut rows = g.read_person(&id).unwrap().unwrap();
+        let mut sample = Sample::plain(&enc(0.2), old_ms / 1000);
+        sample.crop = Some(old.clone());
+        rows.push((enc(0.2), sample));
+        g.write_person(&id, &rows).unwrap();
+        drop(g);
+
+        let policy = CropPolicy::keep().max_age_days(Some(30));
+        let (g, report) = Gallery::open_with(dir.path(), policy).unwrap();
+        assert_eq!(report.crops_removed, 1);
+        assert_eq!(g.sample_crop(&id, 0).unwrap(), b"new");
+        assert_eq!(g.sample_crop(&id, 1), None);
+        assert_eq!(g.sweep_crops().unwrap(), 0);
+
+        let (g, report) = Gallery::open_with(dir.path(), CropPolicy::none()).unwrap();
+        assert_eq!(report.crops_removed, 1);
+        assert!(!dir.path().join("faces/alip").exists());
+        g.enroll(&id, vec![with_crop(0.3, b"x")], "k").unwrap();
+        assert!(
+            !dir.path().join("faces/alip").exists(),
+            "none: no crop written"
+        );
+        assert_eq!(g.person(&id).unwrap().samples, 3);
     }
 }

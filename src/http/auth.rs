@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use subtle::{Choice, ConstantTimeEq};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use thiserror::Error;
 use tiny_http::Request;
 
@@ -36,6 +36,9 @@ pub enum KeyError {
 #[derive(Clone, Default)]
 pub struct ApiKeys {
     digests: Vec<[u8; 32]>,
+    /// Each key's label, for the audit log: the word before it on its line of the keys file,
+    /// else where it came from.
+    labels: Vec<String>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -65,18 +68,38 @@ impl ApiKeys {
             if from_file.is_empty() {
                 return Err(KeyError::NoKeys { path: shown });
             }
-            keys.extend(
-                from_file
-                    .into_iter()
-                    .map(|(line, key)| (format!("{shown} line {line}"), key)),
-            );
+            let mut labels = vec!["FACE_API_KEY".to_string(); keys.len()];
+            for (line, text) in from_file {
+                let origin = format!("{shown} line {line}");
+                match text.split_once(char::is_whitespace) {
+                    Some((label, key)) => {
+                        labels.push(label.to_string());
+                        keys.push((origin, key.trim().to_string()));
+                    }
+                    None => {
+                        labels.push(origin.clone());
+                        keys.push((origin, text));
+                    }
+                }
+            }
+            return Ok(ApiKeys::new(&keys)?.with_labels(labels));
         }
         ApiKeys::new(&keys)
     }
 
-    /// Checks and keeps `(origin, key)` pairs; `origin` names the key in error messages.
+    /// Each key labelled by its position's entry of `labels` (for the audit log).
+    fn with_labels(mut self, labels: Vec<String>) -> ApiKeys {
+        if labels.len() == self.digests.len() {
+            self.labels = labels;
+        }
+        self
+    }
+
+    /// Checks and keeps `(origin, key)` pairs; `origin` names the key in error messages and is
+    /// its label.
     pub fn new(keys: &[(String, String)]) -> Result<ApiKeys, KeyError> {
         let mut digests = Vec::with_capacity(keys.len());
+        let labels = keys.iter().map(|(origin, _)| origin.clone()).collect();
         for (origin, key) in keys {
             if !key.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(KeyError::BadCharacters {
@@ -91,7 +114,7 @@ impl ApiKeys {
             }
             digests.push(digest(key.as_bytes()));
         }
-        Ok(ApiKeys { digests })
+        Ok(ApiKeys { digests, labels })
     }
 
     pub fn len(&self) -> usize {
@@ -106,21 +129,36 @@ impl ApiKeys {
     /// Whether any of the presented candidates is a configured key. Every candidate is hashed
     /// and compared with every key, whatever matched before.
     pub fn accepts<'a>(&self, candidates: impl IntoIterator<Item = &'a str>) -> bool {
+        self.matching(candidates).is_some()
+    }
+
+    /// The index of the configured key that one of the candidates is (the last if several),
+    /// found without early exit.
+    fn matching<'a>(&self, candidates: impl IntoIterator<Item = &'a str>) -> Option<usize> {
         let mut ok = Choice::from(0);
+        let mut found = 0u64;
         for candidate in candidates {
             let presented = digest(candidate.as_bytes());
-            for key in &self.digests {
-                ok |= presented.ct_eq(key);
+            for (i, key) in self.digests.iter().enumerate() {
+                let same = presented.ct_eq(key);
+                ok |= same;
+                found = u64::conditional_select(&found, &(i as u64), same);
             }
         }
-        bool::from(ok)
+        bool::from(ok).then_some(found as usize)
     }
 
     /// Whether `request` may go on: no key configured, or it carries one in `X-API-Key`,
     /// `Authorization: Bearer`, or (when `query_allowed`) the `api_key` query parameter.
     pub fn allows(&self, request: &Request, query: &str, query_allowed: bool) -> bool {
+        self.caller(request, query, query_allowed).is_some()
+    }
+
+    /// Who `request` comes from when it may go on: the label of its key, or `anyone` when no
+    /// key is configured. `None`: refused.
+    pub fn caller(&self, request: &Request, query: &str, query_allowed: bool) -> Option<String> {
         if self.is_empty() {
-            return true;
+            return Some("anyone".into());
         }
         let headers = request.headers().iter().filter_map(|h| {
             let name = h.field.as_str().as_str();
@@ -136,7 +174,8 @@ impl ApiKeys {
             .then(|| query_value(query, QUERY_PARAM))
             .flatten();
         let candidates: Vec<String> = headers.chain(from_query).collect();
-        self.accepts(candidates.iter().map(String::as_str))
+        let i = self.matching(candidates.iter().map(String::as_str))?;
+        self.labels.get(i).cloned()
     }
 }
 
@@ -282,5 +321,27 @@ mod tests {
         assert_eq!(query_value("api_key=%zz", "api_key"), None);
         assert_eq!(query_value("api_key=%4", "api_key"), None);
         assert_eq!(query_value("xapi_key=1", "api_key"), None);
+    }
+
+    #[test]
+    fn each_key_has_a_label_for_the_audit_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys");
+        std::fs::write(&file, format!("# office first\noffice  {K1}\n{K2}\n")).unwrap();
+        let env_key = "0123456789abcdef-env";
+        let keys = ApiKeys::load(Some(env_key), Some(&file)).unwrap();
+        let label = |k: &str| keys.matching([k]).and_then(|i| keys.labels.get(i).cloned());
+        assert_eq!(label(K1).as_deref(), Some("office"));
+        assert_eq!(label(K2), Some(format!("{} line 3", file.display())));
+        assert_eq!(label(env_key).as_deref(), Some("FACE_API_KEY"));
+        assert_eq!(label("0123456789abcdef-no"), None);
+        // A wrong key before a right one still finds the right one.
+        assert_eq!(keys.matching(["nope", K2]), Some(2));
+        // A labelled line still needs a long enough key.
+        std::fs::write(&file, "office short\n").unwrap();
+        assert!(matches!(
+            ApiKeys::load(None, Some(&file)),
+            Err(KeyError::TooShort { .. })
+        ));
     }
 }

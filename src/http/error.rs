@@ -2,6 +2,7 @@
 //! only here. What the client reads never holds a server path or an OS error: the server's own
 //! trouble is logged in full ([`ApiError::log_detail`]) and answered in plain words.
 
+use serde_json::Value;
 use thiserror::Error;
 
 use crate::error::Error;
@@ -42,6 +43,14 @@ pub enum ApiError {
     /// Every slot for this kind of work is taken: try again in a moment (`Retry-After`).
     #[error("the server is busy: {0}")]
     Busy(&'static str),
+    /// The request clashes with what is enrolled (an id taken, a face already enrolled);
+    /// `details` are added to the answer (`duplicate_of`, `distance`).
+    #[error("{message}")]
+    Conflict { message: String, details: Value },
+    /// Understood but refused as it is (a poor face for enrollment); `details` are added to the
+    /// answer (`quality`).
+    #[error("{message}")]
+    Unprocessable { message: String, details: Value },
 }
 
 /// Seconds a client is asked to wait (`Retry-After`) when the server is busy.
@@ -61,6 +70,8 @@ impl ApiError {
             ApiError::Internal(_) => 500,
             ApiError::InsufficientStorage(_) => 507,
             ApiError::Busy(_) => 503,
+            ApiError::Conflict { .. } => 409,
+            ApiError::Unprocessable { .. } => 422,
         }
     }
 
@@ -91,7 +102,15 @@ impl ApiError {
     }
 
     pub fn body(&self) -> String {
-        serde_json::json!({"ok": false, "error": self.public_message()}).to_string()
+        let mut body = serde_json::json!({"ok": false, "error": self.public_message()});
+        if let ApiError::Conflict { details, .. } | ApiError::Unprocessable { details, .. } = self {
+            if let (Some(body), Some(details)) = (body.as_object_mut(), details.as_object()) {
+                for (k, v) in details {
+                    body.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        body.to_string()
     }
 
     /// Headers the status calls for: `Allow` on 405, `WWW-Authenticate` on 401, `Retry-After`
@@ -128,11 +147,40 @@ impl From<Error> for ApiError {
                 ImageError::TooLarge { .. } => ApiError::TooLarge(img.to_string()),
             },
             Error::InvalidId(msg) => ApiError::BadRequest(format!("invalid student_id: {msg}")),
+            // It names the archive's entry and the reason, never a server path.
+            Error::Archive(a) => ApiError::BadRequest(a.to_string()),
             // Disk trouble or a bad setting is the server's problem, not the client's.
             Error::Gallery(GalleryError::Io { ref source, .. }) if is_disk_full(source) => {
                 ApiError::InsufficientStorage(e.to_string())
             }
+            Error::Gallery(GalleryError::NotEnrolled(_) | GalleryError::NoSuchSample { .. }) => {
+                ApiError::NotFound(e.to_string())
+            }
+            Error::Gallery(GalleryError::AlreadyEnrolled(_)) => ApiError::Conflict {
+                message: e.to_string(),
+                details: Value::Null,
+            },
+            Error::Gallery(GalleryError::Duplicate {
+                ref duplicate_of,
+                distance,
+            }) => ApiError::Conflict {
+                details: serde_json::json!({
+                    "duplicate_of": duplicate_of,
+                    "distance": (distance * 1e4).round() / 1e4,
+                }),
+                message: e.to_string(),
+            },
             Error::Gallery(g) => ApiError::Internal(g.to_string()),
+            Error::PoorFace {
+                ref refusal,
+                faces_found,
+            } => ApiError::Unprocessable {
+                details: serde_json::json!({
+                    "quality": refusal.quality,
+                    "faces_found": faces_found,
+                }),
+                message: e.to_string(),
+            },
             Error::Model(m) => ApiError::Internal(m.to_string()),
             Error::Config(c) => ApiError::Internal(c),
         }
@@ -194,6 +242,30 @@ mod tests {
         assert!(!ApiError::from(Error::Gallery(damaged))
             .body()
             .contains("/srv"));
+    }
+
+    #[test]
+    fn gallery_refusals_are_404_and_409_with_their_details() {
+        let dup = ApiError::from(Error::Gallery(GalleryError::Duplicate {
+            duplicate_of: "budi".into(),
+            distance: 0.312_345,
+        }));
+        assert_eq!(dup.status(), 409);
+        let body: Value = serde_json::from_str(&dup.body()).unwrap();
+        assert_eq!(body["duplicate_of"], "budi");
+        assert_eq!(body["distance"], 0.3123);
+        assert!(body["error"].as_str().unwrap().contains("force=true"));
+        let taken = ApiError::from(Error::Gallery(GalleryError::AlreadyEnrolled("x".into())));
+        assert_eq!(taken.status(), 409);
+        let gone = ApiError::from(Error::Gallery(GalleryError::NoSuchSample {
+            student_id: "x".into(),
+            index: 3,
+            samples: 2,
+        }));
+        assert_eq!(
+            (gone.status(), gone.public_message().contains("0 to 1")),
+            (404, true)
+        );
     }
 
     #[test]

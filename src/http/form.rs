@@ -80,6 +80,47 @@ pub fn read_body(
     }
 }
 
+/// A JSON object's members as fields: strings as they are, numbers and booleans as their text
+/// (`{"student_id":"new","force":true}`).
+fn json_fields(body: &[u8]) -> Result<Form, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| ApiError::BadRequest("the JSON body must be an object".into()))?;
+    let mut form = Form::default();
+    for (name, v) in object {
+        let text = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => v.to_string(),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "field {name} must be a string, a number or a boolean"
+                )))
+            }
+        };
+        form.fields.insert(name.clone(), Bytes::from(text));
+    }
+    Ok(form)
+}
+
+/// `a=1&b=x+y` as fields (`+` is a space, `%XX` escapes decoded).
+fn urlencoded_fields(body: &[u8]) -> Result<Form, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("the form is not UTF-8 text".into()))?;
+    let mut form = Form::default();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            super::auth::percent_decode(&s.replace('+', " "))
+                .ok_or_else(|| ApiError::BadRequest(format!("bad %-escape in the form: {s:?}")))
+        };
+        form.fields
+            .insert(decode(name)?, Bytes::from(decode(value)?));
+    }
+    Ok(form)
+}
+
 /// Parses a body by its Content-Type: a multipart form, or a raw image sent as the `image` field.
 pub fn parse(content_type: Option<&str>, body: Vec<u8>) -> Result<Form, ApiError> {
     let content_type = content_type.unwrap_or("").trim();
@@ -88,6 +129,12 @@ pub fn parse(content_type: Option<&str>, body: Vec<u8>) -> Result<Form, ApiError
         let mut form = Form::default();
         form.fields.insert("image".into(), Bytes::from(body));
         return Ok(form);
+    }
+    if lower.starts_with("application/json") {
+        return json_fields(&body);
+    }
+    if lower.starts_with("application/x-www-form-urlencoded") {
+        return urlencoded_fields(&body);
     }
     if !lower.starts_with("multipart/form-data") {
         if body.is_empty() && content_type.is_empty() {
@@ -144,6 +191,35 @@ mod tests {
         }
         out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
         out
+    }
+
+    #[test]
+    fn json_and_urlencoded_bodies_are_forms_too() {
+        let form = parse(
+            Some("application/json"),
+            br#"{"student_id":"new","force":true}"#.to_vec(),
+        )
+        .unwrap();
+        assert_eq!(form.text("student_id").unwrap(), "new");
+        assert_eq!(form.text("force").unwrap(), "true");
+        for bad in [&b"[1]"[..], b"{\"a\":{}}", b"{", b""] {
+            assert_eq!(
+                parse(Some("application/json"), bad.to_vec())
+                    .unwrap_err()
+                    .status(),
+                400
+            );
+        }
+        let form = parse(
+            Some("application/x-www-form-urlencoded"),
+            b"student_id=a%2Eb&note=x+y&empty".to_vec(),
+        )
+        .unwrap();
+        assert_eq!(form.text("student_id").unwrap(), "a.b");
+        assert_eq!(form.text("note").unwrap(), "x y");
+        assert_eq!(form.text("empty").unwrap(), "");
+        let bad = parse(Some("application/x-www-form-urlencoded"), b"a=%zz".to_vec());
+        assert_eq!(bad.unwrap_err().status(), 400);
     }
 
     #[test]

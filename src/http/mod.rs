@@ -71,6 +71,8 @@ pub fn fuzz_route(method: &str, target: &str) {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_upload_bytes: usize,
+    /// Largest gallery archive for `POST /gallery/import`.
+    pub max_import_bytes: usize,
     /// How long a client may take to send a request head, idle between requests, or stall
     /// reading an answer; the grace before a body must arrive at [`MIN_BODY_RATE`].
     pub io_timeout: Duration,

@@ -14,6 +14,14 @@ use super::routes::split_url;
 pub enum Answer {
     Json(Value),
     Body(&'static str, &'static str),
+    /// Bytes made for this request (a face crop).
+    Bytes(&'static str, Vec<u8>),
+    /// A file streamed as a download named `name` (a gallery export).
+    File {
+        content_type: &'static str,
+        file: std::fs::File,
+        name: String,
+    },
 }
 
 /// Answers above this many bytes may not fit the socket's send buffer of a client that does not
@@ -24,18 +32,44 @@ const LARGE_ANSWER: usize = 16 * 1024;
 /// vendored tiny_http does that on the connection's own thread), so this never waits for a body.
 pub fn respond(request: Request, answer: Result<Answer, ApiError>) {
     let (status, content_type, body, header) = match answer {
-        Ok(Answer::Json(v)) => (200, "application/json", v.to_string(), None),
-        Ok(Answer::Body(ct, text)) => (200, ct, text.to_string(), None),
+        Ok(Answer::Json(v)) => (200, "application/json", v.to_string().into_bytes(), None),
+        Ok(Answer::Body(ct, text)) => (200, ct, text.as_bytes().to_vec(), None),
+        Ok(Answer::Bytes(ct, bytes)) => (200, ct, bytes, None),
+        Ok(Answer::File {
+            content_type,
+            file,
+            name,
+        }) => {
+            let mut response = Response::from_file(file);
+            for (k, v) in [
+                ("Content-Type", content_type.to_string()),
+                (
+                    "Content-Disposition",
+                    format!("attachment; filename=\"{name}\""),
+                ),
+            ] {
+                if let Ok(h) = Header::from_bytes(k, v) {
+                    response.add_header(h);
+                }
+            }
+            let _ = request.respond(response);
+            return;
+        }
         Err(e) => {
             if e.is_servers_trouble() {
                 // The path only: a query may hold an API key.
                 let (path, _) = split_url(request.url());
                 log::error!("{} {path}: {}", request.method(), e.log_detail());
             }
-            (e.status(), "application/json", e.body(), e.headers())
+            (
+                e.status(),
+                "application/json",
+                e.body().into_bytes(),
+                e.headers(),
+            )
         }
     };
-    let mut response = Response::from_string(body).with_status_code(status);
+    let mut response = Response::from_data(body).with_status_code(status);
     if let Ok(h) = Header::from_bytes("Content-Type", content_type) {
         response.add_header(h);
     }
@@ -49,7 +83,12 @@ pub fn respond(request: Request, answer: Result<Answer, ApiError>) {
 /// Like [`respond`], but a large answer is written from a thread of its own when `writers` has
 /// a free place (else here: the write timeout still bounds it).
 pub fn respond_off_worker(request: Request, answer: Result<Answer, ApiError>, writers: &Places) {
-    let large = matches!(&answer, Ok(Answer::Body(_, text)) if text.len() > LARGE_ANSWER);
+    let large = match &answer {
+        Ok(Answer::Body(_, text)) => text.len() > LARGE_ANSWER,
+        Ok(Answer::Bytes(_, bytes)) => bytes.len() > LARGE_ANSWER,
+        Ok(Answer::File { .. }) => true,
+        _ => false,
+    };
     if !large {
         return respond(request, answer);
     }

@@ -18,7 +18,9 @@ use super::respond::{respond, respond_off_worker, Answer};
 use super::uploads::{self, UploadHandler};
 use super::{form, ws, App};
 use crate::events::{events_for, Event, Report};
-use crate::gallery::StudentId;
+use crate::gallery::archive::ImportMode;
+use crate::gallery::{GalleryError, StudentId};
+use crate::recognizer::EnrollRequest;
 
 const OPENAPI: &str = include_str!("openapi.json");
 const DOCS: &str = include_str!("docs.html");
@@ -56,6 +58,9 @@ pub struct Call {
     /// The query string, undecoded (after `?`).
     pub query: String,
     pub params: Params,
+    /// Who calls: the label of the API key presented ("anyone" when no key is configured), for
+    /// the audit log.
+    pub by: String,
 }
 
 /// What a route does with the request.
@@ -63,16 +68,28 @@ pub struct Call {
 pub enum Handler {
     /// No body, no face work: answered by the HTTP worker at once.
     Light(fn(&App, &Call) -> Result<Answer, ApiError>),
-    /// A body of at most `limit` bytes (`None`: `MAX_UPLOAD_BYTES`), read as `body` says and
-    /// handled on an upload thread. Image work inside takes an image place
-    /// (see [`App::image_work`]).
+    /// A body of at most `limit` bytes, read as `body` says and handled on an upload thread.
+    /// Image work inside takes an image place (see [`App::image_work`]).
     Upload {
-        limit: Option<usize>,
+        limit: Limit,
         body: Body,
         handle: UploadHandler,
     },
     /// The WebSocket feed.
     WebSocket,
+}
+
+/// The most body an upload route reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `MAX_UPLOAD_BYTES`: an image.
+    Upload,
+    /// `GALLERY_IMPORT_MAX_BYTES`: a gallery archive.
+    Import,
+    /// A few KiB: an event, a small form.
+    Small,
+    /// None at all (a GET done on an upload thread because it is long work).
+    Empty,
 }
 
 /// How an upload's body becomes the handler's [`Form`].
@@ -106,7 +123,7 @@ pub struct Route {
     pub handler: Handler,
 }
 
-/// The body `/mock/webhook` takes: an event, not an image.
+/// The body `/mock/webhook` or a rename takes: an event or a small form, not an image.
 const SMALL_BODY: usize = 64 * 1024;
 
 pub static ROUTES: &[Route] = &[
@@ -115,7 +132,7 @@ pub static ROUTES: &[Route] = &[
         path: "/enroll",
         access: Access::Key,
         handler: Handler::Upload {
-            limit: None,
+            limit: Limit::Upload,
             body: Body::Form,
             handle: enroll,
         },
@@ -125,7 +142,7 @@ pub static ROUTES: &[Route] = &[
         path: "/recognize",
         access: Access::Key,
         handler: Handler::Upload {
-            limit: None,
+            limit: Limit::Upload,
             body: Body::Form,
             handle: recognize,
         },
@@ -135,7 +152,7 @@ pub static ROUTES: &[Route] = &[
         path: "/recognize/realtime",
         access: Access::Key,
         handler: Handler::Upload {
-            limit: None,
+            limit: Limit::Upload,
             body: Body::Form,
             handle: realtime,
         },
@@ -172,6 +189,48 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/people/{id}/samples/{n}.jpg",
+        access: Access::Key,
+        handler: Handler::Light(sample_crop),
+    },
+    Route {
+        method: "DELETE",
+        path: "/people/{id}/samples/{n}",
+        access: Access::Key,
+        handler: Handler::Light(delete_sample),
+    },
+    Route {
+        method: "POST",
+        path: "/people/{id}/rename",
+        access: Access::Key,
+        handler: Handler::Upload {
+            limit: Limit::Small,
+            body: Body::Form,
+            handle: rename,
+        },
+    },
+    Route {
+        method: "GET",
+        path: "/gallery/export",
+        access: Access::Key,
+        handler: Handler::Upload {
+            limit: Limit::Empty,
+            body: Body::Raw,
+            handle: export,
+        },
+    },
+    Route {
+        method: "POST",
+        path: "/gallery/import",
+        access: Access::Key,
+        handler: Handler::Upload {
+            limit: Limit::Import,
+            body: Body::Raw,
+            handle: import,
+        },
+    },
+    Route {
+        method: "GET",
         path: "/ws/recognitions",
         access: Access::KeyOrQuery,
         handler: Handler::WebSocket,
@@ -181,7 +240,7 @@ pub static ROUTES: &[Route] = &[
         path: "/mock/webhook",
         access: Access::Key,
         handler: Handler::Upload {
-            limit: Some(SMALL_BODY),
+            limit: Limit::Small,
             body: Body::Raw,
             handle: mock_webhook,
         },
@@ -201,19 +260,20 @@ pub static ROUTES: &[Route] = &[
 ];
 
 /// `path` matched against `pattern`: the parameters when the segments pair up, literal ones
-/// equal and `{name}` ones non-empty. A parameter that is not valid percent-encoding is kept as
-/// it came (the handler's own check, of an id say, then refuses it).
+/// equal and `{name}` ones non-empty (`{name}.jpg`: ending in `.jpg`, the rest the value). A
+/// parameter that is not valid percent-encoding is kept as it came (the handler's own check,
+/// of an id say, then refuses it).
 fn match_path(pattern: &'static str, path: &str) -> Option<Params> {
     let mut params = Vec::new();
     let mut segments = path.split('/');
     for part in pattern.split('/') {
         let segment = segments.next()?;
-        match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            Some(name) if !segment.is_empty() => {
-                let value = percent_decode(segment).unwrap_or_else(|| segment.to_string());
+        match part.strip_prefix('{').and_then(|p| p.split_once('}')) {
+            Some((name, suffix)) => {
+                let value = segment.strip_suffix(suffix).filter(|v| !v.is_empty())?;
+                let value = percent_decode(value).unwrap_or_else(|| value.to_string());
                 params.push((name, value));
             }
-            Some(_) => return None,
             None if part == segment => {}
             None => return None,
         }
@@ -276,17 +336,17 @@ pub fn handle(app: &Arc<App>, request: Request) {
         Ok(found) => found,
         Err(refusal) => return respond(request, Err(refusal)),
     };
-    let authorized = match route.access {
-        Access::Open => true,
-        Access::Key => app.keys.allows(&request, &query, false),
-        Access::KeyOrQuery => app.keys.allows(&request, &query, true),
+    let caller = match route.access {
+        Access::Open => Some("anyone".to_string()),
+        Access::Key => app.keys.caller(&request, &query, false),
+        Access::KeyOrQuery => app.keys.caller(&request, &query, true),
     };
-    if !authorized {
+    let Some(by) = caller else {
         return respond(request, Err(ApiError::Unauthorized));
-    }
+    };
     match route.handler {
         Handler::Light(handler) => {
-            let call = Call { query, params };
+            let call = Call { query, params, by };
             respond_off_worker(request, handler(app, &call), &app.budget.downloads)
         }
         Handler::Upload {
@@ -294,8 +354,14 @@ pub fn handle(app: &Arc<App>, request: Request) {
             body,
             handle,
         } => {
-            let limit = limit.unwrap_or(app.limits.max_upload_bytes);
-            uploads::start(app, request, limit, body, Call { query, params }, handle)
+            let limit = match limit {
+                Limit::Upload => app.limits.max_upload_bytes,
+                Limit::Import => app.limits.max_import_bytes,
+                Limit::Small => SMALL_BODY,
+                Limit::Empty => 0,
+            };
+            let call = Call { query, params, by };
+            uploads::start(app, request, limit, body, call, handle)
         }
         Handler::WebSocket => ws::upgrade(app, request),
     }
@@ -365,18 +431,61 @@ fn person_id(call: &Call) -> Result<StudentId, ApiError> {
 /// `GET /people/{id}`.
 fn person(app: &App, call: &Call) -> Result<Answer, ApiError> {
     let id = person_id(call)?;
-    let person = app
+    let gallery = &app.recognizer.gallery;
+    let detail = gallery
+        .person_detail(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("person {id}")))?;
+    Ok(Answer::Json(detail.to_json(&gallery.history(&id))))
+}
+
+/// The `{n}` of the path: a sample's index.
+fn sample_index(call: &Call) -> Result<usize, ApiError> {
+    let n = call.params.get("n")?;
+    n.parse::<usize>()
+        .map_err(|_| ApiError::BadRequest(format!("a sample index is a whole number, got {n:?}")))
+}
+
+/// `GET /people/{id}/samples/{n}.jpg`: the face crop.
+fn sample_crop(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let (id, n) = (person_id(call)?, sample_index(call)?);
+    let jpeg = app
         .recognizer
         .gallery
-        .person(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("person {id}")))?;
-    let samples: Vec<Value> = (0..person.samples).map(|i| json!({"index": i})).collect();
+        .sample_crop(&id, n)
+        .ok_or_else(|| ApiError::NotFound(format!("a face crop for sample {n} of {id}")))?;
+    Ok(Answer::Bytes("image/jpeg", jpeg))
+}
+
+/// `DELETE /people/{id}/samples/{n}`; the last sample takes the person with it.
+fn delete_sample(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let (id, n) = (person_id(call)?, sample_index(call)?);
+    let left = app
+        .recognizer
+        .gallery
+        .remove_sample(&id, n, &call.by)
+        .map_err(|e| ApiError::from(crate::Error::from(e)))?;
+    log::info!("deleted sample {n} of {id} ({left} left)");
+    Ok(Answer::Json(
+        json!({"ok": true, "student_id": id.as_str(), "samples": left}),
+    ))
+}
+
+/// `POST /people/{id}/rename` with `student_id` (JSON or form): 409 when it is taken.
+fn rename(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
+    let from = person_id(call)?;
+    let to = StudentId::parse(&form.text("student_id")?)
+        .map_err(|e| ApiError::BadRequest(format!("invalid student_id: {e}")))?;
+    let samples = app
+        .recognizer
+        .gallery
+        .rename(&from, &to, &call.by)
+        .map_err(|e| ApiError::from(crate::Error::from(e)))?;
+    log::info!("renamed {from} to {to}");
     Ok(Answer::Json(json!({
         "ok": true,
-        "student_id": person.student_id,
+        "student_id": to.as_str(),
+        "from": from.as_str(),
         "samples": samples,
-        "enrolled_at": person.enrolled_at,
-        "updated_at": person.updated_at,
     })))
 }
 
@@ -386,7 +495,7 @@ fn delete_person(app: &App, call: &Call) -> Result<Answer, ApiError> {
     let samples = app
         .recognizer
         .gallery
-        .remove(&id)
+        .remove(&id, &call.by)
         .map_err(|e| ApiError::from(crate::Error::from(e)))?
         .ok_or_else(|| ApiError::NotFound(format!("person {id}")))?;
     log::info!("deleted {id} ({samples} samples)");
@@ -403,10 +512,93 @@ fn docs(_app: &App, _call: &Call) -> Result<Answer, ApiError> {
     Ok(Answer::Body("text/html; charset=utf-8", DOCS))
 }
 
-fn enroll(app: &App, form: Form, _call: &Call) -> Result<Answer, ApiError> {
+/// `GET /gallery/export`: the gallery as one tar file (see [`crate::gallery::archive`]),
+/// written to a temp file in the data folder first, so the write lock is not held while a slow
+/// client downloads.
+fn export(app: &App, _form: Form, _call: &Call) -> Result<Answer, ApiError> {
+    let gallery = &app.recognizer.gallery;
+    let path = gallery.data_dir().join(format!(
+        ".export-{}-{}.tar",
+        std::process::id(),
+        crate::events::unix_now_ms()
+    ));
+    let internal = |e: std::io::Error| {
+        ApiError::from(crate::Error::from(GalleryError::Io {
+            path: path.clone(),
+            source: e,
+        }))
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(internal)?;
+    // Gone from the folder at once: the open file is all that is left, freed when sent.
+    let _ = std::fs::remove_file(&path);
+    let summary = gallery
+        .export(&mut file)
+        .map_err(|e| ApiError::from(crate::Error::from(e)))?;
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0)).map_err(internal)?;
+    log::info!("gallery exported: {summary:?}");
+    Ok(Answer::File {
+        content_type: "application/x-tar",
+        file,
+        name: format!(
+            "face-attendance-gallery-{}.tar",
+            crate::events::unix_now_ms() / 1000
+        ),
+    })
+}
+
+/// `POST /gallery/import?mode=merge|replace`: a gallery archive, checked whole before anything
+/// is written.
+fn import(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
+    let mode = match query_value(&call.query, "mode").as_deref() {
+        None | Some("merge") => ImportMode::Merge,
+        Some("replace") => ImportMode::Replace,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "mode must be merge or replace, got {other:?}"
+            )))
+        }
+    };
+    let archive = form.into_raw();
+    let summary = app
+        .recognizer
+        .gallery
+        .import(&archive, mode, &call.by)
+        .map_err(|e| ApiError::from(crate::Error::from(e)))?;
+    log::info!("gallery imported ({mode:?}): {summary:?}");
+    Ok(Answer::Json(json!({"ok": true, "imported": summary})))
+}
+
+/// A yes/no form field; absent is no.
+fn flag(form: &Form, name: &'static str) -> Result<bool, ApiError> {
+    match form.text(name) {
+        Err(ApiError::MissingField(_)) => Ok(false),
+        Err(e) => Err(e),
+        Ok(v) => match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" | "" => Ok(false),
+            _ => Err(ApiError::BadRequest(format!(
+                "{name} must be true or false, got {v:?}"
+            ))),
+        },
+    }
+}
+
+fn enroll(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
     let student_id = form.text("student_id")?;
     let image = form.file("image")?;
-    let outcome = app.image_work(image, || app.recognizer.enroll_bytes(&student_id, image))?;
+    let request = EnrollRequest {
+        force: flag(&form, "force")?,
+        by: call.by.clone(),
+    };
+    let outcome = app.image_work(image, || {
+        app.recognizer.enroll_with(&student_id, image, &request)
+    })?;
     if outcome.saved > 0 {
         log::info!("enrolled a face for {student_id}");
     }
@@ -541,6 +733,22 @@ mod tests {
         assert_eq!(params("/people/{id}", "/people/a/b"), None);
         assert_eq!(params("/people", "/people"), Some(vec![]));
         assert_eq!(params("/people", "/peoples"), None);
+        let crop = "/people/{id}/samples/{n}.jpg";
+        assert_eq!(
+            params(crop, "/people/a/samples/12.jpg"),
+            Some(vec![("id", "a".into()), ("n", "12".into())])
+        );
+        assert_eq!(params(crop, "/people/a/samples/.jpg"), None);
+        assert_eq!(params(crop, "/people/a/samples/12"), None);
+        let (route, _) = find(&Method::Get, "/people/a/samples/1.jpg").unwrap();
+        assert_eq!(route.path, crop);
+        let (route, p) = find(&Method::Delete, "/people/a/samples/1").unwrap();
+        assert_eq!(
+            (route.path, p.get("n").unwrap()),
+            ("/people/{id}/samples/{n}", "1")
+        );
+        let wrong = find(&Method::Get, "/people/a/samples/1").unwrap_err();
+        assert_eq!(wrong.headers(), Some(("Allow", "DELETE")));
         let (route, p) = find(&Method::Delete, "/people/alip").unwrap();
         assert_eq!((route.method, p.get("id").unwrap()), ("DELETE", "alip"));
         let wrong = find(&Method::Put, "/people/alip").unwrap_err();
@@ -568,6 +776,9 @@ mod tests {
         // Every POST route has its own handler: none falls through to another.
         for route in ROUTES {
             let concrete = route.path.replace("{id}", "alip").replace("{n}", "0");
+            if route.method == "DELETE" && concrete.ends_with(".jpg") {
+                continue;
+            }
             let (found, _) = find(&route.method.parse().unwrap(), &concrete).unwrap();
             assert!(
                 std::ptr::eq(found, route),

@@ -20,6 +20,7 @@ pub fn serve_settings() -> ServeSettings {
         api_keys_file: None,
         workers: 4,
         max_upload_bytes: 10 * 1024 * 1024,
+        max_import_bytes: 64 * 1024 * 1024,
         http_timeout_seconds: 3,
         max_connections: 0,
         max_connections_per_client: 32,
@@ -45,11 +46,12 @@ pub fn start(data: &Path, serve: ServeSettings) -> Service {
     };
     let (gallery, _) = Gallery::open(data).unwrap();
     let recognizer = Recognizer {
-        engine: super::engine(),
-        gallery: Arc::new(gallery),
         tolerance: settings.tolerance,
         max_pixels: settings.max_pixels,
-    };
+        enroll_jitters: settings.enroll_jitters,
+        ..Recognizer::new(super::engine(), Arc::new(gallery))
+    }
+    .with_enroll_policy(settings.enroll_policy().unwrap());
     serve::start(&settings, &serve, recognizer).unwrap()
 }
 

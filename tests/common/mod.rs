@@ -141,12 +141,7 @@ pub fn spawn_until_serving(mut command: std::process::Command) -> std::process::
 /// A recognizer with the default settings over a fresh gallery in `data`, on the shared engine.
 pub fn recognizer_in(data: &Path) -> Recognizer {
     let (gallery, _) = Gallery::open(data).unwrap();
-    Recognizer {
-        engine: engine(),
-        gallery: Arc::new(gallery),
-        tolerance: 0.45,
-        max_pixels: face_attendance::image_io::DEFAULT_MAX_PIXELS,
-    }
+    Recognizer::new(engine(), Arc::new(gallery))
 }
 
 /// `jpeg` with an EXIF APP1 segment saying "rotate `orientation` to view" inserted after SOI.
@@ -166,4 +161,45 @@ pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     out.extend_from_slice(&app1);
     out.extend_from_slice(&jpeg[2..]);
     out
+}
+
+/// `image` box-blurred (horizontally then vertically) over `size` pixels.
+pub fn box_blur(
+    image: &face_attendance::image_io::RgbImage,
+    size: usize,
+) -> face_attendance::image_io::RgbImage {
+    let (w, h) = (image.width, image.height);
+    let half = size / 2;
+    let pass = |src: &[u8], along_x: bool| -> Vec<u8> {
+        let mut out = vec![0u8; src.len()];
+        for y in 0..h {
+            for x in 0..w {
+                let (pos, len) = if along_x { (x, w) } else { (y, h) };
+                let (from, to) = (pos.saturating_sub(half), (pos + half + 1).min(len));
+                for c in 0..3 {
+                    let sum: u32 = (from..to)
+                        .map(|i| {
+                            let (sx, sy) = if along_x { (i, y) } else { (x, i) };
+                            u32::from(src[(sy * w + sx) * 3 + c])
+                        })
+                        .sum();
+                    out[(y * w + x) * 3 + c] = (sum / (to - from) as u32) as u8;
+                }
+            }
+        }
+        out
+    };
+    let once = pass(&image.pixels, true);
+    face_attendance::image_io::RgbImage::from_raw(w, h, pass(&once, false)).unwrap()
+}
+
+/// `image` scaled so that a face of `face_px` becomes `target` pixels.
+pub fn shrunk(
+    image: &face_attendance::image_io::RgbImage,
+    face_px: u32,
+    target: u32,
+) -> face_attendance::image_io::RgbImage {
+    let scale = f64::from(target) / f64::from(face_px);
+    let pixels = (image.width * image.height) as f64 * scale * scale;
+    face_attendance::image_io::downscale(image, pixels as u64)
 }

@@ -1,0 +1,267 @@
+//! `face-attendance people list|show|delete|rename` and `gallery export|import`: the gallery
+//! without a server (and without the models: only the data folder is opened). Each command
+//! prints one JSON object, the HTTP API's answer; a failure prints `{"ok":false,"error":…}` and
+//! exits 1 (bad input: an unknown or invalid id, a bad archive) or 2 (the data folder or a file
+//! cannot be used). The writes take the gallery's locks, so they are safe beside a running server
+//! (which sees them after its next restart).
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::{EXIT_INPUT, EXIT_SETUP};
+use crate::config::Settings;
+use crate::gallery::archive::{ImportError, ImportMode, MAX_ARCHIVE_BYTES};
+use crate::gallery::{Gallery, GalleryError, StudentId};
+
+/// What the audit log names as the author of changes made here.
+const BY: &str = "cli";
+
+#[derive(Debug, Subcommand)]
+pub enum PeopleCommand {
+    /// List enrolled people by id: {"ok":true,"total":N,"people":[…]}
+    List(ListArgs),
+    /// One person's samples (crop URLs, quality) and history
+    Show {
+        /// The person's id
+        id: String,
+    },
+    /// Remove a person (every file of theirs), or one sample with --sample
+    Delete {
+        /// The person's id
+        id: String,
+        /// Remove only this sample (its index, as `show` lists them)
+        #[arg(long)]
+        sample: Option<usize>,
+    },
+    /// Give a person another id (refused if NEW is enrolled)
+    Rename {
+        /// The current id
+        old: String,
+        /// The new id
+        new: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only ids starting with this
+    #[arg(long, default_value = "")]
+    q: String,
+    /// At most this many people
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Skip this many people first
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GalleryCommand {
+    /// Write the gallery to FILE as one tar archive (`-`: standard output)
+    Export {
+        /// Where to write the archive; written to FILE.tmp, then renamed
+        file: PathBuf,
+    },
+    /// Add a gallery archive to this one (or replace it with --replace); checked whole first:
+    /// a bad archive changes nothing
+    Import {
+        /// The archive (`-`: standard input)
+        file: PathBuf,
+        /// Make the gallery exactly the archive: people it does not hold are removed
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+/// A failure: its message and exit status.
+struct Failure(String, i32);
+
+impl Failure {
+    fn input(message: impl Into<String>) -> Failure {
+        Failure(message.into(), EXIT_INPUT)
+    }
+
+    fn setup(message: impl Into<String>) -> Failure {
+        Failure(message.into(), EXIT_SETUP)
+    }
+}
+
+impl From<GalleryError> for Failure {
+    fn from(e: GalleryError) -> Failure {
+        match e {
+            // The disk's trouble, not the command's.
+            GalleryError::Io { .. } => Failure::setup(e.to_string()),
+            _ => Failure::input(e.to_string()),
+        }
+    }
+}
+
+/// Prints the answer (`null`: none, stdout holds an archive) or the failure, and returns the
+/// exit status.
+fn finish(outcome: Result<Value, Failure>) -> i32 {
+    match outcome {
+        Ok(Value::Null) => 0,
+        Ok(answer) => {
+            println!("{answer}");
+            0
+        }
+        Err(Failure(error, status)) => {
+            println!("{}", json!({"ok": false, "error": error}));
+            status
+        }
+    }
+}
+
+fn open(settings: &Settings) -> Result<Gallery, Failure> {
+    let (gallery, report) = settings
+        .open_gallery()
+        .map_err(|e| Failure::setup(e.to_string()))?;
+    for (path, reason) in &report.skipped {
+        log::warn!("skipped {}: {reason}", path.display());
+    }
+    Ok(gallery)
+}
+
+fn parse_id(raw: &str) -> Result<StudentId, Failure> {
+    StudentId::parse(raw).map_err(|e| Failure::input(format!("invalid student_id: {e}")))
+}
+
+pub fn run_people(settings: &Settings, command: &PeopleCommand) -> i32 {
+    finish(open(settings).and_then(|gallery| people(&gallery, command)))
+}
+
+pub fn run_gallery(settings: &Settings, command: &GalleryCommand) -> i32 {
+    finish(open(settings).and_then(|gallery| match command {
+        GalleryCommand::Export { file } => export(&gallery, file),
+        GalleryCommand::Import { file, replace } => {
+            let mode = if *replace {
+                ImportMode::Replace
+            } else {
+                ImportMode::Merge
+            };
+            import(&gallery, file, mode)
+        }
+    }))
+}
+
+fn people(gallery: &Gallery, command: &PeopleCommand) -> Result<Value, Failure> {
+    match command {
+        PeopleCommand::List(args) => {
+            let (total, page) = gallery.people_page(&args.q, args.offset, args.limit);
+            Ok(json!({"ok": true, "total": total, "people": page}))
+        }
+        PeopleCommand::Show { id } => {
+            let id = parse_id(id)?;
+            let detail = gallery
+                .person_detail(&id)
+                .ok_or_else(|| Failure::input(format!("not found: person {id}")))?;
+            Ok(detail.to_json(&gallery.history(&id)))
+        }
+        PeopleCommand::Delete { id, sample: None } => {
+            let id = parse_id(id)?;
+            let samples = gallery
+                .remove(&id, BY)?
+                .ok_or_else(|| Failure::input(format!("not found: person {id}")))?;
+            Ok(json!({"ok": true, "deleted": id.as_str(), "samples": samples}))
+        }
+        PeopleCommand::Delete {
+            id,
+            sample: Some(index),
+        } => {
+            let id = parse_id(id)?;
+            let left = gallery.remove_sample(&id, *index, BY)?;
+            Ok(json!({"ok": true, "student_id": id.as_str(), "samples": left}))
+        }
+        PeopleCommand::Rename { old, new } => {
+            let (from, to) = (parse_id(old)?, parse_id(new)?);
+            let samples = gallery.rename(&from, &to, BY)?;
+            Ok(
+                json!({"ok": true, "student_id": to.as_str(), "from": from.as_str(), "samples": samples}),
+            )
+        }
+    }
+}
+
+fn is_stdio(file: &Path) -> bool {
+    file.as_os_str() == "-"
+}
+
+/// Writes the archive to `file` through `file.tmp` (a cut export never leaves a half archive
+/// under the final name), or to standard output, where the summary then goes to stderr.
+fn export(gallery: &Gallery, file: &Path) -> Result<Value, Failure> {
+    if is_stdio(file) {
+        let stdout = io::stdout();
+        let mut out = io::BufWriter::new(stdout.lock());
+        let summary = gallery.export(&mut out)?;
+        out.flush()
+            .map_err(|e| Failure::setup(format!("standard output: {e}")))?;
+        drop(out);
+        eprintln!("{}", json!({"ok": true, "exported": summary}));
+        // Nothing more on stdout: it holds the archive.
+        return Ok(Value::Null);
+    }
+    let mut temp = file.as_os_str().to_owned();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    let failed = |e: io::Error| Failure::setup(format!("{}: {e}", temp.display()));
+    let result = (|| {
+        let mut out = io::BufWriter::new(fs::File::create(&temp).map_err(failed)?);
+        let summary = gallery.export(&mut out)?;
+        let written = out.into_inner().map_err(|e| failed(e.into_error()))?;
+        written.sync_all().map_err(failed)?;
+        fs::rename(&temp, file).map_err(|e| Failure::setup(format!("{}: {e}", file.display())))?;
+        Ok(summary)
+    })();
+    match result {
+        Ok(summary) => {
+            Ok(json!({"ok": true, "file": file.display().to_string(), "exported": summary}))
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+/// Reads the archive whole, refusing one larger than [`MAX_ARCHIVE_BYTES`] before reading it.
+fn read_archive(file: &Path) -> Result<Vec<u8>, Failure> {
+    let too_large = || {
+        Failure::input(format!(
+            "{}: larger than {} MiB, not a gallery archive",
+            file.display(),
+            MAX_ARCHIVE_BYTES >> 20
+        ))
+    };
+    let mut bytes = Vec::new();
+    let read = if is_stdio(file) {
+        io::stdin()
+            .lock()
+            .take(MAX_ARCHIVE_BYTES + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        let opened =
+            fs::File::open(file).map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
+        if opened.metadata().is_ok_and(|m| m.len() > MAX_ARCHIVE_BYTES) {
+            return Err(too_large());
+        }
+        opened.take(MAX_ARCHIVE_BYTES + 1).read_to_end(&mut bytes)
+    };
+    read.map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
+    if bytes.len() as u64 > MAX_ARCHIVE_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+fn import(gallery: &Gallery, file: &Path, mode: ImportMode) -> Result<Value, Failure> {
+    let archive = read_archive(file)?;
+    match gallery.import(&archive, mode, BY) {
+        Ok(summary) => Ok(json!({"ok": true, "imported": summary})),
+        Err(ImportError::Archive(e)) => Err(Failure::input(format!("{}: {e}", file.display()))),
+        Err(ImportError::Gallery(e)) => Err(e.into()),
+    }
+}
