@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
+use crate::camera::DEFAULT_CAMERA_MATCH_MARGIN;
 use crate::engine::{Engine, EngineConfig, DEFAULT_DETECT_MAX_PIXELS};
 use crate::enroll_quality::{
     QualityLimits, DEFAULT_ENROLL_JITTERS, DEFAULT_MAX_YAW, DEFAULT_MIN_FACE_PX,
@@ -96,6 +97,22 @@ pub struct Settings {
     /// Face crops older than this many days are removed (at start, then every hour)
     #[arg(long, env = "FACE_CROPS_MAX_AGE_DAYS", global = true)]
     pub face_crops_max_age_days: Option<u32>,
+    /// A match counts only when the closest person is this much closer than the closest other
+    /// person; otherwise `/recognize` answers Unknown with "ambiguous" (0 = off, the original's
+    /// answers)
+    #[arg(long, env = "MATCH_MARGIN", default_value_t = 0.0, global = true)]
+    pub match_margin: f64,
+}
+
+/// A margin setting: 0 (off) to 2 (the largest distance there is).
+fn check_margin(name: &str, margin: f64) -> Result<(), Error> {
+    if margin.is_finite() && (0.0..=2.0).contains(&margin) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{name} must be 0 (off) to 2, got {margin}"
+        )))
+    }
 }
 
 /// `FACE_CROPS`.
@@ -122,6 +139,7 @@ impl Default for Settings {
             enroll_duplicate_distance: None,
             face_crops: FaceCrops::Keep,
             face_crops_max_age_days: None,
+            match_margin: 0.0,
         }
     }
 }
@@ -162,6 +180,7 @@ impl Settings {
             )));
         }
         self.quality_limits()?;
+        check_margin("MATCH_MARGIN", self.match_margin)?;
         if let Some(d) = self.enroll_duplicate_distance {
             if !(d.is_finite() && (0.0..=2.0).contains(&d)) {
                 return Err(Error::Config(format!(
@@ -216,6 +235,7 @@ impl Settings {
         let recognizer = Recognizer {
             tolerance: self.tolerance,
             max_pixels: self.max_pixels,
+            match_margin: self.match_margin,
             enroll_jitters: self.enroll_jitters,
             ..Recognizer::new(Arc::new(engine), Arc::new(gallery))
         }
@@ -515,6 +535,10 @@ pub struct CameraSettings {
     /// faces score from several hundred to a few thousand; 0 = off)
     #[arg(long, env = "CAMERA_MIN_SHARPNESS", default_value_t = 0.0)]
     pub min_sharpness: f64,
+    /// A camera match counts only when the closest person is this much closer than the closest
+    /// other person; otherwise the face is ambiguous (0 = off)
+    #[arg(long, env = "CAMERA_MATCH_MARGIN", default_value_t = DEFAULT_CAMERA_MATCH_MARGIN)]
+    pub camera_match_margin: f64,
 }
 
 impl Default for CameraSettings {
@@ -534,6 +558,7 @@ impl Default for CameraSettings {
             recheck_frames: 10,
             min_face: 0,
             min_sharpness: 0.0,
+            camera_match_margin: DEFAULT_CAMERA_MATCH_MARGIN,
         }
     }
 }
@@ -575,6 +600,7 @@ impl CameraSettings {
                 self.min_sharpness
             )));
         }
+        check_margin("CAMERA_MATCH_MARGIN", self.camera_match_margin)?;
         Ok(())
     }
 
@@ -586,6 +612,7 @@ impl CameraSettings {
             recheck_frames: self.recheck_frames,
             min_face_px: self.min_face,
             min_sharpness: self.min_sharpness,
+            match_margin: self.camera_match_margin,
         }
     }
 

@@ -11,13 +11,34 @@ use crate::error::Error;
 use crate::gallery::{Gallery, NewSample, StudentId};
 use crate::image_io::{self, Oriented, RgbImage, DEFAULT_MAX_PIXELS};
 
-/// One face in a recognize answer: `{"box":[t,r,b,l],"label":"alip","distance":0.38}`.
+/// One face in a recognize answer: `{"box":[t,r,b,l],"label":"alip","distance":0.38}`, and
+/// `"ambiguous":["alip","budi"]` when a margin refused the match.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recognition {
     #[serde(rename = "box")]
     pub bbox: FaceBox,
     pub label: String,
     pub distance: Option<f64>,
+    /// Within the tolerance of two people, neither ahead by `MATCH_MARGIN`: both (the label is
+    /// `Unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ambiguous: Option<[String; 2]>,
+    /// The closest other person and their distance, for the camera's decisions.
+    #[serde(skip)]
+    pub runner_up: Option<(String, f64)>,
+}
+
+impl Recognition {
+    /// A face labelled `label` at `distance`, with no runner-up known.
+    pub fn new(bbox: FaceBox, label: &str, distance: Option<f64>) -> Recognition {
+        Recognition {
+            bbox,
+            label: label.to_string(),
+            distance,
+            ambiguous: None,
+            runner_up: None,
+        }
+    }
 }
 
 /// The `msg` of an enroll answer: `{"faces_found":1,"saved":1}`.
@@ -124,6 +145,9 @@ pub struct Recognizer {
     pub tolerance: f64,
     /// Largest image accepted, in pixels (`FACE_MAX_PIXELS`).
     pub max_pixels: u64,
+    /// Lead a match needs over the closest other person in `/recognize` answers
+    /// (`MATCH_MARGIN`; 0: the original rule).
+    pub match_margin: f64,
     /// Jittered re-encodings averaged for a face being enrolled (`ENROLL_JITTERS`); recognition
     /// keeps the engine's own (`FACE_JITTERS`).
     pub enroll_jitters: u32,
@@ -140,6 +164,7 @@ impl Recognizer {
             gallery,
             tolerance: 0.45,
             max_pixels: DEFAULT_MAX_PIXELS,
+            match_margin: 0.0,
             enroll_jitters: DEFAULT_ENROLL_JITTERS,
             enroll_policy: EnrollPolicy::default(),
         }
@@ -242,15 +267,30 @@ impl Recognizer {
             .collect()
     }
 
-    /// The best label for one encoded face; `tolerance` overrides the default.
+    /// The best label for one encoded face, with `MATCH_MARGIN`; `tolerance` overrides the
+    /// default.
     pub fn label(&self, face: Face, tolerance: Option<f64>) -> Recognition {
+        self.label_with_margin(face, tolerance, self.match_margin)
+    }
+
+    /// The best label for one encoded face: within the tolerance and ahead of the closest other
+    /// person by `margin` (0: the original rule).
+    pub fn label_with_margin(
+        &self,
+        face: Face,
+        tolerance: Option<f64>,
+        margin: f64,
+    ) -> Recognition {
+        let tolerance = tolerance.unwrap_or(self.tolerance);
         let m = self
             .gallery
-            .best_match(&face.encoding, tolerance.unwrap_or(self.tolerance));
+            .best_match_with_margin(&face.encoding, tolerance, margin);
         Recognition {
             bbox: face.bbox,
             label: m.label,
             distance: m.distance,
+            ambiguous: m.ambiguous,
+            runner_up: m.runner_up,
         }
     }
 

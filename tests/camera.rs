@@ -459,3 +459,51 @@ fn blurred_and_small_faces_are_skipped_when_asked() {
     let out = far.process(&jpeg(&sharp)).unwrap();
     assert_eq!((out.faces.len(), out.skipped_small), (0, 1));
 }
+
+#[test]
+fn a_face_close_to_two_people_is_ambiguous_for_the_camera_not_a_name() {
+    let data = tempfile::tempdir().unwrap();
+    // One person's photo under two ids (as a forced enrollment can make): no one may win.
+    let r = recognizer(
+        data.path(),
+        &[
+            ("obama", "known/obama/obama_1.jpg"),
+            ("barack", "known/obama/obama_2.jpg"),
+            ("biden", "known/biden/biden_1.jpg"),
+        ],
+    );
+    let run = |margin: f64, rel: &str| {
+        let settings = PipelineSettings {
+            match_margin: margin,
+            ..PipelineSettings::default()
+        };
+        let out = Pipeline::new(r.clone(), settings)
+            .process(&raw(rel))
+            .unwrap();
+        assert_eq!(out.faces.len(), 1, "{rel}");
+        out.faces[0].recognition.clone()
+    };
+    let seen = run(
+        PipelineSettings::default().match_margin,
+        "probe/obama/obama_3.jpg",
+    );
+    assert_eq!(seen.label, "Unknown", "{seen:?}");
+    let mut both = seen.ambiguous.clone().unwrap();
+    both.sort();
+    assert_eq!(both, ["barack", "obama"]);
+    assert!(seen.distance.unwrap() <= 0.45);
+    // Biden leads everyone else by far: still a name with the margin.
+    let biden = run(
+        PipelineSettings::default().match_margin,
+        "probe/biden/biden_2.jpg",
+    );
+    assert_eq!((biden.label.as_str(), &biden.ambiguous), ("biden", &None));
+    let (_, second) = biden.runner_up.clone().unwrap();
+    assert!(second >= biden.distance.unwrap() + 0.1, "{biden:?}");
+    // Without a margin the closest id wins, as the original did.
+    let first = run(0.0, "probe/obama/obama_3.jpg");
+    assert!(
+        ["obama", "barack"].contains(&first.label.as_str()),
+        "{first:?}"
+    );
+}

@@ -415,3 +415,33 @@ fn jittered_encodings_stay_close_and_run_safely_in_parallel() {
         );
     }
 }
+
+#[test]
+fn with_match_margin_an_answer_names_both_candidates_instead_of_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = recognizer_in(dir.path(), common::engine());
+    let forced = face_attendance::recognizer::EnrollRequest {
+        force: true,
+        ..Default::default()
+    };
+    for (id, rel) in [
+        ("obama", "known/obama/obama_1.jpg"),
+        ("barack", "known/obama/obama_2.jpg"),
+    ] {
+        let bytes = read(rel);
+        assert_eq!(r.enroll_with(id, &bytes, &forced).unwrap().saved, 1);
+    }
+    let probe = read("probe/obama/obama_3.jpg");
+    // The original rule by default: the closest id, and the same JSON as before.
+    let answer = r.recognize_bytes(&probe, None).unwrap();
+    assert!(["obama", "barack"].contains(&answer[0].label.as_str()));
+    let json = serde_json::to_value(&answer[0]).unwrap();
+    assert_eq!(json.as_object().unwrap().len(), 3, "{json}");
+    r.match_margin = 0.1;
+    let answer = r.recognize_bytes(&probe, None).unwrap();
+    let json = serde_json::to_value(&answer[0]).unwrap();
+    assert_eq!(json["label"], "Unknown", "{json}");
+    let mut both: Vec<String> = serde_json::from_value(json["ambiguous"].clone()).unwrap();
+    both.sort();
+    assert_eq!(both, ["barack", "obama"]);
+}

@@ -96,11 +96,11 @@ mod tests {
 
     fn seen(label: &str, bbox: FaceBox) -> Seen {
         Seen {
-            recognition: Recognition {
+            recognition: Recognition::new(
                 bbox,
-                label: label.into(),
-                distance: (label != crate::gallery::UNKNOWN).then_some(0.31),
-            },
+                label,
+                (label != crate::gallery::UNKNOWN).then_some(0.31),
+            ),
             tracked: false,
         }
     }

@@ -23,7 +23,7 @@ use crate::image_io::RgbImage;
 use crate::liveness::{Heartbeat, Liveness};
 use crate::recognizer::Recognition;
 use frame::RawFrame;
-pub use pipeline::{Pipeline, PipelineSettings, StageTimes};
+pub use pipeline::{Pipeline, PipelineSettings, StageTimes, DEFAULT_CAMERA_MATCH_MARGIN};
 use slot::LatestSlot;
 pub use source::{FrameSource, ReplaySource, SourceError};
 pub use tracker::Seen;

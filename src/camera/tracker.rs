@@ -179,11 +179,7 @@ mod tests {
     }
 
     fn named(label: &str, bbox: FaceBox) -> Recognition {
-        Recognition {
-            bbox,
-            label: label.into(),
-            distance: Some(0.3),
-        }
+        Recognition::new(bbox, label, Some(0.3))
     }
 
     /// Runs one frame of `image`, labelling freshly encoded faces `label`; returns (faces,

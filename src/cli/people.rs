@@ -3,7 +3,7 @@
 //! prints one JSON object, the HTTP API's answer; a failure prints `{"ok":false,"error":…}` and
 //! exits 1 (bad input: an unknown or invalid id, a bad archive) or 2 (the data folder or a file
 //! cannot be used). The writes take the gallery's locks, so they are safe beside a running server
-//! (which sees them after its next restart).
+//! (which reloads the gallery within seconds: `data/.generation`).
 
 use std::fs;
 use std::io::{self, Read, Write};

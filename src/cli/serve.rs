@@ -201,6 +201,8 @@ pub fn start(
         "detect_scale": serve.camera.detect_scale,
         "camera_upsample": serve.camera.camera_upsample,
         "camera_recheck_frames": serve.camera.recheck_frames,
+        "match_margin": settings.match_margin,
+        "camera_match_margin": serve.camera.camera_match_margin,
         "api_key_required": !keys.is_empty(),
         "http_timeout_seconds": serve.http_timeout_seconds,
         "http_max_connections": limits.max_connections,

@@ -87,6 +87,14 @@ pub struct Match {
     pub label: String,
     /// Distance to the closest enrolled encoding; `None` when nobody is enrolled.
     pub distance: Option<f64>,
+    /// The closest person other than the closest one, with their distance (none with fewer than
+    /// two people enrolled).
+    #[serde(skip)]
+    pub runner_up: Option<(String, f64)>,
+    /// Within the tolerance, but not ahead of the runner-up by the margin: the two candidates
+    /// (and the label is `Unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ambiguous: Option<[String; 2]>,
 }
 
 impl Match {
@@ -973,25 +981,70 @@ impl Gallery {
 
     /// The closest enrolled face: its label when within `tolerance`, else `Unknown`.
     pub fn best_match(&self, encoding: &Encoding, tolerance: f64) -> Match {
+        self.best_match_with_margin(encoding, tolerance, 0.0)
+    }
+
+    /// [`Gallery::best_match`], and a match counts only when the closest person is closer than
+    /// the closest *other* person by at least `margin` (`MATCH_MARGIN`); otherwise the face is
+    /// `Unknown` and [`Match::ambiguous`] names both. 0: no margin (the original's rule).
+    pub fn best_match_with_margin(
+        &self,
+        encoding: &Encoding,
+        tolerance: f64,
+        margin: f64,
+    ) -> Match {
         let m = sync::read(&self.matrix);
-        let best = m
-            .encodings
-            .iter()
-            .zip(&m.owners)
-            .map(|(e, o)| (distance(e, encoding), *o))
-            .min_by(|a, b| a.0.total_cmp(&b.0));
+        // One pass: the closest row, and the closest row of anyone else.
+        let mut best: Option<(f64, u32)> = None;
+        let mut other: Option<(f64, u32)> = None;
+        for (e, &owner) in m.encodings.iter().zip(&m.owners) {
+            let d = distance(e, encoding);
+            match best {
+                Some((d1, o1)) if d >= d1 => {
+                    if owner != o1 && other.is_none_or(|(d2, _)| d < d2) {
+                        other = Some((d, owner));
+                    }
+                }
+                Some((_, o1)) => {
+                    if owner != o1 {
+                        other = best;
+                    }
+                    best = Some((d, owner));
+                }
+                None => best = Some((d, owner)),
+            }
+        }
+        let label = |o: u32| m.labels[o as usize].clone();
+        let runner_up = other.map(|(d, o)| (label(o), d));
         match best {
-            Some((d, owner)) if d <= tolerance => Match {
-                label: m.labels[owner as usize].clone(),
-                distance: Some(d),
-            },
+            Some((d, owner)) if d <= tolerance => {
+                let close = other.filter(|(d2, _)| margin > 0.0 && d2 - d < margin);
+                match close {
+                    Some((_, o2)) => Match {
+                        label: UNKNOWN.into(),
+                        distance: Some(d),
+                        ambiguous: Some([label(owner), label(o2)]),
+                        runner_up,
+                    },
+                    None => Match {
+                        label: label(owner),
+                        distance: Some(d),
+                        ambiguous: None,
+                        runner_up,
+                    },
+                }
+            }
             Some((d, _)) => Match {
                 label: UNKNOWN.into(),
                 distance: Some(d),
+                ambiguous: None,
+                runner_up,
             },
             None => Match {
                 label: UNKNOWN.into(),
                 distance: None,
+                ambiguous: None,
+                runner_up: None,
             },
         }
     }
@@ -1477,5 +1530,32 @@ pub(crate) mod tests {
             "none: no crop written"
         );
         assert_eq!(g.person(&id).unwrap().samples, 3);
+    }
+
+    #[test]
+    fn a_match_must_lead_the_runner_up_by_the_margin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = Gallery::open(dir.path()).unwrap();
+        let id = |s: &str| StudentId::parse(s).unwrap();
+        g.append(&id("alip"), &[enc(0.0), enc(0.05)], "k").unwrap();
+        g.append(&id("budi"), &[enc(0.3)], "k").unwrap();
+        g.append(&id("cici"), &[enc(2.0)], "k").unwrap();
+        // 0.1 from alip, 0.2 from budi: a lead of 0.1 (alip's two rows count once).
+        let m = g.best_match_with_margin(&enc(0.1), 0.45, 0.05);
+        assert_eq!((m.label.as_str(), m.ambiguous.as_ref()), ("alip", None));
+        let (second, d2) = m.runner_up.clone().unwrap();
+        assert_eq!((second.as_str(), (d2 * 100.0).round()), ("budi", 20.0));
+        let m = g.best_match_with_margin(&enc(0.1), 0.45, 0.15);
+        assert_eq!(m.label, UNKNOWN);
+        assert_eq!(m.ambiguous, Some(["alip".into(), "budi".into()]));
+        assert_eq!(m.distance.map(|d| (d * 100.0).round()), Some(5.0));
+        // No margin: the original rule; beyond the tolerance no one is ambiguous.
+        assert_eq!(g.best_match(&enc(0.1), 0.45).label, "alip");
+        let far = g.best_match_with_margin(&enc(1.2), 0.45, 0.15);
+        assert_eq!((far.label.as_str(), far.ambiguous), (UNKNOWN, None));
+        // Rows are visited in any order: the runner-up is still the closest other person.
+        let m = g.best_match_with_margin(&enc(0.29), 0.45, 0.0);
+        assert_eq!(m.label, "budi");
+        assert_eq!(m.runner_up.map(|(l, _)| l).as_deref(), Some("alip"));
     }
 }

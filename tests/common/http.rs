@@ -48,6 +48,7 @@ pub fn start(data: &Path, serve: ServeSettings) -> Service {
     let recognizer = Recognizer {
         tolerance: settings.tolerance,
         max_pixels: settings.max_pixels,
+        match_margin: settings.match_margin,
         enroll_jitters: settings.enroll_jitters,
         ..Recognizer::new(super::engine(), Arc::new(gallery))
     }
