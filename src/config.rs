@@ -431,7 +431,7 @@ pub struct ServeSettings {
     pub max_upload_bytes: usize,
     /// Largest gallery archive `POST /gallery/import` takes, in bytes (it is held in memory
     /// while it is checked)
-    #[arg(long, env = "GALLERY_IMPORT_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    #[arg(long, env = "GALLERY_IMPORT_MAX_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub max_import_bytes: usize,
     /// Seconds a client has to send a whole request head, may stay idle between requests, or
     /// may stall reading an answer; a body must then keep arriving at 16 KiB/s or more

@@ -153,21 +153,22 @@ pub struct ImportSummary {
 }
 
 /// One person of a checked archive: rows with their descriptions (crops named only when the
-/// archive holds them) and the crop bytes by name.
+/// archive holds them) and the crop bytes by name, borrowed from the archive (not copied: an
+/// import holds the archive once, not twice).
 #[derive(Debug)]
-struct ArchivedPerson {
+struct ArchivedPerson<'a> {
     rows: Rows,
-    crops: HashMap<String, Vec<u8>>,
+    crops: HashMap<String, &'a [u8]>,
 }
 
 /// An archive that passed [`validate`]: what an import writes.
 #[derive(Debug)]
-pub struct ValidArchive {
+pub struct ValidArchive<'a> {
     exported_at: u64,
-    people: BTreeMap<StudentId, ArchivedPerson>,
+    people: BTreeMap<StudentId, ArchivedPerson<'a>>,
 }
 
-impl ValidArchive {
+impl ValidArchive<'_> {
     pub fn people(&self) -> usize {
         self.people.len()
     }
@@ -292,7 +293,7 @@ fn read_data(entry: &mut impl Read, size: u64, path: &str) -> Result<Vec<u8>, Ar
 
 /// Checks a whole archive (see the module docs) without writing anything; the result is what an
 /// import writes. Any fault names the entry and the reason.
-pub fn validate(archive: &[u8]) -> Result<ValidArchive, ArchiveError> {
+pub fn validate(archive: &[u8]) -> Result<ValidArchive<'_>, ArchiveError> {
     if archive.len() as u64 > MAX_ARCHIVE_BYTES {
         return Err(refuse(
             "",
@@ -307,7 +308,7 @@ pub fn validate(archive: &[u8]) -> Result<ValidArchive, ArchiveError> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut npys: BTreeMap<StudentId, Vec<Encoding>> = BTreeMap::new();
     let mut jsons: BTreeMap<StudentId, SamplesFile> = BTreeMap::new();
-    let mut crops: BTreeMap<StudentId, HashMap<String, Vec<u8>>> = BTreeMap::new();
+    let mut crops: BTreeMap<StudentId, HashMap<String, &[u8]>> = BTreeMap::new();
     let mut total: u64 = 0;
     // Where the last entry's data ends (rounded up to a block): the end-of-archive blocks follow.
     let mut end: u64 = 0;
@@ -370,6 +371,19 @@ pub fn validate(archive: &[u8]) -> Result<ValidArchive, ArchiveError> {
                 format!("the entries hold more than {} MiB", MAX_ARCHIVE_BYTES >> 20),
             ));
         }
+        if let Kind::Crop(id, name) = kind {
+            // A crop is only checked as a JPEG's start: its bytes stay in the archive.
+            let data = usize::try_from(entry.raw_file_position())
+                .ok()
+                .zip(usize::try_from(size).ok())
+                .and_then(|(at, len)| archive.get(at..at.checked_add(len)?))
+                .ok_or_else(|| refuse(&path, "truncated (the archive is cut)"))?;
+            if !data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+                return Err(refuse(&path, "not a JPEG file"));
+            }
+            crops.entry(id).or_default().insert(name, data);
+            continue;
+        }
         let data = read_data(&mut entry, size, &path)?;
         match kind {
             Kind::Marker => marker = Some(check_marker(&data).map_err(|r| refuse(&path, r))?),
@@ -385,12 +399,7 @@ pub fn validate(archive: &[u8]) -> Result<ValidArchive, ArchiveError> {
                     .map_err(|e| refuse(&path, format!("not a samples file: {e}")))?;
                 jsons.insert(id, file);
             }
-            Kind::Crop(id, name) => {
-                if !data.starts_with(&[0xFF, 0xD8, 0xFF]) {
-                    return Err(refuse(&path, "not a JPEG file"));
-                }
-                crops.entry(id).or_default().insert(name, data);
-            }
+            Kind::Crop(..) => {}
         }
     }
     let Some((exported_at, people, samples)) = marker else {
@@ -698,7 +707,7 @@ impl Gallery {
         &self,
         id: &StudentId,
         old: Option<Rows>,
-        person: &'a ArchivedPerson,
+        person: &'a ArchivedPerson<'a>,
         mode: ImportMode,
     ) -> Planned<'a> {
         let dir = self.crops_dir(id);
@@ -729,14 +738,14 @@ impl Gallery {
                     // On replace, a crop already there with the same bytes is kept as it is.
                     let same = mode == ImportMode::Replace
                         && !kept.contains(&name)
-                        && fs::read(dir.join(&name)).is_ok_and(|b| b == *bytes);
+                        && fs::read(dir.join(&name)).is_ok_and(|b| b == **bytes);
                     if same {
                         kept.insert(name);
                     } else {
                         let free = free_crop_name(&name, &taken);
                         taken.insert(free.clone());
                         kept.insert(free.clone());
-                        write_crops.push((free.clone(), bytes.as_slice()));
+                        write_crops.push((free.clone(), *bytes));
                         sample.crop = Some(free);
                     }
                 }
