@@ -507,3 +507,40 @@ fn a_face_close_to_two_people_is_ambiguous_for_the_camera_not_a_name() {
         "{first:?}"
     );
 }
+
+#[test]
+fn an_ambiguous_face_fires_no_attendance_event_and_is_counted() {
+    let data = tempfile::tempdir().unwrap();
+    recognizer(
+        data.path(),
+        &[
+            ("obama", "known/obama/obama_1.jpg"),
+            ("barack", "known/obama/obama_2.jpg"),
+        ],
+    );
+    let frames = tempfile::tempdir().unwrap();
+    for n in 0..3 {
+        let path = frames.path().join(format!("{n}.jpg"));
+        std::fs::write(path, frame_jpeg("probe/obama/obama_3.jpg")).unwrap();
+    }
+    let (hook, received) = h::receiver(Behaviour::Ok);
+    let mut settings = h::serve_settings();
+    settings.webhook_url = hook;
+    settings.camera.frames = Some(frames.path().to_path_buf());
+    settings.camera.recheck_frames = 1;
+    let server = h::start(data.path(), settings);
+    wait_for("the replay", Duration::from_secs(60), || {
+        server.camera().unwrap().finished()
+    });
+    let (_, health) = h::get(&format!("http://{}/health", server.addr()));
+    // Every face encoded was ambiguous (a loaded machine may drop a frame: newest first).
+    let camera = &health["camera"];
+    assert!(camera["faces_ambiguous"].as_u64().unwrap() >= 1, "{health}");
+    assert_eq!(
+        camera["faces_ambiguous"], camera["faces_encoded"],
+        "{health}"
+    );
+    server.shutdown();
+    let got = received.lock().unwrap().clone();
+    assert!(got.is_empty(), "no attendance for either id: {got:?}");
+}

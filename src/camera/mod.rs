@@ -73,6 +73,8 @@ pub struct CameraStats {
     faces_tracked: AtomicU64,
     faces_skipped_small: AtomicU64,
     faces_skipped_blurry: AtomicU64,
+    /// Faces freshly encoded that were close to two people (`CAMERA_MATCH_MARGIN`).
+    faces_ambiguous: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -120,6 +122,7 @@ impl CameraStats {
             "faces_tracked": self.faces_tracked.load(Ordering::Relaxed),
             "faces_skipped_small": self.faces_skipped_small.load(Ordering::Relaxed),
             "faces_skipped_blurry": self.faces_skipped_blurry.load(Ordering::Relaxed),
+            "faces_ambiguous": self.faces_ambiguous.load(Ordering::Relaxed),
             "source_errors": self.source_errors.load(Ordering::Relaxed),
             "last_frame_age_seconds": (last != 0).then(|| now_ms().saturating_sub(last) as f64 / 1000.0),
         })
@@ -304,6 +307,14 @@ fn process(
         );
         count(&stats.faces_skipped_small, frame.skipped_small);
         count(&stats.faces_skipped_blurry, frame.skipped_blurry);
+        count(
+            &stats.faces_ambiguous,
+            frame
+                .faces
+                .iter()
+                .filter(|s| !s.tracked && s.recognition.ambiguous.is_some())
+                .count(),
+        );
         stats.processed.fetch_add(1, Ordering::Relaxed);
         on_frame(FrameResult {
             image: frame.image,
