@@ -532,11 +532,7 @@ fn the_main_apis_answer_is_cut_and_cleaned_before_it_is_passed_on() {
 /// writes nothing half, and the gallery still loads. Needs root to mount a small tmpfs.
 #[test]
 fn a_full_disk_answers_507_without_paths_and_keeps_the_gallery_whole() {
-    let is_root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !is_root {
+    if !common::is_root() {
         return common::skip_unless_required("mounting a small tmpfs needs root");
     }
     let dir = tempfile::tempdir().unwrap();

@@ -433,3 +433,33 @@ fn with_face_crops_none_no_photo_is_kept() {
         Value::Null
     );
 }
+
+/// `recognize` and `people list` by a user who may only read the data folder (here: a read-only
+/// bind mount of it, which needs root) work; a change is refused with exit status 2.
+#[test]
+fn a_data_folder_that_may_only_be_read_still_recognizes() {
+    if !common::is_root() {
+        return common::skip_unless_required("a read-only bind mount needs root");
+    }
+    let data = tempfile::tempdir().unwrap();
+    enroll(data.path(), "obama");
+    let view = tempfile::tempdir().unwrap();
+    let mount = |args: &[&str]| Command::new("mount").args(args).status().unwrap().success();
+    let (from, to) = (data.path().to_str().unwrap(), view.path().to_str().unwrap());
+    assert!(mount(&["--bind", from, to]), "mount --bind");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(view.path().to_path_buf());
+    assert!(mount(&["-o", "remount,bind,ro", to]), "remount read-only");
+    let before = snapshot(data.path());
+    assert_eq!(names(view.path(), &probes("obama")[0]), ["obama"]);
+    assert_eq!(ids(&ok(view.path(), &["people", "list"])), ["obama"]);
+    let (status, refused) = answer(view.path(), &["people", "delete", "obama"]);
+    assert_eq!(status, 2, "{refused}");
+    assert_eq!(refused["ok"], false);
+    assert_eq!(snapshot(data.path()), before);
+}

@@ -349,6 +349,14 @@ fn modified_secs(path: &Path) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Whether an error says this user may not write there (permissions, a read-only mount).
+fn is_read_only(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
 /// Removes `path` (a file) and syncs its folder; gone already is fine.
 fn remove_file_synced(path: &Path) -> Result<(), GalleryError> {
     match fs::remove_file(path) {
@@ -405,16 +413,25 @@ impl Gallery {
             writer: Mutex::new(()),
             seen_generation: AtomicU64::new(0),
         };
-        for dir in [
-            &gallery.embeddings_dir,
-            &gallery.faces_dir,
-            &gallery.people_dir,
-        ] {
+        for dir in [&gallery.embeddings_dir, &gallery.faces_dir] {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         let mut report = LoadReport::default();
-        {
-            let _writing = gallery.writing()?;
+        // A data folder this user may only read (`recognize` run by someone else than the
+        // service's user) still loads, without the start-up maintenance.
+        let writing = match gallery.writing() {
+            Ok(writing) => Some(writing),
+            Err(GalleryError::Io { path, source }) if is_read_only(&source) => {
+                log::warn!(
+                    "{}: {source}; the gallery is loaded read-only (no clean-up of interrupted \
+                     writes, no crop retention)",
+                    path.display()
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if writing.is_some() {
             gallery.finish_rename()?;
             let crop_dirs: Vec<PathBuf> = fs::read_dir(&gallery.faces_dir)
                 .map_err(io_err(&gallery.faces_dir))?
@@ -426,15 +443,16 @@ impl Gallery {
                 report.temps_removed += fsutil::remove_stale_temps(dir, fsutil::STALE_TEMP_AGE);
             }
             report.crops_removed = gallery.apply_crop_policy(&crop_dirs);
-            let (matrix, loaded) = gallery.load_all()?;
-            report.files = loaded.files;
-            report.encodings = loaded.encodings;
-            report.skipped = loaded.skipped;
-            *sync::write(&gallery.matrix) = matrix;
-            gallery
-                .seen_generation
-                .store(gallery.generation(), Ordering::Relaxed);
         }
+        let (matrix, loaded) = gallery.load_all()?;
+        report.files = loaded.files;
+        report.encodings = loaded.encodings;
+        report.skipped = loaded.skipped;
+        *sync::write(&gallery.matrix) = matrix;
+        gallery
+            .seen_generation
+            .store(gallery.generation(), Ordering::Relaxed);
+        drop(writing);
         for (path, reason) in &report.skipped {
             log::warn!("skipping {}: {reason}", path.display());
         }
@@ -545,6 +563,8 @@ impl Gallery {
 
     fn writing(&self) -> Result<Writing<'_>, GalleryError> {
         let in_process = sync::lock(&self.writer);
+        // Descriptions and the rename journal live here (new in this release's data folders).
+        fs::create_dir_all(&self.people_dir).map_err(io_err(&self.people_dir))?;
         let path = self.data_dir.join(".lock");
         let file = fs::OpenOptions::new()
             .create(true)

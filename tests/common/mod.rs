@@ -203,3 +203,11 @@ pub fn shrunk(
     let pixels = (image.width * image.height) as f64 * scale * scale;
     face_attendance::image_io::downscale(image, pixels as u64)
 }
+
+/// Whether the tests run as root (mounting a tmpfs or a read-only view needs it).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
