@@ -433,11 +433,7 @@ impl Gallery {
         };
         if writing.is_some() {
             gallery.finish_rename()?;
-            let crop_dirs: Vec<PathBuf> = fs::read_dir(&gallery.faces_dir)
-                .map_err(io_err(&gallery.faces_dir))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_dir())
-                .collect();
+            let crop_dirs = gallery.crop_dirs()?;
             let dirs = [gallery.embeddings_dir.clone(), gallery.people_dir.clone()];
             for dir in dirs.iter().chain(&crop_dirs) {
                 report.temps_removed += fsutil::remove_stale_temps(dir, fsutil::STALE_TEMP_AGE);
@@ -453,9 +449,6 @@ impl Gallery {
             .seen_generation
             .store(gallery.generation(), Ordering::Relaxed);
         drop(writing);
-        for (path, reason) in &report.skipped {
-            log::warn!("skipping {}: {reason}", path.display());
-        }
         if report.temps_removed > 0 {
             log::info!(
                 "removed {} temp file(s) left by interrupted writes",
@@ -471,8 +464,17 @@ impl Gallery {
         Ok((gallery, report))
     }
 
-    /// Every person's rows as on disk: the matrix and what was found. Callers hold the write
-    /// lock, so no change is half seen.
+    /// The per-person crop folders under `faces/`.
+    fn crop_dirs(&self) -> Result<Vec<PathBuf>, GalleryError> {
+        Ok(fs::read_dir(&self.faces_dir)
+            .map_err(io_err(&self.faces_dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect())
+    }
+
+    /// Every person's rows as on disk: the matrix and what was found (a skipped file is logged
+    /// here). Callers hold the write lock, so no change is half seen.
     fn load_all(&self) -> Result<(Matrix, LoadReport), GalleryError> {
         let mut loaded = LoadReport::default();
         let mut entries: Vec<PathBuf> = fs::read_dir(&self.embeddings_dir)
@@ -504,6 +506,9 @@ impl Gallery {
                 Err(GalleryError::Damaged { reason, .. }) => loaded.skipped.push((path, reason)),
                 Err(e) => loaded.skipped.push((path, e.to_string())),
             }
+        }
+        for (path, reason) in &loaded.skipped {
+            log::warn!("skipping {}: {reason}", path.display());
         }
         Ok((matrix, loaded))
     }
@@ -543,10 +548,7 @@ impl Gallery {
         }
         let _writing = self.writing()?;
         let generation = self.generation();
-        let (matrix, loaded) = self.load_all()?;
-        for (path, reason) in &loaded.skipped {
-            log::warn!("skipping {}: {reason}", path.display());
-        }
+        let (matrix, _) = self.load_all()?;
         *sync::write(&self.matrix) = matrix;
         self.seen_generation.store(generation, Ordering::Relaxed);
         Ok(true)
@@ -975,12 +977,7 @@ impl Gallery {
             return Ok(0);
         }
         let _writing = self.writing()?;
-        let crop_dirs: Vec<PathBuf> = fs::read_dir(&self.faces_dir)
-            .map_err(io_err(&self.faces_dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        let removed = self.apply_crop_policy(&crop_dirs);
+        let removed = self.apply_crop_policy(&self.crop_dirs()?);
         if removed > 0 {
             let mut m = sync::write(&self.matrix);
             let Matrix {
