@@ -539,6 +539,13 @@ pub struct CameraSettings {
     /// other person; otherwise the face is ambiguous (0 = off)
     #[arg(long, env = "CAMERA_MATCH_MARGIN", default_value_t = DEFAULT_CAMERA_MATCH_MARGIN)]
     pub camera_match_margin: f64,
+    /// A face's identity (a person, ambiguous, unknown) is decided, and its event sent, only
+    /// when this many of its encoded frames agree (1 = at its first frame)
+    #[arg(long, env = "CAMERA_CONFIRM_FRAMES", default_value_t = 3)]
+    pub confirm_frames: u32,
+    /// ... within this many seconds
+    #[arg(long, env = "CAMERA_CONFIRM_SECONDS", default_value_t = 2.0)]
+    pub confirm_seconds: f64,
 }
 
 impl Default for CameraSettings {
@@ -559,6 +566,8 @@ impl Default for CameraSettings {
             min_face: 0,
             min_sharpness: 0.0,
             camera_match_margin: DEFAULT_CAMERA_MATCH_MARGIN,
+            confirm_frames: 3,
+            confirm_seconds: 2.0,
         }
     }
 }
@@ -601,6 +610,18 @@ impl CameraSettings {
             )));
         }
         check_margin("CAMERA_MATCH_MARGIN", self.camera_match_margin)?;
+        if !(1..=100).contains(&self.confirm_frames) {
+            return Err(Error::Config(format!(
+                "CAMERA_CONFIRM_FRAMES must be 1 to 100 (1 decides at a face's first frame), got {}",
+                self.confirm_frames
+            )));
+        }
+        if !(self.confirm_seconds.is_finite() && (0.0..=3600.0).contains(&self.confirm_seconds)) {
+            return Err(Error::Config(format!(
+                "CAMERA_CONFIRM_SECONDS must be 0 to 3600, got {}",
+                self.confirm_seconds
+            )));
+        }
         Ok(())
     }
 
@@ -613,6 +634,10 @@ impl CameraSettings {
             min_face_px: self.min_face,
             min_sharpness: self.min_sharpness,
             match_margin: self.camera_match_margin,
+            confirm: crate::camera::ConfirmSettings::new(
+                self.confirm_frames,
+                std::time::Duration::from_secs_f64(self.confirm_seconds),
+            ),
         }
     }
 

@@ -384,6 +384,28 @@ impl Recognizer {
     ) -> Result<EnrollOutcome, Error> {
         let id = StudentId::parse(student_id).map_err(Error::InvalidId)?;
         let candidate = self.candidate_bytes(bytes)?;
+        self.enroll_candidate(&id, candidate, request)
+    }
+
+    /// [`Recognizer::enroll_with`] for a decoded image (a camera frame).
+    pub fn enroll_image(
+        &self,
+        student_id: &str,
+        image: &RgbImage,
+        request: &EnrollRequest,
+    ) -> Result<EnrollOutcome, Error> {
+        let id = StudentId::parse(student_id).map_err(Error::InvalidId)?;
+        let candidate = self.candidate(image)?;
+        self.enroll_candidate(&id, candidate, request)
+    }
+
+    /// Enrolls a photo's largest face through the quality and duplicate checks.
+    fn enroll_candidate(
+        &self,
+        id: &StudentId,
+        candidate: Candidate,
+        request: &EnrollRequest,
+    ) -> Result<EnrollOutcome, Error> {
         let Some((face, jpeg)) = candidate.face else {
             return Ok(EnrollOutcome {
                 faces_found: 0,
@@ -396,8 +418,8 @@ impl Recognizer {
             .enroll_policy
             .duplicate_limit(self.tolerance, request.force)
         {
-            Some(limit) => gallery.enroll_unique(&id, vec![sample], limit, &request.by)?,
-            None => gallery.enroll(&id, vec![sample], &request.by)?,
+            Some(limit) => gallery.enroll_unique(id, vec![sample], limit, &request.by)?,
+            None => gallery.enroll(id, vec![sample], &request.by)?,
         };
         Ok(EnrollOutcome {
             faces_found: candidate.faces_found,

@@ -27,6 +27,18 @@ pub fn wait<'a, T>(c: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Waits on `c` with `guard` for at most `timeout`, even when a panic poisoned its mutex.
+pub fn wait_timeout<'a, T>(
+    c: &Condvar,
+    guard: MutexGuard<'a, T>,
+    timeout: std::time::Duration,
+) -> MutexGuard<'a, T> {
+    match c.wait_timeout(guard, timeout) {
+        Ok((guard, _)) => guard,
+        Err(poisoned) => poisoned.into_inner().0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,9 @@ use face_attendance::camera::frame::{rgb_to_yuyv, RawFrame};
 use face_attendance::camera::quality;
 use face_attendance::camera::tracker::iou;
 use face_attendance::camera::{
-    Camera, CameraStats, FrameSource, Pipeline, PipelineSettings, SourceError,
+    Camera, CameraStats, ConfirmSettings, FrameSource, Pipeline, PipelineSettings, SourceError,
 };
+use face_attendance::cli::serve::Service;
 use face_attendance::engine::Frame;
 use face_attendance::gallery::{Gallery, StudentId};
 use face_attendance::image_io::{self, RgbImage};
@@ -30,6 +31,32 @@ fn photo(rel: &str) -> RgbImage {
 /// The photo as a 640x480 camera frame, JPEG-encoded.
 fn frame_jpeg(rel: &str) -> Vec<u8> {
     image_io::encode_jpeg(&image_io::letterbox(&photo(rel), 640, 480)).unwrap()
+}
+
+/// A folder of `n` camera frames of one photo.
+fn frames_of(rel: &str, n: usize) -> tempfile::TempDir {
+    let frames = tempfile::tempdir().unwrap();
+    let jpeg = frame_jpeg(rel);
+    for i in 0..n {
+        std::fs::write(frames.path().join(format!("{i:03}.jpg")), &jpeg).unwrap();
+    }
+    frames
+}
+
+/// The service on `data` with a webhook receiver, after it replayed `frames` once.
+fn replay(data: &Path, frames: &Path, send_unknown: bool) -> (Service, h::Received) {
+    let (hook, received) = h::receiver(Behaviour::Ok);
+    let mut settings = h::serve_settings();
+    settings.webhook_url = hook;
+    settings.camera.frames = Some(frames.to_path_buf());
+    settings.camera.camera_send_unknown = send_unknown;
+    // Slow enough that a loaded machine drops none of the frames a decision needs.
+    settings.camera.frames_fps = 4.0;
+    let server = h::start(data, settings);
+    wait_for("the replay", Duration::from_secs(60), || {
+        server.camera().unwrap().finished()
+    });
+    (server, received)
 }
 
 fn recognizer(data: &Path, enroll: &[(&str, &str)]) -> Recognizer {
@@ -77,8 +104,9 @@ fn replayed_frames_send_one_event_per_person_per_cooldown() {
         "{health}"
     );
 
-    // Three frames each of two enrolled people and of a stranger, plus a corrupt frame; the
-    // folder appears whole (renamed into place) so the camera never sees half of it.
+    // Five frames each of two enrolled people and of a stranger, plus a corrupt frame; the
+    // folder appears whole (renamed into place) so the camera never sees half of it. Each
+    // face is decided once three of its frames agree (CAMERA_CONFIRM_FRAMES).
     let staging = parent.path().join("staging");
     std::fs::create_dir(&staging).unwrap();
     let mut n = 0;
@@ -88,7 +116,7 @@ fn replayed_frames_send_one_event_per_person_per_cooldown() {
         "strangers/stuart_2.jpg",
     ] {
         let jpeg = frame_jpeg(rel);
-        for _ in 0..3 {
+        for _ in 0..5 {
             std::fs::write(staging.join(format!("{n:03}.jpg")), &jpeg).unwrap();
             n += 1;
         }
@@ -105,20 +133,38 @@ fn replayed_frames_send_one_event_per_person_per_cooldown() {
         Duration::from_secs(60),
         || server.camera().unwrap().finished(),
     );
-    let got: Vec<String> = received
-        .lock()
-        .unwrap()
+    let hits = received.lock().unwrap().clone();
+    let got: Vec<String> = hits
         .iter()
         .map(|hit| hit.body["student_id"].as_str().unwrap().to_string())
         .collect();
     let mut sorted = got.clone();
     sorted.sort();
     assert_eq!(sorted, ["biden", "obama"], "webhook calls: {got:?}");
+    // Each event says what its decision rested on.
+    for hit in &hits {
+        let decision = &hit.body["decision"];
+        assert_eq!(hit.body["event"], "attendance.recognized");
+        assert!(decision["frames"].as_u64().unwrap() >= 3, "{decision}");
+        let best = decision["best_distance"].as_f64().unwrap();
+        assert!(best <= 0.45 && best <= hit.body["distance"].as_f64().unwrap());
+        let second = if hit.body["student_id"] == "obama" {
+            "biden"
+        } else {
+            "obama"
+        };
+        assert_eq!(decision["second_label"], second, "{decision}");
+        assert!(decision["second_distance"].as_f64().unwrap() > best);
+        assert!(decision["face_px"].as_u64().unwrap() >= 80, "{decision}");
+        assert!(decision["sharpness"].as_f64().unwrap() > 0.0, "{decision}");
+    }
 
     let (_, health) = h::get(&format!("http://{}/health", server.addr()));
     let camera = &health["camera"];
     assert_eq!(camera["state"], "ended");
-    assert_eq!(camera["frames_captured"], 10);
+    assert_eq!(camera["frames_captured"], 16);
+    assert_eq!(camera["confirmed"], 2, "{health}");
+    assert!(camera["faces_held_back"].as_u64().unwrap() >= 6, "{health}");
     assert_eq!(camera["frame_errors"], 1, "{health}");
     assert_eq!(health["ok"], true);
 
@@ -135,6 +181,7 @@ fn replayed_frames_send_one_event_per_person_per_cooldown() {
         };
         let m: Value = serde_json::from_str(&text).unwrap();
         assert_ne!(m["student_id"], "Unknown");
+        assert!(m["decision"]["frames"].as_u64().unwrap() >= 3, "{m}");
         if m["dispatch"]["status"] == "sent" {
             sent.push(m["student_id"].as_str().unwrap().to_string());
         }
@@ -150,27 +197,15 @@ fn replayed_frames_send_one_event_per_person_per_cooldown() {
 fn strangers_make_events_only_with_camera_send_unknown() {
     let data = tempfile::tempdir().unwrap();
     recognizer(data.path(), &[("obama", "known/obama/obama_1.jpg")]);
-    let frames = tempfile::tempdir().unwrap();
-    std::fs::write(
-        frames.path().join("a.jpg"),
-        frame_jpeg("strangers/stuart_2.jpg"),
-    )
-    .unwrap();
+    let frames = frames_of("strangers/stuart_2.jpg", 5);
     for send_unknown in [false, true] {
-        let (hook, received) = h::receiver(Behaviour::Ok);
-        let mut settings = h::serve_settings();
-        settings.webhook_url = hook;
-        settings.camera.frames = Some(frames.path().to_path_buf());
-        settings.camera.camera_send_unknown = send_unknown;
-        let server = h::start(data.path(), settings);
-        wait_for("the replay", Duration::from_secs(60), || {
-            server.camera().unwrap().finished()
-        });
+        let (server, received) = replay(data.path(), frames.path(), send_unknown);
         server.shutdown(); // delivers what the dispatcher holds
         let got = received.lock().unwrap().clone();
         if send_unknown {
-            assert_eq!(got.len(), 1);
+            assert_eq!(got.len(), 1, "one stranger, one decision: {got:?}");
             assert_eq!(got[0].body["student_id"], "Unknown");
+            assert!(got[0].body["decision"]["frames"].as_u64().unwrap() >= 3);
         } else {
             assert!(got.is_empty(), "{got:?}");
         }
@@ -344,15 +379,76 @@ fn a_still_face_is_encoded_once_per_recheck_period_and_labelled_every_frame() {
     };
     let mut pipeline = Pipeline::new(r, settings);
     let frame = raw("probe/obama/obama_3.jpg");
-    let mut fresh = 0;
+    let mut fresh = Vec::new();
+    let mut decided = Vec::new();
     for n in 0..25 {
         let out = pipeline.process(&frame).unwrap();
         assert_eq!(out.faces.len(), 1, "frame {n}");
         assert_eq!(out.faces[0].recognition.label, "obama", "frame {n}");
-        assert_eq!(out.faces[0].tracked, n % 10 != 0, "frame {n}");
-        fresh += out.encoded;
+        assert_eq!(out.faces[0].tracked(), out.encoded == 0, "frame {n}");
+        if out.encoded > 0 {
+            fresh.push(n);
+        }
+        if !out.decided.is_empty() {
+            decided.push(n);
+        }
     }
-    assert_eq!(fresh, 3, "frames 0, 10 and 20");
+    // Encoded every frame until three agree (CAMERA_CONFIRM_FRAMES), then once per recheck
+    // period; decided once.
+    assert_eq!(fresh, [0, 1, 2, 12, 22]);
+    assert_eq!(decided, [2]);
+}
+
+/// Frames of `who` (paths under ../shared/faces), each at `ms` after the previous one.
+fn decisions(pipeline: &mut Pipeline, who: &[&str], ms: u64) -> Vec<(usize, String)> {
+    let mut decided = Vec::new();
+    for (n, rel) in who.iter().enumerate() {
+        let at = Duration::from_millis(ms * n as u64);
+        let out = pipeline.process_at(&raw(rel), at).unwrap();
+        for d in out.decided {
+            decided.push((n, d.recognition.label));
+        }
+    }
+    decided
+}
+
+#[test]
+fn one_stray_frame_between_strangers_decides_nothing_and_five_frames_decide_once() {
+    let data = tempfile::tempdir().unwrap();
+    let r = recognizer(
+        data.path(),
+        &[
+            ("obama", "known/obama/obama_1.jpg"),
+            ("biden", "known/biden/biden_1.jpg"),
+        ],
+    );
+    let (stranger, obama) = ("strangers/stuart_2.jpg", "probe/obama/obama_3.jpg");
+    let mut pipeline = Pipeline::new(r.clone(), PipelineSettings::default());
+    let got = decisions(
+        &mut pipeline,
+        &[stranger, stranger, obama, stranger, stranger],
+        100,
+    );
+    assert!(
+        got.iter().all(|(_, label)| label == "Unknown"),
+        "obama for one frame must decide nothing: {got:?}"
+    );
+    let mut pipeline = Pipeline::new(r.clone(), PipelineSettings::default());
+    let got = decisions(&mut pipeline, &[obama; 5], 100);
+    assert_eq!(got, [(2, "obama".to_string())]);
+    // Three frames spread over more than CAMERA_CONFIRM_SECONDS do not add up.
+    let mut pipeline = Pipeline::new(r.clone(), PipelineSettings::default());
+    assert_eq!(decisions(&mut pipeline, &[obama; 3], 1500), []);
+    // CAMERA_CONFIRM_FRAMES=1: the first frame decides (once).
+    let settings = PipelineSettings {
+        confirm: ConfirmSettings::new(1, Duration::from_secs(2)),
+        ..PipelineSettings::default()
+    };
+    let mut pipeline = Pipeline::new(r, settings);
+    assert_eq!(
+        decisions(&mut pipeline, &[obama; 4], 100),
+        [(0, "obama".to_string())]
+    );
 }
 
 #[test]
@@ -382,7 +478,7 @@ fn someone_else_in_the_same_place_is_recognized_at_once() {
         assert_eq!(out.faces[0].recognition.label, who, "frame {n}");
         // From frame 2 on each face may continue its own track (missed for one frame only).
         assert!(
-            n > 1 || !out.faces[0].tracked,
+            n > 1 || !out.faces[0].tracked(),
             "frame {n}: a label carried over"
         );
         boxes.push(out.faces[0].recognition.bbox);
@@ -518,29 +614,121 @@ fn an_ambiguous_face_fires_no_attendance_event_and_is_counted() {
             ("barack", "known/obama/obama_2.jpg"),
         ],
     );
-    let frames = tempfile::tempdir().unwrap();
-    for n in 0..3 {
-        let path = frames.path().join(format!("{n}.jpg"));
-        std::fs::write(path, frame_jpeg("probe/obama/obama_3.jpg")).unwrap();
+    let frames = frames_of("probe/obama/obama_3.jpg", 5);
+    for send_unknown in [false, true] {
+        let (server, received) = replay(data.path(), frames.path(), send_unknown);
+        let (_, health) = h::get(&format!("http://{}/health", server.addr()));
+        // Every face encoded was ambiguous (a loaded machine may drop a frame: newest first).
+        let camera = &health["camera"];
+        assert!(camera["faces_ambiguous"].as_u64().unwrap() >= 3, "{health}");
+        assert_eq!(
+            camera["faces_ambiguous"], camera["faces_encoded"],
+            "{health}"
+        );
+        assert_eq!(camera["confirmed_ambiguous"], 1, "{health}");
+        assert_eq!(camera["confirmed"], 0, "{health}");
+        server.shutdown();
+        let got = received.lock().unwrap().clone();
+        if !send_unknown {
+            assert!(got.is_empty(), "no attendance for either id: {got:?}");
+            continue;
+        }
+        // With CAMERA_SEND_UNKNOWN: one attendance.ambiguous event naming both.
+        assert_eq!(got.len(), 1, "{got:?}");
+        let body = &got[0].body;
+        assert_eq!(body["event"], "attendance.ambiguous");
+        assert_eq!(body["student_id"], "Unknown");
+        let mut both: Vec<&str> = body["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        both.sort();
+        assert_eq!(both, ["barack", "obama"]);
+        assert!(body["decision"]["frames"].as_u64().unwrap() >= 3, "{body}");
     }
-    let (hook, received) = h::receiver(Behaviour::Ok);
+}
+
+#[test]
+fn capture_enrolls_the_next_frames_with_one_face_from_the_camera() {
+    let data = tempfile::tempdir().unwrap();
+    recognizer(data.path(), &[("obama", "known/obama/obama_1.jpg")]);
+    let parent = tempfile::tempdir().unwrap();
+    let frames = parent.path().join("camera");
     let mut settings = h::serve_settings();
-    settings.webhook_url = hook;
-    settings.camera.frames = Some(frames.path().to_path_buf());
-    settings.camera.recheck_frames = 1;
+    // The folder appears once the request waits: a camera that shows somebody later, and
+    // keeps showing them however long each enrollment takes on a loaded machine.
+    settings.camera.frames = Some(frames.clone());
+    settings.camera.frames_fps = 4.0;
+    settings.camera.frames_loop = true;
     let server = h::start(data.path(), settings);
-    wait_for("the replay", Duration::from_secs(60), || {
-        server.camera().unwrap().finished()
-    });
-    let (_, health) = h::get(&format!("http://{}/health", server.addr()));
-    // Every face encoded was ambiguous (a loaded machine may drop a frame: newest first).
-    let camera = &health["camera"];
-    assert!(camera["faces_ambiguous"].as_u64().unwrap() >= 1, "{health}");
-    assert_eq!(
-        camera["faces_ambiguous"], camera["faces_encoded"],
-        "{health}"
+    let base = format!("http://{}", server.addr());
+    let json = "application/json";
+
+    let (status, body) = h::post(
+        &format!("{base}/people/biden/capture?samples=0"),
+        json,
+        b"{}".to_vec(),
     );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = h::post(
+        &format!("{base}/people/..%2Fetc/capture"),
+        json,
+        b"{}".to_vec(),
+    );
+    assert_eq!(status, 400, "{body}");
+    // Nothing in front of the camera: refused once the wait is over, nothing enrolled.
+    let (status, body) = h::post(
+        &format!("{base}/people/biden/capture?seconds=1"),
+        json,
+        b"{}".to_vec(),
+    );
+    assert_eq!(status, 422, "{body}");
+
+    let request = {
+        let url = format!("{base}/people/biden/capture?samples=3&seconds=50");
+        std::thread::spawn(move || h::post(&url, "application/json", b"{}".to_vec()))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // A group photo first (more than one face: never enrolled), then biden.
+    let staging = parent.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let group = std::fs::read_dir(common::faces_dir().join("group"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let group = image_io::decode(&std::fs::read(group).unwrap(), u64::MAX).unwrap();
+    let group = image_io::encode_jpeg(&image_io::letterbox(&group, 640, 480)).unwrap();
+    std::fs::write(staging.join("000.jpg"), group).unwrap();
+    for n in 1..12 {
+        let path = staging.join(format!("{n:03}.jpg"));
+        std::fs::write(path, frame_jpeg("probe/biden/biden_2.jpg")).unwrap();
+    }
+    std::fs::rename(&staging, &frames).unwrap();
+    let (status, body) = request.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["saved"], 3, "{body}");
+    let (_, person) = h::get(&format!("{base}/people/biden"));
+    assert_eq!(
+        person["samples"].as_array().map(Vec::len),
+        Some(3),
+        "{person}"
+    );
+    let (status, got) = h::post_image(
+        &format!("{base}/recognize"),
+        &common::faces_dir().join("known/biden/biden_1.jpg"),
+        &[],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(got["results"][0]["label"], "biden", "{got}");
     server.shutdown();
-    let got = received.lock().unwrap().clone();
-    assert!(got.is_empty(), "no attendance for either id: {got:?}");
+
+    // Without a camera there is nothing to capture from.
+    let server = h::start(data.path(), h::serve_settings());
+    let url = format!("http://{}/people/biden/capture", server.addr());
+    let (status, body) = h::post(&url, json, b"{}".to_vec());
+    assert_eq!(status, 409, "{body}");
+    server.shutdown();
 }

@@ -101,7 +101,8 @@ mod tests {
                 label,
                 (label != crate::gallery::UNKNOWN).then_some(0.31),
             ),
-            tracked: false,
+            track: 1,
+            measured: None,
         }
     }
 

@@ -4,6 +4,8 @@
 //! disappears is reopened with back-off; nothing here exits or spins on errors.
 
 pub mod annotate;
+pub mod capture;
+pub mod confirm;
 pub mod frame;
 pub mod pipeline;
 pub mod quality;
@@ -19,14 +21,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use crate::gallery::UNKNOWN;
 use crate::image_io::RgbImage;
 use crate::liveness::{Heartbeat, Liveness};
-use crate::recognizer::Recognition;
+pub use confirm::{ConfirmSettings, Decided};
 use frame::RawFrame;
 pub use pipeline::{Pipeline, PipelineSettings, StageTimes, DEFAULT_CAMERA_MATCH_MARGIN};
 use slot::LatestSlot;
 pub use source::{FrameSource, ReplaySource, SourceError};
-pub use tracker::Seen;
+pub use tracker::{Measured, Seen};
 
 /// Opens (or reopens) the frame source.
 pub type OpenSource = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>;
@@ -38,19 +41,9 @@ pub struct FrameResult {
     pub times: StageTimes,
     /// From capture to the end of recognition.
     pub latency: Duration,
-}
-
-impl FrameResult {
-    /// The faces recognized from this very frame. Tracked faces repeat a label computed a few
-    /// frames ago, so only these make attendance events: a label is never carried over into an
-    /// event.
-    pub fn fresh(&self) -> Vec<Recognition> {
-        self.faces
-            .iter()
-            .filter(|s| !s.tracked)
-            .map(|s| s.recognition.clone())
-            .collect()
-    }
+    /// The faces whose identity this frame decided (confirmed over frames): only these make
+    /// events, so neither a label carried over by the tracker nor a single frame ever does.
+    pub decided: Vec<Decided>,
 }
 
 pub type OnFrame = Box<dyn FnMut(FrameResult) + Send>;
@@ -75,6 +68,12 @@ pub struct CameraStats {
     faces_skipped_blurry: AtomicU64,
     /// Faces freshly encoded that were close to two people (`CAMERA_MATCH_MARGIN`).
     faces_ambiguous: AtomicU64,
+    /// Encoded faces that decided nothing yet (waiting for `CAMERA_CONFIRM_FRAMES`).
+    faces_held_back: AtomicU64,
+    /// Decisions ([`confirm`]): a person, two people at once, nobody.
+    confirmed: AtomicU64,
+    confirmed_ambiguous: AtomicU64,
+    confirmed_unknown: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -123,6 +122,10 @@ impl CameraStats {
             "faces_skipped_small": self.faces_skipped_small.load(Ordering::Relaxed),
             "faces_skipped_blurry": self.faces_skipped_blurry.load(Ordering::Relaxed),
             "faces_ambiguous": self.faces_ambiguous.load(Ordering::Relaxed),
+            "faces_held_back": self.faces_held_back.load(Ordering::Relaxed),
+            "confirmed": self.confirmed.load(Ordering::Relaxed),
+            "confirmed_ambiguous": self.confirmed_ambiguous.load(Ordering::Relaxed),
+            "confirmed_unknown": self.confirmed_unknown.load(Ordering::Relaxed),
             "source_errors": self.source_errors.load(Ordering::Relaxed),
             "last_frame_age_seconds": (last != 0).then(|| now_ms().saturating_sub(last) as f64 / 1000.0),
         })
@@ -303,7 +306,7 @@ fn process(
         count(&stats.faces_encoded, frame.encoded);
         count(
             &stats.faces_tracked,
-            frame.faces.iter().filter(|s| s.tracked).count(),
+            frame.faces.iter().filter(|s| s.tracked()).count(),
         );
         count(&stats.faces_skipped_small, frame.skipped_small);
         count(&stats.faces_skipped_blurry, frame.skipped_blurry);
@@ -312,15 +315,25 @@ fn process(
             frame
                 .faces
                 .iter()
-                .filter(|s| !s.tracked && s.recognition.ambiguous.is_some())
+                .filter(|s| !s.tracked() && s.recognition.ambiguous.is_some())
                 .count(),
         );
+        count(&stats.faces_held_back, frame.held_back());
+        for d in &frame.decided {
+            let counter = match (&d.recognition.ambiguous, d.recognition.label.as_str()) {
+                (Some(_), _) => &stats.confirmed_ambiguous,
+                (None, UNKNOWN) => &stats.confirmed_unknown,
+                (None, _) => &stats.confirmed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         stats.processed.fetch_add(1, Ordering::Relaxed);
         on_frame(FrameResult {
             image: frame.image,
             faces: frame.faces,
             times: frame.times,
             latency: captured_at.elapsed(),
+            decided: frame.decided,
         });
     }
     heartbeat.finish();

@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use super::confirm::{ConfirmSettings, Confirmer, Decided};
 use super::frame::RawFrame;
 use super::quality;
-use super::tracker::{Seen, Tracker};
+use super::tracker::{Measured, Seen, Tracker};
 use crate::engine::{FaceBox, Frame};
 use crate::image_io::{ImageError, RgbImage};
 use crate::recognizer::{Recognition, Recognizer};
@@ -35,6 +36,8 @@ pub struct PipelineSettings {
     pub min_sharpness: f64,
     /// Lead a match needs over the closest other person (`CAMERA_MATCH_MARGIN`; 0: none).
     pub match_margin: f64,
+    /// Agreeing frames a decision needs (`CAMERA_CONFIRM_FRAMES`, `CAMERA_CONFIRM_SECONDS`).
+    pub confirm: ConfirmSettings,
 }
 
 impl Default for PipelineSettings {
@@ -46,6 +49,7 @@ impl Default for PipelineSettings {
             min_face_px: 0,
             min_sharpness: 0.0,
             match_margin: DEFAULT_CAMERA_MATCH_MARGIN,
+            confirm: ConfirmSettings::default(),
         }
     }
 }
@@ -82,22 +86,36 @@ pub struct Processed {
     pub encoded: usize,
     pub skipped_small: usize,
     pub skipped_blurry: usize,
+    /// Faces whose identity this frame decided ([`super::confirm`]): what makes events.
+    pub decided: Vec<Decided>,
+}
+
+impl Processed {
+    /// Faces encoded in this frame that decided nothing (yet): held back for confirmation.
+    pub fn held_back(&self) -> usize {
+        let fresh = self.faces.iter().filter(|s| !s.tracked()).count();
+        fresh.saturating_sub(self.decided.len())
+    }
 }
 
 pub struct Pipeline {
     recognizer: Recognizer,
     settings: PipelineSettings,
     tracker: Tracker,
+    confirmer: Confirmer,
     frame: u64,
+    clock: Instant,
 }
 
 impl Pipeline {
     pub fn new(recognizer: Recognizer, settings: PipelineSettings) -> Pipeline {
         Pipeline {
             tracker: Tracker::new(settings.recheck_frames),
+            confirmer: Confirmer::new(settings.confirm),
             recognizer,
             settings,
             frame: 0,
+            clock: Instant::now(),
         }
     }
 
@@ -108,6 +126,13 @@ impl Pipeline {
     /// Recognizes the faces of one frame; a corrupt frame is a typed error and costs nothing
     /// else (the tracker keeps its state).
     pub fn process(&mut self, raw: &RawFrame) -> Result<Processed, ImageError> {
+        let now = self.clock.elapsed();
+        self.process_at(raw, now)
+    }
+
+    /// [`Pipeline::process`] for a frame taken at `at` (since any fixed instant; never going
+    /// back): replays and benches give their own times to the confirmation window.
+    pub fn process_at(&mut self, raw: &RawFrame, at: Duration) -> Result<Processed, ImageError> {
         let mut times = StageTimes::default();
         let started = Instant::now();
         let image = raw.to_rgb(self.recognizer.max_pixels)?;
@@ -137,24 +162,38 @@ impl Pipeline {
             .collect();
         times.detect = started.elapsed();
 
-        let faces = self.tracker.step(self.frame, &looks, |indices| {
-            let chosen: Vec<FaceBox> = indices.iter().map(|&i| boxes[i]).collect();
-            encoded = chosen.len();
-            let started = Instant::now();
-            let shapes = engine.shapes_in(&frame, &chosen);
-            times.landmarks = started.elapsed();
-            let started = Instant::now();
-            let faces =
-                engine.encode_shapes(&frame, &chosen.into_iter().zip(shapes).collect::<Vec<_>>());
-            times.encode = started.elapsed();
-            let started = Instant::now();
-            let labelled: Vec<Recognition> = faces
-                .into_iter()
-                .map(|face| recognizer.label_with_margin(face, None, margin))
-                .collect();
-            times.matching = started.elapsed();
-            labelled
-        });
+        let confirmer = &self.confirmer;
+        let faces = self.tracker.step(
+            self.frame,
+            &looks,
+            |id| confirmer.unsettled(id),
+            |indices| {
+                let chosen: Vec<FaceBox> = indices.iter().map(|&i| boxes[i]).collect();
+                encoded = chosen.len();
+                let started = Instant::now();
+                let shapes = engine.shapes_in(&frame, &chosen);
+                times.landmarks = started.elapsed();
+                let started = Instant::now();
+                let faces = engine
+                    .encode_shapes(&frame, &chosen.into_iter().zip(shapes).collect::<Vec<_>>());
+                times.encode = started.elapsed();
+                let started = Instant::now();
+                let labelled: Vec<(Recognition, Measured)> = faces
+                    .into_iter()
+                    .map(|face| {
+                        let measured = Measured {
+                            encoding: face.encoding,
+                            face_px: quality::width(&face.bbox).max(0) as u32,
+                            sharpness: quality::sharpness(&image, &face.bbox),
+                        };
+                        (recognizer.label_with_margin(face, None, margin), measured)
+                    })
+                    .collect();
+                times.matching = started.elapsed();
+                labelled
+            },
+        );
+        let decided = self.confirmer.step(at, &faces, self.tracker.ids());
         self.frame += 1;
         Ok(Processed {
             image,
@@ -163,6 +202,7 @@ impl Pipeline {
             encoded,
             skipped_small,
             skipped_blurry,
+            decided,
         })
     }
 }

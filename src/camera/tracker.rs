@@ -9,7 +9,7 @@
 //! the same place a moment later.
 
 use super::quality::Thumbnail;
-use crate::engine::FaceBox;
+use crate::engine::{Encoding, FaceBox};
 use crate::recognizer::Recognition;
 
 /// Overlap (intersection over union) above which two boxes are one face that stayed put.
@@ -23,6 +23,8 @@ pub const MAX_MISSED: u64 = 1;
 pub const MAX_LOOK_CHANGE: f32 = 12.0;
 
 struct Track {
+    /// Stays with the face across re-encodings: one face, one stream of votes.
+    id: u64,
     recognition: Recognition,
     look: Thumbnail,
     /// Frame number of the last encoding.
@@ -31,17 +33,36 @@ struct Track {
     seen: u64,
 }
 
-/// One face of a frame: its recognition, and whether the label was carried over from an
-/// earlier frame (`tracked`) rather than computed from this frame.
+/// What an encoding of this very frame measured of a face, besides its label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    pub encoding: Encoding,
+    /// Width of the face's box, in pixels of the full frame.
+    pub face_px: u32,
+    /// [`super::quality::sharpness`] of the face.
+    pub sharpness: f64,
+}
+
+/// One face of a frame: its recognition, the track it belongs to, and what was measured when
+/// it was encoded in this frame (`None`: the label was carried over from an earlier frame).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seen {
     pub recognition: Recognition,
-    pub tracked: bool,
+    pub track: u64,
+    pub measured: Option<Measured>,
+}
+
+impl Seen {
+    /// Whether the label was carried over rather than computed from this frame.
+    pub fn tracked(&self) -> bool {
+        self.measured.is_none()
+    }
 }
 
 pub struct Tracker {
     tracks: Vec<Track>,
     recheck: u64,
+    next_id: u64,
 }
 
 /// Intersection over union of two boxes, 0 when they do not overlap.
@@ -68,16 +89,25 @@ impl Tracker {
         Tracker {
             tracks: Vec::new(),
             recheck: u64::from(recheck.max(1)),
+            next_id: 0,
         }
+    }
+
+    /// The tracks alive now.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.tracks.iter().map(|t| t.id)
     }
 
     /// The faces of frame `frame` at `boxes`, each with its look. `encode` is called once with
     /// the indices of the boxes that need encoding and returns their recognitions in that order.
+    /// A face continuing a track is encoded again anyway when `unsettled(track id)` says so
+    /// (a decision still waiting for votes).
     pub fn step(
         &mut self,
         frame: u64,
         faces: &[(FaceBox, Thumbnail)],
-        encode: impl FnOnce(&[usize]) -> Vec<Recognition>,
+        unsettled: impl Fn(u64) -> bool,
+        encode: impl FnOnce(&[usize]) -> Vec<(Recognition, Measured)>,
     ) -> Vec<Seen> {
         self.tracks
             .retain(|t| frame.saturating_sub(t.seen) <= MAX_MISSED + 1);
@@ -86,14 +116,18 @@ impl Tracker {
         let mut to_encode = Vec::new();
         for (i, track) in matched.iter().enumerate() {
             match track {
-                Some(t) if frame.saturating_sub(self.tracks[*t].checked) < self.recheck => {
+                Some(t)
+                    if frame.saturating_sub(self.tracks[*t].checked) < self.recheck
+                        && !unsettled(self.tracks[*t].id) =>
+                {
                     let track = &mut self.tracks[*t];
                     track.seen = frame;
                     track.recognition.bbox = faces[i].0;
                     track.look = faces[i].1.clone();
                     seen[i] = Some(Seen {
                         recognition: track.recognition.clone(),
-                        tracked: true,
+                        track: track.id,
+                        measured: None,
                     });
                 }
                 _ => to_encode.push(i),
@@ -104,14 +138,23 @@ impl Tracker {
         } else {
             encode(&to_encode)
         };
-        // Tracks of re-encoded faces are replaced by the new recognitions.
+        // Tracks of re-encoded faces are replaced by the new recognitions, keeping their ids.
+        let ids: Vec<Option<u64>> = to_encode
+            .iter()
+            .map(|&i| matched[i].map(|t| self.tracks[t].id))
+            .collect();
         let mut stale: Vec<usize> = to_encode.iter().filter_map(|&i| matched[i]).collect();
         stale.sort_unstable();
         for t in stale.into_iter().rev() {
             self.tracks.swap_remove(t);
         }
-        for (&i, recognition) in to_encode.iter().zip(fresh) {
+        for ((&i, id), (recognition, measured)) in to_encode.iter().zip(ids).zip(fresh) {
+            let id = id.unwrap_or_else(|| {
+                self.next_id += 1;
+                self.next_id
+            });
             self.tracks.push(Track {
+                id,
                 recognition: recognition.clone(),
                 look: faces[i].1.clone(),
                 checked: frame,
@@ -119,7 +162,8 @@ impl Tracker {
             });
             seen[i] = Some(Seen {
                 recognition,
-                tracked: false,
+                track: id,
+                measured: Some(measured),
             });
         }
         // An encoder that returned fewer answers than asked leaves those faces out.
@@ -178,8 +222,13 @@ mod tests {
         RgbImage::from_raw(w, h, pixels).unwrap()
     }
 
-    fn named(label: &str, bbox: FaceBox) -> Recognition {
-        Recognition::new(bbox, label, Some(0.3))
+    fn named(label: &str, bbox: FaceBox) -> (Recognition, Measured) {
+        let measured = Measured {
+            encoding: [0.0; crate::engine::ENCODING_LEN],
+            face_px: crate::camera::quality::width(&bbox) as u32,
+            sharpness: 500.0,
+        };
+        (Recognition::new(bbox, label, Some(0.3)), measured)
     }
 
     /// Runs one frame of `image`, labelling freshly encoded faces `label`; returns (faces,
@@ -196,10 +245,15 @@ mod tests {
             .map(|b| (*b, Thumbnail::of(image, b)))
             .collect();
         let mut encoded = 0;
-        let seen = tracker.step(frame, &faces, |idx| {
-            encoded = idx.len();
-            idx.iter().map(|&i| named(label, boxes[i])).collect()
-        });
+        let seen = tracker.step(
+            frame,
+            &faces,
+            |_| false,
+            |idx| {
+                encoded = idx.len();
+                idx.iter().map(|&i| named(label, boxes[i])).collect()
+            },
+        );
         (seen, encoded)
     }
 
@@ -223,7 +277,7 @@ mod tests {
             encodes += n;
             assert_eq!(seen.len(), 1);
             assert_eq!(seen[0].recognition.label, "alip");
-            assert_eq!(seen[0].tracked, n == 0);
+            assert_eq!(seen[0].tracked(), n == 0);
             assert_eq!(seen[0].recognition.bbox.left, left);
         }
         assert_eq!(encodes, 2, "frames 0 and 5");
@@ -259,17 +313,25 @@ mod tests {
             .iter()
             .map(|x| (*x, Thumbnail::of(&image, x)))
             .collect();
-        t.step(0, &faces, |idx| {
-            idx.iter()
-                .map(|&i| named(["left", "right"][i], faces[i].0))
-                .collect()
-        });
+        t.step(
+            0,
+            &faces,
+            |_| false,
+            |idx| {
+                idx.iter()
+                    .map(|&i| named(["left", "right"][i], faces[i].0))
+                    .collect()
+            },
+        );
         let (seen, n) = run(&mut t, 1, &image, &[b, c, a], "new");
         assert_eq!(n, 1);
         let labels: Vec<_> = seen.iter().map(|s| s.recognition.label.as_str()).collect();
         assert_eq!(labels, ["right", "new", "left"]);
-        let tracked: Vec<_> = seen.iter().map(|s| s.tracked).collect();
+        let tracked: Vec<_> = seen.iter().map(|s| s.tracked()).collect();
         assert_eq!(tracked, [true, false, true]);
+        assert_eq!(seen[0].track, 2, "the right face keeps its track");
+        assert_eq!(seen[1].track, 3, "a newcomer gets a new one");
+        assert_eq!(seen[2].track, 1);
     }
 
     #[test]
@@ -280,5 +342,48 @@ mod tests {
             assert_eq!(run(&mut t, frame, &image, &[bx(10, 10, 90)], "x").1, 1);
         }
         assert_eq!(run(&mut t, 4, &image, &[], "x").1, 0);
+    }
+}
+
+#[cfg(test)]
+mod ids {
+    use super::*;
+    use crate::image_io::RgbImage;
+
+    #[test]
+    fn a_face_keeps_its_track_id_when_re_encoded_and_unsettled_faces_are_encoded_each_frame() {
+        let image = RgbImage::from_raw(200, 200, vec![90; 200 * 200 * 3]).unwrap();
+        let at = FaceBox {
+            top: 40,
+            right: 140,
+            bottom: 140,
+            left: 40,
+        };
+        let faces = vec![(at, Thumbnail::of(&image, &at))];
+        let mut t = Tracker::new(100);
+        let measured = Measured {
+            encoding: [0.0; crate::engine::ENCODING_LEN],
+            face_px: 100,
+            sharpness: 1.0,
+        };
+        let answer = |_: &[usize]| vec![(Recognition::new(at, "a", Some(0.3)), measured.clone())];
+        let mut encoded = 0;
+        for frame in 0..4 {
+            let seen = t.step(
+                frame,
+                &faces,
+                |_| true,
+                |i| {
+                    encoded += 1;
+                    answer(i)
+                },
+            );
+            assert_eq!(seen[0].track, 1, "one face, one track");
+            assert!(!seen[0].tracked());
+        }
+        assert_eq!(encoded, 4, "unsettled: encoded every frame");
+        let seen = t.step(4, &faces, |_| false, answer);
+        assert!(seen[0].tracked(), "settled: carried over");
+        assert_eq!(t.ids().collect::<Vec<_>>(), [1]);
     }
 }

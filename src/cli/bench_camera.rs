@@ -258,7 +258,7 @@ fn measure(
             m.frames += 1;
             m.times.add(&f.times);
             m.dispatch += dispatch;
-            m.encoded += f.faces.iter().filter(|s| !s.tracked).count() as u64;
+            m.encoded += f.faces.iter().filter(|s| !s.tracked()).count() as u64;
             m.found += f.faces.len() as u64;
             if seen == WARM_UP + frames {
                 m.elapsed = started.elapsed();

@@ -64,11 +64,16 @@ pub fn run(args: &CamDemoArgs, recognizer: Recognizer) -> i32 {
                 .distance
                 .map(|d| format!("{d:.3}"))
                 .unwrap_or_else(|| "-".into());
+            let decided = f.decided.iter().find(|d| d.track == face.track);
             println!(
-                "frame {frames}: {} distance {distance} box {:?}{} ({fps:.1} fps, {} ms)",
+                "frame {frames}: {} distance {distance} box {:?}{}{} ({fps:.1} fps, {} ms)",
                 r.label,
                 r.bbox.as_css(),
-                if face.tracked { " tracked" } else { "" },
+                if face.tracked() { " tracked" } else { "" },
+                match decided {
+                    Some(d) => format!(" CONFIRMED over {} frames", d.decision.frames),
+                    None => String::new(),
+                },
                 f.latency.as_millis()
             );
         }

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::camera::capture::Captures;
 use crate::camera::{Camera, FrameResult, Pipeline};
 use crate::config::{ServeSettings, Settings};
 use crate::engine::blas;
 use crate::events::outbox::Outbox;
-use crate::events::{events_for, Delivery, Dispatcher, WebhookConfig, WebhookSender};
+use crate::events::{Delivery, Dispatcher, Event, WebhookConfig, WebhookSender};
+use crate::gallery::UNKNOWN;
 use crate::http::budget::{self, Budget};
 use crate::http::{self, App, Hub, Limits};
 use crate::liveness::Stall;
@@ -203,6 +205,8 @@ pub fn start(
         "camera_recheck_frames": serve.camera.recheck_frames,
         "match_margin": settings.match_margin,
         "camera_match_margin": serve.camera.camera_match_margin,
+        "camera_confirm_frames": serve.camera.confirm_frames,
+        "camera_confirm_seconds": serve.camera.confirm_seconds,
         "api_key_required": !keys.is_empty(),
         "http_timeout_seconds": serve.http_timeout_seconds,
         "http_max_connections": limits.max_connections,
@@ -228,13 +232,18 @@ pub fn start(
         serve.max_images,
         Duration::from_secs_f64(serve.queue_seconds),
     );
+    let captures = Arc::new(Captures::default());
     let camera = match serve.camera.source() {
         None => None,
         Some(open) => {
             // Camera results go through the same path as /recognize/realtime: cooldown,
             // webhook, WebSocket.
             let mut events = camera_events(dispatcher.clone(), serve.camera.camera_send_unknown);
-            let on_frame = Box::new(move |f: FrameResult| events(&f));
+            let to_capture = captures.clone();
+            let on_frame = Box::new(move |f: FrameResult| {
+                to_capture.offer(&f.image, f.faces.len());
+                events(&f);
+            });
             let pipeline = Pipeline::new(recognizer.clone(), serve.camera.pipeline());
             Some(Camera::start(open, pipeline, Arc::default(), on_frame)?)
         }
@@ -242,6 +251,7 @@ pub fn start(
     let stall_limit = MIN_STALL_LIMIT.max(limits.io_timeout * 2);
     let mut app = App::new(recognizer, dispatcher, hub, limits, budget, config_json);
     app.camera = camera.as_ref().map(|c| c.stats().clone());
+    app.captures = camera.as_ref().map(|_| captures);
     app.keys = keys;
     let server = http::start(&serve.bind_address(), app)?;
     warn_if_open(server.addr(), &server.app().keys);
@@ -302,14 +312,22 @@ fn warn_if_open(addr: std::net::SocketAddr, keys: &http::ApiKeys) {
     }
 }
 
-/// What `serve` does with each camera frame: the faces recognized in it become events, through
-/// the same path as `/recognize/realtime` (cooldown, webhook, WebSocket).
+/// What `serve` does with each camera frame: the faces whose identity it decided (confirmed
+/// over frames) become events carrying their decision, through the same path as
+/// `/recognize/realtime` (cooldown, webhook, WebSocket). Strangers and ambiguous faces only
+/// with `send_unknown`.
 pub fn camera_events(
     dispatcher: Arc<Dispatcher>,
     send_unknown: bool,
 ) -> impl FnMut(&FrameResult) + Send {
     move |f: &FrameResult| {
-        let batch = events_for(&f.fresh(), (f.image.width, f.image.height), send_unknown);
+        let frame = (f.image.width, f.image.height);
+        let batch: Vec<Event> = f
+            .decided
+            .iter()
+            .filter(|d| send_unknown || d.recognition.label != UNKNOWN)
+            .map(|d| Event::of(&d.recognition, frame).with_decision(d.decision.clone()))
+            .collect();
         if !batch.is_empty() {
             dispatcher.submit(batch);
         }

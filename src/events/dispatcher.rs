@@ -263,7 +263,7 @@ impl Worker {
                 self.resolve(waiting, Report::status(Status::Disabled));
                 continue;
             }
-            let id = waiting.event.student_id.clone();
+            let id = waiting.event.cooldown_key();
             if self
                 .last_accepted
                 .get(&id)

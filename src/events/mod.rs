@@ -28,6 +28,23 @@ pub struct Event {
     pub ts: i64,
     pub frame: (usize, usize),
     pub bbox: FaceBox,
+    /// The two people a face was as close to, neither ahead by the margin: the event is
+    /// `attendance.ambiguous` and `student_id` is `Unknown`.
+    candidates: Option<[String; 2]>,
+    /// What the camera's decision rested on (camera events only; boxed: most events have none).
+    decision: Option<Box<Decision>>,
+}
+
+/// What a camera event's decision rested on: the agreeing frames, the closest of them, its
+/// runner-up (the closest other person) and the face's size and sharpness in that frame.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub frames: u32,
+    pub best_distance: Option<f64>,
+    pub second_label: Option<String>,
+    pub second_distance: Option<f64>,
+    pub face_px: u32,
+    pub sharpness: f64,
 }
 
 impl Event {
@@ -44,13 +61,57 @@ impl Event {
             ts: unix_now(),
             frame,
             bbox,
+            candidates: None,
+            decision: None,
         }
     }
 
-    /// The webhook body: the original service's, plus `event_id`.
+    /// The event of a recognition: `attendance.ambiguous` naming both candidates when it is.
+    pub fn of(r: &Recognition, frame: (usize, usize)) -> Event {
+        let mut event = Event::new(&r.label, r.distance, frame, r.bbox);
+        event.candidates = r.ambiguous.clone();
+        event
+    }
+
+    /// The event carries what the camera's decision rested on.
+    pub fn with_decision(mut self, decision: Decision) -> Event {
+        self.decision = Some(Box::new(decision));
+        self
+    }
+
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decision.as_deref()
+    }
+
+    pub fn candidates(&self) -> Option<&[String; 2]> {
+        self.candidates.as_ref()
+    }
+
+    fn name(&self) -> &'static str {
+        if self.candidates.is_some() {
+            "attendance.ambiguous"
+        } else {
+            "attendance.recognized"
+        }
+    }
+
+    /// Events of one key share a cooldown: a person's, strangers', and each pair of people a
+    /// face was ambiguous between.
+    pub fn cooldown_key(&self) -> String {
+        match &self.candidates {
+            Some([a, b]) => {
+                let (a, b) = if a <= b { (a, b) } else { (b, a) };
+                format!("{UNKNOWN}:{a}:{b}")
+            }
+            None => self.student_id.clone(),
+        }
+    }
+
+    /// The webhook body: the original service's, plus `event_id` (and `candidates` and
+    /// `decision` when there are).
     pub fn webhook_payload(&self) -> serde_json::Value {
-        json!({
-            "event": "attendance.recognized",
+        let mut payload = json!({
+            "event": self.name(),
             "event_id": self.event_id,
             "student_id": self.student_id,
             "distance": self.distance,
@@ -62,24 +123,37 @@ impl Event {
                 "bottom": self.bbox.bottom,
                 "left": self.bbox.left,
             },
-        })
+        });
+        self.add_details(&mut payload);
+        payload
+    }
+
+    fn add_details(&self, body: &mut serde_json::Value) {
+        if let Some(candidates) = &self.candidates {
+            body["candidates"] = json!(candidates);
+        }
+        if let Some(decision) = &self.decision {
+            body["decision"] = json!(decision);
+        }
     }
 
     /// The WebSocket message for this event and its delivery report.
     pub fn ws_message(&self, report: &Report) -> String {
-        json!({
-            "type": "recognized",
+        let mut message = json!({
+            "type": if self.candidates.is_some() { "ambiguous" } else { "recognized" },
             "event_id": self.event_id,
             "student_id": self.student_id,
             "distance": self.distance,
             "ts": self.ts,
             "dispatch": report,
-        })
-        .to_string()
+        });
+        self.add_details(&mut message);
+        message.to_string()
     }
 }
 
-/// The events of one frame's results: every recognized face, and unknown ones when asked.
+/// The events of one frame's results: every recognized face, and unknown (and ambiguous) ones
+/// when asked.
 pub fn events_for(
     results: &[Recognition],
     frame: (usize, usize),
@@ -88,7 +162,7 @@ pub fn events_for(
     results
         .iter()
         .filter(|r| send_unknown || r.label != UNKNOWN)
-        .map(|r| Event::new(&r.label, r.distance, frame, r.bbox))
+        .map(|r| Event::of(r, frame))
         .collect()
 }
 
@@ -177,5 +251,39 @@ mod tests {
             serde_json::from_str(&e.ws_message(&Report::status(Status::Skipped))).unwrap();
         assert_eq!(ws["type"], "recognized");
         assert_eq!(ws["dispatch"], json!({"status": "skipped"}));
+        assert!(p.get("decision").is_none() && p.get("candidates").is_none());
+    }
+
+    #[test]
+    fn an_ambiguous_face_is_its_own_event_with_both_candidates_and_its_own_cooldown() {
+        let mut r = Recognition::new(test_event("x").bbox, UNKNOWN, Some(0.3));
+        r.ambiguous = Some(["budi".into(), "alip".into()]);
+        let decision = Decision {
+            frames: 3,
+            best_distance: Some(0.31),
+            second_label: Some("budi".into()),
+            second_distance: Some(0.33),
+            face_px: 180,
+            sharpness: 640.2,
+        };
+        let e = Event::of(&r, (640, 480)).with_decision(decision);
+        let p = e.webhook_payload();
+        assert_eq!(p["event"], "attendance.ambiguous");
+        assert_eq!(p["student_id"], UNKNOWN);
+        assert_eq!(p["candidates"], json!(["budi", "alip"]));
+        assert_eq!(
+            p["decision"],
+            json!({"frames": 3, "best_distance": 0.31, "second_label": "budi",
+                   "second_distance": 0.33, "face_px": 180, "sharpness": 640.2})
+        );
+        assert_eq!(e.cooldown_key(), "Unknown:alip:budi");
+        assert_eq!(test_event("alip").cooldown_key(), "alip");
+        let ws: serde_json::Value =
+            serde_json::from_str(&e.ws_message(&Report::status(Status::Sent))).unwrap();
+        assert_eq!(ws["type"], "ambiguous");
+        assert_eq!(ws["decision"]["frames"], 3);
+        // Without send_unknown an ambiguous face makes no event.
+        assert!(events_for(&[r.clone()], (640, 480), false).is_empty());
+        assert_eq!(events_for(&[r], (640, 480), true).len(), 1);
     }
 }

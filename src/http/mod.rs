@@ -95,6 +95,8 @@ pub struct App {
     pub hub: Hub,
     /// The camera loop's counters, when `serve` runs one.
     pub camera: Option<Arc<CameraStats>>,
+    /// Camera frames for `POST /people/{id}/capture`, when `serve` runs a camera.
+    pub captures: Option<Arc<crate::camera::capture::Captures>>,
     pub limits: Limits,
     /// What `GET /config` shows (never the API key).
     pub config_json: Value,
@@ -120,6 +122,7 @@ impl App {
             dispatcher,
             hub,
             camera: None,
+            captures: None,
             limits,
             config_json,
             keys: ApiKeys::default(),

@@ -210,6 +210,16 @@ pub static ROUTES: &[Route] = &[
         },
     },
     Route {
+        method: "POST",
+        path: "/people/{id}/capture",
+        access: Access::Key,
+        handler: Handler::Upload {
+            limit: Limit::Small,
+            body: Body::Form,
+            handle: capture,
+        },
+    },
+    Route {
         method: "GET",
         path: "/gallery/export",
         access: Access::Key,
@@ -486,6 +496,96 @@ fn rename(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
         "student_id": to.as_str(),
         "from": from.as_str(),
         "samples": samples,
+    })))
+}
+
+/// `POST /people/{id}/capture?samples=3&seconds=20`: enrolls the next camera frames that show
+/// exactly one face, through the same checks as `/enroll` (a frame refused by them is skipped
+/// and the next one tried), waiting at most `seconds`.
+fn capture(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
+    let id = person_id(call)?;
+    let captures = app.captures.as_ref().ok_or_else(|| ApiError::Conflict {
+        message: "this box runs no camera (CAMERA_DEVICE or CAMERA_FRAMES)".into(),
+        details: json!({}),
+    })?;
+    let (mut samples, mut seconds) = (3u64, 20u64);
+    for pair in call.query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let number = || {
+            value.parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(format!("{key} must be a whole number, got {value:?}"))
+            })
+        };
+        match key {
+            "samples" => samples = number()?,
+            "seconds" => seconds = number()?,
+            _ => {}
+        }
+    }
+    if !(1..=10).contains(&samples) {
+        return Err(ApiError::BadRequest(format!(
+            "samples must be 1 to 10, got {samples}"
+        )));
+    }
+    let most = crate::camera::capture::MAX_CAPTURE_WAIT.as_secs();
+    if !(1..=most).contains(&seconds) {
+        return Err(ApiError::BadRequest(format!(
+            "seconds must be 1 to {most}, got {seconds}"
+        )));
+    }
+    let request = EnrollRequest {
+        force: flag(&form, "force")?,
+        by: call.by.clone(),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let (mut saved, mut after, mut refused) = (0u64, 0u64, Vec::new());
+    let mut last_refusal = None;
+    while saved < samples {
+        let Some((n, frame)) = captures.next_after(after, deadline) else {
+            break;
+        };
+        after = n;
+        let recognizer = &app.recognizer;
+        let Some(_place) = app.budget.images.take_within(app.budget.queue_wait) else {
+            return Err(ApiError::Busy("too many images in progress"));
+        };
+        match recognizer
+            .engine
+            .install(|| recognizer.enroll_image(id.as_str(), &frame, &request))
+        {
+            Ok(outcome) if outcome.saved > 0 => saved += 1,
+            Ok(_) => refused.push("no face found in the frame".to_string()),
+            Err(e @ crate::Error::PoorFace { .. }) => {
+                refused.push(e.to_string());
+                last_refusal = Some(e);
+            }
+            // Somebody else's face: the next frames of it would be too.
+            Err(e @ crate::Error::Gallery(GalleryError::Duplicate { .. })) => {
+                refused.push(e.to_string());
+                last_refusal = Some(e);
+                break;
+            }
+            Err(e) => return Err(ApiError::from(e)),
+        }
+    }
+    if saved == 0 {
+        return Err(match last_refusal {
+            Some(e) => ApiError::from(e),
+            None => ApiError::Unprocessable {
+                message: format!(
+                    "no frame with one face good enough to enroll came from the camera in {seconds} s"
+                ),
+                details: json!({"refused": refused}),
+            },
+        });
+    }
+    log::info!("captured {saved} sample(s) of {id} from the camera");
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "student_id": id.as_str(),
+        "saved": saved,
+        "asked": samples,
+        "refused": refused,
     })))
 }
 
