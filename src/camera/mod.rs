@@ -17,7 +17,7 @@ pub mod v4l2;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -76,15 +76,11 @@ pub struct CameraStats {
     confirmed_unknown: AtomicU64,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use crate::clock::unix_ms as now_ms;
+use crate::sync::lock;
 
 fn set(m: &Mutex<String>, value: String) {
-    *m.lock().unwrap_or_else(|p| p.into_inner()) = value;
+    *lock(m) = value;
 }
 
 impl CameraStats {
@@ -93,7 +89,7 @@ impl CameraStats {
     }
 
     pub fn state(&self) -> String {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.state).clone()
     }
 
     /// False when the source has been gone, or silent, for longer than `stale_after`.
@@ -111,7 +107,7 @@ impl CameraStats {
     pub fn to_json(&self) -> Value {
         let last = self.last_frame_ms.load(Ordering::Relaxed);
         json!({
-            "source": *self.source.lock().unwrap_or_else(|p| p.into_inner()),
+            "source": *lock(&self.source),
             "state": self.state(),
             "frames_captured": self.captured.load(Ordering::Relaxed),
             "frames_processed": self.processed(),

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use crate::sync::lock;
+
 pub struct LatestSlot<T> {
     state: Mutex<(Option<T>, bool)>,
     ready: Condvar,
@@ -25,7 +27,7 @@ impl<T> Default for LatestSlot<T> {
 impl<T> LatestSlot<T> {
     /// Puts `item` in the slot, replacing (and counting as dropped) one not yet taken.
     pub fn put(&self, item: T) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(&self.state);
         if state.0.replace(item).is_some() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -34,7 +36,7 @@ impl<T> LatestSlot<T> {
 
     /// Takes the newest item, waiting up to `timeout`; `None` on timeout or once closed.
     pub fn take(&self, timeout: Duration) -> Option<T> {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = lock(&self.state);
         let (mut state, _) = self
             .ready
             .wait_timeout_while(state, timeout, |s| s.0.is_none() && !s.1)
@@ -44,7 +46,7 @@ impl<T> LatestSlot<T> {
 
     /// Wakes the taker for good (shutdown).
     pub fn close(&self) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        lock(&self.state).1 = true;
         self.ready.notify_all();
     }
 

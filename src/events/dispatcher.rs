@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::outbox::{Outbox, Pending};
 use super::{Event, Report, Status, WebhookSender};
+use crate::sync::lock;
 
 /// Where resolved events go next (the WebSocket hub); a plain function so tests and the
 /// camera loop can plug in.
@@ -55,7 +56,7 @@ impl OutboxStats {
             "dropped": self.dropped.load(Ordering::Relaxed),
             "failed_attempts": self.failed_attempts.load(Ordering::Relaxed),
             "journal_errors": self.journal_errors.load(Ordering::Relaxed),
-            "last_error": *self.last_error.lock().unwrap_or_else(|p| p.into_inner()),
+            "last_error": *lock(&self.last_error),
         })
     }
 
@@ -69,7 +70,7 @@ impl OutboxStats {
     }
 
     fn set_error(&self, error: Option<String>) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+        *lock(&self.last_error) = error;
     }
 }
 
@@ -179,7 +180,7 @@ impl Dispatcher {
     /// in the outbox for the next start), then stops the thread.
     pub fn shutdown(&self) {
         let _ = self.jobs.send(Job::Stop);
-        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let thread = lock(&self.thread).take();
         if let Some(t) = thread {
             let _ = t.join();
         }

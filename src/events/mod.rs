@@ -6,8 +6,6 @@ mod dispatcher;
 pub mod outbox;
 mod webhook;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::Serialize;
 use serde_json::json;
 
@@ -166,18 +164,10 @@ pub fn events_for(
         .collect()
 }
 
-pub fn unix_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_ms as unix_now_ms;
 
 pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::clock::unix_secs() as i64
 }
 
 /// What became of one event: `{"status":"sent","http_status":200,"message":"…"}`.

@@ -52,12 +52,7 @@ pub struct Recovered {
     pub dropped: usize,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use crate::clock::unix_ms as now_ms;
 
 const MIN_COMPACT_RECORDS: usize = 1000;
 
