@@ -23,6 +23,10 @@ pub enum Error {
     Model(#[from] ModelError),
     #[error("invalid setting: {0}")]
     Config(String),
+    /// A photo given to say who a face is not (`/people/{id}/reject`) shows no face; nothing
+    /// was written.
+    #[error("no face found in the image")]
+    NoFace,
     /// Enrollment refused a face below the quality limits; nothing was written.
     #[error("{refusal}")]
     PoorFace {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::engine::{largest_box, Engine, Face, FaceBox};
 use crate::enroll_quality::{FaceQuality, QualityLimits, DEFAULT_ENROLL_JITTERS};
 use crate::error::Error;
-use crate::gallery::{Gallery, NewSample, StudentId};
+use crate::gallery::{Gallery, NewSample, Rejection, StudentId};
 use crate::image_io::{self, Oriented, RgbImage, DEFAULT_MAX_PIXELS};
 
 /// One face in a recognize answer: `{"box":[t,r,b,l],"label":"alip","distance":0.38}`, and
@@ -425,6 +425,18 @@ impl Recognizer {
             faces_found: candidate.faces_found,
             saved: 1,
         })
+    }
+
+    /// Records the largest face of a photo as *not* `id` ([`Gallery::reject`]): the face is
+    /// found as enrollment finds it (without its quality limits, one encoding: a rejection
+    /// needs to be close, not perfect). [`Error::NoFace`] without a face; a person who is not
+    /// enrolled is [`crate::gallery::GalleryError::NotEnrolled`]. Nothing is written on error.
+    pub fn reject_bytes(&self, id: &StudentId, bytes: &[u8], by: &str) -> Result<Rejection, Error> {
+        let candidate = self.candidate_bytes_with(bytes, 1)?;
+        let Some((face, _crop)) = candidate.face else {
+            return Err(Error::NoFace);
+        };
+        Ok(self.gallery.reject(id, &[face.encoding], by)?)
     }
 
     /// The sample to enroll for a candidate's face, with its crop and measured quality; refused

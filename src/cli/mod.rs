@@ -57,7 +57,7 @@ pub enum Command {
     },
     /// Serve the HTTP API (the original service's endpoints, WebSocket feed and webhook)
     Serve(ServeSettings),
-    /// Enrolled people: list, show, delete, rename (one JSON answer, as the HTTP API's)
+    /// Enrolled people: list, show, delete, rename, reject (one JSON answer, as the HTTP API's)
     People {
         #[command(subcommand)]
         command: people::PeopleCommand,

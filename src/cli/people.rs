@@ -1,5 +1,6 @@
-//! `face-attendance people list|show|delete|rename` and `gallery export|import`: the gallery
-//! without a server (and without the models: only the data folder is opened). Each command
+//! `face-attendance people list|show|delete|rename|reject` and `gallery export|import`: the
+//! gallery without a server (and without the models: only the data folder is opened; `reject`
+//! with an IMAGE loads them, to find its face). Each command
 //! prints one JSON object, the HTTP API's answer; a failure prints `{"ok":false,"error":…}` and
 //! exits 1 (bad input: an unknown or invalid id, a bad archive) or 2 (the data folder or a file
 //! cannot be used). The writes take the gallery's locks, so they are safe beside a running server
@@ -43,6 +44,18 @@ pub enum PeopleCommand {
         old: String,
         /// The new id
         new: String,
+    },
+    /// Say the largest face of IMAGE is not this person: faces closer to it than to the
+    /// person are not matched to them again (--forget: forget every such rejection)
+    Reject {
+        /// The person's id
+        id: String,
+        /// A photo of someone who is not them
+        #[arg(required_unless_present = "forget", conflicts_with = "forget")]
+        image: Option<PathBuf>,
+        /// Forget the person's rejections instead
+        #[arg(long)]
+        forget: bool,
     },
 }
 
@@ -131,7 +144,39 @@ fn parse_id(raw: &str) -> Result<StudentId, Failure> {
 }
 
 pub fn run_people(settings: &Settings, command: &PeopleCommand) -> i32 {
+    if let PeopleCommand::Reject {
+        id,
+        image: Some(image),
+        ..
+    } = command
+    {
+        return finish(reject(settings, id, image));
+    }
     finish(open(settings).and_then(|gallery| people(&gallery, command)))
+}
+
+/// `people reject ID IMAGE`: the models are needed to find the face, so the whole recognizer
+/// is opened (as `recognize` does).
+fn reject(settings: &Settings, id: &str, image: &Path) -> Result<Value, Failure> {
+    let id = parse_id(id)?;
+    let bytes = fs::read(image).map_err(|e| Failure::input(format!("{}: {e}", image.display())))?;
+    let (recognizer, _) = settings.open().map_err(|e| Failure::setup(e.to_string()))?;
+    match recognizer.reject_bytes(&id, &bytes, BY) {
+        Ok(r) => Ok(json!({
+            "ok": true,
+            "student_id": id.as_str(),
+            "rejected": r.rejected,
+            "distance": r.distance,
+        })),
+        Err(crate::Error::Gallery(GalleryError::NotEnrolled(_))) => {
+            Err(Failure::input(format!("not found: person {id}")))
+        }
+        Err(crate::Error::Gallery(e)) => Err(e.into()),
+        Err(e @ (crate::Error::Model(_) | crate::Error::Config(_))) => {
+            Err(Failure::setup(e.to_string()))
+        }
+        Err(e) => Err(Failure::input(format!("{}: {e}", image.display()))),
+    }
 }
 
 pub fn run_gallery(settings: &Settings, command: &GalleryCommand) -> i32 {
@@ -175,6 +220,17 @@ fn people(gallery: &Gallery, command: &PeopleCommand) -> Result<Value, Failure> 
             let id = parse_id(id)?;
             let left = gallery.remove_sample(&id, *index, BY)?;
             Ok(json!({"ok": true, "student_id": id.as_str(), "samples": left}))
+        }
+        PeopleCommand::Reject { id, .. } => {
+            // With an IMAGE, `run_people` went to `reject`: here it is --forget.
+            let id = parse_id(id)?;
+            let forgotten = gallery.forget_rejections(&id, BY).map_err(|e| match e {
+                GalleryError::NotEnrolled(_) => Failure::input(format!("not found: person {id}")),
+                e => e.into(),
+            })?;
+            Ok(
+                json!({"ok": true, "student_id": id.as_str(), "rejected": 0, "forgotten": forgotten}),
+            )
         }
         PeopleCommand::Rename { old, new } => {
             let (from, to) = (parse_id(old)?, parse_id(new)?);

@@ -7,25 +7,29 @@
 //!    "exported_at":<unix s>,"people":N,"samples":M}`;
 //! 2. for each person, by id: `embeddings/<id>.npy` (numpy `float64`, shape `(n, 128)`, C order:
 //!    the rows), `people/<id>.json` (their descriptions, as in `data/people/`, see
-//!    [`super::samples`]), then `faces/<id>/<ms>-<n>.jpg` for each crop a description names.
+//!    [`super::samples`]), `rejected/<id>.npy` when faces were rejected as not them (same
+//!    format, see [`super::rejected`]), then `faces/<id>/<ms>-<n>.jpg` for each crop a
+//!    description names.
 //!
 //! It unpacks with `tar -xf` into a data folder, and `python -c "import tarfile"` reads it.
 //!
 //! Contract of import: the whole archive is checked first ([`validate`]) and any fault names the
 //! entry and the reason, with nothing written. Accepted: the marker file first, with this format
 //! and version (and, when present, `people` and `samples` matching the content); then only
-//! regular files (directories are skipped) whose path is exactly one of the three patterns, with
-//! a valid id and crop name; at most [`MAX_NPY_BYTES`], [`MAX_JSON_BYTES`], [`MAX_CROP_BYTES`]
-//! each and [`MAX_ARCHIVE_BYTES`] in all; no entry twice; each `.npy` readable with at least one
-//! row, each `.json` a samples file, each crop starting as a JPEG does; no description or crop
-//! without its person's `.npy`; and the archive's end (two zero blocks) present, so a cut file
+//! regular files (directories are skipped) whose path is exactly one of the four patterns, with
+//! a valid id and crop name; at most [`MAX_NPY_BYTES`] (both `.npy`), [`MAX_JSON_BYTES`],
+//! [`MAX_CROP_BYTES`] each and [`MAX_ARCHIVE_BYTES`] in all; no entry twice; each `.npy`
+//! readable with at least one row, each `.json` a samples file, each crop starting as a JPEG
+//! does; no description, rejections or crop without its person's `.npy`; and the archive's end (two zero blocks) present, so a cut file
 //! is refused. A description is matched to its row by fingerprint; a crop no description names
 //! is ignored.
 //!
 //! Then, under one write lock ([`super`]'s contract): merge adds to each person the rows not
 //! already enrolled (same fingerprint), with their descriptions and crops (a crop whose name is
-//! taken gets the next free `<ms>-<n>`); replace makes the gallery exactly the archive: each
-//! person's `.npy`, metadata then crops are written, then the people it does not hold are removed
+//! taken gets the next free `<ms>-<n>`), and the rejections they do not have yet; replace makes
+//! the gallery exactly the archive (a person without `rejected/<id>.npy`, as in archives of
+//! earlier versions, has none after): each person's `.npy`, metadata, rejections then crops
+//! are written, then the people it does not hold are removed
 //! (crops, metadata, `.npy`, as a deletion does), so a cut import leaves more people, never
 //! fewer. Each person changed gets one audit entry (`import`) and changes in matching after their
 //! files are written.
@@ -159,7 +163,11 @@ pub struct ImportSummary {
 struct ArchivedPerson<'a> {
     rows: Rows,
     crops: HashMap<String, &'a [u8]>,
+    rejected: Rejected,
 }
+
+/// One person of a checked archive's rejected faces (empty: none).
+type Rejected = Vec<Encoding>;
 
 /// An archive that passed [`validate`]: what an import writes.
 #[derive(Debug)]
@@ -199,11 +207,12 @@ enum Kind {
     Marker,
     Npy(StudentId),
     Json(StudentId),
+    Rejected(StudentId),
     Crop(StudentId, String),
 }
 
 const PATTERNS: &str =
-    "expected face-attendance-gallery.json, embeddings/<id>.npy, people/<id>.json or faces/<id>/<ms>-<n>.jpg";
+    "expected face-attendance-gallery.json, embeddings/<id>.npy, people/<id>.json, rejected/<id>.npy or faces/<id>/<ms>-<n>.jpg";
 
 fn parse_id(raw: &str) -> Result<StudentId, String> {
     StudentId::parse(raw).map_err(|reason| format!("bad id {raw:?}: {reason}"))
@@ -223,6 +232,10 @@ fn classify(path: &str) -> Result<Kind, String> {
             Some(id) => Ok(Kind::Json(parse_id(id)?)),
             None => Err(PATTERNS.into()),
         },
+        ["rejected", file] => match file.strip_suffix(".npy") {
+            Some(id) => Ok(Kind::Rejected(parse_id(id)?)),
+            None => Err(PATTERNS.into()),
+        },
         ["faces", id, crop] => {
             let id = parse_id(id)?;
             if !samples::is_crop_name(crop) {
@@ -239,7 +252,7 @@ fn classify(path: &str) -> Result<Kind, String> {
 fn is_gallery_dir(path: &str) -> bool {
     let path = path.strip_suffix('/').unwrap_or(path);
     match path.split('/').collect::<Vec<_>>().as_slice() {
-        ["embeddings"] | ["people"] | ["faces"] => true,
+        ["embeddings"] | ["people"] | ["rejected"] | ["faces"] => true,
         ["faces", id] => StudentId::parse(id).is_ok(),
         _ => false,
     }
@@ -308,6 +321,7 @@ pub fn validate(archive: &[u8]) -> Result<ValidArchive<'_>, ArchiveError> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut npys: BTreeMap<StudentId, Vec<Encoding>> = BTreeMap::new();
     let mut jsons: BTreeMap<StudentId, SamplesFile> = BTreeMap::new();
+    let mut rejecteds: BTreeMap<StudentId, Rejected> = BTreeMap::new();
     let mut crops: BTreeMap<StudentId, HashMap<String, &[u8]>> = BTreeMap::new();
     let mut total: u64 = 0;
     // Where the last entry's data ends (rounded up to a block): the end-of-archive blocks follow.
@@ -354,7 +368,7 @@ pub fn validate(archive: &[u8]) -> Result<ValidArchive<'_>, ArchiveError> {
         }
         let cap = match kind {
             Kind::Marker => MAX_MARKER_BYTES,
-            Kind::Npy(_) => MAX_NPY_BYTES,
+            Kind::Npy(_) | Kind::Rejected(_) => MAX_NPY_BYTES,
             Kind::Json(_) => MAX_JSON_BYTES,
             Kind::Crop(..) => MAX_CROP_BYTES,
         };
@@ -399,6 +413,13 @@ pub fn validate(archive: &[u8]) -> Result<ValidArchive<'_>, ArchiveError> {
                     .map_err(|e| refuse(&path, format!("not a samples file: {e}")))?;
                 jsons.insert(id, file);
             }
+            Kind::Rejected(id) => {
+                let rows = npy::read_encodings(&data).map_err(|r| refuse(&path, r))?;
+                if rows.is_empty() {
+                    return Err(refuse(&path, "holds no rows"));
+                }
+                rejecteds.insert(id, rows);
+            }
             Kind::Crop(..) => {}
         }
     }
@@ -424,6 +445,14 @@ pub fn validate(archive: &[u8]) -> Result<ValidArchive<'_>, ArchiveError> {
             ));
         }
     }
+    for id in rejecteds.keys() {
+        if !npys.contains_key(id) {
+            return Err(refuse(
+                &format!("rejected/{id}.npy"),
+                format!("no embeddings/{id}.npy for it"),
+            ));
+        }
+    }
     for (id, files) in &crops {
         if !npys.contains_key(id) {
             let name = files.keys().min().map_or("", String::as_str);
@@ -439,6 +468,7 @@ pub fn validate(archive: &[u8]) -> Result<ValidArchive<'_>, ArchiveError> {
     };
     for (id, rows) in npys {
         let mut files = crops.remove(&id).unwrap_or_default();
+        let rejected = rejecteds.remove(&id).unwrap_or_default();
         let names: Vec<String> = files.keys().cloned().collect();
         let written = jsons.remove(&id).map(|f| f.samples);
         // The archive's descriptions are matched to its rows as the gallery's own are; without
@@ -456,6 +486,7 @@ pub fn validate(archive: &[u8]) -> Result<ValidArchive<'_>, ArchiveError> {
             ArchivedPerson {
                 rows: rows.into_iter().zip(described).collect(),
                 crops: files,
+                rejected,
             },
         );
     }
@@ -526,6 +557,8 @@ fn append(
 /// A person's planned import: the rows to write, crops to write and old crops to remove.
 struct Plan<'a> {
     rows: Rows,
+    /// The person's rejections after the import; `None`: as they are.
+    rejected: Option<Rejected>,
     write_crops: Vec<(String, &'a [u8])>,
     remove_crops: Vec<String>,
     added: bool,
@@ -621,6 +654,14 @@ impl Gallery {
             )
             .map_err(stream_err)?;
             append(&mut tar, &format!("people/{id}.json"), &meta, now).map_err(stream_err)?;
+            let rejected = self.read_rejected(&id).unwrap_or_else(|e| {
+                log::warn!("export: rejections of {id} left out: {e}");
+                Vec::new()
+            });
+            if !rejected.is_empty() {
+                let bytes = npy::write_encodings(&rejected);
+                append(&mut tar, &format!("rejected/{id}.npy"), &bytes, now).map_err(stream_err)?;
+            }
             for (name, bytes) in &crops {
                 append(&mut tar, &format!("faces/{id}/{name}"), bytes, now).map_err(stream_err)?;
             }
@@ -666,7 +707,16 @@ impl Gallery {
                 Err(GalleryError::Damaged { .. }) if mode == ImportMode::Replace => None,
                 Err(e) => return Err(e),
             };
-            match self.plan(id, old, person, mode) {
+            // Rejections of nobody (no `.npy`) are not kept for a new person of that id.
+            let old_rejected = match (&old, self.read_rejected(id)) {
+                (None, _) => Vec::new(),
+                (Some(_), Ok(rejected)) => rejected,
+                (Some(_), Err(GalleryError::Damaged { .. })) if mode == ImportMode::Replace => {
+                    Vec::new()
+                }
+                (Some(_), Err(e)) => return Err(e),
+            };
+            match self.plan(id, old, &old_rejected, person, mode) {
                 Planned::Change(plan) => plans.push((id, plan)),
                 Planned::Unchanged { skipped } => {
                     summary.people_unchanged += 1;
@@ -707,6 +757,7 @@ impl Gallery {
         &self,
         id: &StudentId,
         old: Option<Rows>,
+        old_rejected: &[Encoding],
         person: &'a ArchivedPerson<'a>,
         mode: ImportMode,
     ) -> Planned<'a> {
@@ -758,12 +809,33 @@ impl Gallery {
             ImportMode::Merge => Vec::new(),
             ImportMode::Replace => on_disk.into_iter().filter(|n| !kept.contains(n)).collect(),
         };
-        let unchanged = match mode {
-            ImportMode::Merge => samples == 0,
+        let rejected = match mode {
+            ImportMode::Merge => {
+                let known: HashSet<String> =
+                    old_rejected.iter().map(samples::fingerprint).collect();
+                let mut all = old_rejected.to_vec();
+                all.extend(
+                    person
+                        .rejected
+                        .iter()
+                        .filter(|e| !known.contains(&samples::fingerprint(e))),
+                );
+                (all.len() != old_rejected.len()).then_some(all)
+            }
             ImportMode::Replace => {
-                write_crops.is_empty() && remove_crops.is_empty() && self.files_hold(id, &rows)
+                let on_disk = fs::read(self.rejected_path(id)).ok();
+                let wanted =
+                    (!person.rejected.is_empty()).then(|| npy::write_encodings(&person.rejected));
+                (on_disk != wanted).then(|| person.rejected.clone())
             }
         };
+        let unchanged = rejected.is_none()
+            && match mode {
+                ImportMode::Merge => samples == 0,
+                ImportMode::Replace => {
+                    write_crops.is_empty() && remove_crops.is_empty() && self.files_hold(id, &rows)
+                }
+            };
         if unchanged {
             return Planned::Unchanged { skipped };
         }
@@ -772,6 +844,7 @@ impl Gallery {
         }
         Planned::Change(Plan {
             rows,
+            rejected,
             write_crops,
             remove_crops,
             added,
@@ -790,10 +863,13 @@ impl Gallery {
             && meta.is_ok_and(|m| fs::read(self.meta_path(id)).is_ok_and(|b| b == m))
     }
 
-    /// Writes one person's plan: `.npy` and metadata, the new crops, then the old crops go;
-    /// then matching and the audit log.
+    /// Writes one person's plan: `.npy` and metadata, rejections, the new crops, then the old
+    /// crops go; then matching and the audit log.
     fn apply(&self, id: &StudentId, plan: &Plan<'_>, by: &str) -> Result<(), GalleryError> {
         self.write_person(id, &plan.rows)?;
+        if let Some(rejected) = &plan.rejected {
+            self.write_rejected(id, rejected)?;
+        }
         let dir = self.crops_dir(id);
         if !plan.write_crops.is_empty() {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -805,12 +881,21 @@ impl Gallery {
         for name in &plan.remove_crops {
             remove_file_synced(&dir.join(name))?;
         }
-        sync::write(&self.matrix).set_person(id.as_str(), &plan.rows);
-        self.record(Self::entry("import", id, plan.rows.len(), by));
+        {
+            let mut m = sync::write(&self.matrix);
+            m.set_person(id.as_str(), &plan.rows);
+            if let Some(rejected) = &plan.rejected {
+                m.set_rejected(id.as_str(), rejected);
+            }
+        }
+        let mut entry = Self::entry("import", id, plan.rows.len(), by);
+        entry.rejected = plan.rejected.as_ref().map(Vec::len);
+        self.record(entry);
         Ok(())
     }
 
-    /// Removes every file of `id` as [`Gallery::remove`] does (crops, metadata, `.npy`), and
+    /// Removes every file of `id` as [`Gallery::remove`] does (crops, metadata, rejections,
+    /// `.npy`), and
     /// them from matching; whether they were enrolled.
     fn remove_files(&self, id: &StudentId) -> Result<bool, GalleryError> {
         let npy_path = self.npy_path(id);
@@ -823,6 +908,7 @@ impl Gallery {
             Err(e) => return Err(io_err(&crops)(e)),
         }
         remove_file_synced(&self.meta_path(id))?;
+        remove_file_synced(&self.rejected_path(id))?;
         remove_file_synced(&npy_path)?;
         sync::write(&self.matrix).set_person(id.as_str(), &[]);
         Ok(enrolled)
@@ -832,7 +918,14 @@ impl Gallery {
     fn resync(&self, id: &StudentId) {
         match self.read_person(id) {
             Ok(rows) => {
-                sync::write(&self.matrix).set_person(id.as_str(), &rows.unwrap_or_default())
+                let rows = rows.unwrap_or_default();
+                let rejected = match rows.is_empty() {
+                    true => Vec::new(),
+                    false => self.read_rejected(id).unwrap_or_default(),
+                };
+                let mut m = sync::write(&self.matrix);
+                m.set_person(id.as_str(), &rows);
+                m.set_rejected(id.as_str(), &rejected);
             }
             Err(e) => log::warn!("{id}: {e}"),
         }
@@ -996,6 +1089,53 @@ mod tests {
             (history[0].action.as_str(), history[0].by.as_str()),
             ("import", "admin")
         );
+    }
+
+    #[test]
+    fn rejections_go_through_an_archive_and_old_archives_still_import() {
+        let a = tempfile::tempdir().unwrap();
+        let g = sample_gallery(a.path());
+        let old_archive = export(&g);
+        g.reject(&id("alip"), &[enc(0.5)], "test").unwrap();
+        let archive = export(&g);
+        let mut tar = tar::Archive::new(archive.as_slice());
+        let paths: Vec<String> = tar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        let at = |p: &str| paths.iter().position(|x| x == p).unwrap();
+        assert_eq!(at("rejected/alip.npy"), at("people/alip.json") + 1);
+        assert!(!paths.contains(&"rejected/budi.npy".to_string()));
+        // Closer to alip's rejection than to alip: budi's.
+        let near = enc(0.45);
+        assert_eq!(g.best_match(&near, 0.6).label, "budi");
+
+        let b = tempfile::tempdir().unwrap();
+        let (g2, _) = Gallery::open(b.path()).unwrap();
+        g2.import(&old_archive, ImportMode::Merge, "admin").unwrap();
+        assert_eq!(g2.rejected_count(&id("alip")), 0);
+        assert_eq!(g2.best_match(&near, 0.6).label, "alip");
+        let summary = g2.import(&archive, ImportMode::Merge, "admin").unwrap();
+        assert_eq!((summary.people_updated, summary.samples), (1, 0));
+        assert_eq!(g2.rejected_count(&id("alip")), 1);
+        assert_eq!(g2.best_match(&near, 0.6).label, "budi");
+        let again = g2.import(&archive, ImportMode::Merge, "admin").unwrap();
+        assert_eq!(again.people_unchanged, 2);
+        let (reloaded, _) = Gallery::open(b.path()).unwrap();
+        assert_eq!(reloaded.rejected_count(&id("alip")), 1);
+        // Replacing by an archive without them: the gallery is exactly that archive.
+        let summary = g2
+            .import(&old_archive, ImportMode::Replace, "admin")
+            .unwrap();
+        assert_eq!(summary.people_updated, 1);
+        assert_eq!(g2.rejected_count(&id("alip")), 0);
+        assert!(!b.path().join("rejected/alip.npy").exists());
+        let summary = g2.import(&archive, ImportMode::Replace, "admin").unwrap();
+        assert_eq!(summary.people_updated, 1);
+        assert_eq!(g2.best_match(&near, 0.6).label, "budi");
+        let again = g2.import(&archive, ImportMode::Replace, "admin").unwrap();
+        assert_eq!(again.people_unchanged, 2);
     }
 
     #[test]
@@ -1220,6 +1360,20 @@ mod tests {
                 tar_of(&[
                     marker(),
                     file("embeddings/zed.npy", &npy::write_encodings(&[])),
+                ]),
+                "no rows",
+            ),
+            (
+                "rejections without their person",
+                tar_of(&[marker(), file("rejected/zed.npy", &npy)]),
+                "no embeddings/zed.npy",
+            ),
+            (
+                "rejections without rows",
+                tar_of(&[
+                    marker(),
+                    file("embeddings/zed.npy", &npy),
+                    file("rejected/zed.npy", &npy::write_encodings(&[])),
                 ]),
                 "no rows",
             ),

@@ -1,5 +1,5 @@
 //! `data/audit.jsonl`: one JSON line per change to the gallery (enroll, delete, rename,
-//! import), appended and synced before the change is answered, so who changed what survives
+//! import, reject, unreject), appended and synced before the change is answered, so who changed what survives
 //! a power cut. Lines are only ever appended; a line cut by a crash is skipped when read.
 
 use std::fs::OpenOptions;
@@ -24,6 +24,9 @@ pub struct Entry {
     /// For a sample deleted: its index then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
+    /// For a rejection (`reject`, `unreject`): how many rejected faces the person has after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<usize>,
 }
 
 /// Most entries `history` gives for one person: the newest.
@@ -103,6 +106,7 @@ mod tests {
             by: "cli".into(),
             from: None,
             index: None,
+            rejected: None,
         };
         assert!(log.history("alip").is_empty());
         log.append(&entry("enroll", "alip", 1)).unwrap();

@@ -1,22 +1,24 @@
 //! The gallery of enrolled faces: `data/embeddings/<id>.npy` on disk (the original service's
 //! files), one matrix in memory behind a `RwLock` for matching, the face crops in
 //! `data/faces/<id>/`, what is known of each sample in `data/people/<id>.json`
-//! ([`samples`]) and every change in `data/audit.jsonl` ([`audit`]).
+//! ([`samples`]), the faces that are *not* the person in `data/rejected/<id>.npy` ([`rejected`])
+//! and every change in `data/audit.jsonl` ([`audit`]).
 //!
 //! Contract for writers (enroll, delete, rename, import; this process or a CLI beside it):
 //! - one change at a time: an in-process mutex, then an exclusive lock on `data/.lock`;
 //! - each file is replaced atomically (temp + rename + directory fsync), in an order chosen so
 //!   that a kill at any point leaves a gallery that loads, with every change that was answered:
 //!   enroll writes `.npy`, metadata, then crops; a sample's deletion removes its crop, then
-//!   rewrites `.npy` and metadata; a person's deletion removes crops, metadata, then `.npy`
-//!   (a half-deleted person is still enrolled and can be deleted again); a rename is written
-//!   to a journal first and finished by the next open if it was cut;
+//!   rewrites `.npy` and metadata; a person's deletion removes crops, metadata, rejections,
+//!   then `.npy` (a half-deleted person is still enrolled and can be deleted again); a rename
+//!   is written to a journal first and finished by the next open if it was cut;
 //! - the in-memory matrix changes last, whole, under its write lock: a recognition sees a person
 //!   before or after a change, never half of one.
 
 pub mod archive;
 pub mod audit;
 pub mod npy;
+pub mod rejected;
 pub mod samples;
 mod student_id;
 
@@ -36,6 +38,7 @@ use crate::fsutil;
 use crate::sync;
 use audit::AuditLog;
 pub use audit::Entry as AuditEntry;
+pub use rejected::Rejection;
 pub use samples::Sample;
 pub use student_id::StudentId;
 
@@ -85,7 +88,8 @@ fn now_secs() -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Match {
     pub label: String,
-    /// Distance to the closest enrolled encoding; `None` when nobody is enrolled.
+    /// Distance to the closest enrolled encoding (of the people not left out by their
+    /// rejections); `None` when there is none.
     pub distance: Option<f64>,
     /// The closest person other than the closest one, with their distance (none with fewer than
     /// two people enrolled).
@@ -207,6 +211,10 @@ struct Matrix {
     encodings: Vec<Encoding>,
     owners: Vec<u32>,
     samples: Vec<Sample>,
+    /// Negative samples ([`rejected`]): one row per rejected face, with the index of the label
+    /// it must not be matched to. Empty in most galleries, and matching then never looks here.
+    rejected: Vec<Encoding>,
+    rejected_owners: Vec<u32>,
 }
 
 impl Matrix {
@@ -220,23 +228,16 @@ impl Matrix {
         i
     }
 
-    /// The person's rows become `rows` (none: they are gone), in that order.
+    /// The person's rows become `rows` (none: they are gone, and their rejections with them:
+    /// rejections never outlive their person, so a new person under the id starts clean).
     fn set_person(&mut self, label: &str, rows: &[(Encoding, Sample)]) {
         if let Some(&i) = self.index.get(label) {
-            let mut kept = 0;
-            for r in 0..self.owners.len() {
-                if self.owners[r] != i {
-                    self.encodings.swap(kept, r);
-                    self.owners.swap(kept, r);
-                    self.samples.swap(kept, r);
-                    kept += 1;
-                }
-            }
-            self.encodings.truncate(kept);
-            self.owners.truncate(kept);
-            self.samples.truncate(kept);
+            without_owner(&mut self.encodings, &self.owners, i);
+            without_owner(&mut self.samples, &self.owners, i);
+            self.owners.retain(|o| *o != i);
         }
         if rows.is_empty() {
+            self.set_rejected(label, &[]);
             return;
         }
         let i = self.label_index(label);
@@ -247,6 +248,58 @@ impl Matrix {
         }
     }
 
+    /// The person's rejected encodings become `rejected` (none: forgotten).
+    fn set_rejected(&mut self, label: &str, rejected: &[Encoding]) {
+        if let Some(&i) = self.index.get(label) {
+            without_owner(&mut self.rejected, &self.rejected_owners, i);
+            self.rejected_owners.retain(|o| *o != i);
+        }
+        if rejected.is_empty() {
+            return;
+        }
+        let i = self.label_index(label);
+        self.rejected.extend_from_slice(rejected);
+        self.rejected_owners
+            .extend(std::iter::repeat_n(i, rejected.len()));
+    }
+
+    /// [`Top2`] of the rows for `encoding`, leaving out the people whose rejections it does not
+    /// lead by `margin`: a pass over the rejected rows (the closest per person), then one over
+    /// the rows, where people with rejections keep their closest distance aside until the end.
+    fn top2_with_rejections(&self, encoding: &Encoding, margin: f64) -> Top2 {
+        let mut rejected = vec![f64::INFINITY; self.labels.len()];
+        for (e, &owner) in self.rejected.iter().zip(&self.rejected_owners) {
+            let d = distance(e, encoding);
+            let slot = &mut rejected[owner as usize];
+            *slot = slot.min(d);
+        }
+        let mut own = vec![f64::INFINITY; self.labels.len()];
+        let mut top = Top2::default();
+        for (e, &owner) in self.encodings.iter().zip(&self.owners) {
+            let d = distance(e, encoding);
+            if rejected[owner as usize].is_finite() {
+                let slot = &mut own[owner as usize];
+                *slot = slot.min(d);
+            } else {
+                top.offer(d, owner);
+            }
+        }
+        for (owner, (&d, &r)) in own.iter().zip(&rejected).enumerate() {
+            // Excluded unless the person leads their closest rejection by the margin.
+            if d.is_finite() && r - d >= margin {
+                top.offer(d, owner as u32);
+            }
+        }
+        top
+    }
+
+    /// How many rejected encodings the person has.
+    fn rejected_count(&self, label: &str) -> usize {
+        self.index.get(label).map_or(0, |i| {
+            self.rejected_owners.iter().filter(|o| *o == i).count()
+        })
+    }
+
     /// The person's rows, in order.
     fn rows_of(&self, label: &str) -> Vec<usize> {
         let Some(&i) = self.index.get(label) else {
@@ -255,6 +308,40 @@ impl Matrix {
         (0..self.owners.len())
             .filter(|r| self.owners[*r] == i)
             .collect()
+    }
+}
+
+/// Keeps the entries of `column` (beside `owners`, one each) whose owner is not `i`, in order.
+fn without_owner<T>(column: &mut Vec<T>, owners: &[u32], i: u32) {
+    // `retain` visits every entry once, in order: the owners are walked alongside.
+    let mut owner = owners.iter();
+    column.retain(|_| owner.next() != Some(&i));
+}
+
+/// The closest row and the closest row of anyone else, offered one distance at a time.
+#[derive(Default)]
+struct Top2 {
+    best: Option<(f64, u32)>,
+    other: Option<(f64, u32)>,
+}
+
+impl Top2 {
+    #[inline]
+    fn offer(&mut self, d: f64, owner: u32) {
+        match self.best {
+            Some((d1, o1)) if d >= d1 => {
+                if owner != o1 && self.other.is_none_or(|(d2, _)| d < d2) {
+                    self.other = Some((d, owner));
+                }
+            }
+            Some((_, o1)) => {
+                if owner != o1 {
+                    self.other = self.best;
+                }
+                self.best = Some((d, owner));
+            }
+            None => self.best = Some((d, owner)),
+        }
     }
 }
 
@@ -273,11 +360,14 @@ pub struct Person {
 pub struct PersonDetail {
     pub person: Person,
     pub samples: Vec<Sample>,
+    /// How many faces were rejected as not this person ([`Gallery::reject`]).
+    pub rejected: usize,
 }
 
 impl PersonDetail {
     /// The answer of `GET /people/{id}` (and `people show`): each sample with its index, time,
-    /// crop URL (`null` when no crop is kept) and quality, then `history`.
+    /// crop URL (`null` when no crop is kept) and quality, how many faces were rejected as not
+    /// them, then `history`.
     pub fn to_json(&self, history: &[AuditEntry]) -> Value {
         let id = &self.person.student_id;
         let samples: Vec<Value> = self
@@ -297,6 +387,7 @@ impl PersonDetail {
             "ok": true,
             "student_id": id,
             "samples": samples,
+            "rejected": self.rejected,
             "enrolled_at": self.person.enrolled_at,
             "updated_at": self.person.updated_at,
             "history": history,
@@ -332,6 +423,7 @@ pub struct Gallery {
     embeddings_dir: PathBuf,
     faces_dir: PathBuf,
     people_dir: PathBuf,
+    rejected_dir: PathBuf,
     crops: CropPolicy,
     audit: AuditLog,
     matrix: RwLock<Matrix>,
@@ -407,6 +499,7 @@ impl Gallery {
             embeddings_dir: data_dir.join("embeddings"),
             faces_dir: data_dir.join("faces"),
             people_dir: data_dir.join("people"),
+            rejected_dir: data_dir.join("rejected"),
             crops,
             audit: AuditLog::new(data_dir),
             matrix: RwLock::new(Matrix::default()),
@@ -434,10 +527,15 @@ impl Gallery {
         if writing.is_some() {
             gallery.finish_rename()?;
             let crop_dirs = gallery.crop_dirs()?;
-            let dirs = [gallery.embeddings_dir.clone(), gallery.people_dir.clone()];
+            let dirs = [
+                gallery.embeddings_dir.clone(),
+                gallery.people_dir.clone(),
+                gallery.rejected_dir.clone(),
+            ];
             for dir in dirs.iter().chain(&crop_dirs) {
                 report.temps_removed += fsutil::remove_stale_temps(dir, fsutil::STALE_TEMP_AGE);
             }
+            gallery.remove_orphan_rejections();
             report.crops_removed = gallery.apply_crop_policy(&crop_dirs);
         }
         let (matrix, loaded) = gallery.load_all()?;
@@ -507,6 +605,7 @@ impl Gallery {
                 Err(e) => loaded.skipped.push((path, e.to_string())),
             }
         }
+        self.load_rejected(&mut matrix, &mut loaded.skipped);
         for (path, reason) in &loaded.skipped {
             log::warn!("skipping {}: {reason}", path.display());
         }
@@ -592,6 +691,12 @@ impl Gallery {
 
     fn crops_dir(&self, id: &StudentId) -> PathBuf {
         self.faces_dir.join(id.as_str())
+    }
+
+    /// [`Gallery::read_person`], [`GalleryError::NotEnrolled`] when they are not.
+    fn enrolled_rows(&self, id: &StudentId) -> Result<Rows, GalleryError> {
+        self.read_person(id)?
+            .ok_or_else(|| GalleryError::NotEnrolled(id.to_string()))
     }
 
     /// The person's rows as on disk, described ([`samples::reconcile`]); `None` when not
@@ -681,6 +786,7 @@ impl Gallery {
             by: by.into(),
             from: None,
             index: None,
+            rejected: None,
         }
     }
 
@@ -824,6 +930,7 @@ impl Gallery {
             Err(e) => return Err(io_err(&crops)(e)),
         }
         remove_file_synced(&self.meta_path(id))?;
+        remove_file_synced(&self.rejected_path(id))?;
         remove_file_synced(&self.npy_path(id))?;
         sync::write(&self.matrix).set_person(id.as_str(), &[]);
         self.record(Self::entry("delete", id, 0, by));
@@ -864,7 +971,8 @@ impl Gallery {
         Ok(rows.len())
     }
 
-    /// Gives the person `from` the id `to`: crops, metadata and encodings move together, and a
+    /// Gives the person `from` the id `to`: crops, metadata, rejections and encodings move
+    /// together, and a
     /// rename cut by a crash is finished by the next open. Returns their samples.
     pub fn rename(
         &self,
@@ -885,6 +993,9 @@ impl Gallery {
         {
             return Err(GalleryError::AlreadyEnrolled(to.to_string()));
         }
+        // Rejections of nobody (`to` is not enrolled) would stand in the way of `from`'s.
+        remove_file_synced(&self.rejected_path(to))?;
+        let rejected = self.read_rejected(from).unwrap_or_default();
         let journal = self.people_dir.join(".rename.json");
         let bytes = serde_json::to_vec(&RenameJournal {
             from: from.to_string(),
@@ -900,6 +1011,7 @@ impl Gallery {
             let mut m = sync::write(&self.matrix);
             m.set_person(from.as_str(), &[]);
             m.set_person(to.as_str(), &rows);
+            m.set_rejected(to.as_str(), &rejected);
         }
         let mut entry = Self::entry("rename", to, rows.len(), by);
         entry.from = Some(from.to_string());
@@ -928,6 +1040,7 @@ impl Gallery {
             Some((from, to)) => {
                 move_if_there(&self.crops_dir(&from), &self.crops_dir(&to))?;
                 move_if_there(&self.meta_path(&from), &self.meta_path(&to))?;
+                move_if_there(&self.rejected_path(&from), &self.rejected_path(&to))?;
                 move_if_there(&self.npy_path(&from), &self.npy_path(&to))?;
                 log::info!("rename of {from} to {to} done");
             }
@@ -1004,6 +1117,11 @@ impl Gallery {
     /// [`Gallery::best_match`], and a match counts only when the closest person is closer than
     /// the closest *other* person by at least `margin` (`MATCH_MARGIN`); otherwise the face is
     /// `Unknown` and [`Match::ambiguous`] names both. 0: no margin (the original's rule).
+    ///
+    /// A person with rejected faces ([`Gallery::reject`]) must also lead their own rejections
+    /// by `margin`: when the face's closest rejected face of P is closer than its closest sample
+    /// of P plus `margin`, P is left out, as if not enrolled (neither the match nor the
+    /// runner-up), and the rules apply among the others.
     pub fn best_match_with_margin(
         &self,
         encoding: &Encoding,
@@ -1011,26 +1129,16 @@ impl Gallery {
         margin: f64,
     ) -> Match {
         let m = sync::read(&self.matrix);
-        // One pass: the closest row, and the closest row of anyone else.
-        let mut best: Option<(f64, u32)> = None;
-        let mut other: Option<(f64, u32)> = None;
-        for (e, &owner) in m.encodings.iter().zip(&m.owners) {
-            let d = distance(e, encoding);
-            match best {
-                Some((d1, o1)) if d >= d1 => {
-                    if owner != o1 && other.is_none_or(|(d2, _)| d < d2) {
-                        other = Some((d, owner));
-                    }
-                }
-                Some((_, o1)) => {
-                    if owner != o1 {
-                        other = best;
-                    }
-                    best = Some((d, owner));
-                }
-                None => best = Some((d, owner)),
+        let mut top = Top2::default();
+        if m.rejected.is_empty() {
+            // The common case: one pass, nothing more.
+            for (e, &owner) in m.encodings.iter().zip(&m.owners) {
+                top.offer(distance(e, encoding), owner);
             }
+        } else {
+            top = m.top2_with_rejections(encoding, margin);
         }
+        let Top2 { best, other } = top;
         let label = |o: u32| m.labels[o as usize].clone();
         let runner_up = other.map(|(d, o)| (label(o), d));
         match best {
@@ -1156,6 +1264,7 @@ impl Gallery {
         (!rows.is_empty()).then(|| PersonDetail {
             person: self.describe(id.as_str(), &rows),
             samples: rows.into_iter().cloned().collect(),
+            rejected: m.rejected_count(id.as_str()),
         })
     }
 

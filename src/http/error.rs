@@ -134,6 +134,12 @@ fn is_disk_full(e: &std::io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(28) | Some(122)) // ENOSPC, EDQUOT
 }
 
+impl From<GalleryError> for ApiError {
+    fn from(e: GalleryError) -> ApiError {
+        ApiError::from(Error::from(e))
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         match e {
@@ -180,6 +186,10 @@ impl From<Error> for ApiError {
                     "faces_found": faces_found,
                 }),
                 message: e.to_string(),
+            },
+            Error::NoFace => ApiError::Unprocessable {
+                message: e.to_string(),
+                details: serde_json::json!({"faces_found": 0}),
             },
             Error::Model(m) => ApiError::Internal(m.to_string()),
             Error::Config(c) => ApiError::Internal(c),

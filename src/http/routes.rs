@@ -220,6 +220,22 @@ pub static ROUTES: &[Route] = &[
         },
     },
     Route {
+        method: "POST",
+        path: "/people/{id}/reject",
+        access: Access::Key,
+        handler: Handler::Upload {
+            limit: Limit::Upload,
+            body: Body::Form,
+            handle: reject,
+        },
+    },
+    Route {
+        method: "DELETE",
+        path: "/people/{id}/rejected",
+        access: Access::Key,
+        handler: Handler::Light(forget_rejections),
+    },
+    Route {
         method: "GET",
         path: "/gallery/export",
         access: Access::Key,
@@ -586,6 +602,57 @@ fn capture(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
         "saved": saved,
         "asked": samples,
         "refused": refused,
+    })))
+}
+
+/// Where the face of `POST /people/{id}/reject` comes from.
+enum RejectSource<'a> {
+    /// A photo (`image`, as `/enroll` takes it): its largest face.
+    Image(&'a [u8]),
+}
+
+impl<'a> RejectSource<'a> {
+    fn of(form: &'a Form) -> Result<RejectSource<'a>, ApiError> {
+        Ok(RejectSource::Image(form.file("image")?))
+    }
+}
+
+/// `POST /people/{id}/reject`: the face is not this person (see [`crate::gallery::rejected`]).
+/// 404 before any image work when the person is not enrolled.
+fn reject(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
+    let id = person_id(call)?;
+    let recognizer = &app.recognizer;
+    if recognizer.gallery.person(&id).is_none() {
+        return Err(ApiError::NotFound(format!("person {id}")));
+    }
+    let rejection = match RejectSource::of(&form)? {
+        RejectSource::Image(image) => {
+            app.image_work(image, || recognizer.reject_bytes(&id, image, &call.by))?
+        }
+    };
+    log::info!(
+        "a face was rejected as not {id} (distance {:.3}; {} rejected)",
+        rejection.distance,
+        rejection.rejected
+    );
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "student_id": id.as_str(),
+        "rejected": rejection.rejected,
+        "distance": rejection.distance,
+    })))
+}
+
+/// `DELETE /people/{id}/rejected`: every rejection of the person forgotten.
+fn forget_rejections(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let id = person_id(call)?;
+    let forgotten = app.recognizer.gallery.forget_rejections(&id, &call.by)?;
+    log::info!("forgot {forgotten} rejected face(s) of {id}");
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "student_id": id.as_str(),
+        "rejected": 0,
+        "forgotten": forgotten,
     })))
 }
 

@@ -44,16 +44,21 @@ pub fn start(data: &Path, serve: ServeSettings) -> Service {
         data_dir: data.to_path_buf(),
         ..Settings::default()
     };
-    let (gallery, _) = Gallery::open(data).unwrap();
-    let recognizer = Recognizer {
+    serve::start(&settings, &serve, recognizer(&settings)).unwrap()
+}
+
+/// A recognizer with `settings`' rules over the gallery in their data folder, on the test
+/// binary's engine.
+pub fn recognizer(settings: &Settings) -> Recognizer {
+    let (gallery, _) = Gallery::open(&settings.data_dir).unwrap();
+    Recognizer {
         tolerance: settings.tolerance,
         max_pixels: settings.max_pixels,
         match_margin: settings.match_margin,
         enroll_jitters: settings.enroll_jitters,
         ..Recognizer::new(super::engine(), Arc::new(gallery))
     }
-    .with_enroll_policy(settings.enroll_policy().unwrap());
-    serve::start(&settings, &serve, recognizer).unwrap()
+    .with_enroll_policy(settings.enroll_policy().unwrap())
 }
 
 pub fn agent() -> ureq::Agent {
