@@ -134,6 +134,26 @@ pub fn run_people(settings: &Settings, command: &PeopleCommand) -> i32 {
     finish(open(settings).and_then(|gallery| people(&gallery, command)))
 }
 
+#[derive(Debug, Subcommand)]
+pub enum UnknownsCommand {
+    /// The clusters of unknown faces, as GET /unknowns lists them: {"ok":true,"clusters":[…]}
+    List,
+}
+
+/// `unknowns list`: reads `data/unknowns` without writing anything.
+pub fn run_unknowns(settings: &Settings, command: &UnknownsCommand) -> i32 {
+    finish(match command {
+        UnknownsCommand::List => {
+            crate::unknowns::list(&settings.data_dir, &settings.unknown_settings())
+                .map(|clusters| {
+                    let clusters: Vec<Value> = clusters.iter().map(|c| c.to_json()).collect();
+                    json!({"ok": true, "clusters": clusters})
+                })
+                .map_err(|e| Failure::setup(e.to_string()))
+        }
+    })
+}
+
 pub fn run_gallery(settings: &Settings, command: &GalleryCommand) -> i32 {
     finish(open(settings).and_then(|gallery| match command {
         GalleryCommand::Export { file } => export(&gallery, file),

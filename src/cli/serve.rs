@@ -16,6 +16,7 @@ use crate::http::{self, App, Hub, Limits};
 use crate::liveness::Stall;
 use crate::recognizer::Recognizer;
 use crate::systemd::{self, Notifier, Watchdog};
+use crate::unknowns::Unknowns;
 
 /// How long one HTTP worker or camera loop may go without turning before the service counts as
 /// wedged (and stops petting systemd's watchdog). Legitimate work can be long on a small board:
@@ -210,6 +211,8 @@ pub fn start(
         "http_max_uploads": serve.max_uploads,
         "http_max_images": serve.max_images,
         "http_queue_seconds": serve.queue_seconds,
+        "unknown_max": settings.unknown_max,
+        "unknown_cluster_distance": settings.unknown_cluster_distance,
     });
     let delivery = match webhook {
         Some(config) => Some(open_delivery(settings, serve, config)?),
@@ -241,6 +244,9 @@ pub fn start(
     };
     let stall_limit = MIN_STALL_LIMIT.max(limits.io_timeout * 2);
     let mut app = App::new(recognizer, dispatcher, hub, limits, budget, config_json);
+    if let Some(unknowns) = open_unknowns(settings) {
+        app = app.with_unknowns(unknowns);
+    }
     app.camera = camera.as_ref().map(|c| c.stats().clone());
     app.keys = keys;
     let server = http::start(&serve.bind_address(), app)?;
@@ -250,6 +256,25 @@ pub fn start(
         camera,
         stall_limit,
     })
+}
+
+/// The unknown faces kept for review, under the data folder. Not fatal: without it (a data
+/// folder this user may only read) the service runs and `/unknowns` answers 404.
+fn open_unknowns(settings: &Settings) -> Option<Arc<Unknowns>> {
+    match Unknowns::open(&settings.data_dir, settings.unknown_settings()) {
+        Ok(store) => {
+            log::info!(
+                "unknown faces: {} kept in {} cluster(s)",
+                store.len(),
+                store.cluster_count()
+            );
+            Some(Arc::new(store))
+        }
+        Err(e) => {
+            log::warn!("unknown faces will not be kept: {e}");
+            None
+        }
+    }
 }
 
 /// Open files the service asks for: enough for the most connections (one descriptor each) and

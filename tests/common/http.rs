@@ -44,7 +44,14 @@ pub fn start(data: &Path, serve: ServeSettings) -> Service {
         data_dir: data.to_path_buf(),
         ..Settings::default()
     };
-    let (gallery, _) = Gallery::open(data).unwrap();
+    start_with(&settings, serve)
+}
+
+/// A server with `settings` (over the gallery of its data folder), sharing the test binary's
+/// engine.
+pub fn start_with(settings: &Settings, serve: ServeSettings) -> Service {
+    let data = settings.data_dir.as_path();
+    let (gallery, _) = Gallery::open_with(data, settings.crop_policy()).unwrap();
     let recognizer = Recognizer {
         tolerance: settings.tolerance,
         max_pixels: settings.max_pixels,
@@ -53,7 +60,7 @@ pub fn start(data: &Path, serve: ServeSettings) -> Service {
         ..Recognizer::new(super::engine(), Arc::new(gallery))
     }
     .with_enroll_policy(settings.enroll_policy().unwrap());
-    serve::start(&settings, &serve, recognizer).unwrap()
+    serve::start(settings, &serve, recognizer).unwrap()
 }
 
 pub fn agent() -> ureq::Agent {
@@ -83,6 +90,20 @@ fn answer(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// GET with the raw answer: status, Content-Type and bytes.
+pub fn get_bytes(url: &str) -> (u16, String, Vec<u8>) {
+    let mut response = agent().get(url).call().unwrap();
+    let content_type = response
+        .headers()
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let status = response.status().as_u16();
+    let bytes = response.body_mut().read_to_vec().unwrap();
+    (status, content_type, bytes)
 }
 
 pub fn get(url: &str) -> (u16, Value) {
