@@ -17,6 +17,7 @@ use crate::gallery::{CropPolicy, Gallery, LoadReport};
 use crate::http::ApiKeys;
 use crate::image_io::DEFAULT_MAX_PIXELS;
 use crate::recognizer::{EnrollPolicy, Recognizer};
+use crate::unknowns::{self, UnknownSettings};
 
 /// Upsampling multiplies detection cost and memory by ~4 each time; past 3 it is never useful.
 pub const MAX_UPSAMPLE: u32 = 3;
@@ -102,6 +103,19 @@ pub struct Settings {
     /// answers)
     #[arg(long, env = "MATCH_MARGIN", default_value_t = 0.0, global = true)]
     pub match_margin: f64,
+    /// Most unknown faces kept for review (faces the camera saw that match nobody, in
+    /// data/unknowns/); past it the oldest go
+    #[arg(long, env = "UNKNOWN_MAX", default_value_t = unknowns::DEFAULT_MAX, global = true)]
+    pub unknown_max: usize,
+    /// Two unknown faces closer than this are taken as one person when they are grouped for
+    /// review (see the README for how it was measured)
+    #[arg(
+        long,
+        env = "UNKNOWN_CLUSTER_DISTANCE",
+        default_value_t = unknowns::DEFAULT_CLUSTER_DISTANCE,
+        global = true
+    )]
+    pub unknown_cluster_distance: f64,
 }
 
 /// A margin setting: 0 (off) to 2 (the largest distance there is).
@@ -140,6 +154,8 @@ impl Default for Settings {
             face_crops: FaceCrops::Keep,
             face_crops_max_age_days: None,
             match_margin: 0.0,
+            unknown_max: unknowns::DEFAULT_MAX,
+            unknown_cluster_distance: unknowns::DEFAULT_CLUSTER_DISTANCE,
         }
     }
 }
@@ -188,7 +204,30 @@ impl Settings {
                 )));
             }
         }
+        if !(1..=unknowns::MAX_MAX).contains(&self.unknown_max) {
+            return Err(Error::Config(format!(
+                "UNKNOWN_MAX must be 1 to {}, got {}",
+                unknowns::MAX_MAX,
+                self.unknown_max
+            )));
+        }
+        let d = self.unknown_cluster_distance;
+        if !(d.is_finite() && d > 0.0 && d <= 2.0) {
+            return Err(Error::Config(format!(
+                "UNKNOWN_CLUSTER_DISTANCE must be in (0, 2], got {d}"
+            )));
+        }
         Ok(())
+    }
+
+    /// How the unknown faces are kept: UNKNOWN_MAX, UNKNOWN_CLUSTER_DISTANCE, and crops as
+    /// FACE_CROPS says.
+    pub fn unknown_settings(&self) -> UnknownSettings {
+        UnknownSettings::new(
+            self.unknown_max,
+            self.crop_policy().keeps_crops(),
+            self.unknown_cluster_distance,
+        )
     }
 
     /// What a face needs to be enrolled (ENROLL_MIN_FACE, ENROLL_MIN_SHARPNESS,
@@ -341,6 +380,20 @@ mod tests {
                     ..Default::default()
                 },
                 "ENROLL_MAX_YAW",
+            ),
+            (
+                Settings {
+                    unknown_max: 0,
+                    ..Default::default()
+                },
+                "UNKNOWN_MAX",
+            ),
+            (
+                Settings {
+                    unknown_cluster_distance: f64::NAN,
+                    ..Default::default()
+                },
+                "UNKNOWN_CLUSTER_DISTANCE",
             ),
         ] {
             let err = s.validate().unwrap_err().to_string();

@@ -33,4 +33,7 @@ pub enum Error {
         refusal: QualityRefusal,
         faces_found: usize,
     },
+    /// Enrollment of faces kept earlier found none to enroll; nothing was written.
+    #[error("nothing to enroll: {0}")]
+    NothingToEnroll(String),
 }

@@ -86,3 +86,8 @@ pub fn gallery_archive(data: &[u8]) {
         assert!(archive.crops() <= archive.samples());
     }
 }
+
+/// The unknown faces' journal (`data/unknowns/faces.jsonl`) as the store reads it at start.
+pub fn unknowns_journal(data: &[u8]) {
+    crate::unknowns::fuzz_journal(data);
+}

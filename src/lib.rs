@@ -23,5 +23,6 @@ pub mod liveness;
 pub mod recognizer;
 pub mod sync;
 pub mod systemd;
+pub mod unknowns;
 
 pub use error::Error;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::engine::{largest_box, Engine, Face, FaceBox};
+use crate::engine::{largest_box, Encoding, Engine, Face, FaceBox};
 use crate::enroll_quality::{FaceQuality, QualityLimits, DEFAULT_ENROLL_JITTERS};
 use crate::error::Error;
 use crate::gallery::{Gallery, NewSample, Rejection, StudentId};
@@ -96,6 +96,32 @@ impl Default for EnrollRequest {
             by: "cli".into(),
         }
     }
+}
+
+/// A face offered for enrollment from elsewhere than an upload (the unknown faces the camera
+/// kept, [`crate::unknowns`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Offered<'a> {
+    /// A photo of the face (a crop with a margin): detected, encoded and checked again, as
+    /// `/enroll` does with an upload.
+    Photo(&'a [u8]),
+    /// An encoding with the face's size and sharpness measured when it was taken (no crop
+    /// kept): checked against the size and sharpness limits (its yaw is not known).
+    Encoding {
+        encoding: &'a Encoding,
+        face_px: u32,
+        sharpness: f64,
+    },
+}
+
+/// What [`Recognizer::enroll_offered`] did: faces offered, found (a photo's face detected, an
+/// encoding taken as is), saved, and why each refused one was.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OfferedOutcome {
+    pub offered: usize,
+    pub faces_found: usize,
+    pub saved: usize,
+    pub refused: Vec<String>,
 }
 
 /// What one photo offers for enrollment: its largest face and that face's crop.
@@ -437,6 +463,113 @@ impl Recognizer {
             return Err(Error::NoFace);
         };
         Ok(self.gallery.reject(id, &[face.encoding], by)?)
+    }
+
+    /// Enrolls for `student_id` every offered face that passes the checks of
+    /// [`Recognizer::enroll_with`] (quality limits, then the duplicate check unless
+    /// `request.force`), in one write. Faces below the limits are left out and listed in
+    /// [`OfferedOutcome::refused`]; when none passes nothing is written and the answer is
+    /// [`Error::PoorFace`] (the first refusal) or [`Error::NothingToEnroll`].
+    pub fn enroll_offered(
+        &self,
+        student_id: &str,
+        offered: &[Offered<'_>],
+        request: &EnrollRequest,
+    ) -> Result<OfferedOutcome, Error> {
+        let id = StudentId::parse(student_id).map_err(Error::InvalidId)?;
+        let mut samples = Vec::new();
+        let mut refused = Vec::new();
+        let mut first_refusal = None;
+        let mut faces_found = 0;
+        for offer in offered {
+            let checked = match *offer {
+                Offered::Photo(bytes) => match self.candidate_bytes(bytes) {
+                    Err(e) => Err(e),
+                    Ok(Candidate { face: None, .. }) => {
+                        Err(Error::NothingToEnroll("no face found in the photo".into()))
+                    }
+                    Ok(Candidate {
+                        face: Some((face, jpeg)),
+                        quality,
+                        faces_found: found,
+                    }) => {
+                        faces_found += 1;
+                        self.checked_sample(face, jpeg, quality, found)
+                    }
+                },
+                Offered::Encoding {
+                    encoding,
+                    face_px,
+                    sharpness,
+                } => {
+                    faces_found += 1;
+                    self.checked_encoding(encoding, face_px, sharpness)
+                }
+            };
+            match checked {
+                Ok(sample) => samples.push(sample),
+                Err(Error::PoorFace { refusal, .. }) => {
+                    refused.push(refusal.message.clone());
+                    first_refusal.get_or_insert(refusal);
+                }
+                Err(e) => refused.push(e.to_string()),
+            }
+        }
+        if samples.is_empty() {
+            return Err(match first_refusal {
+                Some(refusal) => Error::PoorFace {
+                    refusal,
+                    faces_found,
+                },
+                None => Error::NothingToEnroll(format!(
+                    "none of the {} faces offered can be enrolled: {}",
+                    offered.len(),
+                    refused.join("; ")
+                )),
+            });
+        }
+        let saved = samples.len();
+        match self
+            .enroll_policy
+            .duplicate_limit(self.tolerance, request.force)
+        {
+            Some(limit) => self
+                .gallery
+                .enroll_unique(&id, samples, limit, &request.by)?,
+            None => self.gallery.enroll(&id, samples, &request.by)?,
+        };
+        Ok(OfferedOutcome {
+            offered: offered.len(),
+            faces_found,
+            saved,
+            refused,
+        })
+    }
+
+    /// The sample for an encoding kept without its photo: refused below the size and sharpness
+    /// limits (the yaw, not measured, is taken as frontal).
+    fn checked_encoding(
+        &self,
+        encoding: &Encoding,
+        face_px: u32,
+        sharpness: f64,
+    ) -> Result<NewSample, Error> {
+        let quality = FaceQuality {
+            face_px,
+            sharpness,
+            yaw: 0.0,
+        };
+        self.enroll_policy
+            .quality()
+            .check(&quality)
+            .map_err(|refusal| Error::PoorFace {
+                refusal,
+                faces_found: 1,
+            })?;
+        Ok(NewSample::new(*encoding).with_quality(serde_json::json!({
+            "face_px": face_px,
+            "sharpness": sharpness,
+        })))
     }
 
     /// The sample to enroll for a candidate's face, with its crop and measured quality; refused

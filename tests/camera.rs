@@ -732,3 +732,62 @@ fn capture_enrolls_the_next_frames_with_one_face_from_the_camera() {
     assert_eq!(status, 409, "{body}");
     server.shutdown();
 }
+
+#[test]
+fn a_stranger_the_camera_keeps_seeing_becomes_one_cluster_and_once_enrolled_gets_their_id() {
+    let data = tempfile::tempdir().unwrap();
+    recognizer(data.path(), &[("obama", "known/obama/obama_1.jpg")]);
+    // Stuart walks up six times (four photos of him, two of them twice), the scene empty for
+    // three frames in between so each visit is a face of its own.
+    let frames = tempfile::tempdir().unwrap();
+    let empty =
+        image_io::encode_jpeg(&RgbImage::from_raw(640, 480, vec![40; 640 * 480 * 3]).unwrap())
+            .unwrap();
+    let mut n = 0;
+    let mut put = |jpeg: &[u8]| {
+        std::fs::write(frames.path().join(format!("{n:03}.jpg")), jpeg).unwrap();
+        n += 1;
+    };
+    for visit in [1, 2, 3, 4, 1, 2] {
+        let face = frame_jpeg(&format!("strangers/stuart_{visit}.jpg"));
+        for _ in 0..4 {
+            put(&face);
+        }
+        for _ in 0..3 {
+            put(&empty);
+        }
+    }
+    let (server, received) = replay(data.path(), frames.path(), false);
+    let base = format!("http://{}", server.addr());
+    let (_, health) = h::get(&format!("{base}/health"));
+    assert_eq!(health["camera"]["confirmed_unknown"], 6, "{health}");
+    assert_eq!(health["unknown_clusters"], 1, "{health}");
+    let (status, listed) = h::get(&format!("{base}/unknowns"));
+    assert_eq!(status, 200);
+    let clusters = listed["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 1, "{listed}");
+    assert_eq!(clusters[0]["count"], 6, "{listed}");
+    let cluster = clusters[0]["cluster"].as_u64().unwrap();
+    let (status, enrolled) = h::post(
+        &format!("{base}/unknowns/{cluster}/enroll"),
+        "application/json",
+        br#"{"student_id":"stuart"}"#.to_vec(),
+    );
+    assert_eq!(status, 200, "{enrolled}");
+    assert!(enrolled["saved"].as_u64().unwrap() >= 1, "{enrolled}");
+    server.shutdown();
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "strangers made no event"
+    );
+
+    // The next time he walks up, he is somebody.
+    let again = frames_of("strangers/stuart_3.jpg", 5);
+    let (server, received) = replay(data.path(), again.path(), false);
+    let (_, listed) = h::get(&format!("http://{}/unknowns", server.addr()));
+    assert_eq!(listed["clusters"], serde_json::json!([]), "{listed}");
+    server.shutdown();
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].body["student_id"], "stuart");
+}

@@ -704,20 +704,6 @@ fn events_made_while_the_main_api_is_down_arrive_once_each_in_order_when_it_is_b
     server.shutdown();
 }
 
-/// GET with the raw answer: status, Content-Type and bytes.
-fn get_bytes(url: &str) -> (u16, String, Vec<u8>) {
-    let mut response = h::agent().get(url).call().unwrap();
-    let content_type = response
-        .headers()
-        .get("Content-Type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let status = response.status().as_u16();
-    let bytes = response.body_mut().read_to_vec().unwrap();
-    (status, content_type, bytes)
-}
-
 #[test]
 fn samples_are_shown_fetched_and_deleted_and_people_renamed() {
     let data = tempfile::tempdir().unwrap();
@@ -753,7 +739,7 @@ fn samples_are_shown_fetched_and_deleted_and_people_renamed() {
     );
 
     // The crops, as image/jpeg.
-    let (status, content_type, jpeg) = get_bytes(&url(&server, "/people/obama/samples/1.jpg"));
+    let (status, content_type, jpeg) = h::get_bytes(&url(&server, "/people/obama/samples/1.jpg"));
     assert_eq!((status, content_type.as_str()), (200, "image/jpeg"));
     assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]) && jpeg.len() > 1000);
     for (path, want) in [
@@ -767,7 +753,7 @@ fn samples_are_shown_fetched_and_deleted_and_people_renamed() {
     }
 
     // One sample removed: its crop goes, the other moves to index 0.
-    let first_crop = get_bytes(&url(&server, "/people/obama/samples/0.jpg")).2;
+    let first_crop = h::get_bytes(&url(&server, "/people/obama/samples/0.jpg")).2;
     let (status, left) = h::delete(&url(&server, "/people/obama/samples/1"));
     assert_eq!(
         (status, left),
@@ -777,7 +763,7 @@ fn samples_are_shown_fetched_and_deleted_and_people_renamed() {
         )
     );
     assert_eq!(
-        get_bytes(&url(&server, "/people/obama/samples/0.jpg")).2,
+        h::get_bytes(&url(&server, "/people/obama/samples/0.jpg")).2,
         first_crop
     );
     assert_eq!(common::photos(&data.path().join("faces/obama")).len(), 1);
@@ -891,7 +877,7 @@ fn a_gallery_exported_from_one_box_and_imported_into_another_recognizes_the_same
             assert_eq!(status, 200, "{answer}");
         }
     }
-    let (status, content_type, archive) = get_bytes(&url(&first, "/gallery/export"));
+    let (status, content_type, archive) = h::get_bytes(&url(&first, "/gallery/export"));
     assert_eq!((status, content_type.as_str()), (200, "application/x-tar"));
     assert!(archive.len() > 10_000);
 
@@ -941,8 +927,8 @@ fn a_gallery_exported_from_one_box_and_imported_into_another_recognizes_the_same
     }
     let crop = "/people/penny/samples/1.jpg";
     assert_eq!(
-        get_bytes(&url(&first, crop)).2,
-        get_bytes(&url(&second, crop)).2
+        h::get_bytes(&url(&first, crop)).2,
+        h::get_bytes(&url(&second, crop)).2
     );
     // Merging the same archive again adds nothing; replacing drops who is not in it.
     let (_, again) = h::post(
@@ -952,7 +938,7 @@ fn a_gallery_exported_from_one_box_and_imported_into_another_recognizes_the_same
     );
     assert_eq!(again["imported"]["samples"], 0, "{again}");
     assert_eq!(h::delete(&url(&first, "/people/biden")).0, 200);
-    let (_, _, archive) = get_bytes(&url(&first, "/gallery/export"));
+    let (_, _, archive) = h::get_bytes(&url(&first, "/gallery/export"));
     let (status, replaced) = h::post(
         &url(&second, "/gallery/import?mode=replace"),
         "application/x-tar",

@@ -67,6 +67,11 @@ pub enum Command {
         #[command(subcommand)]
         command: people::GalleryCommand,
     },
+    /// Unknown faces the camera kept for review, by cluster (read only: the service writes them)
+    Unknowns {
+        #[command(subcommand)]
+        command: people::UnknownsCommand,
+    },
     /// The camera demo: recognize replayed frames and print one line per face with the fps
     CamDemo(cam_demo::CamDemoArgs),
     /// Post images to a server's /recognize/realtime and print its WebSocket stream
@@ -90,6 +95,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::BenchHttp(args) => return bench_http::run(args),
         Command::People { command } => return people::run_people(&cli.settings, command),
         Command::Gallery { command } => return people::run_gallery(&cli.settings, command),
+        Command::Unknowns { command } => return people::run_unknowns(&cli.settings, command),
         _ => {}
     }
     let (recognizer, report) = match cli.settings.open() {
@@ -125,7 +131,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::RtClient(_)
         | Command::BenchHttp(_)
         | Command::People { .. }
-        | Command::Gallery { .. } => EXIT_SETUP,
+        | Command::Gallery { .. }
+        | Command::Unknowns { .. } => EXIT_SETUP,
     }
 }
 

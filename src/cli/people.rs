@@ -179,6 +179,26 @@ fn reject(settings: &Settings, id: &str, image: &Path) -> Result<Value, Failure>
     }
 }
 
+#[derive(Debug, Subcommand)]
+pub enum UnknownsCommand {
+    /// The clusters of unknown faces, as GET /unknowns lists them: {"ok":true,"clusters":[…]}
+    List,
+}
+
+/// `unknowns list`: reads `data/unknowns` without writing anything.
+pub fn run_unknowns(settings: &Settings, command: &UnknownsCommand) -> i32 {
+    finish(match command {
+        UnknownsCommand::List => {
+            crate::unknowns::list(&settings.data_dir, &settings.unknown_settings())
+                .map(|clusters| {
+                    let clusters: Vec<Value> = clusters.iter().map(|c| c.to_json()).collect();
+                    json!({"ok": true, "clusters": clusters})
+                })
+                .map_err(|e| Failure::setup(e.to_string()))
+        }
+    })
+}
+
 pub fn run_gallery(settings: &Settings, command: &GalleryCommand) -> i32 {
     finish(open(settings).and_then(|gallery| match command {
         GalleryCommand::Export { file } => export(&gallery, file),

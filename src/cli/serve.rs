@@ -18,6 +18,7 @@ use crate::http::{self, App, Hub, Limits};
 use crate::liveness::Stall;
 use crate::recognizer::Recognizer;
 use crate::systemd::{self, Notifier, Watchdog};
+use crate::unknowns::Unknowns;
 
 /// How long one HTTP worker or camera loop may go without turning before the service counts as
 /// wedged (and stops petting systemd's watchdog). Legitimate work can be long on a small board:
@@ -214,6 +215,8 @@ pub fn start(
         "http_max_uploads": serve.max_uploads,
         "http_max_images": serve.max_images,
         "http_queue_seconds": serve.queue_seconds,
+        "unknown_max": settings.unknown_max,
+        "unknown_cluster_distance": settings.unknown_cluster_distance,
     });
     let delivery = match webhook {
         Some(config) => Some(open_delivery(settings, serve, config)?),
@@ -233,16 +236,20 @@ pub fn start(
         Duration::from_secs_f64(serve.queue_seconds),
     );
     let captures = Arc::new(Captures::default());
+    let unknowns = open_unknowns(settings);
     let camera = match serve.camera.source() {
         None => None,
         Some(open) => {
             // Camera results go through the same path as /recognize/realtime: cooldown,
             // webhook, WebSocket.
             let mut events = camera_events(dispatcher.clone(), serve.camera.camera_send_unknown);
+            let min_face_px = recognizer.enroll_policy.quality().min_face_px();
+            let mut keep = keep_unknowns(unknowns.clone(), min_face_px);
             let to_capture = captures.clone();
             let on_frame = Box::new(move |f: FrameResult| {
                 to_capture.offer(&f.image, f.faces.len());
                 events(&f);
+                keep(&f);
             });
             let pipeline = Pipeline::new(recognizer.clone(), serve.camera.pipeline());
             Some(Camera::start(open, pipeline, Arc::default(), on_frame)?)
@@ -250,6 +257,9 @@ pub fn start(
     };
     let stall_limit = MIN_STALL_LIMIT.max(limits.io_timeout * 2);
     let mut app = App::new(recognizer, dispatcher, hub, limits, budget, config_json);
+    if let Some(unknowns) = unknowns {
+        app = app.with_unknowns(unknowns);
+    }
     app.camera = camera.as_ref().map(|c| c.stats().clone());
     app.captures = camera.as_ref().map(|_| captures);
     app.keys = keys;
@@ -260,6 +270,25 @@ pub fn start(
         camera,
         stall_limit,
     })
+}
+
+/// The unknown faces kept for review, under the data folder. Not fatal: without it (a data
+/// folder this user may only read) the service runs and `/unknowns` answers 404.
+fn open_unknowns(settings: &Settings) -> Option<Arc<Unknowns>> {
+    match Unknowns::open(&settings.data_dir, settings.unknown_settings()) {
+        Ok(store) => {
+            log::info!(
+                "unknown faces: {} kept in {} cluster(s)",
+                store.len(),
+                store.cluster_count()
+            );
+            Some(Arc::new(store))
+        }
+        Err(e) => {
+            log::warn!("unknown faces will not be kept: {e}");
+            None
+        }
+    }
 }
 
 /// Open files the service asks for: enough for the most connections (one descriptor each) and
@@ -330,6 +359,38 @@ pub fn camera_events(
             .collect();
         if !batch.is_empty() {
             dispatcher.submit(batch);
+        }
+    }
+}
+
+/// The camera's strangers kept for review ([`crate::unknowns`]): faces decided as nobody
+/// (confirmed over frames, not ambiguous between two people) and large enough to be enrolled
+/// later (`ENROLL_MIN_FACE`). A store that cannot be written costs a log line, not the frame.
+pub fn keep_unknowns(
+    unknowns: Option<Arc<Unknowns>>,
+    min_face_px: u32,
+) -> impl FnMut(&FrameResult) + Send {
+    move |f: &FrameResult| {
+        let Some(store) = unknowns.as_ref() else {
+            return;
+        };
+        let strangers = f.decided.iter().filter(|d| {
+            d.recognition.label == UNKNOWN
+                && d.recognition.ambiguous.is_none()
+                && d.measured.face_px >= min_face_px
+        });
+        for d in strangers {
+            let m = &d.measured;
+            let kept = store.record(
+                &f.image,
+                d.recognition.bbox,
+                &m.encoding,
+                m.face_px,
+                m.sharpness,
+            );
+            if let Err(e) = kept {
+                log::warn!("unknown faces: could not keep one: {e}");
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use thiserror::Error;
 use crate::error::Error;
 use crate::gallery::GalleryError;
 use crate::image_io::ImageError;
+use crate::unknowns::UnknownsError;
 
 /// An answer that is not a 200.
 #[derive(Debug, Error)]
@@ -187,12 +188,24 @@ impl From<Error> for ApiError {
                 }),
                 message: e.to_string(),
             },
-            Error::NoFace => ApiError::Unprocessable {
+            Error::NoFace | Error::NothingToEnroll(_) => ApiError::Unprocessable {
                 message: e.to_string(),
                 details: serde_json::json!({"faces_found": 0}),
             },
             Error::Model(m) => ApiError::Internal(m.to_string()),
             Error::Config(c) => ApiError::Internal(c),
+        }
+    }
+}
+
+/// The unknown-faces store's trouble is the server's own: a full disk is 507, the rest 500.
+impl From<UnknownsError> for ApiError {
+    fn from(e: UnknownsError) -> ApiError {
+        match e {
+            UnknownsError::Io { ref source, .. } if is_disk_full(source) => {
+                ApiError::InsufficientStorage(e.to_string())
+            }
+            e => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -29,6 +29,7 @@ use crate::camera::CameraStats;
 use crate::events::Dispatcher;
 use crate::liveness::{Heartbeat, Liveness};
 use crate::recognizer::Recognizer;
+use crate::unknowns::Unknowns;
 pub use auth::{ApiKeys, KeyError, MIN_KEY_LEN};
 pub use budget::Budget;
 pub use error::ApiError;
@@ -104,6 +105,9 @@ pub struct App {
     pub keys: ApiKeys,
     /// Places for uploads, images and large answers.
     pub budget: Budget,
+    /// The unknown faces the camera kept, for review (`/unknowns`); `None` when the store could
+    /// not be opened (a data folder this user may only read).
+    unknowns: Option<Arc<Unknowns>>,
     /// Open connections, from the server once it runs.
     connections: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
 }
@@ -127,8 +131,20 @@ impl App {
             config_json,
             keys: ApiKeys::default(),
             budget,
+            unknowns: None,
             connections: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The app with the unknown-faces store behind `/unknowns` (and its count in `/health`).
+    pub fn with_unknowns(mut self, unknowns: Arc<Unknowns>) -> App {
+        self.unknowns = Some(unknowns);
+        self
+    }
+
+    /// The unknown-faces store, when the service keeps one.
+    pub fn unknowns(&self) -> Option<&Arc<Unknowns>> {
+        self.unknowns.as_ref()
     }
 
     /// Runs the work on `image` (decoding included) on the engine's pool, holding one of the image

@@ -20,7 +20,8 @@ use super::{form, ws, App};
 use crate::events::{events_for, Event, Report};
 use crate::gallery::archive::ImportMode;
 use crate::gallery::{GalleryError, StudentId};
-use crate::recognizer::EnrollRequest;
+use crate::recognizer::{EnrollRequest, Offered};
+use crate::unknowns::Unknowns;
 
 const OPENAPI: &str = include_str!("openapi.json");
 const DOCS: &str = include_str!("docs.html");
@@ -237,6 +238,34 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/unknowns",
+        access: Access::Key,
+        handler: Handler::Light(unknowns_list),
+    },
+    Route {
+        method: "GET",
+        path: "/unknowns/{cluster}/faces/{entry}.jpg",
+        access: Access::Key,
+        handler: Handler::Light(unknown_crop),
+    },
+    Route {
+        method: "POST",
+        path: "/unknowns/{cluster}/enroll",
+        access: Access::Key,
+        handler: Handler::Upload {
+            limit: Limit::Small,
+            body: Body::Form,
+            handle: enroll_unknown,
+        },
+    },
+    Route {
+        method: "DELETE",
+        path: "/unknowns/{cluster}",
+        access: Access::Key,
+        handler: Handler::Light(forget_unknown),
+    },
+    Route {
+        method: "GET",
         path: "/gallery/export",
         access: Access::Key,
         handler: Handler::Upload {
@@ -413,6 +442,9 @@ fn health(app: &App, _call: &Call) -> Result<Answer, ApiError> {
     if app.dispatcher.webhook_enabled() {
         // The main API's own trouble: shown, but the box itself is fine.
         answer["outbox"] = app.dispatcher.stats().to_json();
+    }
+    if let Some(unknowns) = app.unknowns() {
+        answer["unknown_clusters"] = json!(unknowns.cluster_count());
     }
     answer["http"] = app.http_stats();
     Ok(Answer::Json(answer))
@@ -609,11 +641,23 @@ fn capture(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
 enum RejectSource<'a> {
     /// A photo (`image`, as `/enroll` takes it): its largest face.
     Image(&'a [u8]),
+    /// A cluster of unknown faces the camera kept (`unknown`, its id in `GET /unknowns`): its
+    /// best faces.
+    Unknown(u64),
 }
 
 impl<'a> RejectSource<'a> {
     fn of(form: &'a Form) -> Result<RejectSource<'a>, ApiError> {
-        Ok(RejectSource::Image(form.file("image")?))
+        match form.text("unknown") {
+            Ok(cluster) => cluster
+                .parse::<u64>()
+                .map(RejectSource::Unknown)
+                .map_err(|_| {
+                    ApiError::BadRequest(format!("unknown is a cluster id, got {cluster:?}"))
+                }),
+            Err(ApiError::MissingField(_)) => Ok(RejectSource::Image(form.file("image")?)),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -628,6 +672,16 @@ fn reject(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
     let rejection = match RejectSource::of(&form)? {
         RejectSource::Image(image) => {
             app.image_work(image, || recognizer.reject_bytes(&id, image, &call.by))?
+        }
+        RejectSource::Unknown(cluster) => {
+            let offer = unknowns_store(app)?
+                .enroll_samples(cluster)
+                .ok_or_else(|| no_cluster(cluster))?;
+            let faces: Vec<_> = offer.samples.iter().map(|s| s.encoding).collect();
+            recognizer
+                .gallery
+                .reject(&id, &faces, &call.by)
+                .map_err(|e| ApiError::from(crate::Error::from(e)))?
         }
     };
     log::info!(
@@ -669,6 +723,110 @@ fn delete_person(app: &App, call: &Call) -> Result<Answer, ApiError> {
     Ok(Answer::Json(
         json!({"ok": true, "deleted": id.as_str(), "samples": samples}),
     ))
+}
+
+/// The unknown-faces store, or 404 when the service keeps none.
+fn unknowns_store(app: &App) -> Result<&Unknowns, ApiError> {
+    app.unknowns()
+        .map(|u| u.as_ref())
+        .ok_or_else(|| ApiError::NotFound("unknown faces (none are kept: see the log)".into()))
+}
+
+/// A whole-number path parameter (`{cluster}`, `{entry}`): 400 otherwise.
+fn number_param(call: &Call, name: &'static str) -> Result<u64, ApiError> {
+    let v = call.params.get(name)?;
+    v.parse::<u64>()
+        .map_err(|_| ApiError::BadRequest(format!("{name} is a whole number, got {v:?}")))
+}
+
+fn no_cluster(cluster: u64) -> ApiError {
+    ApiError::NotFound(format!("unknown-face cluster {cluster}"))
+}
+
+/// `GET /unknowns`: the clusters, newest `last_seen` first.
+fn unknowns_list(app: &App, _call: &Call) -> Result<Answer, ApiError> {
+    let clusters: Vec<Value> = unknowns_store(app)?
+        .clusters()
+        .iter()
+        .map(|c| c.to_json())
+        .collect();
+    Ok(Answer::Json(json!({"ok": true, "clusters": clusters})))
+}
+
+/// `GET /unknowns/{cluster}/faces/{entry}.jpg`: a face's crop (404 when it has none).
+fn unknown_crop(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let (cluster, entry) = (number_param(call, "cluster")?, number_param(call, "entry")?);
+    let jpeg = unknowns_store(app)?.crop(cluster, entry).ok_or_else(|| {
+        ApiError::NotFound(format!("a crop of face {entry} in cluster {cluster}"))
+    })?;
+    Ok(Answer::Bytes("image/jpeg", jpeg))
+}
+
+/// `DELETE /unknowns/{cluster}`: its faces and crops forgotten.
+fn forget_unknown(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let cluster = number_param(call, "cluster")?;
+    let faces = unknowns_store(app)?
+        .forget_cluster(cluster)?
+        .ok_or_else(|| no_cluster(cluster))?;
+    log::info!("forgot unknown-face cluster {cluster} ({faces} faces)");
+    Ok(Answer::Json(
+        json!({"ok": true, "deleted": cluster, "faces": faces}),
+    ))
+}
+
+/// `POST /unknowns/{cluster}/enroll` with `student_id` (and `force`): the cluster's best faces
+/// enrolled through `/enroll`'s checks (their crops detected again; without crops, their
+/// encodings within the size and sharpness limits), then the cluster forgotten.
+fn enroll_unknown(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
+    let store = unknowns_store(app)?;
+    let cluster = number_param(call, "cluster")?;
+    let student_id = StudentId::parse(&form.text("student_id")?)
+        .map_err(|e| ApiError::BadRequest(format!("invalid student_id: {e}")))?;
+    let request = EnrollRequest {
+        force: flag(&form, "force")?,
+        by: call.by.clone(),
+    };
+    let offer = store
+        .enroll_samples(cluster)
+        .ok_or_else(|| no_cluster(cluster))?;
+    let offered: Vec<Offered<'_>> = offer
+        .samples
+        .iter()
+        .map(|s| match &s.crop {
+            Some(jpeg) => Offered::Photo(jpeg),
+            None => Offered::Encoding {
+                encoding: &s.encoding,
+                face_px: s.face_px,
+                sharpness: s.sharpness,
+            },
+        })
+        .collect();
+    // The crops are small: one image place covers them all (the largest decides).
+    let largest = offer
+        .samples
+        .iter()
+        .filter_map(|s| s.crop.as_deref())
+        .max_by_key(|c| c.len())
+        .unwrap_or_default();
+    let outcome = app.image_work(largest, || {
+        app.recognizer
+            .enroll_offered(student_id.as_str(), &offered, &request)
+    })?;
+    let forgotten = store.forget(&offer.members)?;
+    log::info!(
+        "enrolled {} face(s) of unknown-face cluster {cluster} as {student_id}; {forgotten} forgotten",
+        outcome.saved
+    );
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "saved": outcome.saved,
+        "msg": {"faces_found": outcome.faces_found, "saved": outcome.saved},
+        "student_id": student_id.as_str(),
+        "cluster": cluster,
+        "samples": outcome.offered,
+        "refused": outcome.refused,
+        "forgotten": forgotten,
+    })))
 }
 
 fn openapi(_app: &App, _call: &Call) -> Result<Answer, ApiError> {

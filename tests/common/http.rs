@@ -44,13 +44,19 @@ pub fn start(data: &Path, serve: ServeSettings) -> Service {
         data_dir: data.to_path_buf(),
         ..Settings::default()
     };
-    serve::start(&settings, &serve, recognizer(&settings)).unwrap()
+    start_with(&settings, serve)
+}
+
+/// A server with `settings` (over the gallery of its data folder), sharing the test binary's
+/// engine.
+pub fn start_with(settings: &Settings, serve: ServeSettings) -> Service {
+    serve::start(settings, &serve, recognizer(settings)).unwrap()
 }
 
 /// A recognizer with `settings`' rules over the gallery in their data folder, on the test
 /// binary's engine.
 pub fn recognizer(settings: &Settings) -> Recognizer {
-    let (gallery, _) = Gallery::open(&settings.data_dir).unwrap();
+    let (gallery, _) = Gallery::open_with(&settings.data_dir, settings.crop_policy()).unwrap();
     Recognizer {
         tolerance: settings.tolerance,
         max_pixels: settings.max_pixels,
@@ -88,6 +94,20 @@ fn answer(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// GET with the raw answer: status, Content-Type and bytes.
+pub fn get_bytes(url: &str) -> (u16, String, Vec<u8>) {
+    let mut response = agent().get(url).call().unwrap();
+    let content_type = response
+        .headers()
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let status = response.status().as_u16();
+    let bytes = response.body_mut().read_to_vec().unwrap();
+    (status, content_type, bytes)
 }
 
 pub fn get(url: &str) -> (u16, Value) {
