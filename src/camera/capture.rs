@@ -40,8 +40,8 @@ impl Captures {
         let mut latest = lock(&self.latest);
         let start = if after == 0 { latest.0 } else { after };
         let got = loop {
-            if latest.0 > start {
-                break latest.1.clone().map(|image| (latest.0, image));
+            if let Some(image) = latest.1.as_ref().filter(|_| latest.0 > start) {
+                break Some((latest.0, image.clone()));
             }
             let now = Instant::now();
             if now >= deadline {
