@@ -261,6 +261,11 @@ fn connections_past_the_caps_get_503_at_once() {
     assert!(started.elapsed() < Duration::from_secs(1));
     // Another client is served meanwhile.
     assert!(health_answers(addr));
+    // The probe's place is freed once the server has closed its side, which may come after the
+    // probe read its answer: until then it still counts, and would take the 7th place below.
+    common::wait_for("the probe's place freed", Duration::from_secs(10), || {
+        server.app().open_connections() == Some(4)
+    });
     // 4 + 2 = 6 open; the 7th place is the last.
     let others: Vec<TcpStream> = (0..2).map(|_| connect_from("127.0.0.3", addr)).collect();
     let last = connect_from("127.0.0.4", addr);
@@ -272,7 +277,9 @@ fn connections_past_the_caps_get_503_at_once() {
     let _ = over.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(read_status(&mut over, Duration::from_secs(5)).0, 503);
     drop((held, others, last));
-    std::thread::sleep(Duration::from_millis(300));
+    common::wait_for("every place freed", Duration::from_secs(10), || {
+        server.app().open_connections() == Some(0)
+    });
     let mut again = connect_from("127.0.0.2", addr);
     again
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
