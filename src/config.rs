@@ -535,6 +535,9 @@ pub struct ServeSettings {
     /// Most WebSocket clients at once
     #[arg(long, env = "WS_MAX_CLIENTS", default_value_t = 64)]
     pub ws_max_clients: usize,
+    /// `GET /metrics` needs an API key (else it is open like /health)
+    #[arg(long, env = "METRICS_REQUIRE_KEY")]
+    pub metrics_require_key: bool,
     #[command(flatten)]
     pub camera: CameraSettings,
 }

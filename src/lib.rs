@@ -20,6 +20,7 @@ pub mod gallery;
 pub mod http;
 pub mod image_io;
 pub mod liveness;
+pub mod metrics;
 pub mod recognizer;
 pub mod sync;
 pub mod systemd;

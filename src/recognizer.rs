@@ -2,14 +2,16 @@
 //! go through here, so they give the same answers.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::engine::{largest_box, Encoding, Engine, Face, FaceBox};
+use crate::engine::{largest_box, Encoding, Engine, Face, FaceBox, Frame};
 use crate::enroll_quality::{FaceQuality, QualityLimits, DEFAULT_ENROLL_JITTERS};
 use crate::error::Error;
 use crate::gallery::{Gallery, NewSample, Rejection, StudentId};
 use crate::image_io::{self, Oriented, RgbImage, DEFAULT_MAX_PIXELS};
+use crate::metrics::{stages, Path::Request, Stage};
 
 /// One face in a recognize answer: `{"box":[t,r,b,l],"label":"alip","distance":0.38}`, and
 /// `"ambiguous":["alip","budi"]` when a margin refused the match.
@@ -221,11 +223,13 @@ impl Recognizer {
             .engine
             .detects_at_full_size(probe.stored_width, probe.stored_height)
         {
+            let started = Instant::now();
             let stored = image_io::decode_stored(bytes, &probe)?;
             let image = image_io::upright(stored, probe.orientation);
             return Ok(match purpose {
                 Purpose::Recognize => {
-                    let faces = self.engine.analyze(&image);
+                    stages().observe(Request, Stage::Decode, started.elapsed());
+                    let faces = self.analyze_timed(&image);
                     Analysis {
                         faces_found: faces.len(),
                         faces,
@@ -337,12 +341,37 @@ impl Recognizer {
         tolerance: Option<f64>,
     ) -> Result<(Vec<Recognition>, (usize, usize)), Error> {
         let analysis = self.analyze_bytes(bytes, Purpose::Recognize)?;
-        let found = analysis
+        let started = Instant::now();
+        let found: Vec<Recognition> = analysis
             .faces
             .into_iter()
             .map(|face| self.label(face, tolerance))
             .collect();
+        if !found.is_empty() {
+            stages().observe(Request, Stage::Match, started.elapsed());
+        }
         Ok((found, analysis.size))
+    }
+
+    /// [`Engine::analyze`] of an image within the detection budget, each stage timed for
+    /// `/metrics`.
+    fn analyze_timed(&self, image: &RgbImage) -> Vec<Face> {
+        let engine = &self.engine;
+        let started = Instant::now();
+        let frame = Frame::new(image);
+        let boxes = engine.detect_in(&frame);
+        stages().observe(Request, Stage::Detect, started.elapsed());
+        if boxes.is_empty() {
+            return Vec::new();
+        }
+        let started = Instant::now();
+        let shapes = engine.shapes_in(&frame, &boxes);
+        stages().observe(Request, Stage::Landmarks, started.elapsed());
+        let started = Instant::now();
+        let shaped: Vec<_> = boxes.into_iter().zip(shapes).collect();
+        let faces = engine.encode_shapes(&frame, &shaped);
+        stages().observe(Request, Stage::Encode, started.elapsed());
+        faces
     }
 
     /// Finds the faces of a photo to enroll and keeps the largest, encoded with

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use crate::gallery::UNKNOWN;
 use crate::image_io::RgbImage;
 use crate::liveness::{Heartbeat, Liveness};
+use crate::metrics::{self, Family};
 pub use confirm::{ConfirmSettings, Decided};
 use frame::RawFrame;
 pub use pipeline::{Pipeline, PipelineSettings, StageTimes, DEFAULT_CAMERA_MATCH_MARGIN};
@@ -62,6 +63,7 @@ pub struct CameraStats {
     source: Mutex<String>,
     state: Mutex<String>,
     dropped: AtomicU64,
+    faces_detected: AtomicU64,
     faces_encoded: AtomicU64,
     faces_tracked: AtomicU64,
     faces_skipped_small: AtomicU64,
@@ -104,27 +106,137 @@ impl CameraStats {
         self.state() == "ended" || last == 0 || now.saturating_sub(last) <= limit
     }
 
+    /// The counters, as `/health` names them, with what each counts: the one list that both
+    /// `/health` and `/metrics` read.
+    fn counters(&self) -> [(&'static str, &'static str, u64); 15] {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            (
+                "frames_captured",
+                "Frames read from the source.",
+                n(&self.captured),
+            ),
+            ("frames_processed", "Frames recognized.", n(&self.processed)),
+            (
+                "frames_dropped",
+                "Frames replaced by a newer one before processing (newest frame wins).",
+                n(&self.dropped),
+            ),
+            (
+                "frame_errors",
+                "Frames that could not be decoded.",
+                n(&self.frame_errors),
+            ),
+            (
+                "faces_detected",
+                "Faces the detector found.",
+                n(&self.faces_detected),
+            ),
+            (
+                "faces_encoded",
+                "Faces encoded (landmarks and encoder run).",
+                n(&self.faces_encoded),
+            ),
+            (
+                "faces_tracked",
+                "Faces that kept their identity from an earlier frame without being encoded.",
+                n(&self.faces_tracked),
+            ),
+            (
+                "faces_skipped_small",
+                "Faces smaller than CAMERA_MIN_FACE_PX.",
+                n(&self.faces_skipped_small),
+            ),
+            (
+                "faces_skipped_blurry",
+                "Faces less sharp than CAMERA_MIN_SHARPNESS.",
+                n(&self.faces_skipped_blurry),
+            ),
+            (
+                "faces_ambiguous",
+                "Encoded faces close to two people (CAMERA_MATCH_MARGIN).",
+                n(&self.faces_ambiguous),
+            ),
+            (
+                "faces_held_back",
+                "Encoded faces that decided nothing yet (CAMERA_CONFIRM_FRAMES).",
+                n(&self.faces_held_back),
+            ),
+            (
+                "confirmed",
+                "Faces decided as a person.",
+                n(&self.confirmed),
+            ),
+            (
+                "confirmed_ambiguous",
+                "Faces decided as ambiguous between two people.",
+                n(&self.confirmed_ambiguous),
+            ),
+            (
+                "confirmed_unknown",
+                "Faces decided as nobody enrolled.",
+                n(&self.confirmed_unknown),
+            ),
+            (
+                "source_errors",
+                "Times the source failed while open.",
+                n(&self.source_errors),
+            ),
+        ]
+    }
+
     pub fn to_json(&self) -> Value {
         let last = self.last_frame_ms.load(Ordering::Relaxed);
-        json!({
+        let mut answer = json!({
             "source": *lock(&self.source),
             "state": self.state(),
-            "frames_captured": self.captured.load(Ordering::Relaxed),
-            "frames_processed": self.processed(),
-            "frames_dropped": self.dropped.load(Ordering::Relaxed),
-            "frame_errors": self.frame_errors.load(Ordering::Relaxed),
-            "faces_encoded": self.faces_encoded.load(Ordering::Relaxed),
-            "faces_tracked": self.faces_tracked.load(Ordering::Relaxed),
-            "faces_skipped_small": self.faces_skipped_small.load(Ordering::Relaxed),
-            "faces_skipped_blurry": self.faces_skipped_blurry.load(Ordering::Relaxed),
-            "faces_ambiguous": self.faces_ambiguous.load(Ordering::Relaxed),
-            "faces_held_back": self.faces_held_back.load(Ordering::Relaxed),
-            "confirmed": self.confirmed.load(Ordering::Relaxed),
-            "confirmed_ambiguous": self.confirmed_ambiguous.load(Ordering::Relaxed),
-            "confirmed_unknown": self.confirmed_unknown.load(Ordering::Relaxed),
-            "source_errors": self.source_errors.load(Ordering::Relaxed),
-            "last_frame_age_seconds": (last != 0).then(|| now_ms().saturating_sub(last) as f64 / 1000.0),
-        })
+        });
+        for (name, _, value) in self.counters().into_iter() {
+            answer[name] = json!(value);
+        }
+        answer["last_frame_age_seconds"] =
+            json!((last != 0).then(|| now_ms().saturating_sub(last) as f64 / 1000.0));
+        answer
+    }
+
+    /// The camera's part of `/metrics`: its counters, whether it is healthy, its state and the
+    /// age of its last frame.
+    pub fn families(&self, stale_after: Duration) -> Vec<Family> {
+        let mut families: Vec<Family> = self
+            .counters()
+            .into_iter()
+            .map(|(name, help, value)| {
+                Family::counter(&format!("camera_{name}"), help).value(value as f64)
+            })
+            .collect();
+        let state = self.state();
+        // The state's words after a colon are the reason (free text): not a label value.
+        let state = state.split(':').next().unwrap_or_default().to_string();
+        families.push(
+            Family::gauge(
+                "camera_up",
+                "1 while the camera delivers frames (as /health's ok).",
+            )
+            .value(f64::from(u8::from(self.healthy(stale_after)))),
+        );
+        families.push(
+            Family::gauge(
+                "camera_state",
+                "The camera loop's state: running, retrying, ended.",
+            )
+            .sample(&[("state", &state)], 1.0),
+        );
+        let last = self.last_frame_ms.load(Ordering::Relaxed);
+        if last != 0 {
+            families.push(
+                Family::gauge(
+                    "camera_last_frame_age_seconds",
+                    "Since the last frame captured.",
+                )
+                .value(now_ms().saturating_sub(last) as f64 / 1000.0),
+            );
+        }
+        families
     }
 }
 
@@ -299,6 +411,10 @@ fn process(
             }
         };
         let count = |c: &AtomicU64, n: usize| c.fetch_add(n as u64, Ordering::Relaxed);
+        count(
+            &stats.faces_detected,
+            frame.faces.len() + frame.skipped_small + frame.skipped_blurry,
+        );
         count(&stats.faces_encoded, frame.encoded);
         count(
             &stats.faces_tracked,
@@ -323,6 +439,7 @@ fn process(
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        record_stages(&frame.times, frame.encoded > 0);
         stats.processed.fetch_add(1, Ordering::Relaxed);
         on_frame(FrameResult {
             image: frame.image,
@@ -333,4 +450,18 @@ fn process(
         });
     }
     heartbeat.finish();
+}
+
+/// A frame's stage times into `/metrics`; the per-face stages only when a face was encoded (a
+/// frame of tracked faces has none).
+fn record_stages(times: &StageTimes, encoded: bool) {
+    use metrics::{Path::Camera, Stage};
+    let stages = metrics::stages();
+    stages.observe(Camera, Stage::Decode, times.convert);
+    stages.observe(Camera, Stage::Detect, times.detect);
+    if encoded {
+        stages.observe(Camera, Stage::Landmarks, times.landmarks);
+        stages.observe(Camera, Stage::Encode, times.encode);
+        stages.observe(Camera, Stage::Match, times.matching);
+    }
 }

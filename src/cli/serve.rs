@@ -209,6 +209,7 @@ pub fn start(
         "camera_confirm_frames": serve.camera.confirm_frames,
         "camera_confirm_seconds": serve.camera.confirm_seconds,
         "api_key_required": !keys.is_empty(),
+        "metrics_require_key": serve.metrics_require_key,
         "http_timeout_seconds": serve.http_timeout_seconds,
         "http_max_connections": limits.max_connections,
         "http_max_connections_per_client": limits.max_connections_per_client,
@@ -263,6 +264,7 @@ pub fn start(
     app.camera = camera.as_ref().map(|c| c.stats().clone());
     app.captures = camera.as_ref().map(|_| captures);
     app.keys = keys;
+    app.metrics_require_key = serve.metrics_require_key;
     let server = http::start(&serve.bind_address(), app)?;
     warn_if_open(server.addr(), &server.app().keys);
     Ok(Service {

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::outbox::{Outbox, Pending};
 use super::{Event, Report, Status, WebhookSender};
+use crate::metrics::Family;
 use crate::sync::lock;
 
 /// Where resolved events go next (the WebSocket hub); a plain function so tests and the
@@ -39,7 +40,18 @@ pub struct OutboxStats {
     failed_attempts: AtomicU64,
     journal_errors: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Events resolved, by kind ([`Event::kind`]) and outcome ([`Status`]).
+    resolved: [[AtomicU64; STATUSES.len()]; KINDS.len()],
 }
+
+const KINDS: [&str; 3] = ["attendance", "unknown", "ambiguous"];
+const STATUSES: [Status; 5] = [
+    Status::Sent,
+    Status::Queued,
+    Status::Failed,
+    Status::Skipped,
+    Status::Disabled,
+];
 
 impl OutboxStats {
     pub fn pending(&self) -> u64 {
@@ -58,6 +70,73 @@ impl OutboxStats {
             "journal_errors": self.journal_errors.load(Ordering::Relaxed),
             "last_error": *lock(&self.last_error),
         })
+    }
+
+    /// The outbox's part of `/metrics`, from the counters `/health` shows.
+    pub fn families(&self) -> Vec<Family> {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let oldest = self.oldest_ms.load(Ordering::Relaxed);
+        let age = match oldest {
+            0 => 0.0,
+            t => super::unix_now_ms().saturating_sub(t) as f64 / 1000.0,
+        };
+        let failing = lock(&self.last_error).is_some();
+        vec![
+            Family::gauge("outbox_pending", "Events in the outbox, not delivered yet.")
+                .value(n(&self.pending)),
+            Family::gauge(
+                "outbox_oldest_pending_age_seconds",
+                "Age of the oldest undelivered event (0: none).",
+            )
+            .value(age),
+            Family::counter("webhook_deliveries", "Events the main API took (2xx).")
+                .value(n(&self.delivered)),
+            Family::counter(
+                "webhook_failed_attempts",
+                "Delivery attempts that failed (no answer, or not 2xx).",
+            )
+            .value(n(&self.failed_attempts)),
+            Family::gauge(
+                "webhook_failing",
+                "1 while the last delivery attempt failed.",
+            )
+            .value(f64::from(u8::from(failing))),
+            Family::counter(
+                "outbox_dropped",
+                "Oldest events dropped to keep within OUTBOX_MAX_EVENTS.",
+            )
+            .value(n(&self.dropped)),
+            Family::counter(
+                "outbox_journal_errors",
+                "Failed writes to the outbox journal.",
+            )
+            .value(n(&self.journal_errors)),
+            self.resolved_family(),
+        ]
+    }
+
+    fn count_resolved(&self, event: &Event, status: Status) {
+        let kind = KINDS.iter().position(|k| *k == event.kind());
+        let outcome = STATUSES.iter().position(|s| *s == status);
+        if let (Some(k), Some(o)) = (kind, outcome) {
+            self.resolved[k][o].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn resolved_family(&self) -> Family {
+        let mut family = Family::counter(
+            "events",
+            "Events resolved, by kind (attendance, unknown, ambiguous) and outcome: sent, \
+             queued (kept for retries), failed, skipped (cooldown), disabled (no webhook).",
+        );
+        for (k, kind) in KINDS.iter().enumerate() {
+            for (o, status) in STATUSES.iter().enumerate() {
+                let outcome = status.as_str();
+                let value = self.resolved[k][o].load(Ordering::Relaxed) as f64;
+                family = family.sample(&[("kind", kind), ("outcome", outcome)], value);
+            }
+        }
+        family
     }
 
     fn update(&self, outbox: &Outbox) {
@@ -251,6 +330,7 @@ impl Worker {
     }
 
     fn resolve(&self, waiting: Waiting, report: Report) {
+        self.stats.count_resolved(&waiting.event, report.status);
         (self.broadcast)(waiting.event.ws_message(&report));
         let _ = waiting.reply.send(report);
     }

@@ -85,6 +85,15 @@ impl Event {
         self.candidates.as_ref()
     }
 
+    /// `attendance`, `unknown` (nobody enrolled) or `ambiguous` (two people at once).
+    pub fn kind(&self) -> &'static str {
+        match (&self.candidates, self.student_id == UNKNOWN) {
+            (Some(_), _) => "ambiguous",
+            (None, true) => "unknown",
+            (None, false) => "attendance",
+        }
+    }
+
     fn name(&self) -> &'static str {
         if self.candidates.is_some() {
             "attendance.ambiguous"
@@ -195,6 +204,19 @@ pub enum Status {
     /// In the outbox, not delivered yet (the main API is down, slow, or answered an error; the
     /// report carries its last answer): it is retried until delivered.
     Queued,
+}
+
+impl Status {
+    /// The status as JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Disabled => "disabled",
+            Status::Queued => "queued",
+        }
+    }
 }
 
 impl Report {

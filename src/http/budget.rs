@@ -102,10 +102,26 @@ impl Places {
         self.state().busy
     }
 
+    /// Places taken, their number, requests waiting for one, requests refused so far: what
+    /// `/health` and `/metrics` show.
+    pub fn counts(&self) -> [(&'static str, u64); 4] {
+        let s = self.state();
+        [
+            ("busy", s.busy as u64),
+            ("max", self.inner.max as u64),
+            ("waiting", s.waiting as u64),
+            ("refused", s.refused),
+        ]
+    }
+
     /// `{"busy":1,"max":2,"waiting":0,"refused":0}` for `/health`.
     pub fn to_json(&self) -> Value {
-        let s = self.state();
-        json!({"busy": s.busy, "max": self.inner.max, "waiting": s.waiting, "refused": s.refused})
+        Value::Object(
+            self.counts()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect(),
+        )
     }
 }
 

@@ -28,6 +28,7 @@ use serde_json::Value;
 use crate::camera::CameraStats;
 use crate::events::Dispatcher;
 use crate::liveness::{Heartbeat, Liveness};
+use crate::metrics::{Family, Metrics};
 use crate::recognizer::Recognizer;
 use crate::unknowns::Unknowns;
 pub use auth::{ApiKeys, KeyError, MIN_KEY_LEN};
@@ -110,6 +111,10 @@ pub struct App {
     unknowns: Option<Arc<Unknowns>>,
     /// Open connections, from the server once it runs.
     connections: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
+    /// What `/metrics` records as it happens (the rest it reads from the structs above).
+    pub metrics: Metrics,
+    /// `/metrics` behind the API key (`METRICS_REQUIRE_KEY`), else open like `/health`.
+    pub metrics_require_key: bool,
 }
 
 impl App {
@@ -133,6 +138,8 @@ impl App {
             budget,
             unknowns: None,
             connections: std::sync::OnceLock::new(),
+            metrics: Metrics::new(),
+            metrics_require_key: false,
         }
     }
 
@@ -189,6 +196,64 @@ impl App {
             "large_images": self.budget.large_images.to_json(),
             "websocket_clients": self.hub.clients(),
         })
+    }
+}
+
+impl App {
+    /// Everything `/metrics` reads at a scrape, from the structs `/health` reads.
+    fn families(&self) -> Vec<Family> {
+        let (encodings, labels) = self.recognizer.gallery.counts();
+        let mut families = vec![
+            Family::gauge("build_info", "The running version.")
+                .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0),
+            Family::gauge("gallery_people", "People enrolled.").value(labels as f64),
+            Family::gauge("gallery_encodings", "Face samples enrolled.").value(encodings as f64),
+            Family::gauge("http_connections", "Open HTTP connections.")
+                .value(self.open_connections().unwrap_or(0) as f64),
+            Family::gauge("websocket_clients", "Clients of /ws/recognitions.")
+                .value(self.hub.clients() as f64),
+            Family::gauge("webhook_enabled", "1 when events go to a main API.")
+                .value(f64::from(u8::from(self.dispatcher.webhook_enabled()))),
+        ];
+        let budgets = [
+            ("uploads", &self.budget.uploads),
+            ("images", &self.budget.images),
+            ("large_images", &self.budget.large_images),
+        ];
+        let help = [
+            ("busy", "Places taken, by budget (/health http)."),
+            ("max", "Places, by budget."),
+            ("waiting", "Requests waiting for a place, by budget."),
+        ];
+        for (i, (what, help)) in help.into_iter().enumerate() {
+            let mut family = Family::gauge(&format!("http_places_{what}"), help);
+            for (budget, places) in budgets {
+                family = family.sample(&[("budget", budget)], places.counts()[i].1 as f64);
+            }
+            families.push(family);
+        }
+        let mut refused = Family::counter(
+            "http_places_refused",
+            "Requests refused for want of a place (503), by budget.",
+        );
+        for (budget, places) in budgets {
+            refused = refused.sample(&[("budget", budget)], places.counts()[3].1 as f64);
+        }
+        families.push(refused);
+        families.extend(self.dispatcher.stats().families());
+        if let Some(camera) = &self.camera {
+            families.extend(camera.families(self.limits.camera_stale_after));
+        }
+        if let Some(unknowns) = self.unknowns() {
+            families.push(
+                Family::gauge(
+                    "unknown_clusters",
+                    "Clusters of unknown faces kept for review.",
+                )
+                .value(unknowns.cluster_count() as f64),
+            );
+        }
+        families
     }
 }
 

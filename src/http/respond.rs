@@ -16,6 +16,8 @@ pub enum Answer {
     Body(&'static str, &'static str),
     /// Bytes made for this request (a face crop).
     Bytes(&'static str, Vec<u8>),
+    /// Text made for this request (the metrics).
+    Text(&'static str, String),
     /// A file streamed as a download named `name` (a gallery export).
     File {
         content_type: &'static str,
@@ -28,13 +30,24 @@ pub enum Answer {
 /// read: they are written off the HTTP worker.
 const LARGE_ANSWER: usize = 16 * 1024;
 
-/// Answers `request`. Dropping a request whose body was not read closes its connection (the
-/// vendored tiny_http does that on the connection's own thread), so this never waits for a body.
-pub fn respond(request: Request, answer: Result<Answer, ApiError>) {
+/// The status `answer` is sent with.
+fn status_of(answer: &Result<Answer, ApiError>) -> u16 {
+    match answer {
+        Ok(_) => 200,
+        Err(e) => e.status(),
+    }
+}
+
+/// Answers `request`; returns the status sent. Dropping a request whose body was not read
+/// closes its connection (the vendored tiny_http does that on the connection's own thread), so
+/// this never waits for a body.
+pub fn respond(request: Request, answer: Result<Answer, ApiError>) -> u16 {
+    let status = status_of(&answer);
     let (status, content_type, body, header) = match answer {
         Ok(Answer::Json(v)) => (200, "application/json", v.to_string().into_bytes(), None),
         Ok(Answer::Body(ct, text)) => (200, ct, text.as_bytes().to_vec(), None),
         Ok(Answer::Bytes(ct, bytes)) => (200, ct, bytes, None),
+        Ok(Answer::Text(ct, text)) => (200, ct, text.into_bytes(), None),
         Ok(Answer::File {
             content_type,
             file,
@@ -53,7 +66,7 @@ pub fn respond(request: Request, answer: Result<Answer, ApiError>) {
                 }
             }
             let _ = request.respond(response);
-            return;
+            return status;
         }
         Err(e) => {
             if e.is_servers_trouble() {
@@ -78,14 +91,20 @@ pub fn respond(request: Request, answer: Result<Answer, ApiError>) {
     }
     // The client may have gone away; nothing to do about it.
     let _ = request.respond(response);
+    status
 }
 
 /// Like [`respond`], but a large answer is written from a thread of its own when `writers` has
-/// a free place (else here: the write timeout still bounds it).
-pub fn respond_off_worker(request: Request, answer: Result<Answer, ApiError>, writers: &Places) {
+/// a free place (else here: the write timeout still bounds it). Returns the status sent.
+pub fn respond_off_worker(
+    request: Request,
+    answer: Result<Answer, ApiError>,
+    writers: &Places,
+) -> u16 {
     let large = match &answer {
         Ok(Answer::Body(_, text)) => text.len() > LARGE_ANSWER,
         Ok(Answer::Bytes(_, bytes)) => bytes.len() > LARGE_ANSWER,
+        Ok(Answer::Text(_, text)) => text.len() > LARGE_ANSWER,
         Ok(Answer::File { .. }) => true,
         _ => false,
     };
@@ -95,6 +114,7 @@ pub fn respond_off_worker(request: Request, answer: Result<Answer, ApiError>, wr
     let Some(place) = writers.try_take() else {
         return respond(request, answer);
     };
+    let status = status_of(&answer);
     let spawned = std::thread::Builder::new()
         .name("http-write".into())
         .spawn(move || {
@@ -104,5 +124,7 @@ pub fn respond_off_worker(request: Request, answer: Result<Answer, ApiError>, wr
     if let Err(e) = spawned {
         // The request went down with the closure: tiny_http answered it 500.
         log::warn!("could not start a thread to write an answer: {e}");
+        return 500;
     }
+    status
 }

@@ -7,6 +7,7 @@
 //! route is one entry.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 use tiny_http::{Method, Request};
@@ -35,6 +36,8 @@ pub enum Access {
     Key,
     /// A key in a header or, for browsers' WebSockets that cannot set headers, `?api_key=`.
     KeyOrQuery,
+    /// Open like `/health`, or behind a key with `METRICS_REQUIRE_KEY=true`.
+    Monitoring,
 }
 
 /// The parameters of a matched path pattern (`{id}` -> `alip`), percent-decoded.
@@ -54,7 +57,7 @@ impl Params {
 }
 
 /// What a handler gets besides the app and the body.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Call {
     /// The query string, undecoded (after `?`).
     pub query: String,
@@ -62,6 +65,18 @@ pub struct Call {
     /// Who calls: the label of the API key presented ("anyone" when no key is configured), for
     /// the audit log.
     pub by: String,
+    /// The route and when it was found, for `/metrics`.
+    route: &'static Route,
+    started: Instant,
+}
+
+impl Call {
+    /// Records the answer in `/metrics`.
+    pub(super) fn served(&self, app: &App, status: u16) {
+        let took = self.started.elapsed();
+        app.metrics
+            .http(self.route.path, self.route.method, status, took);
+    }
 }
 
 /// What a route does with the request.
@@ -163,6 +178,12 @@ pub static ROUTES: &[Route] = &[
         path: "/health",
         access: Access::Open,
         handler: Handler::Light(health),
+    },
+    Route {
+        method: "GET",
+        path: "/metrics",
+        access: Access::Monitoring,
+        handler: Handler::Light(metrics),
     },
     Route {
         method: "GET",
@@ -386,23 +407,40 @@ pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Params), Api
 /// Routes the request, checks the key before anything reads the body (a client without the key
 /// costs no upload), then answers or hands it on.
 pub fn handle(app: &Arc<App>, request: Request) {
+    let started = Instant::now();
     let (path, query) = split_url(request.url());
     let (route, params) = match find(request.method(), &path) {
         Ok(found) => found,
-        Err(refusal) => return respond(request, Err(refusal)),
+        Err(refusal) => {
+            let method = request.method().to_string();
+            let status = respond(request, Err(refusal));
+            return app
+                .metrics
+                .http("unmatched", &method, status, started.elapsed());
+        }
     };
     let caller = match route.access {
         Access::Open => Some("anyone".to_string()),
-        Access::Key => app.keys.caller(&request, &query, false),
+        Access::Monitoring if !app.metrics_require_key => Some("anyone".to_string()),
+        Access::Key | Access::Monitoring => app.keys.caller(&request, &query, false),
         Access::KeyOrQuery => app.keys.caller(&request, &query, true),
     };
-    let Some(by) = caller else {
-        return respond(request, Err(ApiError::Unauthorized));
+    let mut call = Call {
+        query,
+        params,
+        by: String::new(),
+        route,
+        started,
     };
+    let Some(by) = caller else {
+        let status = respond(request, Err(ApiError::Unauthorized));
+        return call.served(app, status);
+    };
+    call.by = by;
     match route.handler {
         Handler::Light(handler) => {
-            let call = Call { query, params, by };
-            respond_off_worker(request, handler(app, &call), &app.budget.downloads)
+            let status = respond_off_worker(request, handler(app, &call), &app.budget.downloads);
+            call.served(app, status);
         }
         Handler::Upload {
             limit,
@@ -415,10 +453,12 @@ pub fn handle(app: &Arc<App>, request: Request) {
                 Limit::Small => SMALL_BODY,
                 Limit::Empty => 0,
             };
-            let call = Call { query, params, by };
             uploads::start(app, request, limit, body, call, handle)
         }
-        Handler::WebSocket => ws::upgrade(app, request),
+        Handler::WebSocket => {
+            let status = ws::upgrade(app, request);
+            call.served(app, status);
+        }
     }
 }
 
@@ -448,6 +488,15 @@ fn health(app: &App, _call: &Call) -> Result<Answer, ApiError> {
     }
     answer["http"] = app.http_stats();
     Ok(Answer::Json(answer))
+}
+
+/// `GET /metrics`: the Prometheus text exposition ([`crate::metrics`]).
+fn metrics(app: &App, _call: &Call) -> Result<Answer, ApiError> {
+    let text = app
+        .metrics
+        .render(app.families())
+        .map_err(|e| ApiError::Internal(format!("metrics: {e}")))?;
+    Ok(Answer::Text(crate::metrics::CONTENT_TYPE, text))
 }
 
 fn config(app: &App, _call: &Call) -> Result<Answer, ApiError> {

@@ -31,7 +31,8 @@ pub fn start(
     handle: UploadHandler,
 ) {
     let Some(place) = app.budget.uploads.try_take() else {
-        return respond(request, Err(ApiError::Busy("too many uploads in progress")));
+        let status = respond(request, Err(ApiError::Busy("too many uploads in progress")));
+        return call.served(app, status);
     };
     let app = app.clone();
     let spawned = std::thread::Builder::new()
@@ -43,8 +44,9 @@ pub fn start(
             let answer = form::read_body(request.as_reader(), length, limit)
                 .and_then(|bytes| body.parse(content_type.as_deref(), bytes))
                 .and_then(|form| handle(&app, form, &call));
-            respond(request, answer);
+            let status = respond(request, answer);
             drop(place);
+            call.served(&app, status);
         });
     if let Err(e) = spawned {
         // The request went down with the closure: tiny_http answered it 500.

@@ -204,7 +204,8 @@ fn read_client<S: TimedStream>(ws: &mut WebSocket<S>) -> Heard {
 
 /// Answers a WebSocket handshake: 400 unless it is a valid RFC 6455 upgrade, 503 when the hub
 /// is full, else 101 and the connection goes to the hub.
-pub fn upgrade(app: &App, request: Request) {
+/// Returns the status answered (101: switched to the WebSocket).
+pub fn upgrade(app: &App, request: Request) -> u16 {
     let key = match handshake_key(&request) {
         Ok(key) => key,
         Err(e) => return respond(request, Err(e)),
@@ -224,6 +225,7 @@ pub fn upgrade(app: &App, request: Request) {
     }
     app.hub
         .attach(request.upgrade_stream("websocket", response));
+    101
 }
 
 /// The client's `Sec-WebSocket-Key`, when the request is a valid upgrade.

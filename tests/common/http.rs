@@ -34,6 +34,7 @@ pub fn serve_settings() -> ServeSettings {
         webhook_retry_max_seconds: 1.0,
         outbox_max_events: 100_000,
         ws_max_clients: 16,
+        metrics_require_key: false,
         camera: Default::default(),
     }
 }
