@@ -13,6 +13,7 @@ mod error;
 mod form;
 mod respond;
 mod routes;
+mod stream;
 mod uploads;
 mod ws;
 
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::camera::live::Live;
 use crate::camera::CameraStats;
 use crate::events::Dispatcher;
 use crate::liveness::{Heartbeat, Liveness};
@@ -108,6 +110,8 @@ pub struct App {
     /// The unknown faces the camera kept, for review (`/unknowns`); `None` when the store could
     /// not be opened (a data folder this user may only read).
     unknowns: Option<Arc<Unknowns>>,
+    /// The camera's live view (`/stream.mjpg`), when `serve` runs a camera.
+    live: Option<Arc<Live>>,
     /// Open connections, from the server once it runs.
     connections: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
 }
@@ -132,6 +136,7 @@ impl App {
             keys: ApiKeys::default(),
             budget,
             unknowns: None,
+            live: None,
             connections: std::sync::OnceLock::new(),
         }
     }
@@ -140,6 +145,17 @@ impl App {
     pub fn with_unknowns(mut self, unknowns: Arc<Unknowns>) -> App {
         self.unknowns = Some(unknowns);
         self
+    }
+
+    /// The app with the camera's live view behind `/stream.mjpg`.
+    pub fn with_live(mut self, live: Arc<Live>) -> App {
+        self.live = Some(live);
+        self
+    }
+
+    /// The camera's live view, when the service runs a camera.
+    pub fn live(&self) -> Option<&Arc<Live>> {
+        self.live.as_ref()
     }
 
     /// The unknown-faces store, when the service keeps one.
@@ -188,6 +204,7 @@ impl App {
             "images": self.budget.images.to_json(),
             "large_images": self.budget.large_images.to_json(),
             "websocket_clients": self.hub.clients(),
+            "stream_clients": self.live.as_ref().map_or(0, |l| l.viewers()),
         })
     }
 }
@@ -307,6 +324,10 @@ impl RunningServer {
             let _ = w.join();
         }
         drop(self.server);
+        // Live viewers end at once (their threads hold no worker, so nothing above waited).
+        if let Some(live) = self.app.live() {
+            live.close();
+        }
         self.app.dispatcher.shutdown();
     }
 }

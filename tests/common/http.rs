@@ -34,6 +34,8 @@ pub fn serve_settings() -> ServeSettings {
         webhook_retry_max_seconds: 1.0,
         outbox_max_events: 100_000,
         ws_max_clients: 16,
+        stream_max_fps: 5.0,
+        stream_max_clients: 4,
         camera: Default::default(),
     }
 }
