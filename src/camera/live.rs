@@ -352,7 +352,10 @@ mod tests {
         live.publish(image(1), Vec::new());
         drop(a);
         assert_eq!(live.viewers(), 1);
-        assert!(lock(&live.latest).frame.is_some(), "kept for the other viewer");
+        assert!(
+            lock(&live.latest).frame.is_some(),
+            "kept for the other viewer"
+        );
         let c = live.join().unwrap();
         drop((b, c));
         assert_eq!(live.viewers(), 0);
@@ -395,7 +398,10 @@ mod tests {
         let (mut a, mut b) = (live.join().unwrap(), live.join().unwrap());
         let big = RgbImage::from_raw(1280, 720, vec![100; 1280 * 720 * 3]).unwrap();
         live.publish(big, Vec::new());
-        let (Next::Frame(fa), Next::Frame(fb)) = (a.next(Instant::now(), soon()), b.next(Instant::now(), soon())) else {
+        let (Next::Frame(fa), Next::Frame(fb)) = (
+            a.next(Instant::now(), soon()),
+            b.next(Instant::now(), soon()),
+        ) else {
             panic!("no frame");
         };
         let jpeg = fa.jpeg(&live).unwrap().to_vec();
