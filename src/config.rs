@@ -538,6 +538,13 @@ pub struct ServeSettings {
     /// `GET /metrics` needs an API key (else it is open like /health)
     #[arg(long, env = "METRICS_REQUIRE_KEY")]
     pub metrics_require_key: bool,
+    /// Most frames a second sent to one viewer of the live view (`/stream.mjpg`); 0.1 to 30
+    #[arg(long, env = "STREAM_MAX_FPS", default_value_t = 5.0)]
+    pub stream_max_fps: f64,
+    /// Most viewers of the live view at once (each has a thread and encodes JPEGs); past it,
+    /// 503 at once. 0 turns the live view off
+    #[arg(long, env = "STREAM_MAX_CLIENTS", default_value_t = 4)]
+    pub stream_max_clients: usize,
     #[command(flatten)]
     pub camera: CameraSettings,
 }
@@ -777,6 +784,13 @@ impl ServeSettings {
         count("HTTP_MAX_UPLOADS", self.max_uploads, 1, 4096)?;
         count("HTTP_MAX_IMAGES", self.max_images, 1, 256)?;
         seconds("HTTP_QUEUE_SECONDS", self.queue_seconds, 600.0)?;
+        if !(self.stream_max_fps.is_finite() && (0.1..=30.0).contains(&self.stream_max_fps)) {
+            return Err(Error::Config(format!(
+                "STREAM_MAX_FPS must be 0.1 to 30, got {}",
+                self.stream_max_fps
+            )));
+        }
+        count("STREAM_MAX_CLIENTS", self.stream_max_clients, 0, 64)?;
         let url = self.webhook_url.trim();
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(Error::Config(format!(
@@ -814,6 +828,14 @@ impl ServeSettings {
             DEFAULT_BIND
         }
         .to_string()
+    }
+
+    /// The live view's bounds.
+    pub fn live(&self) -> crate::camera::live::LiveSettings {
+        crate::camera::live::LiveSettings {
+            max_fps: self.stream_max_fps,
+            max_viewers: self.stream_max_clients,
+        }
     }
 
     pub fn webhook(&self) -> Option<crate::events::WebhookConfig> {

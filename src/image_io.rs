@@ -280,6 +280,16 @@ pub fn downscale(image: &RgbImage, max_pixels: u64) -> RgbImage {
     downscale_to(image, tw, th)
 }
 
+/// `image` averaged down to at most `max_width` pixels wide (aspect kept); a copy when it
+/// already fits.
+pub fn downscale_to_width(image: &RgbImage, max_width: usize) -> RgbImage {
+    if image.width <= max_width || max_width == 0 {
+        return image.clone();
+    }
+    let height = (image.height * max_width).div_ceil(image.width).max(1);
+    downscale_to(image, max_width, height)
+}
+
 fn downscale_to(image: &RgbImage, tw: usize, th: usize) -> RgbImage {
     if (tw, th) == (image.width, image.height) || !image.is_consistent() {
         return image.clone();
@@ -943,6 +953,11 @@ pub fn letterbox(image: &RgbImage, width: u32, height: u32) -> RgbImage {
 
 /// Encodes RGB pixels as a JPEG (quality 95, like OpenCV's `imwrite` default).
 pub fn encode_jpeg(image: &RgbImage) -> Result<Vec<u8>, ImageError> {
+    encode_jpeg_quality(image, 95)
+}
+
+/// Encodes RGB pixels as a JPEG of `quality` (1 to 100).
+pub fn encode_jpeg_quality(image: &RgbImage, quality: i32) -> Result<Vec<u8>, ImageError> {
     if !image.is_consistent() {
         return Err(ImageError::Corrupt(
             "pixel buffer does not match the size".into(),
@@ -955,7 +970,7 @@ pub fn encode_jpeg(image: &RgbImage) -> Result<Vec<u8>, ImageError> {
         height: image.height,
         format: turbojpeg::PixelFormat::RGB,
     };
-    turbojpeg::compress(source, 95, turbojpeg::Subsamp::Sub2x2)
+    turbojpeg::compress(source, quality.clamp(1, 100), turbojpeg::Subsamp::Sub2x2)
         .map(|buf| buf.to_vec())
         .map_err(|e| ImageError::Corrupt(format!("cannot encode JPEG: {}", message(&e))))
 }

@@ -1,5 +1,5 @@
-//! Boxes and names drawn on a frame, for `cam-demo --save-annotated`: on a headless board the
-//! saved frames are how one sees what the camera saw.
+//! Boxes and names drawn on a frame, for `cam-demo --save-annotated` and the live view
+//! (`GET /stream.mjpg`): on a headless board they are how one sees what the camera saw.
 
 use font8x8::legacy::BASIC_LEGACY;
 
@@ -61,6 +61,13 @@ pub fn caption(face: &Seen) -> String {
 /// Draws each face's box (green when recognized, red when unknown) with its caption above it
 /// (below the top edge when there is no room above).
 pub fn draw(image: &mut RgbImage, faces: &[Seen]) {
+    draw_scaled(image, faces, 1.0);
+}
+
+/// [`draw`] on a copy of the frame scaled by `scale` (the faces' boxes are in the frame's
+/// pixels): lines and captions keep their size whatever the scale.
+pub fn draw_scaled(image: &mut RgbImage, faces: &[Seen], scale: f64) {
+    let at = |v: i64| (v as f64 * scale).round() as i64;
     for face in faces {
         let b = face.recognition.bbox;
         let color = if face.recognition.label == crate::gallery::UNKNOWN {
@@ -68,7 +75,7 @@ pub fn draw(image: &mut RgbImage, faces: &[Seen]) {
         } else {
             KNOWN
         };
-        let (l, t, r, btm) = (b.left, b.top, b.right, b.bottom);
+        let (l, t, r, btm) = (at(b.left), at(b.top), at(b.right), at(b.bottom));
         // Lines inside the box, so a face at the frame's edge still shows its box.
         fill(image, (l, t, r, t + LINE), color);
         fill(image, (l, btm - LINE, r, btm), color);
@@ -81,6 +88,17 @@ pub fn draw(image: &mut RgbImage, faces: &[Seen]) {
         fill(image, (l, top, l + width, top + height), color);
         text(image, l + 2, top + 2, &label);
     }
+}
+
+/// Writes `message` in the middle of `image` (white on the unknown colour): a frame that says
+/// what is going on instead of showing the camera.
+pub fn notice(image: &mut RgbImage, message: &str) {
+    let (w, h) = (image.width as i64, image.height as i64);
+    let width = message.chars().count() as i64 * 8 * TEXT_SCALE + 4;
+    let height = 8 * TEXT_SCALE + 4;
+    let (x, y) = ((w - width).max(0) / 2, (h - height).max(0) / 2);
+    fill(image, (x, y, x + width, y + height), UNKNOWN);
+    text(image, x + 2, y + 2, message);
 }
 
 #[cfg(test)]
@@ -128,6 +146,29 @@ mod tests {
             .count();
         assert!(caption_pixels > 50, "{caption_pixels}");
         assert_eq!(caption(&seen("alip", bbox)), "alip 0.31");
+    }
+
+    #[test]
+    fn scaled_boxes_land_on_the_scaled_frame() {
+        let mut image = RgbImage::from_raw(100, 75, vec![0; 100 * 75 * 3]).unwrap();
+        let bbox = FaceBox {
+            top: 60,
+            right: 120,
+            bottom: 130,
+            left: 40,
+        };
+        draw_scaled(&mut image, &[seen("alip", bbox)], 0.5);
+        assert_eq!(at(&image, 40, 64), KNOWN, "bottom edge, halved");
+        assert_eq!(at(&image, 20, 50), KNOWN, "left edge, halved");
+        assert_eq!(at(&image, 40, 50), [0, 0, 0], "inside untouched");
+    }
+
+    #[test]
+    fn a_notice_is_written_in_the_middle() {
+        let mut image = RgbImage::from_raw(320, 240, vec![0; 320 * 240 * 3]).unwrap();
+        notice(&mut image, "waiting");
+        assert_eq!(at(&image, 160, 110), UNKNOWN);
+        assert_eq!(at(&image, 5, 5), [0, 0, 0]);
     }
 
     #[test]

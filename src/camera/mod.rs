@@ -7,6 +7,7 @@ pub mod annotate;
 pub mod capture;
 pub mod confirm;
 pub mod frame;
+pub mod live;
 pub mod pipeline;
 pub mod quality;
 pub mod slot;

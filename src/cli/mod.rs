@@ -56,7 +56,8 @@ pub enum Command {
         files: Vec<PathBuf>,
     },
     /// Serve the HTTP API (the original service's endpoints, WebSocket feed and webhook)
-    Serve(ServeSettings),
+    // Boxed: the largest settings by far, and a command is parsed once.
+    Serve(Box<ServeSettings>),
     /// Enrolled people: list, show, delete, rename, reject (one JSON answer, as the HTTP API's)
     People {
         #[command(subcommand)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::camera::capture::Captures;
+use crate::camera::live::Live;
 use crate::camera::{Camera, FrameResult, Pipeline};
 use crate::config::{ServeSettings, Settings};
 use crate::engine::blas;
@@ -218,6 +219,8 @@ pub fn start(
         "http_queue_seconds": serve.queue_seconds,
         "unknown_max": settings.unknown_max,
         "unknown_cluster_distance": settings.unknown_cluster_distance,
+        "stream_max_fps": serve.stream_max_fps,
+        "stream_max_clients": serve.stream_max_clients,
     });
     let delivery = match webhook {
         Some(config) => Some(open_delivery(settings, serve, config)?),
@@ -238,6 +241,7 @@ pub fn start(
     );
     let captures = Arc::new(Captures::default());
     let unknowns = open_unknowns(settings);
+    let live = Arc::new(Live::new(serve.live()));
     let camera = match serve.camera.source() {
         None => None,
         Some(open) => {
@@ -247,10 +251,13 @@ pub fn start(
             let min_face_px = recognizer.enroll_policy.quality().min_face_px();
             let mut keep = keep_unknowns(unknowns.clone(), min_face_px);
             let to_capture = captures.clone();
+            let to_viewers = live.clone();
             let on_frame = Box::new(move |f: FrameResult| {
                 to_capture.offer(&f.image, f.faces.len());
                 events(&f);
                 keep(&f);
+                // Last: the frame is moved to the live view (kept only while someone watches).
+                to_viewers.publish(f.image, f.faces);
             });
             let pipeline = Pipeline::new(recognizer.clone(), serve.camera.pipeline());
             Some(Camera::start(open, pipeline, Arc::default(), on_frame)?)
@@ -263,6 +270,9 @@ pub fn start(
     }
     app.camera = camera.as_ref().map(|c| c.stats().clone());
     app.captures = camera.as_ref().map(|_| captures);
+    if camera.is_some() {
+        app = app.with_live(live);
+    }
     app.keys = keys;
     app.metrics_require_key = serve.metrics_require_key;
     let server = http::start(&serve.bind_address(), app)?;

@@ -13,6 +13,7 @@ mod error;
 mod form;
 mod respond;
 mod routes;
+mod stream;
 mod uploads;
 mod ws;
 
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::camera::live::Live;
 use crate::camera::CameraStats;
 use crate::events::Dispatcher;
 use crate::liveness::{Heartbeat, Liveness};
@@ -109,6 +111,8 @@ pub struct App {
     /// The unknown faces the camera kept, for review (`/unknowns`); `None` when the store could
     /// not be opened (a data folder this user may only read).
     unknowns: Option<Arc<Unknowns>>,
+    /// The camera's live view (`/stream.mjpg`), when `serve` runs a camera.
+    live: Option<Arc<Live>>,
     /// Open connections, from the server once it runs.
     connections: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
     /// What `/metrics` records as it happens (the rest it reads from the structs above).
@@ -137,6 +141,7 @@ impl App {
             keys: ApiKeys::default(),
             budget,
             unknowns: None,
+            live: None,
             connections: std::sync::OnceLock::new(),
             metrics: Metrics::new(),
             metrics_require_key: false,
@@ -147,6 +152,17 @@ impl App {
     pub fn with_unknowns(mut self, unknowns: Arc<Unknowns>) -> App {
         self.unknowns = Some(unknowns);
         self
+    }
+
+    /// The app with the camera's live view behind `/stream.mjpg`.
+    pub fn with_live(mut self, live: Arc<Live>) -> App {
+        self.live = Some(live);
+        self
+    }
+
+    /// The camera's live view, when the service runs a camera.
+    pub fn live(&self) -> Option<&Arc<Live>> {
+        self.live.as_ref()
     }
 
     /// The unknown-faces store, when the service keeps one.
@@ -195,6 +211,7 @@ impl App {
             "images": self.budget.images.to_json(),
             "large_images": self.budget.large_images.to_json(),
             "websocket_clients": self.hub.clients(),
+            "stream_clients": self.live.as_ref().map_or(0, |l| l.viewers()),
         })
     }
 }
@@ -243,6 +260,9 @@ impl App {
         families.extend(self.dispatcher.stats().families());
         if let Some(camera) = &self.camera {
             families.extend(camera.families(self.limits.camera_stale_after));
+        }
+        if let Some(live) = self.live() {
+            families.extend(live.families());
         }
         if let Some(unknowns) = self.unknowns() {
             families.push(
@@ -372,6 +392,10 @@ impl RunningServer {
             let _ = w.join();
         }
         drop(self.server);
+        // Live viewers end at once (their threads hold no worker, so nothing above waited).
+        if let Some(live) = self.app.live() {
+            live.close();
+        }
         self.app.dispatcher.shutdown();
     }
 }

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::form::Form;
 use super::respond::{respond, respond_off_worker, Answer};
 use super::uploads::{self, UploadHandler};
-use super::{form, ws, App};
+use super::{form, stream, ws, App};
 use crate::events::{events_for, Event, Report};
 use crate::gallery::archive::ImportMode;
 use crate::gallery::{GalleryError, StudentId};
@@ -93,6 +93,8 @@ pub enum Handler {
     },
     /// The WebSocket feed.
     WebSocket,
+    /// The camera's live view: the connection goes to a viewer thread of its own.
+    LiveStream,
 }
 
 /// The most body an upload route reads.
@@ -312,6 +314,12 @@ pub static ROUTES: &[Route] = &[
         handler: Handler::WebSocket,
     },
     Route {
+        method: "GET",
+        path: "/stream.mjpg",
+        access: Access::KeyOrQuery,
+        handler: Handler::LiveStream,
+    },
+    Route {
         method: "POST",
         path: "/mock/webhook",
         access: Access::Key,
@@ -459,6 +467,10 @@ pub fn handle(app: &Arc<App>, request: Request) {
             let status = ws::upgrade(app, request);
             call.served(app, status);
         }
+        Handler::LiveStream => {
+            let status = stream::serve(app, request);
+            call.served(app, status);
+        }
     }
 }
 
@@ -478,6 +490,9 @@ fn health(app: &App, _call: &Call) -> Result<Answer, ApiError> {
     if let Some(camera) = &app.camera {
         answer["ok"] = json!(camera.healthy(app.limits.camera_stale_after));
         answer["camera"] = camera.to_json();
+        if let Some(live) = app.live() {
+            answer["camera"]["live"] = live.to_json();
+        }
     }
     if app.dispatcher.webhook_enabled() {
         // The main API's own trouble: shown, but the box itself is fine.

@@ -35,6 +35,8 @@ pub fn serve_settings() -> ServeSettings {
         outbox_max_events: 100_000,
         ws_max_clients: 16,
         metrics_require_key: false,
+        stream_max_fps: 5.0,
+        stream_max_clients: 4,
         camera: Default::default(),
     }
 }

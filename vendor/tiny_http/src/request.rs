@@ -334,6 +334,26 @@ impl Request {
         }
     }
 
+    /// The connection, for an answer the application writes itself, status line and head
+    /// included, for as long as it likes (a `multipart/x-mixed-replace` stream): what
+    /// [`into_writer`](Request::into_writer) gives, but as an [`Upgraded`] whose write timeout
+    /// can be set, and the connection is closed once it is dropped, since the end of such an
+    /// answer is the end of the connection (face-attendance patch). The request body, if any,
+    /// is its reading half.
+    pub fn into_stream(mut self) -> Upgraded {
+        if let Some(ctl) = &self.ctl {
+            ctl.set_must_close();
+        }
+        let writer = self.extract_writer_impl();
+        let reader = self.extract_reader_impl();
+        Upgraded {
+            reader,
+            writer,
+            ctl: self.ctl.clone(),
+            notify: self.notify_when_responded.take(),
+        }
+    }
+
     /// Allows to read the body of the request.
     ///
     /// # Example
