@@ -26,6 +26,12 @@ use crate::unknowns::Unknowns;
 
 const OPENAPI: &str = include_str!("openapi.json");
 const DOCS: &str = include_str!("docs.html");
+/// The box's page: plain HTML, CSS and JavaScript in the binary (no CDN, no build step).
+const PAGE: &str = include_str!("page/index.html");
+const PAGE_ASSETS: &[(&str, &str, &str)] = &[
+    ("app.js", "text/javascript; charset=utf-8", include_str!("page/app.js")),
+    ("app.css", "text/css; charset=utf-8", include_str!("page/app.css")),
+];
 
 /// Who may call a route when API keys are configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,6 +337,18 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/",
+        access: Access::Open,
+        handler: Handler::Light(page),
+    },
+    Route {
+        method: "GET",
+        path: "/ui/{file}",
+        access: Access::Open,
+        handler: Handler::Light(page_asset),
+    },
+    Route {
+        method: "GET",
         path: "/openapi.json",
         access: Access::Open,
         handler: Handler::Light(openapi),
@@ -486,7 +504,12 @@ pub(super) fn split_url(url: &str) -> (String, String) {
 
 fn health(app: &App, _call: &Call) -> Result<Answer, ApiError> {
     let (encodings, labels) = app.recognizer.gallery.counts();
-    let mut answer = json!({"ok": true, "encodings": encodings, "labels": labels});
+    let mut answer = json!({
+        "ok": true,
+        "encodings": encodings,
+        "labels": labels,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
     if let Some(camera) = &app.camera {
         answer["ok"] = json!(camera.healthy(app.limits.camera_stale_after));
         answer["camera"] = camera.to_json();
@@ -891,6 +914,22 @@ fn enroll_unknown(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError
         "refused": outcome.refused,
         "forgotten": forgotten,
     })))
+}
+
+/// `GET /`: the page. It holds no data (it asks for the key, then calls the API), so it is
+/// open like `/docs`.
+fn page(_app: &App, _call: &Call) -> Result<Answer, ApiError> {
+    Ok(Answer::Body("text/html; charset=utf-8", PAGE))
+}
+
+/// `GET /ui/{file}`: the page's script and style sheet.
+fn page_asset(_app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let file = call.params.get("file")?;
+    PAGE_ASSETS
+        .iter()
+        .find(|(name, _, _)| *name == file)
+        .map(|(_, content_type, text)| Answer::Body(content_type, text))
+        .ok_or_else(|| ApiError::NotFound(format!("/ui/{file}")))
 }
 
 fn openapi(_app: &App, _call: &Call) -> Result<Answer, ApiError> {

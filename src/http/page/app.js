@@ -1,0 +1,477 @@
+// The box's page: plain JavaScript served from the binary, talking to the same API as curl does.
+// Every value from the server is put in the page as text (textContent), never as HTML. With API
+// keys on, the key is asked for once and kept in this tab's session storage; nothing is shown
+// before the server accepted it.
+"use strict";
+
+const KEY_STORE = "face-attendance-key";
+let key = sessionStorage.getItem(KEY_STORE) || "";
+let config = null;
+let feed = null;
+let statusTimer = null;
+let lastFrames = null;
+const objectUrls = new Set();
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+
+function say(text, isError) {
+  const m = $("message");
+  m.textContent = text;
+  m.className = isError ? "error" : "";
+  m.hidden = !text;
+}
+
+function withKey(path) {
+  if (!key) return path;
+  return path + (path.includes("?") ? "&" : "?") + "api_key=" + encodeURIComponent(key);
+}
+
+// fetch with the key; a 401 sends the user back to the key form.
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (key) headers["X-API-Key"] = key;
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  if (response.status === 401) {
+    showLogin("The key was refused.");
+    throw new Error("unauthorized");
+  }
+  return response;
+}
+
+async function apiJson(path, options) {
+  const response = await api(path, options);
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (_) {
+    body = null;
+  }
+  if (!response.ok) {
+    const why = (body && (body.detail || body.error || body.message)) || response.statusText;
+    throw new Error(typeof why === "string" ? why : JSON.stringify(why));
+  }
+  return body;
+}
+
+// An image behind the key: fetched with the header, shown from a blob.
+async function keyedImage(img, path) {
+  try {
+    const response = await api(path);
+    if (!response.ok) {
+      img.alt = "no photo";
+      return;
+    }
+    const url = URL.createObjectURL(await response.blob());
+    objectUrls.add(url);
+    img.src = url;
+  } catch (_) {
+    img.alt = "no photo";
+  }
+}
+
+function forgetImages() {
+  for (const url of objectUrls) URL.revokeObjectURL(url);
+  objectUrls.clear();
+}
+
+function showLogin(error) {
+  $("tabs").hidden = true;
+  for (const s of document.querySelectorAll("main > section")) s.hidden = true;
+  stopLive();
+  $("login").hidden = false;
+  $("login-error").textContent = error || "";
+  $("login-error").hidden = !error;
+  $("login-key").focus();
+}
+
+async function boot() {
+  let response;
+  try {
+    response = await fetch("/config", { headers: key ? { "X-API-Key": key } : {} });
+  } catch (e) {
+    say("The box does not answer: " + e.message, true);
+    return;
+  }
+  if (response.status === 401) {
+    showLogin(key ? "The key was refused." : "");
+    return;
+  }
+  config = await response.json();
+  $("login").hidden = true;
+  $("tabs").hidden = false;
+  show(location.hash.slice(1) || "live");
+}
+
+const views = {
+  live: openLive,
+  people: () => loadPeople(),
+  unknowns: loadUnknowns,
+  today: loadToday,
+  status: loadStatus,
+};
+
+function show(tab) {
+  if (!views[tab]) tab = "live";
+  for (const b of document.querySelectorAll("#tabs button")) {
+    b.classList.toggle("on", b.dataset.tab === tab);
+  }
+  for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== tab;
+  if (tab !== "live") stopLive();
+  if (statusTimer) clearInterval(statusTimer);
+  statusTimer = null;
+  say("");
+  forgetImages();
+  views[tab]().catch((e) => {
+    if (e.message !== "unauthorized") say(e.message, true);
+  });
+}
+
+// --- Live ---------------------------------------------------------------------------------
+
+async function openLive() {
+  const img = $("live-image");
+  $("no-camera").hidden = !!config.camera;
+  img.hidden = !config.camera;
+  if (config.camera) img.src = withKey("/stream.mjpg");
+  if (!feed) connectFeed();
+}
+
+function stopLive() {
+  const img = $("live-image");
+  // Dropping the source ends the stream, so a hidden tab holds no viewer's place.
+  img.removeAttribute("src");
+  if (feed) {
+    feed.onclose = null;
+    feed.close();
+    feed = null;
+  }
+}
+
+function connectFeed() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(scheme + "//" + location.host + withKey("/ws/recognitions"));
+  feed = ws;
+  ws.onopen = () => ($("feed-state").textContent = "Live: new recognitions appear here.");
+  ws.onmessage = (m) => {
+    try {
+      addRecognition(JSON.parse(m.data));
+    } catch (_) {
+      /* not an event */
+    }
+  };
+  ws.onclose = () => {
+    $("feed-state").textContent = "Disconnected; reconnecting…";
+    feed = null;
+    setTimeout(() => {
+      if (!$("live").hidden && !feed) connectFeed();
+    }, 2000);
+  };
+}
+
+function addRecognition(e) {
+  const li = el("li");
+  const who = e.candidates ? e.candidates.join(" or ") + "?" : e.student_id;
+  li.className = e.type === "ambiguous" ? "ambiguous" : e.student_id === "Unknown" ? "unknown" : "";
+  li.append(el("strong", who, "who"));
+  const parts = [new Date((e.ts || 0) * 1000).toLocaleTimeString()];
+  if (typeof e.distance === "number") parts.push("distance " + e.distance.toFixed(3));
+  if (e.decision) parts.push(e.decision.frames + " frames");
+  if (e.dispatch) parts.push("webhook: " + e.dispatch.status);
+  li.append(el("div", parts.join(" · "), "muted"));
+  const list = $("feed");
+  list.prepend(li);
+  while (list.children.length > 50) list.lastChild.remove();
+}
+
+// --- People -------------------------------------------------------------------------------
+
+async function loadPeople() {
+  const q = $("people-search").value.trim();
+  const answer = await apiJson("/people?limit=200&q=" + encodeURIComponent(q));
+  $("people-total").textContent = "(" + answer.total + ")";
+  const list = $("people-list");
+  list.replaceChildren();
+  for (const p of answer.people) {
+    const li = el("li");
+    li.dataset.id = p.student_id;
+    const img = el("img");
+    img.alt = p.student_id;
+    keyedImage(img, "/people/" + encodeURIComponent(p.student_id) + "/samples/0.jpg");
+    const open = el("button", "Open");
+    open.onclick = () => openPerson(p.student_id);
+    li.append(img, el("span", p.student_id, "id"), el("span", p.samples + " samples", "muted"), open);
+    list.append(li);
+  }
+}
+
+async function openPerson(id) {
+  const p = await apiJson("/people/" + encodeURIComponent(id));
+  $("person").hidden = false;
+  $("person").dataset.id = id;
+  $("person-id").textContent = id;
+  const samples = $("person-samples");
+  samples.replaceChildren();
+  for (const s of p.samples) {
+    const li = el("li");
+    const img = el("img");
+    img.alt = id + " sample " + s.index;
+    if (s.crop) keyedImage(img, s.crop);
+    const remove = el("button", "Delete sample", "danger");
+    remove.onclick = async () => {
+      if (!confirm("Delete this sample of " + id + "?")) return;
+      await act(() => apiJson("/people/" + encodeURIComponent(id) + "/samples/" + s.index, { method: "DELETE" }),
+        "Sample deleted.");
+      openPerson(id).catch(() => $("person").hidden = true);
+      loadPeople();
+    };
+    const q = s.quality ? s.quality.face_px + " px" : "";
+    li.append(img, el("span", q, "muted"), remove);
+    samples.append(li);
+  }
+  const history = $("person-history");
+  history.replaceChildren();
+  for (const h of p.history || []) {
+    history.append(el("li", new Date(h.time * 1000).toLocaleString() + ": " + h.action + " by " + h.by));
+  }
+  try {
+    const seen = await apiJson("/events?student_id=" + encodeURIComponent(id) + "&limit=50");
+    for (const e of seen.events.slice(-20)) {
+      history.append(el("li", new Date(e.at_ms).toLocaleString() + ": seen (" + e.kind + ")"));
+    }
+  } catch (_) {
+    /* no event log: the gallery's history is enough */
+  }
+}
+
+async function act(work, done) {
+  say("Working…");
+  try {
+    await work();
+    say(done);
+    return true;
+  } catch (e) {
+    if (e.message !== "unauthorized") say(e.message, true);
+    return false;
+  }
+}
+
+function enrollForm() {
+  const id = $("enroll-id").value.trim();
+  if (!$("enroll-id").reportValidity()) return null;
+  return id;
+}
+
+async function enrollUpload(event) {
+  event.preventDefault();
+  const id = enrollForm();
+  const file = $("enroll-file").files[0];
+  if (!id) return;
+  if (!file) {
+    say("Choose a photo first.", true);
+    return;
+  }
+  const form = new FormData();
+  form.append("student_id", id);
+  form.append("image", file);
+  const ok = await act(() => apiJson("/enroll", { method: "POST", body: form }), "Enrolled " + id + ".");
+  if (ok) {
+    $("enroll-file").value = "";
+    await loadPeople();
+  }
+}
+
+async function enrollCapture() {
+  const id = enrollForm();
+  if (!id) return;
+  say("Look at the camera: taking 3 photos (up to 20 s)…");
+  const ok = await act(
+    () => apiJson("/people/" + encodeURIComponent(id) + "/capture?samples=3&seconds=20", { method: "POST" }),
+    "Enrolled " + id + " from the camera.");
+  if (ok) await loadPeople();
+}
+
+async function renamePerson(event) {
+  event.preventDefault();
+  const from = $("person").dataset.id;
+  const to = $("rename-to").value.trim();
+  const form = new FormData();
+  form.append("student_id", to);
+  const ok = await act(() => apiJson("/people/" + encodeURIComponent(from) + "/rename", { method: "POST", body: form }),
+    "Renamed " + from + " to " + to + ".");
+  if (ok) {
+    $("rename-to").value = "";
+    await openPerson(to);
+    await loadPeople();
+  }
+}
+
+async function deletePerson() {
+  const id = $("person").dataset.id;
+  if (!confirm("Delete " + id + " and every sample?")) return;
+  const ok = await act(() => apiJson("/people/" + encodeURIComponent(id), { method: "DELETE" }), "Deleted " + id + ".");
+  if (ok) {
+    $("person").hidden = true;
+    await loadPeople();
+  }
+}
+
+// --- Unknowns -----------------------------------------------------------------------------
+
+async function loadUnknowns() {
+  const answer = await apiJson("/unknowns");
+  const list = $("unknown-list");
+  list.replaceChildren();
+  if (!answer.clusters.length) list.append(el("li", "No unknown faces kept.", "muted"));
+  for (const c of answer.clusters) {
+    const li = el("li");
+    li.dataset.cluster = c.cluster;
+    for (const crop of c.crops.slice(0, 3)) {
+      const img = el("img");
+      img.alt = "unknown face";
+      keyedImage(img, crop);
+      li.append(img);
+    }
+    li.append(el("span", c.count + " sightings, last " + new Date(c.last_seen * 1000).toLocaleString(), "muted"));
+    const form = el("form");
+    const input = el("input");
+    input.placeholder = "Student id";
+    input.required = true;
+    input.pattern = "[A-Za-z0-9_.\\-]+";
+    const enroll = el("button", "Enroll");
+    enroll.type = "submit";
+    form.append(input, enroll);
+    form.onsubmit = async (event) => {
+      event.preventDefault();
+      const body = new FormData();
+      body.append("student_id", input.value.trim());
+      const ok = await act(() => apiJson("/unknowns/" + c.cluster + "/enroll", { method: "POST", body }),
+        "Enrolled " + input.value.trim() + ".");
+      if (ok) await loadUnknowns();
+    };
+    const forget = el("button", "Forget", "danger");
+    forget.onclick = async () => {
+      if (!confirm("Forget these faces?")) return;
+      const ok = await act(() => apiJson("/unknowns/" + c.cluster, { method: "DELETE" }), "Forgotten.");
+      if (ok) await loadUnknowns();
+    };
+    li.append(form, forget);
+    list.append(li);
+  }
+}
+
+// --- Today --------------------------------------------------------------------------------
+
+function todayRange() {
+  const start = new Date();
+  start.setHours(0, 0, 0, 0);
+  return "since=" + start.getTime();
+}
+
+async function loadToday() {
+  const answer = await apiJson("/events?" + todayRange());
+  $("today-count").textContent = "(" + answer.count + (answer.truncated ? "+" : "") + " events)";
+  const body = $("today-table").tBodies[0];
+  body.replaceChildren();
+  for (const e of answer.events.slice().reverse()) {
+    const tr = el("tr");
+    const who = e.candidates ? e.candidates.join(" or ") + "?" : e.student_id;
+    const distance = typeof e.distance === "number" ? e.distance.toFixed(3) : "";
+    const delivery = e.delivery ? e.delivery.status : "";
+    for (const v of [new Date(e.at_ms).toLocaleTimeString(), who, e.kind, distance, delivery]) {
+      tr.append(el("td", v));
+    }
+    body.append(tr);
+  }
+}
+
+async function downloadToday() {
+  const response = await api("/events?format=csv&" + todayRange());
+  if (!response.ok) {
+    say("The CSV could not be made: " + response.statusText, true);
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const a = el("a");
+  a.href = url;
+  a.download = "attendance-" + new Date().toISOString().slice(0, 10) + ".csv";
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+// --- Status -------------------------------------------------------------------------------
+
+async function loadStatus() {
+  await refreshStatus();
+  statusTimer = setInterval(() => refreshStatus().catch(() => {}), 2000);
+}
+
+async function refreshStatus() {
+  const h = await apiJson("/health");
+  const rows = [
+    ["Version", h.version],
+    ["Healthy", h.ok ? "yes" : "no"],
+    ["People enrolled", h.labels + " (" + h.encodings + " samples)"],
+  ];
+  if (h.camera) {
+    const now = Date.now();
+    let fps = "";
+    if (lastFrames && now > lastFrames.at) {
+      fps = (((h.camera.frames_processed - lastFrames.n) * 1000) / (now - lastFrames.at)).toFixed(1) + " fps";
+    }
+    lastFrames = { n: h.camera.frames_processed, at: now };
+    rows.push(["Camera", h.camera.state + (fps ? ", " + fps : "")]);
+    rows.push(["Frames processed", h.camera.frames_processed + " (" + h.camera.frames_dropped + " dropped)"]);
+  } else {
+    rows.push(["Camera", "none"]);
+  }
+  if (h.outbox) {
+    rows.push(["Webhook outbox", h.outbox.pending + " pending, " + h.outbox.delivered + " delivered"]);
+    rows.push(["Last webhook error", h.outbox.last_error || "none"]);
+  } else {
+    rows.push(["Webhook", "off"]);
+  }
+  if (h.unknown_clusters !== undefined) rows.push(["Unknown faces", h.unknown_clusters + " clusters"]);
+  if (h.event_log) rows.push(["Event log", JSON.stringify(h.event_log)]);
+  rows.push(["Connections", String(h.http.connections)]);
+  const list = $("status-list");
+  list.replaceChildren();
+  for (const [k, v] of rows) list.append(el("dt", k), el("dd", v));
+}
+
+// --- Wiring -------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login").onsubmit = (event) => {
+    event.preventDefault();
+    key = $("login-key").value.trim();
+    sessionStorage.setItem(KEY_STORE, key);
+    $("login-key").value = "";
+    boot();
+  };
+  for (const b of document.querySelectorAll("#tabs button")) {
+    b.onclick = () => {
+      history.replaceState(null, "", "#" + b.dataset.tab);
+      show(b.dataset.tab);
+    };
+  }
+  let searchTimer = null;
+  $("people-search").oninput = () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => loadPeople().catch((e) => say(e.message, true)), 250);
+  };
+  $("enroll").onsubmit = enrollUpload;
+  $("enroll-capture").onclick = enrollCapture;
+  $("rename").onsubmit = renamePerson;
+  $("person-delete").onclick = deletePerson;
+  $("today-csv").onclick = downloadToday;
+  boot();
+});
