@@ -1,18 +1,23 @@
 //! Attendance events: what is sent for a recognized face, and what became of it. The
 //! dispatcher thread (dispatcher.rs) owns the cooldown, the durable outbox (outbox.rs) and the
-//! webhook (webhook.rs), and hands every event with its report to the WebSocket hub.
+//! webhook (webhook.rs), hands every event with its report to the WebSocket hub, and keeps it
+//! in the local event log (log.rs) that `GET /events` reads (as JSON, or CSV: csv.rs).
 
+pub mod csv;
 mod dispatcher;
+pub mod log;
 pub mod outbox;
+pub mod utc;
 mod webhook;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::engine::FaceBox;
 use crate::gallery::UNKNOWN;
 use crate::recognizer::Recognition;
 pub use dispatcher::{Broadcast, Delivery, Dispatcher, OutboxStats};
+pub use log::{EventLog, EventLogReader};
 pub use webhook::{WebhookConfig, WebhookSender};
 
 /// A person (or `Unknown`) seen in a frame.
@@ -171,16 +176,16 @@ pub fn unix_now() -> i64 {
 }
 
 /// What became of one event: `{"status":"sent","http_status":200,"message":"…"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// The main API answered 2xx.
@@ -195,6 +200,19 @@ pub enum Status {
     /// In the outbox, not delivered yet (the main API is down, slow, or answered an error; the
     /// report carries its last answer): it is retried until delivered.
     Queued,
+}
+
+impl Status {
+    /// The name the JSON answers use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Disabled => "disabled",
+            Status::Queued => "queued",
+        }
+    }
 }
 
 impl Report {
@@ -226,6 +244,19 @@ pub(crate) fn test_event(id: &str) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_are_the_json_ones() {
+        for s in [
+            Status::Sent,
+            Status::Failed,
+            Status::Skipped,
+            Status::Disabled,
+            Status::Queued,
+        ] {
+            assert_eq!(json!(s), s.as_str());
+        }
+    }
 
     #[test]
     fn payload_is_the_originals() {
