@@ -130,7 +130,7 @@ fn write_json(out: &mut impl Write, found: &Found) -> std::io::Result<()> {
     })
     .to_string();
     // The head object without its closing brace, then the events.
-    out.write_all(head[..head.len() - 1].as_bytes())?;
+    out.write_all(&head.as_bytes()[..head.len() - 1])?;
     out.write_all(b",\"events\":[")?;
     for (i, event) in found.events.iter().enumerate() {
         if i > 0 {
