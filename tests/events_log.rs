@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::http::{self as h, Behaviour};
 use common::wait_for;
+use face_attendance::cli::serve::Service;
 use face_attendance::events::utc::format_rfc3339;
 use serde_json::Value;
 
@@ -23,6 +24,15 @@ fn enroll(base: &str, person: &str, rel: &str) {
         &[("student_id", person)],
     );
     assert_eq!(status, 200, "{answer}");
+}
+
+/// A server over `data` whose webhook goes to `hook`, and its base URL.
+fn serve_with_webhook(data: &Path, hook: String) -> (Service, String) {
+    let mut settings = h::serve_settings();
+    settings.webhook_url = hook;
+    let server = h::start(data, settings);
+    let base = format!("http://{}", server.addr());
+    (server, base)
 }
 
 /// Posts a photo to the realtime endpoint; returns the event ids it dispatched.
@@ -107,10 +117,7 @@ fn neutralised(text: &str) -> String {
 fn realtime_events_are_logged_with_their_delivery_and_download_as_the_same_csv() {
     let (hook, received) = h::receiver(Behaviour::Ok);
     let data = tempfile::tempdir().unwrap();
-    let mut settings = h::serve_settings();
-    settings.webhook_url = hook;
-    let server = h::start(data.path(), settings);
-    let base = format!("http://{}", server.addr());
+    let (server, base) = serve_with_webhook(data.path(), hook);
     enroll(&base, "obama", "known/obama/obama_1.jpg");
     // An id a spreadsheet would take for a formula (ids may start with '-').
     for photo in common::photos(&photo("known/raj")) {
@@ -232,10 +239,7 @@ fn realtime_events_are_logged_with_their_delivery_and_download_as_the_same_csv()
 fn events_queued_while_the_main_api_is_down_show_sent_once_it_takes_them() {
     let (hook, received, behaviour) = h::switchable_receiver(Behaviour::Fail500);
     let data = tempfile::tempdir().unwrap();
-    let mut settings = h::serve_settings();
-    settings.webhook_url = hook;
-    let server = h::start(data.path(), settings);
-    let base = format!("http://{}", server.addr());
+    let (server, base) = serve_with_webhook(data.path(), hook);
     enroll(&base, "obama", "known/obama/obama_1.jpg");
     enroll(&base, "biden", "known/biden/biden_1.jpg");
     let mut sent = realtime(&base, "probe/obama/obama_3.jpg", "");
