@@ -116,7 +116,16 @@ pub struct Settings {
         global = true
     )]
     pub unknown_cluster_distance: f64,
+    /// Days the local event log (data/events/, one file per UTC day) is kept: files more than
+    /// this many days before today are removed (at start, then hourly); 0 keeps them forever
+    #[arg(long, env = "EVENTS_KEEP_DAYS", default_value_t = DEFAULT_EVENTS_KEEP_DAYS, global = true)]
+    pub events_keep_days: u32,
 }
+
+/// `EVENTS_KEEP_DAYS` unless set: a school term's worth of attendance.
+pub const DEFAULT_EVENTS_KEEP_DAYS: u32 = 90;
+/// A century: past it the number is a mistake (0 is the way to keep everything).
+pub const MAX_EVENTS_KEEP_DAYS: u32 = 36_500;
 
 /// A margin setting: 0 (off) to 2 (the largest distance there is).
 fn check_margin(name: &str, margin: f64) -> Result<(), Error> {
@@ -156,6 +165,7 @@ impl Default for Settings {
             match_margin: 0.0,
             unknown_max: unknowns::DEFAULT_MAX,
             unknown_cluster_distance: unknowns::DEFAULT_CLUSTER_DISTANCE,
+            events_keep_days: DEFAULT_EVENTS_KEEP_DAYS,
         }
     }
 }
@@ -215,6 +225,12 @@ impl Settings {
         if !(d.is_finite() && d > 0.0 && d <= 2.0) {
             return Err(Error::Config(format!(
                 "UNKNOWN_CLUSTER_DISTANCE must be in (0, 2], got {d}"
+            )));
+        }
+        if self.events_keep_days > MAX_EVENTS_KEEP_DAYS {
+            return Err(Error::Config(format!(
+                "EVENTS_KEEP_DAYS must be 0 (keep forever) to {MAX_EVENTS_KEEP_DAYS}, got {}",
+                self.events_keep_days
             )));
         }
         Ok(())

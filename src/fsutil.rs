@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -24,12 +24,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let temp = dir.join(format!(
-        ".{}{TEMP_MARK}{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
+    let temp = temp_path(dir, &name.to_string_lossy());
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -44,6 +39,29 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// A fresh hidden temp name for `name` in `dir`, unique in this process.
+fn temp_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(
+        ".{name}{TEMP_MARK}{}-{}",
+        std::process::id(),
+        TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A new, empty file for reading and writing that is already gone from `dir`: what is written
+/// to it (a large answer before it is sent) is freed when it is closed. Named like
+/// [`atomic_write`]'s temps meanwhile, so one left by a kill in between is swept.
+pub fn unlinked_temp(dir: &Path, name: &str) -> io::Result<File> {
+    let path = temp_path(dir, name);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    fs::remove_file(&path)?;
+    Ok(file)
 }
 
 /// Removes the temp files of [`atomic_write`] in `dir` last modified more than `older_than` ago
@@ -124,6 +142,19 @@ mod tests {
             remove_stale_temps(&dir.path().join("missing"), STALE_TEMP_AGE),
             0
         );
+    }
+
+    #[test]
+    fn an_unlinked_temp_is_usable_and_leaves_nothing_behind() {
+        use std::io::{Read, Seek};
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = unlinked_temp(dir.path(), "answer").unwrap();
+        file.write_all(b"body").unwrap();
+        file.rewind().unwrap();
+        let mut back = String::new();
+        file.read_to_string(&mut back).unwrap();
+        assert_eq!(back, "body");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

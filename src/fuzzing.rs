@@ -91,3 +91,9 @@ pub fn gallery_archive(data: &[u8]) {
 pub fn unknowns_journal(data: &[u8]) {
     crate::unknowns::fuzz_journal(data);
 }
+
+/// A day file of the event log (`data/events/YYYY-MM-DD.jsonl`) as `GET /events` reads it,
+/// and its events as CSV rows.
+pub fn event_log(data: &[u8]) {
+    crate::events::log::fuzz_lines(data);
+}

@@ -95,7 +95,14 @@ fn the_page_drives_the_box_in_a_real_browser() {
         out.status,
         artifacts.display()
     );
-    for shot in ["01-key", "02-live", "03-people", "04-unknowns", "05-today", "06-status"] {
+    for shot in [
+        "01-key",
+        "02-live",
+        "03-people",
+        "04-unknowns",
+        "05-today",
+        "06-status",
+    ] {
         assert!(artifacts.join(format!("{shot}.png")).exists(), "{shot}");
     }
 }

@@ -241,6 +241,7 @@ fn measure(
         None,
         Duration::from_secs(5),
         Box::new(|_| {}),
+        None,
     ));
     let mut events = camera_events(dispatcher.clone(), false);
     let (done_tx, done_rx) = mpsc::channel();

@@ -12,7 +12,7 @@ use crate::camera::{Camera, FrameResult, Pipeline};
 use crate::config::{ServeSettings, Settings};
 use crate::engine::blas;
 use crate::events::outbox::Outbox;
-use crate::events::{Delivery, Dispatcher, Event, WebhookConfig, WebhookSender};
+use crate::events::{Delivery, Dispatcher, Event, EventLog, WebhookConfig, WebhookSender};
 use crate::gallery::UNKNOWN;
 use crate::http::budget::{self, Budget};
 use crate::http::{self, App, Hub, Limits};
@@ -221,6 +221,7 @@ pub fn start(
         "unknown_cluster_distance": settings.unknown_cluster_distance,
         "stream_max_fps": serve.stream_max_fps,
         "stream_max_clients": serve.stream_max_clients,
+        "events_keep_days": settings.events_keep_days,
     });
     let delivery = match webhook {
         Some(config) => Some(open_delivery(settings, serve, config)?),
@@ -233,6 +234,10 @@ pub fn start(
         delivery,
         Duration::from_secs_f64(serve.cooldown_seconds),
         Box::new(move |message| to_hub.broadcast(message)),
+        Some(EventLog::open(
+            &settings.data_dir.join("events"),
+            settings.events_keep_days,
+        )),
     ));
     let budget = Budget::new(
         serve.max_uploads,

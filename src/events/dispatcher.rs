@@ -2,6 +2,8 @@
 //! order, retried with capped exponential back-off until the main API answers 2xx. Callers
 //! (`/recognize/realtime`, the camera loop) never wait on the main API longer than a short,
 //! fixed time: past it, or at once while the main API is failing, the answer is `queued`.
+//! Every event it resolves, repeats within the cooldown aside, goes to the local event log
+//! (log.rs) before its caller hears of it, and so do later deliveries of `queued` ones.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::log::{EventLog, EventLogReader, EventRecord, Kind, Line, StatusRecord};
 use super::outbox::{Outbox, Pending};
 use super::{Event, Report, Status, WebhookSender};
 use crate::metrics::Family;
@@ -40,11 +43,11 @@ pub struct OutboxStats {
     failed_attempts: AtomicU64,
     journal_errors: AtomicU64,
     last_error: Mutex<Option<String>>,
-    /// Events resolved, by kind ([`Event::kind`]) and outcome ([`Status`]).
+    /// Events resolved, by kind ([`Kind`]) and outcome ([`Status`]).
     resolved: [[AtomicU64; STATUSES.len()]; KINDS.len()],
 }
 
-const KINDS: [&str; 3] = ["attendance", "unknown", "ambiguous"];
+const KINDS: [Kind; 3] = [Kind::Attendance, Kind::Unknown, Kind::Ambiguous];
 const STATUSES: [Status; 5] = [
     Status::Sent,
     Status::Queued,
@@ -116,7 +119,7 @@ impl OutboxStats {
     }
 
     fn count_resolved(&self, event: &Event, status: Status) {
-        let kind = KINDS.iter().position(|k| *k == event.kind());
+        let kind = KINDS.iter().position(|k| *k == Kind::of(event));
         let outcome = STATUSES.iter().position(|s| *s == status);
         if let (Some(k), Some(o)) = (kind, outcome) {
             self.resolved[k][o].fetch_add(1, Ordering::Relaxed);
@@ -133,7 +136,7 @@ impl OutboxStats {
             for (o, status) in STATUSES.iter().enumerate() {
                 let outcome = status.as_str();
                 let value = self.resolved[k][o].load(Ordering::Relaxed) as f64;
-                family = family.sample(&[("kind", kind), ("outcome", outcome)], value);
+                family = family.sample(&[("kind", kind.as_str()), ("outcome", outcome)], value);
             }
         }
         family
@@ -164,6 +167,7 @@ pub struct Dispatcher {
     thread: Mutex<Option<JoinHandle<()>>>,
     webhook_enabled: bool,
     stats: Arc<OutboxStats>,
+    event_log: Option<EventLogReader>,
     /// How long a caller waits for the reports of its events before answering `queued`.
     wait: Duration,
 }
@@ -175,10 +179,12 @@ const FIRST_RETRY: Duration = Duration::from_millis(500);
 
 impl Dispatcher {
     /// Starts the dispatcher thread. `cooldown`: at most one event per person per period.
+    /// `event_log`: where resolved events are kept (none: nowhere).
     pub fn start(
         delivery: Option<Delivery>,
         cooldown: Duration,
         broadcast: Broadcast,
+        event_log: Option<EventLog>,
     ) -> Dispatcher {
         let webhook_enabled = delivery.is_some();
         let wait = delivery
@@ -191,11 +197,15 @@ impl Dispatcher {
             stats.update(&d.outbox);
         }
         let (jobs, rx) = mpsc::channel();
+        let reader = event_log.as_ref().map(EventLog::reader);
         let worker = Worker {
             delivery,
             cooldown,
             broadcast,
             stats: stats.clone(),
+            event_log,
+            settled: Vec::new(),
+            statuses: Vec::new(),
             last_accepted: HashMap::new(),
             waiting: VecDeque::new(),
             next_attempt: Instant::now(),
@@ -214,8 +224,14 @@ impl Dispatcher {
             thread: Mutex::new(thread),
             webhook_enabled,
             stats,
+            event_log: reader,
             wait,
         }
+    }
+
+    /// The event log's reading end, when events are kept.
+    pub fn event_log(&self) -> Option<&EventLogReader> {
+        self.event_log.as_ref()
     }
 
     pub fn webhook_enabled(&self) -> bool {
@@ -278,11 +294,27 @@ struct Waiting {
     reply: Sender<Report>,
 }
 
+/// An event resolved, its report not yet sent on (see [`Worker::settle`]).
+struct Settled {
+    waiting: Waiting,
+    report: Report,
+    /// Whether it goes to the event log (a repeat within the cooldown does not).
+    logged: bool,
+}
+
+/// Past this many people (and pairs) remembered, those out of their cooldown are forgotten.
+const COOLDOWN_KEYS: usize = 10_000;
+
 struct Worker {
     delivery: Option<Delivery>,
     cooldown: Duration,
     broadcast: Broadcast,
     stats: Arc<OutboxStats>,
+    event_log: Option<EventLog>,
+    /// Resolved since the last [`Worker::settle`].
+    settled: Vec<Settled>,
+    /// Later delivery statuses of logged events, for the next [`Worker::settle`].
+    statuses: Vec<StatusRecord>,
     last_accepted: HashMap<String, Instant>,
     /// Accepted events in outbox order (a suffix of the outbox: those accepted in this run).
     waiting: VecDeque<Waiting>,
@@ -329,31 +361,102 @@ impl Worker {
         self.delivery.as_ref().is_some_and(|d| !d.outbox.is_empty())
     }
 
-    fn resolve(&self, waiting: Waiting, report: Report) {
-        self.stats.count_resolved(&waiting.event, report.status);
-        (self.broadcast)(waiting.event.ws_message(&report));
-        let _ = waiting.reply.send(report);
+    /// The event's report is decided; it goes out at the next [`Worker::settle`].
+    fn resolve(&mut self, waiting: Waiting, report: Report) {
+        self.settled.push(Settled {
+            waiting,
+            report,
+            logged: true,
+        });
+    }
+
+    /// A repeat within the cooldown: answered, not logged.
+    fn resolve_repeat(&mut self, waiting: Waiting, report: Report) {
+        self.settled.push(Settled {
+            waiting,
+            report,
+            logged: false,
+        });
+    }
+
+    /// Writes what was resolved to the event log (one write, one fsync), then broadcasts it
+    /// and answers the callers: a client that reads `/events` after its answer finds its
+    /// events there.
+    fn settle(&mut self) {
+        let settled = std::mem::take(&mut self.settled);
+        let statuses = std::mem::take(&mut self.statuses);
+        if let Some(log) = &mut self.event_log {
+            let now = super::unix_now_ms();
+            let lines: Vec<Line> = settled
+                .iter()
+                .filter(|s| s.logged)
+                .map(|s| Line::Event(EventRecord::new(&s.waiting.event, &s.report, now)))
+                .chain(statuses.into_iter().map(Line::Status))
+                .collect();
+            if !lines.is_empty() {
+                log.append(&lines);
+            }
+        }
+        for s in settled {
+            self.stats.count_resolved(&s.waiting.event, s.report.status);
+            (self.broadcast)(s.waiting.event.ws_message(&s.report));
+            let _ = s.waiting.reply.send(s.report);
+        }
+    }
+
+    /// A logged event's delivery changed after its caller heard `queued`.
+    fn status_changed(&mut self, event_id: String, delivery: Report) {
+        if self.event_log.is_some() {
+            self.statuses.push(StatusRecord {
+                at_ms: super::unix_now_ms(),
+                event_id,
+                delivery,
+            });
+        }
+    }
+
+    /// Whether an event of this key came less than the cooldown ago; if not, it starts one.
+    fn cooling_down(&mut self, key: String) -> bool {
+        if self
+            .last_accepted
+            .get(&key)
+            .is_some_and(|t| t.elapsed() < self.cooldown)
+        {
+            return true;
+        }
+        if self.last_accepted.len() >= COOLDOWN_KEYS {
+            let cooldown = self.cooldown;
+            self.last_accepted.retain(|_, t| t.elapsed() < cooldown);
+        }
+        self.last_accepted.insert(key, Instant::now());
+        false
     }
 
     /// Cooldown, then the journal; events that cannot be journaled get one direct attempt.
     fn accept(&mut self, events: Vec<(Event, Sender<Report>)>) {
+        self.accept_batch(events);
+        self.settle();
+    }
+
+    fn accept_batch(&mut self, events: Vec<(Event, Sender<Report>)>) {
         let mut accepted = Vec::new();
         for (event, reply) in events {
             let waiting = Waiting { event, reply };
+            let repeat = self.cooling_down(waiting.event.cooldown_key());
             if self.delivery.is_none() {
-                self.resolve(waiting, Report::status(Status::Disabled));
+                // Without a webhook every event is answered `disabled`, as it always was; the
+                // cooldown only keeps repeats out of the event log.
+                let report = Report::status(Status::Disabled);
+                match repeat {
+                    true => self.resolve_repeat(waiting, report),
+                    false => self.resolve(waiting, report),
+                }
                 continue;
             }
-            let id = waiting.event.cooldown_key();
-            if self
-                .last_accepted
-                .get(&id)
-                .is_some_and(|t| t.elapsed() < self.cooldown)
-            {
-                self.resolve(waiting, Report::status(Status::Skipped));
+            if repeat {
+                self.resolve_repeat(waiting, Report::status(Status::Skipped));
                 continue;
             }
-            self.last_accepted.insert(id, Instant::now());
             accepted.push(waiting);
         }
         let Some(delivery) = self.delivery.as_mut() else {
@@ -372,6 +475,7 @@ impl Worker {
             .collect();
         match delivery.outbox.accept(pending) {
             Ok(dropped) => {
+                let mut gone = Vec::new();
                 for d in dropped {
                     log::warn!(
                         "outbox: full ({} events); dropped the oldest, {}: {}",
@@ -379,8 +483,15 @@ impl Worker {
                         d.event_id,
                         d.payload
                     );
+                    gone.push(d.event_id);
                 }
                 self.stats.update(&delivery.outbox);
+                for event_id in gone {
+                    let mut report = Report::status(Status::Failed);
+                    report.message =
+                        Some("dropped from the full outbox (OUTBOX_MAX_EVENTS)".into());
+                    self.status_changed(event_id, report);
+                }
                 match self.failing.clone() {
                     // The main API is failing: nothing will happen within the caller's wait.
                     Some(report) => {
@@ -419,6 +530,11 @@ impl Worker {
 
     /// One delivery attempt of the oldest pending event.
     fn attempt(&mut self) {
+        self.attempt_head();
+        self.settle();
+    }
+
+    fn attempt_head(&mut self) {
         let Some(delivery) = self.delivery.as_mut() else {
             return;
         };
@@ -449,6 +565,9 @@ impl Worker {
                 if let Some(w) = self.waiting.pop_front() {
                     self.resolve(w, report);
                 }
+            } else {
+                // Its caller heard `queued` (or it is from before a restart).
+                self.status_changed(event_id, report);
             }
             return;
         }
@@ -495,6 +614,7 @@ impl Worker {
                 .unwrap_or_else(|| Report::status(Status::Queued));
             self.resolve(w, report);
         }
+        self.settle();
         if let Some(d) = &self.delivery {
             if !d.outbox.is_empty() {
                 log::info!("outbox: {} events kept for the next start", d.outbox.len());
@@ -516,6 +636,7 @@ mod tests {
             None,
             Duration::from_secs(5),
             Box::new(move |m| sink.lock().unwrap().push(m)),
+            None,
         );
         let reports = d.dispatch(vec![event("a"), event("a")]);
         assert_eq!(
@@ -525,5 +646,38 @@ mod tests {
         d.shutdown();
         assert_eq!(seen.lock().unwrap().len(), 2);
         assert_eq!(d.stats().pending(), 0);
+    }
+
+    #[test]
+    fn without_webhook_repeats_are_answered_as_before_but_logged_once() {
+        use crate::events::log::{Kind, Query};
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dispatcher::start(
+            None,
+            Duration::from_secs(5),
+            Box::new(|_| {}),
+            Some(EventLog::open(dir.path(), 90)),
+        );
+        let mut unknown = event("x");
+        unknown.student_id = crate::gallery::UNKNOWN.into();
+        let reports = d.dispatch(vec![event("a"), event("a"), unknown, event("b")]);
+        assert!(reports.iter().all(|r| r.status == Status::Disabled));
+        // Written before the answers: readable at once.
+        let log = d.event_log().unwrap();
+        let found = log.query(&Query::all(10));
+        let seen: Vec<(&str, Kind, Status)> = found
+            .events
+            .iter()
+            .map(|e| (e.student_id.as_str(), e.kind, e.delivery.status))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a", Kind::Attendance, Status::Disabled),
+                ("Unknown", Kind::Unknown, Status::Disabled),
+                ("b", Kind::Attendance, Status::Disabled)
+            ]
+        );
+        assert_eq!(log.stats().records_written(), 3);
     }
 }

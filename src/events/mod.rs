@@ -1,18 +1,23 @@
 //! Attendance events: what is sent for a recognized face, and what became of it. The
 //! dispatcher thread (dispatcher.rs) owns the cooldown, the durable outbox (outbox.rs) and the
-//! webhook (webhook.rs), and hands every event with its report to the WebSocket hub.
+//! webhook (webhook.rs), hands every event with its report to the WebSocket hub, and keeps it
+//! in the local event log (log.rs) that `GET /events` reads (as JSON, or CSV: csv.rs).
 
+pub mod csv;
 mod dispatcher;
+pub mod log;
 pub mod outbox;
+pub mod utc;
 mod webhook;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::engine::FaceBox;
 use crate::gallery::UNKNOWN;
 use crate::recognizer::Recognition;
 pub use dispatcher::{Broadcast, Delivery, Dispatcher, OutboxStats};
+pub use log::{EventLog, EventLogReader};
 pub use webhook::{WebhookConfig, WebhookSender};
 
 /// A person (or `Unknown`) seen in a frame.
@@ -83,15 +88,6 @@ impl Event {
 
     pub fn candidates(&self) -> Option<&[String; 2]> {
         self.candidates.as_ref()
-    }
-
-    /// `attendance`, `unknown` (nobody enrolled) or `ambiguous` (two people at once).
-    pub fn kind(&self) -> &'static str {
-        match (&self.candidates, self.student_id == UNKNOWN) {
-            (Some(_), _) => "ambiguous",
-            (None, true) => "unknown",
-            (None, false) => "attendance",
-        }
     }
 
     fn name(&self) -> &'static str {
@@ -180,16 +176,16 @@ pub fn unix_now() -> i64 {
 }
 
 /// What became of one event: `{"status":"sent","http_status":200,"message":"…"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// The main API answered 2xx.
@@ -248,6 +244,19 @@ pub(crate) fn test_event(id: &str) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_are_the_json_ones() {
+        for s in [
+            Status::Sent,
+            Status::Failed,
+            Status::Skipped,
+            Status::Disabled,
+            Status::Queued,
+        ] {
+            assert_eq!(json!(s), s.as_str());
+        }
+    }
 
     #[test]
     fn payload_is_the_originals() {

@@ -97,6 +97,16 @@ impl ApiError {
         )
     }
 
+    /// The server's own I/O trouble (`what` says what failed, for the log): 507 when the disk
+    /// is full, else 500.
+    pub fn io(what: &str, e: std::io::Error) -> ApiError {
+        let detail = format!("{what}: {e}");
+        match is_disk_full(&e) {
+            true => ApiError::InsufficientStorage(detail),
+            false => ApiError::Internal(detail),
+        }
+    }
+
     /// What the server's log says about this answer (the full detail).
     pub fn log_detail(&self) -> String {
         self.to_string()

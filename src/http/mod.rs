@@ -10,6 +10,7 @@
 mod auth;
 pub mod budget;
 mod error;
+mod events;
 mod form;
 mod respond;
 mod routes;

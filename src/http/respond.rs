@@ -18,11 +18,12 @@ pub enum Answer {
     Bytes(&'static str, Vec<u8>),
     /// Text made for this request (the metrics).
     Text(&'static str, String),
-    /// A file streamed as a download named `name` (a gallery export).
+    /// A file streamed from its start: a download when it has a `name` (a gallery export, a
+    /// CSV), else shown as it is (a large JSON answer).
     File {
         content_type: &'static str,
         file: std::fs::File,
-        name: String,
+        name: Option<String>,
     },
 }
 
@@ -54,13 +55,12 @@ pub fn respond(request: Request, answer: Result<Answer, ApiError>) -> u16 {
             name,
         }) => {
             let mut response = Response::from_file(file);
-            for (k, v) in [
-                ("Content-Type", content_type.to_string()),
-                (
-                    "Content-Disposition",
-                    format!("attachment; filename=\"{name}\""),
-                ),
-            ] {
+            let disposition = name.map(|name| format!("attachment; filename=\"{name}\""));
+            let headers = [
+                Some(("Content-Type", content_type.to_string())),
+                disposition.map(|d| ("Content-Disposition", d)),
+            ];
+            for (k, v) in headers.into_iter().flatten() {
                 if let Ok(h) = Header::from_bytes(k, v) {
                     response.add_header(h);
                 }

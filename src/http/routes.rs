@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::form::Form;
 use super::respond::{respond, respond_off_worker, Answer};
 use super::uploads::{self, UploadHandler};
-use super::{form, stream, ws, App};
+use super::{events, form, stream, ws, App};
 use crate::events::{events_for, Event, Report};
 use crate::gallery::archive::ImportMode;
 use crate::gallery::{GalleryError, StudentId};
@@ -29,8 +29,16 @@ const DOCS: &str = include_str!("docs.html");
 /// The box's page: plain HTML, CSS and JavaScript in the binary (no CDN, no build step).
 const PAGE: &str = include_str!("page/index.html");
 const PAGE_ASSETS: &[(&str, &str, &str)] = &[
-    ("app.js", "text/javascript; charset=utf-8", include_str!("page/app.js")),
-    ("app.css", "text/css; charset=utf-8", include_str!("page/app.css")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("page/app.css"),
+    ),
 ];
 
 /// Who may call a route when API keys are configured.
@@ -315,6 +323,16 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/events",
+        access: Access::Key,
+        handler: Handler::Upload {
+            limit: Limit::Empty,
+            body: Body::Raw,
+            handle: events::answer,
+        },
+    },
+    Route {
+        method: "GET",
         path: "/ws/recognitions",
         access: Access::KeyOrQuery,
         handler: Handler::WebSocket,
@@ -523,6 +541,10 @@ fn health(app: &App, _call: &Call) -> Result<Answer, ApiError> {
     }
     if let Some(unknowns) = app.unknowns() {
         answer["unknown_clusters"] = json!(unknowns.cluster_count());
+    }
+    if let Some(log) = app.dispatcher.event_log() {
+        // Its trouble is shown, not counted against `ok`: events go on without it.
+        answer["event_log"] = log.stats().to_json();
     }
     answer["http"] = app.http_stats();
     Ok(Answer::Json(answer))
@@ -945,25 +967,14 @@ fn docs(_app: &App, _call: &Call) -> Result<Answer, ApiError> {
 /// client downloads.
 fn export(app: &App, _form: Form, _call: &Call) -> Result<Answer, ApiError> {
     let gallery = &app.recognizer.gallery;
-    let path = gallery.data_dir().join(format!(
-        ".export-{}-{}.tar",
-        std::process::id(),
-        crate::events::unix_now_ms()
-    ));
     let internal = |e: std::io::Error| {
         ApiError::from(crate::Error::from(GalleryError::Io {
-            path: path.clone(),
+            path: gallery.data_dir().to_path_buf(),
             source: e,
         }))
     };
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(internal)?;
-    // Gone from the folder at once: the open file is all that is left, freed when sent.
-    let _ = std::fs::remove_file(&path);
+    let mut file =
+        crate::fsutil::unlinked_temp(gallery.data_dir(), "gallery-export.tar").map_err(internal)?;
     let summary = gallery
         .export(&mut file)
         .map_err(|e| ApiError::from(crate::Error::from(e)))?;
@@ -973,10 +984,10 @@ fn export(app: &App, _form: Form, _call: &Call) -> Result<Answer, ApiError> {
     Ok(Answer::File {
         content_type: "application/x-tar",
         file,
-        name: format!(
+        name: Some(format!(
             "face-attendance-gallery-{}.tar",
             crate::events::unix_now_ms() / 1000
-        ),
+        )),
     })
 }
 
