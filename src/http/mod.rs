@@ -46,10 +46,12 @@ pub fn fuzz_form(content_type: Option<&str>, body: Vec<u8>) -> Result<form::Form
     form::parse(content_type, body)
 }
 
-/// The query parsers (realtime parameters, the WebSocket key), for the fuzz targets.
+/// The query parsers (realtime parameters, the WebSocket key, `/events`), for the fuzz
+/// targets.
 #[doc(hidden)]
 pub fn fuzz_query(query: &str) {
     let _ = routes::realtime_params(query);
+    let _ = events::parse_params(query);
     let _ = routes::split_url(query);
     let _ = auth::query_value(query, auth::QUERY_PARAM);
 }
