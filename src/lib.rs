@@ -21,6 +21,7 @@ pub mod http;
 pub mod image_io;
 pub mod liveness;
 pub mod metrics;
+pub mod mqtt;
 pub mod recognizer;
 pub mod sync;
 pub mod systemd;

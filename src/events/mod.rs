@@ -7,6 +7,7 @@ pub mod csv;
 mod dispatcher;
 pub mod log;
 pub mod outbox;
+pub mod sink;
 pub mod utc;
 mod webhook;
 
@@ -18,6 +19,7 @@ use crate::gallery::UNKNOWN;
 use crate::recognizer::Recognition;
 pub use dispatcher::{Broadcast, Delivery, Dispatcher, OutboxStats};
 pub use log::{EventLog, EventLogReader};
+pub use sink::{Outgoing, Sink};
 pub use webhook::{WebhookConfig, WebhookSender};
 
 /// A person (or `Unknown`) seen in a frame.

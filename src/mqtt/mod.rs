@@ -1,0 +1,41 @@
+//! Several boxes, one broker: events, box status and the gallery over MQTT (3.1.1), through
+//! one connection per box. (Being built for issue 15: this file states the contract the parts
+//! are written against.)
+//!
+//! Topics (`<prefix>` is `MQTT_TOPIC_PREFIX`, default `face-attendance`):
+//! - `<prefix>/<box_id>/events`: every event, QoS 1, from the outbox (the [`crate::events::Sink`]
+//!   "mqtt"): the webhook's JSON plus `box_id`; at least once, in order, same `event_id`.
+//! - `<prefix>/<box_id>/status`: retained `online` / `offline` (the last will), and a retained
+//!   health summary every `MQTT_STATUS_SECONDS` on `<prefix>/<box_id>/health`.
+//! - `<prefix>/gallery/<student_id>`: one retained message per person (empty: deleted).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a box takes part in gallery sync (`GALLERY_SYNC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Neither publishes nor applies gallery messages.
+    Off,
+    /// Applies what other boxes publish; publishes nothing.
+    Pull,
+    /// Applies and publishes.
+    Both,
+}
+
+/// The MQTT settings, checked at start-up (plain values: clap stays in config.rs).
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    /// `mqtt://host:1883` or `mqtts://host:8883`.
+    pub url: String,
+    /// PEM roots for `mqtts://` instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// This box's name in topics and in gallery versions (default: the host name).
+    pub box_id: String,
+    pub topic_prefix: String,
+    pub status_every: Duration,
+    pub ha_discovery: bool,
+    pub gallery_sync: SyncMode,
+}
