@@ -14,7 +14,7 @@ use clap::Args;
 
 use super::serve::camera_events;
 use crate::camera::{Camera, FrameResult, Pipeline, PipelineSettings, ReplaySource, StageTimes};
-use crate::events::Dispatcher;
+use crate::events::{Destinations, Dispatcher};
 use crate::image_io::{self, RgbImage};
 use crate::recognizer::Recognizer;
 
@@ -238,9 +238,8 @@ fn measure(
     frames: u64,
 ) -> Result<Measured, String> {
     let dispatcher = Arc::new(Dispatcher::start(
-        None,
+        Destinations::live_only(),
         Duration::from_secs(5),
-        Box::new(|_| {}),
         None,
     ));
     let mut events = camera_events(dispatcher.clone(), false);

@@ -11,8 +11,7 @@ use crate::camera::live::Live;
 use crate::camera::{Camera, FrameResult, Pipeline};
 use crate::config::{ServeSettings, Settings};
 use crate::engine::blas;
-use crate::events::outbox::Outbox;
-use crate::events::{Delivery, Dispatcher, Event, EventLog, WebhookConfig, WebhookSender};
+use crate::events::{Destinations, Dispatcher, Event, EventLog, Sink, WebhookSink};
 use crate::gallery::UNKNOWN;
 use crate::http::budget::{self, Budget};
 use crate::http::{self, App, Hub, Limits};
@@ -184,7 +183,6 @@ pub fn start(
     let keys = serve.api_keys().map_err(std::io::Error::other)?;
     let limits = http_limits(serve);
     let hub = Hub::start(serve.ws_max_clients);
-    let to_hub = hub.clone();
     let webhook = serve.webhook();
     let config_json = json!({
         "tolerance": settings.tolerance,
@@ -223,17 +221,16 @@ pub fn start(
         "stream_max_clients": serve.stream_max_clients,
         "events_keep_days": settings.events_keep_days,
     });
-    let delivery = match webhook {
-        Some(config) => Some(open_delivery(settings, serve, config)?),
-        None => {
-            warn_of_undelivered(settings);
-            None
-        }
-    };
+    let mut durable: Vec<Box<dyn Sink>> = Vec::new();
+    if let Some(config) = webhook {
+        let retry_max = Duration::from_secs_f64(serve.webhook_retry_max_seconds);
+        durable.push(Box::new(WebhookSink::new(config, retry_max)));
+    }
+    let destinations =
+        open_destinations(settings, serve, durable)?.with_live(Box::new(hub.clone()));
     let dispatcher = Arc::new(Dispatcher::start(
-        delivery,
+        destinations,
         Duration::from_secs_f64(serve.cooldown_seconds),
-        Box::new(move |message| to_hub.broadcast(message)),
         Some(EventLog::open(
             &settings.data_dir.join("events"),
             settings.events_keep_days,
@@ -412,19 +409,23 @@ pub fn keep_unknowns(
     }
 }
 
-/// The outbox journal in `data/outbox`, and the webhook it feeds.
-fn open_delivery(
+/// The outbox journal in `data/outbox`, and the durable sinks it feeds.
+fn open_destinations(
     settings: &Settings,
     serve: &ServeSettings,
-    config: WebhookConfig,
-) -> std::io::Result<Delivery> {
+    durable: Vec<Box<dyn Sink>>,
+) -> std::io::Result<Destinations> {
+    if durable.is_empty() {
+        warn_of_undelivered(settings);
+    }
     let dir = settings.data_dir.join("outbox");
-    let (outbox, recovered) = Outbox::open(&dir, serve.outbox_max_events).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("outbox journal in {}: {e}", dir.display()),
-        )
-    })?;
+    let (destinations, recovered) = Destinations::open(&dir, serve.outbox_max_events, durable)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("outbox journal in {}: {e}", dir.display()),
+            )
+        })?;
     if recovered.pending > 0 {
         log::info!(
             "outbox: {} events from before the restart to deliver",
@@ -443,11 +444,7 @@ fn open_delivery(
             recovered.dropped
         );
     }
-    Ok(Delivery {
-        sender: WebhookSender::new(config),
-        outbox,
-        retry_max: Duration::from_secs_f64(serve.webhook_retry_max_seconds),
-    })
+    Ok(destinations)
 }
 
 /// Events journaled while a webhook was configured stay on disk until one is configured again.

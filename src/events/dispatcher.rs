@@ -1,163 +1,119 @@
-//! The dispatcher thread: per-person cooldown, then the durable outbox, then the webhook, in
-//! order, retried with capped exponential back-off until the main API answers 2xx. Callers
-//! (`/recognize/realtime`, the camera loop) never wait on the main API longer than a short,
-//! fixed time: past it, or at once while the main API is failing, the answer is `queued`.
+//! The dispatcher thread: per-person cooldown, then the durable outbox, then every sink
+//! (sink.rs). Durable sinks (the webhook, MQTT) each follow the outbox on a thread of their own
+//! (runner.rs); live sinks (the WebSocket hub) get each event once it is resolved. Callers
+//! (`/recognize/realtime`, the camera loop) never wait on a sink longer than a short, fixed
+//! time: past it, or at once while a sink is failing, that sink's report is `queued`.
 //! Every event it resolves, repeats within the cooldown aside, goes to the local event log
-//! (log.rs) before its caller hears of it, and so do later deliveries of `queued` ones.
+//! (log.rs) before its caller hears of it, and so do later webhook deliveries of `queued` ones.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
-use super::log::{EventLog, EventLogReader, EventRecord, Kind, Line, StatusRecord};
-use super::outbox::{Outbox, Pending};
-use super::{Event, Report, Status, WebhookSender};
-use crate::metrics::Family;
+use super::log::{EventLog, EventLogReader, EventRecord, Line, StatusRecord};
+use super::outbox::{Outbox, Pending, Recovered, WEBHOOK};
+use super::runner::{Journal, News, Runner};
+use super::sink::{Outgoing, Sink};
+use super::stats::{OutboxStats, SinkStats};
+use super::{Event, Report, Status};
 use crate::sync::lock;
 
-/// Where resolved events go next (the WebSocket hub); a plain function so tests and the
-/// camera loop can plug in.
-pub type Broadcast = Box<dyn Fn(String) + Send>;
-
-/// The webhook side of the dispatcher: where events go and the journal that keeps them.
-pub struct Delivery {
-    pub sender: WebhookSender,
-    pub outbox: Outbox,
-    /// Longest pause between two attempts while the main API fails.
-    pub retry_max: Duration,
+/// Where events go: the outbox with its durable sinks, and the live sinks.
+pub struct Destinations {
+    outbox: Option<Outbox>,
+    durable: Vec<Box<dyn Sink>>,
+    live: Vec<Box<dyn Sink>>,
 }
 
-/// The outbox as `/health` shows it.
-#[derive(Default)]
-pub struct OutboxStats {
-    pending: AtomicU64,
-    /// Unix ms the oldest pending event was accepted (0: none pending).
-    oldest_ms: AtomicU64,
-    delivered: AtomicU64,
-    dropped: AtomicU64,
-    failed_attempts: AtomicU64,
-    journal_errors: AtomicU64,
-    last_error: Mutex<Option<String>>,
-    /// Events resolved, by kind ([`Kind`]) and outcome ([`Status`]).
-    resolved: [[AtomicU64; STATUSES.len()]; KINDS.len()],
-}
-
-const KINDS: [Kind; 3] = [Kind::Attendance, Kind::Unknown, Kind::Ambiguous];
-const STATUSES: [Status; 5] = [
-    Status::Sent,
-    Status::Queued,
-    Status::Failed,
-    Status::Skipped,
-    Status::Disabled,
-];
-
-impl OutboxStats {
-    pub fn pending(&self) -> u64 {
-        self.pending.load(Ordering::Relaxed)
+impl Destinations {
+    /// No durable sink: events are answered `disabled`, and only live sinks get them.
+    pub fn live_only() -> Destinations {
+        Destinations {
+            outbox: None,
+            durable: Vec::new(),
+            live: Vec::new(),
+        }
     }
 
-    pub fn to_json(&self) -> Value {
-        let oldest = self.oldest_ms.load(Ordering::Relaxed);
-        let now = super::unix_now_ms();
-        json!({
-            "pending": self.pending(),
-            "oldest_pending_age_seconds": (oldest != 0).then(|| now.saturating_sub(oldest) as f64 / 1000.0),
-            "delivered": self.delivered.load(Ordering::Relaxed),
-            "dropped": self.dropped.load(Ordering::Relaxed),
-            "failed_attempts": self.failed_attempts.load(Ordering::Relaxed),
-            "journal_errors": self.journal_errors.load(Ordering::Relaxed),
-            "last_error": *lock(&self.last_error),
-        })
-    }
-
-    /// The outbox's part of `/metrics`, from the counters `/health` shows.
-    pub fn families(&self) -> Vec<Family> {
-        let n = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
-        let oldest = self.oldest_ms.load(Ordering::Relaxed);
-        let age = match oldest {
-            0 => 0.0,
-            t => super::unix_now_ms().saturating_sub(t) as f64 / 1000.0,
+    /// Opens the outbox journal in `dir` for these durable sinks (none: as [`live_only`]).
+    ///
+    /// [`live_only`]: Destinations::live_only
+    pub fn open(
+        dir: &Path,
+        max_pending: usize,
+        durable: Vec<Box<dyn Sink>>,
+    ) -> std::io::Result<(Destinations, Recovered)> {
+        if durable.is_empty() {
+            return Ok((Destinations::live_only(), Recovered::default()));
+        }
+        let names: Vec<&str> = durable.iter().map(|s| s.name()).collect();
+        let (outbox, recovered) = Outbox::open(dir, max_pending, &names)?;
+        let destinations = Destinations {
+            outbox: Some(outbox),
+            durable,
+            live: Vec::new(),
         };
-        let failing = lock(&self.last_error).is_some();
-        vec![
-            Family::gauge("outbox_pending", "Events in the outbox, not delivered yet.")
-                .value(n(&self.pending)),
-            Family::gauge(
-                "outbox_oldest_pending_age_seconds",
-                "Age of the oldest undelivered event (0: none).",
-            )
-            .value(age),
-            Family::counter("webhook_deliveries", "Events the main API took (2xx).")
-                .value(n(&self.delivered)),
-            Family::counter(
-                "webhook_failed_attempts",
-                "Delivery attempts that failed (no answer, or not 2xx).",
-            )
-            .value(n(&self.failed_attempts)),
-            Family::gauge(
-                "webhook_failing",
-                "1 while the last delivery attempt failed.",
-            )
-            .value(f64::from(u8::from(failing))),
-            Family::counter(
-                "outbox_dropped",
-                "Oldest events dropped to keep within OUTBOX_MAX_EVENTS.",
-            )
-            .value(n(&self.dropped)),
-            Family::counter(
-                "outbox_journal_errors",
-                "Failed writes to the outbox journal.",
-            )
-            .value(n(&self.journal_errors)),
-            self.resolved_family(),
-        ]
+        Ok((destinations, recovered))
     }
 
-    fn count_resolved(&self, event: &Event, status: Status) {
-        let kind = KINDS.iter().position(|k| *k == Kind::of(event));
-        let outcome = STATUSES.iter().position(|s| *s == status);
-        if let (Some(k), Some(o)) = (kind, outcome) {
-            self.resolved[k][o].fetch_add(1, Ordering::Relaxed);
+    /// Adds a live sink (each event once, as it is resolved).
+    pub fn with_live(mut self, sink: Box<dyn Sink>) -> Destinations {
+        self.live.push(sink);
+        self
+    }
+}
+
+/// A live sink made of a function (tests, benches).
+pub struct FnSink<F>(pub &'static str, pub F);
+
+impl<F: FnMut(&str) + Send> Sink for FnSink<F> {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn durable(&self) -> bool {
+        false
+    }
+
+    fn deliver(&mut self, event: &Outgoing<'_>) -> Report {
+        (self.1)(event.payload);
+        Report::status(Status::Sent)
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// What became of one event: the webhook's report where the original service had it (`report`),
+/// and every durable sink's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Delivered {
+    pub report: Report,
+    pub sinks: Map<String, Value>,
+}
+
+impl Delivered {
+    fn all(status: Status, names: &[&'static str]) -> Delivered {
+        Delivered {
+            report: Report::status(status),
+            sinks: names
+                .iter()
+                .map(|n| (n.to_string(), serde_json::json!(Report::status(status))))
+                .collect(),
         }
-    }
-
-    fn resolved_family(&self) -> Family {
-        let mut family = Family::counter(
-            "events",
-            "Events resolved, by kind (attendance, unknown, ambiguous) and outcome: sent, \
-             queued (kept for retries), failed, skipped (cooldown), disabled (no webhook).",
-        );
-        for (k, kind) in KINDS.iter().enumerate() {
-            for (o, status) in STATUSES.iter().enumerate() {
-                let outcome = status.as_str();
-                let value = self.resolved[k][o].load(Ordering::Relaxed) as f64;
-                family = family.sample(&[("kind", kind.as_str()), ("outcome", outcome)], value);
-            }
-        }
-        family
-    }
-
-    fn update(&self, outbox: &Outbox) {
-        self.pending.store(outbox.len() as u64, Ordering::Relaxed);
-        self.oldest_ms.store(
-            outbox.head().map(|p| p.accepted_ms).unwrap_or(0),
-            Ordering::Relaxed,
-        );
-        self.dropped.store(outbox.dropped(), Ordering::Relaxed);
-    }
-
-    fn set_error(&self, error: Option<String>) {
-        *lock(&self.last_error) = error;
     }
 }
 
 enum Job {
-    Deliver(Event, Sender<Report>),
+    Deliver(Event, Sender<Delivered>),
+    Sink(News),
     Stop,
 }
 
@@ -172,45 +128,82 @@ pub struct Dispatcher {
     wait: Duration,
 }
 
-/// The longest a `/recognize/realtime` caller waits for the main API.
+/// The longest a `/recognize/realtime` caller waits for the sinks.
 const MAX_WAIT: Duration = Duration::from_secs(2);
-/// First pause after a failed attempt; doubled after each failure up to `retry_max`.
-const FIRST_RETRY: Duration = Duration::from_millis(500);
 
 impl Dispatcher {
-    /// Starts the dispatcher thread. `cooldown`: at most one event per person per period.
-    /// `event_log`: where resolved events are kept (none: nowhere).
+    /// Starts the dispatcher thread and a thread per durable sink. `cooldown`: at most one
+    /// event per person per period. `event_log`: where resolved events are kept (none:
+    /// nowhere).
     pub fn start(
-        delivery: Option<Delivery>,
+        destinations: Destinations,
         cooldown: Duration,
-        broadcast: Broadcast,
         event_log: Option<EventLog>,
     ) -> Dispatcher {
-        let webhook_enabled = delivery.is_some();
-        let wait = delivery
-            .as_ref()
-            .map(|d| d.sender.timeout().min(MAX_WAIT))
+        let Destinations {
+            outbox,
+            durable,
+            live,
+        } = destinations;
+        let names: Vec<&'static str> = durable.iter().map(|s| s.name()).collect();
+        let webhook = names.iter().position(|n| *n == WEBHOOK);
+        let wait = durable
+            .iter()
+            .map(|s| s.timeout().min(MAX_WAIT))
+            .max()
             .unwrap_or(MAX_WAIT)
             + Duration::from_millis(500);
-        let stats = Arc::new(OutboxStats::default());
-        if let Some(d) = &delivery {
-            stats.update(&d.outbox);
-        }
+        let durable_stats: Vec<Arc<SinkStats>> = names
+            .iter()
+            .map(|n| Arc::new(SinkStats::new(n, true)))
+            .collect();
+        let live_stats: Vec<Arc<SinkStats>> = live
+            .iter()
+            .map(|s| Arc::new(SinkStats::new(s.name(), false)))
+            .collect();
+        let all_stats = durable_stats.iter().chain(&live_stats).cloned().collect();
+        let stats = Arc::new(OutboxStats::new(all_stats));
         let (jobs, rx) = mpsc::channel();
+        let journal = outbox.map(|mut outbox| {
+            for (i, s) in durable_stats.iter().enumerate() {
+                s.update(&mut outbox, i);
+            }
+            stats.update(&outbox);
+            Arc::new(Journal::new(outbox))
+        });
+        let mut runners = Vec::new();
+        if let Some(journal) = &journal {
+            for (index, sink) in durable.into_iter().enumerate() {
+                let (news, relay) = mpsc::channel();
+                let runner = Runner {
+                    sink,
+                    index,
+                    journal: journal.clone(),
+                    stats: durable_stats[index].clone(),
+                    outbox_stats: stats.clone(),
+                    news,
+                };
+                runners.extend(runner.spawn());
+                relay_news(relay, jobs.clone());
+            }
+        }
         let reader = event_log.as_ref().map(EventLog::reader);
         let worker = Worker {
-            delivery,
+            journal,
+            names,
+            webhook,
+            live,
+            live_stats,
+            runners,
             cooldown,
-            broadcast,
+            wait,
             stats: stats.clone(),
             event_log,
             settled: Vec::new(),
             statuses: Vec::new(),
             last_accepted: HashMap::new(),
             waiting: VecDeque::new(),
-            next_attempt: Instant::now(),
-            backoff: FIRST_RETRY,
-            failing: None,
+            failing: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("events".into())
@@ -222,7 +215,7 @@ impl Dispatcher {
         Dispatcher {
             jobs,
             thread: Mutex::new(thread),
-            webhook_enabled,
+            webhook_enabled: webhook.is_some(),
             stats,
             event_log: reader,
             wait,
@@ -238,29 +231,53 @@ impl Dispatcher {
         self.webhook_enabled
     }
 
+    /// Whether events go to any durable sink (the outbox is used).
+    pub fn durable(&self) -> bool {
+        self.stats
+            .sinks()
+            .iter()
+            .any(|s| s.to_json()["durable"] == true)
+    }
+
     pub fn stats(&self) -> &OutboxStats {
         &self.stats
     }
 
-    /// Hands the events over and returns their reports, waiting a short, bounded time: an
-    /// event not delivered by then reports `queued` and is still delivered.
-    pub fn dispatch(&self, events: Vec<Event>) -> Vec<Report> {
-        let pending: Vec<Option<mpsc::Receiver<Report>>> = events
+    /// Hands the events over and returns what became of them, waiting a short, bounded time:
+    /// a sink that has not taken an event by then reports `queued` and still gets it.
+    pub fn dispatch(&self, events: Vec<Event>) -> Vec<Delivered> {
+        let pending: Vec<Option<mpsc::Receiver<Delivered>>> = events
             .into_iter()
             .map(|event| {
                 let (tx, rx) = mpsc::channel();
                 self.jobs.send(Job::Deliver(event, tx)).ok().map(|_| rx)
             })
             .collect();
-        let deadline = Instant::now() + self.wait;
+        // The worker answers by then; a little more for a loaded machine.
+        let deadline = Instant::now() + self.wait + Duration::from_millis(500);
         pending
             .into_iter()
             .map(|rx| {
                 let left = deadline.saturating_duration_since(Instant::now());
                 rx.and_then(|rx| rx.recv_timeout(left).ok())
-                    .unwrap_or_else(|| Report::status(Status::Queued))
+                    .unwrap_or_else(|| self.queued())
             })
             .collect()
+    }
+
+    fn queued(&self) -> Delivered {
+        let names: Vec<&'static str> = self
+            .stats
+            .sinks()
+            .iter()
+            .filter(|s| s.to_json()["durable"] == true)
+            .map(|s| s.name())
+            .collect();
+        let mut d = Delivered::all(Status::Queued, &names);
+        if !self.webhook_enabled {
+            d.report = Report::status(Status::Disabled);
+        }
+        d
     }
 
     /// Hands the events over without waiting for their reports (the camera loop).
@@ -271,8 +288,8 @@ impl Dispatcher {
         }
     }
 
-    /// Takes what is handed over, tries to deliver what is pending (briefly: what is left stays
-    /// in the outbox for the next start), then stops the thread.
+    /// Takes what is handed over, lets the sinks deliver what is pending (briefly: what is
+    /// left stays in the outbox for the next start), then stops the threads.
     pub fn shutdown(&self) {
         let _ = self.jobs.send(Job::Stop);
         let thread = lock(&self.thread).take();
@@ -288,16 +305,40 @@ impl Drop for Dispatcher {
     }
 }
 
+/// Passes a runner's news on to the dispatcher's one queue (a thread: std's channels cannot
+/// be selected over, and a runner must not hold the dispatcher's job sender's type).
+fn relay_news(news: Receiver<News>, jobs: Sender<Job>) {
+    let spawned = std::thread::Builder::new()
+        .name("sink-news".into())
+        .spawn(move || {
+            while let Ok(n) = news.recv() {
+                if jobs.send(Job::Sink(n)).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("could not start a sink's relay thread: {e}");
+    }
+}
+
 /// An accepted event whose caller has not had its report yet.
 struct Waiting {
     event: Event,
-    reply: Sender<Report>,
+    reply: Sender<Delivered>,
+    /// Per durable sink: its report, once it has one.
+    reports: Vec<Option<Report>>,
+    /// Past this, sinks that have not answered report `queued`.
+    deadline: Instant,
+    /// Why the event is not in the journal (kept in memory only), if it is not.
+    volatile: Option<String>,
 }
 
 /// An event resolved, its report not yet sent on (see [`Worker::settle`]).
 struct Settled {
-    waiting: Waiting,
-    report: Report,
+    event: Event,
+    reply: Sender<Delivered>,
+    delivered: Delivered,
     /// Whether it goes to the event log (a repeat within the cooldown does not).
     logged: bool,
 }
@@ -306,30 +347,39 @@ struct Settled {
 const COOLDOWN_KEYS: usize = 10_000;
 
 struct Worker {
-    delivery: Option<Delivery>,
+    journal: Option<Arc<Journal>>,
+    /// The durable sinks' names, in cursor order.
+    names: Vec<&'static str>,
+    /// The webhook's cursor, when there is a webhook.
+    webhook: Option<usize>,
+    live: Vec<Box<dyn Sink>>,
+    live_stats: Vec<Arc<SinkStats>>,
+    runners: Vec<JoinHandle<()>>,
     cooldown: Duration,
-    broadcast: Broadcast,
+    wait: Duration,
     stats: Arc<OutboxStats>,
     event_log: Option<EventLog>,
     /// Resolved since the last [`Worker::settle`].
     settled: Vec<Settled>,
-    /// Later delivery statuses of logged events, for the next [`Worker::settle`].
+    /// Later webhook statuses of logged events, for the next [`Worker::settle`].
     statuses: Vec<StatusRecord>,
     last_accepted: HashMap<String, Instant>,
-    /// Accepted events in outbox order (a suffix of the outbox: those accepted in this run).
+    /// Accepted events whose callers wait, oldest first.
     waiting: VecDeque<Waiting>,
-    next_attempt: Instant,
-    backoff: Duration,
-    /// The last failed attempt's report while the main API is failing.
-    failing: Option<Report>,
+    /// Per durable sink: its last failed attempt's report while it fails.
+    failing: Vec<Option<Report>>,
 }
 
 impl Worker {
     fn run(mut self, jobs: Receiver<Job>) {
+        self.failing = vec![None; self.names.len()];
         let mut stopping = false;
         while !stopping {
-            let due = self.has_pending().then_some(self.next_attempt);
-            let timeout = due
+            let timeout = self
+                .waiting
+                .iter()
+                .map(|w| w.deadline)
+                .min()
                 .map(|t| t.saturating_duration_since(Instant::now()))
                 .unwrap_or(Duration::from_secs(3600));
             let mut batch = Vec::new();
@@ -342,46 +392,148 @@ impl Worker {
             while let Ok(job) = jobs.try_recv() {
                 batch.push(job);
             }
-            let mut events = Vec::new();
-            for job in batch {
-                match job {
-                    Job::Deliver(event, reply) => events.push((event, reply)),
-                    Job::Stop => stopping = true,
-                }
-            }
-            self.accept(events);
-            if self.has_pending() && Instant::now() >= self.next_attempt {
-                self.attempt();
+            stopping |= self.take(batch);
+            self.resolve_ready(Instant::now());
+            self.settle();
+        }
+        self.stop(jobs);
+    }
+
+    /// Handles a batch of jobs; returns whether one was to stop.
+    fn take(&mut self, batch: Vec<Job>) -> bool {
+        let mut stop = false;
+        let mut events = Vec::new();
+        for job in batch {
+            match job {
+                Job::Deliver(event, reply) => events.push((event, reply)),
+                Job::Sink(news) => self.news(news),
+                Job::Stop => stop = true,
             }
         }
-        self.drain();
+        self.accept(events);
+        stop
     }
 
-    fn has_pending(&self) -> bool {
-        self.delivery.as_ref().is_some_and(|d| !d.outbox.is_empty())
+    /// At shutdown: the runners deliver for a bounded time and stop; callers still waiting
+    /// get what is known.
+    fn stop(&mut self, jobs: Receiver<Job>) {
+        if let Some(journal) = &self.journal {
+            journal.stop();
+        }
+        for runner in std::mem::take(&mut self.runners) {
+            let _ = runner.join();
+        }
+        // The relays pass on the runners' last news as the runners end.
+        let quiet = Instant::now() + Duration::from_millis(200);
+        loop {
+            let left = quiet.saturating_duration_since(Instant::now());
+            match jobs.recv_timeout(left) {
+                Ok(job) => {
+                    self.take(vec![job]);
+                }
+                Err(_) => break,
+            }
+        }
+        self.resolve_ready(Instant::now() + self.wait * 10);
+        self.settle();
+        if let Some(journal) = &self.journal {
+            let left = journal.change(|o| o.len());
+            if left > 0 {
+                log::info!("outbox: {left} events kept for the next start");
+            }
+        }
     }
 
-    /// The event's report is decided; it goes out at the next [`Worker::settle`].
-    fn resolve(&mut self, waiting: Waiting, report: Report) {
-        self.settled.push(Settled {
-            waiting,
+    /// A runner's news: fills in its report for the event's caller, or records a later
+    /// delivery in the event log.
+    fn news(&mut self, news: News) {
+        match news {
+            News::Taken {
+                sink,
+                event_id,
+                report,
+            } => {
+                if let Some(f) = self.failing.get_mut(sink) {
+                    *f = None;
+                }
+                match self
+                    .waiting
+                    .iter_mut()
+                    .find(|w| w.event.event_id == event_id)
+                {
+                    Some(w) => w.reports[sink] = Some(report),
+                    // Its caller heard `queued` (or it is from before a restart).
+                    None if Some(sink) == self.webhook => self.status_changed(event_id, report),
+                    None => {}
+                }
+            }
+            News::Failing { sink, report } => {
+                // Nothing behind the sink's head can go before it: callers need not wait.
+                for w in &mut self.waiting {
+                    if w.reports[sink].is_none() {
+                        w.reports[sink] = Some(report.clone());
+                    }
+                }
+                if let Some(f) = self.failing.get_mut(sink) {
+                    *f = Some(report);
+                }
+            }
+        }
+    }
+
+    /// Resolves the waiting events every sink answered for, and those past their deadline
+    /// (`now`), whose missing reports are `queued`.
+    fn resolve_ready(&mut self, now: Instant) {
+        let mut still = VecDeque::new();
+        for w in std::mem::take(&mut self.waiting) {
+            if w.deadline > now && w.reports.iter().any(Option::is_none) {
+                still.push_back(w);
+                continue;
+            }
+            let delivered = self.delivered_of(&w);
+            self.settled.push(Settled {
+                event: w.event,
+                reply: w.reply,
+                delivered,
+                logged: true,
+            });
+        }
+        self.waiting = still;
+    }
+
+    fn delivered_of(&self, w: &Waiting) -> Delivered {
+        let reports: Vec<Report> = w
+            .reports
+            .iter()
+            .map(|r| {
+                let mut r = r.clone().unwrap_or_else(|| Report::status(Status::Queued));
+                if let (Some(why), true) = (&w.volatile, r.status != Status::Sent) {
+                    r.message = Some(format!(
+                        "kept in memory only, lost if the box stops first (outbox: {why}); {}",
+                        r.message.unwrap_or_default()
+                    ));
+                }
+                r
+            })
+            .collect();
+        let report = match self.webhook {
+            Some(i) => reports[i].clone(),
+            None => Report::status(Status::Disabled),
+        };
+        Delivered {
             report,
-            logged: true,
-        });
+            sinks: self
+                .names
+                .iter()
+                .zip(reports)
+                .map(|(n, r)| (n.to_string(), serde_json::json!(r)))
+                .collect(),
+        }
     }
 
-    /// A repeat within the cooldown: answered, not logged.
-    fn resolve_repeat(&mut self, waiting: Waiting, report: Report) {
-        self.settled.push(Settled {
-            waiting,
-            report,
-            logged: false,
-        });
-    }
-
-    /// Writes what was resolved to the event log (one write, one fsync), then broadcasts it
-    /// and answers the callers: a client that reads `/events` after its answer finds its
-    /// events there.
+    /// Writes what was resolved to the event log (one write, one fsync), then hands it to the
+    /// live sinks and answers the callers: a client that reads `/events` after its answer
+    /// finds its events there.
     fn settle(&mut self) {
         let settled = std::mem::take(&mut self.settled);
         let statuses = std::mem::take(&mut self.statuses);
@@ -390,7 +542,7 @@ impl Worker {
             let lines: Vec<Line> = settled
                 .iter()
                 .filter(|s| s.logged)
-                .map(|s| Line::Event(EventRecord::new(&s.waiting.event, &s.report, now)))
+                .map(|s| Line::Event(EventRecord::new(&s.event, &s.delivered.report, now)))
                 .chain(statuses.into_iter().map(Line::Status))
                 .collect();
             if !lines.is_empty() {
@@ -398,13 +550,26 @@ impl Worker {
             }
         }
         for s in settled {
-            self.stats.count_resolved(&s.waiting.event, s.report.status);
-            (self.broadcast)(s.waiting.event.ws_message(&s.report));
-            let _ = s.waiting.reply.send(s.report);
+            self.stats
+                .count_resolved(&s.event, s.delivered.report.status);
+            if !self.live.is_empty() {
+                let message = s.event.live_message(&s.delivered);
+                for (sink, stats) in self.live.iter_mut().zip(&self.live_stats) {
+                    let report = sink.deliver(&Outgoing {
+                        event_id: &s.event.event_id,
+                        payload: &message,
+                    });
+                    match report.status {
+                        Status::Sent => stats.count_delivered(),
+                        _ => stats.failed(report.message.unwrap_or_default()),
+                    }
+                }
+            }
+            let _ = s.reply.send(s.delivered);
         }
     }
 
-    /// A logged event's delivery changed after its caller heard `queued`.
+    /// A logged event's webhook delivery changed after its caller heard `queued`.
     fn status_changed(&mut self, event_id: String, delivery: Report) {
         if self.event_log.is_some() {
             self.statuses.push(StatusRecord {
@@ -432,236 +597,191 @@ impl Worker {
         false
     }
 
-    /// Cooldown, then the journal; events that cannot be journaled get one direct attempt.
-    fn accept(&mut self, events: Vec<(Event, Sender<Report>)>) {
-        self.accept_batch(events);
-        self.settle();
-    }
-
-    fn accept_batch(&mut self, events: Vec<(Event, Sender<Report>)>) {
+    /// Cooldown, then the journal (one write, one fsync), then the runners are woken.
+    fn accept(&mut self, events: Vec<(Event, Sender<Delivered>)>) {
         let mut accepted = Vec::new();
         for (event, reply) in events {
-            let waiting = Waiting { event, reply };
-            let repeat = self.cooling_down(waiting.event.cooldown_key());
-            if self.delivery.is_none() {
-                // Without a webhook every event is answered `disabled`, as it always was; the
-                // cooldown only keeps repeats out of the event log.
-                let report = Report::status(Status::Disabled);
-                match repeat {
-                    true => self.resolve_repeat(waiting, report),
-                    false => self.resolve(waiting, report),
+            let repeat = self.cooling_down(event.cooldown_key());
+            if self.journal.is_none() || repeat {
+                // Without a durable sink every event is answered `disabled`, as it always was;
+                // the cooldown only keeps repeats out of the event log. With one, a repeat is
+                // `skipped` by every sink.
+                let status = match self.journal {
+                    Some(_) => Status::Skipped,
+                    None => Status::Disabled,
+                };
+                let mut delivered = Delivered::all(status, &self.names);
+                if self.webhook.is_none() {
+                    delivered.report = Report::status(Status::Disabled);
                 }
+                self.settled.push(Settled {
+                    event,
+                    reply,
+                    delivered,
+                    logged: !repeat,
+                });
                 continue;
             }
-            if repeat {
-                self.resolve_repeat(waiting, Report::status(Status::Skipped));
-                continue;
-            }
-            accepted.push(waiting);
+            accepted.push((event, reply));
         }
-        let Some(delivery) = self.delivery.as_mut() else {
+        let Some(journal) = self.journal.clone() else {
             return;
         };
         if accepted.is_empty() {
             return;
         }
-        let pending = accepted
+        let pending: Vec<Pending> = accepted
             .iter()
-            .map(|w| Pending {
-                event_id: w.event.event_id.clone(),
-                payload: w.event.webhook_payload().to_string(),
+            .map(|(event, _)| Pending {
+                event_id: event.event_id.clone(),
+                payload: event.webhook_payload().to_string(),
                 accepted_ms: super::unix_now_ms(),
             })
             .collect();
-        match delivery.outbox.accept(pending) {
-            Ok(dropped) => {
-                let mut gone = Vec::new();
+        let durable = self.names.len();
+        let stats = self.stats.clone();
+        let result = journal.change(|outbox| {
+            let result = outbox.accept(pending);
+            for (i, s) in stats.sinks().iter().take(durable).enumerate() {
+                s.update(outbox, i);
+            }
+            stats.update(outbox);
+            (result, outbox.len())
+        });
+        let volatile = match result {
+            (Ok(dropped), len) => {
                 for d in dropped {
                     log::warn!(
-                        "outbox: full ({} events); dropped the oldest, {}: {}",
-                        delivery.outbox.len(),
+                        "outbox: full ({len} events); dropped the oldest, {}: {}",
                         d.event_id,
                         d.payload
                     );
-                    gone.push(d.event_id);
-                }
-                self.stats.update(&delivery.outbox);
-                for event_id in gone {
                     let mut report = Report::status(Status::Failed);
                     report.message =
                         Some("dropped from the full outbox (OUTBOX_MAX_EVENTS)".into());
-                    self.status_changed(event_id, report);
+                    self.status_changed(d.event_id, report);
                 }
-                match self.failing.clone() {
-                    // The main API is failing: nothing will happen within the caller's wait.
-                    Some(report) => {
-                        for w in accepted {
-                            self.resolve(w, report.clone());
-                        }
-                    }
-                    None => self.waiting.extend(accepted),
-                }
+                None
             }
-            Err(e) => {
-                log::error!("outbox: cannot write the journal: {e}; sending without it");
-                self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
-                let sender = &delivery.sender;
-                let reports: Vec<Report> = accepted
-                    .iter()
-                    .map(|w| {
-                        let body = w.event.webhook_payload().to_string();
-                        let mut report = sender.send(&body, &w.event.event_id);
-                        if report.status != Status::Sent {
-                            report.status = Status::Failed;
-                            report.message = Some(format!(
-                                "not kept for retries (outbox: {e}); {}",
-                                report.message.unwrap_or_default()
-                            ));
-                        }
-                        report
-                    })
-                    .collect();
-                for (w, report) in accepted.into_iter().zip(reports) {
-                    self.resolve(w, report);
-                }
+            (Err(e), _) => {
+                log::error!("outbox: cannot write the journal: {e}; events kept in memory");
+                self.stats.journal_error();
+                Some(e.to_string())
             }
-        }
-    }
-
-    /// One delivery attempt of the oldest pending event.
-    fn attempt(&mut self) {
-        self.attempt_head();
-        self.settle();
-    }
-
-    fn attempt_head(&mut self) {
-        let Some(delivery) = self.delivery.as_mut() else {
-            return;
         };
-        let Some(head) = delivery.outbox.head() else {
-            return;
-        };
-        let mut report = delivery.sender.send(&head.payload, &head.event_id);
-        let event_id = head.event_id.clone();
-        if report.status == Status::Sent {
-            if let Err(e) = delivery.outbox.delivered() {
-                // The event may be sent again after a restart; the main API drops it by id.
-                log::warn!("outbox: cannot record a delivery: {e}");
-                self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-            self.stats.update(&delivery.outbox);
-            if self.failing.take().is_some() {
-                log::info!("webhook: the main API answers again; delivering the backlog");
-                self.stats.set_error(None);
-            }
-            self.backoff = FIRST_RETRY;
-            self.next_attempt = Instant::now();
-            if self
-                .waiting
-                .front()
-                .is_some_and(|w| w.event.event_id == event_id)
-            {
-                if let Some(w) = self.waiting.pop_front() {
-                    self.resolve(w, report);
-                }
-            } else {
-                // Its caller heard `queued` (or it is from before a restart).
-                self.status_changed(event_id, report);
-            }
-            return;
-        }
-        report.status = Status::Queued;
-        let why = match (report.http_status, &report.message) {
-            (Some(code), _) => format!("HTTP {code}"),
-            (None, Some(m)) => m.clone(),
-            (None, None) => "no answer".into(),
-        };
-        if self.failing.is_none() {
-            log::warn!(
-                "webhook: {why}; {} events kept in the outbox, retrying (up to every {} s)",
-                delivery.outbox.len(),
-                delivery.retry_max.as_secs_f64()
-            );
-        }
-        self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
-        self.stats.set_error(Some(why));
-        self.next_attempt = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(delivery.retry_max.max(FIRST_RETRY));
-        self.failing = Some(report.clone());
-        // Nothing behind the head can go before it: their callers need not wait.
-        while let Some(w) = self.waiting.pop_front() {
-            self.resolve(w, report.clone());
-        }
-    }
-
-    /// At shutdown: deliver while the main API answers, for a bounded time; the rest waits in
-    /// the journal for the next start.
-    fn drain(&mut self) {
-        let limit = self
-            .delivery
-            .as_ref()
-            .map(|d| d.sender.timeout() * 2)
-            .unwrap_or_default();
-        let deadline = Instant::now() + limit;
-        while self.has_pending() && self.failing.is_none() && Instant::now() < deadline {
-            self.attempt();
-        }
-        let failing = self.failing.clone();
-        while let Some(w) = self.waiting.pop_front() {
-            let report = failing
-                .clone()
-                .unwrap_or_else(|| Report::status(Status::Queued));
-            self.resolve(w, report);
-        }
-        self.settle();
-        if let Some(d) = &self.delivery {
-            if !d.outbox.is_empty() {
-                log::info!("outbox: {} events kept for the next start", d.outbox.len());
-            }
+        let deadline = Instant::now() + self.wait;
+        for (event, reply) in accepted {
+            self.waiting.push_back(Waiting {
+                event,
+                reply,
+                // A failing sink will not take it within the caller's wait.
+                reports: self.failing.clone(),
+                deadline,
+                volatile: volatile.clone(),
+            });
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::events::test_event as event;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// A durable sink that takes events while `up` (in this process: the real dispatcher
+    /// threads run it), counting what it took.
+    struct Switch {
+        name: &'static str,
+        up: Arc<AtomicBool>,
+        took: Arc<Mutex<Vec<String>>>,
+        delay: Duration,
+    }
+
+    impl Sink for Switch {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        fn deliver(&mut self, event: &Outgoing<'_>) -> Report {
+            std::thread::sleep(self.delay);
+            if !self.up.load(Ordering::SeqCst) {
+                let mut r = Report::status(Status::Failed);
+                r.message = Some(format!("{} is down", self.name));
+                return r;
+            }
+            lock(&self.took).push(event.event_id.to_string());
+            Report::status(Status::Sent)
+        }
+
+        fn timeout(&self) -> Duration {
+            Duration::from_millis(300)
+        }
+
+        fn retry_max(&self) -> Duration {
+            Duration::from_millis(100)
+        }
+    }
+
+    struct Probe {
+        up: Arc<AtomicBool>,
+        took: Arc<Mutex<Vec<String>>>,
+    }
+
+    fn switch(name: &'static str, up: bool, delay: Duration) -> (Box<dyn Sink>, Probe) {
+        let up = Arc::new(AtomicBool::new(up));
+        let took = Arc::new(Mutex::new(Vec::new()));
+        let sink = Switch {
+            name,
+            up: up.clone(),
+            took: took.clone(),
+            delay,
+        };
+        (Box::new(sink), Probe { up, took })
+    }
+
+    fn wait_until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 
     #[test]
-    fn without_webhook_events_are_broadcast_as_disabled() {
+    fn without_durable_sinks_events_go_live_as_disabled() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
+        let live = FnSink("test", move |m: &str| lock(&sink).push(m.to_string()));
         let d = Dispatcher::start(
-            None,
+            Destinations::live_only().with_live(Box::new(live)),
             Duration::from_secs(5),
-            Box::new(move |m| sink.lock().unwrap().push(m)),
             None,
         );
         let reports = d.dispatch(vec![event("a"), event("a")]);
         assert_eq!(
-            reports.iter().map(|r| r.status).collect::<Vec<_>>(),
+            reports.iter().map(|r| r.report.status).collect::<Vec<_>>(),
             [Status::Disabled, Status::Disabled]
         );
+        assert!(reports.iter().all(|r| r.sinks.is_empty()));
         d.shutdown();
         assert_eq!(seen.lock().unwrap().len(), 2);
         assert_eq!(d.stats().pending(), 0);
+        assert_eq!(d.stats().sink("test").unwrap().delivered(), 2);
     }
 
     #[test]
-    fn without_webhook_repeats_are_answered_as_before_but_logged_once() {
+    fn without_durable_sinks_repeats_are_answered_as_before_but_logged_once() {
         use crate::events::log::{Kind, Query};
         let dir = tempfile::tempdir().unwrap();
         let d = Dispatcher::start(
-            None,
+            Destinations::live_only(),
             Duration::from_secs(5),
-            Box::new(|_| {}),
             Some(EventLog::open(dir.path(), 90)),
         );
         let mut unknown = event("x");
         unknown.student_id = crate::gallery::UNKNOWN.into();
         let reports = d.dispatch(vec![event("a"), event("a"), unknown, event("b")]);
-        assert!(reports.iter().all(|r| r.status == Status::Disabled));
+        assert!(reports.iter().all(|r| r.report.status == Status::Disabled));
         // Written before the answers: readable at once.
         let log = d.event_log().unwrap();
         let found = log.query(&Query::all(10));
@@ -679,5 +799,99 @@ mod tests {
             ]
         );
         assert_eq!(log.stats().records_written(), 3);
+    }
+
+    #[test]
+    fn a_failing_sink_never_delays_another_and_catches_up_in_order_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (webhook, hook) = switch(WEBHOOK, true, Duration::ZERO);
+        // The broker is down, and each attempt hangs for a while before failing.
+        let (mqtt, broker) = switch("mqtt", false, Duration::from_millis(200));
+        let (destinations, _) = Destinations::open(dir.path(), 100, vec![webhook, mqtt]).unwrap();
+        let live_count = Arc::new(AtomicUsize::new(0));
+        let counter = live_count.clone();
+        let live = FnSink("live", move |_: &str| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        let d = Dispatcher::start(destinations.with_live(Box::new(live)), Duration::ZERO, None);
+        let first = d.dispatch(vec![event("a")]);
+        assert_eq!(first[0].report.status, Status::Sent);
+        assert_eq!(first[0].sinks["webhook"]["status"], "sent");
+        assert_eq!(first[0].sinks["mqtt"]["status"], "queued");
+        assert_eq!(first[0].sinks["mqtt"]["message"], "mqtt is down");
+        let ids: Vec<String> = (0..20)
+            .map(|i| {
+                let e = event(&format!("p{i}"));
+                let id = e.event_id.clone();
+                d.submit(vec![e]);
+                id
+            })
+            .collect();
+        // The webhook took them all while the broker stayed down.
+        wait_until("the webhook to take 21 events", || {
+            lock(&hook.took).len() == 21
+        });
+        assert!(lock(&broker.took).is_empty());
+        assert_eq!(d.stats().sink("mqtt").unwrap().waiting(), 21);
+        assert_eq!(d.stats().sink("webhook").unwrap().waiting(), 0);
+        assert!(d.stats().sink("mqtt").unwrap().failing());
+        assert_eq!(d.stats().pending(), 21);
+        // The broker is back: it gets every event, in order.
+        broker.up.store(true, Ordering::SeqCst);
+        wait_until("the broker to catch up", || lock(&broker.took).len() == 21);
+        assert_eq!(lock(&broker.took)[1..], ids[..]);
+        assert_eq!(lock(&hook.took)[1..], ids[..]);
+        wait_until("the outbox to empty", || d.stats().pending() == 0);
+        assert!(!d.stats().sink("mqtt").unwrap().failing());
+        let health = d.stats().to_json();
+        assert_eq!(health["delivered"], 21);
+        assert_eq!(health["sinks"]["mqtt"]["delivered"], 21);
+        d.shutdown();
+        assert_eq!(live_count.load(Ordering::SeqCst), 21);
+    }
+
+    #[test]
+    fn a_restart_resumes_each_sink_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (webhook, hook) = switch(WEBHOOK, true, Duration::ZERO);
+        let (mqtt, broker) = switch("mqtt", false, Duration::ZERO);
+        let (destinations, _) = Destinations::open(dir.path(), 100, vec![webhook, mqtt]).unwrap();
+        let d = Dispatcher::start(destinations, Duration::ZERO, None);
+        let sent: Vec<String> = (0..5)
+            .map(|i| {
+                let e = event(&format!("p{i}"));
+                let id = e.event_id.clone();
+                d.dispatch(vec![e]);
+                id
+            })
+            .collect();
+        wait_until("the webhook", || lock(&hook.took).len() == 5);
+        d.shutdown();
+        drop(d);
+        // Next start: the broker is up; the webhook gets nothing again.
+        let (webhook, hook2) = switch(WEBHOOK, true, Duration::ZERO);
+        let (mqtt, broker2) = switch("mqtt", true, Duration::ZERO);
+        let (destinations, recovered) =
+            Destinations::open(dir.path(), 100, vec![webhook, mqtt]).unwrap();
+        assert_eq!(recovered.pending, 5);
+        let d = Dispatcher::start(destinations, Duration::ZERO, None);
+        wait_until("the broker", || lock(&broker2.took).len() == 5);
+        assert_eq!(*lock(&broker2.took), sent);
+        assert!(lock(&hook2.took).is_empty());
+        assert!(lock(&broker.took).is_empty());
+        d.shutdown();
+    }
+
+    #[test]
+    fn a_hanging_sink_costs_the_caller_a_bounded_wait_and_its_report_says_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each attempt hangs well past the caller's wait.
+        let (slow, probe) = switch(WEBHOOK, true, Duration::from_secs(4));
+        let (destinations, _) = Destinations::open(dir.path(), 100, vec![slow]).unwrap();
+        let d = Dispatcher::start(destinations, Duration::ZERO, None);
+        let reports = d.dispatch(vec![event("a")]);
+        assert_eq!(reports[0].report.status, Status::Queued);
+        wait_until("the slow sink", || lock(&probe.took).len() == 1);
+        d.shutdown();
     }
 }

@@ -1,13 +1,18 @@
 //! Attendance events: what is sent for a recognized face, and what became of it. The
-//! dispatcher thread (dispatcher.rs) owns the cooldown, the durable outbox (outbox.rs) and the
-//! webhook (webhook.rs), hands every event with its report to the WebSocket hub, and keeps it
-//! in the local event log (log.rs) that `GET /events` reads (as JSON, or CSV: csv.rs).
+//! dispatcher thread (dispatcher.rs) owns the cooldown and the durable outbox (outbox.rs), and
+//! fans events out to equal sinks (sink.rs): durable ones (the webhook: webhook.rs; MQTT:
+//! src/mqtt/) each follow the outbox on a thread of their own (runner.rs), live ones (the
+//! WebSocket hub) get each event once it is resolved. Every event is kept in the local event
+//! log (log.rs) that `GET /events` reads (as JSON, or CSV: csv.rs); stats.rs counts for
+//! `/health` and `/metrics`.
 
 pub mod csv;
 mod dispatcher;
 pub mod log;
 pub mod outbox;
+mod runner;
 pub mod sink;
+mod stats;
 pub mod utc;
 mod webhook;
 
@@ -17,10 +22,11 @@ use serde_json::json;
 use crate::engine::FaceBox;
 use crate::gallery::UNKNOWN;
 use crate::recognizer::Recognition;
-pub use dispatcher::{Broadcast, Delivery, Dispatcher, OutboxStats};
+pub use dispatcher::{Delivered, Destinations, Dispatcher, FnSink};
 pub use log::{EventLog, EventLogReader};
 pub use sink::{Outgoing, Sink};
-pub use webhook::{WebhookConfig, WebhookSender};
+pub use stats::{OutboxStats, SinkStats};
+pub use webhook::{WebhookConfig, WebhookSender, WebhookSink};
 
 /// A person (or `Unknown`) seen in a frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,15 +148,17 @@ impl Event {
         }
     }
 
-    /// The WebSocket message for this event and its delivery report.
-    pub fn ws_message(&self, report: &Report) -> String {
+    /// The live message for this event (the WebSocket feed): the original's, with the
+    /// webhook's report as `dispatch`, and every durable sink's under `sinks`.
+    pub fn live_message(&self, delivered: &Delivered) -> String {
         let mut message = json!({
             "type": if self.candidates.is_some() { "ambiguous" } else { "recognized" },
             "event_id": self.event_id,
             "student_id": self.student_id,
             "distance": self.distance,
             "ts": self.ts,
-            "dispatch": report,
+            "dispatch": delivered.report,
+            "sinks": delivered.sinks,
         });
         self.add_details(&mut message);
         message.to_string()
@@ -247,6 +255,13 @@ pub(crate) fn test_event(id: &str) -> Event {
 mod tests {
     use super::*;
 
+    fn delivered(status: Status) -> Delivered {
+        Delivered {
+            report: Report::status(status),
+            sinks: serde_json::Map::new(),
+        }
+    }
+
     #[test]
     fn status_names_are_the_json_ones() {
         for s in [
@@ -271,7 +286,7 @@ mod tests {
             json!({"top": 1, "right": 4, "bottom": 3, "left": 2})
         );
         let ws: serde_json::Value =
-            serde_json::from_str(&e.ws_message(&Report::status(Status::Skipped))).unwrap();
+            serde_json::from_str(&e.live_message(&delivered(Status::Skipped))).unwrap();
         assert_eq!(ws["type"], "recognized");
         assert_eq!(ws["dispatch"], json!({"status": "skipped"}));
         assert!(p.get("decision").is_none() && p.get("candidates").is_none());
@@ -302,7 +317,7 @@ mod tests {
         assert_eq!(e.cooldown_key(), "Unknown:alip:budi");
         assert_eq!(test_event("alip").cooldown_key(), "alip");
         let ws: serde_json::Value =
-            serde_json::from_str(&e.ws_message(&Report::status(Status::Sent))).unwrap();
+            serde_json::from_str(&e.live_message(&delivered(Status::Sent))).unwrap();
         assert_eq!(ws["type"], "ambiguous");
         assert_eq!(ws["decision"]["frames"], 3);
         // Without send_unknown an ambiguous face makes no event.

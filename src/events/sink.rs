@@ -22,7 +22,7 @@ use super::Report;
 pub struct Outgoing<'a> {
     pub event_id: &'a str,
     /// Durable sinks: the webhook body (JSON text), the event as the original service sent it.
-    /// Live sinks: the live message (the event with its reports, see `Event::ws_message`).
+    /// Live sinks: the live message (the event with its reports, see `Event::live_message`).
     pub payload: &'a str,
 }
 

@@ -1,7 +1,10 @@
-//! The webhook to the main API: a blocking `ureq` agent with connect and overall timeouts.
+//! The webhook to the main API: a blocking `ureq` agent with connect and overall timeouts,
+//! and the durable sink ("webhook") that posts every event of the outbox with it.
 
 use std::time::Duration;
 
+use super::outbox::WEBHOOK;
+use super::sink::{Outgoing, Sink};
 use super::{Report, Status};
 
 #[derive(Debug, Clone)]
@@ -90,6 +93,40 @@ impl WebhookSender {
                 message: Some(e.to_string()),
             },
         }
+    }
+}
+
+/// The webhook as a durable sink: each event posted with its `event_id` as `Idempotency-Key`.
+pub struct WebhookSink {
+    sender: WebhookSender,
+    retry_max: Duration,
+}
+
+impl WebhookSink {
+    /// `retry_max`: the longest pause between two attempts while the main API fails.
+    pub fn new(config: WebhookConfig, retry_max: Duration) -> WebhookSink {
+        WebhookSink {
+            sender: WebhookSender::new(config),
+            retry_max,
+        }
+    }
+}
+
+impl Sink for WebhookSink {
+    fn name(&self) -> &'static str {
+        WEBHOOK
+    }
+
+    fn deliver(&mut self, event: &Outgoing<'_>) -> Report {
+        self.sender.send(event.payload, event.event_id)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.sender.timeout()
+    }
+
+    fn retry_max(&self) -> Duration {
+        self.retry_max
     }
 }
 

@@ -18,7 +18,7 @@ use super::form::Form;
 use super::respond::{respond, respond_off_worker, Answer};
 use super::uploads::{self, UploadHandler};
 use super::{events, form, stream, ws, App};
-use crate::events::{events_for, Event, Report};
+use crate::events::{events_for, Event};
 use crate::gallery::archive::ImportMode;
 use crate::gallery::{GalleryError, StudentId};
 use crate::recognizer::{EnrollRequest, Offered};
@@ -535,8 +535,8 @@ fn health(app: &App, _call: &Call) -> Result<Answer, ApiError> {
             answer["camera"]["live"] = live.to_json();
         }
     }
-    if app.dispatcher.webhook_enabled() {
-        // The main API's own trouble: shown, but the box itself is fine.
+    if app.dispatcher.durable() {
+        // The main API's (or the broker's) own trouble: shown, but the box itself is fine.
         answer["outbox"] = app.dispatcher.stats().to_json();
     }
     if let Some(unknowns) = app.unknowns() {
@@ -1099,12 +1099,13 @@ fn realtime(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
         .iter()
         .map(|e| (e.student_id.clone(), e.event_id.clone()))
         .collect();
-    let reports: Vec<Report> = app.dispatcher.dispatch(events);
+    let delivered = app.dispatcher.dispatch(events);
+    // `report` is the webhook's, as in the original; `sinks` has every durable sink's.
     let dispatch: Vec<Value> = labels
         .into_iter()
-        .zip(reports)
-        .map(|((label, event_id), report)| {
-            json!({"label": label, "event_id": event_id, "report": report})
+        .zip(delivered)
+        .map(|((label, event_id), d)| {
+            json!({"label": label, "event_id": event_id, "report": d.report, "sinks": d.sinks})
         })
         .collect();
     Ok(Answer::Json(json!({

@@ -21,6 +21,7 @@ use tungstenite::Message;
 use super::error::ApiError;
 use super::respond::respond;
 use super::{header, App};
+use crate::events::{Outgoing, Report, Sink, Status};
 
 /// Messages a client may fall behind by before it is dropped.
 const CLIENT_QUEUE: usize = 64;
@@ -109,6 +110,26 @@ impl Hub {
             log::warn!("WebSocket client not served: {e}");
             self.clients.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// The hub is a live sink: each event's message goes to whoever is connected then.
+impl Sink for Hub {
+    fn name(&self) -> &'static str {
+        "websocket"
+    }
+
+    fn durable(&self) -> bool {
+        false
+    }
+
+    fn deliver(&mut self, event: &Outgoing<'_>) -> Report {
+        self.broadcast(event.payload.to_string());
+        Report::status(Status::Sent)
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::ZERO
     }
 }
 
