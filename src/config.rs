@@ -476,6 +476,90 @@ mod serve_tests {
         );
         assert!(parse(&["--api-key", "0123456789abcdef"]).validate().is_ok());
     }
+
+    #[test]
+    fn mqtt_settings_are_checked_with_the_setting_named() {
+        assert!(parse(&[]).mqtt().unwrap().is_none());
+        let url = ["--mqtt-url", "mqtt://broker.lan"];
+        let with = |more: &[&str]| {
+            let args: Vec<&str> = url.iter().chain(more).copied().collect();
+            parse(&args).mqtt()
+        };
+        let ok = with(&["--box-id", "gate-1"]).unwrap().unwrap();
+        assert_eq!(ok.box_id, "gate-1");
+        assert_eq!(ok.topic_prefix, "face-attendance");
+        assert_eq!(ok.status_every, std::time::Duration::from_secs(60));
+        assert_eq!(ok.gallery_sync, crate::mqtt::SyncMode::Both);
+        assert!(!ok.ha_discovery);
+        let pull = with(&["--gallery-sync", "pull", "--mqtt-ha-discovery"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(pull.gallery_sync, crate::mqtt::SyncMode::Pull);
+        assert!(pull.ha_discovery);
+        // The host name, made one topic level.
+        let host = with(&[]).unwrap().unwrap().box_id;
+        assert!(crate::mqtt::valid_level(&host), "{host:?}");
+        let tls = parse(&["--mqtt-url", "mqtts://b:8884", "--mqtt-ca-file", "/ca.pem"]);
+        assert_eq!(
+            tls.mqtt().unwrap().unwrap().ca_file.unwrap().to_str(),
+            Some("/ca.pem")
+        );
+        for (args, named) in [
+            (&["--mqtt-url", "http://broker"][..], "MQTT_URL"),
+            (&["--mqtt-url", "broker:1883"][..], "MQTT_URL"),
+            (
+                &["--mqtt-url", "mqtt://b", "--mqtt-ca-file", "/ca.pem"][..],
+                "MQTT_CA_FILE",
+            ),
+            (&["--mqtt-url", "mqtt://b", "--box-id", "a/b"][..], "BOX_ID"),
+            (&["--mqtt-url", "mqtt://b", "--box-id", "a+"][..], "BOX_ID"),
+            (&["--mqtt-url", "mqtt://b", "--box-id", "#"][..], "BOX_ID"),
+            (&["--mqtt-url", "mqtt://b", "--box-id", " "][..], "BOX_ID"),
+            (
+                &["--mqtt-url", "mqtt://b", "--mqtt-topic-prefix", "/x"][..],
+                "MQTT_TOPIC_PREFIX",
+            ),
+            (
+                &["--mqtt-url", "mqtt://b", "--mqtt-topic-prefix", "x/"][..],
+                "MQTT_TOPIC_PREFIX",
+            ),
+            (
+                &["--mqtt-url", "mqtt://b", "--mqtt-topic-prefix", "a//b"][..],
+                "MQTT_TOPIC_PREFIX",
+            ),
+            (
+                &["--mqtt-url", "mqtt://b", "--mqtt-topic-prefix", "a/+"][..],
+                "MQTT_TOPIC_PREFIX",
+            ),
+            (
+                &["--mqtt-url", "mqtt://b", "--mqtt-topic-prefix", ""][..],
+                "MQTT_TOPIC_PREFIX",
+            ),
+            (
+                &["--mqtt-url", "mqtt://b", "--mqtt-status-seconds", "0"][..],
+                "MQTT_STATUS_SECONDS",
+            ),
+            (
+                &["--mqtt-url", "mqtt://b", "--gallery-sync", "push"][..],
+                "GALLERY_SYNC",
+            ),
+        ] {
+            let err = parse(args).mqtt().unwrap_err().to_string();
+            assert!(err.contains(named), "{args:?}: {err}");
+            assert!(parse(args).validate().is_err(), "{args:?}");
+        }
+        let nested = with(&["--mqtt-topic-prefix", "school/a", "--box-id", "b"]).unwrap();
+        assert_eq!(nested.unwrap().topic_prefix, "school/a");
+    }
+
+    #[test]
+    fn the_host_name_becomes_a_valid_box_id() {
+        let id = host_box_id();
+        assert!(crate::mqtt::valid_level(&id), "{id:?}");
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+    }
 }
 
 /// Settings of `serve`: the HTTP API, the webhook and the WebSocket feed.
@@ -563,6 +647,158 @@ pub struct ServeSettings {
     pub stream_max_clients: usize,
     #[command(flatten)]
     pub camera: CameraSettings,
+    #[command(flatten)]
+    pub mqtt_args: MqttArgs,
+}
+
+/// The MQTT broker of `serve` (src/mqtt/): events, box status and gallery sync between boxes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MqttArgs {
+    /// The broker: mqtt://host[:1883] or mqtts://host[:8883] (unset: no MQTT)
+    #[arg(long, env = "MQTT_URL")]
+    pub mqtt_url: Option<String>,
+    /// PEM CA certificates for mqtts:// instead of the system's
+    #[arg(long, env = "MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<PathBuf>,
+    #[arg(long, env = "MQTT_USERNAME")]
+    pub mqtt_username: Option<String>,
+    #[arg(long, env = "MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<String>,
+    /// This box's name in MQTT topics, unique per box (default: the host name)
+    #[arg(long, env = "BOX_ID")]
+    pub box_id: Option<String>,
+    /// First level of this service's MQTT topics
+    #[arg(long, env = "MQTT_TOPIC_PREFIX", default_value = DEFAULT_TOPIC_PREFIX)]
+    pub mqtt_topic_prefix: String,
+    /// Seconds between two retained health summaries on <prefix>/<box_id>/health
+    #[arg(long, env = "MQTT_STATUS_SECONDS", default_value_t = 60)]
+    pub mqtt_status_seconds: u64,
+    /// Publish Home Assistant MQTT discovery configs (retained, under homeassistant/)
+    #[arg(long, env = "MQTT_HA_DISCOVERY")]
+    pub mqtt_ha_discovery: bool,
+    /// Gallery sync between boxes: off, pull (apply others' people) or both (also publish
+    /// ours). Default: both when MQTT_URL is set
+    #[arg(long, env = "GALLERY_SYNC")]
+    pub gallery_sync: Option<String>,
+}
+
+/// `MQTT_TOPIC_PREFIX`'s default.
+pub const DEFAULT_TOPIC_PREFIX: &str = "face-attendance";
+/// Most seconds between two health summaries (a day).
+const MAX_STATUS_SECONDS: u64 = 86_400;
+
+/// The host name, made one valid topic level: characters other than letters, digits, `-`, `_`
+/// and `.` become `-`; "box" when there is none.
+pub fn host_box_id() -> String {
+    let name = host_name().unwrap_or_default();
+    let safe: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if safe.is_empty() {
+        "box".into()
+    } else {
+        safe
+    }
+}
+
+fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is valid for writes of its whole length, which is what is passed; the
+    // result is read only up to the first NUL (or the length, if the name was cut).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+        if !name.trim().is_empty() {
+            return Some(name);
+        }
+    }
+    std::fs::read_to_string("/etc/hostname").ok()
+}
+
+impl MqttArgs {
+    /// The checked MQTT settings; `None` without `MQTT_URL`.
+    pub fn settings(&self) -> Result<Option<crate::mqtt::MqttSettings>, Error> {
+        use crate::mqtt::{valid_level, BrokerUrl, MqttSettings, SyncMode};
+        let Some(url) = self
+            .mqtt_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        else {
+            return Ok(None);
+        };
+        let broker = BrokerUrl::parse(url).map_err(|e| Error::Config(e.to_string()))?;
+        if self.mqtt_ca_file.is_some() && !broker.tls {
+            return Err(Error::Config(
+                "MQTT_CA_FILE is set but MQTT_URL is not mqtts://".into(),
+            ));
+        }
+        let box_id = match self.box_id.as_deref().map(str::trim) {
+            Some(id) => {
+                if !valid_level(id) {
+                    return Err(Error::Config(format!(
+                        "BOX_ID must be a non-empty name without '/', '+' or '#', got {id:?}"
+                    )));
+                }
+                id.to_string()
+            }
+            None => host_box_id(),
+        };
+        let prefix = self.mqtt_topic_prefix.trim();
+        if prefix.is_empty()
+            || prefix.starts_with('/')
+            || prefix.ends_with('/')
+            || prefix.contains(['+', '#', '\0'])
+            || prefix.split('/').any(str::is_empty)
+        {
+            return Err(Error::Config(format!(
+                "MQTT_TOPIC_PREFIX must be topic levels joined by '/', without '+', '#' or a \
+                 leading, trailing or doubled '/', got {prefix:?}"
+            )));
+        }
+        if !(1..=MAX_STATUS_SECONDS).contains(&self.mqtt_status_seconds) {
+            return Err(Error::Config(format!(
+                "MQTT_STATUS_SECONDS must be 1 to {MAX_STATUS_SECONDS}, got {}",
+                self.mqtt_status_seconds
+            )));
+        }
+        let gallery_sync = match self
+            .gallery_sync
+            .as_deref()
+            .map(|s| s.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("") | Some("both") => SyncMode::Both,
+            Some("pull") => SyncMode::Pull,
+            Some("off") => SyncMode::Off,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "GALLERY_SYNC must be off, pull or both, got {other:?}"
+                )))
+            }
+        };
+        let text = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        Ok(Some(MqttSettings {
+            url: url.to_string(),
+            ca_file: self.mqtt_ca_file.clone(),
+            username: text(&self.mqtt_username),
+            password: text(&self.mqtt_password),
+            box_id,
+            topic_prefix: prefix.to_string(),
+            status_every: std::time::Duration::from_secs(self.mqtt_status_seconds),
+            ha_discovery: self.mqtt_ha_discovery,
+            gallery_sync,
+        }))
+    }
 }
 
 /// The camera loop of `serve` (and `cam-demo`).
@@ -814,7 +1050,13 @@ impl ServeSettings {
             )));
         }
         self.api_keys()?;
+        self.mqtt()?;
         Ok(())
+    }
+
+    /// The MQTT settings (`MQTT_URL` and the rest), checked; `None` without `MQTT_URL`.
+    pub fn mqtt(&self) -> Result<Option<crate::mqtt::MqttSettings>, Error> {
+        self.mqtt_args.settings()
     }
 
     /// The API keys of `FACE_API_KEY` and `FACE_API_KEYS_FILE` (the file is read now).

@@ -8,6 +8,24 @@
 //! - `<prefix>/<box_id>/status`: retained `online` / `offline` (the last will), and a retained
 //!   health summary every `MQTT_STATUS_SECONDS` on `<prefix>/<box_id>/health`.
 //! - `<prefix>/gallery/<student_id>`: one retained message per person (empty: deleted).
+//! - `<prefix>/<box_id>/last_person`: retained, the student id of the last attendance
+//!   ([`BoxStatus::publish_last_person`]), for Home Assistant.
+//! - `homeassistant/<component>/<box_id>/<object>/config`: retained Home Assistant discovery
+//!   configs (with `MQTT_HA_DISCOVERY`), sent on every connect.
+//!
+//! Parts: [`Mqtt`] (connection.rs) the connection, [`MqttSink`] (events.rs) the outbox's sink,
+//! [`BoxStatus`] (status.rs) the health summary and Home Assistant discovery.
+
+mod connection;
+mod events;
+mod status;
+
+pub use connection::{
+    valid_level, BrokerUrl, Handler, Hook, Mqtt, MqttError, MqttStats, FIRST_RETRY, KEEP_ALIVE,
+    MAX_INCOMING_BYTES, MAX_PACKET_BYTES, MAX_RETRY, PUBLISH_QUEUE,
+};
+pub use events::{MqttSink, DEFAULT_EVENT_TIMEOUT};
+pub use status::{discovery_configs, BoxStatus, HealthSummary};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -38,6 +38,7 @@ pub fn serve_settings() -> ServeSettings {
         stream_max_fps: 5.0,
         stream_max_clients: 4,
         camera: Default::default(),
+        mqtt_args: Default::default(),
     }
 }
 
