@@ -1107,3 +1107,495 @@ impl Gallery {
 pub fn state_path(data_dir: &Path) -> PathBuf {
     data_dir.join(STATE_FILE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gallery::tests::enc;
+    use crate::gallery::{NewSample, UNKNOWN};
+    use std::collections::BTreeMap;
+
+    fn id(s: &str) -> StudentId {
+        StudentId::parse(s).unwrap()
+    }
+
+    /// One box: its data folder, gallery and sync.
+    struct TestBox {
+        dir: tempfile::TempDir,
+        gallery: Arc<Gallery>,
+        sync: GallerySync,
+        online: bool,
+    }
+
+    impl TestBox {
+        fn new(box_id: &str, mode: SyncMode) -> TestBox {
+            let dir = tempfile::tempdir().unwrap();
+            let gallery = Arc::new(Gallery::open(dir.path()).unwrap().0);
+            let sync = GallerySync::new(gallery.clone(), box_id, mode).unwrap();
+            TestBox {
+                dir,
+                gallery,
+                sync,
+                online: true,
+            }
+        }
+
+        /// The service restarted: a new gallery and sync on the same folder.
+        fn restart(&mut self, box_id: &str, mode: SyncMode) {
+            self.gallery = Arc::new(Gallery::open(self.dir.path()).unwrap().0);
+            self.sync = GallerySync::new(self.gallery.clone(), box_id, mode).unwrap();
+        }
+
+        fn label(&self, v: f64) -> String {
+            self.gallery.best_match(&enc(v), 0.01).label
+        }
+    }
+
+    /// The broker's side: retained messages, delivered in order to every box online
+    /// (the sender too, as MQTT does).
+    #[derive(Default)]
+    struct Broker {
+        retained: BTreeMap<StudentId, Vec<u8>>,
+    }
+
+    impl Broker {
+        /// Publishes what each online box has to publish, and delivers it, until quiet.
+        fn pump(&mut self, boxes: &[&TestBox]) {
+            for _ in 0..10 {
+                let mut any = false;
+                for b in boxes.iter().filter(|b| b.online) {
+                    for (id, payload) in b.sync.outgoing() {
+                        any = true;
+                        match payload.is_empty() {
+                            true => self.retained.remove(&id),
+                            false => self.retained.insert(id.clone(), payload.clone()),
+                        };
+                        for to in boxes.iter().filter(|b| b.online) {
+                            to.sync.receive(id.as_str(), &payload).unwrap();
+                        }
+                    }
+                }
+                if !any {
+                    return;
+                }
+            }
+            panic!("the boxes never stop publishing");
+        }
+
+        /// A box (re)connects: session, retained messages, reconcile.
+        fn connect(&mut self, b: &mut TestBox) -> Reconciled {
+            b.online = true;
+            b.sync.connected();
+            for (id, payload) in &self.retained {
+                b.sync.receive(id.as_str(), payload).unwrap();
+            }
+            b.sync.reconcile().unwrap()
+        }
+    }
+
+    fn published(b: &TestBox) -> u64 {
+        b.sync.stats().published.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn enroll_rename_and_delete_reach_every_box_and_nothing_is_published_twice() {
+        let (a, b, c) = (
+            TestBox::new("a", SyncMode::Both),
+            TestBox::new("b", SyncMode::Both),
+            TestBox::new("c", SyncMode::Both),
+        );
+        let mut broker = Broker::default();
+        a.gallery
+            .enroll(
+                &id("alip"),
+                vec![NewSample::new(enc(0.5))
+                    .with_crop(b"jpeg".to_vec())
+                    .with_quality(json!({"face_px": 120}))],
+                "k",
+            )
+            .unwrap();
+        broker.pump(&[&a, &b, &c]);
+        for x in [&a, &b, &c] {
+            assert_eq!(x.label(0.5), "alip");
+        }
+        let on_b = b.gallery.person_detail(&id("alip")).unwrap();
+        assert_eq!(on_b.samples[0].quality, Some(json!({"face_px": 120})));
+        assert_eq!(on_b.samples[0].crop, None, "crops stay on their box");
+        assert_eq!(b.gallery.history(&id("alip"))[0].by, "sync:a");
+        // Received, never published again.
+        assert_eq!((published(&a), published(&b), published(&c)), (1, 0, 0));
+        assert!(b.sync.outgoing().is_empty() && c.sync.outgoing().is_empty());
+
+        b.gallery.rename(&id("alip"), &id("alif"), "k").unwrap();
+        broker.pump(&[&a, &b, &c]);
+        for x in [&a, &b, &c] {
+            assert_eq!(x.label(0.5), "alif");
+            assert_eq!(x.gallery.person(&id("alip")), None);
+        }
+        // A rename is a deletion and a new person: elsewhere than on b, the crop went with
+        // the old id (crops are local, and never cross the broker).
+        assert_eq!(a.gallery.sample_crop(&id("alif"), 0), None);
+
+        c.gallery.remove(&id("alif"), "k").unwrap();
+        broker.pump(&[&a, &b, &c]);
+        for x in [&a, &b, &c] {
+            assert_eq!(x.label(0.5), UNKNOWN);
+        }
+        assert!(broker.retained.is_empty());
+        // Samples appended and removed travel as the whole person.
+        a.gallery
+            .append(&id("yoga"), &[enc(1.0), enc(1.5)], "k")
+            .unwrap();
+        broker.pump(&[&a, &b, &c]);
+        c.gallery.remove_sample(&id("yoga"), 0, "k").unwrap();
+        broker.pump(&[&a, &b, &c]);
+        for x in [&a, &b, &c] {
+            assert_eq!(x.gallery.people(), [("yoga".into(), 1)]);
+            assert_eq!(x.label(1.5), "yoga");
+        }
+    }
+
+    fn message(student_id: &str, ms: u64, box_id: &str, v: f64) -> Vec<u8> {
+        let rows = vec![(enc(v), Sample::plain(&enc(v), 1_700_000_000))];
+        encode_message(&id(student_id), &Version::new(ms, box_id), &rows)
+    }
+
+    #[test]
+    fn the_last_writer_wins_with_ties_broken_by_box_id() {
+        let b = TestBox::new("b", SyncMode::Both);
+        let t = clock::unix_ms() - 60_000;
+        let got = |ms, box_id, v| b.sync.receive("p", &message("p", ms, box_id, v)).unwrap();
+        assert_eq!(got(t, "m", 1.0), Applied::Updated);
+        assert_eq!(b.label(1.0), "p");
+        assert_eq!(got(t - 1, "z", 2.0), Applied::Older);
+        assert_eq!(got(t, "m", 1.0), Applied::Unchanged);
+        // Same time: the greater box id wins, either way round.
+        assert_eq!(got(t, "n", 3.0), Applied::Updated);
+        assert_eq!(b.label(3.0), "p");
+        assert_eq!(got(t, "m", 4.0), Applied::Older);
+        assert_eq!(b.label(3.0), "p");
+        // The broker held a stale copy: b answers with the newest it has, as it was written.
+        let out = b.sync.outgoing();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, message("p", t, "n", 3.0));
+        assert!(b.sync.outgoing().is_empty());
+
+        // A local change is newer than what it changed, and beats an older message.
+        b.gallery.append(&id("p"), &[enc(5.0)], "k").unwrap();
+        assert_eq!(got(t + 1, "z", 6.0), Applied::Older);
+        assert_eq!(b.gallery.people(), [("p".into(), 2)]);
+        let out = b.sync.outgoing();
+        let Ok(Incoming::Person { version, rows, .. }) =
+            parse_message("p", &out[0].1, clock::unix_ms())
+        else {
+            panic!("{out:?}");
+        };
+        assert_eq!((version.box_id(), rows.len()), ("b", 2));
+        assert!(version.updated_ms() > t + 1);
+        // A newer message replaces the local change.
+        assert_eq!(got(version.updated_ms() + 1, "a", 7.0), Applied::Updated);
+        assert_eq!(b.gallery.people(), [("p".into(), 1)]);
+        assert!(b.sync.outgoing().is_empty());
+    }
+
+    #[test]
+    fn versions_survive_a_restart_and_nothing_is_published_again() {
+        let mut a = TestBox::new("a", SyncMode::Both);
+        a.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
+        let first = a.sync.outgoing();
+        assert_eq!(first.len(), 1);
+        a.sync.receive("p", &first[0].1).unwrap();
+        a.restart("a", SyncMode::Both);
+        assert!(a.sync.outgoing().is_empty());
+        assert_eq!(
+            a.sync.receive("p", &first[0].1).unwrap(),
+            Applied::Unchanged
+        );
+        assert!(state_path(a.dir.path()).exists());
+        // The npy file is untouched by the sync: the Python service's format only.
+        let npy = std::fs::read(a.dir.path().join("embeddings/p.npy")).unwrap();
+        assert_eq!(
+            crate::gallery::npy::read_encodings(&npy).unwrap(),
+            [enc(1.0)]
+        );
+    }
+
+    #[test]
+    fn changes_made_by_the_cli_are_published_running_or_not() {
+        let mut a = TestBox::new("a", SyncMode::Both);
+        assert!(a.sync.outgoing().is_empty());
+        // The CLI beside the running service: noticed by reload_if_changed.
+        let (cli, _) = Gallery::open(a.dir.path()).unwrap();
+        cli.append(&id("p"), &[enc(1.0)], "cli").unwrap();
+        assert!(!a.sync.wait_local_change(Duration::from_millis(10)));
+        assert!(a.gallery.reload_if_changed().unwrap());
+        assert!(a.sync.wait_local_change(Duration::from_millis(10)));
+        let out = a.sync.outgoing();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, id("p"));
+        // While the service is off: noticed when it starts.
+        drop(cli);
+        let (cli, _) = Gallery::open(a.dir.path()).unwrap();
+        cli.rename(&id("p"), &id("q"), "cli").unwrap();
+        a.restart("a", SyncMode::Both);
+        let out: Vec<(String, bool)> = a
+            .sync
+            .outgoing()
+            .into_iter()
+            .map(|(i, p)| (i.to_string(), p.is_empty()))
+            .collect();
+        assert_eq!(out, [("q".into(), false), ("p".into(), true)]);
+        // Imports are changes like any other.
+        let mut archive = Vec::new();
+        a.gallery.export(&mut archive).unwrap();
+        let b = TestBox::new("b", SyncMode::Both);
+        b.gallery
+            .import(&archive, crate::gallery::archive::ImportMode::Merge, "k")
+            .unwrap();
+        assert_eq!(b.sync.outgoing().len(), 1);
+    }
+
+    #[test]
+    fn a_box_that_was_away_converges_when_it_comes_back() {
+        let (a, b) = (
+            TestBox::new("a", SyncMode::Both),
+            TestBox::new("b", SyncMode::Both),
+        );
+        let mut c = TestBox::new("c", SyncMode::Both);
+        let mut broker = Broker::default();
+        for (p, v) in [("x", 1.0), ("y", 2.0), ("z", 3.0)] {
+            a.gallery.append(&id(p), &[enc(v)], "k").unwrap();
+        }
+        broker.pump(&[&a, &b, &c]);
+        assert_eq!(c.gallery.counts(), (3, 3));
+
+        c.online = false;
+        a.gallery.append(&id("new"), &[enc(4.0)], "k").unwrap();
+        b.gallery.remove(&id("x"), "k").unwrap();
+        broker.pump(&[&a, &b, &c]);
+        // Meanwhile on c, offline: an enrollment and a deletion, nowhere published.
+        c.gallery.append(&id("local"), &[enc(5.0)], "k").unwrap();
+        c.gallery.remove(&id("y"), "k").unwrap();
+        // c restarts, and reconnects.
+        c.restart("c", SyncMode::Both);
+        let done = broker.connect(&mut c);
+        assert_eq!(
+            done,
+            Reconciled {
+                removed: 1,
+                to_publish: 1
+            }
+        );
+        broker.pump(&[&a, &b, &c]);
+        for x in [&a, &b, &c] {
+            let ids: Vec<String> = x.gallery.people().into_iter().map(|(i, _)| i).collect();
+            assert_eq!(ids, ["local", "new", "z"], "{}", x.sync.box_id());
+        }
+        let on_broker: Vec<&str> = broker.retained.keys().map(|i| i.as_str()).collect();
+        assert_eq!(on_broker, ["local", "new", "z"]);
+        // Enrolled again elsewhere after c deleted them: the newer enrollment wins on c.
+        a.gallery.append(&id("y"), &[enc(2.0)], "k").unwrap();
+        broker.pump(&[&a, &b, &c]);
+        assert_eq!(c.label(2.0), "y");
+    }
+
+    #[test]
+    fn a_broker_without_retained_messages_is_refilled_not_obeyed() {
+        let mut a = TestBox::new("a", SyncMode::Both);
+        let mut broker = Broker::default();
+        a.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
+        broker.pump(&[&a]);
+        broker.retained.clear();
+        let done = broker.connect(&mut a);
+        assert_eq!(
+            done,
+            Reconciled {
+                removed: 0,
+                to_publish: 1
+            }
+        );
+        broker.pump(&[&a]);
+        assert_eq!(broker.retained.len(), 1);
+        assert_eq!(a.label(1.0), "p");
+    }
+
+    #[test]
+    fn a_deletion_loses_to_a_change_made_after_the_box_last_heard() {
+        let (a, b) = (
+            TestBox::new("a", SyncMode::Both),
+            TestBox::new("b", SyncMode::Both),
+        );
+        let mut broker = Broker::default();
+        a.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
+        broker.pump(&[&a, &b]);
+        // b adds a sample; before it is published, a's deletion arrives.
+        b.gallery.append(&id("p"), &[enc(1.5)], "k").unwrap();
+        assert_eq!(b.sync.receive("p", b"").unwrap(), Applied::KeptLocal);
+        assert_eq!(b.gallery.people(), [("p".into(), 2)]);
+        assert_eq!(b.sync.outgoing().len(), 1);
+        // Unchanged since: the deletion wins.
+        let c = TestBox::new("c", SyncMode::Both);
+        c.sync.receive("p", &broker.retained[&id("p")]).unwrap();
+        assert_eq!(c.sync.receive("p", b"").unwrap(), Applied::Removed);
+        assert_eq!(c.gallery.counts(), (0, 0));
+        assert_eq!(c.sync.receive("p", b"").unwrap(), Applied::Absent);
+    }
+
+    #[test]
+    fn pull_applies_and_never_publishes_and_off_does_nothing() {
+        let a = TestBox::new("a", SyncMode::Both);
+        let pull = TestBox::new("p", SyncMode::Pull);
+        let off = TestBox::new("o", SyncMode::Off);
+        let mut broker = Broker::default();
+        a.gallery.append(&id("x"), &[enc(1.0)], "k").unwrap();
+        broker.pump(&[&a, &pull, &off]);
+        assert_eq!(pull.label(1.0), "x");
+        assert_eq!(off.label(1.0), UNKNOWN);
+        pull.gallery.append(&id("x"), &[enc(1.5)], "k").unwrap();
+        pull.gallery.append(&id("mine"), &[enc(2.0)], "k").unwrap();
+        off.gallery.append(&id("theirs"), &[enc(3.0)], "k").unwrap();
+        assert!(pull.sync.outgoing().is_empty() && off.sync.outgoing().is_empty());
+        // A deletion from the broker wins over a pull box's local change.
+        assert_eq!(pull.sync.receive("x", b"").unwrap(), Applied::Removed);
+        assert_eq!(off.sync.receive("x", b"").unwrap(), Applied::Off);
+        assert_eq!(pull.gallery.people(), [("mine".into(), 1)]);
+        assert!(!state_path(off.dir.path()).exists());
+    }
+
+    /// Every file of the data folder with its bytes.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.file_name().is_some_and(|n| n != ".lock") {
+                    out.push((path.clone(), std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn hostile_messages_are_refused_counted_and_change_nothing() {
+        let b = TestBox::new("b", SyncMode::Both);
+        b.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
+        b.sync.outgoing();
+        let before = snapshot(b.dir.path());
+        let t = clock::unix_ms();
+        let good: Value = serde_json::from_slice(&message("p", t, "a", 2.0)).unwrap();
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut m = good.clone();
+            f(&mut m);
+            serde_json::to_vec(&m).unwrap()
+        };
+        let nan = String::from_utf8(with(&|_| {}))
+            .unwrap()
+            .replacen("0.0", "NaN", 1);
+        // JSON has no infinity: a number beyond f64 is as close as a message can get.
+        let inf = String::from_utf8(with(&|_| {}))
+            .unwrap()
+            .replacen("0.0", "1e400", 1);
+        let cases: Vec<(&str, Vec<u8>, fn(&Malformed) -> bool)> = vec![
+            ("p", nan.into_bytes(), |e| {
+                matches!(e, Malformed::BadJson(_))
+            }),
+            ("p", inf.into_bytes(), |e| {
+                matches!(e, Malformed::BadJson(_))
+            }),
+            (
+                "p",
+                with(&|m| m["samples"][0]["encoding"][3] = json!(11.0)),
+                |e| matches!(e, Malformed::BadValue { index: 0, .. }),
+            ),
+            (
+                "p",
+                with(&|m| {
+                    m["samples"][0]["encoding"].as_array_mut().unwrap().pop();
+                }),
+                |e| matches!(e, Malformed::EncodingLength { values: 127, .. }),
+            ),
+            ("p", vec![b' '; 10 << 20], |e| {
+                matches!(e, Malformed::TooLarge(_))
+            }),
+            ("../x", message("p", t, "a", 2.0), |e| {
+                matches!(e, Malformed::BadId(_))
+            }),
+            ("q", message("p", t, "a", 2.0), |e| {
+                matches!(e, Malformed::IdMismatch { .. })
+            }),
+            ("p", b"{not json".to_vec(), |e| {
+                matches!(e, Malformed::BadJson(_))
+            }),
+            ("p", b"[1,2]".to_vec(), |e| {
+                matches!(e, Malformed::BadJson(_))
+            }),
+            ("p", message("p", t + 2 * MAX_FUTURE_MS, "a", 2.0), |e| {
+                matches!(e, Malformed::FromTheFuture { .. })
+            }),
+            ("p", with(&|m| m["format"] = json!(2)), |e| {
+                matches!(e, Malformed::UnsupportedFormat(2))
+            }),
+            ("p", with(&|m| m["samples"] = json!([])), |e| {
+                matches!(e, Malformed::SampleCount(0))
+            }),
+            ("p", with(&|m| m["version"]["box_id"] = json!("a/#")), |e| {
+                matches!(e, Malformed::BadBoxId(_))
+            }),
+            (
+                "p",
+                with(&|m| m["samples"][0]["quality"] = json!("x".repeat(2000))),
+                |e| matches!(e, Malformed::BadQuality { index: 0 }),
+            ),
+            (
+                "p",
+                with(&|m| m["samples"][0]["enrolled_at"] = json!(u64::MAX)),
+                |e| matches!(e, Malformed::BadTime { .. }),
+            ),
+        ];
+        let n = cases.len() as u64;
+        for (topic_id, payload, expected) in cases {
+            match b.sync.receive(topic_id, &payload) {
+                Err(SyncError::Malformed { reason, .. }) => {
+                    assert!(expected(&reason), "{topic_id}: {reason}")
+                }
+                other => panic!("{topic_id}: {other:?}"),
+            }
+        }
+        // A deletion under a bad id is refused too.
+        assert!(b.sync.receive("../x", b"").is_err());
+        assert_eq!(b.sync.stats().malformed(), n + 1);
+        assert_eq!(snapshot(b.dir.path()), before);
+        assert_eq!(b.label(1.0), "p");
+        assert!(b.sync.outgoing().is_empty());
+        // The good one passes, so the cases above each failed for their own reason.
+        assert_eq!(
+            b.sync
+                .receive("p", &serde_json::to_vec(&good).unwrap())
+                .unwrap(),
+            Applied::Updated
+        );
+        let json = b.sync.stats().to_json();
+        assert_eq!(json["outcomes"]["malformed"], n + 1);
+        assert_eq!(b.sync.stats().families().len(), 3);
+    }
+
+    #[test]
+    fn box_ids_are_checked() {
+        for bad in ["", "a/b", "a+b", "#", &"x".repeat(65)] {
+            let dir = tempfile::tempdir().unwrap();
+            let g = Arc::new(Gallery::open(dir.path()).unwrap().0);
+            assert!(matches!(
+                GallerySync::new(g, bad, SyncMode::Both),
+                Err(SyncError::BoxId(..))
+            ));
+        }
+        assert_eq!(topic_id("fa", &topic("fa", &id("p"))), Some("p"));
+        assert_eq!(topic_id("fa", "fa/box/events"), None);
+        assert_eq!(topic_filter("fa"), "fa/gallery/+");
+    }
+}
