@@ -329,6 +329,12 @@ fn encode_message(id: &StudentId, version: &Version, rows: &[(Encoding, Sample)]
     serde_json::to_vec(&message).unwrap_or_default()
 }
 
+/// [`encode_message`], for the fuzz target's round trip.
+#[doc(hidden)]
+pub fn fuzz_encode(id: &StudentId, version: &Version, rows: &[(Encoding, Sample)]) -> Vec<u8> {
+    encode_message(id, version, rows)
+}
+
 /// A digest of a person's encodings in order: what tells a change apart.
 fn digest(rows: &[(Encoding, Sample)]) -> String {
     let mut hasher = Sha256::new();
@@ -1582,6 +1588,28 @@ mod tests {
         let json = b.sync.stats().to_json();
         assert_eq!(json["outcomes"]["malformed"], n + 1);
         assert_eq!(b.sync.stats().families().len(), 3);
+    }
+
+    #[test]
+    fn the_fuzz_target_survives_cut_and_flipped_messages() {
+        let good = message("p", clock::unix_ms(), "a", 0.25);
+        let mut input = b"p\n".to_vec();
+        input.extend_from_slice(&good);
+        crate::fuzzing::gallery_sync(&input);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..2000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut data = input.clone();
+            let at = (state as usize) % data.len();
+            match i % 3 {
+                0 => data.truncate(at),
+                1 => data[at] ^= 1 << (state >> 40) % 8,
+                _ => data.insert(at, b"0-e.,9"[(state >> 32) as usize % 6]),
+            }
+            crate::fuzzing::gallery_sync(&data);
+        }
     }
 
     #[test]
