@@ -1486,6 +1486,9 @@ mod tests {
         out
     }
 
+    /// Whether a refusal is the one a case expects.
+    type Check = fn(&Malformed) -> bool;
+
     #[test]
     fn hostile_messages_are_refused_counted_and_change_nothing() {
         let b = TestBox::new("b", SyncMode::Both);
@@ -1506,7 +1509,7 @@ mod tests {
         let inf = String::from_utf8(with(&|_| {}))
             .unwrap()
             .replacen("0.0", "1e400", 1);
-        let cases: Vec<(&str, Vec<u8>, fn(&Malformed) -> bool)> = vec![
+        let cases: Vec<(&str, Vec<u8>, Check)> = vec![
             ("p", nan.into_bytes(), |e| {
                 matches!(e, Malformed::BadJson(_))
             }),
@@ -1605,7 +1608,7 @@ mod tests {
             let at = (state as usize) % data.len();
             match i % 3 {
                 0 => data.truncate(at),
-                1 => data[at] ^= 1 << (state >> 40) % 8,
+                1 => data[at] ^= 1 << ((state >> 40) % 8),
                 _ => data.insert(at, b"0-e.,9"[(state >> 32) as usize % 6]),
             }
             crate::fuzzing::gallery_sync(&data);
