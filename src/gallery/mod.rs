@@ -2,7 +2,8 @@
 //! files), one matrix in memory behind a `RwLock` for matching, the face crops in
 //! `data/faces/<id>/`, what is known of each sample in `data/people/<id>.json`
 //! ([`samples`]), the faces that are *not* the person in `data/rejected/<id>.npy` ([`rejected`])
-//! and every change in `data/audit.jsonl` ([`audit`]).
+//! and every change in `data/audit.jsonl` ([`audit`]). What gallery sync between boxes knows
+//! (versions, tombstones) is in `data/gallery-sync.json` ([`sync`]).
 //!
 //! Contract for writers (enroll, delete, rename, import; this process or a CLI beside it):
 //! - one change at a time: an in-process mutex, then an exclusive lock on `data/.lock`;
