@@ -97,3 +97,40 @@ pub fn unknowns_journal(data: &[u8]) {
 pub fn event_log(data: &[u8]) {
     crate::events::log::fuzz_lines(data);
 }
+
+/// A gallery sync message from the broker (`<prefix>/gallery/<id>`): `data` is the topic's id
+/// (up to the first newline), then the payload. What passes is within the limits, and writes
+/// back as a message that passes the same.
+pub fn gallery_sync(data: &[u8]) {
+    use crate::gallery::sync::{self, Incoming};
+    let (head, payload) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &data[..0]),
+    };
+    let topic_id = String::from_utf8_lossy(head);
+    let now = crate::clock::unix_ms();
+    if let Ok(Incoming::Person { id, version, rows }) = sync::parse_message(&topic_id, payload, now)
+    {
+        assert_eq!(id.as_str(), topic_id);
+        assert!((1..=sync::MAX_SAMPLES).contains(&rows.len()));
+        assert!(rows
+            .iter()
+            .flat_map(|(e, _)| e.iter())
+            .all(|v| v.is_finite() && v.abs() <= sync::MAX_ABS_VALUE));
+        let again = sync::fuzz_encode(&id, &version, &rows);
+        match sync::parse_message(&topic_id, &again, now) {
+            Ok(Incoming::Person {
+                version: v2,
+                rows: rows2,
+                ..
+            }) => {
+                assert_eq!((v2, rows2.len()), (version, rows.len()));
+                // Numbers go through decimal text: equal to within rounding.
+                for ((a, _), (b, _)) in rows.iter().zip(&rows2) {
+                    assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12));
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

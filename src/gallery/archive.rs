@@ -897,7 +897,7 @@ impl Gallery {
     /// Removes every file of `id` as [`Gallery::remove`] does (crops, metadata, rejections,
     /// `.npy`), and
     /// them from matching; whether they were enrolled.
-    fn remove_files(&self, id: &StudentId) -> Result<bool, GalleryError> {
+    pub(super) fn remove_files(&self, id: &StudentId) -> Result<bool, GalleryError> {
         let npy_path = self.npy_path(id);
         let enrolled =
             npy_path.exists() || !sync::read(&self.matrix).rows_of(id.as_str()).is_empty();

@@ -2,7 +2,8 @@
 //! files), one matrix in memory behind a `RwLock` for matching, the face crops in
 //! `data/faces/<id>/`, what is known of each sample in `data/people/<id>.json`
 //! ([`samples`]), the faces that are *not* the person in `data/rejected/<id>.npy` ([`rejected`])
-//! and every change in `data/audit.jsonl` ([`audit`]).
+//! and every change in `data/audit.jsonl` ([`audit`]). What gallery sync between boxes knows
+//! (versions, tombstones) is in `data/gallery-sync.json` ([`sync`]).
 //!
 //! Contract for writers (enroll, delete, rename, import; this process or a CLI beside it):
 //! - one change at a time: an in-process mutex, then an exclusive lock on `data/.lock`;
@@ -21,12 +22,13 @@ pub mod npy;
 pub mod rejected;
 pub mod samples;
 mod student_id;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -35,7 +37,7 @@ use thiserror::Error;
 
 use crate::engine::{distance, Encoding};
 use crate::fsutil;
-use crate::sync;
+use crate::sync as locks;
 use audit::AuditLog;
 pub use audit::Entry as AuditEntry;
 pub use rejected::Rejection;
@@ -430,6 +432,11 @@ pub struct Gallery {
     writer: Mutex<()>,
     /// The `data/.generation` the matrix reflects.
     seen_generation: AtomicU64,
+    /// Local changes seen by this process (its own, and another process's found by a reload),
+    /// counted for [`sync`]: a wake-up, not a list. Changes applied from the broker are not
+    /// counted ([`Gallery::record_quiet`]).
+    local_changes: Mutex<u64>,
+    local_changed: Condvar,
 }
 
 /// Seconds since the Unix epoch of a file's last change (0 when unknown).
@@ -505,6 +512,8 @@ impl Gallery {
             matrix: RwLock::new(Matrix::default()),
             writer: Mutex::new(()),
             seen_generation: AtomicU64::new(0),
+            local_changes: Mutex::new(0),
+            local_changed: Condvar::new(),
         };
         for dir in [&gallery.embeddings_dir, &gallery.faces_dir] {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -542,7 +551,7 @@ impl Gallery {
         report.files = loaded.files;
         report.encodings = loaded.encodings;
         report.skipped = loaded.skipped;
-        *sync::write(&gallery.matrix) = matrix;
+        *locks::write(&gallery.matrix) = matrix;
         gallery
             .seen_generation
             .store(gallery.generation(), Ordering::Relaxed);
@@ -648,9 +657,38 @@ impl Gallery {
         let _writing = self.writing()?;
         let generation = self.generation();
         let (matrix, _) = self.load_all()?;
-        *sync::write(&self.matrix) = matrix;
+        *locks::write(&self.matrix) = matrix;
         self.seen_generation.store(generation, Ordering::Relaxed);
+        // Another process's change is a local change for the sync, which compares.
+        self.notify_local_change();
         Ok(true)
+    }
+
+    /// How many local changes this process has seen (see [`Gallery::wait_local_change`]).
+    pub fn local_change_count(&self) -> u64 {
+        *locks::lock(&self.local_changes)
+    }
+
+    /// Waits until the count of local changes is no longer `seen`, or `timeout`; returns the
+    /// count. Counted: every change made through this gallery (enroll, append, replace, remove,
+    /// remove_sample, rename, import, reject, crop sweeps excepted) and every reload that found
+    /// another process's changes; not counted: changes applied by [`sync`].
+    pub fn wait_local_change(&self, seen: u64, timeout: Duration) -> u64 {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut count = locks::lock(&self.local_changes);
+        while *count == seen {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            count = locks::wait_timeout(&self.local_changed, count, deadline - now);
+        }
+        *count
+    }
+
+    fn notify_local_change(&self) {
+        *locks::lock(&self.local_changes) += 1;
+        self.local_changed.notify_all();
     }
 
     /// The data folder this gallery lives in.
@@ -663,7 +701,7 @@ impl Gallery {
     }
 
     fn writing(&self) -> Result<Writing<'_>, GalleryError> {
-        let in_process = sync::lock(&self.writer);
+        let in_process = locks::lock(&self.writer);
         // Descriptions and the rename journal live here (new in this release's data folders).
         fs::create_dir_all(&self.people_dir).map_err(io_err(&self.people_dir))?;
         let path = self.data_dir.join(".lock");
@@ -765,6 +803,13 @@ impl Gallery {
     /// then, so a log that cannot be written (a full disk) is an error in the service's log, not
     /// a failure of the change.
     fn record(&self, entry: audit::Entry) {
+        self.record_quiet(entry);
+        self.notify_local_change();
+    }
+
+    /// [`Gallery::record`] without counting a local change: a change applied from the broker,
+    /// which the sync must not publish again.
+    fn record_quiet(&self, entry: audit::Entry) {
         self.bump_generation();
         if let Err(e) = self.audit.append(&entry) {
             log::error!(
@@ -902,7 +947,7 @@ impl Gallery {
                 }
             }
         }
-        sync::write(&self.matrix).set_person(id.as_str(), &rows);
+        locks::write(&self.matrix).set_person(id.as_str(), &rows);
         self.record(Self::entry(action, id, rows.len(), by));
         Ok(rows.len())
     }
@@ -920,7 +965,7 @@ impl Gallery {
     fn remove_locked(&self, id: &StudentId, by: &str) -> Result<Option<usize>, GalleryError> {
         let Some(rows) = self.read_person(id)? else {
             // Matching may still hold them if another process removed the files.
-            sync::write(&self.matrix).set_person(id.as_str(), &[]);
+            locks::write(&self.matrix).set_person(id.as_str(), &[]);
             return Ok(None);
         };
         let crops = self.crops_dir(id);
@@ -932,7 +977,7 @@ impl Gallery {
         remove_file_synced(&self.meta_path(id))?;
         remove_file_synced(&self.rejected_path(id))?;
         remove_file_synced(&self.npy_path(id))?;
-        sync::write(&self.matrix).set_person(id.as_str(), &[]);
+        locks::write(&self.matrix).set_person(id.as_str(), &[]);
         self.record(Self::entry("delete", id, 0, by));
         Ok(Some(rows.len()))
     }
@@ -964,7 +1009,7 @@ impl Gallery {
             remove_file_synced(&self.crops_dir(id).join(crop))?;
         }
         self.write_person(id, &rows)?;
-        sync::write(&self.matrix).set_person(id.as_str(), &rows);
+        locks::write(&self.matrix).set_person(id.as_str(), &rows);
         let mut entry = Self::entry("delete_sample", id, rows.len(), by);
         entry.index = Some(index);
         self.record(entry);
@@ -1008,7 +1053,7 @@ impl Gallery {
         fsutil::atomic_write(&journal, &bytes).map_err(io_err(&journal))?;
         self.finish_rename()?;
         {
-            let mut m = sync::write(&self.matrix);
+            let mut m = locks::write(&self.matrix);
             m.set_person(from.as_str(), &[]);
             m.set_person(to.as_str(), &rows);
             m.set_rejected(to.as_str(), &rejected);
@@ -1092,7 +1137,7 @@ impl Gallery {
         let _writing = self.writing()?;
         let removed = self.apply_crop_policy(&self.crop_dirs()?);
         if removed > 0 {
-            let mut m = sync::write(&self.matrix);
+            let mut m = locks::write(&self.matrix);
             let Matrix {
                 labels,
                 owners,
@@ -1128,7 +1173,7 @@ impl Gallery {
         tolerance: f64,
         margin: f64,
     ) -> Match {
-        let m = sync::read(&self.matrix);
+        let m = locks::read(&self.matrix);
         let mut top = Top2::default();
         if m.rejected.is_empty() {
             // The common case: one pass, nothing more.
@@ -1177,7 +1222,7 @@ impl Gallery {
     /// The enrolled person other than `except` closest to `encoding`, with the distance: what
     /// the duplicate check of enrollment compares with `ENROLL_DUPLICATE_DISTANCE`.
     pub fn nearest_other(&self, encoding: &Encoding, except: &StudentId) -> Option<(String, f64)> {
-        let m = sync::read(&self.matrix);
+        let m = locks::read(&self.matrix);
         let skip = m.index.get(except.as_str()).copied();
         m.encodings
             .iter()
@@ -1190,7 +1235,7 @@ impl Gallery {
 
     /// (encodings, people) currently enrolled.
     pub fn counts(&self) -> (usize, usize) {
-        let m = sync::read(&self.matrix);
+        let m = locks::read(&self.matrix);
         let mut people = vec![false; m.labels.len()];
         for o in &m.owners {
             people[*o as usize] = true;
@@ -1200,7 +1245,7 @@ impl Gallery {
 
     /// Enrolled people and their number of encodings, sorted by id.
     pub fn people(&self) -> Vec<(String, usize)> {
-        let m = sync::read(&self.matrix);
+        let m = locks::read(&self.matrix);
         let mut counts = vec![0usize; m.labels.len()];
         for o in &m.owners {
             counts[*o as usize] += 1;
@@ -1240,7 +1285,7 @@ impl Gallery {
             .map(|(id, _)| id)
             .filter(|id| id.starts_with(prefix))
             .collect();
-        let m = sync::read(&self.matrix);
+        let m = locks::read(&self.matrix);
         let page = matching
             .iter()
             .skip(offset)
@@ -1255,7 +1300,7 @@ impl Gallery {
 
     /// The person with their samples, or `None` when not enrolled.
     pub fn person_detail(&self, id: &StudentId) -> Option<PersonDetail> {
-        let m = sync::read(&self.matrix);
+        let m = locks::read(&self.matrix);
         let rows: Vec<&Sample> = m
             .rows_of(id.as_str())
             .iter()
@@ -1277,7 +1322,7 @@ impl Gallery {
     /// crop does not exist.
     pub fn sample_crop(&self, id: &StudentId, index: usize) -> Option<Vec<u8>> {
         let name = {
-            let m = sync::read(&self.matrix);
+            let m = locks::read(&self.matrix);
             let row = *m.rows_of(id.as_str()).get(index)?;
             m.samples[row].crop.clone()?
         };

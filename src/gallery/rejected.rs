@@ -15,9 +15,10 @@
 use std::fs;
 use std::path::PathBuf;
 
-use super::{io_err, npy, remove_file_synced, sync, Gallery, GalleryError, StudentId};
+use super::{io_err, npy, remove_file_synced, Gallery, GalleryError, StudentId};
 use crate::engine::{distance, Encoding};
 use crate::fsutil;
+use crate::sync;
 
 /// What a rejection did.
 #[derive(Debug, Clone, Copy, PartialEq)]
