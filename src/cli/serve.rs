@@ -12,10 +12,16 @@ use crate::camera::{Camera, FrameResult, Pipeline};
 use crate::config::{ServeSettings, Settings};
 use crate::engine::blas;
 use crate::events::{Destinations, Dispatcher, Event, EventLog, Sink, WebhookSink};
+use crate::gallery::sync::GallerySync;
+use crate::gallery::Gallery;
 use crate::gallery::UNKNOWN;
 use crate::http::budget::{self, Budget};
 use crate::http::{self, App, Hub, Limits};
 use crate::liveness::Stall;
+use crate::mqtt::{
+    BoxStatus, GalleryLink, HealthSummary, LastPersonSink, Mqtt, MqttSettings, MqttSink, SyncMode,
+    DEFAULT_EVENT_TIMEOUT,
+};
 use crate::recognizer::Recognizer;
 use crate::systemd::{self, Notifier, Watchdog};
 use crate::unknowns::Unknowns;
@@ -134,7 +140,17 @@ fn notify(notifier: &Option<Notifier>, state: &str) {
 pub struct Service {
     server: http::RunningServer,
     camera: Option<Camera>,
+    /// The broker connection and what runs on it, when `MQTT_URL` is set.
+    broker: Option<Broker>,
     stall_limit: Duration,
+}
+
+/// What runs on the broker connection.
+struct Broker {
+    mqtt: Arc<Mqtt>,
+    status: BoxStatus,
+    gallery: Option<GalleryLink>,
+    sync: Option<Arc<GallerySync>>,
 }
 
 impl Service {
@@ -159,12 +175,20 @@ impl Service {
         }
     }
 
-    /// Stops the camera, then the server (which delivers the pending events).
+    /// Stops the camera, then the server (which delivers the pending events, to the broker
+    /// too), then what runs on the broker connection and the connection (`offline`).
     pub fn shutdown(self) {
         if let Some(camera) = self.camera {
             camera.stop();
         }
         self.server.shutdown();
+        if let Some(broker) = self.broker {
+            broker.status.stop();
+            if let Some(gallery) = broker.gallery {
+                gallery.stop();
+            }
+            broker.mqtt.stop();
+        }
     }
 }
 
@@ -221,13 +245,25 @@ pub fn start(
         "stream_max_clients": serve.stream_max_clients,
         "events_keep_days": settings.events_keep_days,
     });
+    let mqtt_settings = serve.mqtt().map_err(std::io::Error::other)?;
+    let mqtt = match &mqtt_settings {
+        Some(s) => Some(Mqtt::start(s).map_err(std::io::Error::other)?),
+        None => None,
+    };
+    // Every sink is equal: each durable one follows the outbox on its own.
     let mut durable: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(config) = webhook {
         let retry_max = Duration::from_secs_f64(serve.webhook_retry_max_seconds);
         durable.push(Box::new(WebhookSink::new(config, retry_max)));
     }
-    let destinations =
+    if let Some(mqtt) = &mqtt {
+        durable.push(Box::new(MqttSink::new(mqtt.clone(), DEFAULT_EVENT_TIMEOUT)));
+    }
+    let mut destinations =
         open_destinations(settings, serve, durable)?.with_live(Box::new(hub.clone()));
+    if let Some(mqtt) = &mqtt {
+        destinations = destinations.with_live(Box::new(LastPersonSink::new(mqtt.clone())));
+    }
     let dispatcher = Arc::new(Dispatcher::start(
         destinations,
         Duration::from_secs_f64(serve.cooldown_seconds),
@@ -277,12 +313,74 @@ pub fn start(
     }
     app.keys = keys;
     app.metrics_require_key = serve.metrics_require_key;
+    let broker = match (mqtt, mqtt_settings) {
+        (Some(mqtt), Some(s)) => {
+            let summary = health_summary(&app, camera.as_ref());
+            let broker = start_broker(mqtt, &s, &app.recognizer.gallery, summary)?;
+            let sync = broker.sync.as_ref().map(|s| s.stats());
+            app = app.with_mqtt(broker.mqtt.stats().clone(), sync);
+            Some(broker)
+        }
+        _ => None,
+    };
     let server = http::start(&serve.bind_address(), app)?;
     warn_if_open(server.addr(), &server.app().keys);
     Ok(Service {
         server,
         camera,
+        broker,
         stall_limit,
+    })
+}
+
+/// The box status, Home Assistant discovery and gallery sync on the broker connection.
+fn start_broker(
+    mqtt: Arc<Mqtt>,
+    settings: &MqttSettings,
+    gallery: &Arc<Gallery>,
+    summary: HealthSummary,
+) -> std::io::Result<Broker> {
+    let status = BoxStatus::start(&mqtt, settings.status_every, settings.ha_discovery, summary)
+        .map_err(std::io::Error::other)?;
+    let (gallery, sync) = match settings.gallery_sync {
+        SyncMode::Off => (None, None),
+        mode => {
+            let sync = GallerySync::new(gallery.clone(), &settings.box_id, mode)
+                .map_err(std::io::Error::other)?;
+            let sync = Arc::new(sync);
+            let link = GalleryLink::start(&mqtt, sync.clone()).map_err(std::io::Error::other)?;
+            (Some(link), Some(sync))
+        }
+    };
+    Ok(Broker {
+        mqtt,
+        status,
+        gallery,
+        sync,
+    })
+}
+
+/// The retained health summary: what `/health` says of the box, in short (Home Assistant reads
+/// `camera.state` and `outbox.pending`).
+fn health_summary(app: &App, camera: Option<&Camera>) -> HealthSummary {
+    let dispatcher = app.dispatcher.clone();
+    let gallery = app.recognizer.gallery.clone();
+    let camera = camera.map(|c| c.stats().clone());
+    let stale_after = app.limits.camera_stale_after;
+    Arc::new(move || {
+        let (encodings, people) = gallery.counts();
+        let mut summary = json!({
+            "ok": camera.as_ref().is_none_or(|c| c.healthy(stale_after)),
+            "version": env!("CARGO_PKG_VERSION"),
+            "people": people,
+            "encodings": encodings,
+            "outbox": dispatcher.stats().to_json(),
+            "at": crate::clock::unix_secs(),
+        });
+        if let Some(camera) = &camera {
+            summary["camera"] = camera.to_json();
+        }
+        summary
     })
 }
 

@@ -30,8 +30,10 @@ use serde_json::Value;
 use crate::camera::live::Live;
 use crate::camera::CameraStats;
 use crate::events::Dispatcher;
+use crate::gallery::sync::SyncStats;
 use crate::liveness::{Heartbeat, Liveness};
 use crate::metrics::{Family, Metrics};
+use crate::mqtt::MqttStats;
 use crate::recognizer::Recognizer;
 use crate::unknowns::Unknowns;
 pub use auth::{ApiKeys, KeyError, MIN_KEY_LEN};
@@ -116,12 +118,20 @@ pub struct App {
     unknowns: Option<Arc<Unknowns>>,
     /// The camera's live view (`/stream.mjpg`), when `serve` runs a camera.
     live: Option<Arc<Live>>,
+    /// The broker connection's and the gallery sync's counters, when the box uses MQTT.
+    mqtt: Option<MqttParts>,
     /// Open connections, from the server once it runs.
     connections: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
     /// What `/metrics` records as it happens (the rest it reads from the structs above).
     pub metrics: Metrics,
     /// `/metrics` behind the API key (`METRICS_REQUIRE_KEY`), else open like `/health`.
     pub metrics_require_key: bool,
+}
+
+/// What `/health` and `/metrics` read of the MQTT side.
+struct MqttParts {
+    mqtt: Arc<MqttStats>,
+    sync: Option<Arc<SyncStats>>,
 }
 
 impl App {
@@ -145,6 +155,7 @@ impl App {
             budget,
             unknowns: None,
             live: None,
+            mqtt: None,
             connections: std::sync::OnceLock::new(),
             metrics: Metrics::new(),
             metrics_require_key: false,
@@ -161,6 +172,21 @@ impl App {
     pub fn with_live(mut self, live: Arc<Live>) -> App {
         self.live = Some(live);
         self
+    }
+
+    /// The app with the broker connection's counters (and the gallery sync's, when on).
+    pub fn with_mqtt(mut self, mqtt: Arc<MqttStats>, sync: Option<Arc<SyncStats>>) -> App {
+        self.mqtt = Some(MqttParts { mqtt, sync });
+        self
+    }
+
+    /// `/health`'s `mqtt` and `gallery_sync`, when the box uses MQTT.
+    pub fn mqtt_json(&self) -> Option<(Value, Option<Value>)> {
+        let parts = self.mqtt.as_ref()?;
+        Some((
+            parts.mqtt.to_json(),
+            parts.sync.as_ref().map(|s| s.to_json()),
+        ))
     }
 
     /// The camera's live view, when the service runs a camera.
@@ -245,10 +271,12 @@ impl App {
             ("max", "Places, by budget."),
             ("waiting", "Requests waiting for a place, by budget."),
         ];
+        // One lock per budget for the four figures.
+        let counts = budgets.map(|(budget, places)| (budget, places.counts()));
         for (i, (what, help)) in help.into_iter().enumerate() {
             let mut family = Family::gauge(&format!("http_places_{what}"), help);
-            for (budget, places) in budgets {
-                family = family.sample(&[("budget", budget)], places.counts()[i].1 as f64);
+            for (budget, counts) in &counts {
+                family = family.sample(&[("budget", budget)], counts[i].1 as f64);
             }
             families.push(family);
         }
@@ -256,10 +284,16 @@ impl App {
             "http_places_refused",
             "Requests refused for want of a place (503), by budget.",
         );
-        for (budget, places) in budgets {
-            refused = refused.sample(&[("budget", budget)], places.counts()[3].1 as f64);
+        for (budget, counts) in &counts {
+            refused = refused.sample(&[("budget", budget)], counts[3].1 as f64);
         }
         families.push(refused);
+        if let Some(parts) = &self.mqtt {
+            families.extend(parts.mqtt.families());
+            if let Some(sync) = &parts.sync {
+                families.extend(sync.families());
+            }
+        }
         families.extend(self.dispatcher.stats().families());
         if let Some(camera) = &self.camera {
             families.extend(camera.families(self.limits.camera_stale_after));

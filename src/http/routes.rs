@@ -546,6 +546,13 @@ fn health(app: &App, _call: &Call) -> Result<Answer, ApiError> {
         // Its trouble is shown, not counted against `ok`: events go on without it.
         answer["event_log"] = log.stats().to_json();
     }
+    if let Some((mqtt, sync)) = app.mqtt_json() {
+        // The broker's trouble is shown, not counted against `ok`: the box works without it.
+        answer["mqtt"] = mqtt;
+        if let Some(sync) = sync {
+            answer["gallery_sync"] = sync;
+        }
+    }
     answer["http"] = app.http_stats();
     Ok(Answer::Json(answer))
 }

@@ -18,6 +18,7 @@
 
 mod connection;
 mod events;
+mod gallery;
 mod status;
 
 pub use connection::{
@@ -25,7 +26,8 @@ pub use connection::{
     MAX_INCOMING_BYTES, MAX_PACKET_BYTES, MAX_RETRY, PUBLISH_QUEUE,
 };
 pub use events::{MqttSink, DEFAULT_EVENT_TIMEOUT};
-pub use status::{discovery_configs, BoxStatus, HealthSummary};
+pub use gallery::GalleryLink;
+pub use status::{discovery_configs, BoxStatus, HealthSummary, LastPersonSink};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::{Mqtt, MqttError};
+use crate::events::{Outgoing, Report, Sink, Status};
 use crate::sync::{lock, wait_timeout};
 
 /// What the server gives for the summary: `/health`'s JSON.
@@ -175,5 +176,55 @@ impl BoxStatus {
 impl Drop for BoxStatus {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The last recognized person as a live sink: each attendance event's `student_id`, retained
+/// on `<prefix>/<box_id>/last_person` (Home Assistant's "Last person" sensor). Strangers and
+/// ambiguous faces leave it as it was.
+pub struct LastPersonSink {
+    mqtt: Arc<Mqtt>,
+    topic: String,
+}
+
+impl LastPersonSink {
+    pub fn new(mqtt: Arc<Mqtt>) -> LastPersonSink {
+        let topic = mqtt.topic("last_person");
+        LastPersonSink { mqtt, topic }
+    }
+}
+
+impl Sink for LastPersonSink {
+    fn name(&self) -> &'static str {
+        "mqtt-last-person"
+    }
+
+    fn durable(&self) -> bool {
+        false
+    }
+
+    fn deliver(&mut self, event: &Outgoing<'_>) -> Report {
+        let message: Value = serde_json::from_str(event.payload).unwrap_or(Value::Null);
+        let person = message["student_id"]
+            .as_str()
+            .unwrap_or(crate::gallery::UNKNOWN);
+        if message["type"] != "recognized" || person == crate::gallery::UNKNOWN {
+            return Report::status(Status::Skipped);
+        }
+        match self
+            .mqtt
+            .publish(&self.topic, person.as_bytes().to_vec(), true)
+        {
+            Ok(()) => Report::status(Status::Sent),
+            Err(e) => Report {
+                status: Status::Queued,
+                http_status: None,
+                message: Some(e.to_string()),
+            },
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::ZERO
     }
 }

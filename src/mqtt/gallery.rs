@@ -1,0 +1,182 @@
+//! Gallery sync over the broker: the link between [`GallerySync`] (the rules: versions,
+//! last writer wins, tombstones, reconcile) and the connection.
+//!
+//! - Every message on `<prefix>/gallery/+` is handed from the connection thread to the sync
+//!   thread through a bounded queue (the connection waits when it is full, so nothing is lost
+//!   and a flood of retained messages cannot grow memory).
+//! - At each connection: the sync is told before the retained messages arrive; once none has
+//!   come for [`QUIET`], they are taken as all there (reconcile: people deleted elsewhere while
+//!   this box was away are removed, what the broker lacks is published).
+//! - Local changes (HTTP, CLI, import) are published retained, QoS 1, waiting for the broker's
+//!   PUBACK, once the session's reconcile is done. What could not be published goes again after
+//!   the next reconnection (reconcile finds the broker lacking it).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::Mqtt;
+use crate::gallery::sync::{self as rules, GallerySync};
+use crate::mqtt::SyncMode;
+use crate::sync::lock;
+
+/// Retained messages are taken as all there once none came for this long.
+pub const QUIET: Duration = Duration::from_secs(2);
+/// Messages waiting for the sync thread.
+const QUEUE: usize = 256;
+/// How long one gallery publication waits for the broker's PUBACK.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Inbound {
+    /// A new session: the retained messages follow.
+    Connected,
+    Message(String, Vec<u8>),
+    Stop,
+}
+
+/// The running link: two threads (applying, publishing).
+pub struct GalleryLink {
+    inbound: SyncSender<Inbound>,
+    stopping: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl GalleryLink {
+    pub fn start(
+        mqtt: &Arc<Mqtt>,
+        sync: Arc<GallerySync>,
+    ) -> Result<GalleryLink, super::MqttError> {
+        let (inbound, rx) = mpsc::sync_channel(QUEUE);
+        let stopping = Arc::new(AtomicBool::new(false));
+        // Set once the session's reconcile is done; cleared at each new connection.
+        let ready = Arc::new(AtomicBool::new(false));
+        let prefix = mqtt.topic_prefix().to_string();
+        {
+            let to_sync = inbound.clone();
+            let ready = ready.clone();
+            // Runs on the connection thread before any retained message of the session.
+            mqtt.on_connect(Arc::new(move || {
+                ready.store(false, Ordering::SeqCst);
+                let _ = to_sync.send(Inbound::Connected);
+            }));
+        }
+        {
+            let to_sync = inbound.clone();
+            let filter = rules::topic_filter(&prefix);
+            let handler = Arc::new(move |topic: &str, payload: &[u8]| {
+                if let Some(id) = rules::topic_id(&prefix, topic) {
+                    // Blocks while the queue is full: the broker waits, nothing is dropped.
+                    let _ = to_sync.send(Inbound::Message(id.to_string(), payload.to_vec()));
+                }
+            });
+            mqtt.subscribe(&filter, handler)?;
+        }
+        let mut threads = Vec::new();
+        let applier = {
+            let sync = sync.clone();
+            let ready = ready.clone();
+            let mqtt = Arc::downgrade(mqtt);
+            std::thread::Builder::new()
+                .name("gallery-sync".into())
+                .spawn(move || apply(rx, &sync, &ready, &mqtt))
+        };
+        let publisher = {
+            let stopping = stopping.clone();
+            let mqtt = Arc::downgrade(mqtt);
+            std::thread::Builder::new()
+                .name("gallery-publish".into())
+                .spawn(move || publish(&sync, &ready, &stopping, &mqtt))
+        };
+        for t in [applier, publisher] {
+            match t {
+                Ok(t) => threads.push(t),
+                Err(e) => return Err(super::MqttError::Thread(e.to_string())),
+            }
+        }
+        Ok(GalleryLink {
+            inbound,
+            stopping,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.inbound.try_send(Inbound::Stop);
+        for t in std::mem::take(&mut *lock(&self.threads)) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for GalleryLink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The sync thread: applies what arrives, reconciles once a session's retained messages are in.
+fn apply(rx: Receiver<Inbound>, sync: &GallerySync, ready: &AtomicBool, mqtt: &Weak<Mqtt>) {
+    let mut reconcile_at: Option<Instant> = None;
+    loop {
+        let timeout = reconcile_at
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(3600));
+        match rx.recv_timeout(timeout) {
+            Ok(Inbound::Connected) => {
+                sync.connected();
+                reconcile_at = Some(Instant::now() + QUIET);
+            }
+            Ok(Inbound::Message(id, payload)) => {
+                // Errors are logged and counted by the sync itself.
+                let _ = sync.receive(&id, &payload);
+                if reconcile_at.is_some() {
+                    reconcile_at = Some(Instant::now() + QUIET);
+                }
+            }
+            Ok(Inbound::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if reconcile_at.is_some_and(|t| Instant::now() >= t) {
+            reconcile_at = None;
+            if !mqtt.upgrade().is_some_and(|m| m.is_connected()) {
+                continue;
+            }
+            match sync.reconcile() {
+                Ok(done) if done.removed + done.to_publish > 0 => log::info!(
+                    "gallery sync: {} removed (deleted elsewhere), {} to publish",
+                    done.removed,
+                    done.to_publish
+                ),
+                Ok(_) => {}
+                Err(e) => log::error!("gallery sync: reconcile failed: {e}"),
+            }
+            ready.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The publishing thread: local changes, retained, once the session is reconciled.
+fn publish(sync: &GallerySync, ready: &AtomicBool, stopping: &AtomicBool, mqtt: &Weak<Mqtt>) {
+    if sync.mode() != SyncMode::Both {
+        return;
+    }
+    while !stopping.load(Ordering::SeqCst) {
+        sync.wait_local_change(Duration::from_millis(500));
+        if !ready.load(Ordering::SeqCst) {
+            continue;
+        }
+        let Some(mqtt) = mqtt.upgrade() else {
+            return;
+        };
+        for (id, payload) in sync.outgoing() {
+            let topic = rules::topic(mqtt.topic_prefix(), &id);
+            if let Err(e) = mqtt.publish_acked(&topic, payload, true, PUBLISH_TIMEOUT) {
+                // Reconcile at the next connection finds the broker lacking it.
+                log::warn!("gallery sync: {id} not published ({e}); again after reconnecting");
+            }
+        }
+    }
+}

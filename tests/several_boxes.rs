@@ -1,0 +1,436 @@
+//! Several boxes, one broker (issue 15): real `serve` processes with their own data folders on
+//! one real Mosquitto. The gallery follows every change on any box (enroll, delete, rename, a
+//! box that was off converges, the CLI beside a box); hostile retained messages are counted and change nothing; a
+//! broker outage loses no event while the webhook keeps delivering.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::http as h;
+use common::mosquitto::{Mosquitto, Options};
+use common::wait_for;
+use serde_json::Value;
+
+/// Long enough for a retained message to cross the broker and be applied on a loaded machine.
+const SPREAD: Duration = Duration::from_secs(60);
+
+/// A `serve` process: its own data folder, port and box id; killed if the test fails.
+struct Box {
+    id: String,
+    data: PathBuf,
+    port: u16,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Box {
+    fn start(id: &str, data: &Path, env: &[(&str, &str)]) -> Box {
+        let mut b = Box {
+            id: id.to_string(),
+            data: data.to_path_buf(),
+            port: common::free_port(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+        };
+        b.start_again();
+        b
+    }
+
+    fn start_again(&mut self) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_face-attendance"));
+        command
+            .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)])
+            .env("FACE_MODELS_DIR", common::models_dir())
+            .env("FACE_DATA_DIR", &self.data)
+            .env("BOX_ID", &self.id)
+            .env("EVENT_COOLDOWN_SECONDS", "0")
+            .env_remove("ATTENDANCE_WEBHOOK_URL")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        self.child = Some(common::spawn_until_serving(command));
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            assert!(common::sigterm_and_wait(&mut child).success());
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn health(&self) -> Value {
+        h::get(&self.url("/health")).1
+    }
+
+    fn has(&self, person: &str) -> bool {
+        h::get(&self.url(&format!("/people/{person}"))).0 == 200
+    }
+
+    /// The label of the one face in `photo`.
+    fn recognize(&self, photo: &Path) -> String {
+        let (status, body) = h::post_image(&self.url("/recognize"), photo, &[]);
+        assert_eq!(status, 200, "{body}");
+        body["results"][0]["label"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn enroll(&self, person: &str) {
+        let photo = known(person);
+        let (status, body) = h::post_image(&self.url("/enroll"), &photo, &[("student_id", person)]);
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+impl Drop for Box {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn known(person: &str) -> PathBuf {
+    common::photos(&common::faces_dir().join("known").join(person))[0].clone()
+}
+
+fn probe(person: &str) -> PathBuf {
+    common::photos(&common::faces_dir().join("probe").join(person))[0].clone()
+}
+
+fn counter(health: &Value, path: &[&str]) -> u64 {
+    path.iter()
+        .fold(health, |v, k| &v[*k])
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_gallery_follows_every_change_on_any_box_and_ignores_hostile_messages() {
+    if !common::mosquitto::available() {
+        return;
+    }
+    let broker = Mosquitto::start_with(Options {
+        persistence: true,
+        ..Options::default()
+    });
+    let url = broker.url();
+    let site = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = ["a", "b", "c"].map(|x| site.path().join(x)).to_vec();
+    let env = [("MQTT_URL", url.as_str())];
+    let a = Box::start("box-a", &dirs[0], &env);
+    let b = Box::start("box-b", &dirs[1], &env);
+    let mut c = Box::start("box-c", &dirs[2], &env);
+
+    // Enrolled on A: recognized on B and C.
+    a.enroll("obama");
+    for other in [&b, &c] {
+        wait_for(&format!("obama on {}", other.id), SPREAD, || {
+            other.has("obama")
+        });
+        assert_eq!(other.recognize(&probe("obama")), "obama");
+    }
+    // What a box received it does not publish again: A published once, nobody else did.
+    let published = |x: &Box| counter(&x.health(), &["gallery_sync", "published"]);
+    assert_eq!(published(&a), 1);
+    assert_eq!((published(&b), published(&c)), (0, 0));
+
+    // Deleted on C: gone from A and B.
+    assert_eq!(h::delete(&c.url("/people/obama")).0, 200);
+    for other in [&a, &b] {
+        wait_for(&format!("obama gone from {}", other.id), SPREAD, || {
+            !other.has("obama")
+        });
+        assert_eq!(other.recognize(&probe("obama")), "Unknown");
+    }
+
+    // Renamed on B: the new name everywhere, the old one nowhere.
+    a.enroll("biden");
+    wait_for("biden on B", SPREAD, || b.has("biden"));
+    let (status, body) = h::post(
+        &b.url("/people/biden/rename"),
+        "application/json",
+        br#"{"student_id": "joe"}"#.to_vec(),
+    );
+    assert_eq!(status, 200, "{body}");
+    for other in [&a, &c] {
+        wait_for(&format!("joe on {}", other.id), SPREAD, || {
+            other.has("joe") && !other.has("biden")
+        });
+    }
+    assert_eq!(c.recognize(&probe("biden")), "joe");
+
+    // C is off while A enrolls amy and B deletes joe; when it comes back it converges.
+    c.stop();
+    a.enroll("amy");
+    assert_eq!(h::delete(&b.url("/people/joe")).0, 200);
+    wait_for("amy on B", SPREAD, || b.has("amy"));
+    wait_for("joe gone from A", SPREAD, || !a.has("joe"));
+
+    // Hostile retained messages: wrong shape, a number past f64 (infinite), 10 MB, an id
+    // that is a path. Counted and ignored by every box, also by C when it comes back.
+    let evil = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = evil.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let before: Vec<u64> = [&a, &b]
+        .iter()
+        .map(|x| counter(&x.health(), &["gallery_sync", "outcomes", "malformed"]))
+        .collect();
+    let shape = write(
+        "shape",
+        br#"{"format":1,"student_id":"eve","samples":"all"}"#,
+    );
+    let encoding: Vec<String> = (0..128)
+        .map(|i| {
+            if i == 7 {
+                "1e999".into()
+            } else {
+                "0.01".into()
+            }
+        })
+        .collect();
+    let infinite = format!(
+        r#"{{"format":1,"student_id":"mallory","version":{{"updated_ms":1,"box_id":"x"}},"samples":[{{"encoding":[{}]}}]}}"#,
+        encoding.join(",")
+    );
+    let infinite = write("infinite", infinite.as_bytes());
+    let huge = write("huge", &vec![b'7'; 10 * 1024 * 1024]);
+    let path = write(
+        "path",
+        br#"{"format":1,"student_id":"../x","version":{"updated_ms":1,"box_id":"x"},"samples":[]}"#,
+    );
+    broker.publish_file("face-attendance/gallery/eve", &shape, true);
+    broker.publish_file("face-attendance/gallery/mallory", &infinite, true);
+    broker.publish_file("face-attendance/gallery/trudy", &huge, true);
+    broker.publish_file("face-attendance/gallery/..", &path, true);
+    for (x, before) in [&a, &b].into_iter().zip(before) {
+        wait_for(
+            &format!("{} to count the bad messages", x.id),
+            SPREAD,
+            || {
+                let health = x.health();
+                counter(&health, &["gallery_sync", "outcomes", "malformed"]) >= before + 3
+                    && counter(&health, &["mqtt", "oversize"]) >= 1
+            },
+        );
+        assert!(!x.has("eve") && !x.has("mallory") && !x.has("trudy"));
+        assert_eq!(x.health()["mqtt"]["connected"], true);
+    }
+
+    c.start_again();
+    wait_for("C to converge", SPREAD, || c.has("amy") && !c.has("joe"));
+    wait_for("C to count the bad messages", SPREAD, || {
+        counter(&c.health(), &["gallery_sync", "outcomes", "malformed"]) >= 3
+    });
+    assert_eq!(c.recognize(&probe("amy")), "amy");
+    // The CLI beside a running box (its data folder): published like any other change.
+    let out = Command::new(env!("CARGO_BIN_EXE_face-attendance"))
+        .args(["enroll", "--id", "raj"])
+        .arg(known("raj"))
+        .env("FACE_MODELS_DIR", common::models_dir())
+        .env("FACE_DATA_DIR", &b.data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for other in [&a, &c] {
+        wait_for(&format!("raj on {}", other.id), SPREAD, || other.has("raj"));
+    }
+    for x in [&a, &b, &c] {
+        let people: Vec<String> = h::get(&x.url("/people")).1["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["student_id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(people, ["amy", "raj"], "{}", x.id);
+    }
+    // Nothing was written for the id that is a path, inside the data folders or beside them.
+    assert!(!site.path().join("x").exists());
+    for dir in &dirs {
+        let files = common::tree(dir);
+        assert!(
+            files.iter().all(|f| !f.ends_with("/x") && f != "x"),
+            "{files:?}"
+        );
+    }
+}
+
+/// A persistent MQTT subscriber (`mosquitto_sub -c`): the broker keeps its QoS 1 messages while
+/// it is away, across a broker restart (persistence). Lines go to a file, appended.
+struct Subscriber {
+    port: u16,
+    out: PathBuf,
+    child: Option<Child>,
+}
+
+impl Subscriber {
+    fn start(port: u16, out: &Path) -> Subscriber {
+        let mut s = Subscriber {
+            port,
+            out: out.to_path_buf(),
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.out)
+            .unwrap();
+        let child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-c", "-i", "main-api", "-q", "1"])
+            .args(["-t", "face-attendance/+/events"])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// The event ids received, in order (with repeats).
+    fn event_ids(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|v| v["event_id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    fn messages(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_broker_outage_loses_no_event_and_never_holds_up_the_webhook() {
+    if !common::mosquitto::available() {
+        return;
+    }
+    let mut broker = Mosquitto::start_with(Options {
+        persistence: true,
+        ..Options::default()
+    });
+    let out = tempfile::tempdir().unwrap();
+    let sub = Subscriber::start(broker.port(), &out.path().join("events.jsonl"));
+    let (webhook, hits) = h::receiver(h::Behaviour::Ok);
+    let data = tempfile::tempdir().unwrap();
+    let url = broker.url();
+    let a = Box::start(
+        "box-a",
+        data.path(),
+        &[
+            ("MQTT_URL", url.as_str()),
+            ("ATTENDANCE_WEBHOOK_URL", &webhook),
+        ],
+    );
+    a.enroll("obama");
+    let realtime = || {
+        let (status, body) = h::post_image(&a.url("/recognize/realtime"), &probe("obama"), &[]);
+        assert_eq!(status, 200, "{body}");
+        body["dispatch"][0].clone()
+    };
+
+    // Both sinks take the first event; the subscriber's session is on the broker.
+    let first = realtime();
+    assert_eq!(first["report"]["status"], "sent", "{first}");
+    assert_eq!(first["sinks"]["webhook"]["status"], "sent", "{first}");
+    let mut sent = vec![first["event_id"].as_str().unwrap().to_string()];
+    wait_for("the first event on the broker", SPREAD, || {
+        sub.event_ids() == sent
+    });
+    let message = &sub.messages()[0];
+    assert_eq!(message["box_id"], "box-a");
+    assert_eq!(message["student_id"], "obama");
+    assert_eq!(message["event"], "attendance.recognized");
+
+    // The broker goes down; events go on, and the webhook takes each one meanwhile.
+    broker.stop();
+    wait_for("the box to see the broker gone", SPREAD, || {
+        a.health()["mqtt"]["connected"] == false
+    });
+    for _ in 0..5 {
+        let d = realtime();
+        assert_eq!(d["report"]["status"], "sent", "{d}");
+        assert_eq!(d["sinks"]["mqtt"]["status"], "queued", "{d}");
+        sent.push(d["event_id"].as_str().unwrap().to_string());
+    }
+    let keys: Vec<String> = hits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|hit| hit.idempotency_key.clone())
+        .collect();
+    assert_eq!(keys, sent, "the webhook got every event, in order, once");
+    let health = a.health();
+    assert_eq!(health["outbox"]["sinks"]["mqtt"]["waiting"], 5, "{health}");
+    assert_eq!(
+        health["outbox"]["sinks"]["webhook"]["waiting"], 0,
+        "{health}"
+    );
+    assert_eq!(health["outbox"]["pending"], 5, "{health}");
+
+    // Back: every event arrives, in order; repeats (at least once) carry the same event_id.
+    broker.start_again();
+    let mut sub = sub;
+    sub.restart();
+    wait_for("every event on the broker", SPREAD, || {
+        sub.event_ids().into_iter().collect::<HashSet<_>>().len() == sent.len()
+    });
+    let mut seen = HashSet::new();
+    let arrived: Vec<String> = sub
+        .event_ids()
+        .into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect();
+    assert_eq!(arrived, sent);
+    wait_for("the outbox to empty", SPREAD, || {
+        a.health()["outbox"]["pending"] == 0
+    });
+    let metrics = h::get_bytes(&a.url("/metrics")).2;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("face_sink_delivered_total{sink=\"mqtt\"} 6"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("face_mqtt_connected 1"), "{metrics}");
+    assert_eq!(hits.lock().unwrap().len(), 6);
+}
