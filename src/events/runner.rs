@@ -3,7 +3,6 @@
 //! fails only holds up itself; what it does is reported to the dispatcher thread as news.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -68,7 +67,8 @@ pub(super) struct Runner {
     pub(super) journal: Arc<Journal>,
     pub(super) stats: Arc<SinkStats>,
     pub(super) outbox_stats: Arc<OutboxStats>,
-    pub(super) news: Sender<News>,
+    /// Where its news goes (the dispatcher's queue).
+    pub(super) news: Box<dyn Fn(News) + Send>,
 }
 
 impl Runner {
@@ -107,7 +107,7 @@ impl Runner {
                 failing = false;
                 backoff = FIRST_RETRY;
                 next_attempt = Instant::now();
-                let _ = self.news.send(News::Taken {
+                (self.news)(News::Taken {
                     sink: self.index,
                     event_id: event.event_id,
                     report,
@@ -118,7 +118,7 @@ impl Runner {
             failing = true;
             next_attempt = Instant::now() + backoff;
             backoff = (backoff * 2).min(self.sink.retry_max().max(FIRST_RETRY));
-            let _ = self.news.send(News::Failing {
+            (self.news)(News::Failing {
                 sink: self.index,
                 report,
             });

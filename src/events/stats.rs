@@ -43,6 +43,11 @@ impl SinkStats {
         self.name
     }
 
+    /// Durable (a cursor over the outbox) or live.
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
     pub fn waiting(&self) -> u64 {
         self.waiting.load(Ordering::Relaxed)
     }

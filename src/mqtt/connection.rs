@@ -72,7 +72,9 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT_SECS: u64 = 5;
 /// The pause after the first failed attempt, doubled up to [`MAX_RETRY`].
 pub const FIRST_RETRY: Duration = Duration::from_millis(500);
-pub const MAX_RETRY: Duration = Duration::from_secs(30);
+/// At most this long between attempts: a broker on the LAN that comes back is found again
+/// within seconds, and one attempt a few seconds is nothing for it.
+pub const MAX_RETRY: Duration = Duration::from_secs(8);
 /// How long [`Mqtt::stop`] waits for the broker to take the `offline`.
 const STOP_ACK: Duration = Duration::from_secs(2);
 

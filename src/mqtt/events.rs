@@ -75,4 +75,10 @@ impl Sink for MqttSink {
     fn timeout(&self) -> Duration {
         self.timeout
     }
+
+    /// An attempt while the broker is away fails at once and costs nothing: try often, so the
+    /// backlog goes out within seconds of the reconnection.
+    fn retry_max(&self) -> Duration {
+        Duration::from_secs(5)
+    }
 }
