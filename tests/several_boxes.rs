@@ -1,7 +1,9 @@
 //! Several boxes, one broker (issue 15): real `serve` processes with their own data folders on
 //! one real Mosquitto. The gallery follows every change on any box (enroll, delete, rename, a
-//! box that was off converges, the CLI beside a box); hostile retained messages are counted and change nothing; a
-//! broker outage loses no event while the webhook keeps delivering.
+//! box that was off converges through the deletion's tombstone, the CLI beside a box); hostile
+//! retained messages are counted and change nothing; a broker that lost its retained messages
+//! deletes nobody (the boxes publish everyone again); a broker outage loses no event while the
+//! webhook keeps delivering.
 
 mod common;
 
@@ -268,6 +270,64 @@ fn the_gallery_follows_every_change_on_any_box_and_ignores_hostile_messages() {
         assert!(
             files.iter().all(|f| !f.ends_with("/x") && f != "x"),
             "{files:?}"
+        );
+    }
+}
+
+#[test]
+fn a_broker_that_loses_its_retained_messages_deletes_nobody() {
+    if !common::mosquitto::available() {
+        return;
+    }
+    // No persistence: a restart is a broker that lost every retained message (a power cut
+    // before its save, or a reinstall).
+    let mut broker = Mosquitto::start();
+    let url = broker.url();
+    let site = tempfile::tempdir().unwrap();
+    let env = [("MQTT_URL", url.as_str())];
+    let a = Box::start("box-a", &site.path().join("a"), &env);
+    let b = Box::start("box-b", &site.path().join("b"), &env);
+    a.enroll("obama");
+    b.enroll("amy");
+    a.enroll("biden");
+    wait_for("everyone on both", SPREAD, || {
+        a.has("amy") && b.has("obama") && b.has("biden")
+    });
+    assert_eq!(h::delete(&b.url("/people/biden")).0, 200);
+    wait_for("biden gone from A", SPREAD, || !a.has("biden"));
+
+    broker.stop();
+    for x in [&a, &b] {
+        wait_for(&format!("{} to see the broker gone", x.id), SPREAD, || {
+            x.health()["mqtt"]["connected"] == false
+        });
+    }
+    broker.start_again();
+    for x in [&a, &b] {
+        wait_for(&format!("{} to reconnect", x.id), SPREAD, || {
+            x.health()["mqtt"]["connected"] == true
+        });
+    }
+    // A box started now gets everyone from the broker again, and the deletion with them.
+    let d = Box::start("box-d", &site.path().join("d"), &env);
+    wait_for("everyone on D", SPREAD, || d.has("obama") && d.has("amy"));
+    assert_eq!(d.recognize(&probe("obama")), "obama");
+    wait_for("the tombstone of biden on D", SPREAD, || {
+        counter(&d.health(), &["gallery_sync", "outcomes", "absent"]) >= 1
+    });
+    for x in [&a, &b, &d] {
+        let people: Vec<String> = h::get(&x.url("/people")).1["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["student_id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(people, ["amy", "obama"], "{}", x.id);
+        assert_eq!(
+            counter(&x.health(), &["gallery_sync", "outcomes", "removed"]),
+            if x.id == "box-a" { 1 } else { 0 },
+            "{}: only biden, by the deletion",
+            x.id
         );
     }
 }

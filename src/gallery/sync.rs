@@ -1,14 +1,22 @@
 //! Gallery sync between the boxes of a site: each person is one retained message
-//! `<prefix>/gallery/<student_id>` on the broker ([`crate::mqtt`]), and every box converges on
-//! what the broker holds. This module is the transport-agnostic part: what a message is, how
-//! one is checked and applied, and which local changes go out. The MQTT connection hands it
-//! what arrives ([`GallerySync::receive`]) and publishes what it gives ([`GallerySync::outgoing`]).
+//! `<prefix>/gallery/<student_id>` on the broker ([`crate::mqtt`]), each deletion one retained
+//! tombstone `<prefix>/gallery-deleted/<student_id>`, and every box converges on what the broker
+//! holds. This module is the transport-agnostic part: what a message is, how one is checked and
+//! applied, and which local changes go out. The MQTT connection hands it what arrives
+//! ([`GallerySync::receive`], [`GallerySync::receive_deleted`]) and publishes what it gives
+//! ([`GallerySync::outgoing`]).
 //!
-//! Message (retained, QoS 1, JSON, at most [`MAX_PAYLOAD`] bytes):
-//! `{"format":1,"student_id":"alip","version":{"updated_ms":…,"box_id":"gate-1"},
-//!   "samples":[{"encoding":[128 numbers],"enrolled_at":<unix s>,"quality":{…}}]}`;
-//! an empty payload: the person is deleted. Face crops and rejections stay on their box.
-//! A rename is a deletion of the old id and a person under the new one, with a new version.
+//! Messages (retained, QoS 1, JSON, at most [`MAX_PAYLOAD`] bytes):
+//! - person, on [`topic`]: `{"format":1,"student_id":"alip","version":{"updated_ms":…,
+//!   "box_id":"gate-1"},"samples":[{"encoding":[128 numbers],"enrolled_at":<unix s>,
+//!   "quality":{…}}]}`; an empty payload: the person is deleted (their message gone from the
+//!   broker).
+//! - tombstone, on [`topic_deleted`]: `{"format":1,"student_id":"alip","version":{…}}`, the
+//!   deletion's version; an empty payload: no tombstone (cleared when the person comes back).
+//!
+//! A deletion is published as its tombstone, then the empty person message; a person as their
+//! message, then an empty tombstone. Face crops and rejections stay on their box. A rename is a
+//! deletion of the old id and a person under the new one, with a new version.
 //!
 //! Contract:
 //! - Versions: a person's version is `(updated_ms, box_id)`, ordered by time then box id (so
@@ -27,26 +35,37 @@
 //!   (through the gallery's write path: `.npy`, metadata, matching, audit `by: sync:<box>`);
 //!   an older one is ignored, and a box that publishes answers it with its own newer copy (the
 //!   broker held a stale one: a publication of ours was lost). Equal: nothing to do.
-//! - Deletion (no version on the wire): a person this box has is removed, unless this box
-//!   changed them since it last saw them on the broker (in mode `both`): that change is newer
-//!   than the deletion and is published again. A person this box deletes becomes a tombstone
-//!   (the deletion's version), so a stale retained copy older than it is not re-added but
-//!   answered with the deletion again; a newer one (enrolled again elsewhere) wins.
-//!   At most [`MAX_TOMBSTONES`] are kept, the oldest dropped first.
+//! - Deletion wins by version too: a person this box deletes becomes a local tombstone (the
+//!   deletion's version, after the person's). A tombstone received newer than the local person
+//!   removes them (and is kept locally); older, it is ignored (in mode `both` the person is
+//!   published again, which clears it). A person message older than a local tombstone is not
+//!   added (in `both`, answered with the deletion again); a newer one (enrolled again) wins.
+//!   At most [`MAX_TOMBSTONES`] are kept locally, the oldest dropped first; on the broker there
+//!   is one per deleted id.
+//! - An empty person message (no version: a box of an older release, or `mosquitto_pub -r -n`)
+//!   removes the person as before: unless this box changed them since it last saw them on the
+//!   broker (mode `both`: that change is newer, and is published again). A box that removes
+//!   someone so records the deletion as its own tombstone, at its time, and (in `both`)
+//!   publishes it, so that a box away converges on it. A person who came back after a deletion
+//!   this box knew is not removed by an empty message alone (it is taken as that older
+//!   deletion's, arriving late: the person is published again); a newer tombstone removes them.
 //! - Convergence on connect: [`GallerySync::connected`] when the session starts (before the
-//!   subscription), then [`GallerySync::reconcile`] once the retained messages have arrived. A
-//!   person with no retained message is: published if this box never saw them on the broker
-//!   or changed them since; removed if it saw them there and did not change them since (deleted
-//!   elsewhere while this box was away). When no gallery message arrived at all, the broker is
-//!   taken as having lost its store (a broker reinstalled, or without persistence), not as every
-//!   person deleted: nothing is removed, and a box in mode `both` publishes everyone again.
+//!   subscriptions), then [`GallerySync::reconcile`] once the retained messages have arrived. A
+//!   person with no retained message is removed only when a tombstone newer than them was seen
+//!   (which, received, already removed them); without one the broker lost their message (a
+//!   power cut before its save, a broker without persistence or reinstalled): they are kept,
+//!   and published again in mode `both`. A local tombstone that the broker does not hold (at
+//!   that version or newer), with no person message there, is published again (the tombstone
+//!   and the empty person message) in mode `both`.
 //! - Input from the broker is hostile: size, id rules ([`StudentId::parse`]), the topic's id
-//!   equal to the body's, format, 1 to [`MAX_SAMPLES`] samples of exactly 128 finite values
+//!   equal to the body's, format (tombstones too, and their version as below), 1 to
+//!   [`MAX_SAMPLES`] samples of exactly 128 finite values
 //!   within ±[`MAX_ABS_VALUE`], a topic-safe box id, a version at most [`MAX_FUTURE_MS`] ahead
 //!   of this box's clock (unchecked while the clock is unset, before 2024). A bad message is
 //!   a typed error, counted and logged, and changes nothing.
-//! - [`SyncMode::Pull`]: applies, never publishes (local changes keep versions, and a deletion
-//!   from the broker always wins over them); [`SyncMode::Off`]: does nothing.
+//! - [`SyncMode::Pull`]: applies, never publishes (local changes keep versions; a tombstone wins
+//!   over them by version; an empty person message removes them whatever their version, unless
+//!   they came back after a deletion); [`SyncMode::Off`]: does nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -100,6 +119,50 @@ pub fn topic_filter(prefix: &str) -> String {
 /// the topic is not one.
 pub fn topic_id<'a>(prefix: &str, topic: &'a str) -> Option<&'a str> {
     topic.strip_prefix(prefix)?.strip_prefix("/gallery/")
+}
+
+/// The topic of a person's tombstone (their deletion's version).
+pub fn topic_deleted(prefix: &str, id: &StudentId) -> String {
+    format!("{prefix}/gallery-deleted/{id}")
+}
+
+/// The topic filter that gets every tombstone.
+pub fn topic_deleted_filter(prefix: &str) -> String {
+    format!("{prefix}/gallery-deleted/+")
+}
+
+/// The id part of a tombstone's topic (unchecked: [`GallerySync::receive_deleted`] checks it),
+/// `None` when the topic is not one.
+pub fn topic_deleted_id<'a>(prefix: &str, topic: &'a str) -> Option<&'a str> {
+    topic
+        .strip_prefix(prefix)?
+        .strip_prefix("/gallery-deleted/")
+}
+
+/// Which of the two topics of a person a message is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `<prefix>/gallery/<id>`: the person (empty: deleted).
+    Person,
+    /// `<prefix>/gallery-deleted/<id>`: the tombstone (empty: none).
+    Deleted,
+}
+
+/// A message to publish, retained, QoS 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub kind: Kind,
+    pub id: StudentId,
+    pub payload: Vec<u8>,
+}
+
+impl Outgoing {
+    pub fn topic(&self, prefix: &str) -> String {
+        match self.kind {
+            Kind::Person => topic(prefix, &self.id),
+            Kind::Deleted => topic_deleted(prefix, &self.id),
+        }
+    }
 }
 
 /// A person's version: ordered by time, then box id.
@@ -187,10 +250,16 @@ pub enum Applied {
     Off,
 }
 
-/// A message as checked: a person or a deletion.
+/// A message as checked: a person, a deletion (an empty person message), a tombstone or a
+/// tombstone cleared.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
     Deleted(StudentId),
+    Tombstone {
+        id: StudentId,
+        version: Version,
+    },
+    TombstoneCleared(StudentId),
     Person {
         id: StudentId,
         version: Version,
@@ -204,6 +273,13 @@ struct Message {
     student_id: String,
     version: Version,
     samples: Vec<WireSample>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TombstoneMessage {
+    format: u64,
+    student_id: String,
+    version: Version,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -258,19 +334,7 @@ pub fn parse_message(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Inco
     }
     let message: Message =
         serde_json::from_slice(payload).map_err(|e| Malformed::BadJson(e.to_string()))?;
-    if message.student_id != id.as_str() {
-        return Err(Malformed::IdMismatch {
-            topic: id.to_string(),
-            body: clip(&message.student_id),
-        });
-    }
-    let version = message.version;
-    check_box_id(&version.box_id).map_err(Malformed::BadBoxId)?;
-    if now_ms >= CLOCK_SET_MS && version.updated_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
-        return Err(Malformed::FromTheFuture {
-            updated_ms: version.updated_ms,
-        });
-    }
+    let version = check_head(&id, &message.student_id, message.version, now_ms)?;
     if message.samples.is_empty() || message.samples.len() > MAX_SAMPLES {
         return Err(Malformed::SampleCount(message.samples.len()));
     }
@@ -308,6 +372,64 @@ pub fn parse_message(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Inco
         rows.push((encoding, described));
     }
     Ok(Incoming::Person { id, version, rows })
+}
+
+/// The body's id and version of a message for `id`, checked.
+fn check_head(
+    id: &StudentId,
+    student_id: &str,
+    version: Version,
+    now_ms: u64,
+) -> Result<Version, Malformed> {
+    if student_id != id.as_str() {
+        return Err(Malformed::IdMismatch {
+            topic: id.to_string(),
+            body: clip(student_id),
+        });
+    }
+    check_box_id(&version.box_id).map_err(Malformed::BadBoxId)?;
+    if now_ms >= CLOCK_SET_MS && version.updated_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
+        return Err(Malformed::FromTheFuture {
+            updated_ms: version.updated_ms,
+        });
+    }
+    Ok(version)
+}
+
+/// Checks a tombstone whose topic names `topic_id` ([`topic_deleted_id`]): the same rules as
+/// [`parse_message`] (size, id, format, the topic's id the body's, box id, version); an empty
+/// payload is a tombstone cleared.
+pub fn parse_tombstone(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Incoming, Malformed> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(Malformed::TooLarge(payload.len()));
+    }
+    let id = StudentId::parse(topic_id).map_err(Malformed::BadId)?;
+    if payload.is_empty() {
+        return Ok(Incoming::TombstoneCleared(id));
+    }
+    #[derive(Deserialize)]
+    struct Head {
+        format: u64,
+    }
+    let head: Head =
+        serde_json::from_slice(payload).map_err(|e| Malformed::BadJson(e.to_string()))?;
+    if head.format != FORMAT {
+        return Err(Malformed::UnsupportedFormat(head.format));
+    }
+    let message: TombstoneMessage =
+        serde_json::from_slice(payload).map_err(|e| Malformed::BadJson(e.to_string()))?;
+    let version = check_head(&id, &message.student_id, message.version, now_ms)?;
+    Ok(Incoming::Tombstone { id, version })
+}
+
+/// The payload of a tombstone.
+fn encode_tombstone(id: &StudentId, version: &Version) -> Vec<u8> {
+    let message = TombstoneMessage {
+        format: FORMAT,
+        student_id: id.to_string(),
+        version: version.clone(),
+    };
+    serde_json::to_vec(&message).unwrap_or_default()
 }
 
 /// The payload of a person (their rows, in order), unchecked.
@@ -361,9 +483,13 @@ struct PersonState {
     /// Handed out for publication since the last change.
     #[serde(default)]
     sent: bool,
+    /// The newest deletion of theirs this box knew of when they came back (enrolled again):
+    /// an empty person message alone is then taken as that older deletion's, not obeyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deleted: Option<Version>,
 }
 
-/// A person this box deleted.
+/// A person deleted (here, or elsewhere: a tombstone received).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tombstone {
     version: Version,
@@ -401,6 +527,8 @@ struct Inner {
     scanned: Option<u64>,
     /// Ids with a retained message since [`GallerySync::connected`] (none: not connected).
     seen: Option<BTreeSet<StudentId>>,
+    /// Tombstones on the broker since [`GallerySync::connected`], with their versions.
+    seen_deleted: BTreeMap<StudentId, Version>,
     dirty: bool,
 }
 
@@ -559,6 +687,7 @@ impl GallerySync {
                 state,
                 scanned: None,
                 seen: None,
+                seen_deleted: BTreeMap::new(),
                 dirty: false,
             }),
             stats: Arc::new(SyncStats::default()),
@@ -592,11 +721,12 @@ impl GallerySync {
         Some(now) != scanned
     }
 
-    /// The messages to publish (retained, QoS 1, on [`topic`]): people changed locally first,
-    /// then deletions (an empty payload), each handed out once. Empty unless the mode is
-    /// `both`. A message lost on the way is published again after the next reconnection
-    /// ([`GallerySync::reconcile`], or when the stale copy comes back).
-    pub fn outgoing(&self) -> Vec<(StudentId, Vec<u8>)> {
+    /// The messages to publish (retained, QoS 1, on [`Outgoing::topic`]): people changed
+    /// locally first (each followed by an empty tombstone: a deletion before it no longer
+    /// holds), then deletions (the tombstone, then an empty person message), each handed out
+    /// once. Empty unless the mode is `both`. A message lost on the way is published again after
+    /// the next reconnection ([`GallerySync::reconcile`], or when the stale copy comes back).
+    pub fn outgoing(&self) -> Vec<Outgoing> {
         if self.mode == SyncMode::Off {
             return Vec::new();
         }
@@ -617,7 +747,16 @@ impl GallerySync {
                 match parse_message(id.as_str(), &payload, clock::unix_ms()) {
                     Ok(_) => {
                         SyncStats::add(&self.stats.published);
-                        out.push((id.clone(), payload));
+                        out.push(Outgoing {
+                            kind: Kind::Person,
+                            id: id.clone(),
+                            payload,
+                        });
+                        out.push(Outgoing {
+                            kind: Kind::Deleted,
+                            id: id.clone(),
+                            payload: Vec::new(),
+                        });
                     }
                     Err(reason) => {
                         // Other boxes would refuse it (too many samples, odd values): kept here.
@@ -630,7 +769,17 @@ impl GallerySync {
                 tombstone.sent = true;
                 *dirty = true;
                 SyncStats::add(&self.stats.published_deletions);
-                out.push((id.clone(), Vec::new()));
+                // The tombstone first: a box that sees the person gone sees why.
+                out.push(Outgoing {
+                    kind: Kind::Deleted,
+                    id: id.clone(),
+                    payload: encode_tombstone(id, &tombstone.version),
+                });
+                out.push(Outgoing {
+                    kind: Kind::Person,
+                    id: id.clone(),
+                    payload: Vec::new(),
+                });
             }
         }
         self.persist_logged(&mut inner);
@@ -640,7 +789,9 @@ impl GallerySync {
     /// A session with the broker starts: call it before subscribing, so that what arrives from
     /// then on is what [`GallerySync::reconcile`] compares with.
     pub fn connected(&self) {
-        sync::lock(&self.inner).seen = Some(BTreeSet::new());
+        let mut inner = sync::lock(&self.inner);
+        inner.seen = Some(BTreeSet::new());
+        inner.seen_deleted.clear();
     }
 
     /// Applies a message from the broker: `topic_id` is the topic's last level ([`topic_id`]),
@@ -661,10 +812,40 @@ impl GallerySync {
                 false => seen.insert(id),
             };
         }
+        self.apply(&mut inner, topic_id, parsed)
+    }
+
+    /// Applies a tombstone from the broker (`<prefix>/gallery-deleted/<id>`): `topic_id` is the
+    /// topic's last level ([`topic_deleted_id`]), `payload` as received (empty: cleared). A
+    /// malformed one changes nothing and is [`SyncError::Malformed`].
+    pub fn receive_deleted(&self, topic_id: &str, payload: &[u8]) -> Result<Applied, SyncError> {
+        if self.mode == SyncMode::Off {
+            return Ok(Applied::Off);
+        }
+        SyncStats::add(&self.stats.received);
+        let parsed = parse_tombstone(topic_id, payload, clock::unix_ms());
+        let mut inner = sync::lock(&self.inner);
+        self.apply(&mut inner, topic_id, parsed)
+    }
+
+    fn apply(
+        &self,
+        inner: &mut Inner,
+        topic_id: &str,
+        parsed: Result<Incoming, Malformed>,
+    ) -> Result<Applied, SyncError> {
         let result = match parsed {
-            Ok(Incoming::Deleted(id)) => self.apply_deletion(&mut inner, &id),
+            Ok(Incoming::Deleted(id)) => self.apply_deletion(inner, &id),
             Ok(Incoming::Person { id, version, rows }) => {
-                self.apply_person(&mut inner, &id, version, rows)
+                self.apply_person(inner, &id, version, rows)
+            }
+            Ok(Incoming::Tombstone { id, version }) => {
+                inner.seen_deleted.insert(id.clone(), version.clone());
+                self.apply_tombstone(inner, &id, version)
+            }
+            Ok(Incoming::TombstoneCleared(id)) => {
+                inner.seen_deleted.remove(&id);
+                Ok(Applied::Unchanged)
             }
             Err(reason) => {
                 self.stats.error(&self.stats.malformed, &reason);
@@ -678,7 +859,7 @@ impl GallerySync {
                 });
             }
         };
-        self.persist_logged(&mut inner);
+        self.persist_logged(inner);
         match &result {
             Ok(applied) => self.stats.count(*applied),
             Err(e) => {
@@ -704,13 +885,13 @@ impl GallerySync {
             return Ok(done);
         };
         let both = self.mode == SyncMode::Both;
-        let lost_store = seen.is_empty();
-        if lost_store && !inner.state.people.is_empty() {
+        if seen.is_empty() && !inner.state.people.is_empty() {
             log::warn!(
                 "gallery sync: the broker holds no gallery message; taken as a broker that lost \
                  its retained messages, not as everyone deleted"
             );
         }
+        let seen_deleted = inner.seen_deleted.clone();
         let absent: Vec<StudentId> = inner
             .state
             .people
@@ -723,12 +904,9 @@ impl GallerySync {
             let Some(person) = inner.state.people.get_mut(&id) else {
                 continue;
             };
-            let deleted_elsewhere = match &person.broker {
-                None => false,
-                Some(_) if lost_store => false,
-                Some(_) if !both => true,
-                Some(broker) => person.version <= *broker,
-            };
+            // Only a tombstone newer than the person says they were deleted; without one, the
+            // broker lost their message.
+            let deleted_elsewhere = seen_deleted.get(&id).is_some_and(|t| *t > person.version);
             if !deleted_elsewhere {
                 person.broker = None;
                 if both {
@@ -758,13 +936,18 @@ impl GallerySync {
                 }
             }
         }
-        // Nothing on the broker for them: the deletion has nothing left to clear.
+        // A deletion the broker does not hold (published while this box was away from it, or
+        // lost by the broker), and no newer person there (one would have replaced it): again.
         let Inner { state, dirty, .. } = &mut *inner;
         for (id, tombstone) in state.tombstones.iter_mut() {
-            if !seen.contains(id) && (tombstone.broker.is_some() || !tombstone.sent) {
+            let on_broker = seen_deleted
+                .get(id)
+                .is_some_and(|t| *t >= tombstone.version);
+            if !on_broker && !seen.contains(id) && both && tombstone.sent {
                 tombstone.broker = None;
-                tombstone.sent = true;
+                tombstone.sent = false;
                 *dirty = true;
+                done.to_publish += 1;
             }
         }
         prune_tombstones(&mut inner.state.tombstones);
@@ -831,6 +1014,7 @@ impl GallerySync {
             (None, Some(d)) => {
                 let tombstone = state.tombstones.remove(id);
                 let version = self.stamp(id, tombstone.as_ref().map(|t| &t.version), false);
+                let deleted = tombstone.as_ref().map(|t| t.version.clone());
                 state.people.insert(
                     id.clone(),
                     PersonState {
@@ -838,6 +1022,7 @@ impl GallerySync {
                         digest: d,
                         broker: tombstone.and_then(|t| t.broker),
                         sent: false,
+                        deleted,
                     },
                 );
             }
@@ -914,7 +1099,10 @@ impl GallerySync {
                 return Ok(Applied::Conflict);
             }
         }
-        state.tombstones.remove(id);
+        let deleted = match state.tombstones.remove(id) {
+            Some(t) => Some(t.version),
+            None => state.people.get(id).and_then(|p| p.deleted.clone()),
+        };
         state.people.insert(
             id.clone(),
             PersonState {
@@ -922,10 +1110,82 @@ impl GallerySync {
                 digest: new_digest,
                 broker: Some(version),
                 sent: true,
+                deleted,
             },
         );
         inner.dirty = true;
         Ok(Applied::Updated)
+    }
+
+    /// A tombstone: the deletion wins over an older person, loses to a newer one.
+    fn apply_tombstone(
+        &self,
+        inner: &mut Inner,
+        id: &StudentId,
+        version: Version,
+    ) -> Result<Applied, SyncError> {
+        let current = self.gallery.digest_in_memory(id);
+        self.observe(inner, id, current);
+        let both = self.mode == SyncMode::Both;
+        if let Some(person) = inner.state.people.get_mut(id) {
+            if version <= person.version {
+                // A stale tombstone: the person came back after it; in `both`, published again
+                // (with the tombstone cleared).
+                if both && person.sent {
+                    person.sent = false;
+                    inner.dirty = true;
+                }
+                return Ok(Applied::Older);
+            }
+            let expected = person.digest.clone();
+            let by = format!("sync:{}", version.box_id);
+            if !self.gallery.remove_synced(id, Some(&expected), &by)? {
+                return Ok(Applied::Conflict);
+            }
+            let person = inner.state.people.remove(id);
+            inner.state.tombstones.insert(
+                id.clone(),
+                Tombstone {
+                    version,
+                    broker: person.and_then(|p| p.broker),
+                    sent: true,
+                },
+            );
+            prune_tombstones(&mut inner.state.tombstones);
+            inner.dirty = true;
+            return Ok(Applied::Removed);
+        }
+        match inner.state.tombstones.get_mut(id) {
+            Some(t) if version == t.version => Ok(Applied::Unchanged),
+            Some(t) if version < t.version => {
+                // The broker holds an older deletion: ours goes again.
+                if both && t.sent {
+                    t.sent = false;
+                    inner.dirty = true;
+                }
+                Ok(Applied::Older)
+            }
+            Some(t) => {
+                t.version = version;
+                t.sent = true;
+                inner.dirty = true;
+                Ok(Applied::Unchanged)
+            }
+            None => {
+                // Not here: remembered, so that an older copy of theirs is not added.
+                inner.state.tombstones.insert(
+                    id.clone(),
+                    Tombstone {
+                        version,
+                        broker: None,
+                        sent: true,
+                    },
+                );
+                prune_tombstones(&mut inner.state.tombstones);
+                inner.dirty = true;
+                Ok(Applied::Absent)
+            }
+        }
     }
 
     fn apply_deletion(&self, inner: &mut Inner, id: &StudentId) -> Result<Applied, SyncError> {
@@ -933,6 +1193,16 @@ impl GallerySync {
         self.observe(inner, id, current);
         let both = self.mode == SyncMode::Both;
         if let Some(person) = inner.state.people.get_mut(id) {
+            // Came back after a deletion: an empty message without a newer tombstone is that
+            // older deletion's (its tombstone goes first), not a new one.
+            if person.deleted.is_some() {
+                if both {
+                    person.broker = None;
+                    person.sent = false;
+                    inner.dirty = true;
+                }
+                return Ok(Applied::Older);
+            }
             let changed_here = person.broker.as_ref().is_none_or(|b| person.version > *b);
             if both && changed_here {
                 person.broker = None;
@@ -944,17 +1214,24 @@ impl GallerySync {
             if !self.gallery.remove_synced(id, Some(&expected), "sync")? {
                 return Ok(Applied::Conflict);
             }
-            inner.state.people.remove(id);
+            // A deletion without a version (an older release, or by hand): this box records it
+            // as its own, now, and publishes its tombstone, so that a box away converges.
+            let person = inner.state.people.remove(id);
+            let version = self.stamp(id, person.as_ref().map(|p| &p.version), true);
+            inner.state.tombstones.insert(
+                id.clone(),
+                Tombstone {
+                    version,
+                    broker: None,
+                    sent: !both,
+                },
+            );
+            prune_tombstones(&mut inner.state.tombstones);
             inner.dirty = true;
             return Ok(Applied::Removed);
         }
-        if let Some(tombstone) = inner.state.tombstones.get_mut(id) {
-            // Our deletion (or another's) is on the broker: nothing left to send.
-            if tombstone.broker.is_some() || !tombstone.sent {
-                tombstone.broker = None;
-                tombstone.sent = true;
-                inner.dirty = true;
-            }
+        if inner.state.tombstones.contains_key(id) {
+            // The deletion's companion: its tombstone says all.
             return Ok(Applied::Unchanged);
         }
         Ok(Applied::Absent)
@@ -1161,7 +1438,10 @@ mod tests {
     /// (the sender too, as MQTT does).
     #[derive(Default)]
     struct Broker {
+        /// `gallery/<id>`.
         retained: BTreeMap<StudentId, Vec<u8>>,
+        /// `gallery-deleted/<id>`.
+        deleted: BTreeMap<StudentId, Vec<u8>>,
     }
 
     impl Broker {
@@ -1170,14 +1450,22 @@ mod tests {
             for _ in 0..10 {
                 let mut any = false;
                 for b in boxes.iter().filter(|b| b.online) {
-                    for (id, payload) in b.sync.outgoing() {
+                    for Outgoing { kind, id, payload } in b.sync.outgoing() {
                         any = true;
+                        let store = match kind {
+                            Kind::Person => &mut self.retained,
+                            Kind::Deleted => &mut self.deleted,
+                        };
                         match payload.is_empty() {
-                            true => self.retained.remove(&id),
-                            false => self.retained.insert(id.clone(), payload.clone()),
+                            true => store.remove(&id),
+                            false => store.insert(id.clone(), payload.clone()),
                         };
                         for to in boxes.iter().filter(|b| b.online) {
-                            to.sync.receive(id.as_str(), &payload).unwrap();
+                            match kind {
+                                Kind::Person => to.sync.receive(id.as_str(), &payload),
+                                Kind::Deleted => to.sync.receive_deleted(id.as_str(), &payload),
+                            }
+                            .unwrap();
                         }
                     }
                 }
@@ -1195,8 +1483,19 @@ mod tests {
             for (id, payload) in &self.retained {
                 b.sync.receive(id.as_str(), payload).unwrap();
             }
+            for (id, payload) in &self.deleted {
+                b.sync.receive_deleted(id.as_str(), payload).unwrap();
+            }
             b.sync.reconcile().unwrap()
         }
+    }
+
+    /// The person messages of [`GallerySync::outgoing`] (empty: deleted).
+    fn persons(out: Vec<Outgoing>) -> Vec<(StudentId, Vec<u8>)> {
+        out.into_iter()
+            .filter(|o| o.kind == Kind::Person)
+            .map(|o| (o.id, o.payload))
+            .collect()
     }
 
     fn published(b: &TestBox) -> u64 {
@@ -1230,7 +1529,7 @@ mod tests {
         assert_eq!(b.gallery.history(&id("alip"))[0].by, "sync:a");
         // Received, never published again.
         assert_eq!((published(&a), published(&b), published(&c)), (1, 0, 0));
-        assert!(b.sync.outgoing().is_empty() && c.sync.outgoing().is_empty());
+        assert!(persons(b.sync.outgoing()).is_empty() && persons(c.sync.outgoing()).is_empty());
 
         b.gallery.rename(&id("alip"), &id("alif"), "k").unwrap();
         broker.pump(&[&a, &b, &c]);
@@ -1281,16 +1580,16 @@ mod tests {
         assert_eq!(got(t, "m", 4.0), Applied::Older);
         assert_eq!(b.label(3.0), "p");
         // The broker held a stale copy: b answers with the newest it has, as it was written.
-        let out = b.sync.outgoing();
+        let out = persons(b.sync.outgoing());
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1, message("p", t, "n", 3.0));
-        assert!(b.sync.outgoing().is_empty());
+        assert!(persons(b.sync.outgoing()).is_empty());
 
         // A local change is newer than what it changed, and beats an older message.
         b.gallery.append(&id("p"), &[enc(5.0)], "k").unwrap();
         assert_eq!(got(t + 1, "z", 6.0), Applied::Older);
         assert_eq!(b.gallery.people(), [("p".into(), 2)]);
-        let out = b.sync.outgoing();
+        let out = persons(b.sync.outgoing());
         let Ok(Incoming::Person { version, rows, .. }) =
             parse_message("p", &out[0].1, clock::unix_ms())
         else {
@@ -1301,18 +1600,18 @@ mod tests {
         // A newer message replaces the local change.
         assert_eq!(got(version.updated_ms() + 1, "a", 7.0), Applied::Updated);
         assert_eq!(b.gallery.people(), [("p".into(), 1)]);
-        assert!(b.sync.outgoing().is_empty());
+        assert!(persons(b.sync.outgoing()).is_empty());
     }
 
     #[test]
     fn versions_survive_a_restart_and_nothing_is_published_again() {
         let mut a = TestBox::new("a", SyncMode::Both);
         a.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
-        let first = a.sync.outgoing();
+        let first = persons(a.sync.outgoing());
         assert_eq!(first.len(), 1);
         a.sync.receive("p", &first[0].1).unwrap();
         a.restart("a", SyncMode::Both);
-        assert!(a.sync.outgoing().is_empty());
+        assert!(persons(a.sync.outgoing()).is_empty());
         assert_eq!(
             a.sync.receive("p", &first[0].1).unwrap(),
             Applied::Unchanged
@@ -1329,14 +1628,14 @@ mod tests {
     #[test]
     fn changes_made_by_the_cli_are_published_running_or_not() {
         let mut a = TestBox::new("a", SyncMode::Both);
-        assert!(a.sync.outgoing().is_empty());
+        assert!(persons(a.sync.outgoing()).is_empty());
         // The CLI beside the running service: noticed by reload_if_changed.
         let (cli, _) = Gallery::open(a.dir.path()).unwrap();
         cli.append(&id("p"), &[enc(1.0)], "cli").unwrap();
         assert!(!a.sync.wait_local_change(Duration::from_millis(10)));
         assert!(a.gallery.reload_if_changed().unwrap());
         assert!(a.sync.wait_local_change(Duration::from_millis(10)));
-        let out = a.sync.outgoing();
+        let out = persons(a.sync.outgoing());
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].0, id("p"));
         // While the service is off: noticed when it starts.
@@ -1348,6 +1647,8 @@ mod tests {
             .sync
             .outgoing()
             .into_iter()
+            .filter(|o| o.kind == Kind::Person)
+            .map(|o| (o.id, o.payload))
             .map(|(i, p)| (i.to_string(), p.is_empty()))
             .collect();
         assert_eq!(out, [("q".into(), false), ("p".into(), true)]);
@@ -1358,7 +1659,7 @@ mod tests {
         b.gallery
             .import(&archive, crate::gallery::archive::ImportMode::Merge, "k")
             .unwrap();
-        assert_eq!(b.sync.outgoing().len(), 1);
+        assert_eq!(persons(b.sync.outgoing()).len(), 1);
     }
 
     #[test]
@@ -1385,13 +1686,15 @@ mod tests {
         // c restarts, and reconnects.
         c.restart("c", SyncMode::Both);
         let done = broker.connect(&mut c);
+        // x went with its tombstone as it arrived, before reconcile; `local` is published.
         assert_eq!(
             done,
             Reconciled {
-                removed: 1,
+                removed: 0,
                 to_publish: 1
             }
         );
+        assert_eq!(c.gallery.person(&id("x")), None);
         broker.pump(&[&a, &b, &c]);
         for x in [&a, &b, &c] {
             let ids: Vec<String> = x.gallery.people().into_iter().map(|(i, _)| i).collect();
@@ -1425,6 +1728,264 @@ mod tests {
         assert_eq!(a.label(1.0), "p");
     }
 
+    fn tombstone(student_id: &str, ms: u64, box_id: &str) -> Vec<u8> {
+        encode_tombstone(&id(student_id), &Version::new(ms, box_id))
+    }
+
+    fn ids(b: &TestBox) -> Vec<String> {
+        b.gallery.people().into_iter().map(|(i, _)| i).collect()
+    }
+
+    #[test]
+    fn a_broker_that_lost_some_messages_is_refilled_and_nobody_is_removed() {
+        let (a, b) = (
+            TestBox::new("a", SyncMode::Both),
+            TestBox::new("b", SyncMode::Both),
+        );
+        let mut pull = TestBox::new("p", SyncMode::Pull);
+        let mut broker = Broker::default();
+        for (p, v) in [("x", 1.0), ("y", 2.0), ("z", 3.0)] {
+            a.gallery.append(&id(p), &[enc(v)], "k").unwrap();
+        }
+        broker.pump(&[&a, &b, &pull]);
+        // A power cut before the broker's save: it comes back without y and z.
+        broker.retained.remove(&id("y"));
+        broker.retained.remove(&id("z"));
+        let mut a = a;
+        let mut b = b;
+        let done = broker.connect(&mut pull);
+        assert_eq!(done, Reconciled::default());
+        assert_eq!(ids(&pull), ["x", "y", "z"]);
+        for x in [&mut a, &mut b] {
+            let done = broker.connect(x);
+            assert_eq!(
+                done,
+                Reconciled {
+                    removed: 0,
+                    to_publish: 2
+                }
+            );
+        }
+        broker.pump(&[&a, &b, &pull]);
+        for x in [&a, &b, &pull] {
+            assert_eq!(ids(x), ["x", "y", "z"], "{}", x.sync.box_id());
+        }
+        let on_broker: Vec<&str> = broker.retained.keys().map(|i| i.as_str()).collect();
+        assert_eq!(on_broker, ["x", "y", "z"]);
+        assert!(broker.deleted.is_empty());
+        // Everything lost, tombstones too: the same.
+        b.gallery.remove(&id("x"), "k").unwrap();
+        broker.pump(&[&a, &b, &pull]);
+        assert!(broker.deleted.contains_key(&id("x")));
+        let mut broker = Broker::default();
+        for x in [&mut a, &mut b] {
+            broker.connect(x);
+        }
+        broker.pump(&[&a, &b]);
+        let on_broker: Vec<&str> = broker.retained.keys().map(|i| i.as_str()).collect();
+        assert_eq!(on_broker, ["y", "z"]);
+        assert_eq!(broker.deleted.keys().collect::<Vec<_>>(), [&id("x")]);
+        // The pull box, away meanwhile: the tombstone, not the absence, removes x.
+        broker.connect(&mut pull);
+        assert_eq!(ids(&pull), ["y", "z"]);
+    }
+
+    #[test]
+    fn a_tombstone_wins_over_an_older_person_and_loses_to_a_newer_one() {
+        let b = TestBox::new("b", SyncMode::Both);
+        let t = clock::unix_ms() - 60_000;
+        let person = |ms, v| b.sync.receive("p", &message("p", ms, "a", v)).unwrap();
+        let deleted = |ms| {
+            b.sync
+                .receive_deleted("p", &tombstone("p", ms, "c"))
+                .unwrap()
+        };
+        assert_eq!(person(t, 1.0), Applied::Updated);
+        // Older than the person: ignored, and the person goes again (with the tombstone
+        // cleared).
+        assert_eq!(deleted(t - 1), Applied::Older);
+        assert_eq!(b.label(1.0), "p");
+        let out = b.sync.outgoing();
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (out[0].kind, &out[0].payload),
+            (Kind::Person, &message("p", t, "a", 1.0))
+        );
+        assert_eq!(
+            (out[1].kind, out[1].payload.is_empty()),
+            (Kind::Deleted, true)
+        );
+        assert_eq!(out[1].topic("fa"), "fa/gallery-deleted/p");
+        // Newer: removed, and remembered (an older copy is not added again but answered).
+        assert_eq!(deleted(t + 10), Applied::Removed);
+        assert_eq!(b.label(1.0), UNKNOWN);
+        let history = b.gallery.history(&id("p"));
+        assert!(history.iter().any(|e| e.by == "sync:c"), "{history:?}");
+        assert_eq!(deleted(t + 10), Applied::Unchanged);
+        assert!(b.sync.outgoing().is_empty());
+        assert_eq!(person(t + 5, 2.0), Applied::Older);
+        assert_eq!(b.label(2.0), UNKNOWN);
+        let out = b.sync.outgoing();
+        assert_eq!(out[0].kind, Kind::Deleted);
+        assert_eq!(out[0].payload, tombstone("p", t + 10, "c"));
+        assert!(out[1].payload.is_empty());
+        // The empty person message that goes with it changes nothing more.
+        assert_eq!(b.sync.receive("p", b"").unwrap(), Applied::Unchanged);
+        // Enrolled again elsewhere after the deletion: the newer person wins.
+        assert_eq!(person(t + 20, 3.0), Applied::Updated);
+        assert_eq!(b.label(3.0), "p");
+        // An empty person message alone now (the deletion's, arriving late): the person stays
+        // and goes again.
+        assert_eq!(b.sync.receive("p", b"").unwrap(), Applied::Older);
+        assert_eq!(b.label(3.0), "p");
+        assert_eq!(persons(b.sync.outgoing()).len(), 1);
+        // A tombstone for someone this box never had: remembered.
+        assert_eq!(
+            b.sync
+                .receive_deleted("q", &tombstone("q", t, "c"))
+                .unwrap(),
+            Applied::Absent
+        );
+        assert_eq!(
+            b.sync.receive("q", &message("q", t - 1, "a", 4.0)).unwrap(),
+            Applied::Older
+        );
+        assert_eq!(b.label(4.0), UNKNOWN);
+    }
+
+    #[test]
+    fn a_deletion_without_a_tombstone_still_removes_and_gets_one() {
+        let (a, b) = (
+            TestBox::new("a", SyncMode::Both),
+            TestBox::new("b", SyncMode::Both),
+        );
+        let mut c = TestBox::new("c", SyncMode::Both);
+        let mut broker = Broker::default();
+        a.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
+        broker.pump(&[&a, &b, &c]);
+        c.online = false;
+        // `mosquitto_pub -r -n -t fa/gallery/p`, or a box of an older release.
+        broker.retained.remove(&id("p"));
+        for x in [&a, &b] {
+            assert_eq!(x.sync.receive("p", b"").unwrap(), Applied::Removed);
+        }
+        broker.pump(&[&a, &b]);
+        assert!(broker.retained.is_empty());
+        assert!(broker.deleted.contains_key(&id("p")));
+        // c, away meanwhile, goes by the tombstone.
+        broker.connect(&mut c);
+        broker.pump(&[&a, &b, &c]);
+        for x in [&a, &b, &c] {
+            assert!(ids(x).is_empty(), "{}", x.sync.box_id());
+        }
+        assert!(broker.retained.is_empty());
+    }
+
+    #[test]
+    fn a_deletion_the_broker_lost_is_published_again() {
+        // c deletes p while d is away; then the broker loses everything. Whichever of them
+        // reconnects first, p ends deleted on both: c publishes its tombstone again, and
+        // answers d's copy (d cannot tell the broker lost p) with it.
+        for c_first in [true, false] {
+            let (mut c, mut d) = (
+                TestBox::new("c", SyncMode::Both),
+                TestBox::new("d", SyncMode::Both),
+            );
+            let mut broker = Broker::default();
+            c.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
+            broker.pump(&[&c, &d]);
+            d.online = false;
+            c.gallery.remove(&id("p"), "k").unwrap();
+            broker.pump(&[&c, &d]);
+            let mut broker = Broker::default();
+            c.online = false;
+            if c_first {
+                let done = broker.connect(&mut c);
+                assert_eq!(
+                    done,
+                    Reconciled {
+                        removed: 0,
+                        to_publish: 1
+                    }
+                );
+                broker.pump(&[&c]);
+                assert!(broker.deleted.contains_key(&id("p")));
+                broker.connect(&mut d);
+            } else {
+                let done = broker.connect(&mut d);
+                assert_eq!(done.to_publish, 1);
+                broker.pump(&[&d]);
+                assert!(broker.retained.contains_key(&id("p")));
+                broker.connect(&mut c);
+            }
+            broker.pump(&[&c, &d]);
+            for x in [&c, &d] {
+                assert!(ids(x).is_empty(), "{c_first}: {}", x.sync.box_id());
+            }
+            assert!(broker.retained.is_empty(), "{c_first}");
+            assert!(broker.deleted.contains_key(&id("p")), "{c_first}");
+        }
+    }
+
+    #[test]
+    fn hostile_tombstones_are_refused_counted_and_change_nothing() {
+        let b = TestBox::new("b", SyncMode::Both);
+        b.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
+        b.sync.outgoing();
+        let before = snapshot(b.dir.path());
+        let t = clock::unix_ms();
+        let cases: Vec<(&str, Vec<u8>, Check)> = vec![
+            ("p", b"{not json".to_vec(), |e| {
+                matches!(e, Malformed::BadJson(_))
+            }),
+            ("p", br#"{"format":1,"student_id":"p"}"#.to_vec(), |e| {
+                matches!(e, Malformed::BadJson(_))
+            }),
+            ("p", tombstone("q", t, "a"), |e| {
+                matches!(e, Malformed::IdMismatch { .. })
+            }),
+            ("../x", tombstone("p", t, "a"), |e| {
+                matches!(e, Malformed::BadId(_))
+            }),
+            ("p", tombstone("p", t + 2 * MAX_FUTURE_MS, "a"), |e| {
+                matches!(e, Malformed::FromTheFuture { .. })
+            }),
+            ("p", tombstone("p", t, "a/#"), |e| {
+                matches!(e, Malformed::BadBoxId(_))
+            }),
+            (
+                "p",
+                br#"{"format":2,"student_id":"p","version":{"updated_ms":1,"box_id":"a"}}"#
+                    .to_vec(),
+                |e| matches!(e, Malformed::UnsupportedFormat(2)),
+            ),
+            ("p", vec![b' '; 2 << 20], |e| {
+                matches!(e, Malformed::TooLarge(_))
+            }),
+        ];
+        let n = cases.len() as u64;
+        for (topic_id, payload, expected) in cases {
+            match b.sync.receive_deleted(topic_id, &payload) {
+                Err(SyncError::Malformed { reason, .. }) => {
+                    assert!(expected(&reason), "{topic_id}: {reason}")
+                }
+                other => panic!("{topic_id}: {other:?}"),
+            }
+        }
+        assert!(b.sync.receive_deleted("../x", b"").is_err());
+        assert_eq!(b.sync.stats().malformed(), n + 1);
+        assert_eq!(snapshot(b.dir.path()), before);
+        assert_eq!(b.label(1.0), "p");
+        assert!(b.sync.outgoing().is_empty());
+        // The good one passes.
+        assert_eq!(
+            b.sync
+                .receive_deleted("p", &tombstone("p", t + 1000, "a"))
+                .unwrap(),
+            Applied::Removed
+        );
+    }
+
     #[test]
     fn a_deletion_loses_to_a_change_made_after_the_box_last_heard() {
         let (a, b) = (
@@ -1438,13 +1999,13 @@ mod tests {
         b.gallery.append(&id("p"), &[enc(1.5)], "k").unwrap();
         assert_eq!(b.sync.receive("p", b"").unwrap(), Applied::KeptLocal);
         assert_eq!(b.gallery.people(), [("p".into(), 2)]);
-        assert_eq!(b.sync.outgoing().len(), 1);
+        assert_eq!(persons(b.sync.outgoing()).len(), 1);
         // Unchanged since: the deletion wins.
         let c = TestBox::new("c", SyncMode::Both);
         c.sync.receive("p", &broker.retained[&id("p")]).unwrap();
         assert_eq!(c.sync.receive("p", b"").unwrap(), Applied::Removed);
         assert_eq!(c.gallery.counts(), (0, 0));
-        assert_eq!(c.sync.receive("p", b"").unwrap(), Applied::Absent);
+        assert_eq!(c.sync.receive("p", b"").unwrap(), Applied::Unchanged);
     }
 
     #[test]
@@ -1460,7 +2021,9 @@ mod tests {
         pull.gallery.append(&id("x"), &[enc(1.5)], "k").unwrap();
         pull.gallery.append(&id("mine"), &[enc(2.0)], "k").unwrap();
         off.gallery.append(&id("theirs"), &[enc(3.0)], "k").unwrap();
-        assert!(pull.sync.outgoing().is_empty() && off.sync.outgoing().is_empty());
+        assert!(
+            persons(pull.sync.outgoing()).is_empty() && persons(off.sync.outgoing()).is_empty()
+        );
         // A deletion from the broker wins over a pull box's local change.
         assert_eq!(pull.sync.receive("x", b"").unwrap(), Applied::Removed);
         assert_eq!(off.sync.receive("x", b"").unwrap(), Applied::Off);
@@ -1493,7 +2056,7 @@ mod tests {
     fn hostile_messages_are_refused_counted_and_change_nothing() {
         let b = TestBox::new("b", SyncMode::Both);
         b.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
-        b.sync.outgoing();
+        persons(b.sync.outgoing());
         let before = snapshot(b.dir.path());
         let t = clock::unix_ms();
         let good: Value = serde_json::from_slice(&message("p", t, "a", 2.0)).unwrap();
@@ -1580,7 +2143,7 @@ mod tests {
         assert_eq!(b.sync.stats().malformed(), n + 1);
         assert_eq!(snapshot(b.dir.path()), before);
         assert_eq!(b.label(1.0), "p");
-        assert!(b.sync.outgoing().is_empty());
+        assert!(persons(b.sync.outgoing()).is_empty());
         // The good one passes, so the cases above each failed for their own reason.
         assert_eq!(
             b.sync
@@ -1628,5 +2191,12 @@ mod tests {
         assert_eq!(topic_id("fa", &topic("fa", &id("p"))), Some("p"));
         assert_eq!(topic_id("fa", "fa/box/events"), None);
         assert_eq!(topic_filter("fa"), "fa/gallery/+");
+        assert_eq!(topic_deleted_filter("fa"), "fa/gallery-deleted/+");
+        assert_eq!(
+            topic_deleted_id("fa", &topic_deleted("fa", &id("p"))),
+            Some("p")
+        );
+        assert_eq!(topic_deleted_id("fa", &topic("fa", &id("p"))), None);
+        assert_eq!(topic_id("fa", &topic_deleted("fa", &id("p"))), None);
     }
 }

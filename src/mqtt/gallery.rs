@@ -1,15 +1,20 @@
 //! Gallery sync over the broker: the link between [`GallerySync`] (the rules: versions,
 //! last writer wins, tombstones, reconcile) and the connection.
 //!
-//! - Every message on `<prefix>/gallery/+` is handed from the connection thread to the sync
-//!   thread through a bounded queue (the connection waits when it is full, so nothing is lost
-//!   and a flood of retained messages cannot grow memory).
+//! - Every message on `<prefix>/gallery/+` (people; empty: deleted) and on
+//!   `<prefix>/gallery-deleted/+` (tombstones: a deletion's version; empty: none) is handed
+//!   from the connection thread to the sync thread through one bounded queue, in the order it
+//!   arrived (the connection waits when it is full, so nothing is lost and a flood of retained
+//!   messages cannot grow memory), and there to [`GallerySync::receive`] or
+//!   [`GallerySync::receive_deleted`].
 //! - At each connection: the sync is told before the retained messages arrive; once none has
-//!   come for [`QUIET`], they are taken as all there (reconcile: people deleted elsewhere while
-//!   this box was away are removed, what the broker lacks is published).
+//!   come for [`QUIET`], they are taken as all there (reconcile: a person absent from the broker
+//!   is removed only under a newer tombstone, else the broker lost them and they are published
+//!   again; a deletion the broker lacks is published again).
 //! - Local changes (HTTP, CLI, import) are published retained, QoS 1, waiting for the broker's
-//!   PUBACK, once the session's reconcile is done. What could not be published goes again after
-//!   the next reconnection (reconcile finds the broker lacking it).
+//!   PUBACK, once the session's reconcile is done: a person, then their tombstone cleared; a
+//!   deletion, its tombstone then the empty person message. What could not be published goes
+//!   again after the next reconnection (reconcile finds the broker lacking it).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -18,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Mqtt;
-use crate::gallery::sync::{self as rules, GallerySync};
+use crate::gallery::sync::{self as rules, GallerySync, Kind};
 use crate::mqtt::SyncMode;
 use crate::sync::lock;
 
@@ -32,7 +37,7 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 enum Inbound {
     /// A new session: the retained messages follow.
     Connected,
-    Message(String, Vec<u8>),
+    Message(Kind, String, Vec<u8>),
     Stop,
 }
 
@@ -62,13 +67,22 @@ impl GalleryLink {
                 let _ = to_sync.send(Inbound::Connected);
             }));
         }
-        {
+        for kind in [Kind::Person, Kind::Deleted] {
             let to_sync = inbound.clone();
-            let filter = rules::topic_filter(&prefix);
+            let prefix = prefix.clone();
+            let filter = match kind {
+                Kind::Person => rules::topic_filter(&prefix),
+                Kind::Deleted => rules::topic_deleted_filter(&prefix),
+            };
             let handler = Arc::new(move |topic: &str, payload: &[u8]| {
-                if let Some(id) = rules::topic_id(&prefix, topic) {
+                let id = match kind {
+                    Kind::Person => rules::topic_id(&prefix, topic),
+                    Kind::Deleted => rules::topic_deleted_id(&prefix, topic),
+                };
+                if let Some(id) = id {
                     // Blocks while the queue is full: the broker waits, nothing is dropped.
-                    let _ = to_sync.send(Inbound::Message(id.to_string(), payload.to_vec()));
+                    let message = Inbound::Message(kind, id.to_string(), payload.to_vec());
+                    let _ = to_sync.send(message);
                 }
             });
             mqtt.subscribe(&filter, handler)?;
@@ -129,9 +143,12 @@ fn apply(rx: Receiver<Inbound>, sync: &GallerySync, ready: &AtomicBool, mqtt: &W
                 sync.connected();
                 reconcile_at = Some(Instant::now() + QUIET);
             }
-            Ok(Inbound::Message(id, payload)) => {
+            Ok(Inbound::Message(kind, id, payload)) => {
                 // Errors are logged and counted by the sync itself.
-                let _ = sync.receive(&id, &payload);
+                let _ = match kind {
+                    Kind::Person => sync.receive(&id, &payload),
+                    Kind::Deleted => sync.receive_deleted(&id, &payload),
+                };
                 if reconcile_at.is_some() {
                     reconcile_at = Some(Instant::now() + QUIET);
                 }
@@ -146,7 +163,7 @@ fn apply(rx: Receiver<Inbound>, sync: &GallerySync, ready: &AtomicBool, mqtt: &W
             }
             match sync.reconcile() {
                 Ok(done) if done.removed + done.to_publish > 0 => log::info!(
-                    "gallery sync: {} removed (deleted elsewhere), {} to publish",
+                    "gallery sync: {} removed (tombstones), {} to publish",
                     done.removed,
                     done.to_publish
                 ),
@@ -171,11 +188,11 @@ fn publish(sync: &GallerySync, ready: &AtomicBool, stopping: &AtomicBool, mqtt: 
         let Some(mqtt) = mqtt.upgrade() else {
             return;
         };
-        for (id, payload) in sync.outgoing() {
-            let topic = rules::topic(mqtt.topic_prefix(), &id);
-            if let Err(e) = mqtt.publish_acked(&topic, payload, true, PUBLISH_TIMEOUT) {
+        for message in sync.outgoing() {
+            let topic = message.topic(mqtt.topic_prefix());
+            if let Err(e) = mqtt.publish_acked(&topic, message.payload, true, PUBLISH_TIMEOUT) {
                 // Reconcile at the next connection finds the broker lacking it.
-                log::warn!("gallery sync: {id} not published ({e}); again after reconnecting");
+                log::warn!("gallery sync: {topic} not published ({e}); again after reconnecting");
             }
         }
     }
