@@ -98,9 +98,10 @@ pub fn event_log(data: &[u8]) {
     crate::events::log::fuzz_lines(data);
 }
 
-/// A gallery sync message from the broker (`<prefix>/gallery/<id>`): `data` is the topic's id
-/// (up to the first newline), then the payload. What passes is within the limits, and writes
-/// back as a message that passes the same.
+/// A gallery sync message from the broker (`<prefix>/gallery/<id>`, and the same bytes as a
+/// tombstone on `<prefix>/gallery-deleted/<id>`): `data` is the topic's id (up to the first
+/// newline), then the payload. What passes is within the limits, and writes back as a message
+/// that passes the same.
 pub fn gallery_sync(data: &[u8]) {
     use crate::gallery::sync::{self, Incoming};
     let (head, payload) = match data.iter().position(|&b| b == b'\n') {
@@ -109,6 +110,13 @@ pub fn gallery_sync(data: &[u8]) {
     };
     let topic_id = String::from_utf8_lossy(head);
     let now = crate::clock::unix_ms();
+    match sync::parse_tombstone(&topic_id, payload, now) {
+        Ok(Incoming::Tombstone { id, .. }) | Ok(Incoming::TombstoneCleared(id)) => {
+            assert_eq!(id.as_str(), topic_id);
+        }
+        Ok(other) => panic!("a tombstone parsed as {other:?}"),
+        Err(_) => {}
+    }
     if let Ok(Incoming::Person { id, version, rows }) = sync::parse_message(&topic_id, payload, now)
     {
         assert_eq!(id.as_str(), topic_id);
