@@ -72,6 +72,16 @@ impl Box {
         h::get(&self.url("/health")).1
     }
 
+    /// Everyone enrolled, by id.
+    fn people(&self) -> Vec<String> {
+        h::get(&self.url("/people")).1["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["student_id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     fn has(&self, person: &str) -> bool {
         h::get(&self.url(&format!("/people/{person}"))).0 == 200
     }
@@ -255,12 +265,7 @@ fn the_gallery_follows_every_change_on_any_box_and_ignores_hostile_messages() {
         wait_for(&format!("raj on {}", other.id), SPREAD, || other.has("raj"));
     }
     for x in [&a, &b, &c] {
-        let people: Vec<String> = h::get(&x.url("/people")).1["people"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["student_id"].as_str().unwrap_or_default().to_string())
-            .collect();
+        let people = x.people();
         assert_eq!(people, ["amy", "raj"], "{}", x.id);
     }
     // Nothing was written for the id that is a path, inside the data folders or beside them.
@@ -316,12 +321,7 @@ fn a_broker_that_loses_its_retained_messages_deletes_nobody() {
         counter(&d.health(), &["gallery_sync", "outcomes", "absent"]) >= 1
     });
     for x in [&a, &b, &d] {
-        let people: Vec<String> = h::get(&x.url("/people")).1["people"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["student_id"].as_str().unwrap_or_default().to_string())
-            .collect();
+        let people = x.people();
         assert_eq!(people, ["amy", "obama"], "{}", x.id);
         assert_eq!(
             counter(&x.health(), &["gallery_sync", "outcomes", "removed"]),

@@ -312,17 +312,17 @@ fn clip(raw: &str) -> String {
     raw.chars().take(80).collect()
 }
 
-/// Checks a message whose topic names `topic_id` ([`topic_id`]), with `now_ms` this box's
-/// clock. Nothing in it is trusted before this returns.
-pub fn parse_message(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Incoming, Malformed> {
+/// What every message is checked for first: its size, the topic's id and, unless the payload
+/// is empty (then `false`), its format (first, so that a newer format is told apart from
+/// garbage).
+fn check_envelope(topic_id: &str, payload: &[u8]) -> Result<(StudentId, bool), Malformed> {
     if payload.len() > MAX_PAYLOAD {
         return Err(Malformed::TooLarge(payload.len()));
     }
     let id = StudentId::parse(topic_id).map_err(Malformed::BadId)?;
     if payload.is_empty() {
-        return Ok(Incoming::Deleted(id));
+        return Ok((id, false));
     }
-    // The format first, so that a newer format is told apart from garbage.
     #[derive(Deserialize)]
     struct Head {
         format: u64,
@@ -331,6 +331,16 @@ pub fn parse_message(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Inco
         serde_json::from_slice(payload).map_err(|e| Malformed::BadJson(e.to_string()))?;
     if head.format != FORMAT {
         return Err(Malformed::UnsupportedFormat(head.format));
+    }
+    Ok((id, true))
+}
+
+/// Checks a message whose topic names `topic_id` ([`topic_id`]), with `now_ms` this box's
+/// clock. Nothing in it is trusted before this returns.
+pub fn parse_message(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Incoming, Malformed> {
+    let (id, body) = check_envelope(topic_id, payload)?;
+    if !body {
+        return Ok(Incoming::Deleted(id));
     }
     let message: Message =
         serde_json::from_slice(payload).map_err(|e| Malformed::BadJson(e.to_string()))?;
@@ -400,21 +410,9 @@ fn check_head(
 /// [`parse_message`] (size, id, format, the topic's id the body's, box id, version); an empty
 /// payload is a tombstone cleared.
 pub fn parse_tombstone(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Incoming, Malformed> {
-    if payload.len() > MAX_PAYLOAD {
-        return Err(Malformed::TooLarge(payload.len()));
-    }
-    let id = StudentId::parse(topic_id).map_err(Malformed::BadId)?;
-    if payload.is_empty() {
+    let (id, body) = check_envelope(topic_id, payload)?;
+    if !body {
         return Ok(Incoming::TombstoneCleared(id));
-    }
-    #[derive(Deserialize)]
-    struct Head {
-        format: u64,
-    }
-    let head: Head =
-        serde_json::from_slice(payload).map_err(|e| Malformed::BadJson(e.to_string()))?;
-    if head.format != FORMAT {
-        return Err(Malformed::UnsupportedFormat(head.format));
     }
     let message: TombstoneMessage =
         serde_json::from_slice(payload).map_err(|e| Malformed::BadJson(e.to_string()))?;
