@@ -29,6 +29,19 @@ fn install(args: &[&str], path_prefix: Option<&Path>) -> Output {
     cmd.output().expect("run scripts/install")
 }
 
+/// `scripts/install ARGS` run by a caller whose umask lets nobody else read what it creates.
+fn install_under_strict_umask(args: &[&str]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install");
+    Command::new("bash")
+        .args(["-c", r#"umask 077 && exec "$0" "$@""#])
+        .arg(script)
+        .args(args)
+        .args(["--binary", env!("CARGO_BIN_EXE_face-attendance")])
+        .env_remove("FACE_MODELS_DIR")
+        .output()
+        .expect("run scripts/install")
+}
+
 fn models() -> String {
     common::models_dir().display().to_string()
 }
@@ -67,7 +80,10 @@ fn assert_staged(root: &Path) {
     assert_eq!(mode(&root.join("etc/face-attendance/env")), 0o600);
     assert_eq!(mode(&root.join("etc/face-attendance/env.example")), 0o600);
     // The secrets: root and the service's group only; the certificate is public.
-    for secret in ["etc/face-attendance/api-keys", "etc/face-attendance/tls/key.pem"] {
+    for secret in [
+        "etc/face-attendance/api-keys",
+        "etc/face-attendance/tls/key.pem",
+    ] {
         assert_eq!(mode(&root.join(secret)), 0o640, "{secret}");
         if let Some(gid) = service_gid() {
             let meta = std::fs::metadata(root.join(secret)).unwrap();
@@ -75,6 +91,14 @@ fn assert_staged(root: &Path) {
         }
     }
     assert_eq!(mode(&root.join("etc/face-attendance/tls/cert.pem")), 0o644);
+    // The service user gets through to its models, key and TLS key.
+    for dir in [
+        "etc/face-attendance",
+        "etc/face-attendance/tls",
+        "usr/share/face-attendance/models",
+    ] {
+        assert_eq!(mode(&root.join(dir)), 0o755, "{dir}");
+    }
     // The installed binary starts from the installed models (their SHA-256 checked on start).
     let models = root.join("usr/share/face-attendance/models");
     let unit_text = std::fs::read_to_string(&unit).unwrap();
@@ -200,6 +224,9 @@ exec bash -c "$*""#,
     );
     assert_ok(&out);
     assert_staged(root.path());
+    // The key made on the board is shown on the laptop.
+    let key = the_admin_key(&root.path().join("etc/face-attendance/api-keys"));
+    assert!(text(&out.stdout).contains(&key), "{}", text(&out.stdout));
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.lines().all(|l| l.starts_with("pi@board: ")), "{log}");
     assert!(log.contains("sudo "), "the install runs as root: {log}");
@@ -247,7 +274,10 @@ fn the_admin_key(keys_file: &Path) -> String {
     assert_eq!(&words[..2], ["admin", "admin"]);
     let key = words[2];
     assert!(
-        key.len() == 64 && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        key.len() == 64
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
         "64 hex digits: {key}"
     );
     key.to_string()
@@ -255,7 +285,10 @@ fn the_admin_key(keys_file: &Path) -> String {
 
 /// Runs openssl; its stdout.
 fn openssl(args: &[&str]) -> String {
-    let out = Command::new("openssl").args(args).output().expect("openssl");
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",
@@ -265,7 +298,10 @@ fn openssl(args: &[&str]) -> String {
 }
 
 fn hostname(args: &[&str]) -> String {
-    let out = Command::new("hostname").args(args).output().expect("hostname");
+    let out = Command::new("hostname")
+        .args(args)
+        .output()
+        .expect("hostname");
     text(&out.stdout).trim().to_string()
 }
 
@@ -310,7 +346,7 @@ fn fingerprint(cert: &Path) -> String {
 fn a_fresh_install_makes_an_admin_key_and_a_certificate_once() {
     let root = tempfile::tempdir().unwrap();
     let dest = root.path().display().to_string();
-    let out = install(&["--dest-root", &dest, "--models", &models()], None);
+    let out = install_under_strict_umask(&["--dest-root", &dest, "--models", &models()]);
     assert_ok(&out);
     assert_staged(root.path());
     let conf = root.path().join("etc/face-attendance");
@@ -329,14 +365,27 @@ fn a_fresh_install_makes_an_admin_key_and_a_certificate_once() {
         "FACE_TLS_CERT=/etc/face-attendance/tls/cert.pem",
         "FACE_TLS_KEY=/etc/face-attendance/tls/key.pem",
     ] {
-        assert!(settings.iter().any(|l| l == line), "{line} missing: {settings:?}");
+        assert!(
+            settings.iter().any(|l| l == line),
+            "{line} missing: {settings:?}"
+        );
     }
 
     // One admin key, shown with how to read it again and what clients send.
     let key = the_admin_key(&conf.join("api-keys"));
     let keys_text = std::fs::read_to_string(conf.join("api-keys")).unwrap();
-    for word in ["LABEL ROLE KEY", "kiosk", "viewer", "operator", "admin", "Rotate"] {
-        assert!(keys_text.contains(word), "the header explains {word}: {keys_text}");
+    for word in [
+        "LABEL ROLE KEY",
+        "kiosk",
+        "viewer",
+        "operator",
+        "admin",
+        "Rotate",
+    ] {
+        assert!(
+            keys_text.contains(word),
+            "the header explains {word}: {keys_text}"
+        );
     }
     let stdout = text(&out.stdout);
     assert_eq!(stdout.matches(&key).count(), 1, "the key once: {stdout}");
@@ -375,7 +424,10 @@ fn a_fresh_install_makes_an_admin_key_and_a_certificate_once() {
         "the key belongs to the certificate"
     );
     let print = fingerprint(&cert);
-    assert!(stdout.contains(&print), "fingerprint {print} not shown: {stdout}");
+    assert!(
+        stdout.contains(&print),
+        "fingerprint {print} not shown: {stdout}"
+    );
 
     // A second run keeps both, shows the fingerprint again and the key no more.
     let keys_before = std::fs::read(conf.join("api-keys")).unwrap();
@@ -385,10 +437,16 @@ fn a_fresh_install_makes_an_admin_key_and_a_certificate_once() {
     assert_ok(&again);
     assert_eq!(std::fs::read(conf.join("api-keys")).unwrap(), keys_before);
     assert_eq!(std::fs::read(&cert).unwrap(), cert_before);
-    assert_eq!(std::fs::read(conf.join("tls/key.pem")).unwrap(), tls_key_before);
+    assert_eq!(
+        std::fs::read(conf.join("tls/key.pem")).unwrap(),
+        tls_key_before
+    );
     assert_eq!(std::fs::read_to_string(conf.join("env")).unwrap(), template);
     let stdout = text(&again.stdout);
-    assert!(!stdout.contains(&key), "the key is shown only once: {stdout}");
+    assert!(
+        !stdout.contains(&key),
+        "the key is shown only once: {stdout}"
+    );
     assert!(stdout.contains(&print), "{stdout}");
     assert_staged(root.path());
 }
@@ -402,7 +460,12 @@ fn install_over(env: &[u8]) -> (tempfile::TempDir, Output) {
     std::fs::write(conf.join("env"), env).unwrap();
     std::fs::set_permissions(conf.join("env"), std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = install(
-        &["--dest-root", &root.path().display().to_string(), "--models", &models()],
+        &[
+            "--dest-root",
+            &root.path().display().to_string(),
+            "--models",
+            &models(),
+        ],
         None,
     );
     assert_ok(&out);
@@ -419,7 +482,7 @@ fn appended(before: &[u8], after: &[u8]) -> Vec<String> {
         text(after)
     );
     let mut rest = text(&after[before.len()..]);
-    if !before.is_empty() && !before.ends_with(b"\n") {
+    if !rest.is_empty() && !before.is_empty() && !before.ends_with(b"\n") {
         rest = rest
             .strip_prefix('\n')
             .expect("a newline ends the site's last line")
@@ -449,15 +512,21 @@ fn service_environment(root: &Path) -> BTreeMap<String, String> {
         std::fs::read_to_string(root.join("etc/systemd/system/face-attendance.service")).unwrap();
     let env = std::fs::read_to_string(root.join("etc/face-attendance/env")).unwrap();
     let mut vars = BTreeMap::new();
-    let unit_lines = unit.lines().filter_map(|l| l.trim().strip_prefix("Environment="));
+    let unit_lines = unit
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Environment="));
     for line in unit_lines.chain(setting_lines(&env).iter().map(String::as_str)) {
         let Some((name, value)) = line.split_once('=') else {
             continue;
         };
         let value = value.trim().trim_matches('"');
-        let value = if ["/etc/face-attendance/", "/usr/share/face-attendance/", "/var/lib/face-attendance"]
-            .iter()
-            .any(|p| value.starts_with(p))
+        let value = if [
+            "/etc/face-attendance/",
+            "/usr/share/face-attendance/",
+            "/var/lib/face-attendance",
+        ]
+        .iter()
+        .any(|p| value.starts_with(p))
         {
             format!("{}{value}", root.display())
         } else {
@@ -471,8 +540,16 @@ fn service_environment(root: &Path) -> BTreeMap<String, String> {
 /// The status curl gets for `url` (with `X-API-Key: key` when given, and `extra` arguments).
 fn status(url: &str, key: Option<&str>, extra: &[&str]) -> u16 {
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20"])
-        .args(extra);
+    cmd.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "20",
+    ])
+    .args(extra);
     if let Some(key) = key {
         cmd.args(["-H", &format!("X-API-Key: {key}")]);
     }
@@ -512,7 +589,10 @@ fn an_upgrade_over_the_open_template_ends_with_a_key_and_a_running_service() {
     assert!(stdout.contains(&key), "the new key is shown: {stdout}");
     assert!(stdout.contains(&fingerprint(&conf.join("tls/cert.pem"))));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("every client must now send X-API-Key"), "{stderr}");
+    assert!(
+        stderr.contains("every client must now send X-API-Key"),
+        "{stderr}"
+    );
 
     // The staged binary, started as systemd would start it with these settings, on every
     // interface (as FACE_BIND says) but on a free port.
@@ -535,20 +615,29 @@ fn an_upgrade_over_the_open_template_ends_with_a_key_and_a_running_service() {
     let people = format!("http://127.0.0.1:{port}/people");
     assert_eq!(status(&people, None, &[]), 401, "open without the key");
     assert_eq!(status(&people, Some(&"0".repeat(64)), &[]), 401);
-    assert_eq!(status(&people, Some(&key), &[]), 200, "the printed key works");
+    assert_eq!(
+        status(&people, Some(&key), &[]),
+        200,
+        "the printed key works"
+    );
 
     // A binary that serves HTTPS (it reads FACE_TLS_BIND) does so with the certificate made for
     // this machine's name, which a client checks against the certificate file.
-    let help = Command::new(&bin).args(["serve", "--help"]).output().unwrap();
+    let help = Command::new(&bin)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
     if text(&help.stdout).contains("FACE_TLS_BIND") {
         let host = hostname(&[]);
         let url = format!("https://{host}:{tls_port}/people");
         let resolve = format!("{host}:{tls_port}:127.0.0.1");
         let cert = conf.join("tls/cert.pem").display().to_string();
         let trust = ["--resolve", &resolve, "--cacert", &cert];
-        common::wait_for("the HTTPS listener", std::time::Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
-        });
+        common::wait_for(
+            "the HTTPS listener",
+            std::time::Duration::from_secs(30),
+            || std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok(),
+        );
         assert_eq!(status(&url, None, &trust), 401);
         assert_eq!(status(&url, Some(&key), &trust), 200);
     }
@@ -600,7 +689,11 @@ fn settings_with_a_key_or_without_the_lan_are_only_appended_to() {
         let (root, out) = install_over(before.as_bytes());
         let conf = root.path().join("etc/face-attendance");
         let after = std::fs::read(conf.join("env")).unwrap();
-        assert_eq!(appended(before.as_bytes(), &after), additions, "over {before:?}");
+        assert_eq!(
+            appended(before.as_bytes(), &after),
+            additions,
+            "over {before:?}"
+        );
         assert_eq!(mode(&conf.join("env")), 0o600);
         assert_eq!(conf.join("api-keys").exists(), makes_key, "over {before:?}");
         if makes_key {
@@ -613,14 +706,26 @@ fn settings_with_a_key_or_without_the_lan_are_only_appended_to() {
         }
         if before.contains("FACE_ALLOW_OPEN_LAN=true") {
             let stderr = text(&out.stderr);
-            assert!(stderr.contains("without an API key, open to anyone"), "{stderr}");
+            assert!(
+                stderr.contains("without an API key, open to anyone"),
+                "{stderr}"
+            );
         }
         // A second run adds nothing more.
         let again = install(
-            &["--dest-root", &root.path().display().to_string(), "--models", &models()],
+            &[
+                "--dest-root",
+                &root.path().display().to_string(),
+                "--models",
+                &models(),
+            ],
             None,
         );
         assert_ok(&again);
-        assert_eq!(std::fs::read(conf.join("env")).unwrap(), after, "over {before:?}");
+        assert_eq!(
+            std::fs::read(conf.join("env")).unwrap(),
+            after,
+            "over {before:?}"
+        );
     }
 }
