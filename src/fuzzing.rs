@@ -23,6 +23,19 @@ pub fn realtime_query(data: &[u8]) {
     crate::http::fuzz_query(&query);
 }
 
+/// The headers that say who a request comes from (credentials, `Host`, `Origin`,
+/// `Sec-Fetch-Site`): `data` is a query string on its first line, then `Name: value` lines.
+pub fn request_guard(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.lines();
+    let query = lines.next().unwrap_or_default();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    crate::http::fuzz_guard(&headers, query);
+}
+
 /// A request's method and target as routing sees them: `data` is `METHOD target`.
 pub fn request_target(data: &[u8]) {
     let text = String::from_utf8_lossy(data);

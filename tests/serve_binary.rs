@@ -8,6 +8,10 @@ use std::process::{Child, Command};
 use serde_json::Value;
 
 fn spawn_serve(site: &std::path::Path, port: u16) -> Child {
+    spawn_serve_with(site, port, &[])
+}
+
+fn spawn_serve_with(site: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_face-attendance"));
     command
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
@@ -17,8 +21,93 @@ fn spawn_serve(site: &std::path::Path, port: u16) -> Child {
             "ATTENDANCE_WEBHOOK_URL",
             format!("http://127.0.0.1:{port}/mock/webhook"),
         )
-        .env_remove("FACE_DATA_DIR");
+        .env_remove("FACE_DATA_DIR")
+        .env_remove("FACE_API_KEY")
+        .env_remove("FACE_API_KEYS_FILE")
+        .envs(env.iter().copied());
     common::spawn_until_serving(command)
+}
+
+#[test]
+fn readme_recipes_on_a_keyed_box_given_the_key() {
+    const KEY: &str = "readme-key-0123456789abcdef";
+    let site = tempfile::tempdir().unwrap();
+    let photos = site.path().join("known_faces/alip");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::copy(
+        common::faces_dir().join("known/obama/obama_1.jpg"),
+        photos.join("IMG_20230927_203408.jpg"),
+    )
+    .unwrap();
+    let port = common::free_port();
+    // The box's own /mock/webhook needs the key too: ATTENDANCE_API_KEY carries it.
+    let env = [("FACE_API_KEY", KEY), ("ATTENDANCE_API_KEY", KEY)];
+    let _server = Running(spawn_serve_with(site.path(), port, &env));
+    let dir = site.path();
+    let base = format!("http://127.0.0.1:{port}");
+    let key = format!("X-API-Key: {KEY}");
+    let photo = "image=@known_faces/alip/IMG_20230927_203408.jpg";
+    let enroll = format!("{base}/enroll");
+    // Without the key: refused, nothing enrolled.
+    let refused = curl(
+        dir,
+        &["-X", "POST", &enroll, "-F", "student_id=alip", "-F", photo],
+    );
+    assert_eq!(refused["ok"], false, "{refused}");
+    // The README's recipes, with the one header added.
+    let enrolled = curl(
+        dir,
+        &[
+            "-X",
+            "POST",
+            &enroll,
+            "-H",
+            &key,
+            "-F",
+            "student_id=alip",
+            "-F",
+            photo,
+        ],
+    );
+    assert_eq!(
+        enrolled,
+        serde_json::json!({"ok": true, "saved": 1, "msg": {"faces_found": 1, "saved": 1}})
+    );
+    let recognized = curl(
+        dir,
+        &[
+            "-X",
+            "POST",
+            &format!("{base}/recognize"),
+            "-H",
+            &key,
+            "-F",
+            photo,
+        ],
+    );
+    assert_eq!(recognized["results"][0]["label"], "alip");
+    let realtime = curl(
+        dir,
+        &[
+            "-X",
+            "POST",
+            &format!("{base}/recognize/realtime?min_conf=0.45&send_unknown=false"),
+            "-H",
+            &key,
+            "-F",
+            photo,
+        ],
+    );
+    let report = &realtime["dispatch"][0]["report"];
+    assert_eq!(report["status"], "sent", "{realtime}");
+    assert_eq!(report["http_status"], 200, "{realtime}");
+    // /health, as the original's monitoring asks it, without a key.
+    let health = curl(dir, &[&format!("{base}/health")]);
+    assert_eq!(
+        health,
+        serde_json::json!({"ok": true, "encodings": 1, "labels": 1,
+                           "version": env!("CARGO_PKG_VERSION")})
+    );
 }
 
 /// Kills the server if the test fails before it is stopped.

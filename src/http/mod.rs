@@ -70,6 +70,32 @@ pub fn fuzz_query(query: &str) {
     );
 }
 
+/// The checks on who a request comes from, for the fuzz targets: its one credential (with
+/// tickets and keys in the URL allowed), and the `Host` and `Origin` checks of a box bound to
+/// loopback. Whatever passes as the box's own origin must also pass the Host check.
+#[doc(hidden)]
+pub fn fuzz_guard(headers: &[(String, String)], query: &str) {
+    let pairs = headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let sources = auth::Sources {
+        ticket: true,
+        key_in_url: true,
+    };
+    let _ = auth::credential(pairs, query, sources);
+    static GUARD: std::sync::OnceLock<Guard> = std::sync::OnceLock::new();
+    let guard = GUARD.get_or_init(|| Guard::new(None, &["box.school.lan".into()], &[]));
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let host = find("Host");
+    let _ = guard.host_allowed(host);
+    for secure in [false, true] {
+        let _ = guard.cross_site(find("Sec-Fetch-Site"), find("Origin"), secure, host);
+    }
+}
+
 /// Routing of a request line's target (`/people/a%2Fb?q=al`) for `method`: the route table's
 /// path matching, its parameters and the id check, for the fuzz targets. Whatever matches must
 /// match again once its parameters are put back into the route's pattern.
