@@ -525,7 +525,13 @@ async function loadToday() {
 async function downloadToday() {
   const response = await api("/events?format=csv&" + todayRange());
   if (!response.ok) {
-    say("The CSV could not be made: " + response.statusText, true);
+    let why = response.statusText;
+    try {
+      why = (await response.json()).error || why;
+    } catch (_) {
+      /* not JSON: the status says it */
+    }
+    say("The CSV could not be made: " + why, true);
     return;
   }
   const url = URL.createObjectURL(await response.blob());
