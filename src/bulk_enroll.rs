@@ -60,7 +60,7 @@ pub fn scan(known_dir: &Path) -> Result<(People, Vec<SkippedFolder>), Error> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let id = match StudentId::parse(&name) {
+        let id = match StudentId::parse_new(&name) {
             Ok(id) => id,
             Err(reason) => {
                 skipped.push(SkippedFolder {

@@ -418,6 +418,19 @@ mod tests {
     }
 }
 
+/// Whether every address `bind` (`host:port`) stands for is a loopback one (a name that does
+/// not resolve counts as not loopback: the start then fails on it anyway).
+pub fn bind_is_loopback(bind: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match bind.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
 /// Where `serve` listens without `FACE_BIND`: loopback only, as the original (uvicorn) did,
 /// because without a key anyone who can reach the port may enroll faces and see who came in.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
@@ -635,9 +648,26 @@ pub struct ServeSettings {
     /// Most WebSocket clients at once
     #[arg(long, env = "WS_MAX_CLIENTS", default_value_t = 64)]
     pub ws_max_clients: usize,
-    /// `GET /metrics` needs an API key (else it is open like /health)
-    #[arg(long, env = "METRICS_REQUIRE_KEY")]
-    pub metrics_require_key: bool,
+    /// `GET /metrics` needs a viewer key [default: true on a box with keys]; false opens it
+    /// like /health (it tells anyone who can reach the port when people arrive)
+    #[arg(long, env = "METRICS_REQUIRE_KEY", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_require_key: Option<bool>,
+    /// Serve a non-loopback address without any API key, deliberately (anyone who can reach
+    /// the port may then enroll, delete and export faces); without it `serve` refuses to start
+    #[arg(long, env = "FACE_ALLOW_OPEN_LAN")]
+    pub allow_open_lan: bool,
+    /// More host names the box answers to, comma separated (besides loopback, its own
+    /// addresses and host name, with and without .local); other `Host` headers get 421
+    #[arg(long, env = "FACE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins (`https://office.school.lan`) whose pages may change this box, comma
+    /// separated, besides the box's own page
+    #[arg(long, env = "FACE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Accept `?api_key=` on /ws/recognitions and /stream.mjpg (weaker: URLs end up in logs and
+    /// history; the page uses single-use tickets instead)
+    #[arg(long, env = "FACE_ALLOW_KEY_IN_URL")]
+    pub allow_key_in_url: bool,
     /// Most frames a second sent to one viewer of the live view (`/stream.mjpg`); 0.1 to 30
     #[arg(long, env = "STREAM_MAX_FPS", default_value_t = 5.0)]
     pub stream_max_fps: f64,
@@ -1049,9 +1079,38 @@ impl ServeSettings {
                 "ATTENDANCE_WEBHOOK_URL must start with http:// or https://, got {url:?}"
             )));
         }
-        self.api_keys()?;
+        let keys = self.api_keys()?;
+        if keys.is_empty() && !self.allow_open_lan && !bind_is_loopback(&self.bind_address()) {
+            return Err(Error::Config(format!(
+                "refusing to serve {} without an API key: anyone on the network could enroll, \
+                 delete and export faces. Set FACE_API_KEYS_FILE (scripts/install makes one) or \
+                 FACE_API_KEY, or bind to 127.0.0.1; FACE_ALLOW_OPEN_LAN=true serves the LAN \
+                 without keys deliberately",
+                self.bind_address()
+            )));
+        }
+        for origin in &self.allowed_origins {
+            let rest = origin
+                .trim()
+                .strip_prefix("https://")
+                .or_else(|| origin.trim().strip_prefix("http://"));
+            if rest.is_none_or(|r| {
+                r.trim_end_matches('/').is_empty() || r.trim_end_matches('/').contains('/')
+            }) {
+                return Err(Error::Config(format!(
+                    "FACE_ALLOWED_ORIGINS takes origins such as https://office.school.lan \
+                     (scheme, host, port; no path), got {origin:?}"
+                )));
+            }
+        }
         self.mqtt()?;
         Ok(())
+    }
+
+    /// Whether `/metrics` needs a viewer key: `METRICS_REQUIRE_KEY`, else whenever keys are
+    /// configured.
+    pub fn metrics_require_key(&self, keyed: bool) -> bool {
+        self.metrics_require_key.unwrap_or(keyed)
     }
 
     /// The MQTT settings (`MQTT_URL` and the rest), checked; `None` without `MQTT_URL`.

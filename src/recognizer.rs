@@ -437,7 +437,7 @@ impl Recognizer {
         bytes: &[u8],
         request: &EnrollRequest,
     ) -> Result<EnrollOutcome, Error> {
-        let id = StudentId::parse(student_id).map_err(Error::InvalidId)?;
+        let id = StudentId::parse_new(student_id).map_err(Error::InvalidId)?;
         let candidate = self.candidate_bytes(bytes)?;
         self.enroll_candidate(&id, candidate, request)
     }
@@ -449,7 +449,7 @@ impl Recognizer {
         image: &RgbImage,
         request: &EnrollRequest,
     ) -> Result<EnrollOutcome, Error> {
-        let id = StudentId::parse(student_id).map_err(Error::InvalidId)?;
+        let id = StudentId::parse_new(student_id).map_err(Error::InvalidId)?;
         let candidate = self.candidate(image)?;
         self.enroll_candidate(&id, candidate, request)
     }
@@ -505,7 +505,7 @@ impl Recognizer {
         offered: &[Offered<'_>],
         request: &EnrollRequest,
     ) -> Result<OfferedOutcome, Error> {
-        let id = StudentId::parse(student_id).map_err(Error::InvalidId)?;
+        let id = StudentId::parse_new(student_id).map_err(Error::InvalidId)?;
         let mut samples = Vec::new();
         let mut refused = Vec::new();
         let mut first_refusal = None;

@@ -417,7 +417,7 @@ fn a_client_that_sends_half_a_body_and_hangs_does_not_hold_a_worker() {
     )]);
     write!(
         stalled,
-        "POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+        "POST /enroll HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .unwrap();
@@ -441,7 +441,7 @@ fn a_client_that_sends_half_a_body_and_hangs_does_not_hold_a_worker() {
     let mut gone = TcpStream::connect(server.addr()).unwrap();
     write!(
         gone,
-        "POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+        "POST /recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .unwrap();
@@ -457,7 +457,7 @@ fn a_websocket_client_that_stops_reading_does_not_block_the_others() {
     let server = h::start(data.path(), h::serve_settings());
     // A client that upgrades, then never reads a byte.
     let mut stuck = TcpStream::connect(server.addr()).unwrap();
-    write!(stuck, "GET /ws/recognitions HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    write!(stuck, "GET /ws/recognitions HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
     let mut reader = tungstenite::connect(format!("ws://{}/ws/recognitions", server.addr()))
         .unwrap()
         .0;

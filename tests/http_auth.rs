@@ -80,8 +80,7 @@ fn every_protected_route_needs_a_configured_key_in_either_header() {
     let server = keyed_server(data.path());
     let protected: Vec<(&str, &str)> = ROUTES
         .iter()
-        // /metrics is open unless METRICS_REQUIRE_KEY (tests/metrics.rs).
-        .filter(|r| !matches!(r.access, Access::Open | Access::Monitoring))
+        .filter(|r| !matches!(r.access, Access::Open | Access::Health))
         .map(|r| (r.path, r.method))
         .collect();
     let names: Vec<&str> = protected.iter().map(|(p, _)| *p).collect();
@@ -91,6 +90,7 @@ fn every_protected_route_needs_a_configured_key_in_either_header() {
         "/recognize/realtime",
         "/ws/recognitions",
         "/config",
+        "/metrics",
         "/mock/webhook",
         "/people",
         "/people/{id}",
@@ -99,12 +99,24 @@ fn every_protected_route_needs_a_configured_key_in_either_header() {
         "/people/{id}/rename",
         "/gallery/export",
         "/gallery/import",
+        "/session",
+        "/tickets",
     ] {
         assert!(names.contains(&must), "{must} is not protected");
     }
+    let mut wrong_answers = Vec::new();
     for (path, method) in &protected {
+        // No credential: 401, as often as asked (nothing is guessed).
+        let (status, challenge, body) = call(&server, method, path, &[]);
+        assert_eq!(status, 401, "{method} {path}: {body}");
+        assert_eq!(body, REFUSED, "{method} {path}");
+        assert!(
+            challenge
+                .as_deref()
+                .is_some_and(|c| c.starts_with("Bearer")),
+            "{challenge:?}"
+        );
         let refused = [
-            vec![],
             vec![("X-API-Key", WRONG)],
             vec![("Authorization", "Bearer file-key-c-0123456789abcdef")],
             // A configured key in the wrong place, or a prefix of one, is no key.
@@ -114,15 +126,13 @@ fn every_protected_route_needs_a_configured_key_in_either_header() {
             vec![("X-API-Key", "")],
         ];
         for headers in refused {
-            let (status, challenge, body) = call(&server, method, path, &headers);
-            assert_eq!(status, 401, "{method} {path} {headers:?}: {body}");
-            assert_eq!(body, REFUSED, "{method} {path} {headers:?}");
+            // A wrong key is refused: 401 within the allowance, then 429 (tests/lan_trust.rs).
+            let (status, _, body) = call(&server, method, path, &headers);
             assert!(
-                challenge
-                    .as_deref()
-                    .is_some_and(|c| c.starts_with("Bearer")),
-                "{challenge:?}"
+                matches!(status, 401 | 429),
+                "{method} {path} {headers:?}: {status} {body}"
             );
+            wrong_answers.push(status);
         }
         let bearer_b = format!("Bearer {KEY_B}");
         let lower_bearer = format!("bearer {KEY_ENV}");
@@ -132,21 +142,39 @@ fn every_protected_route_needs_a_configured_key_in_either_header() {
             vec![("X-API-Key", KEY_ENV)],
             vec![("Authorization", bearer_b.as_str())],
             vec![("Authorization", lower_bearer.as_str())],
-            // One good credential is enough, whatever the other says.
-            vec![("X-API-Key", WRONG), ("Authorization", bearer_b.as_str())],
         ] {
             let (status, _, body) = call(&server, method, path, &headers);
-            assert_ne!(status, 401, "{method} {path} {headers:?}: {body}");
+            assert!(
+                !matches!(status, 401 | 403 | 429),
+                "{method} {path} {headers:?}: {status} {body}"
+            );
             // Past the key check: the route's own answer (a form error, a missing upgrade...).
             assert!(status < 500, "{method} {path}: {status} {body}");
         }
+        // Two credentials, even one of them right, are refused before either is tried.
+        let headers = [("X-API-Key", WRONG), ("Authorization", bearer_b.as_str())];
+        assert_eq!(call(&server, method, path, &headers).0, 400);
     }
-    // The query parameter is for the WebSocket route only.
-    let with_query = format!("/config?api_key={KEY_A}");
-    assert_eq!(call(&server, "GET", &with_query, &[]).0, 401);
-    // A 404 or 405 comes before the key check and says nothing about keys.
-    assert_eq!(call(&server, "GET", "/nowhere", &[]).0, 404);
-    assert_eq!(call(&server, "GET", "/enroll", &[]).0, 405);
+    assert_eq!(&wrong_answers[..5], [401; 5]);
+    assert!(wrong_answers[5..].iter().all(|s| *s == 429));
+    // A key in a URL is refused with the reason, not taken.
+    let (status, _, body) = call(&server, "GET", &format!("/config?api_key={KEY_A}"), &[]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("X-API-Key header"), "{body}");
+    // Without a key, a path that exists or not, any method: 401 alike (no route enumeration).
+    for (method, path) in [("GET", "/nowhere"), ("GET", "/enroll"), ("DELETE", "/")] {
+        let (status, _, body) = call(&server, method, path, &[]);
+        assert_eq!((status, body.as_str()), (401, REFUSED), "{method} {path}");
+    }
+    // With one, 404 and 405 as before.
+    assert_eq!(
+        call(&server, "GET", "/nowhere", &[("X-API-Key", KEY_A)]).0,
+        404
+    );
+    assert_eq!(
+        call(&server, "GET", "/enroll", &[("X-API-Key", KEY_A)]).0,
+        405
+    );
     server.shutdown();
 }
 
@@ -156,7 +184,7 @@ fn health_and_the_api_reference_stay_open() {
     let server = keyed_server(data.path());
     let open: Vec<&str> = ROUTES
         .iter()
-        .filter(|r| r.access == Access::Open)
+        .filter(|r| matches!(r.access, Access::Open | Access::Health))
         .map(|r| r.path)
         .collect();
     // The page and its files hold no data: it asks for the key itself.
@@ -169,15 +197,17 @@ fn health_and_the_api_reference_stay_open() {
         let (status, _, body) = call(&server, "GET", &path, &[]);
         assert_eq!(status, 200, "{path}: {body}");
     }
+    // Without a key, /health answers the original's fields and the version, nothing more.
     let (_, _, health) = call(&server, "GET", "/health", &[]);
     let health: Value = serde_json::from_str(&health).unwrap();
-    for (k, v) in [
-        ("ok", json!(true)),
-        ("encodings", json!(0)),
-        ("labels", json!(0)),
-    ] {
-        assert_eq!(health[k], v, "{health}");
-    }
+    assert_eq!(
+        health,
+        json!({"ok": true, "encodings": 0, "labels": 0, "version": env!("CARGO_PKG_VERSION")})
+    );
+    // With any key, the whole document.
+    let (_, _, full) = call(&server, "GET", "/health", &[("X-API-Key", KEY_B)]);
+    let full: Value = serde_json::from_str(&full).unwrap();
+    assert!(full["http"]["connections"].is_number(), "{full}");
     // /config says a key is needed, and never shows one.
     let (status, _, config) = call(&server, "GET", "/config", &[("X-API-Key", KEY_A)]);
     assert_eq!(status, 200);
@@ -249,19 +279,23 @@ fn the_right_key_enrolls_and_recognizes() {
 }
 
 #[test]
-fn the_websocket_refuses_before_upgrading_and_takes_a_header_or_query_key() {
+fn the_websocket_refuses_before_upgrading_and_takes_a_header_key_or_a_ticket() {
     use tungstenite::client::IntoClientRequest;
     let data = tempfile::tempdir().unwrap();
     let server = keyed_server(data.path());
     let ws_url = format!("ws://{}/ws/recognitions", server.addr());
-    for url in [
-        ws_url.clone(),
-        format!("{ws_url}?api_key={WRONG}"),
-        format!("{ws_url}?apikey={KEY_A}"),
+    for (url, expected) in [
+        (ws_url.clone(), 401),
+        (format!("{ws_url}?ticket=0123"), 401),
+        (format!("{ws_url}?apikey={KEY_A}"), 401),
+        // Keys in URLs are off unless FACE_ALLOW_KEY_IN_URL=true.
+        (format!("{ws_url}?api_key={KEY_A}"), 400),
     ] {
         match tungstenite::connect(url.as_str()) {
-            Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
-            other => panic!("{url}: expected 401, got {:?}", other.map(|_| ())),
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), expected, "{url}")
+            }
+            other => panic!("{url}: expected {expected}, got {:?}", other.map(|_| ())),
         }
     }
     let mut request = ws_url.as_str().into_client_request().unwrap();
@@ -269,9 +303,19 @@ fn the_websocket_refuses_before_upgrading_and_takes_a_header_or_query_key() {
         .headers_mut()
         .insert("X-API-Key", KEY_A.parse().unwrap());
     let (mut by_header, _) = tungstenite::connect(request).unwrap();
-    // Percent-encoding is undone; the key is the same.
-    let encoded = KEY_B.replace('-', "%2D");
-    let (mut by_query, _) = tungstenite::connect(format!("{ws_url}?api_key={encoded}")).unwrap();
+    // A ticket, asked for with a key in a header, opens it once.
+    let (status, _, body) = call(&server, "POST", "/tickets", &[("X-API-Key", KEY_B)]);
+    assert_eq!(status, 200, "{body}");
+    let ticket = serde_json::from_str::<Value>(&body).unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_ticket_url = format!("{ws_url}?ticket={ticket}");
+    let (mut by_ticket, _) = tungstenite::connect(by_ticket_url.as_str()).unwrap();
+    match tungstenite::connect(by_ticket_url.as_str()) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        other => panic!("a used ticket opened again: {:?}", other.map(|_| ())),
+    }
     // Both receive events (a realtime call with send_unknown makes one for a stranger).
     let photo = common::faces_dir().join("strangers/stuart_1.jpg");
     let image = std::fs::read(&photo).unwrap();
@@ -287,7 +331,7 @@ fn the_websocket_refuses_before_upgrading_and_takes_a_header_or_query_key() {
         .unwrap()
         .status();
     assert_eq!(status, 200);
-    for ws in [&mut by_header, &mut by_query] {
+    for ws in [&mut by_header, &mut by_ticket] {
         let message: Value = h::next_json(ws);
         assert_eq!(message["student_id"], "Unknown");
     }
@@ -310,7 +354,7 @@ fn an_unauthenticated_upload_is_refused_before_its_body_and_holds_no_worker() {
         .map(|_| {
             let (stream, answer) = h::raw_request(
                 server.addr(),
-                "POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000\r\n\r\n",
+                "POST /enroll HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000\r\n\r\n",
             );
             assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
             assert!(answer.contains(REFUSED), "{answer:?}");

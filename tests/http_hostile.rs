@@ -54,7 +54,7 @@ fn health_answers(addr: SocketAddr) -> bool {
         return false;
     };
     let started = Instant::now();
-    if s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;
@@ -92,11 +92,11 @@ fn a_huge_declared_content_length_is_refused_and_the_server_lives() {
     let server = h::start(data.path(), settings);
     let addr = server.addr();
     for (head, want) in [
-        ("POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000000000\r\n\r\n", "413"),
-        ("POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n", "413"),
-        ("GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000000\r\n\r\n", "200"),
-        ("POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000000\r\n\r\n", "404"),
-        ("PUT /enroll HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000000\r\n\r\n", "405"),
+        ("POST /enroll HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000000000\r\n\r\n", "413"),
+        ("POST /recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 18446744073709551615\r\n\r\n", "413"),
+        ("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000000000\r\n\r\n", "200"),
+        ("POST /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000000000\r\n\r\n", "404"),
+        ("PUT /enroll HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000000000\r\n\r\n", "405"),
     ] {
         let (_, answer) = h::raw_request(addr, head);
         let line = answer.lines().next().unwrap_or_default();
@@ -118,7 +118,8 @@ fn clients_that_never_finish_their_request_head_are_cut_off() {
     let mut stalled: Vec<TcpStream> = (0..40)
         .map(|i| {
             let mut s = connect_from(&format!("127.0.0.{}", 2 + i % 4), addr);
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                .unwrap();
             s
         })
         .collect();
@@ -149,7 +150,7 @@ fn a_head_trickled_byte_by_byte_is_cut_at_its_deadline() {
     let mut s = connect_from("127.0.0.2", addr);
     let started = Instant::now();
     let head =
-        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let mut cut = None;
     for byte in head {
         if s.write_all(&[*byte]).is_err() {
@@ -218,7 +219,10 @@ fn oversized_heads_are_refused_without_being_buffered() {
         assert!(status == 431 || status == 0, "{status}");
         assert!(sent < 64 << 20, "the server took all {sent} bytes");
     }
-    let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    let long_line = format!(
+        "GET /{} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "a".repeat(9000)
+    );
     let mut s = connect_from("127.0.0.2", addr);
     s.write_all(long_line.as_bytes()).unwrap();
     assert_eq!(read_status(&mut s, Duration::from_secs(5)).0, 414);
@@ -254,7 +258,7 @@ fn connections_past_the_caps_get_503_at_once() {
     std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
     let mut extra = connect_from("127.0.0.2", addr);
-    let _ = extra.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let _ = extra.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     let (status, answer) = read_status(&mut extra, Duration::from_secs(5));
     assert_eq!(status, 503, "{answer}");
     assert!(answer.contains("Retry-After"), "{answer}");
@@ -274,7 +278,7 @@ fn connections_past_the_caps_get_503_at_once() {
         server.app().open_connections() == Some(7)
     });
     let mut over = connect_from("127.0.0.5", addr);
-    let _ = over.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let _ = over.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     assert_eq!(read_status(&mut over, Duration::from_secs(5)).0, 503);
     drop((held, others, last));
     common::wait_for("every place freed", Duration::from_secs(10), || {
@@ -282,7 +286,7 @@ fn connections_past_the_caps_get_503_at_once() {
     });
     let mut again = connect_from("127.0.0.2", addr);
     again
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .unwrap();
     assert_eq!(read_status(&mut again, Duration::from_secs(5)).0, 200);
     server.shutdown();
@@ -300,7 +304,7 @@ fn trickling_uploads_hold_neither_the_workers_nor_health() {
     settings.max_uploads = 3;
     let server = h::start(data.path(), settings);
     let addr = server.addr();
-    let head = "POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000000\r\n\r\n";
+    let head = "POST /recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: 1000000\r\n\r\n";
     let trickle = |i: usize| {
         std::thread::spawn(move || {
             let mut s = connect_from(&format!("127.0.0.{}", 2 + i), addr);
@@ -408,17 +412,17 @@ fn malformed_framing_is_answered_at_once() {
     let server = h::start(data.path(), h::serve_settings());
     let addr = server.addr();
     let cases: &[(&[u8], u16)] = &[
-        (b"GET /h\xc3\xa9alth HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Name: caf\xc3\xa9\r\n\r\n", 400),
+        (b"GET /h\xc3\xa9alth HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Name: caf\xc3\xa9\r\n\r\n", 400),
         (b"GET /health HTTP/1.1\nHost: x\n\n", 400),
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
-        (b"POST /recognize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
-        (b"POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
-        (b"POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400),
-        (b"POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\nhello", 400),
-        (b"POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-        (b"GET /ws/recognitions HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: not-a-key\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
-        (b"GET /ws/recognitions HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n", 400),
+        (b"POST /recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"POST /recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"POST /recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400),
+        (b"POST /recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\nhello", 400),
+        (b"POST /recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"GET /ws/recognitions HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: not-a-key\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
+        (b"GET /ws/recognitions HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n", 400),
     ];
     for (request, want) in cases {
         let mut s = connect_from("127.0.0.2", addr);
@@ -449,7 +453,7 @@ fn clients_that_never_read_their_answers_do_not_hold_the_workers() {
     let deaf: Vec<TcpStream> = (0..3)
         .map(|i| {
             let mut s = connect_from(&format!("127.0.0.{}", 2 + i), addr);
-            let many = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200);
+            let many = "GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(200);
             s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
             let _ = s.write_all(many.as_bytes());
             s

@@ -202,23 +202,24 @@ fn counters_move_with_requests_frames_and_events_and_agree_with_health() {
 }
 
 #[test]
-fn metrics_are_open_like_health_unless_metrics_require_key() {
+fn metrics_need_a_viewer_key_on_a_keyed_box_unless_metrics_require_key_is_false() {
     let key = "0123456789abcdef-metrics";
-    for require in [false, true] {
+    // (METRICS_REQUIRE_KEY, whether a scrape without a key is answered)
+    for (require, open) in [(Some(false), true), (None, false), (Some(true), false)] {
         let data = tempfile::tempdir().unwrap();
         let mut settings = h::serve_settings();
         settings.api_key = Some(key.to_string());
         settings.metrics_require_key = require;
         let server = h::start(data.path(), settings);
         let base = format!("http://{}", server.addr());
-        let (status, open) = scrape(&base, None);
-        match require {
-            false => {
-                assert_eq!(status, 200);
-                assert!(value(&open.unwrap(), "face_build_info", &[]) == 1.0);
-            }
+        let (status, scraped) = scrape(&base, None);
+        match open {
             true => {
-                assert_eq!(status, 401);
+                assert_eq!(status, 200);
+                assert!(value(&scraped.unwrap(), "face_build_info", &[]) == 1.0);
+            }
+            false => {
+                assert_eq!(status, 401, "METRICS_REQUIRE_KEY={require:?}");
                 let refused = [("route", "/metrics"), ("status", "401")];
                 scrape_when(&base, Some(key), |s| {
                     value(s, "face_http_requests_total", &refused) == 1.0

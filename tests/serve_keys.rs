@@ -22,6 +22,7 @@ fn serve_command(site: &Path, env: &[(&str, &str)]) -> Command {
         .env_remove("FACE_BIND")
         .env_remove("FACE_API_KEY")
         .env_remove("FACE_API_KEYS_FILE")
+        .env_remove("FACE_ALLOW_OPEN_LAN")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -95,9 +96,27 @@ fn with_a_key_it_listens_on_every_interface_by_default() {
 }
 
 #[test]
-fn open_to_the_network_without_a_key_is_warned_about() {
+fn open_to_the_network_without_a_key_is_refused_unless_deliberate() {
     let site = tempfile::tempdir().unwrap();
-    let open = start(site.path(), &[("FACE_BIND", "0.0.0.0:0")]);
+    // Refused, with one line that names the deliberate override.
+    for bind in ["0.0.0.0:0", "[::]:0"] {
+        let out = serve_command(site.path(), &[("FACE_BIND", bind)])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bind}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("refusing"))
+            .unwrap_or_else(|| panic!("{stderr}"));
+        assert!(line.contains("FACE_ALLOW_OPEN_LAN=true"), "{line}");
+        assert!(line.contains("FACE_API_KEYS_FILE"), "{line}");
+    }
+    // Deliberately open: served, and warned about.
+    let open = start(
+        site.path(),
+        &[("FACE_BIND", "0.0.0.0:0"), ("FACE_ALLOW_OPEN_LAN", "true")],
+    );
     let text = open.early.join("\n");
     assert!(text.contains("serving on http://0.0.0.0:"), "{text}");
     let warning = open
@@ -106,7 +125,7 @@ fn open_to_the_network_without_a_key_is_warned_about() {
         .find(|l| l.starts_with("WARN"))
         .unwrap_or_else(|| panic!("no warning: {text}"));
     assert!(warning.contains("no API key"), "{warning}");
-    assert!(warning.contains("FACE_API_KEY"), "{warning}");
+    assert!(warning.contains("FACE_ALLOW_OPEN_LAN"), "{warning}");
 
     let keyed = start(
         site.path(),
@@ -114,7 +133,7 @@ fn open_to_the_network_without_a_key_is_warned_about() {
     );
     let text = keyed.early.join("\n");
     assert!(text.contains("serving on http://0.0.0.0:"), "{text}");
-    assert!(text.contains("1 API key"), "{text}");
+    assert!(text.contains("1 admin key"), "{text}");
     assert!(keyed.early.iter().all(|l| !l.starts_with("WARN")), "{text}");
 }
 

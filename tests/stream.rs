@@ -86,7 +86,7 @@ impl Viewer {
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         stream
-            .write_all(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+            .write_all(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .unwrap();
         let mut reader = BufReader::new(stream);
         let mut head = String::new();
@@ -206,7 +206,7 @@ fn viewers_past_the_cap_get_503_a_place_is_freed_when_one_leaves_and_stopping_en
     assert_eq!((first.status(), second.status()), (200, 200));
     let (_, refused) = h::raw_request(
         server.addr(),
-        "GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     );
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("Retry-After: 1"), "{refused}");

@@ -253,7 +253,9 @@ fn people(gallery: &Gallery, command: &PeopleCommand) -> Result<Value, Failure> 
             )
         }
         PeopleCommand::Rename { old, new } => {
-            let (from, to) = (parse_id(old)?, parse_id(new)?);
+            let to = StudentId::parse_new(new)
+                .map_err(|e| Failure::input(format!("invalid student_id: {e}")))?;
+            let (from, to) = (parse_id(old)?, to);
             let samples = gallery.rename(&from, &to, BY)?;
             Ok(
                 json!({"ok": true, "student_id": to.as_str(), "from": from.as_str(), "samples": samples}),

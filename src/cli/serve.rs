@@ -71,9 +71,13 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
         } else {
             "off"
         },
-        match server.app().keys.len() {
-            0 => "no API key".to_string(),
-            n => format!("{n} API key(s)"),
+        match server.app().auth.keys().roles() {
+            roles if roles.is_empty() => "no API key".to_string(),
+            roles => roles
+                .iter()
+                .map(|(role, n)| format!("{n} {role} key(s)"))
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     );
     log::info!("{status}");
@@ -232,7 +236,10 @@ pub fn start(
         "camera_confirm_frames": serve.camera.confirm_frames,
         "camera_confirm_seconds": serve.camera.confirm_seconds,
         "api_key_required": !keys.is_empty(),
-        "metrics_require_key": serve.metrics_require_key,
+        "metrics_require_key": serve.metrics_require_key(!keys.is_empty()),
+        "allowed_hosts": serve.allowed_hosts,
+        "allowed_origins": serve.allowed_origins,
+        "allow_key_in_url": serve.allow_key_in_url,
         "http_timeout_seconds": serve.http_timeout_seconds,
         "http_max_connections": limits.max_connections,
         "http_max_connections_per_client": limits.max_connections_per_client,
@@ -311,8 +318,8 @@ pub fn start(
     if camera.is_some() {
         app = app.with_live(live);
     }
-    app.keys = keys;
-    app.metrics_require_key = serve.metrics_require_key;
+    app.metrics_require_key = serve.metrics_require_key(!keys.is_empty());
+    app.auth = http::Auth::new(keys, serve.allow_key_in_url);
     let broker = match (mqtt, mqtt_settings) {
         (Some(mqtt), Some(s)) => {
             let summary = health_summary(&app, camera.as_ref());
@@ -323,8 +330,11 @@ pub fn start(
         }
         _ => None,
     };
-    let server = http::start(&serve.bind_address(), app)?;
-    warn_if_open(server.addr(), &server.app().keys);
+    let bind = serve.bind_address();
+    let bound_ip = bind.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+    app.guard = http::Guard::new(bound_ip, &serve.allowed_hosts, &serve.allowed_origins);
+    let server = http::start(&bind, app)?;
+    warn_if_open(server.addr(), server.app().auth.keys());
     Ok(Service {
         server,
         camera,
@@ -442,13 +452,13 @@ fn http_limits(serve: &ServeSettings) -> Limits {
     }
 }
 
-/// Says loudly when the API is reachable from other machines without a key.
+/// Says loudly when the API is reachable from other machines without a key (only with
+/// `FACE_ALLOW_OPEN_LAN=true`: `serve` refuses otherwise).
 fn warn_if_open(addr: std::net::SocketAddr, keys: &http::ApiKeys) {
     if keys.is_empty() && !addr.ip().is_loopback() {
         log::warn!(
-            "listening on {addr} with no API key: anyone who can reach this port can enroll \
-             faces and see who was recognized. Set FACE_API_KEY (or FACE_API_KEYS_FILE), or \
-             bind to 127.0.0.1"
+            "listening on {addr} with no API key (FACE_ALLOW_OPEN_LAN=true): anyone who can \
+             reach this port can enroll, delete and export faces and see who was recognized"
         );
     }
 }

@@ -215,7 +215,7 @@ const PATTERNS: &str =
     "expected face-attendance-gallery.json, embeddings/<id>.npy, people/<id>.json, rejected/<id>.npy or faces/<id>/<ms>-<n>.jpg";
 
 fn parse_id(raw: &str) -> Result<StudentId, String> {
-    StudentId::parse(raw).map_err(|reason| format!("bad id {raw:?}: {reason}"))
+    StudentId::parse_new(raw).map_err(|reason| format!("bad id {raw:?}: {reason}"))
 }
 
 /// Classifies a file's path; anything but the exact patterns is refused (`..`, absolute paths,

@@ -9,6 +9,9 @@ pub struct StudentId(String);
 
 pub const MAX_LEN: usize = 64;
 
+/// Ids the service itself answers with, which no person may take.
+pub const RESERVED: &[&str] = &[super::UNKNOWN];
+
 impl StudentId {
     /// Validates `raw`; the error is a sentence for the user.
     pub fn parse(raw: &str) -> Result<StudentId, String> {
@@ -30,6 +33,22 @@ impl StudentId {
             ));
         }
         Ok(StudentId(raw.to_string()))
+    }
+
+    /// Validates `raw` as the id of a person being added (enrolled, renamed to, imported or
+    /// synced): [`StudentId::parse`]'s rules, and not an id the service itself answers with
+    /// ([`RESERVED`], any case): a person enrolled as `Unknown` would be reported as a stranger
+    /// and fire no event, a way to hide anyone. An existing person of such an id (from before
+    /// this rule) still loads and can be renamed or deleted.
+    pub fn parse_new(raw: &str) -> Result<StudentId, String> {
+        let id = StudentId::parse(raw)?;
+        match RESERVED.iter().find(|r| r.eq_ignore_ascii_case(raw)) {
+            Some(reserved) => Err(format!(
+                "student_id {raw:?} is reserved: the service answers {reserved:?} for a face it \
+                 does not know"
+            )),
+            None => Ok(id),
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -74,5 +93,19 @@ mod tests {
         ] {
             assert!(StudentId::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn the_answers_of_the_service_are_no_ones_id() {
+        for reserved in ["Unknown", "unknown", "UNKNOWN", "uNkNoWn"] {
+            assert!(
+                StudentId::parse(reserved).is_ok(),
+                "existing ones still load"
+            );
+            let err = StudentId::parse_new(reserved).unwrap_err();
+            assert!(err.contains("reserved"), "{err}");
+        }
+        assert!(StudentId::parse_new("unknown2").is_ok());
+        assert!(StudentId::parse_new("../x").is_err());
     }
 }

@@ -319,7 +319,7 @@ fn check_envelope(topic_id: &str, payload: &[u8]) -> Result<(StudentId, bool), M
     if payload.len() > MAX_PAYLOAD {
         return Err(Malformed::TooLarge(payload.len()));
     }
-    let id = StudentId::parse(topic_id).map_err(Malformed::BadId)?;
+    let id = StudentId::parse_new(topic_id).map_err(Malformed::BadId)?;
     if payload.is_empty() {
         return Ok((id, false));
     }

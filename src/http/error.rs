@@ -27,6 +27,15 @@ pub enum ApiError {
     /// Identical for a missing and a wrong key: nothing tells which part was wrong.
     #[error("missing or invalid API key")]
     Unauthorized,
+    /// A valid key whose role may not do this, or a browser request from another site.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The `Host` header does not name this box (DNS rebinding): 421.
+    #[error("this box does not answer to the host {0:?}; use its own name or address (FACE_ALLOWED_HOSTS adds names)")]
+    WrongHost(String),
+    /// Too many wrong keys from this address: wait this many seconds (`Retry-After`).
+    #[error("too many wrong API keys from this address; try again in {0} s")]
+    TooManyGuesses(u64),
     #[error("the request body was not received in time")]
     Timeout,
     #[error("{0}")]
@@ -63,6 +72,9 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::NotFound(_) => 404,
             ApiError::Unauthorized => 401,
+            ApiError::Forbidden(_) => 403,
+            ApiError::WrongHost(_) => 421,
+            ApiError::TooManyGuesses(_) => 429,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Timeout => 408,
             ApiError::TooLarge(_) => 413,
@@ -125,14 +137,16 @@ impl ApiError {
     }
 
     /// Headers the status calls for: `Allow` on 405, `WWW-Authenticate` on 401, `Retry-After`
-    /// on 503.
-    pub fn headers(&self) -> Option<(&'static str, &'static str)> {
+    /// on 429 and 503.
+    pub fn headers(&self) -> Option<(&'static str, String)> {
         match self {
-            ApiError::MethodNotAllowed { allowed, .. } => Some(("Allow", allowed)),
-            ApiError::Unauthorized => {
-                Some(("WWW-Authenticate", r#"Bearer realm="face-attendance""#))
-            }
-            ApiError::Busy(_) => Some(("Retry-After", RETRY_AFTER_SECONDS)),
+            ApiError::MethodNotAllowed { allowed, .. } => Some(("Allow", allowed.to_string())),
+            ApiError::Unauthorized => Some((
+                "WWW-Authenticate",
+                r#"Bearer realm="face-attendance""#.to_string(),
+            )),
+            ApiError::Busy(_) => Some(("Retry-After", RETRY_AFTER_SECONDS.to_string())),
+            ApiError::TooManyGuesses(seconds) => Some(("Retry-After", seconds.to_string())),
             _ => None,
         }
     }
@@ -305,7 +319,10 @@ mod tests {
     fn busy_is_503_with_retry_after() {
         let e = ApiError::Busy("too many uploads in progress");
         assert_eq!(e.status(), 503);
-        assert_eq!(e.headers(), Some(("Retry-After", "1")));
+        assert_eq!(e.headers(), Some(("Retry-After", "1".to_string())));
+        let held = ApiError::TooManyGuesses(12);
+        assert_eq!(held.status(), 429);
+        assert_eq!(held.headers(), Some(("Retry-After", "12".to_string())));
     }
 
     #[test]

@@ -12,9 +12,9 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 
 use serde_json::json;
 
-use super::auth::percent_decode;
 use super::error::ApiError;
 use super::form::Form;
+use super::query::{self, percent_decode};
 use super::respond::Answer;
 use super::routes::Call;
 use super::App;
@@ -39,8 +39,7 @@ pub fn parse_params(query: &str) -> Result<EventsRequest, ApiError> {
         query: Query::all(DEFAULT_LIMIT),
         csv: false,
     };
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+    for (key, raw) in query::pairs(query) {
         let bad = |what: &str| ApiError::BadRequest(format!("{key} must be {what}, got {raw:?}"));
         let decode = || percent_decode(raw).ok_or_else(|| bad("valid percent-encoded UTF-8"));
         let instant = || {

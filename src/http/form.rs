@@ -112,7 +112,7 @@ fn urlencoded_fields(body: &[u8]) -> Result<Form, ApiError> {
     for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let decode = |s: &str| {
-            super::auth::percent_decode(&s.replace('+', " "))
+            super::query::form_decode(s)
                 .ok_or_else(|| ApiError::BadRequest(format!("bad %-escape in the form: {s:?}")))
         };
         form.fields

@@ -7,11 +7,14 @@
 //! [`routes::ROUTES`], checks the key, answers light routes itself and hands uploads to
 //! [`uploads`], whose image work waits for a place in [`budget`].
 
-mod auth;
+pub mod auth;
 pub mod budget;
 mod error;
 mod events;
 mod form;
+mod guard;
+mod headers;
+mod query;
 mod respond;
 mod routes;
 mod stream;
@@ -36,9 +39,10 @@ use crate::metrics::{Family, Metrics};
 use crate::mqtt::MqttStats;
 use crate::recognizer::Recognizer;
 use crate::unknowns::Unknowns;
-pub use auth::{ApiKeys, KeyError, MIN_KEY_LEN};
+pub use auth::{ApiKeys, Auth, Caller, KeyError, Role, MIN_KEY_LEN};
 pub use budget::Budget;
 pub use error::ApiError;
+pub use guard::Guard;
 pub use routes::{Access, Handler, Route, ROUTES};
 pub use ws::Hub;
 
@@ -55,7 +59,15 @@ pub fn fuzz_query(query: &str) {
     let _ = routes::realtime_params(query);
     let _ = events::parse_params(query);
     let _ = routes::split_url(query);
-    let _ = auth::query_value(query, auth::QUERY_PARAM);
+    let _ = query::value(query, auth::KEY_PARAM);
+    let _ = auth::credential(
+        [],
+        query,
+        auth::Sources {
+            ticket: true,
+            key_in_url: false,
+        },
+    );
 }
 
 /// Routing of a request line's target (`/people/a%2Fb?q=al`) for `method`: the route table's
@@ -64,7 +76,7 @@ pub fn fuzz_query(query: &str) {
 #[doc(hidden)]
 pub fn fuzz_route(method: &str, target: &str) {
     let (path, query) = routes::split_url(target);
-    let _ = auth::query_value(&query, "limit");
+    let _ = query::value(&query, "limit");
     let Ok(method) = method.parse::<tiny_http::Method>() else {
         return;
     };
@@ -109,8 +121,11 @@ pub struct App {
     pub limits: Limits,
     /// What `GET /config` shows (never the API key).
     pub config_json: Value,
-    /// API keys the protected routes need; empty: every route is open (bind to loopback then).
-    pub keys: ApiKeys,
+    /// API keys, tickets and the guessing throttle; no keys: every route is open (bind to
+    /// loopback then).
+    pub auth: Auth,
+    /// The `Host` and `Origin` checks against browsers used from elsewhere.
+    pub guard: Guard,
     /// Places for uploads, images and large answers.
     pub budget: Budget,
     /// The unknown faces the camera kept, for review (`/unknowns`); `None` when the store could
@@ -124,7 +139,8 @@ pub struct App {
     connections: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
     /// What `/metrics` records as it happens (the rest it reads from the structs above).
     pub metrics: Metrics,
-    /// `/metrics` behind the API key (`METRICS_REQUIRE_KEY`), else open like `/health`.
+    /// `/metrics` needs a viewer key (`METRICS_REQUIRE_KEY`, true by default on a box with
+    /// keys), else it is open like `/health`.
     pub metrics_require_key: bool,
 }
 
@@ -151,7 +167,8 @@ impl App {
             captures: None,
             limits,
             config_json,
-            keys: ApiKeys::default(),
+            auth: Auth::default(),
+            guard: Guard::new(None, &[], &[]),
             budget,
             unknowns: None,
             live: None,
@@ -288,6 +305,32 @@ impl App {
             refused = refused.sample(&[("budget", budget)], counts[3].1 as f64);
         }
         families.push(refused);
+        let (failures, held_off) = self.auth.throttle().counts();
+        families.push(
+            Family::counter(
+                "http_auth_failures",
+                "Wrong API keys or tickets presented (401 or 429).",
+            )
+            .value(failures as f64),
+        );
+        families.push(
+            Family::counter(
+                "http_auth_held_off",
+                "Wrong API keys or tickets answered 429: their address was held off.",
+            )
+            .value(held_off as f64),
+        );
+        families.push(
+            Family::gauge(
+                "http_auth_held_addresses",
+                "Client addresses held off now for presenting wrong keys.",
+            )
+            .value(
+                self.auth
+                    .throttle()
+                    .held_addresses(std::time::Instant::now()) as f64,
+            ),
+        );
         if let Some(parts) = &self.mqtt {
             families.extend(parts.mqtt.families());
             if let Some(sync) = &parts.sync {

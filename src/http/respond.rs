@@ -8,6 +8,7 @@ use tiny_http::{Header, Request, Response};
 
 use super::budget::Places;
 use super::error::ApiError;
+use super::headers::secure;
 use super::routes::split_url;
 
 /// What a handler answers with (the WebSocket upgrade answers by itself).
@@ -54,7 +55,7 @@ pub fn respond(request: Request, answer: Result<Answer, ApiError>) -> u16 {
             file,
             name,
         }) => {
-            let mut response = Response::from_file(file);
+            let mut response = secure(Response::from_file(file), content_type);
             let disposition = name.map(|name| format!("attachment; filename=\"{name}\""));
             let headers = [
                 Some(("Content-Type", content_type.to_string())),
@@ -82,7 +83,10 @@ pub fn respond(request: Request, answer: Result<Answer, ApiError>) -> u16 {
             )
         }
     };
-    let mut response = Response::from_data(body).with_status_code(status);
+    let mut response = secure(
+        Response::from_data(body).with_status_code(status),
+        content_type,
+    );
     if let Ok(h) = Header::from_bytes("Content-Type", content_type) {
         response.add_header(h);
     }

@@ -12,12 +12,13 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use tiny_http::{Method, Request};
 
-use super::auth::{percent_decode, query_value};
+use super::auth::{self, Caller, Identity, Role, Verdict};
 use super::error::ApiError;
 use super::form::Form;
+use super::query::{percent_decode, value as query_value};
 use super::respond::{respond, respond_off_worker, Answer};
 use super::uploads::{self, UploadHandler};
-use super::{events, form, stream, ws, App};
+use super::{events, form, header, stream, ws, App};
 use crate::events::{events_for, Event};
 use crate::gallery::archive::ImportMode;
 use crate::gallery::{GalleryError, StudentId};
@@ -51,17 +52,32 @@ const PAGE_ASSETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Who may call a route when API keys are configured.
+/// Who may call a route (see [`super::auth`] for credentials and [`Role`] for what each role
+/// may do). Every route declares one; a box without keys lets everyone in as admin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone: monitoring and the API reference.
+    /// Anyone: the page, its assets and the API reference.
     Open,
-    /// A key in `X-API-Key` or `Authorization: Bearer`.
-    Key,
-    /// A key in a header or, for browsers' WebSockets that cannot set headers, `?api_key=`.
-    KeyOrQuery,
-    /// Open like `/health`, or behind a key with `METRICS_REQUIRE_KEY=true`.
+    /// Anyone, but only a valid key sees more than the original's fields (`/health`).
+    Health,
+    /// A viewer key, unless `METRICS_REQUIRE_KEY=false` opens it (`/metrics`).
     Monitoring,
+    /// A key of at least this role, in `X-API-Key` or `Authorization: Bearer`.
+    Role(Role),
+    /// The same, or a ticket of at least this role in `?ticket=` (browsers cannot set headers
+    /// on a WebSocket or an image).
+    RoleOrTicket(Role),
+}
+
+impl Access {
+    /// The role a key needs here (`None`: open to anyone).
+    pub fn role(self, metrics_require_key: bool) -> Option<Role> {
+        match self {
+            Access::Open | Access::Health => None,
+            Access::Monitoring => metrics_require_key.then_some(Role::Viewer),
+            Access::Role(role) | Access::RoleOrTicket(role) => Some(role),
+        }
+    }
 }
 
 /// The parameters of a matched path pattern (`{id}` -> `alip`), percent-decoded.
@@ -86,9 +102,11 @@ pub struct Call {
     /// The query string, undecoded (after `?`).
     pub query: String,
     pub params: Params,
-    /// Who calls: the label of the API key presented ("anyone" when no key is configured), for
-    /// the audit log.
+    /// Who calls: the label of the API key presented ("anyone" when no key is configured or
+    /// none was needed), for the audit log.
     pub by: String,
+    /// Who calls, when a valid key or ticket was presented (or the box has no keys).
+    pub caller: Option<Caller>,
     /// The route and when it was found, for `/metrics`.
     route: &'static Route,
     started: Instant,
@@ -172,7 +190,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "POST",
         path: "/enroll",
-        access: Access::Key,
+        access: Access::Role(Role::Operator),
         handler: Handler::Upload {
             limit: Limit::Upload,
             body: Body::Form,
@@ -182,7 +200,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "POST",
         path: "/recognize",
-        access: Access::Key,
+        access: Access::Role(Role::Operator),
         handler: Handler::Upload {
             limit: Limit::Upload,
             body: Body::Form,
@@ -192,7 +210,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "POST",
         path: "/recognize/realtime",
-        access: Access::Key,
+        access: Access::Role(Role::Operator),
         handler: Handler::Upload {
             limit: Limit::Upload,
             body: Body::Form,
@@ -202,7 +220,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "GET",
         path: "/health",
-        access: Access::Open,
+        access: Access::Health,
         handler: Handler::Light(health),
     },
     Route {
@@ -214,43 +232,43 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "GET",
         path: "/config",
-        access: Access::Key,
+        access: Access::Role(Role::Admin),
         handler: Handler::Light(config),
     },
     Route {
         method: "GET",
         path: "/people",
-        access: Access::Key,
+        access: Access::Role(Role::Viewer),
         handler: Handler::Light(people),
     },
     Route {
         method: "GET",
         path: "/people/{id}",
-        access: Access::Key,
+        access: Access::Role(Role::Viewer),
         handler: Handler::Light(person),
     },
     Route {
         method: "DELETE",
         path: "/people/{id}",
-        access: Access::Key,
+        access: Access::Role(Role::Admin),
         handler: Handler::Light(delete_person),
     },
     Route {
         method: "GET",
         path: "/people/{id}/samples/{n}.jpg",
-        access: Access::Key,
+        access: Access::Role(Role::Viewer),
         handler: Handler::Light(sample_crop),
     },
     Route {
         method: "DELETE",
         path: "/people/{id}/samples/{n}",
-        access: Access::Key,
+        access: Access::Role(Role::Admin),
         handler: Handler::Light(delete_sample),
     },
     Route {
         method: "POST",
         path: "/people/{id}/rename",
-        access: Access::Key,
+        access: Access::Role(Role::Admin),
         handler: Handler::Upload {
             limit: Limit::Small,
             body: Body::Form,
@@ -260,7 +278,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "POST",
         path: "/people/{id}/capture",
-        access: Access::Key,
+        access: Access::Role(Role::Operator),
         handler: Handler::Upload {
             limit: Limit::Small,
             body: Body::Form,
@@ -270,7 +288,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "POST",
         path: "/people/{id}/reject",
-        access: Access::Key,
+        access: Access::Role(Role::Operator),
         handler: Handler::Upload {
             limit: Limit::Upload,
             body: Body::Form,
@@ -280,25 +298,25 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "DELETE",
         path: "/people/{id}/rejected",
-        access: Access::Key,
+        access: Access::Role(Role::Operator),
         handler: Handler::Light(forget_rejections),
     },
     Route {
         method: "GET",
         path: "/unknowns",
-        access: Access::Key,
+        access: Access::Role(Role::Viewer),
         handler: Handler::Light(unknowns_list),
     },
     Route {
         method: "GET",
         path: "/unknowns/{cluster}/faces/{entry}.jpg",
-        access: Access::Key,
+        access: Access::Role(Role::Viewer),
         handler: Handler::Light(unknown_crop),
     },
     Route {
         method: "POST",
         path: "/unknowns/{cluster}/enroll",
-        access: Access::Key,
+        access: Access::Role(Role::Operator),
         handler: Handler::Upload {
             limit: Limit::Small,
             body: Body::Form,
@@ -308,13 +326,13 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "DELETE",
         path: "/unknowns/{cluster}",
-        access: Access::Key,
+        access: Access::Role(Role::Operator),
         handler: Handler::Light(forget_unknown),
     },
     Route {
         method: "GET",
         path: "/gallery/export",
-        access: Access::Key,
+        access: Access::Role(Role::Admin),
         handler: Handler::Upload {
             limit: Limit::Empty,
             body: Body::Raw,
@@ -324,7 +342,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "POST",
         path: "/gallery/import",
-        access: Access::Key,
+        access: Access::Role(Role::Admin),
         handler: Handler::Upload {
             limit: Limit::Import,
             body: Body::Raw,
@@ -334,7 +352,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "GET",
         path: "/events",
-        access: Access::Key,
+        access: Access::Role(Role::Viewer),
         handler: Handler::Upload {
             limit: Limit::Empty,
             body: Body::Raw,
@@ -344,24 +362,36 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "GET",
         path: "/ws/recognitions",
-        access: Access::KeyOrQuery,
+        access: Access::RoleOrTicket(Role::Kiosk),
         handler: Handler::WebSocket,
     },
     Route {
         method: "GET",
         path: "/stream.mjpg",
-        access: Access::KeyOrQuery,
+        access: Access::RoleOrTicket(Role::Viewer),
         handler: Handler::LiveStream,
     },
     Route {
         method: "POST",
         path: "/mock/webhook",
-        access: Access::Key,
+        access: Access::Role(Role::Operator),
         handler: Handler::Upload {
             limit: Limit::Small,
             body: Body::Raw,
             handle: mock_webhook,
         },
+    },
+    Route {
+        method: "GET",
+        path: "/session",
+        access: Access::Role(Role::Kiosk),
+        handler: Handler::Light(session),
+    },
+    Route {
+        method: "POST",
+        path: "/tickets",
+        access: Access::Role(Role::Kiosk),
+        handler: Handler::Light(ticket),
     },
     Route {
         method: "GET",
@@ -458,39 +488,36 @@ pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Params), Api
     })
 }
 
-/// Routes the request, checks the key before anything reads the body (a client without the key
-/// costs no upload), then answers or hands it on.
+/// Routes the request and lets it in (or not) before anything reads its body (a client without
+/// the key costs no upload), then answers or hands it on. The order: one credential at most
+/// (400), a wrong one slowed (429), the `Host` of a request without a valid key (421), no valid
+/// key where one is needed (401, whether the route exists or not), the route (404, 405), a
+/// browser from another site changing anything (403), the role (403).
 pub fn handle(app: &Arc<App>, request: Request) {
     let started = Instant::now();
     let (path, query) = split_url(request.url());
-    let (route, params) = match find(request.method(), &path) {
-        Ok(found) => found,
+    let found = find(request.method(), &path);
+    let route = found.as_ref().ok().map(|(route, _)| *route);
+    let admitted = admit(app, &request, found, &query);
+    let (route, params, caller) = match admitted {
+        Ok(admitted) => admitted,
         Err(refusal) => {
             let method = request.method().to_string();
             let status = respond(request, Err(refusal));
+            let pattern = route.map_or("unmatched", |r| r.path);
             return app
                 .metrics
-                .http("unmatched", &method, status, started.elapsed());
+                .http(pattern, &method, status, started.elapsed());
         }
     };
-    let caller = match route.access {
-        Access::Open => Some("anyone".to_string()),
-        Access::Monitoring if !app.metrics_require_key => Some("anyone".to_string()),
-        Access::Key | Access::Monitoring => app.keys.caller(&request, &query, false),
-        Access::KeyOrQuery => app.keys.caller(&request, &query, true),
-    };
-    let mut call = Call {
+    let call = Call {
         query,
         params,
-        by: String::new(),
+        by: caller.as_ref().map_or("anyone", |c| c.label()).to_string(),
+        caller,
         route,
         started,
     };
-    let Some(by) = caller else {
-        let status = respond(request, Err(ApiError::Unauthorized));
-        return call.served(app, status);
-    };
-    call.by = by;
     match route.handler {
         Handler::Light(handler) => {
             let status = respond_off_worker(request, handler(app, &call), &app.budget.downloads);
@@ -520,6 +547,97 @@ pub fn handle(app: &Arc<App>, request: Request) {
     }
 }
 
+/// The route, its parameters and the caller (`None`: nobody in particular, on an open route),
+/// or why the request is refused (see [`handle`] for the order).
+fn admit(
+    app: &App,
+    request: &Request,
+    found: Result<(&'static Route, Params), ApiError>,
+    query: &str,
+) -> Result<(&'static Route, Params, Option<Caller>), ApiError> {
+    let access = found.as_ref().ok().map(|(route, _)| route.access);
+    let ticketed = matches!(access, Some(Access::RoleOrTicket(_)));
+    let credential = auth::credential(
+        auth::header_pairs(request),
+        query,
+        app.auth.sources(ticketed),
+    )?;
+    let ip = request.remote_addr().map(|a| a.ip());
+    let caller = match app.auth.identify(credential, ip) {
+        Identity::Known(caller) => Some(caller),
+        Identity::Anonymous | Identity::Wrong(Verdict::Refuse) => None,
+        Identity::Wrong(Verdict::HoldOff(seconds)) => {
+            return Err(ApiError::TooManyGuesses(seconds))
+        }
+    };
+    let host = header(request, "Host");
+    if (caller.is_none() || !app.auth.required()) && !app.guard.host_allowed(host) {
+        return Err(ApiError::WrongHost(host.unwrap_or_default().to_string()));
+    }
+    let needed = access.map(|a| a.role(app.metrics_require_key));
+    let Some(caller) = caller else {
+        // Without a valid key only the open routes answer; every other path is 401 alike.
+        return match (found, needed) {
+            (Ok((route, params)), Some(None)) => Ok((route, params, None)),
+            _ => Err(ApiError::Unauthorized),
+        };
+    };
+    let (route, params) = found?;
+    let changes = !matches!(route.method, "GET") || matches!(route.handler, Handler::WebSocket);
+    let secure = request.secure();
+    let from_elsewhere = app.guard.cross_site(
+        header(request, "Sec-Fetch-Site"),
+        header(request, "Origin"),
+        secure,
+        host,
+    );
+    if changes && from_elsewhere {
+        return Err(ApiError::Forbidden(format!(
+            "a page of another site ({}) may not use this box; FACE_ALLOWED_ORIGINS lists the \
+             origins that may",
+            header(request, "Origin").unwrap_or("Sec-Fetch-Site: cross-site")
+        )));
+    }
+    if let Some(Some(role)) = needed {
+        if !caller.role().allows(role) {
+            return Err(ApiError::Forbidden(format!(
+                "{} {} needs the {role} role; the key {:?} is {}",
+                route.method,
+                route.path,
+                caller.label(),
+                caller.role()
+            )));
+        }
+    }
+    Ok((route, params, Some(caller)))
+}
+
+/// `GET /session`: who the key belongs to, so that the page shows only what its role may do.
+fn session(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let caller = call.caller.clone().unwrap_or_else(Caller::anyone);
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "role": caller.role().as_str(),
+        "label": caller.label(),
+        "keys_required": app.auth.required(),
+    })))
+}
+
+/// `POST /tickets`: a single-use ticket, valid for a few seconds, that opens the live view or
+/// the WebSocket with the caller's role (so that no key goes into a URL).
+fn ticket(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let caller = call.caller.clone().unwrap_or_else(Caller::anyone);
+    let ticket = app.auth.ticket(&caller).map_err(|e| match e {
+        auth::TicketError::TooMany => ApiError::Busy("too many tickets outstanding"),
+        auth::TicketError::Random(e) => ApiError::Internal(format!("a ticket: {e}")),
+    })?;
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "ticket": ticket,
+        "expires_in_seconds": auth::TICKET_TTL.as_secs(),
+    })))
+}
+
 pub(super) fn split_url(url: &str) -> (String, String) {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let path = if path.len() > 1 {
@@ -530,16 +648,25 @@ pub(super) fn split_url(url: &str) -> (String, String) {
     (path.to_string(), query.to_string())
 }
 
-fn health(app: &App, _call: &Call) -> Result<Answer, ApiError> {
+/// `GET /health`: the original's fields (`ok`, `encodings`, `labels`) and `version` for
+/// anyone; the whole document (camera, outbox, broker, HTTP) only with a valid key, or on a box
+/// without keys.
+fn health(app: &App, call: &Call) -> Result<Answer, ApiError> {
     let (encodings, labels) = app.recognizer.gallery.counts();
+    let ok = app
+        .camera
+        .as_ref()
+        .is_none_or(|camera| camera.healthy(app.limits.camera_stale_after));
     let mut answer = json!({
-        "ok": true,
+        "ok": ok,
         "encodings": encodings,
         "labels": labels,
         "version": env!("CARGO_PKG_VERSION"),
     });
+    if call.caller.is_none() {
+        return Ok(Answer::Json(answer));
+    }
     if let Some(camera) = &app.camera {
-        answer["ok"] = json!(camera.healthy(app.limits.camera_stale_after));
         answer["camera"] = camera.to_json();
         if let Some(live) = app.live() {
             answer["camera"]["live"] = live.to_json();
@@ -657,7 +784,7 @@ fn delete_sample(app: &App, call: &Call) -> Result<Answer, ApiError> {
 /// `POST /people/{id}/rename` with `student_id` (JSON or form): 409 when it is taken.
 fn rename(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
     let from = person_id(call)?;
-    let to = StudentId::parse(&form.text("student_id")?)
+    let to = StudentId::parse_new(&form.text("student_id")?)
         .map_err(|e| ApiError::BadRequest(format!("invalid student_id: {e}")))?;
     let samples = app
         .recognizer
@@ -683,8 +810,7 @@ fn capture(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
         details: json!({}),
     })?;
     let (mut samples, mut seconds) = (3u64, 20u64);
-    for pair in call.query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (key, value) in super::query::pairs(&call.query) {
         let number = || {
             value.parse::<u64>().map_err(|_| {
                 ApiError::BadRequest(format!("{key} must be a whole number, got {value:?}"))
@@ -906,7 +1032,7 @@ fn forget_unknown(app: &App, call: &Call) -> Result<Answer, ApiError> {
 fn enroll_unknown(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
     let store = unknowns_store(app)?;
     let cluster = number_param(call, "cluster")?;
-    let student_id = StudentId::parse(&form.text("student_id")?)
+    let student_id = StudentId::parse_new(&form.text("student_id")?)
         .map_err(|e| ApiError::BadRequest(format!("invalid student_id: {e}")))?;
     let request = EnrollRequest {
         force: flag(&form, "force")?,
@@ -1205,11 +1331,11 @@ mod tests {
             ("/people/{id}/samples/{n}", "1")
         );
         let wrong = find(&Method::Get, "/people/a/samples/1").unwrap_err();
-        assert_eq!(wrong.headers(), Some(("Allow", "DELETE")));
+        assert_eq!(wrong.headers(), Some(("Allow", "DELETE".to_string())));
         let (route, p) = find(&Method::Delete, "/people/alip").unwrap();
         assert_eq!((route.method, p.get("id").unwrap()), ("DELETE", "alip"));
         let wrong = find(&Method::Put, "/people/alip").unwrap_err();
-        assert_eq!(wrong.headers(), Some(("Allow", "GET, DELETE")));
+        assert_eq!(wrong.headers(), Some(("Allow", "GET, DELETE".to_string())));
     }
 
     #[test]
@@ -1229,7 +1355,7 @@ mod tests {
         assert_eq!(find(&Method::Get, "/nowhere").unwrap_err().status(), 404);
         let wrong = find(&Method::Put, "/enroll").unwrap_err();
         assert_eq!(wrong.status(), 405);
-        assert_eq!(wrong.headers(), Some(("Allow", "POST")));
+        assert_eq!(wrong.headers(), Some(("Allow", "POST".to_string())));
         // Every POST route has its own handler: none falls through to another.
         for route in ROUTES {
             let concrete = route.path.replace("{id}", "alip").replace("{n}", "0");

@@ -88,10 +88,13 @@ pub fn serve(app: &App, request: Request) -> u16 {
 }
 
 fn head() -> String {
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\n\
-         Cache-Control: no-store\r\nPragma: no-cache\r\nConnection: close\r\n\r\n"
-    )
+    let content_type = format!("multipart/x-mixed-replace; boundary={BOUNDARY}");
+    let mut head = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n");
+    for (name, value) in super::headers::for_content(&content_type) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("Pragma: no-cache\r\nConnection: close\r\n\r\n");
+    head
 }
 
 /// One part: the boundary, its head and the JPEG.
