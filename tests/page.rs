@@ -114,6 +114,7 @@ fn the_page_drives_the_box_in_a_real_browser() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     server.shutdown();
     open.shutdown();
+    println!("{stdout}");
     assert!(
         out.status.success() && stdout.contains("PAGE OK"),
         "the page test failed ({}); screenshots in {}\n{stdout}\n{stderr}",
