@@ -1,7 +1,11 @@
-//! The box's page (`GET /`) in a real browser: the real server with an API key and a replayed
-//! camera of real photos, driven by tests/browser/page.test.mjs (playwright-core and Debian's
-//! headless Chromium, both installed by scripts/install-deps). Its screenshots and the CSV it
-//! downloaded are kept in target/test-artifacts/page/.
+//! The box's page (`GET /`) and the API reference (`/docs`) in a real browser: the real server
+//! with a keys file of every role and a replayed camera of real photos, and a second one without
+//! keys or camera, driven by tests/browser/page.test.mjs (playwright-core and Debian's headless
+//! Chromium, both installed by scripts/install-deps). It checks the pages run under the server's
+//! Content-Security-Policy without a violation, that no key ever appears in a URL (the live view
+//! and the WebSocket are opened with single-use tickets) and that each role's page shows only
+//! what that role may do. Its screenshots and the CSV it downloaded are kept in
+//! target/test-artifacts/page/.
 
 mod common;
 
@@ -13,7 +17,10 @@ use common::http as h;
 use face_attendance::config::Settings;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-const KEY: &str = "page-test-key-0123456789";
+const KEY: &str = "page-test-admin-key-0123456789";
+const OPERATOR_KEY: &str = "page-test-operator-key-0123456789";
+const VIEWER_KEY: &str = "page-test-viewer-key-0123456789";
+const KIOSK_KEY: &str = "page-test-kiosk-key-0123456789";
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
@@ -55,12 +62,25 @@ fn the_page_drives_the_box_in_a_real_browser() {
         data_dir: data.path().to_path_buf(),
         ..Settings::default()
     };
+    // Keys file lines: label, role, key.
+    let keys = data.path().join("api-keys");
+    std::fs::write(
+        &keys,
+        format!(
+            "admin admin {KEY}\ndesk operator {OPERATOR_KEY}\nhall viewer {VIEWER_KEY}\nlobby kiosk {KIOSK_KEY}\n"
+        ),
+    )
+    .unwrap();
     let mut serve = h::serve_settings();
-    serve.api_key = Some(KEY.into());
+    serve.api_keys_file = Some(keys);
     serve.camera.frames = Some(camera);
     serve.camera.frames_loop = true;
     serve.camera.frames_fps = 4.0;
     let server = h::start_with(&settings, serve);
+    // A box without keys (loopback only) and without camera: its page asks for no key, and opens
+    // the WebSocket with a ticket all the same.
+    let open_data = tempfile::tempdir().unwrap();
+    let open = h::start(open_data.path(), h::serve_settings());
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts/page");
     let _ = std::fs::remove_dir_all(&artifacts);
 
@@ -68,7 +88,11 @@ fn the_page_drives_the_box_in_a_real_browser() {
         .arg(browser_dir().join("page.test.mjs"))
         .current_dir(browser_dir())
         .env("BASE_URL", format!("http://{}", server.addr()))
+        .env("OPEN_URL", format!("http://{}", open.addr()))
         .env("API_KEY", KEY)
+        .env("OPERATOR_KEY", OPERATOR_KEY)
+        .env("VIEWER_KEY", VIEWER_KEY)
+        .env("KIOSK_KEY", KIOSK_KEY)
         .env("FACES_DIR", common::faces_dir())
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", CHROMIUM)
@@ -89,6 +113,8 @@ fn the_page_drives_the_box_in_a_real_browser() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     server.shutdown();
+    open.shutdown();
+    println!("{stdout}");
     assert!(
         out.status.success() && stdout.contains("PAGE OK"),
         "the page test failed ({}); screenshots in {}\n{stdout}\n{stderr}",
@@ -102,6 +128,11 @@ fn the_page_drives_the_box_in_a_real_browser() {
         "04-unknowns",
         "05-today",
         "06-status",
+        "07-viewer",
+        "08-operator",
+        "09-kiosk",
+        "10-docs",
+        "11-keyless",
     ] {
         assert!(artifacts.join(format!("{shot}.png")).exists(), "{shot}");
     }

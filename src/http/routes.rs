@@ -40,6 +40,16 @@ const PAGE_ASSETS: &[(&str, &str, &str)] = &[
         "text/css; charset=utf-8",
         include_str!("page/app.css"),
     ),
+    (
+        "docs.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/docs.js"),
+    ),
+    (
+        "docs.css",
+        "text/css; charset=utf-8",
+        include_str!("page/docs.css"),
+    ),
 ];
 
 /// Who may call a route (see [`super::auth`] for credentials and [`Role`] for what each role

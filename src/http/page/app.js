@@ -1,13 +1,28 @@
 // The box's page: plain JavaScript served from the binary, talking to the same API as curl does.
-// Every value from the server is put in the page as text (textContent), never as HTML. With API
-// keys on, the key is asked for once and kept in this tab's session storage; nothing is shown
-// before the server accepted it.
+// Every value from the server is put in the page as text (textContent), never as HTML, and no
+// handler is written into markup: the page runs under a Content-Security-Policy without
+// 'unsafe-inline'. With API keys on, the key is asked for once and kept in this tab's session
+// storage; nothing is shown before the server accepted it (`GET /session`, which also names the
+// key's role: the page shows only what that role may do). The key travels only in the
+// `X-API-Key` header: the live view and the WebSocket, which cannot carry a header, are opened
+// with a single-use ticket (`POST /tickets`), a new one for every opening.
 "use strict";
 
 const KEY_STORE = "face-attendance-key";
+// From least to most: each role may do what the ones before it may.
+const ROLES = ["kiosk", "viewer", "operator", "admin"];
 let key = sessionStorage.getItem(KEY_STORE) || "";
-let config = null;
+// `GET /session`'s answer: {role, label, keys_required}.
+let session = null;
+// Whether to show the camera's live view (false only when /health says there is no camera).
+let camera = false;
 let feed = null;
+let feedOpening = false;
+// Bumped whenever the live view stops (or its image restarts), so answers that arrive for an
+// older start are dropped.
+let liveRun = 0;
+let imageRun = 0;
+let imageShown = false;
 let statusTimer = null;
 let lastFrames = null;
 const objectUrls = new Set();
@@ -28,9 +43,17 @@ function say(text, isError) {
   m.hidden = !text;
 }
 
-function withKey(path) {
-  if (!key) return path;
-  return path + (path.includes("?") ? "&" : "?") + "api_key=" + encodeURIComponent(key);
+// Whether the key's role includes `role`.
+function may(role) {
+  return !!session && ROLES.indexOf(session.role) >= ROLES.indexOf(role);
+}
+
+// Shows the controls of the key's role only (data-role: the least role that may use it).
+function applyRole() {
+  for (const e of document.querySelectorAll("[data-role]")) e.hidden = !may(e.dataset.role);
+  $("who-text").textContent = session.role + " · " + session.label;
+  $("who").hidden = false;
+  $("change-key").hidden = !session.keys_required;
 }
 
 // fetch with the key; a 401 sends the user back to the key form.
@@ -60,6 +83,14 @@ async function apiJson(path, options) {
   return body;
 }
 
+// A single-use ticket to open the live view or the WebSocket (both cannot send the key in a
+// header, and a key in a URL would end up in history, the DOM and logs).
+async function ticket() {
+  const answer = await apiJson("/tickets", { method: "POST" });
+  if (!answer || typeof answer.ticket !== "string") throw new Error("the box gave no ticket");
+  return answer.ticket;
+}
+
 // An image behind the key: fetched with the header, shown from a blob.
 async function keyedImage(img, path) {
   try {
@@ -82,7 +113,9 @@ function forgetImages() {
 }
 
 function showLogin(error) {
+  session = null;
   $("tabs").hidden = true;
+  $("who").hidden = true;
   for (const s of document.querySelectorAll("main > section")) s.hidden = true;
   stopLive();
   $("login").hidden = false;
@@ -93,20 +126,47 @@ function showLogin(error) {
 
 async function boot() {
   let response;
+  let body = null;
   try {
-    response = await fetch("/config", { headers: key ? { "X-API-Key": key } : {} });
+    response = await fetch("/session", { headers: key ? { "X-API-Key": key } : {} });
+    body = await response.json();
   } catch (e) {
-    say("The box does not answer: " + e.message, true);
-    return;
+    if (!response) {
+      say("The box does not answer: " + e.message, true);
+      return;
+    }
   }
   if (response.status === 401) {
     showLogin(key ? "The key was refused." : "");
     return;
   }
-  config = await response.json();
+  if (response.status === 429) {
+    const wait = response.headers.get("Retry-After");
+    showLogin("Too many wrong keys from this address: try again" + (wait ? " in " + wait + " s." : " later."));
+    return;
+  }
+  if (!response.ok || !body || !ROLES.includes(body.role)) {
+    const why = (body && (body.error || body.detail)) || "HTTP " + response.status;
+    say("The box refused this page: " + why, true);
+    return;
+  }
+  session = body;
+  camera = await cameraRuns();
   $("login").hidden = true;
   $("tabs").hidden = false;
+  applyRole();
   show(location.hash.slice(1) || "live");
+}
+
+// Whether the box runs a camera, from /health (its full answer names the camera). When the
+// answer says nothing either way, the live view is tried.
+async function cameraRuns() {
+  try {
+    const h = await apiJson("/health");
+    return h.camera !== undefined || h.http === undefined;
+  } catch (_) {
+    return true;
+  }
 }
 
 const views = {
@@ -118,7 +178,8 @@ const views = {
 };
 
 function show(tab) {
-  if (!views[tab]) tab = "live";
+  const button = document.querySelector('#tabs button[data-tab="' + tab + '"]');
+  if (!views[tab] || !button || button.hidden) tab = "live";
   for (const b of document.querySelectorAll("#tabs button")) {
     b.classList.toggle("on", b.dataset.tab === tab);
   }
@@ -136,17 +197,18 @@ function show(tab) {
 // --- Live ---------------------------------------------------------------------------------
 
 async function openLive() {
-  const img = $("live-image");
-  $("no-camera").hidden = !!config.camera;
-  img.hidden = !config.camera;
-  if (config.camera) img.src = withKey("/stream.mjpg");
+  // A kiosk key may follow the recognitions but not watch the camera.
+  const view = camera && may("viewer");
+  $("no-camera").hidden = camera;
+  $("live-image").hidden = !view;
+  $("no-view").hidden = true;
+  if (view) startImage();
   if (!feed) connectFeed();
 }
 
 function stopLive() {
-  const img = $("live-image");
-  // Dropping the source ends the stream, so a hidden tab holds no viewer's place.
-  img.removeAttribute("src");
+  liveRun++;
+  stopImage();
   if (feed) {
     feed.onclose = null;
     feed.close();
@@ -154,9 +216,68 @@ function stopLive() {
   }
 }
 
-function connectFeed() {
+function stopImage() {
+  imageRun++;
+  imageShown = false;
+  // Dropping the source ends the stream, so a hidden tab holds no viewer's place.
+  $("live-image").removeAttribute("src");
+}
+
+// (Re)starts the live view with a ticket of its own.
+async function startImage() {
+  stopImage();
+  const run = imageRun;
+  let t;
+  try {
+    t = await ticket();
+  } catch (e) {
+    if (e.message !== "unauthorized" && run === imageRun) showNoView("The live view did not open: " + e.message);
+    return;
+  }
+  if (run !== imageRun || $("live").hidden) return;
+  $("live-image").src = "/stream.mjpg?ticket=" + encodeURIComponent(t);
+}
+
+function showNoView(text) {
+  $("no-view").textContent = text;
+  $("no-view").hidden = false;
+}
+
+// The stream ended or was refused: one that had shown frames is opened again (with a new
+// ticket); one that never did is not tried in a loop.
+function liveImageFailed() {
+  const img = $("live-image");
+  if (!img.getAttribute("src") || $("live").hidden) return;
+  const run = imageRun;
+  if (!imageShown) {
+    stopImage();
+    showNoView("The live view did not open (the box refused it or has no camera).");
+    return;
+  }
+  imageShown = false;
+  setTimeout(() => {
+    if (run === imageRun && !$("live").hidden) startImage();
+  }, 2000);
+}
+
+async function connectFeed() {
+  if (feed || feedOpening) return;
+  const run = liveRun;
+  feedOpening = true;
+  let t;
+  try {
+    t = await ticket();
+  } catch (e) {
+    feedOpening = false;
+    if (e.message === "unauthorized") return;
+    $("feed-state").textContent = "No live feed (" + e.message + "); trying again…";
+    retryFeed(run);
+    return;
+  }
+  feedOpening = false;
+  if (run !== liveRun || $("live").hidden || feed) return;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(scheme + "//" + location.host + withKey("/ws/recognitions"));
+  const ws = new WebSocket(scheme + "//" + location.host + "/ws/recognitions?ticket=" + encodeURIComponent(t));
   feed = ws;
   ws.onopen = () => ($("feed-state").textContent = "Live: new recognitions appear here.");
   ws.onmessage = (m) => {
@@ -167,12 +288,18 @@ function connectFeed() {
     }
   };
   ws.onclose = () => {
+    if (feed !== ws) return;
     $("feed-state").textContent = "Disconnected; reconnecting…";
     feed = null;
-    setTimeout(() => {
-      if (!$("live").hidden && !feed) connectFeed();
-    }, 2000);
+    retryFeed(run);
   };
+}
+
+// Opens the feed again (with a new ticket) after a pause, if the live view still shows.
+function retryFeed(run) {
+  setTimeout(() => {
+    if (run === liveRun && !$("live").hidden && !feed) connectFeed();
+  }, 2000);
 }
 
 function addRecognition(e) {
@@ -223,16 +350,19 @@ async function openPerson(id) {
     const img = el("img");
     img.alt = id + " sample " + s.index;
     if (s.crop) keyedImage(img, s.crop);
-    const remove = el("button", "Delete sample", "danger");
-    remove.onclick = async () => {
-      if (!confirm("Delete this sample of " + id + "?")) return;
-      await act(() => apiJson("/people/" + encodeURIComponent(id) + "/samples/" + s.index, { method: "DELETE" }),
-        "Sample deleted.");
-      openPerson(id).catch(() => $("person").hidden = true);
-      loadPeople();
-    };
     const q = s.quality ? s.quality.face_px + " px" : "";
-    li.append(img, el("span", q, "muted"), remove);
+    li.append(img, el("span", q, "muted"));
+    if (may("admin")) {
+      const remove = el("button", "Delete sample", "danger");
+      remove.onclick = async () => {
+        if (!confirm("Delete this sample of " + id + "?")) return;
+        await act(() => apiJson("/people/" + encodeURIComponent(id) + "/samples/" + s.index, { method: "DELETE" }),
+          "Sample deleted.");
+        openPerson(id).catch(() => ($("person").hidden = true));
+        loadPeople();
+      };
+      li.append(remove);
+    }
     samples.append(li);
   }
   const history = $("person-history");
@@ -339,6 +469,8 @@ async function loadUnknowns() {
       li.append(img);
     }
     li.append(el("span", c.count + " sightings, last " + new Date(c.last_seen * 1000).toLocaleString(), "muted"));
+    list.append(li);
+    if (!may("operator")) continue;
     const form = el("form");
     const input = el("input");
     input.placeholder = "Student id";
@@ -362,7 +494,6 @@ async function loadUnknowns() {
       if (ok) await loadUnknowns();
     };
     li.append(form, forget);
-    list.append(li);
   }
 }
 
@@ -394,7 +525,13 @@ async function loadToday() {
 async function downloadToday() {
   const response = await api("/events?format=csv&" + todayRange());
   if (!response.ok) {
-    say("The CSV could not be made: " + response.statusText, true);
+    let why = response.statusText;
+    try {
+      why = (await response.json()).error || why;
+    } catch (_) {
+      /* not JSON: the status says it */
+    }
+    say("The CSV could not be made: " + why, true);
     return;
   }
   const url = URL.createObjectURL(await response.blob());
@@ -441,7 +578,7 @@ async function refreshStatus() {
   }
   if (h.unknown_clusters !== undefined) rows.push(["Unknown faces", h.unknown_clusters + " clusters"]);
   if (h.event_log) rows.push(["Event log", JSON.stringify(h.event_log)]);
-  rows.push(["Connections", String(h.http.connections)]);
+  if (h.http) rows.push(["Connections", String(h.http.connections)]);
   const list = $("status-list");
   list.replaceChildren();
   for (const [k, v] of rows) list.append(el("dt", k), el("dd", v));
@@ -468,6 +605,13 @@ document.addEventListener("DOMContentLoaded", () => {
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => loadPeople().catch((e) => say(e.message, true)), 250);
   };
+  $("change-key").onclick = () => {
+    // A fresh page: nothing the old key could see stays in it.
+    sessionStorage.removeItem(KEY_STORE);
+    location.replace(location.pathname);
+  };
+  $("live-image").onload = () => (imageShown = true);
+  $("live-image").onerror = liveImageFailed;
   $("enroll").onsubmit = enrollUpload;
   $("enroll-capture").onclick = enrollCapture;
   $("rename").onsubmit = renamePerson;
