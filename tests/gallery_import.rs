@@ -223,7 +223,7 @@ fn one_import_at_a_time_and_nothing_is_left_in_the_data_folder() {
 
     // Garbage: 400, nothing written, nothing left.
     let garbage: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i * 2_654_435_761 >> 13) as u8)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let (status, refused) = h::post(
         &url(&server, "/gallery/import"),

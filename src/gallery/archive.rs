@@ -13,8 +13,9 @@
 //!
 //! It unpacks with `tar -xf` into a data folder, and `python -c "import tarfile"` reads it.
 //!
-//! Contract of import: the whole archive is checked first ([`validate`]) and any fault names the
-//! entry and the reason, with nothing written. Accepted: the marker file first, with this format
+//! Contract of import: the whole archive is checked first ([`validate_from`], one pass over a
+//! file; [`validate`] for one in memory) and any fault names the entry and the reason, with
+//! nothing written. Accepted: the marker file first, with this format
 //! and version (and, when present, `people` and `samples` matching the content); then only
 //! regular files (directories are skipped) whose path is exactly one of the four patterns, with
 //! a valid id and crop name; at most [`MAX_NPY_BYTES`] (both `.npy`), [`MAX_JSON_BYTES`],
@@ -33,6 +34,11 @@
 //! (crops, metadata, `.npy`, as a deletion does), so a cut import leaves more people, never
 //! fewer. Each person changed gets one audit entry (`import`) and changes in matching after their
 //! files are written.
+//!
+//! Memory: an import from a file ([`Gallery::import_from`]) holds the archive's rows and
+//! rejections (what the gallery holds once they are imported), each person's descriptions in
+//! turn, the crops' names and places, and one entry's data at a time (crops are read back from
+//! the file as they are written), never the archive itself: it does not grow with its size.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
