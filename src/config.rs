@@ -595,8 +595,8 @@ pub struct ServeSettings {
     /// Largest request body, in bytes
     #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_upload_bytes: usize,
-    /// Largest gallery archive `POST /gallery/import` takes, in bytes (it is held in memory
-    /// while it is checked)
+    /// Largest gallery archive `POST /gallery/import` takes, in bytes (kept in an unnamed file
+    /// of the data folder while it is checked and imported, not in memory)
     #[arg(long, env = "GALLERY_IMPORT_MAX_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub max_import_bytes: usize,
     /// Seconds a client has to send a whole request head, may stay idle between requests, or

@@ -50,18 +50,66 @@ fn temp_path(dir: &Path, name: &str) -> PathBuf {
     ))
 }
 
-/// A new, empty file for reading and writing that is already gone from `dir`: what is written
-/// to it (a large answer before it is sent) is freed when it is closed. Named like
-/// [`atomic_write`]'s temps meanwhile, so one left by a kill in between is swept.
+/// A new, empty file for reading and writing, readable by this user only (mode 0600), that is
+/// already gone from `dir`: what is written to it (a large answer before it is sent, an upload
+/// being checked) is freed when it is closed, however the process ends. Made with `O_TMPFILE`
+/// where the file system has it (it never has a name); elsewhere named like [`atomic_write`]'s
+/// temps for an instant, so one left by a kill in between is removed at the next start
+/// ([`remove_unlinked_leftovers`]).
 pub fn unlinked_temp(dir: &Path, name: &str) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let unnamed = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir);
+    match unnamed {
+        Ok(file) => return Ok(file),
+        // The file system (or the kernel) has no O_TMPFILE.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) => {}
+        Err(e) => return Err(e),
+    }
     let path = temp_path(dir, name);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&path)?;
-    fs::remove_file(&path)?;
-    Ok(file)
+    match fs::remove_file(&path) {
+        // Gone already: a process starting on the same folder swept it; the file is ours still.
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(file),
+    }
+}
+
+/// Removes what [`unlinked_temp`] named `name` in `dir` left behind when a kill came between
+/// its creation and its removal (a fraction of a millisecond), whatever their age: such a file
+/// is never needed by name. Returns how many went.
+pub fn remove_unlinked_leftovers(dir: &Path, name: &str) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let prefix = format!(".{name}{TEMP_MARK}");
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => log::warn!("cannot remove {}: {e}", entry.path().display()),
+        }
+    }
+    removed
 }
 
 /// Removes the temp files of [`atomic_write`] in `dir` last modified more than `older_than` ago
@@ -114,6 +162,37 @@ mod tests {
         atomic_write(&path, b"second").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn unlinked_temps_are_private_and_leave_no_name() {
+        use std::io::{Read, Seek, SeekFrom};
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = unlinked_temp(dir.path(), "upload").unwrap();
+        file.write_all(b"secret").unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        file.seek(SeekFrom::Start(0)).unwrap();
+        let mut back = String::new();
+        file.read_to_string(&mut back).unwrap();
+        assert_eq!(back, "secret");
+    }
+
+    #[test]
+    fn leftovers_of_unlinked_temps_are_removed_whatever_their_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let leftover = temp_path(dir.path(), "gallery-import");
+        let other = temp_path(dir.path(), "gallery-export.tar");
+        let npy = dir.path().join("gallery-import");
+        for p in [&leftover, &other, &npy] {
+            fs::write(p, b"x").unwrap();
+        }
+        fs::create_dir(temp_path(dir.path(), "gallery-import")).unwrap();
+        assert_eq!(remove_unlinked_leftovers(dir.path(), "gallery-import"), 1);
+        assert!(!leftover.exists());
+        assert!(other.exists() && npy.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! (which reloads the gallery within seconds: `data/.generation`).
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -305,8 +305,10 @@ fn export(gallery: &Gallery, file: &Path) -> Result<Value, Failure> {
     }
 }
 
-/// Reads the archive whole, refusing one larger than [`MAX_ARCHIVE_BYTES`] before reading it.
-fn read_archive(file: &Path) -> Result<Vec<u8>, Failure> {
+/// The archive as a file to read from: `file` itself, or standard input copied to an unlinked
+/// file in the data folder (an import reads the archive twice, never holding it in memory).
+/// One larger than [`MAX_ARCHIVE_BYTES`] is refused before it is read.
+fn open_archive(gallery: &Gallery, file: &Path) -> Result<fs::File, Failure> {
     let too_large = || {
         Failure::input(format!(
             "{}: larger than {} MiB, not a gallery archive",
@@ -314,30 +316,32 @@ fn read_archive(file: &Path) -> Result<Vec<u8>, Failure> {
             MAX_ARCHIVE_BYTES >> 20
         ))
     };
-    let mut bytes = Vec::new();
-    let read = if is_stdio(file) {
-        io::stdin()
-            .lock()
-            .take(MAX_ARCHIVE_BYTES + 1)
-            .read_to_end(&mut bytes)
-    } else {
-        let opened =
-            fs::File::open(file).map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
+    let failed = |e: io::Error| Failure::input(format!("{}: {e}", file.display()));
+    if !is_stdio(file) {
+        let opened = fs::File::open(file).map_err(failed)?;
         if opened.metadata().is_ok_and(|m| m.len() > MAX_ARCHIVE_BYTES) {
             return Err(too_large());
         }
-        opened.take(MAX_ARCHIVE_BYTES + 1).read_to_end(&mut bytes)
-    };
-    read.map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
-    if bytes.len() as u64 > MAX_ARCHIVE_BYTES {
+        return Ok(opened);
+    }
+    let mut spool = gallery
+        .import_spool()
+        .map_err(|e| Failure::setup(format!("a file for the archive in the data folder: {e}")))?;
+    let copied = io::copy(
+        &mut io::stdin().lock().take(MAX_ARCHIVE_BYTES + 1),
+        &mut spool,
+    )
+    .map_err(failed)?;
+    if copied > MAX_ARCHIVE_BYTES {
         return Err(too_large());
     }
-    Ok(bytes)
+    spool.seek(io::SeekFrom::Start(0)).map_err(failed)?;
+    Ok(spool)
 }
 
 fn import(gallery: &Gallery, file: &Path, mode: ImportMode) -> Result<Value, Failure> {
-    let archive = read_archive(file)?;
-    match gallery.import(&archive, mode, BY) {
+    let mut archive = open_archive(gallery, file)?;
+    match gallery.import_from(&mut archive, mode, BY) {
         Ok(summary) => Ok(json!({"ok": true, "imported": summary})),
         Err(ImportError::Archive(e)) => Err(Failure::input(format!("{}: {e}", file.display()))),
         Err(ImportError::Gallery(e)) => Err(e.into()),

@@ -13,8 +13,9 @@
 //!
 //! It unpacks with `tar -xf` into a data folder, and `python -c "import tarfile"` reads it.
 //!
-//! Contract of import: the whole archive is checked first ([`validate`]) and any fault names the
-//! entry and the reason, with nothing written. Accepted: the marker file first, with this format
+//! Contract of import: the whole archive is checked first ([`validate_from`], one pass over a
+//! file; [`validate`] for one in memory) and any fault names the entry and the reason, with
+//! nothing written. Accepted: the marker file first, with this format
 //! and version (and, when present, `people` and `samples` matching the content); then only
 //! regular files (directories are skipped) whose path is exactly one of the four patterns, with
 //! a valid id and crop name; at most [`MAX_NPY_BYTES`] (both `.npy`), [`MAX_JSON_BYTES`],
@@ -33,11 +34,16 @@
 //! (crops, metadata, `.npy`, as a deletion does), so a cut import leaves more people, never
 //! fewer. Each person changed gets one audit entry (`import`) and changes in matching after their
 //! files are written.
+//!
+//! Memory: an import from a file ([`Gallery::import_from`]) holds the archive's rows and
+//! rejections (what the gallery holds once they are imported), each person's descriptions in
+//! turn, the crops' names and places, and one entry's data at a time (crops are read back from
+//! the file as they are written), never the archive itself: it does not grow with its size.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -71,6 +77,10 @@ const MAX_MARKER_BYTES: u64 = 64 << 10;
 pub const MAX_ARCHIVE_BYTES: u64 = 1 << 30;
 
 const BLOCK: u64 = 512;
+
+/// The name an uploaded archive's file has for an instant in the data folder
+/// ([`Gallery::import_spool`]).
+pub const SPOOL_NAME: &str = "gallery-import";
 
 /// Why an archive was refused: the entry (empty for the archive as a whole) and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -156,27 +166,35 @@ pub struct ImportSummary {
     pub crops: usize,
 }
 
+/// Where an entry's data lies in the archive: crops (and descriptions, parsed again when they
+/// are matched to their rows) are read from the archive when needed, never all held at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    offset: u64,
+    len: u64,
+}
+
 /// One person of a checked archive: rows with their descriptions (crops named only when the
-/// archive holds them) and the crop bytes by name, borrowed from the archive (not copied: an
-/// import holds the archive once, not twice).
+/// archive holds them) and where each crop's bytes lie in the archive, by name.
 #[derive(Debug)]
-struct ArchivedPerson<'a> {
+struct ArchivedPerson {
     rows: Rows,
-    crops: HashMap<String, &'a [u8]>,
+    crops: HashMap<String, Span>,
     rejected: Rejected,
 }
 
 /// One person of a checked archive's rejected faces (empty: none).
 type Rejected = Vec<Encoding>;
 
-/// An archive that passed [`validate`]: what an import writes.
+/// An archive that passed [`validate`]: what an import writes, with the crops left in the
+/// archive (read from it as they are written).
 #[derive(Debug)]
-pub struct ValidArchive<'a> {
+pub struct ValidArchive {
     exported_at: u64,
-    people: BTreeMap<StudentId, ArchivedPerson<'a>>,
+    people: BTreeMap<StudentId, ArchivedPerson>,
 }
 
-impl ValidArchive<'_> {
+impl ValidArchive {
     pub fn people(&self) -> usize {
         self.people.len()
     }
@@ -258,8 +276,17 @@ fn is_gallery_dir(path: &str) -> bool {
     }
 }
 
-/// The checked marker: its export time.
-fn check_marker(bytes: &[u8]) -> Result<(u64, Option<u64>, Option<u64>), String> {
+/// The marker's content.
+#[derive(Debug, Clone, Copy)]
+struct Marker {
+    exported_at: u64,
+    /// The people and samples it says the archive holds, when it says.
+    people: Option<u64>,
+    samples: Option<u64>,
+}
+
+/// Checks the marker file.
+fn check_marker(bytes: &[u8]) -> Result<Marker, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let format = value.get("format").and_then(Value::as_str);
     if format != Some(FORMAT) {
@@ -281,8 +308,11 @@ fn check_marker(bytes: &[u8]) -> Result<(u64, Option<u64>, Option<u64>), String>
             .map(Some)
             .ok_or_else(|| format!("{name} must be a whole number")),
     };
-    let exported_at = count("exported_at")?.unwrap_or_else(now_secs);
-    Ok((exported_at, count("people")?, count("samples")?))
+    Ok(Marker {
+        exported_at: count("exported_at")?.unwrap_or_else(now_secs),
+        people: count("people")?,
+        samples: count("samples")?,
+    })
 }
 
 /// Reads an entry's data whole, checking that the archive holds all of it.
@@ -304,27 +334,283 @@ fn read_data(entry: &mut impl Read, size: u64, path: &str) -> Result<Vec<u8>, Ar
     Ok(data)
 }
 
-/// Checks a whole archive (see the module docs) without writing anything; the result is what an
-/// import writes. Any fault names the entry and the reason.
-pub fn validate(archive: &[u8]) -> Result<ValidArchive<'_>, ArchiveError> {
-    if archive.len() as u64 > MAX_ARCHIVE_BYTES {
+/// A description file's entries.
+fn parse_samples(data: &[u8], path: &str) -> Result<SamplesFile, ArchiveError> {
+    serde_json::from_slice(data).map_err(|e| refuse(path, format!("not a samples file: {e}")))
+}
+
+/// An `.npy` of rows: at least one.
+fn parse_rows(data: &[u8], path: &str) -> Result<Vec<Encoding>, ArchiveError> {
+    let rows = npy::read_encodings(data).map_err(|r| refuse(path, r))?;
+    if rows.is_empty() {
+        return Err(refuse(path, "holds no rows"));
+    }
+    Ok(rows)
+}
+
+/// A reader that counts the bytes taken from it and where the last non-zero one was: after
+/// the archive's last entry only zero blocks may follow.
+struct Tracking<R> {
+    inner: R,
+    read: u64,
+    nonzero_end: u64,
+}
+
+impl<R: Read> Read for Tracking<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(last) = buf[..n].iter().rposition(|b| *b != 0) {
+            self.nonzero_end = self.read + last as u64 + 1;
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// What the entries held, gathered as they are read (one pass over the archive): rows and
+/// rejections parsed, descriptions and crops checked and located.
+#[derive(Default)]
+struct Found {
+    marker: Option<Marker>,
+    seen: HashSet<String>,
+    /// Bytes of all entries so far.
+    total: u64,
+    npys: BTreeMap<StudentId, Vec<Encoding>>,
+    jsons: BTreeMap<StudentId, Span>,
+    rejecteds: BTreeMap<StudentId, Rejected>,
+    crops: BTreeMap<StudentId, HashMap<String, Span>>,
+}
+
+/// An entry's header, checked: a directory of ours (skipped) or a file of one of the patterns.
+fn check_header(
+    n: usize,
+    path: &str,
+    kind: tar::EntryType,
+    marker_seen: bool,
+) -> Result<Option<Kind>, ArchiveError> {
+    if kind.is_dir() {
+        if !is_gallery_dir(path) {
+            return Err(refuse(path, format!("unexpected directory ({PATTERNS})")));
+        }
+        return Ok(None);
+    }
+    if !kind.is_file() {
+        return Err(refuse(
+            path,
+            format!(
+                "is a {} entry; only regular files are allowed",
+                entry_kind_name(kind)
+            ),
+        ));
+    }
+    if (n == 0 && path != MARKER) || (n > 0 && !marker_seen) {
+        return Err(refuse(
+            path,
+            format!("the archive must start with {MARKER}"),
+        ));
+    }
+    classify(path)
+        .map(Some)
+        .map_err(|reason| refuse(path, reason))
+}
+
+impl Found {
+    /// Counts a file in: seen once, within its kind's cap and the archive's.
+    fn admit(&mut self, path: &str, kind: &Kind, size: u64) -> Result<(), ArchiveError> {
+        if !self.seen.insert(path.to_string()) {
+            return Err(refuse(path, "appears twice"));
+        }
+        let cap = match kind {
+            Kind::Marker => MAX_MARKER_BYTES,
+            Kind::Npy(_) | Kind::Rejected(_) => MAX_NPY_BYTES,
+            Kind::Json(_) => MAX_JSON_BYTES,
+            Kind::Crop(..) => MAX_CROP_BYTES,
+        };
+        if size > cap {
+            return Err(refuse(
+                path,
+                format!("{size} bytes, more than the {cap} allowed"),
+            ));
+        }
+        self.total = self.total.saturating_add(size);
+        if self.total > MAX_ARCHIVE_BYTES {
+            return Err(refuse(
+                path,
+                format!("the entries hold more than {} MiB", MAX_ARCHIVE_BYTES >> 20),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a file's data (at `span` of an archive of `archive_len` bytes) and keeps what the
+    /// import needs of it.
+    fn add(
+        &mut self,
+        kind: Kind,
+        path: &str,
+        entry: &mut impl Read,
+        span: Span,
+        archive_len: u64,
+    ) -> Result<(), ArchiveError> {
+        if let Kind::Crop(id, name) = kind {
+            // A crop is only checked as a JPEG's start: its bytes stay in the archive.
+            if span.offset.saturating_add(span.len) > archive_len {
+                return Err(refuse(path, "truncated (the archive is cut)"));
+            }
+            let mut start = [0u8; 3];
+            let mut head = entry.take(3);
+            let got = read_full(&mut head, &mut start)
+                .map_err(|e| refuse(path, format!("cannot read: {e}")))?;
+            if start[..got] != [0xFF, 0xD8, 0xFF] {
+                return Err(refuse(path, "not a JPEG file"));
+            }
+            self.crops.entry(id).or_default().insert(name, span);
+            return Ok(());
+        }
+        let data = read_data(entry, span.len, path)?;
+        match kind {
+            Kind::Marker => self.marker = Some(check_marker(&data).map_err(|r| refuse(path, r))?),
+            Kind::Npy(id) => {
+                self.npys.insert(id, parse_rows(&data, path)?);
+            }
+            Kind::Json(id) => {
+                // Checked now, parsed again when matched to the rows: the descriptions of
+                // everyone are never held at once.
+                parse_samples(&data, path)?;
+                self.jsons.insert(id, span);
+            }
+            Kind::Rejected(id) => {
+                self.rejecteds.insert(id, parse_rows(&data, path)?);
+            }
+            Kind::Crop(..) => {}
+        }
+        Ok(())
+    }
+
+    /// No description, rejections or crop without its person's `.npy`.
+    fn check_owners(&self) -> Result<(), ArchiveError> {
+        for id in self.jsons.keys() {
+            if !self.npys.contains_key(id) {
+                return Err(refuse(
+                    &format!("people/{id}.json"),
+                    format!("no embeddings/{id}.npy for it"),
+                ));
+            }
+        }
+        for id in self.rejecteds.keys() {
+            if !self.npys.contains_key(id) {
+                return Err(refuse(
+                    &format!("rejected/{id}.npy"),
+                    format!("no embeddings/{id}.npy for it"),
+                ));
+            }
+        }
+        for (id, files) in &self.crops {
+            if !self.npys.contains_key(id) {
+                let name = files.keys().min().map_or("", String::as_str);
+                return Err(refuse(
+                    &format!("faces/{id}/{name}"),
+                    format!("no embeddings/{id}.npy for it"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each person's rows with their descriptions (read again from `archive`), matched as the
+    /// gallery's own are, and the crops a description names.
+    fn into_valid<R: Read + Seek>(
+        mut self,
+        marker: Marker,
+        archive: &mut R,
+    ) -> Result<ValidArchive, ArchiveError> {
+        let mut valid = ValidArchive {
+            exported_at: marker.exported_at,
+            people: BTreeMap::new(),
+        };
+        for (id, rows) in std::mem::take(&mut self.npys) {
+            let mut files = self.crops.remove(&id).unwrap_or_default();
+            let rejected = self.rejecteds.remove(&id).unwrap_or_default();
+            let names: Vec<String> = files.keys().cloned().collect();
+            let written = match self.jsons.remove(&id) {
+                Some(span) => {
+                    let path = format!("people/{id}.json");
+                    let data = read_span(archive, span)
+                        .map_err(|e| refuse(&path, format!("cannot read: {e}")))?;
+                    Some(parse_samples(&data, &path)?.samples)
+                }
+                None => None,
+            };
+            // Without a description, a row is described plainly (its crops are then not
+            // paired by time: `Some`).
+            let described = samples::reconcile(
+                &rows,
+                Some(written.unwrap_or_default()),
+                marker.exported_at,
+                &names,
+            );
+            let named: HashSet<&str> = described.iter().filter_map(|s| s.crop.as_deref()).collect();
+            files.retain(|name, _| named.contains(name.as_str()));
+            valid.people.insert(
+                id,
+                ArchivedPerson {
+                    rows: rows.into_iter().zip(described).collect(),
+                    crops: files,
+                    rejected,
+                },
+            );
+        }
+        Ok(valid)
+    }
+}
+
+/// Reads into `buf` until it is full or the reader ends; how many bytes came.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// The bytes at `span` of `archive`; an error if they are not all there.
+fn read_span<R: Read + Seek>(archive: &mut R, span: Span) -> io::Result<Vec<u8>> {
+    archive.seek(SeekFrom::Start(span.offset))?;
+    // Spans are of entries whose size was checked against their cap: it fits in memory.
+    let mut data = vec![0; span.len as usize];
+    archive.read_exact(&mut data)?;
+    Ok(data)
+}
+
+/// The archive's size, refused past [`MAX_ARCHIVE_BYTES`]; the reader is left at its start.
+fn archive_len<R: Seek>(archive: &mut R) -> Result<u64, ArchiveError> {
+    let cannot = |e: io::Error| refuse("", format!("cannot read: {e}"));
+    let len = archive.seek(SeekFrom::End(0)).map_err(cannot)?;
+    archive.seek(SeekFrom::Start(0)).map_err(cannot)?;
+    if len > MAX_ARCHIVE_BYTES {
         return Err(refuse(
             "",
             format!("larger than {} MiB", MAX_ARCHIVE_BYTES >> 20),
         ));
     }
-    let mut tar = tar::Archive::new(archive);
+    Ok(len)
+}
+
+/// Reads every entry once (headers checked, data checked and kept or located in `found`);
+/// returns where the last entry's data ends (rounded up to a block).
+fn read_entries<R: Read>(
+    tar: &mut tar::Archive<R>,
+    archive_len: u64,
+    found: &mut Found,
+) -> Result<u64, ArchiveError> {
     let entries = tar
         .entries()
         .map_err(|e| refuse("", format!("not a tar file: {e}")))?;
-    let mut marker: Option<(u64, Option<u64>, Option<u64>)> = None;
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut npys: BTreeMap<StudentId, Vec<Encoding>> = BTreeMap::new();
-    let mut jsons: BTreeMap<StudentId, SamplesFile> = BTreeMap::new();
-    let mut rejecteds: BTreeMap<StudentId, Rejected> = BTreeMap::new();
-    let mut crops: BTreeMap<StudentId, HashMap<String, &[u8]>> = BTreeMap::new();
-    let mut total: u64 = 0;
-    // Where the last entry's data ends (rounded up to a block): the end-of-archive blocks follow.
     let mut end: u64 = 0;
     for (n, entry) in entries.enumerate() {
         let mut entry = entry.map_err(|e| {
@@ -335,164 +621,46 @@ pub fn validate(archive: &[u8]) -> Result<ValidArchive<'_>, ArchiveError> {
         })?;
         let path = String::from_utf8(entry.path_bytes().into_owned())
             .map_err(|_| refuse("", format!("entry {n}: its path is not UTF-8")))?;
-        let size = entry.size();
-        end = entry
-            .raw_file_position()
-            .checked_add(size.div_ceil(BLOCK) * BLOCK)
-            .ok_or_else(|| refuse(&path, "size overflows"))?;
-        let kind = entry.header().entry_type();
-        if kind.is_dir() {
-            if !is_gallery_dir(&path) {
-                return Err(refuse(&path, format!("unexpected directory ({PATTERNS})")));
-            }
-            continue;
-        }
-        if !kind.is_file() {
-            return Err(refuse(
-                &path,
-                format!(
-                    "is a {} entry; only regular files are allowed",
-                    entry_kind_name(kind)
-                ),
-            ));
-        }
-        if (n == 0 && path != MARKER) || (n > 0 && marker.is_none()) {
-            return Err(refuse(
-                &path,
-                format!("the archive must start with {MARKER}"),
-            ));
-        }
-        let kind = classify(&path).map_err(|reason| refuse(&path, reason))?;
-        if !seen.insert(path.clone()) {
-            return Err(refuse(&path, "appears twice"));
-        }
-        let cap = match kind {
-            Kind::Marker => MAX_MARKER_BYTES,
-            Kind::Npy(_) | Kind::Rejected(_) => MAX_NPY_BYTES,
-            Kind::Json(_) => MAX_JSON_BYTES,
-            Kind::Crop(..) => MAX_CROP_BYTES,
+        let span = Span {
+            offset: entry.raw_file_position(),
+            len: entry.size(),
         };
-        if size > cap {
-            return Err(refuse(
-                &path,
-                format!("{size} bytes, more than the {cap} allowed"),
-            ));
-        }
-        total = total.saturating_add(size);
-        if total > MAX_ARCHIVE_BYTES {
-            return Err(refuse(
-                &path,
-                format!("the entries hold more than {} MiB", MAX_ARCHIVE_BYTES >> 20),
-            ));
-        }
-        if let Kind::Crop(id, name) = kind {
-            // A crop is only checked as a JPEG's start: its bytes stay in the archive.
-            let data = usize::try_from(entry.raw_file_position())
-                .ok()
-                .zip(usize::try_from(size).ok())
-                .and_then(|(at, len)| archive.get(at..at.checked_add(len)?))
-                .ok_or_else(|| refuse(&path, "truncated (the archive is cut)"))?;
-            if !data.starts_with(&[0xFF, 0xD8, 0xFF]) {
-                return Err(refuse(&path, "not a JPEG file"));
-            }
-            crops.entry(id).or_default().insert(name, data);
+        end = span
+            .offset
+            .checked_add(span.len.div_ceil(BLOCK) * BLOCK)
+            .ok_or_else(|| refuse(&path, "size overflows"))?;
+        let entry_type = entry.header().entry_type();
+        let Some(kind) = check_header(n, &path, entry_type, found.marker.is_some())? else {
             continue;
-        }
-        let data = read_data(&mut entry, size, &path)?;
-        match kind {
-            Kind::Marker => marker = Some(check_marker(&data).map_err(|r| refuse(&path, r))?),
-            Kind::Npy(id) => {
-                let rows = npy::read_encodings(&data).map_err(|r| refuse(&path, r))?;
-                if rows.is_empty() {
-                    return Err(refuse(&path, "holds no rows"));
-                }
-                npys.insert(id, rows);
-            }
-            Kind::Json(id) => {
-                let file: SamplesFile = serde_json::from_slice(&data)
-                    .map_err(|e| refuse(&path, format!("not a samples file: {e}")))?;
-                jsons.insert(id, file);
-            }
-            Kind::Rejected(id) => {
-                let rows = npy::read_encodings(&data).map_err(|r| refuse(&path, r))?;
-                if rows.is_empty() {
-                    return Err(refuse(&path, "holds no rows"));
-                }
-                rejecteds.insert(id, rows);
-            }
-            Kind::Crop(..) => {}
-        }
+        };
+        found.admit(&path, &kind, span.len)?;
+        found.add(kind, &path, &mut entry, span, archive_len)?;
     }
-    let Some((exported_at, people, samples)) = marker else {
-        return Err(refuse("", format!("empty, or no {MARKER}")));
-    };
-    // The end-of-archive marker: without it the file was cut at an entry's boundary.
-    let tail = usize::try_from(end)
-        .ok()
-        .and_then(|end| archive.get(end..))
-        .unwrap_or_default();
-    if tail.len() < 2 * BLOCK as usize || tail.iter().any(|b| *b != 0) {
-        return Err(refuse(
+    Ok(end)
+}
+
+/// The end-of-archive marker after the last entry (ending at `end`): at least two zero blocks
+/// and nothing but zeros to the end of the file. Without it the file was cut at an entry's
+/// boundary.
+fn check_end<R: Read>(mut rest: Tracking<R>, end: u64) -> Result<(), ArchiveError> {
+    let cut = || {
+        refuse(
             "",
             "no end-of-archive blocks after the last entry (a cut or corrupt file)",
-        ));
-    }
-    for id in jsons.keys() {
-        if !npys.contains_key(id) {
-            return Err(refuse(
-                &format!("people/{id}.json"),
-                format!("no embeddings/{id}.npy for it"),
-            ));
-        }
-    }
-    for id in rejecteds.keys() {
-        if !npys.contains_key(id) {
-            return Err(refuse(
-                &format!("rejected/{id}.npy"),
-                format!("no embeddings/{id}.npy for it"),
-            ));
-        }
-    }
-    for (id, files) in &crops {
-        if !npys.contains_key(id) {
-            let name = files.keys().min().map_or("", String::as_str);
-            return Err(refuse(
-                &format!("faces/{id}/{name}"),
-                format!("no embeddings/{id}.npy for it"),
-            ));
-        }
-    }
-    let mut valid = ValidArchive {
-        exported_at,
-        people: BTreeMap::new(),
+        )
     };
-    for (id, rows) in npys {
-        let mut files = crops.remove(&id).unwrap_or_default();
-        let rejected = rejecteds.remove(&id).unwrap_or_default();
-        let names: Vec<String> = files.keys().cloned().collect();
-        let written = jsons.remove(&id).map(|f| f.samples);
-        // The archive's descriptions are matched to its rows as the gallery's own are; without
-        // one, a row is described plainly (its crops are then not paired by time: `Some`).
-        let described = samples::reconcile(
-            &rows,
-            Some(written.unwrap_or_default()),
-            exported_at,
-            &names,
-        );
-        let named: HashSet<&str> = described.iter().filter_map(|s| s.crop.as_deref()).collect();
-        files.retain(|name, _| named.contains(name.as_str()));
-        valid.people.insert(
-            id,
-            ArchivedPerson {
-                rows: rows.into_iter().zip(described).collect(),
-                crops: files,
-                rejected,
-            },
-        );
+    io::copy(&mut rest, &mut io::sink()).map_err(|_| cut())?;
+    if rest.read < end.saturating_add(2 * BLOCK) || rest.nonzero_end > end {
+        return Err(cut());
     }
+    Ok(())
+}
+
+/// The marker's counts, when it has them, agree with the content.
+fn check_counts(marker: Marker, valid: &ValidArchive) -> Result<(), ArchiveError> {
     for (name, declared, found) in [
-        ("people", people, valid.people() as u64),
-        ("samples", samples, valid.samples() as u64),
+        ("people", marker.people, valid.people() as u64),
+        ("samples", marker.samples, valid.samples() as u64),
     ] {
         if declared.is_some_and(|d| d != found) {
             return Err(refuse(
@@ -504,9 +672,36 @@ pub fn validate(archive: &[u8]) -> Result<ValidArchive<'_>, ArchiveError> {
             ));
         }
     }
+    Ok(())
+}
+
+/// Checks a whole archive read from `archive` (see the module docs) without writing anything;
+/// the result is what an import writes. Any fault names the entry and the reason. Memory: the
+/// rows and rejections (what the gallery holds once imported), the crops' names and places,
+/// and one entry's data at a time, whatever the archive's size.
+pub fn validate_from<R: Read + Seek>(archive: &mut R) -> Result<ValidArchive, ArchiveError> {
+    let len = archive_len(archive)?;
+    let mut found = Found::default();
+    let mut tar = tar::Archive::new(Tracking {
+        inner: io::BufReader::with_capacity(64 << 10, &mut *archive),
+        read: 0,
+        nonzero_end: 0,
+    });
+    let end = read_entries(&mut tar, len, &mut found)?;
+    let Some(marker) = found.marker else {
+        return Err(refuse("", format!("empty, or no {MARKER}")));
+    };
+    check_end(tar.into_inner(), end)?;
+    found.check_owners()?;
+    let valid = found.into_valid(marker, archive)?;
+    check_counts(marker, &valid)?;
     Ok(valid)
 }
 
+/// [`validate_from`] of an archive in memory.
+pub fn validate(archive: &[u8]) -> Result<ValidArchive, ArchiveError> {
+    validate_from(&mut io::Cursor::new(archive))
+}
 fn entry_kind_name(kind: tar::EntryType) -> &'static str {
     match kind {
         tar::EntryType::Symlink => "symbolic link",
@@ -555,23 +750,56 @@ fn append(
 }
 
 /// A person's planned import: the rows to write, crops to write and old crops to remove.
-struct Plan<'a> {
+struct Plan {
     rows: Rows,
     /// The person's rejections after the import; `None`: as they are.
     rejected: Option<Rejected>,
-    write_crops: Vec<(String, &'a [u8])>,
+    /// Crops to write: their name in the gallery and where their bytes lie in the archive.
+    write_crops: Vec<(String, Span)>,
     remove_crops: Vec<String>,
     added: bool,
     samples: usize,
     skipped: usize,
 }
 
-enum Planned<'a> {
-    Change(Plan<'a>),
+enum Planned {
+    Change(Plan),
     /// The person's files hold what the archive has already (`skipped`: rows already there).
     Unchanged {
         skipped: usize,
     },
+}
+
+/// A crop's bytes from the archive, checked again as a JPEG's start (the archive is read a
+/// second time: a file changed meanwhile is not written blindly).
+fn read_crop<R: Read + Seek>(
+    archive: &mut R,
+    id: &StudentId,
+    name: &str,
+    span: Span,
+) -> Result<Vec<u8>, GalleryError> {
+    let path = PathBuf::from(format!("(import archive) faces/{id}/{name}"));
+    let data = read_span(archive, span).map_err(io_err(&path))?;
+    if !data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        let changed = io::Error::other("the archive changed while it was imported");
+        return Err(io_err(&path)(changed));
+    }
+    Ok(data)
+}
+
+/// Whether the crop file at `path` holds the archive's crop `name` already.
+fn same_crop<R: Read + Seek>(
+    path: &std::path::Path,
+    archive: &mut R,
+    id: &StudentId,
+    name: &str,
+    span: Span,
+) -> Result<bool, GalleryError> {
+    if !fs::metadata(path).is_ok_and(|m| m.len() == span.len) {
+        return Ok(false);
+    }
+    let archived = read_crop(archive, id, name, span)?;
+    Ok(fs::read(path).is_ok_and(|b| b == archived))
 }
 
 /// `name` if free, else the first free `<ms>-<n>.jpg` with the same time (the time in a crop's
@@ -673,22 +901,42 @@ impl Gallery {
         Ok(summary)
     }
 
-    /// Checks `archive` whole ([`validate`]), then merges it into the gallery or replaces the
-    /// gallery by it (see the module docs). A bad archive changes nothing.
+    /// A new file in the data folder for an archive to import: readable by this user only and
+    /// unlinked already, so it is gone once closed, however the process ends (see
+    /// [`fsutil::unlinked_temp`]; a leftover name is removed when the gallery is next opened).
+    pub fn import_spool(&self) -> io::Result<fs::File> {
+        fsutil::unlinked_temp(&self.data_dir, SPOOL_NAME)
+    }
+
+    /// Checks the archive in memory whole ([`validate`]), then merges it into the gallery or
+    /// replaces the gallery by it (see the module docs). A bad archive changes nothing.
     pub fn import(
         &self,
         archive: &[u8],
         mode: ImportMode,
         by: &str,
     ) -> Result<ImportSummary, ImportError> {
-        let valid = validate(archive)?;
-        Ok(self.import_valid(&valid, mode, by)?)
+        self.import_from(&mut io::Cursor::new(archive), mode, by)
     }
 
-    /// [`Gallery::import`] of an archive already checked.
-    pub fn import_valid(
+    /// [`Gallery::import`] of an archive read from `archive` (a file): checked in one pass
+    /// ([`validate_from`]), then its crops read again one at a time as they are written, so
+    /// memory does not grow with the archive's size beyond the rows it holds.
+    pub fn import_from<R: Read + Seek>(
         &self,
-        archive: &ValidArchive,
+        archive: &mut R,
+        mode: ImportMode,
+        by: &str,
+    ) -> Result<ImportSummary, ImportError> {
+        let valid = validate_from(archive)?;
+        Ok(self.import_valid(valid, archive, mode, by)?)
+    }
+
+    /// [`Gallery::import_from`] of an archive already checked (`valid`, from `archive`).
+    pub fn import_valid<R: Read + Seek>(
+        &self,
+        valid: ValidArchive,
+        archive: &mut R,
         mode: ImportMode,
         by: &str,
     ) -> Result<ImportSummary, GalleryError> {
@@ -696,19 +944,20 @@ impl Gallery {
         for dir in [&self.embeddings_dir, &self.people_dir, &self.faces_dir] {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
+        let in_archive: BTreeSet<StudentId> = valid.people.keys().cloned().collect();
         // Every plan is made (and every read done) before the first write: a damaged file in
         // the way fails the import with nothing changed.
-        let mut plans: Vec<(&StudentId, Plan<'_>)> = Vec::new();
+        let mut plans: Vec<(StudentId, Plan)> = Vec::new();
         let mut summary = ImportSummary::default();
-        for (id, person) in &archive.people {
-            let old = match self.read_person(id) {
+        for (id, person) in valid.people {
+            let old = match self.read_person(&id) {
                 Ok(old) => old,
                 // Replace overwrites what it cannot read; merge would lose it, so it refuses.
                 Err(GalleryError::Damaged { .. }) if mode == ImportMode::Replace => None,
                 Err(e) => return Err(e),
             };
             // Rejections of nobody (no `.npy`) are not kept for a new person of that id.
-            let old_rejected = match (&old, self.read_rejected(id)) {
+            let old_rejected = match (&old, self.read_rejected(&id)) {
                 (None, _) => Vec::new(),
                 (Some(_), Ok(rejected)) => rejected,
                 (Some(_), Err(GalleryError::Damaged { .. })) if mode == ImportMode::Replace => {
@@ -716,7 +965,7 @@ impl Gallery {
                 }
                 (Some(_), Err(e)) => return Err(e),
             };
-            match self.plan(id, old, &old_rejected, person, mode) {
+            match self.plan(&id, old, &old_rejected, person, archive, mode)? {
                 Planned::Change(plan) => plans.push((id, plan)),
                 Planned::Unchanged { skipped } => {
                     summary.people_unchanged += 1;
@@ -733,7 +982,8 @@ impl Gallery {
             } else {
                 summary.people_updated += 1;
             }
-            self.apply(id, &plan, by).inspect_err(|_| self.resync(id))?;
+            self.apply(&id, plan, archive, by)
+                .inspect_err(|_| self.resync(&id))?;
         }
         if mode == ImportMode::Replace {
             let mut others: BTreeSet<StudentId> = self.ids_on_disk(false)?.into_iter().collect();
@@ -742,7 +992,7 @@ impl Gallery {
                     others.insert(id);
                 }
             }
-            for id in others.iter().filter(|id| !archive.people.contains_key(*id)) {
+            for id in others.iter().filter(|id| !in_archive.contains(*id)) {
                 if self.remove_files(id).inspect_err(|_| self.resync(id))? {
                     summary.people_removed += 1;
                     self.record(Self::entry("import", id, 0, by));
@@ -752,15 +1002,16 @@ impl Gallery {
         Ok(summary)
     }
 
-    /// What importing `person` under `mode` writes for `id`, who has `old` now.
-    fn plan<'a>(
+    /// What importing `person` (of `archive`) under `mode` writes for `id`, who has `old` now.
+    fn plan<R: Read + Seek>(
         &self,
         id: &StudentId,
         old: Option<Rows>,
         old_rejected: &[Encoding],
-        person: &'a ArchivedPerson<'a>,
+        person: ArchivedPerson,
+        archive: &mut R,
         mode: ImportMode,
-    ) -> Planned<'a> {
+    ) -> Result<Planned, GalleryError> {
         let dir = self.crops_dir(id);
         let on_disk: Vec<String> = samples::crop_files(&dir);
         let added = old.is_none();
@@ -770,40 +1021,39 @@ impl Gallery {
             ImportMode::Merge => {
                 let present = old.iter().map(|(e, _)| samples::fingerprint(e)).collect();
                 taken.extend(old.iter().filter_map(|(_, s)| s.crop.clone()));
-                (old.clone(), present)
+                (old, present)
             }
             ImportMode::Replace => (Vec::new(), HashSet::new()),
         };
-        let mut write_crops: Vec<(String, &'a [u8])> = Vec::new();
+        let mut write_crops: Vec<(String, Span)> = Vec::new();
         let mut kept: HashSet<String> = HashSet::new();
         let (mut samples, mut skipped) = (0, 0);
-        for (encoding, sample) in &person.rows {
-            if present.contains(&samples::fingerprint(encoding)) {
+        for (encoding, mut sample) in person.rows {
+            if present.contains(&samples::fingerprint(&encoding)) {
                 skipped += 1;
                 continue;
             }
-            let mut sample: Sample = sample.clone();
-            let bytes = sample.crop.as_ref().and_then(|name| person.crops.get(name));
-            match (self.crops.keep, bytes, sample.crop.clone()) {
-                (true, Some(bytes), Some(name)) => {
+            let span = sample.crop.as_ref().and_then(|name| person.crops.get(name));
+            match (self.crops.keep, span.copied(), sample.crop.clone()) {
+                (true, Some(span), Some(name)) => {
                     // On replace, a crop already there with the same bytes is kept as it is.
                     let same = mode == ImportMode::Replace
                         && !kept.contains(&name)
-                        && fs::read(dir.join(&name)).is_ok_and(|b| b == **bytes);
+                        && same_crop(&dir.join(&name), archive, id, &name, span)?;
                     if same {
                         kept.insert(name);
                     } else {
                         let free = free_crop_name(&name, &taken);
                         taken.insert(free.clone());
                         kept.insert(free.clone());
-                        write_crops.push((free.clone(), *bytes));
+                        write_crops.push((free.clone(), span));
                         sample.crop = Some(free);
                     }
                 }
                 _ => sample.crop = None,
             }
             samples += 1;
-            rows.push((*encoding, sample));
+            rows.push((encoding, sample));
         }
         let remove_crops: Vec<String> = match mode {
             ImportMode::Merge => Vec::new(),
@@ -817,7 +1067,7 @@ impl Gallery {
                 all.extend(
                     person
                         .rejected
-                        .iter()
+                        .into_iter()
                         .filter(|e| !known.contains(&samples::fingerprint(e))),
                 );
                 (all.len() != old_rejected.len()).then_some(all)
@@ -826,7 +1076,7 @@ impl Gallery {
                 let on_disk = fs::read(self.rejected_path(id)).ok();
                 let wanted =
                     (!person.rejected.is_empty()).then(|| npy::write_encodings(&person.rejected));
-                (on_disk != wanted).then(|| person.rejected.clone())
+                (on_disk != wanted).then_some(person.rejected)
             }
         };
         let unchanged = rejected.is_none()
@@ -837,12 +1087,12 @@ impl Gallery {
                 }
             };
         if unchanged {
-            return Planned::Unchanged { skipped };
+            return Ok(Planned::Unchanged { skipped });
         }
         if mode == ImportMode::Replace {
             samples = rows.len();
         }
-        Planned::Change(Plan {
+        Ok(Planned::Change(Plan {
             rows,
             rejected,
             write_crops,
@@ -850,7 +1100,7 @@ impl Gallery {
             added,
             samples,
             skipped,
-        })
+        }))
     }
 
     /// Whether the person's `.npy` and metadata files hold exactly `rows` already.
@@ -865,7 +1115,13 @@ impl Gallery {
 
     /// Writes one person's plan: `.npy` and metadata, rejections, the new crops, then the old
     /// crops go; then matching and the audit log.
-    fn apply(&self, id: &StudentId, plan: &Plan<'_>, by: &str) -> Result<(), GalleryError> {
+    fn apply<R: Read + Seek>(
+        &self,
+        id: &StudentId,
+        plan: Plan,
+        archive: &mut R,
+        by: &str,
+    ) -> Result<(), GalleryError> {
         self.write_person(id, &plan.rows)?;
         if let Some(rejected) = &plan.rejected {
             self.write_rejected(id, rejected)?;
@@ -874,9 +1130,10 @@ impl Gallery {
         if !plan.write_crops.is_empty() {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
-        for (name, bytes) in &plan.write_crops {
+        for (name, span) in &plan.write_crops {
+            let bytes = read_crop(archive, id, name, *span)?;
             let path = dir.join(name);
-            fsutil::atomic_write(&path, bytes).map_err(io_err(&path))?;
+            fsutil::atomic_write(&path, &bytes).map_err(io_err(&path))?;
         }
         for name in &plan.remove_crops {
             remove_file_synced(&dir.join(name))?;

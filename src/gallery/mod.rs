@@ -544,6 +544,10 @@ impl Gallery {
             for dir in dirs.iter().chain(&crop_dirs) {
                 report.temps_removed += fsutil::remove_stale_temps(dir, fsutil::STALE_TEMP_AGE);
             }
+            // Uploaded archives being imported are unlinked files; a name is left only by a
+            // kill in the instant after their creation.
+            report.temps_removed +=
+                fsutil::remove_unlinked_leftovers(&gallery.data_dir, archive::SPOOL_NAME);
             gallery.remove_orphan_rejections();
             report.crops_removed = gallery.apply_crop_policy(&crop_dirs);
         }

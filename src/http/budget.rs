@@ -5,6 +5,10 @@
 //! - A request with a body takes one of `max_uploads` upload places *before* a byte of the body
 //!   is read, and keeps it until it is answered; without a free place it is refused at once with
 //!   503 and `Retry-After`. Each place holds at most `MAX_UPLOAD_BYTES` of body.
+//! - A gallery import (`POST /gallery/import`) takes the one import place instead, on the same
+//!   terms (a second one at once is refused with 503 and `Retry-After` before its body is read);
+//!   its body goes to an unlinked file in the data folder, never into memory, and the import
+//!   reads the archive from there (memory: the rows it holds, not its size).
 //! - Decoding an image and the face work on it take one of `max_images` image places, waiting at
 //!   most `queue_wait` for one (then 503 and `Retry-After`); an image above `DETECT_MAX_PIXELS`
 //!   (from its header) also takes the one large-image place. The engine bounds what one image may
@@ -139,6 +143,8 @@ impl Drop for Place {
 pub struct Budget {
     /// Requests whose body is being received or handled.
     pub uploads: Places,
+    /// Gallery imports being received or handled: one at a time.
+    pub imports: Places,
     /// Images being decoded and analyzed.
     pub images: Places,
     /// Images above `DETECT_MAX_PIXELS` among them: one at a time.
@@ -156,6 +162,7 @@ impl Budget {
     pub fn new(max_uploads: usize, max_images: usize, queue_wait: Duration) -> Budget {
         Budget {
             uploads: Places::new(max_uploads),
+            imports: Places::new(1),
             images: Places::new(max_images),
             large_images: Places::new(1),
             downloads: Places::new(MAX_DOWNLOADS),

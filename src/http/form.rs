@@ -2,7 +2,7 @@
 //! or a raw `image/*` body. The size limit is enforced while reading, never after.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 
 use bytes::Bytes;
 
@@ -52,33 +52,66 @@ pub fn read_body(
     content_length: Option<usize>,
     limit: usize,
 ) -> Result<Vec<u8>, ApiError> {
-    let too_large = || {
-        ApiError::TooLarge(format!(
-            "request body larger than {limit} bytes (MAX_UPLOAD_BYTES)"
-        ))
-    };
-    if content_length.is_some_and(|n| n > limit) {
-        return Err(too_large());
+    let mut body = Vec::new();
+    if content_length.is_none_or(|n| n <= limit) {
+        body.reserve_exact(content_length.unwrap_or(0));
     }
-    let mut body = Vec::with_capacity(content_length.unwrap_or(0).min(limit));
-    let mut limited = reader.take(limit as u64 + 1);
-    match limited.read_to_end(&mut body) {
-        Ok(_) if body.len() > limit => Err(too_large()),
-        Ok(_) => match content_length {
-            Some(n) if body.len() < n => Err(ApiError::BadRequest(format!(
-                "the body ended after {} of {n} bytes",
-                body.len()
-            ))),
-            _ => Ok(body),
-        },
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            Err(ApiError::Timeout)
+    copy_body(reader, content_length, limit, &mut body)?;
+    Ok(body)
+}
+
+/// [`read_body`] into `sink` (a file: the body is never held in memory), a block at a time;
+/// the bytes written. A failing `sink` is the server's trouble (500, or 507 when the disk is
+/// full).
+pub fn copy_body(
+    reader: &mut dyn Read,
+    content_length: Option<usize>,
+    limit: usize,
+    sink: &mut dyn Write,
+) -> Result<u64, ApiError> {
+    if content_length.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    let mut block = vec![0u8; COPY_BLOCK];
+    let mut total: u64 = 0;
+    loop {
+        let n = match reader.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(ApiError::Timeout)
+            }
+            Err(e) => {
+                return Err(ApiError::BadRequest(format!(
+                    "reading the body failed: {e}"
+                )))
+            }
+        };
+        total += n as u64;
+        if total > limit as u64 {
+            return Err(too_large(limit));
         }
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "reading the body failed: {e}"
+        sink.write_all(&block[..n])
+            .map_err(|e| ApiError::io("keeping the request body", e))?;
+    }
+    match content_length {
+        Some(n) if total < n as u64 => Err(ApiError::BadRequest(format!(
+            "the body ended after {total} of {n} bytes"
         ))),
+        _ => Ok(total),
     }
 }
+
+/// The 413 of a body larger than `limit`.
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::TooLarge(format!(
+        "request body larger than {limit} bytes (MAX_UPLOAD_BYTES)"
+    ))
+}
+
+/// What [`copy_body`] reads at a time.
+const COPY_BLOCK: usize = 64 << 10;
 
 /// A JSON object's members as fields: strings as they are, numbers and booleans as their text
 /// (`{"student_id":"new","force":true}`).
@@ -292,5 +325,30 @@ mod tests {
                 .status(),
             400
         );
+    }
+
+    #[test]
+    fn copied_bodies_have_the_same_limits() {
+        let data = vec![7u8; 200_000];
+        let mut sink = Vec::new();
+        let copied = copy_body(&mut &data[..], Some(200_000), 200_000, &mut sink);
+        assert_eq!((copied.unwrap(), sink.len()), (200_000, 200_000));
+        // Refused before a byte is read, or as soon as the limit is passed.
+        let mut sink = Vec::new();
+        let early = copy_body(&mut &data[..], Some(200_000), 1000, &mut sink);
+        assert_eq!((early.unwrap_err().status(), sink.len()), (413, 0));
+        let mut sink = Vec::new();
+        let lying = copy_body(&mut &data[..], Some(10), 100_000, &mut sink);
+        assert_eq!(lying.unwrap_err().status(), 413);
+        assert!(sink.len() <= 100_000);
+        let cut = copy_body(&mut &data[..50], Some(100), 1000, &mut Vec::new());
+        assert_eq!(cut.unwrap_err().status(), 400);
+        // A full disk is the server's trouble: 507.
+        let mut full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let refused = copy_body(&mut &data[..], None, 1 << 20, &mut full);
+        assert_eq!(refused.unwrap_err().status(), 507);
     }
 }

@@ -280,6 +280,7 @@ impl App {
         serde_json::json!({
             "connections": self.open_connections(),
             "uploads": self.budget.uploads.to_json(),
+            "imports": self.budget.imports.to_json(),
             "images": self.budget.images.to_json(),
             "large_images": self.budget.large_images.to_json(),
             "websocket_clients": self.hub.clients(),
@@ -306,6 +307,7 @@ impl App {
         ];
         let budgets = [
             ("uploads", &self.budget.uploads),
+            ("imports", &self.budget.imports),
             ("images", &self.budget.images),
             ("large_images", &self.budget.large_images),
         ];

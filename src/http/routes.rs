@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::form::Form;
 use super::query::{percent_decode, value as query_value};
 use super::respond::{respond, respond_off_worker, Answer};
-use super::uploads::{self, UploadHandler};
+use super::uploads::{self, StreamHandler, UploadHandler};
 use super::{events, form, header, stream, ws, App};
 use crate::events::{events_for, Event};
 use crate::gallery::archive::ImportMode;
@@ -133,6 +133,9 @@ pub enum Handler {
         body: Body,
         handle: UploadHandler,
     },
+    /// A gallery archive: the body streamed to a file (at most `GALLERY_IMPORT_MAX_BYTES`),
+    /// then handled, on a thread of its own under the one import place ([`uploads::stream`]).
+    Stream(StreamHandler),
     /// The WebSocket feed.
     WebSocket,
     /// The camera's live view: the connection goes to a viewer thread of its own.
@@ -144,8 +147,6 @@ pub enum Handler {
 pub enum Limit {
     /// `MAX_UPLOAD_BYTES`: an image.
     Upload,
-    /// `GALLERY_IMPORT_MAX_BYTES`: a gallery archive.
-    Import,
     /// A few KiB: an event, a small form.
     Small,
     /// None at all (a GET done on an upload thread because it is long work).
@@ -343,11 +344,7 @@ pub static ROUTES: &[Route] = &[
         method: "POST",
         path: "/gallery/import",
         access: Access::Role(Role::Admin),
-        handler: Handler::Upload {
-            limit: Limit::Import,
-            body: Body::Raw,
-            handle: import,
-        },
+        handler: Handler::Stream(import),
     },
     Route {
         method: "GET",
@@ -530,12 +527,12 @@ pub fn handle(app: &Arc<App>, request: Request) {
         } => {
             let limit = match limit {
                 Limit::Upload => app.limits.max_upload_bytes,
-                Limit::Import => app.limits.max_import_bytes,
                 Limit::Small => SMALL_BODY,
                 Limit::Empty => 0,
             };
             uploads::start(app, request, limit, body, call, handle)
         }
+        Handler::Stream(handle) => uploads::stream(app, request, call, handle),
         Handler::WebSocket => {
             let status = ws::upgrade(app, request);
             call.served(app, status);
@@ -1134,9 +1131,9 @@ fn export(app: &App, _form: Form, _call: &Call) -> Result<Answer, ApiError> {
     })
 }
 
-/// `POST /gallery/import?mode=merge|replace`: a gallery archive, checked whole before anything
-/// is written.
-fn import(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
+/// `POST /gallery/import?mode=merge|replace`: a gallery archive (in a file, see
+/// [`uploads::stream`]), checked whole before anything is written.
+fn import(app: &App, mut archive: std::fs::File, call: &Call) -> Result<Answer, ApiError> {
     let mode = match query_value(&call.query, "mode").as_deref() {
         None | Some("merge") => ImportMode::Merge,
         Some("replace") => ImportMode::Replace,
@@ -1146,11 +1143,10 @@ fn import(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
             )))
         }
     };
-    let archive = form.into_raw();
     let summary = app
         .recognizer
         .gallery
-        .import(&archive, mode, &call.by)
+        .import_from(&mut archive, mode, &call.by)
         .map_err(|e| ApiError::from(crate::Error::from(e)))?;
     log::info!("gallery imported ({mode:?}): {summary:?}");
     Ok(Answer::Json(json!({"ok": true, "imported": summary})))
