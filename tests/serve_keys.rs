@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const KEY: &str = "binary-test-key-0123456789";
+const KEY: &str = "binary-test-key-0123456789abcdef0123";
 
 fn serve_command(site: &Path, env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_face-attendance"));
@@ -135,6 +135,21 @@ fn open_to_the_network_without_a_key_is_refused_unless_deliberate() {
     assert!(text.contains("serving on http://0.0.0.0:"), "{text}");
     assert!(text.contains("1 admin key"), "{text}");
     assert!(keyed.early.iter().all(|l| !l.starts_with("WARN")), "{text}");
+
+    // A key too short to be beyond guessing is warned about, by where it was written.
+    let short = start(
+        site.path(),
+        &[("FACE_BIND", "127.0.0.1:0"), ("FACE_API_KEY", "short-but-allowed-key")],
+    );
+    let text = short.early.join("\n");
+    assert!(text.contains("serving on"), "{text}");
+    let warning = short
+        .early
+        .iter()
+        .find(|l| l.starts_with("WARN"))
+        .unwrap_or_else(|| panic!("no warning: {text}"));
+    assert!(warning.contains("FACE_API_KEY") && warning.contains("32"), "{warning}");
+    assert!(!warning.contains("short-but-allowed-key"), "the key was printed");
 }
 
 #[test]

@@ -229,8 +229,17 @@ fn the_unknowns_routes_need_a_key_when_keys_are_set() {
         .call()
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    // /health stays open, with the count.
+    // /health stays open; the count is for key holders.
     let (_, health) = h::get(&url(&server, "/health"));
+    assert_eq!(health["ok"], true);
+    assert!(health.get("unknown_clusters").is_none(), "{health}");
+    let mut keyed = h::agent()
+        .get(url(&server, "/health"))
+        .header("X-API-Key", KEY)
+        .call()
+        .unwrap();
+    let health: serde_json::Value =
+        serde_json::from_str(&keyed.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(health["unknown_clusters"], 1);
     server.shutdown();
 }

@@ -455,6 +455,14 @@ fn http_limits(serve: &ServeSettings) -> Limits {
 /// Says loudly when the API is reachable from other machines without a key (only with
 /// `FACE_ALLOW_OPEN_LAN=true`: `serve` refuses otherwise).
 fn warn_if_open(addr: std::net::SocketAddr, keys: &http::ApiKeys) {
+    for origin in keys.short() {
+        log::warn!(
+            "the API key of {origin} is shorter than {} characters: wrong keys are slowed per \
+             address, but a right guess always gets in, so a key must be too long to guess \
+             (`openssl rand -hex 32`)",
+            http::auth::RECOMMENDED_KEY_LEN
+        );
+    }
     if keys.is_empty() && !addr.ip().is_loopback() {
         log::warn!(
             "listening on {addr} with no API key (FACE_ALLOW_OPEN_LAN=true): anyone who can \

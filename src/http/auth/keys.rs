@@ -20,6 +20,10 @@ use super::role::Role;
 
 /// Shorter keys are refused at start: a key is a password anyone on the LAN may try to guess.
 pub const MIN_KEY_LEN: usize = 16;
+/// Shorter keys are warned about at start: a valid key is never throttled, so while a guesser's
+/// address is held off a right guess still gets in; only the key's length makes guessing
+/// hopeless (the install makes 64 hex characters).
+pub const RECOMMENDED_KEY_LEN: usize = 32;
 
 /// Why the configured keys cannot be used. Never shows a key, only where it came from.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -78,6 +82,8 @@ struct Key {
 #[derive(Clone, Default)]
 pub struct ApiKeys {
     keys: Vec<Key>,
+    /// Where each key shorter than [`RECOMMENDED_KEY_LEN`] was written (for a warning).
+    short: Vec<String>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -129,6 +135,7 @@ impl ApiKeys {
     /// Checks and keeps the keys.
     pub fn new(lines: Vec<KeyLine>) -> Result<ApiKeys, KeyError> {
         let mut keys = Vec::with_capacity(lines.len());
+        let mut short = Vec::new();
         for line in lines {
             if !line.key.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(KeyError::BadCharacters {
@@ -141,16 +148,24 @@ impl ApiKeys {
                     len: line.key.len(),
                 });
             }
+            if line.key.len() < RECOMMENDED_KEY_LEN {
+                short.push(line.origin.clone());
+            }
             keys.push(Key {
                 digest: digest(line.key.as_bytes()),
                 caller: Caller::new(line.label, line.role),
             });
         }
-        Ok(ApiKeys { keys })
+        Ok(ApiKeys { keys, short })
     }
 
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Where the keys shorter than [`RECOMMENDED_KEY_LEN`] were written.
+    pub fn short(&self) -> &[String] {
+        &self.short
     }
 
     /// No key configured: every route is open.
@@ -347,6 +362,9 @@ mod tests {
         );
         assert_eq!(who("0123456789abcdef-no"), None);
         assert_eq!(keys.roles(), vec![(Role::Viewer, 1), (Role::Admin, 3)]);
+        // Every key here is shorter than 32 characters: each is named for the warning.
+        assert_eq!(keys.short().len(), 4);
+        assert_eq!(keys.short()[0], "FACE_API_KEY");
         // A labelled line still needs a long enough key.
         std::fs::write(&file, "office short\n").unwrap();
         assert!(matches!(

@@ -23,7 +23,9 @@ use std::time::Instant;
 
 use tiny_http::Request;
 
-pub use keys::{parse_keys_file, ApiKeys, Caller, KeyError, KeyLine, MIN_KEY_LEN};
+pub use keys::{
+    parse_keys_file, ApiKeys, Caller, KeyError, KeyLine, MIN_KEY_LEN, RECOMMENDED_KEY_LEN,
+};
 pub use role::Role;
 pub use throttle::{Throttle, Verdict};
 pub use tickets::{TicketError, Tickets, TTL as TICKET_TTL};
