@@ -646,9 +646,47 @@ pub struct ServeSettings {
     #[arg(long, env = "STREAM_MAX_CLIENTS", default_value_t = 4)]
     pub stream_max_clients: usize,
     #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
     pub camera: CameraSettings,
     #[command(flatten)]
     pub mqtt_args: MqttArgs,
+}
+
+/// The HTTPS listener of `serve` (src/http/tls.rs) and the plain one's switch.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Address of the HTTPS listener, e.g. 0.0.0.0:8443 (unset: no HTTPS); needs FACE_TLS_CERT
+    /// and FACE_TLS_KEY
+    #[arg(long = "tls-bind", env = "FACE_TLS_BIND")]
+    pub bind: Option<String>,
+    /// PEM certificate chain of the HTTPS listener (the box's certificate first)
+    #[arg(long = "tls-cert", env = "FACE_TLS_CERT")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of FACE_TLS_CERT (PKCS#8, PKCS#1 or SEC1, not encrypted)
+    #[arg(long = "tls-key", env = "FACE_TLS_KEY")]
+    pub key: Option<PathBuf>,
+    /// false: no plain HTTP listener (FACE_BIND), HTTPS only (needs FACE_TLS_BIND)
+    #[arg(
+        long,
+        env = "FACE_PLAIN_HTTP",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub plain_http: bool,
+}
+
+/// No HTTPS, plain HTTP on: as without any of the settings.
+impl Default for TlsArgs {
+    fn default() -> TlsArgs {
+        TlsArgs {
+            bind: None,
+            cert: None,
+            key: None,
+            plain_http: true,
+        }
+    }
 }
 
 /// The MQTT broker of `serve` (src/mqtt/): events, box status and gallery sync between boxes.
@@ -1051,7 +1089,46 @@ impl ServeSettings {
         }
         self.api_keys()?;
         self.mqtt()?;
+        self.tls_setup()?;
         Ok(())
+    }
+
+    /// `FACE_TLS_BIND` and the configuration of `FACE_TLS_CERT` / `FACE_TLS_KEY` (the files are
+    /// read now); `None` without HTTPS. Refuses half a setup (a certificate without its key, a
+    /// listener without either, files without a listener) and `FACE_PLAIN_HTTP=false` without
+    /// HTTPS.
+    pub fn tls_setup(&self) -> Result<Option<(String, crate::http::tls::TlsSetup)>, Error> {
+        let bind = self
+            .tls
+            .bind
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty());
+        let set = |p: &Option<PathBuf>| p.as_ref().filter(|p| !p.as_os_str().is_empty()).cloned();
+        let (cert, key) = (set(&self.tls.cert), set(&self.tls.key));
+        let config = |m: &str| Err(Error::Config(m.to_string()));
+        match (bind, &cert, &key) {
+            (None, None, None) if !self.tls.plain_http => config(
+                "FACE_PLAIN_HTTP=false needs FACE_TLS_BIND (with FACE_TLS_CERT and FACE_TLS_KEY): \
+                 the service would listen nowhere",
+            ),
+            (None, None, None) => Ok(None),
+            (_, Some(_), None) => config("FACE_TLS_CERT is set but FACE_TLS_KEY is not"),
+            (_, None, Some(_)) => config("FACE_TLS_KEY is set but FACE_TLS_CERT is not"),
+            (Some(_), None, None) => config("FACE_TLS_BIND needs FACE_TLS_CERT and FACE_TLS_KEY"),
+            (None, Some(_), Some(_)) => config(
+                "FACE_TLS_CERT and FACE_TLS_KEY are set but FACE_TLS_BIND is not (no HTTPS \
+                 listener): set FACE_TLS_BIND, e.g. 0.0.0.0:8443",
+            ),
+            (Some(bind), Some(cert), Some(key)) => {
+                if self.tls.plain_http && bind == self.bind_address() {
+                    return config("FACE_TLS_BIND must differ from FACE_BIND");
+                }
+                let setup = crate::http::tls::server_config(cert, key)
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                Ok(Some((bind.to_string(), setup)))
+            }
+        }
     }
 
     /// The MQTT settings (`MQTT_URL` and the rest), checked; `None` without `MQTT_URL`.
