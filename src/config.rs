@@ -443,6 +443,27 @@ mod serve_tests {
     }
 
     #[test]
+    fn tls_settings_are_their_own_and_half_a_setup_is_refused() {
+        // (No FACE_TLS_* nor FACE_PLAIN_HTTP in the test's environment.)
+        let s = parse(&["--bind", "127.0.0.1:1", "--tls-bind", "127.0.0.1:2"]);
+        assert_eq!(s.bind.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(s.tls.tls_bind.as_deref(), Some("127.0.0.1:2"));
+        assert!(s.tls.plain_http);
+        let e = s.tls_setup().unwrap_err().to_string();
+        assert!(e.contains("FACE_TLS_BIND needs FACE_TLS_CERT"), "{e}");
+        for off in ["false", "0", "no", "off"] {
+            let s = parse(&["--plain-http", off]);
+            assert!(!s.tls.plain_http, "{off}");
+            let e = s.tls_setup().unwrap_err().to_string();
+            assert!(
+                e.contains("FACE_PLAIN_HTTP=false needs FACE_TLS_BIND"),
+                "{e}"
+            );
+        }
+        assert!(parse(&[]).tls_setup().unwrap().is_none());
+    }
+
+    #[test]
     fn loopback_unless_a_key_is_set_and_an_explicit_bind_always_wins() {
         // (FACE_BIND and FACE_API_KEY must not be set in the test's environment.)
         assert_eq!(parse(&[]).bind_address(), "127.0.0.1:8000");
@@ -658,14 +679,14 @@ pub struct ServeSettings {
 pub struct TlsArgs {
     /// Address of the HTTPS listener, e.g. 0.0.0.0:8443 (unset: no HTTPS); needs FACE_TLS_CERT
     /// and FACE_TLS_KEY
-    #[arg(long = "tls-bind", env = "FACE_TLS_BIND")]
-    pub bind: Option<String>,
+    #[arg(long, env = "FACE_TLS_BIND")]
+    pub tls_bind: Option<String>,
     /// PEM certificate chain of the HTTPS listener (the box's certificate first)
-    #[arg(long = "tls-cert", env = "FACE_TLS_CERT")]
-    pub cert: Option<PathBuf>,
+    #[arg(long, env = "FACE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
     /// PEM private key of FACE_TLS_CERT (PKCS#8, PKCS#1 or SEC1, not encrypted)
-    #[arg(long = "tls-key", env = "FACE_TLS_KEY")]
-    pub key: Option<PathBuf>,
+    #[arg(long, env = "FACE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// false: no plain HTTP listener (FACE_BIND), HTTPS only (needs FACE_TLS_BIND)
     #[arg(
         long,
@@ -681,9 +702,9 @@ pub struct TlsArgs {
 impl Default for TlsArgs {
     fn default() -> TlsArgs {
         TlsArgs {
-            bind: None,
-            cert: None,
-            key: None,
+            tls_bind: None,
+            tls_cert: None,
+            tls_key: None,
             plain_http: true,
         }
     }
@@ -1100,12 +1121,12 @@ impl ServeSettings {
     pub fn tls_setup(&self) -> Result<Option<(String, crate::http::tls::TlsSetup)>, Error> {
         let bind = self
             .tls
-            .bind
+            .tls_bind
             .as_deref()
             .map(str::trim)
             .filter(|b| !b.is_empty());
         let set = |p: &Option<PathBuf>| p.as_ref().filter(|p| !p.as_os_str().is_empty()).cloned();
-        let (cert, key) = (set(&self.tls.cert), set(&self.tls.key));
+        let (cert, key) = (set(&self.tls.tls_cert), set(&self.tls.tls_key));
         let config = |m: &str| Err(Error::Config(m.to_string()));
         match (bind, &cert, &key) {
             (None, None, None) if !self.tls.plain_http => config(

@@ -466,11 +466,18 @@ fn bad_tls_settings_stop_the_start_with_status_2_and_one_line() {
     ];
     for (env, expected) in cases {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let out = serve_command(dir, &env)
+        let mut child = serve_command(dir, &env)
             .env("FACE_BIND", "127.0.0.1:0")
             .env("RUST_LOG", "off")
-            .output()
+            .spawn()
             .unwrap();
+        // A setting taken for good would serve for ever: stopped, and the test fails below.
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
         let lines: Vec<&str> = stderr.lines().collect();

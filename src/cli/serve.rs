@@ -53,7 +53,7 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
             if serve.tls.plain_http {
                 on.push(serve.bind_address());
             }
-            on.extend(serve.tls.bind.clone());
+            on.extend(serve.tls.tls_bind.clone());
             eprintln!("error: cannot serve on {}: {e}", on.join(" and "));
             return super::EXIT_SETUP;
         }
