@@ -1,26 +1,70 @@
 //! Client side helpers: the multipart body curl `-F` would send, and the HTTP agent (for
 //! `rt-client`, `bench-http` and tests).
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use tungstenite::client::IntoClientRequest;
-use tungstenite::stream::MaybeTlsStream;
 use tungstenite::WebSocket;
+
+use crate::client_tls::{parse_fingerprint, ureq_tls::TlsConnector, Trust};
 
 /// The header the clients send the API key in (the server also takes `Authorization: Bearer`).
 pub const API_KEY_HEADER: &str = "X-API-Key";
 
-/// Which server the clients talk to, and the API key they send it.
+/// Which server the clients talk to, the API key they send it, and for `https://`, which
+/// certificate they accept.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// The server's base URL
+    /// The server's base URL (http:// or https://)
     #[arg(long, env = "FACE_SERVER", default_value = "http://127.0.0.1:8000")]
     pub server: String,
     /// The server's API key (sent as X-API-Key), when it has one
     #[arg(long, env = "FACE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// For https://: PEM CA certificate(s) to verify the server with instead of the system's
+    /// (a self-signed box certificate itself will do)
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// For https://: SHA-256 fingerprint of the server's certificate (hex, `:` allowed, as
+    /// `openssl x509 -noout -fingerprint -sha256` prints it): accept exactly that certificate
+    /// and refuse any other
+    #[arg(long)]
+    pub tls_fingerprint: Option<String>,
+}
+
+/// The stream of a WebSocket client: TCP, or TLS over TCP.
+pub enum WsStream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for WsStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            WsStream::Plain(s) => s.read(buf),
+            WsStream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for WsStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            WsStream::Plain(s) => s.write(buf),
+            WsStream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            WsStream::Plain(s) => s.flush(),
+            WsStream::Tls(s) => s.flush(),
+        }
+    }
 }
 
 impl ServerArgs {
@@ -31,9 +75,51 @@ impl ServerArgs {
             .filter(|k| !k.is_empty())
     }
 
+    fn https(&self) -> bool {
+        self.server
+            .trim_start()
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
+
+    /// The rustls configuration for `https://` (`--ca-file`, `--tls-fingerprint`).
+    pub fn tls_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+        Trust {
+            ca_file: self.ca_file.clone(),
+            fingerprint: self
+                .tls_fingerprint
+                .as_deref()
+                .map(parse_fingerprint)
+                .transpose()?,
+        }
+        .config()
+    }
+
+    /// A blocking HTTP agent for this server (its TLS trust for `https://`) that returns
+    /// 4xx/5xx answers instead of failing on them.
+    pub fn agent(&self, timeout: Duration) -> Result<ureq::Agent, String> {
+        if !self.https() {
+            if self.ca_file.is_some() || self.tls_fingerprint.is_some() {
+                return Err("--ca-file and --tls-fingerprint need an https:// server".into());
+            }
+            return Ok(agent(timeout));
+        }
+        use ureq::unversioned::resolver::DefaultResolver;
+        use ureq::unversioned::transport::{Connector, TcpConnector};
+        let connector = TcpConnector::default().chain(TlsConnector(self.tls_config()?));
+        Ok(ureq::Agent::with_parts(
+            agent_config(timeout),
+            connector,
+            DefaultResolver::default(),
+        ))
+    }
+
     /// The URL of `path_and_query` on the server.
     pub fn url(&self, path_and_query: &str) -> String {
-        format!("{}{path_and_query}", self.server.trim_end_matches('/'))
+        format!(
+            "{}{path_and_query}",
+            self.server.trim().trim_end_matches('/')
+        )
     }
 
     /// A POST to `path_and_query`, carrying the API key.
@@ -49,9 +135,13 @@ impl ServerArgs {
         }
     }
 
-    /// Opens the WebSocket at `path`, carrying the API key in the upgrade request.
-    pub fn websocket(&self, path: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
-        let url = self.url(path).replacen("http", "ws", 1);
+    /// Opens the WebSocket at `path` (`wss://` for an `https://` server), carrying the API key
+    /// in the upgrade request.
+    pub fn websocket(&self, path: &str) -> Result<WebSocket<WsStream>, String> {
+        let url = self.url(path);
+        let tls = self.https();
+        // http://... -> ws://..., https://... -> wss://...
+        let url = url.replacen("http", "ws", 1);
         let mut request = url
             .as_str()
             .into_client_request()
@@ -62,19 +152,39 @@ impl ServerArgs {
                 .map_err(|_| "the API key is not a valid header value".to_string())?;
             request.headers_mut().insert(API_KEY_HEADER, value);
         }
-        tungstenite::connect(request)
+        let uri = request.uri();
+        let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let authority = format!("{host}:{port}");
+        let tcp = TcpStream::connect(&authority).map_err(|e| format!("cannot open {url}: {e}"))?;
+        let stream = if tls {
+            let config = self.tls_config()?;
+            WsStream::Tls(Box::new(crate::client_tls::connect(
+                config, &authority, tcp,
+            )?))
+        } else {
+            if self.ca_file.is_some() || self.tls_fingerprint.is_some() {
+                return Err("--ca-file and --tls-fingerprint need an https:// server".into());
+            }
+            WsStream::Plain(tcp)
+        };
+        tungstenite::client(request, stream)
             .map(|(socket, _)| socket)
             .map_err(|e| format!("cannot open {url}: {e}"))
     }
 }
 
-/// A blocking HTTP agent that returns 4xx/5xx answers instead of failing on them.
-pub fn agent(timeout: Duration) -> ureq::Agent {
+fn agent_config(timeout: Duration) -> ureq::config::Config {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
         .build()
-        .new_agent()
+}
+
+/// A blocking HTTP agent (system CA certificates for `https://`) that returns 4xx/5xx answers
+/// instead of failing on them.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    agent_config(timeout).new_agent()
 }
 
 /// One part of a form: text, or a file with its name and content type.

@@ -456,6 +456,27 @@ mod serve_tests {
     }
 
     #[test]
+    fn tls_settings_are_their_own_and_half_a_setup_is_refused() {
+        // (No FACE_TLS_* nor FACE_PLAIN_HTTP in the test's environment.)
+        let s = parse(&["--bind", "127.0.0.1:1", "--tls-bind", "127.0.0.1:2"]);
+        assert_eq!(s.bind.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(s.tls.tls_bind.as_deref(), Some("127.0.0.1:2"));
+        assert!(s.tls.plain_http);
+        let e = s.tls_setup().unwrap_err().to_string();
+        assert!(e.contains("FACE_TLS_BIND needs FACE_TLS_CERT"), "{e}");
+        for off in ["false", "0", "no", "off"] {
+            let s = parse(&["--plain-http", off]);
+            assert!(!s.tls.plain_http, "{off}");
+            let e = s.tls_setup().unwrap_err().to_string();
+            assert!(
+                e.contains("FACE_PLAIN_HTTP=false needs FACE_TLS_BIND"),
+                "{e}"
+            );
+        }
+        assert!(parse(&[]).tls_setup().unwrap().is_none());
+    }
+
+    #[test]
     fn loopback_unless_a_key_is_set_and_an_explicit_bind_always_wins() {
         // (FACE_BIND and FACE_API_KEY must not be set in the test's environment.)
         assert_eq!(parse(&[]).bind_address(), "127.0.0.1:8000");
@@ -676,9 +697,47 @@ pub struct ServeSettings {
     #[arg(long, env = "STREAM_MAX_CLIENTS", default_value_t = 4)]
     pub stream_max_clients: usize,
     #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
     pub camera: CameraSettings,
     #[command(flatten)]
     pub mqtt_args: MqttArgs,
+}
+
+/// The HTTPS listener of `serve` (src/http/tls.rs) and the plain one's switch.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Address of the HTTPS listener, e.g. 0.0.0.0:8443 (unset: no HTTPS); needs FACE_TLS_CERT
+    /// and FACE_TLS_KEY
+    #[arg(long, env = "FACE_TLS_BIND")]
+    pub tls_bind: Option<String>,
+    /// PEM certificate chain of the HTTPS listener (the box's certificate first)
+    #[arg(long, env = "FACE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of FACE_TLS_CERT (PKCS#8, PKCS#1 or SEC1, not encrypted)
+    #[arg(long, env = "FACE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// false: no plain HTTP listener (FACE_BIND), HTTPS only (needs FACE_TLS_BIND)
+    #[arg(
+        long,
+        env = "FACE_PLAIN_HTTP",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub plain_http: bool,
+}
+
+/// No HTTPS, plain HTTP on: as without any of the settings.
+impl Default for TlsArgs {
+    fn default() -> TlsArgs {
+        TlsArgs {
+            tls_bind: None,
+            tls_cert: None,
+            tls_key: None,
+            plain_http: true,
+        }
+    }
 }
 
 /// The MQTT broker of `serve` (src/mqtt/): events, box status and gallery sync between boxes.
@@ -1080,13 +1139,18 @@ impl ServeSettings {
             )));
         }
         let keys = self.api_keys()?;
-        if keys.is_empty() && !self.allow_open_lan && !bind_is_loopback(&self.bind_address()) {
+        let tls_bind = self.tls.tls_bind.as_deref().map(str::trim).filter(|b| !b.is_empty());
+        let plain_bind = self.bind_address();
+        let open = [Some(plain_bind.as_str()).filter(|_| self.tls.plain_http), tls_bind]
+            .into_iter()
+            .flatten()
+            .find(|bind| !bind_is_loopback(bind));
+        if let Some(bind) = open.filter(|_| keys.is_empty() && !self.allow_open_lan) {
             return Err(Error::Config(format!(
-                "refusing to serve {} without an API key: anyone on the network could enroll, \
-                 delete and export faces. Set FACE_API_KEYS_FILE (scripts/install makes one) or \
-                 FACE_API_KEY, or bind to 127.0.0.1; FACE_ALLOW_OPEN_LAN=true serves the LAN \
-                 without keys deliberately",
-                self.bind_address()
+                "refusing to serve {bind} without an API key: anyone on the network could \
+                 enroll, delete and export faces. Set FACE_API_KEYS_FILE (scripts/install makes \
+                 one) or FACE_API_KEY, or bind to 127.0.0.1; FACE_ALLOW_OPEN_LAN=true serves the \
+                 LAN without keys deliberately"
             )));
         }
         for origin in &self.allowed_origins {
@@ -1104,6 +1168,7 @@ impl ServeSettings {
             }
         }
         self.mqtt()?;
+        self.tls_setup()?;
         Ok(())
     }
 
@@ -1111,6 +1176,44 @@ impl ServeSettings {
     /// configured.
     pub fn metrics_require_key(&self, keyed: bool) -> bool {
         self.metrics_require_key.unwrap_or(keyed)
+    }
+
+    /// `FACE_TLS_BIND` and the configuration of `FACE_TLS_CERT` / `FACE_TLS_KEY` (the files are
+    /// read now); `None` without HTTPS. Refuses half a setup (a certificate without its key, a
+    /// listener without either, files without a listener) and `FACE_PLAIN_HTTP=false` without
+    /// HTTPS.
+    pub fn tls_setup(&self) -> Result<Option<(String, crate::http::tls::TlsSetup)>, Error> {
+        let bind = self
+            .tls
+            .tls_bind
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty());
+        let set = |p: &Option<PathBuf>| p.as_ref().filter(|p| !p.as_os_str().is_empty()).cloned();
+        let (cert, key) = (set(&self.tls.tls_cert), set(&self.tls.tls_key));
+        let config = |m: &str| Err(Error::Config(m.to_string()));
+        match (bind, &cert, &key) {
+            (None, None, None) if !self.tls.plain_http => config(
+                "FACE_PLAIN_HTTP=false needs FACE_TLS_BIND (with FACE_TLS_CERT and FACE_TLS_KEY): \
+                 the service would listen nowhere",
+            ),
+            (None, None, None) => Ok(None),
+            (_, Some(_), None) => config("FACE_TLS_CERT is set but FACE_TLS_KEY is not"),
+            (_, None, Some(_)) => config("FACE_TLS_KEY is set but FACE_TLS_CERT is not"),
+            (Some(_), None, None) => config("FACE_TLS_BIND needs FACE_TLS_CERT and FACE_TLS_KEY"),
+            (None, Some(_), Some(_)) => config(
+                "FACE_TLS_CERT and FACE_TLS_KEY are set but FACE_TLS_BIND is not (no HTTPS \
+                 listener): set FACE_TLS_BIND, e.g. 0.0.0.0:8443",
+            ),
+            (Some(bind), Some(cert), Some(key)) => {
+                if self.tls.plain_http && bind == self.bind_address() {
+                    return config("FACE_TLS_BIND must differ from FACE_BIND");
+                }
+                let setup = crate::http::tls::server_config(cert, key)
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                Ok(Some((bind.to_string(), setup)))
+            }
+        }
     }
 
     /// The MQTT settings (`MQTT_URL` and the rest), checked; `None` without `MQTT_URL`.

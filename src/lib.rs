@@ -7,6 +7,7 @@ pub mod bulk_enroll;
 pub mod camera;
 pub mod cli;
 pub mod client;
+pub mod client_tls;
 pub mod clock;
 pub mod config;
 pub mod engine;

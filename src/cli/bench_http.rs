@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::client::{agent, image_form, ServerArgs};
+use crate::client::{image_form, ServerArgs};
 use crate::image_io;
 
 #[derive(Debug, Clone, Args)]
@@ -55,6 +55,11 @@ pub fn run(args: &BenchHttpArgs) -> i32 {
             return super::EXIT_SETUP;
         }
     };
+    // One agent per client thread below; built once here to report a bad TLS setting.
+    if let Err(e) = args.server.agent(Duration::from_secs(120)) {
+        eprintln!("error: {e}");
+        return super::EXIT_SETUP;
+    }
     let (content_type, body) = image_form(&args.image, &data);
     let url = args.server.url("/recognize");
     println!(
@@ -76,7 +81,9 @@ pub fn run(args: &BenchHttpArgs) -> i32 {
                 .map(|_| {
                     let (server, content_type, body) = (&args.server, &content_type, &body);
                     s.spawn(move || {
-                        let agent = agent(Duration::from_secs(120));
+                        let Ok(agent) = server.agent(Duration::from_secs(120)) else {
+                            return (Vec::new(), per_client);
+                        };
                         let mut times = Vec::with_capacity(per_client);
                         let mut errors = 0;
                         for _ in 0..per_client {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::bulk_enroll::is_photo;
-use crate::client::{agent, image_form, ServerArgs};
+use crate::client::{image_form, ServerArgs};
 
 #[derive(Debug, Clone, Args)]
 pub struct RtClientArgs {
@@ -56,6 +56,13 @@ pub fn run(args: &RtClientArgs) -> i32 {
         eprintln!("error: --rate must be above 0");
         return super::EXIT_SETUP;
     }
+    let agent = match args.server.agent(Duration::from_secs(60)) {
+        Ok(agent) => agent,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_SETUP;
+        }
+    };
     let mut socket = match args.server.websocket("/ws/recognitions") {
         Ok(socket) => socket,
         Err(e) => {
@@ -81,7 +88,6 @@ pub fn run(args: &RtClientArgs) -> i32 {
         "/recognize/realtime?min_conf={}&send_unknown={}",
         args.min_conf, args.send_unknown
     );
-    let agent = agent(Duration::from_secs(60));
     let pause = Duration::from_secs_f64(1.0 / args.rate);
     let mut status = 0;
     loop {

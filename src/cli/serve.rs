@@ -49,7 +49,12 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
     let server = match start(settings, serve, recognizer) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot serve on {}: {e}", serve.bind_address());
+            let mut on = vec![];
+            if serve.tls.plain_http {
+                on.push(serve.bind_address());
+            }
+            on.extend(serve.tls.tls_bind.clone());
+            eprintln!("error: cannot serve on {}: {e}", on.join(" and "));
             return super::EXIT_SETUP;
         }
     };
@@ -64,8 +69,8 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
     );
     let (encodings, labels) = server.app().recognizer.gallery.counts();
     let status = format!(
-        "serving on http://{} ({encodings} encodings of {labels} people; webhook {}; {})",
-        server.addr(),
+        "serving on {} ({encodings} encodings of {labels} people; webhook {}; {})",
+        server.urls(),
         if server.app().dispatcher.webhook_enabled() {
             "on"
         } else {
@@ -160,6 +165,20 @@ struct Broker {
 impl Service {
     pub fn addr(&self) -> std::net::SocketAddr {
         self.server.addr()
+    }
+
+    /// The HTTPS listener's address, when it runs.
+    pub fn tls_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.tls_addr()
+    }
+
+    /// `http://ADDR`, `https://ADDR` or both (`http://A and https://B`).
+    pub fn urls(&self) -> String {
+        match self.tls_addr() {
+            None => format!("http://{}", self.addr()),
+            Some(tls) if tls == self.addr() => format!("https://{tls}"),
+            Some(tls) => format!("http://{} and https://{tls}", self.addr()),
+        }
     }
 
     pub fn app(&self) -> &App {
@@ -330,10 +349,33 @@ pub fn start(
         }
         _ => None,
     };
-    let bind = serve.bind_address();
-    let bound_ip = bind.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+    let tls = serve.tls_setup().map_err(std::io::Error::other)?;
+    let plain_bind = serve.bind_address();
+    let binds = [
+        Some(plain_bind.as_str()).filter(|_| serve.tls.plain_http),
+        tls.as_ref().map(|(bind, _)| bind.as_str()),
+    ];
+    let bound_ip = binds
+        .into_iter()
+        .flatten()
+        .find_map(|b| b.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.ip());
     app.guard = http::Guard::new(bound_ip, &serve.allowed_hosts, &serve.allowed_origins);
-    let server = http::start(&bind, app)?;
+    let server = http::start_listeners(
+        http::Listeners {
+            plain: serve.tls.plain_http.then_some(plain_bind.as_str()),
+            tls: tls
+                .as_ref()
+                .map(|(bind, setup)| (bind.as_str(), setup.config.clone())),
+        },
+        app,
+    )?;
+    if let (Some(addr), Some((_, setup))) = (server.tls_addr(), &tls) {
+        log::info!(
+            "HTTPS on {addr}; certificate SHA-256 fingerprint {}",
+            setup.fingerprint
+        );
+    }
     warn_if_open(server.addr(), server.app().auth.keys());
     Ok(Service {
         server,

@@ -18,6 +18,7 @@ mod query;
 mod respond;
 mod routes;
 mod stream;
+pub mod tls;
 mod uploads;
 mod ws;
 
@@ -163,6 +164,8 @@ pub struct App {
     mqtt: Option<MqttParts>,
     /// Open connections, from the server once it runs.
     connections: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
+    /// The listeners (`{"http": addr, "https": addr}`), once the server runs.
+    listeners: std::sync::OnceLock<Value>,
     /// What `/metrics` records as it happens (the rest it reads from the structs above).
     pub metrics: Metrics,
     /// `/metrics` needs a viewer key (`METRICS_REQUIRE_KEY`, true by default on a box with
@@ -200,6 +203,7 @@ impl App {
             live: None,
             mqtt: None,
             connections: std::sync::OnceLock::new(),
+            listeners: std::sync::OnceLock::new(),
             metrics: Metrics::new(),
             metrics_require_key: false,
         }
@@ -278,6 +282,7 @@ impl App {
     /// The `http` part of `/health`: open connections and the budgets' places.
     fn http_stats(&self) -> Value {
         serde_json::json!({
+            "listeners": self.listeners.get(),
             "connections": self.open_connections(),
             "uploads": self.budget.uploads.to_json(),
             "imports": self.budget.imports.to_json(),
@@ -397,16 +402,37 @@ fn header<'a>(request: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
 pub struct RunningServer {
     addr: SocketAddr,
     server: Arc<tiny_http::Server>,
+    /// The HTTPS listener beside the plain one, when both run.
+    second: Option<Arc<tiny_http::Server>>,
+    tls_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     app: Arc<App>,
     liveness: Liveness,
 }
 
+/// Where [`start_listeners`] listens: the plain HTTP address and the HTTPS one with its
+/// certificate, at least one of them.
+pub struct Listeners<'a> {
+    pub plain: Option<&'a str>,
+    pub tls: Option<(&'a str, Arc<rustls::ServerConfig>)>,
+}
+
 /// Binds `bind` (port 0 picks a free one) and starts the worker threads.
 pub fn start(bind: &str, app: App) -> std::io::Result<RunningServer> {
-    let listener = TcpListener::bind(bind)?;
-    let addr = listener.local_addr()?;
+    start_listeners(
+        Listeners {
+            plain: Some(bind),
+            tls: None,
+        },
+        app,
+    )
+}
+
+/// Binds the listeners (plain HTTP, HTTPS or both; port 0 picks a free one) and starts the
+/// worker threads. Both listeners serve the same app with the same limits; their connections
+/// count against the same caps, and each has its own `workers` (named `http-N` and `https-N`).
+pub fn start_listeners(listeners: Listeners<'_>, app: App) -> std::io::Result<RunningServer> {
     let timeout = app.limits.io_timeout;
     // Every bound on a connection lives in the vendored tiny_http (vendor/tiny_http/PATCHED.md),
     // which applies it before a request reaches a worker.
@@ -424,29 +450,82 @@ pub fn start(bind: &str, app: App) -> std::io::Result<RunningServer> {
         linger_bytes: app.limits.max_upload_bytes.saturating_mul(4),
         ..tiny_http::Limits::default()
     };
-    let server = Arc::new(
-        tiny_http::Server::from_listener_with_limits(listener, None, limits)
-            .map_err(std::io::Error::other)?,
-    );
+    let bind_tls = |bind: &str| -> std::io::Result<(TcpListener, SocketAddr)> {
+        let listener = TcpListener::bind(bind)?;
+        let addr = listener.local_addr()?;
+        Ok((listener, addr))
+    };
+    // The first server (plain when it runs); the HTTPS one beside it shares its caps.
+    let (server, addr, second, tls_addr) = match (listeners.plain, listeners.tls) {
+        (None, None) => {
+            return Err(std::io::Error::other(
+                "no listener (plain HTTP is off, no HTTPS)",
+            ))
+        }
+        (Some(bind), tls) => {
+            let (listener, addr) = bind_tls(bind)?;
+            let server = tiny_http::Server::from_listener_with_limits(listener, None, limits)
+                .map_err(std::io::Error::other)?;
+            let (second, tls_addr) = match tls {
+                None => (None, None),
+                Some((bind, config)) => {
+                    let (listener, tls_addr) = bind_tls(bind)?;
+                    let second = server
+                        .sibling(listener, Some(config))
+                        .map_err(std::io::Error::other)?;
+                    (Some(Arc::new(second)), Some(tls_addr))
+                }
+            };
+            (Arc::new(server), addr, second, tls_addr)
+        }
+        (None, Some((bind, config))) => {
+            let (listener, addr) = bind_tls(bind)?;
+            let server = tiny_http::Server::from_listener_with_tls(listener, config, limits)
+                .map_err(std::io::Error::other)?;
+            (Arc::new(server), addr, None, Some(addr))
+        }
+    };
+    let plain_addr = (tls_addr != Some(addr)).then_some(addr);
     let app = Arc::new(app);
+    // Either server counts the connections of both.
     let counted = Arc::downgrade(&server);
     let _ = app.connections.set(Box::new(move || {
         counted.upgrade().map_or(0, |s| s.open_connections())
     }));
+    let _ = app.listeners.set(serde_json::json!({
+        "http": plain_addr.map(|a| a.to_string()),
+        "https": tls_addr.map(|a| a.to_string()),
+    }));
     let stop = Arc::new(AtomicBool::new(false));
     let liveness = Liveness::default();
-    let workers = (0..app.limits.workers.max(1))
-        .map(|i| {
+    let mut pools = vec![(
+        &server,
+        if plain_addr.is_some() {
+            "http"
+        } else {
+            "https"
+        },
+    )];
+    if let Some(second) = &second {
+        pools.push((second, "https"));
+    }
+    let mut workers = Vec::new();
+    for (server, name) in pools {
+        for i in 0..app.limits.workers.max(1) {
             let (server, app, stop) = (server.clone(), app.clone(), stop.clone());
-            let heartbeat = liveness.watch(format!("http-{i}"));
-            std::thread::Builder::new()
-                .name(format!("http-{i}"))
-                .spawn(move || worker(&server, &app, &stop, heartbeat))
-        })
-        .collect::<std::io::Result<Vec<_>>>()?;
+            let heartbeat = liveness.watch(format!("{name}-{i}"));
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .spawn(move || worker(&server, &app, &stop, heartbeat))?,
+            );
+        }
+    }
     Ok(RunningServer {
         addr,
         server,
+        second,
+        tls_addr,
         stop,
         workers,
         app,
@@ -479,8 +558,14 @@ fn worker(server: &tiny_http::Server, app: &Arc<App>, stop: &AtomicBool, heartbe
 }
 
 impl RunningServer {
+    /// The plain HTTP listener's address (the HTTPS one's when plain HTTP is off).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The HTTPS listener's address, when it runs.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     pub fn app(&self) -> &App {
@@ -496,9 +581,13 @@ impl RunningServer {
     pub fn shutdown(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.server.unblock();
+        if let Some(second) = &self.second {
+            second.unblock();
+        }
         for w in self.workers {
             let _ = w.join();
         }
+        drop(self.second);
         drop(self.server);
         // Live viewers end at once (their threads hold no worker, so nothing above waited).
         if let Some(live) = self.app.live() {

@@ -41,6 +41,7 @@ pub fn serve_settings() -> ServeSettings {
         allow_key_in_url: false,
         stream_max_fps: 5.0,
         stream_max_clients: 4,
+        tls: Default::default(),
         camera: Default::default(),
         mqtt_args: Default::default(),
     }

@@ -91,7 +91,7 @@
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+#[cfg(feature = "ssl-rustls")]
 use zeroize::Zeroizing;
 
 use std::error::Error;
@@ -101,7 +101,6 @@ use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -146,8 +145,10 @@ pub struct Server {
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
 
-    // face-attendance patch: the connections open now
+    // face-attendance patch: the connections open now (shared with sibling servers), and the
+    // limits on clients.
     connections: Arc<limits::ConnCounter>,
+    limits: Arc<Limits>,
 }
 
 enum Message {
@@ -210,7 +211,7 @@ impl Server {
     }
 
     /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+    #[cfg(feature = "ssl-rustls")]
     #[inline]
     pub fn https<A>(
         addr: A,
@@ -266,9 +267,82 @@ impl Server {
         ssl_config: Option<SslConfig>,
         limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
-        let limits = Arc::new(limits);
-        let connections = Arc::new(limits::ConnCounter::default());
+        #[cfg(not(feature = "ssl-rustls"))]
+        type SslContext = ();
+        #[cfg(feature = "ssl-rustls")]
+        type SslContext = crate::ssl::SslContextImpl;
+        let ssl: Option<SslContext> = match ssl_config {
+            #[cfg(feature = "ssl-rustls")]
+            Some(config) => Some(SslContext::from_pem(
+                config.certificate,
+                Zeroizing::new(config.private_key),
+            )?),
+            #[cfg(not(feature = "ssl-rustls"))]
+            Some(_) => {
+                return Err(
+                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
+                        .into(),
+                )
+            }
+            None => None,
+        };
+        Self::build(
+            listener.into(),
+            ssl,
+            Arc::new(limits),
+            Arc::new(limits::ConnCounter::default()),
+        )
+    }
+
+    /// An HTTPS server on `listener` with a rustls configuration the application built
+    /// (certificates, protocol versions), with `limits` on its clients (face-attendance
+    /// patch). The TLS handshake of a connection runs on that connection's own thread, within
+    /// `limits.idle_timeout` of its accept, and the connection counts against the caps from its
+    /// accept: a client that never completes a handshake holds one place for that long at
+    /// most.
+    #[cfg(feature = "ssl-rustls")]
+    pub fn from_listener_with_tls<L: Into<Listener>>(
+        listener: L,
+        tls: Arc<rustls::ServerConfig>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::build(
+            listener.into(),
+            Some(crate::ssl::SslContextImpl::from_config(tls)),
+            Arc::new(limits),
+            Arc::new(limits::ConnCounter::default()),
+        )
+    }
+
+    /// A second server on `listener`, over TLS with `tls` (`None`: plain HTTP), with the
+    /// limits of this one and whose connections count against the same caps
+    /// (`max_connections`, `max_connections_per_ip`): [`open_connections`](Server::open_connections)
+    /// of either counts both (face-attendance patch). Its requests come from its own
+    /// [`recv`](Server::recv).
+    pub fn sibling<L: Into<Listener>>(
+        &self,
+        listener: L,
+        #[cfg(feature = "ssl-rustls")] tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        #[cfg(feature = "ssl-rustls")]
+        let ssl = tls.map(crate::ssl::SslContextImpl::from_config);
+        #[cfg(not(feature = "ssl-rustls"))]
+        let ssl: Option<()> = None;
+        Self::build(
+            listener.into(),
+            ssl,
+            self.limits.clone(),
+            self.connections.clone(),
+        )
+    }
+
+    fn build(
+        listener: Listener,
+        #[cfg(feature = "ssl-rustls")] ssl: Option<crate::ssl::SslContextImpl>,
+        #[cfg(not(feature = "ssl-rustls"))] ssl: Option<()>,
+        limits: Arc<Limits>,
+        connections: Arc<limits::ConnCounter>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -279,31 +353,6 @@ impl Server {
             (listener, local_addr)
         };
 
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
-
         // creating a task where server.accept() is continuously called
         // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
@@ -311,7 +360,9 @@ impl Server {
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
         let inside_connections = connections.clone();
+        let inside_limits = limits.clone();
         thread::spawn(move || {
+            let limits = inside_limits;
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
 
@@ -338,10 +389,12 @@ impl Server {
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock, ctl.clone()),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                            #[cfg(feature = "ssl-rustls")]
                             Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
+                                // face-attendance patch: no handshake here (it is done by the
+                                // connection's thread, under its deadline): only the wrapping,
+                                // and the write timeout its handshake messages are sent with.
+                                sock.set_write_timeout(Some(limits.write_timeout)).ok();
                                 let sock = match ssl.accept(sock) {
                                     Ok(s) => s,
                                     Err(_) => continue,
@@ -349,8 +402,8 @@ impl Server {
 
                                 RefinedTcpStream::new(sock, ctl.clone())
                             }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
+                            #[cfg(not(feature = "ssl-rustls"))]
+                            Some(()) => unreachable!(),
                         };
 
                         Ok(ClientConnection::new(
@@ -369,26 +422,15 @@ impl Server {
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 // face-attendance patch: once the server is dropped, its queue
                                 // is closed: the request is dropped (answered 500) and the
                                 // connection ends, where it waited for ever for an answer.
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        let rq = rq.with_notify_sender(sender.clone());
-                                        if messages.try_push(rq.into()).is_some() {
-                                            break;
-                                        }
-                                        if receiver.recv().is_err() {
-                                            break;
-                                        }
-                                    }
-                                } else {
-                                    for rq in client {
-                                        if messages.try_push(rq.into()).is_some() {
-                                            break;
-                                        }
+                                // HTTPS connections no longer wait here for each answer (the
+                                // TLS stream holds no lock while it blocks), and the client
+                                // reads a next request only once the answers are out.
+                                for rq in client {
+                                    if messages.try_push(rq.into()).is_some() {
+                                        break;
                                     }
                                 }
                             }
@@ -433,6 +475,7 @@ impl Server {
             close: close_trigger,
             listening_addr: local_addr,
             connections,
+            limits,
         })
     }
 

@@ -666,3 +666,427 @@ fn a_client_that_sends_its_whole_body_first_gets_the_answer_within_the_linger_al
     assert_eq!(answer.status, 413);
     assert_eq!(answer.body, "too large");
 }
+
+/// face-attendance: TLS (PATCHED.md, change 5). The handshake runs on the connection's own
+/// thread, under its idle deadline and the connection caps; a certificate is made by `openssl`
+/// once per test run.
+#[cfg(feature = "ssl-rustls")]
+mod tls {
+    use super::*;
+    use std::convert::TryFrom;
+    use std::path::PathBuf;
+    use std::process::Command;
+    use std::sync::OnceLock;
+
+    /// (certificate PEM, key PEM, directory) of a self-signed certificate for localhost and
+    /// 127.0.0.1, made by `openssl req -x509`.
+    fn certificate() -> &'static (Vec<u8>, Vec<u8>, PathBuf) {
+        static CERT: OnceLock<(Vec<u8>, Vec<u8>, PathBuf)> = OnceLock::new();
+        CERT.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("tiny-http-tls-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let status = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+                .arg("ec_paramgen_curve:prime256v1")
+                .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+                .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+                .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+                .arg("-keyout")
+                .arg(dir.join("key.pem"))
+                .arg("-out")
+                .arg(dir.join("cert.pem"))
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("openssl must be installed for the TLS tests");
+            assert!(status.success());
+            let cert = std::fs::read(dir.join("cert.pem")).unwrap();
+            let key = std::fs::read(dir.join("key.pem")).unwrap();
+            (cert, key, dir)
+        })
+    }
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    fn server_config() -> Arc<rustls::ServerConfig> {
+        let (cert, key, _) = certificate();
+        let certs = rustls_pemfile::certs(&mut cert.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut key.as_slice())
+            .unwrap()
+            .unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap(),
+        )
+    }
+
+    fn client_config() -> Arc<rustls::ClientConfig> {
+        let (cert, _, _) = certificate();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut cert.as_slice()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    /// An HTTPS server on 127.0.0.1 that hands each request to `handler` on a thread of its own.
+    fn serve_tls<F>(limits: Limits, handler: F) -> (Arc<Server>, SocketAddr)
+    where
+        F: Fn(Request) + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server =
+            Arc::new(Server::from_listener_with_tls(listener, server_config(), limits).unwrap());
+        run(server.clone(), handler);
+        (server, addr)
+    }
+
+    fn run<F>(server: Arc<Server>, handler: F)
+    where
+        F: Fn(Request) + Send + Sync + 'static,
+    {
+        let handler = Arc::new(handler);
+        thread::spawn(move || {
+            while let Ok(request) = server.recv() {
+                let handler = handler.clone();
+                thread::spawn(move || handler(request));
+            }
+        });
+    }
+
+    type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+    fn tls_over(sock: TcpStream) -> Tls {
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(client_config(), name).unwrap();
+        rustls::StreamOwned::new(conn, sock)
+    }
+
+    /// `GET /` over a new TLS connection from `ip`: the status and body.
+    fn get(ip: &str, addr: SocketAddr) -> (u16, String) {
+        let mut s = tls_over(connect_from(ip, addr));
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let a = read_answer(&mut BufReader::new(&mut s));
+        (a.status, a.body)
+    }
+
+    /// A ClientHello as a real client sends it.
+    fn client_hello() -> Vec<u8> {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut conn = rustls::ClientConnection::new(client_config(), name).unwrap();
+        let mut hello = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut hello).unwrap();
+        }
+        assert!(hello.len() > 100 && hello[0] == 22, "{}", hello.len());
+        hello
+    }
+
+    /// Reads until the server closes: how long that took.
+    fn closed_within(s: &mut TcpStream) -> Duration {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let started = Instant::now();
+        let mut buf = [0; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn secure_or_not(request: Request) {
+        let body = format!("secure={}", request.secure());
+        let _ = request.respond(Response::from_string(body));
+    }
+
+    #[test]
+    fn requests_over_tls_are_answered_secure_and_kept_alive() {
+        let (server, addr) = serve_tls(Limits::default(), secure_or_not);
+        let mut s = tls_over(TcpStream::connect(addr).unwrap());
+        for _ in 0..3 {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .unwrap();
+            let a = read_answer(&mut BufReader::new(&mut s));
+            assert_eq!((a.status, a.body.as_str()), (200, "secure=true"));
+        }
+        assert_eq!(server.open_connections(), 1);
+        drop(s);
+        wait_until("closed", || server.open_connections() == 0);
+        // A bad key or no certificate is an error, not a panic.
+        let bad = tiny_http::SslConfig {
+            certificate: b"not PEM".to_vec(),
+            private_key: certificate().1.clone(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(Server::from_listener(listener, Some(bad)).is_err());
+        // The PEM constructor works too.
+        let good = tiny_http::SslConfig {
+            certificate: certificate().0.clone(),
+            private_key: certificate().1.clone(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Arc::new(Server::from_listener(listener, Some(good)).unwrap());
+        run(server, secure_or_not);
+        assert_eq!(get("127.0.0.1", addr), (200, "secure=true".to_string()));
+    }
+
+    #[test]
+    fn a_silent_client_holds_its_place_until_the_idle_timeout_and_blocks_no_one() {
+        let limits = Limits {
+            idle_timeout: Duration::from_millis(1500),
+            ..Limits::default()
+        };
+        let (server, addr) = serve_tls(limits, ok);
+        let mut silent: Vec<TcpStream> = (0..5)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        wait_until("five open", || server.open_connections() == 5);
+        // Others are served meanwhile, at once.
+        for _ in 0..3 {
+            assert_eq!(get("127.0.0.2", addr), (200, "ok".to_string()));
+        }
+        let waited = closed_within(&mut silent[0]);
+        assert!(waited < Duration::from_secs(3), "{:?}", waited);
+        for s in &mut silent[1..] {
+            closed_within(s);
+        }
+        wait_until("all closed", || server.open_connections() == 0);
+    }
+
+    #[test]
+    fn a_trickled_client_hello_is_cut_off_at_the_deadline() {
+        let limits = Limits {
+            idle_timeout: Duration::from_millis(1000),
+            ..Limits::default()
+        };
+        let (server, addr) = serve_tls(limits, ok);
+        let hello = client_hello();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let started = Instant::now();
+        // A byte every 100 ms: each read of the socket gets one, the whole hello would take
+        // far longer than the deadline.
+        let mut cut = None;
+        for byte in &hello {
+            if s.write_all(&[*byte]).is_err() {
+                cut = Some(started.elapsed());
+                break;
+            }
+            if server.open_connections() == 0 {
+                cut = Some(started.elapsed());
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        let cut = cut.expect("the whole ClientHello went through");
+        assert!(
+            cut >= Duration::from_millis(900) && cut < Duration::from_millis(2500),
+            "{:?}",
+            cut
+        );
+    }
+
+    #[test]
+    fn a_client_that_closes_mid_handshake_frees_its_place_at_once() {
+        // RUSTSEC-2024-0336: rustls 0.20 looped for ever on a connection closed during the
+        // handshake. Here the connection ends, and its place (and thread) with it.
+        let limits = Limits {
+            idle_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let (server, addr) = serve_tls(limits, ok);
+        let hello = client_hello();
+        for cut in [0, 5, hello.len() / 2, hello.len()] {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&hello[..cut]).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let waited = closed_within(&mut s);
+            assert!(waited < Duration::from_secs(2), "cut {}: {:?}", cut, waited);
+            drop(s);
+            wait_until("the place freed", || server.open_connections() == 0);
+        }
+        // Many at once, each closed: no place is kept, the server still answers.
+        let socks: Vec<TcpStream> = (0..20)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(&hello[..hello.len() / 2]).unwrap();
+                s
+            })
+            .collect();
+        drop(socks);
+        wait_until("all freed", || server.open_connections() == 0);
+        assert_eq!(get("127.0.0.1", addr), (200, "ok".to_string()));
+    }
+
+    #[test]
+    fn garbage_instead_of_a_handshake_ends_the_connection_at_once() {
+        let limits = Limits {
+            idle_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let (server, addr) = serve_tls(limits, ok);
+        let garbage: [&[u8]; 3] = [
+            b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            // A handshake record longer than TLS allows.
+            &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3, 4, 5],
+            &[0xff; 3000],
+        ];
+        for g in garbage {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(g).unwrap();
+            let waited = closed_within(&mut s);
+            assert!(waited < Duration::from_secs(2), "{:?}", waited);
+        }
+        wait_until("all freed", || server.open_connections() == 0);
+        assert_eq!(get("127.0.0.1", addr), (200, "ok".to_string()));
+    }
+
+    #[test]
+    fn tls_and_plain_siblings_share_the_connection_caps() {
+        let limits = Limits {
+            max_connections: 3,
+            max_connections_per_ip: 2,
+            idle_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let (plain, plain_addr) = serve(limits, secure_or_not);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tls_addr = listener.local_addr().unwrap();
+        let tls = Arc::new(plain.sibling(listener, Some(server_config())).unwrap());
+        run(tls.clone(), secure_or_not);
+
+        // Two silent TLS connections from 127.0.0.1 fill its share, on both servers.
+        let a = connect_from("127.0.0.1", tls_addr);
+        let b = connect_from("127.0.0.1", tls_addr);
+        wait_until("two open", || plain.open_connections() == 2);
+        assert_eq!(tls.open_connections(), 2);
+        let mut refused = connect_from("127.0.0.1", plain_addr);
+        let mut out = String::new();
+        refused
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = refused.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 503 "), "{}", out);
+        // Over TLS a refusal is a close without a word (no handshake is spent on it).
+        let mut refused = connect_from("127.0.0.1", tls_addr);
+        assert!(closed_within(&mut refused) < Duration::from_secs(1));
+        // Another address: one more in all, over TLS, then no more on either.
+        let mut c = tls_over(connect_from("127.0.0.2", tls_addr));
+        c.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let answer = read_answer(&mut BufReader::new(&mut c));
+        assert_eq!((answer.status, answer.body.as_str()), (200, "secure=true"));
+        let mut refused = connect_from("127.0.0.3", plain_addr);
+        let mut out = String::new();
+        refused
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = refused.read_to_string(&mut out);
+        assert!(out.ends_with("too many connections\n"), "{}", out);
+        drop((a, b, c));
+        wait_until("none open", || plain.open_connections() == 0);
+        let mut d = connect_from("127.0.0.1", plain_addr);
+        d.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        d.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let answer = read_answer(&mut BufReader::new(&mut d));
+        assert_eq!((answer.status, answer.body.as_str()), (200, "secure=false"));
+    }
+
+    #[test]
+    fn an_upgraded_tls_stream_writes_while_its_reads_time_out_and_loses_nothing() {
+        let (tx, rx) = mpsc::channel();
+        let (server, addr) = serve_tls(Limits::default(), move |request: Request| {
+            let mut stream = request.upgrade_stream("test", Response::empty(101));
+            stream
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut got = Vec::new();
+            let mut timeouts = 0;
+            let mut buf = [0; 64];
+            // A tick each turn; what the client sends, echoed once a line is complete.
+            while !got.ends_with(b"\n") {
+                if stream.write_all(b"tick\n").and_then(|_| stream.flush()).is_err() {
+                    return;
+                }
+                match stream.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        timeouts += 1
+                    }
+                    Err(_) => return,
+                }
+            }
+            let _ = stream.write_all(b"echo:");
+            let _ = stream.write_all(&got);
+            let _ = stream.flush();
+            tx.send(timeouts).unwrap();
+        });
+        let mut s = tls_over(TcpStream::connect(addr).unwrap());
+        s.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+            .unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 101 "), "{}", line);
+        while line != "\r\n" {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+        }
+        // Ticks come while the server's reads time out.
+        for _ in 0..5 {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line, "tick\n");
+        }
+        // One line in records split across the server's read timeouts: a record's first
+        // bytes, a pause, the rest.
+        let mut records = Vec::new();
+        {
+            let conn = &mut r.get_mut().conn;
+            conn.writer().write_all(b"hello ").unwrap();
+            while conn.wants_write() {
+                conn.write_tls(&mut records).unwrap();
+            }
+            conn.writer().write_all(b"world\n").unwrap();
+            while conn.wants_write() {
+                conn.write_tls(&mut records).unwrap();
+            }
+        }
+        let (first, rest) = records.split_at(3);
+        r.get_mut().sock.write_all(first).unwrap();
+        thread::sleep(Duration::from_millis(350));
+        r.get_mut().sock.write_all(rest).unwrap();
+        let timeouts = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(timeouts >= 3, "{}", timeouts);
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if line != "tick\n" {
+                break;
+            }
+        }
+        assert_eq!(line, "echo:hello world\n");
+        drop(r);
+        wait_until("closed", || server.open_connections() == 0);
+    }
+}

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
 use crate::limits::ConnGuard;
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+#[cfg(feature = "ssl-rustls")]
 use crate::ssl::SslStream;
 
 pub(crate) enum Stream {
     // face-attendance patch: an `Arc` shared by both halves (one file descriptor), where
     // upstream `try_clone`d the socket (two descriptors, and a panic when out of them).
     Http(Arc<Connection>),
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+    #[cfg(feature = "ssl-rustls")]
     Https(SslStream),
 }
 
@@ -22,7 +22,7 @@ impl Clone for Stream {
     fn clone(&self) -> Self {
         match self {
             Stream::Http(tcp_stream) => Stream::Http(tcp_stream.clone()),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
         }
     }
@@ -38,7 +38,7 @@ impl Stream {
     fn secure(&self) -> bool {
         match self {
             Stream::Http(_) => false,
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(_) => true,
         }
     }
@@ -46,7 +46,7 @@ impl Stream {
     fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.peer_addr(),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.peer_addr(),
         }
     }
@@ -54,7 +54,7 @@ impl Stream {
     fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.shutdown(how),
         }
     }
@@ -62,7 +62,7 @@ impl Stream {
     fn set_read_timeout(&mut self, t: Option<Duration>) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(t),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.set_read_timeout(t),
         }
     }
@@ -70,8 +70,19 @@ impl Stream {
     fn set_write_timeout(&mut self, t: Option<Duration>) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.set_write_timeout(t),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.set_write_timeout(t),
+        }
+    }
+
+    /// face-attendance patch: at most one `read` of the socket. `Ok(None)`: the socket gave
+    /// bytes but no data came of them yet (a TLS record, or the handshake, in progress): call
+    /// again, after checking the deadline.
+    fn read_step(&mut self, buf: &mut [u8]) -> IoResult<Option<usize>> {
+        match self {
+            Stream::Http(tcp_stream) => (&**tcp_stream).read(buf).map(Some),
+            #[cfg(feature = "ssl-rustls")]
+            Stream::Https(ssl_stream) => ssl_stream.read_step(buf),
         }
     }
 }
@@ -80,7 +91,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         match self {
             Stream::Http(tcp_stream) => (&**tcp_stream).read(buf),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.read(buf),
         }
     }
@@ -90,7 +101,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         match self {
             Stream::Http(tcp_stream) => (&**tcp_stream).write(buf),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.write(buf),
         }
     }
@@ -98,7 +109,7 @@ impl Write for Stream {
     fn flush(&mut self) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => (&**tcp_stream).flush(),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.flush(),
         }
     }
@@ -237,34 +248,55 @@ fn deadline_passed() -> IoError {
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         // face-attendance patch: a deadline is a real one. The socket's receive timeout is set
-        // to the time left before each read, so a client that sends one byte now and then
-        // cannot push it back; without a deadline, to what the stream's owner asked for.
+        // to the time left before each read of the socket, so a client that sends one byte now
+        // and then cannot push it back; without a deadline, to what the stream's owner asked
+        // for. Over TLS one read may take several reads of the socket (a record, the
+        // handshake): the deadline is checked before each, and a timeout without a deadline
+        // bounds them all together.
         let (deadline, timeout) = {
             let t = self.ctl.timeouts();
             (t.read_deadline, t.read_timeout)
         };
-        let timeout = match deadline {
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(deadline_passed());
+        let started = Instant::now();
+        let mut first = true;
+        loop {
+            let wait = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(deadline_passed());
+                    }
+                    Some(left)
                 }
-                Some(left)
+                None => match timeout {
+                    // The first read waits the timeout itself (no new system call each time).
+                    Some(timeout) if first => Some(timeout),
+                    Some(timeout) => {
+                        let left = timeout.saturating_sub(started.elapsed());
+                        if left.is_zero() {
+                            return Err(IoError::new(ErrorKind::WouldBlock, "read timed out"));
+                        }
+                        Some(left)
+                    }
+                    None => None,
+                },
+            };
+            if self.applied_timeout != Some(wait) {
+                self.stream.set_read_timeout(wait)?;
+                self.applied_timeout = Some(wait);
             }
-            None => timeout,
-        };
-        if self.applied_timeout != Some(timeout) {
-            self.stream.set_read_timeout(timeout)?;
-            self.applied_timeout = Some(timeout);
-        }
-        match self.stream.read(buf) {
-            Err(e)
-                if deadline.is_some()
-                    && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-            {
-                Err(deadline_passed())
+            first = false;
+            match self.stream.read_step(buf) {
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => {}
+                Err(e)
+                    if deadline.is_some()
+                        && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    return Err(deadline_passed())
+                }
+                Err(e) => return Err(e),
             }
-            result => result,
         }
     }
 }
