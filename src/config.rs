@@ -1139,12 +1139,20 @@ impl ServeSettings {
             )));
         }
         let keys = self.api_keys()?;
-        let tls_bind = self.tls.tls_bind.as_deref().map(str::trim).filter(|b| !b.is_empty());
+        let tls_bind = self
+            .tls
+            .tls_bind
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty());
         let plain_bind = self.bind_address();
-        let open = [Some(plain_bind.as_str()).filter(|_| self.tls.plain_http), tls_bind]
-            .into_iter()
-            .flatten()
-            .find(|bind| !bind_is_loopback(bind));
+        let open = [
+            Some(plain_bind.as_str()).filter(|_| self.tls.plain_http),
+            tls_bind,
+        ]
+        .into_iter()
+        .flatten()
+        .find(|bind| !bind_is_loopback(bind));
         if let Some(bind) = open.filter(|_| keys.is_empty() && !self.allow_open_lan) {
             return Err(Error::Config(format!(
                 "refusing to serve {bind} without an API key: anyone on the network could \

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -65,61 +64,14 @@ impl Cert {
     }
 }
 
-fn serve_command(site: &Path, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_face-attendance"));
-    command
-        .arg("serve")
-        .current_dir(site)
-        .env("FACE_MODELS_DIR", common::models_dir())
-        .env("FACE_DATA_DIR", site.join("data"))
-        .env("RUST_LOG", "info")
-        .env_remove("FACE_API_KEY")
-        .env_remove("FACE_API_KEYS_FILE")
-        .env_remove("FACE_TLS_BIND")
-        .env_remove("FACE_TLS_CERT")
-        .env_remove("FACE_TLS_KEY")
-        .env_remove("FACE_PLAIN_HTTP")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
-}
+use common::serve_process::{serve_command, Running};
 
-/// A started `serve`, killed when dropped.
-struct Running {
-    child: Child,
-    /// Its stderr up to the "serving on" line.
-    early: Vec<String>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// Starts `serve`; it must serve.
 fn start(site: &Path, env: &[(&str, &str)]) -> Running {
-    let mut child = serve_command(site, env).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[serve] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let mut early = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-        let done = line.contains("serving on") || line.starts_with("error");
-        early.push(line);
-        if done {
-            break;
-        }
-    }
-    let text = early.join("\n");
+    let run = common::serve_process::start(site, env);
+    let text = run.early.join("\n");
     assert!(text.contains("serving on"), "{text}");
-    Running { child, early }
+    run
 }
 
 fn curl(args: &[&str]) -> Output {
@@ -227,6 +179,41 @@ fn both_listeners_serve_and_clients_verify_or_pin_the_certificate() {
         &format!("{tls}/health"),
     ]);
     assert_eq!(refused.status.code(), Some(60), "{refused:?}");
+    // Over TLS the box's own origin is https://: its page may change it, while the same host
+    // with http:// is another origin (issue 22's Origin check sees the request came over TLS).
+    let rename = |origin: &str, to: &str| {
+        let out = curl(&[
+            "--cacert",
+            cacert,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "-H",
+            &format!("Origin: {origin}"),
+            "--data",
+            &format!("student_id={to}"),
+            &format!("{tls}/people/alip/rename"),
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(rename(&format!("http://localhost:{tls_port}"), "x"), "403");
+    assert_eq!(
+        rename(&format!("https://localhost:{tls_port}"), "alip2"),
+        "200"
+    );
+    let people = curl_json(&["--cacert", cacert, &format!("{tls}/people")]);
+    assert_eq!(people["people"][0]["student_id"], "alip2", "{people}");
+    let back = curl_json(&[
+        "--cacert",
+        cacert,
+        "--data",
+        "student_id=alip",
+        &format!("{tls}/people/alip2/rename"),
+    ]);
+    assert_eq!(back["student_id"], "alip", "{back}");
     // Plain HTTP on the TLS port is no request.
     let garbled = curl(&[&format!("http://127.0.0.1:{tls_port}/health")]);
     assert!(!garbled.status.success());

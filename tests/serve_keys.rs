@@ -3,67 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 const KEY: &str = "binary-test-key-0123456789abcdef0123";
 
-fn serve_command(site: &Path, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_face-attendance"));
-    command
-        .arg("serve")
-        .current_dir(site)
-        .env("FACE_MODELS_DIR", common::models_dir())
-        .env("FACE_DATA_DIR", site.join("data"))
-        .env("RUST_LOG", "info")
-        .env_remove("FACE_BIND")
-        .env_remove("FACE_API_KEY")
-        .env_remove("FACE_API_KEYS_FILE")
-        .env_remove("FACE_ALLOW_OPEN_LAN")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// A started `serve`, killed when dropped.
-struct Running {
-    child: Child,
-    /// Its stderr up to and including the line that ended the wait.
-    early: Vec<String>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `serve` and collects its stderr until it serves or fails to bind.
-fn start(site: &Path, env: &[(&str, &str)]) -> Running {
-    let mut child = serve_command(site, env).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[serve] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let mut early = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-        let done = line.contains("serving on") || line.contains("cannot serve on");
-        early.push(line);
-        if done {
-            break;
-        }
-    }
-    Running { child, early }
-}
+use common::serve_process::{serve_command, start, Running};
 
 /// Either it serves on `addr`, or `addr` was taken by someone else (port 8000 is shared on a
 /// test machine): both show which address the default picked.
@@ -139,7 +83,10 @@ fn open_to_the_network_without_a_key_is_refused_unless_deliberate() {
     // A key too short to be beyond guessing is warned about, by where it was written.
     let short = start(
         site.path(),
-        &[("FACE_BIND", "127.0.0.1:0"), ("FACE_API_KEY", "short-but-allowed-key")],
+        &[
+            ("FACE_BIND", "127.0.0.1:0"),
+            ("FACE_API_KEY", "short-but-allowed-key"),
+        ],
     );
     let text = short.early.join("\n");
     assert!(text.contains("serving on"), "{text}");
@@ -148,8 +95,14 @@ fn open_to_the_network_without_a_key_is_refused_unless_deliberate() {
         .iter()
         .find(|l| l.starts_with("WARN"))
         .unwrap_or_else(|| panic!("no warning: {text}"));
-    assert!(warning.contains("FACE_API_KEY") && warning.contains("32"), "{warning}");
-    assert!(!warning.contains("short-but-allowed-key"), "the key was printed");
+    assert!(
+        warning.contains("FACE_API_KEY") && warning.contains("32"),
+        "{warning}"
+    );
+    assert!(
+        !warning.contains("short-but-allowed-key"),
+        "the key was printed"
+    );
 }
 
 #[test]

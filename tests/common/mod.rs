@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod mosquitto;
+pub mod serve_process;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
