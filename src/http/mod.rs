@@ -3,9 +3,12 @@
 //! dispatcher behind `/recognize/realtime`.
 //!
 //! Where a request goes: the vendored tiny_http reads its head within bounds (size, time,
-//! connections per client: `vendor/tiny_http/PATCHED.md`); an HTTP worker finds its route in
-//! [`routes::ROUTES`], checks the key, answers light routes itself and hands uploads to
-//! [`uploads`], whose image work waits for a place in [`budget`].
+//! connections per client, and the TLS handshake on the HTTPS port: [`tls`]); an HTTP worker
+//! finds its route in [`routes::ROUTES`] and lets the request in or not (`routes::admit`: one
+//! credential, [`auth`] for keys, roles, tickets and the guessing throttle, [`guard`] for the
+//! `Host` and `Origin` checks), answers light routes itself and hands uploads to [`uploads`],
+//! whose image work waits for a place in [`budget`]. Every answer carries the security headers
+//! of [`headers`].
 
 pub mod auth;
 pub mod budget;
@@ -73,7 +76,7 @@ pub fn fuzz_query(query: &str) {
 
 /// The checks on who a request comes from, for the fuzz targets: its one credential (with
 /// tickets and keys in the URL allowed), and the `Host` and `Origin` checks of a box bound to
-/// loopback. Whatever passes as the box's own origin must also pass the Host check.
+/// loopback, over plain HTTP and over TLS.
 #[doc(hidden)]
 pub fn fuzz_guard(headers: &[(String, String)], query: &str) {
     let pairs = headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
