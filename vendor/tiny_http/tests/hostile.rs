@@ -882,6 +882,8 @@ mod tls {
         let hello = client_hello();
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        // Counted once the accept thread took it (else "0 open" below may only mean "not yet").
+        wait_until("the connection counted", || server.open_connections() == 1);
         let started = Instant::now();
         // A byte every 100 ms: each read of the socket gets one, the whole hello would take
         // far longer than the deadline.
