@@ -21,10 +21,10 @@ pub mod gallery;
 pub mod http;
 pub mod image_io;
 pub mod liveness;
+pub mod locks;
 pub mod metrics;
 pub mod mqtt;
 pub mod recognizer;
-pub mod sync;
 pub mod systemd;
 pub mod unknowns;
 

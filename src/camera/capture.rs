@@ -11,7 +11,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::image_io::RgbImage;
-use crate::sync::lock;
+use crate::locks::lock;
 
 #[derive(Default)]
 pub struct Captures {
@@ -47,7 +47,7 @@ impl Captures {
             if now >= deadline {
                 break None;
             }
-            latest = crate::sync::wait_timeout(&self.offered, latest, deadline - now);
+            latest = crate::locks::wait_timeout(&self.offered, latest, deadline - now);
         };
         drop(latest);
         if self.waiting.fetch_sub(1, Ordering::SeqCst) == 1 {

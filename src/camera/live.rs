@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use super::annotate;
 use super::tracker::Seen;
 use crate::image_io::{self, RgbImage};
+use crate::locks::lock;
 use crate::metrics::Family;
-use crate::sync::lock;
 
 /// Frames wider than this are scaled down before they are drawn on and encoded: a Pi's CPU
 /// time per viewer, and the LAN's bytes, follow the pixel count, and a phone's screen shows
@@ -299,7 +299,7 @@ impl Viewer {
             } else {
                 deadline
             };
-            latest = crate::sync::wait_timeout(&self.live.published, latest, until - now);
+            latest = crate::locks::wait_timeout(&self.live.published, latest, until - now);
         }
     }
 

@@ -80,7 +80,7 @@ pub struct CameraStats {
 }
 
 use crate::clock::unix_ms as now_ms;
-use crate::sync::lock;
+use crate::locks::lock;
 
 fn set(m: &Mutex<String>, value: String) {
     *lock(m) = value;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use crate::sync::lock;
+use crate::locks::lock;
 
 pub struct LatestSlot<T> {
     state: Mutex<(Option<T>, bool)>,

@@ -223,7 +223,7 @@ impl<T> Lender<T> {
                 let source = loop {
                     match state.idle.pop() {
                         Some(item) => break item,
-                        None => state = sync::wait(&self.returned, state),
+                        None => state = locks::wait(&self.returned, state),
                     }
                 };
                 drop(state);
@@ -231,7 +231,7 @@ impl<T> Lender<T> {
                 self.give_back(source);
                 return Loan::new(self, item);
             }
-            state = sync::wait(&self.returned, state);
+            state = locks::wait(&self.returned, state);
         }
     }
 
@@ -342,7 +342,7 @@ impl Drop for Working<'_> {
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the pools stay whole.
-use crate::sync::{self, lock};
+use crate::locks::{self, lock};
 
 impl Engine {
     /// Loads and verifies the models: fails with one clear line naming the missing or corrupt

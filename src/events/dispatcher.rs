@@ -22,7 +22,7 @@ use super::runner::{Journal, News, Runner};
 use super::sink::{Outgoing, Sink};
 use super::stats::{OutboxStats, SinkStats};
 use super::{Event, Report, Status};
-use crate::sync::lock;
+use crate::locks::lock;
 
 /// Where events go: the outbox with its durable sinks, and the live sinks.
 pub struct Destinations {

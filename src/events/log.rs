@@ -36,7 +36,7 @@ use super::{Event, Report, Status};
 use crate::clock::unix_ms;
 use crate::fsutil;
 use crate::gallery::UNKNOWN;
-use crate::sync::lock;
+use crate::locks::lock;
 
 /// Longest line read back: records are a few hundred bytes (a main API's message is cut to
 /// 512 characters); anything longer is damage.

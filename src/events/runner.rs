@@ -11,7 +11,7 @@ use super::outbox::{Outbox, Pending};
 use super::sink::{Outgoing, Sink};
 use super::stats::{OutboxStats, SinkStats};
 use super::{Report, Status};
-use crate::sync::{lock, wait_timeout};
+use crate::locks::{lock, wait_timeout};
 
 /// First pause after a failed attempt; doubled after each failure up to the sink's retry_max.
 pub(super) const FIRST_RETRY: Duration = Duration::from_millis(500);

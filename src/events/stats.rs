@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value};
 use super::log::Kind;
 use super::outbox::{Outbox, WEBHOOK};
 use super::{Event, Status};
+use crate::locks::lock;
 use crate::metrics::Family;
-use crate::sync::lock;
 
 /// One sink's counters.
 pub struct SinkStats {

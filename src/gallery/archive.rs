@@ -56,7 +56,7 @@ use super::{
 };
 use crate::engine::Encoding;
 use crate::fsutil;
-use crate::sync;
+use crate::locks;
 
 /// The first entry of every archive.
 pub const MARKER: &str = "face-attendance-gallery.json";
@@ -1139,7 +1139,7 @@ impl Gallery {
             remove_file_synced(&dir.join(name))?;
         }
         {
-            let mut m = sync::write(&self.matrix);
+            let mut m = locks::write(&self.matrix);
             m.set_person(id.as_str(), &plan.rows);
             if let Some(rejected) = &plan.rejected {
                 m.set_rejected(id.as_str(), rejected);
@@ -1157,7 +1157,7 @@ impl Gallery {
     pub(super) fn remove_files(&self, id: &StudentId) -> Result<bool, GalleryError> {
         let npy_path = self.npy_path(id);
         let enrolled =
-            npy_path.exists() || !sync::read(&self.matrix).rows_of(id.as_str()).is_empty();
+            npy_path.exists() || !locks::read(&self.matrix).rows_of(id.as_str()).is_empty();
         let crops = self.crops_dir(id);
         match fs::remove_dir_all(&crops) {
             Ok(()) => fsutil::sync_dir(&self.faces_dir).map_err(io_err(&self.faces_dir))?,
@@ -1167,7 +1167,7 @@ impl Gallery {
         remove_file_synced(&self.meta_path(id))?;
         remove_file_synced(&self.rejected_path(id))?;
         remove_file_synced(&npy_path)?;
-        sync::write(&self.matrix).set_person(id.as_str(), &[]);
+        locks::write(&self.matrix).set_person(id.as_str(), &[]);
         Ok(enrolled)
     }
 
@@ -1180,7 +1180,7 @@ impl Gallery {
                     true => Vec::new(),
                     false => self.read_rejected(id).unwrap_or_default(),
                 };
-                let mut m = sync::write(&self.matrix);
+                let mut m = locks::write(&self.matrix);
                 m.set_person(id.as_str(), &rows);
                 m.set_rejected(id.as_str(), &rejected);
             }

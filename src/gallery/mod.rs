@@ -37,7 +37,7 @@ use thiserror::Error;
 
 use crate::engine::{distance, Encoding};
 use crate::fsutil;
-use crate::sync as locks;
+use crate::locks;
 use audit::AuditLog;
 pub use audit::Entry as AuditEntry;
 pub use rejected::Rejection;

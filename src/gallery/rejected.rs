@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use super::{io_err, npy, remove_file_synced, Gallery, GalleryError, StudentId};
 use crate::engine::{distance, Encoding};
 use crate::fsutil;
-use crate::sync;
+use crate::locks;
 
 /// What a rejection did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,7 +80,7 @@ impl Gallery {
         let mut rejected = self.read_rejected(id)?;
         rejected.extend_from_slice(faces);
         self.write_rejected(id, &rejected)?;
-        sync::write(&self.matrix).set_rejected(id.as_str(), &rejected);
+        locks::write(&self.matrix).set_rejected(id.as_str(), &rejected);
         let mut entry = Self::entry("reject", id, rows.len(), by);
         entry.rejected = Some(rejected.len());
         self.record(entry);
@@ -98,7 +98,7 @@ impl Gallery {
         // A damaged file is forgotten too: that is the way out of it.
         let had = self.read_rejected(id).map_or(0, |r| r.len());
         self.write_rejected(id, &[])?;
-        sync::write(&self.matrix).set_rejected(id.as_str(), &[]);
+        locks::write(&self.matrix).set_rejected(id.as_str(), &[]);
         let mut entry = Self::entry("unreject", id, rows.len(), by);
         entry.rejected = Some(0);
         self.record(entry);
@@ -107,7 +107,7 @@ impl Gallery {
 
     /// How many rejected faces the person has (0 when not enrolled).
     pub fn rejected_count(&self, id: &StudentId) -> usize {
-        sync::read(&self.matrix).rejected_count(id.as_str())
+        locks::read(&self.matrix).rejected_count(id.as_str())
     }
 
     /// The ids of `data/rejected/*.npy`, with their paths (temp files and bad names left out).

@@ -82,7 +82,7 @@ use super::{io_err, samples, Gallery, GalleryError, Rows, Sample, StudentId};
 use crate::engine::{Encoding, ENCODING_LEN};
 use crate::metrics::Family;
 use crate::mqtt::SyncMode;
-use crate::{clock, fsutil, sync};
+use crate::{clock, fsutil, locks};
 
 /// The message format this box writes and reads.
 pub const FORMAT: u64 = 1;
@@ -579,7 +579,7 @@ impl SyncStats {
 
     fn error(&self, counter: &AtomicU64, e: &impl std::fmt::Display) {
         Self::add(counter);
-        *sync::lock(&self.last_error) = Some(e.to_string());
+        *locks::lock(&self.last_error) = Some(e.to_string());
     }
 
     fn outcomes(&self) -> [(&'static str, u64); 10] {
@@ -613,7 +613,7 @@ impl SyncStats {
             "outcomes": outcomes,
             "published": n(&self.published),
             "published_deletions": n(&self.published_deletions),
-            "last_error": *sync::lock(&self.last_error),
+            "last_error": *locks::lock(&self.last_error),
         })
     }
 
@@ -691,7 +691,7 @@ impl GallerySync {
             stats: Arc::new(SyncStats::default()),
         };
         if mode != SyncMode::Off {
-            let mut inner = sync::lock(&sync.inner);
+            let mut inner = locks::lock(&sync.inner);
             sync.scan(&mut inner);
             sync.persist(&mut inner)?;
         }
@@ -713,7 +713,7 @@ impl GallerySync {
     /// Waits until the gallery changed locally since the last [`GallerySync::outgoing`], or
     /// `timeout`; returns whether it did. For a publishing thread: wait, then `outgoing`.
     pub fn wait_local_change(&self, timeout: Duration) -> bool {
-        let scanned = sync::lock(&self.inner).scanned;
+        let scanned = locks::lock(&self.inner).scanned;
         let seen = scanned.unwrap_or(u64::MAX);
         let now = self.gallery.wait_local_change(seen, timeout);
         Some(now) != scanned
@@ -728,7 +728,7 @@ impl GallerySync {
         if self.mode == SyncMode::Off {
             return Vec::new();
         }
-        let mut inner = sync::lock(&self.inner);
+        let mut inner = locks::lock(&self.inner);
         self.scan(&mut inner);
         let mut out = Vec::new();
         if self.mode == SyncMode::Both {
@@ -787,7 +787,7 @@ impl GallerySync {
     /// A session with the broker starts: call it before subscribing, so that what arrives from
     /// then on is what [`GallerySync::reconcile`] compares with.
     pub fn connected(&self) {
-        let mut inner = sync::lock(&self.inner);
+        let mut inner = locks::lock(&self.inner);
         inner.seen = Some(BTreeSet::new());
         inner.seen_deleted.clear();
     }
@@ -801,7 +801,7 @@ impl GallerySync {
         }
         SyncStats::add(&self.stats.received);
         let parsed = parse_message(topic_id, payload, clock::unix_ms());
-        let mut inner = sync::lock(&self.inner);
+        let mut inner = locks::lock(&self.inner);
         // Any message under a valid id is something on the broker: even one this box cannot
         // read keeps reconcile from taking the person as deleted.
         if let (Ok(id), Some(seen)) = (StudentId::parse(topic_id), inner.seen.as_mut()) {
@@ -822,7 +822,7 @@ impl GallerySync {
         }
         SyncStats::add(&self.stats.received);
         let parsed = parse_tombstone(topic_id, payload, clock::unix_ms());
-        let mut inner = sync::lock(&self.inner);
+        let mut inner = locks::lock(&self.inner);
         self.apply(&mut inner, topic_id, parsed)
     }
 
@@ -877,7 +877,7 @@ impl GallerySync {
         if self.mode == SyncMode::Off {
             return Ok(done);
         }
-        let mut inner = sync::lock(&self.inner);
+        let mut inner = locks::lock(&self.inner);
         self.scan(&mut inner);
         let Some(seen) = inner.seen.clone() else {
             return Ok(done);
@@ -1274,7 +1274,7 @@ fn prune_tombstones(tombstones: &mut BTreeMap<StudentId, Tombstone>) {
 impl Gallery {
     /// Each enrolled person's [`digest`], as matching sees them.
     fn digests_in_memory(&self) -> BTreeMap<StudentId, String> {
-        let m = sync::read(&self.matrix);
+        let m = locks::read(&self.matrix);
         let mut rows: HashMap<u32, Vec<&Encoding>> = HashMap::new();
         for (e, o) in m.encodings.iter().zip(&m.owners) {
             rows.entry(*o).or_default().push(e);
@@ -1303,7 +1303,7 @@ impl Gallery {
     }
 
     fn rows_in_memory(&self, id: &StudentId) -> Rows {
-        let m = sync::read(&self.matrix);
+        let m = locks::read(&self.matrix);
         m.rows_of(id.as_str())
             .into_iter()
             .map(|r| (m.encodings[r], m.samples[r].clone()))
@@ -1355,7 +1355,7 @@ impl Gallery {
         for crop in crops.values() {
             let _ = super::remove_file_synced(&dir.join(crop));
         }
-        sync::write(&self.matrix).set_person(id.as_str(), &rows);
+        locks::write(&self.matrix).set_person(id.as_str(), &rows);
         self.record_quiet(Self::entry("sync", id, rows.len(), by));
         Ok(true)
     }

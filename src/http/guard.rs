@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::sync::lock;
+use crate::locks::lock;
 
 /// How often the machine's addresses may be read again.
 pub const REFRESH: Duration = Duration::from_secs(10);

@@ -48,8 +48,8 @@ use rumqttc::{
 use serde_json::{json, Value};
 
 use super::MqttSettings;
+use crate::locks::{lock, wait_timeout};
 use crate::metrics::Family;
-use crate::sync::{lock, wait_timeout};
 
 /// The largest payload a handler is given; larger ones are counted (`oversize`) and dropped.
 pub const MAX_INCOMING_BYTES: usize = 1024 * 1024;

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use super::Mqtt;
 use crate::gallery::sync::{self as rules, GallerySync, Kind};
+use crate::locks::lock;
 use crate::mqtt::SyncMode;
-use crate::sync::lock;
 
 /// Retained messages are taken as all there once none came for this long.
 pub const QUIET: Duration = Duration::from_secs(2);

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::{Mqtt, MqttError};
 use crate::events::{Outgoing, Report, Sink, Status};
-use crate::sync::{lock, wait_timeout};
+use crate::locks::{lock, wait_timeout};
 
 /// What the server gives for the summary: `/health`'s JSON.
 pub type HealthSummary = Arc<dyn Fn() -> Value + Send + Sync>;

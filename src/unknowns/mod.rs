@@ -771,7 +771,7 @@ pub fn list(
 }
 
 fn sync_lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    crate::sync::lock(m)
+    crate::locks::lock(m)
 }
 
 fn ends_without_newline(file: &mut fs::File) -> std::io::Result<bool> {

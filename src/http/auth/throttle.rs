@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::sync::lock;
+use crate::locks::lock;
 
 /// Wrong credentials an address may present at once before it is held off.
 pub const BURST: f64 = 5.0;

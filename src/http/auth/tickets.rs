@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::keys::Caller;
-use crate::sync::lock;
+use crate::locks::lock;
 
 /// How long a ticket stays valid.
 pub const TTL: Duration = Duration::from_secs(30);
