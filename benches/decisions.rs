@@ -63,7 +63,7 @@ fn main() {
             let frame = image_io::letterbox(&moved, 640, 480);
             let jpeg = image_io::encode_jpeg(&frame).expect("jpeg");
             let frame = image_io::decode(&jpeg, image_io::DEFAULT_MAX_PIXELS).expect("decode");
-            let faces = recognizer.engine.analyze(&frame);
+            let faces = recognizer.engine().analyze(&frame);
             if let Some(face) = faces.into_iter().max_by_key(|f| f.bbox.area()) {
                 let measured = Measured {
                     encoding: face.encoding,
@@ -79,7 +79,7 @@ fn main() {
         let bytes = std::fs::read(path).expect("photo");
         let image = image_io::decode(&bytes, image_io::DEFAULT_MAX_PIXELS).expect("decode");
         recognizer
-            .engine
+            .engine()
             .analyze(&image)
             .into_iter()
             .map(|f| f.encoding)
@@ -124,7 +124,7 @@ fn main() {
             let mut stranger = [0usize; 2];
             for (who, encoding) in &faces_seen {
                 let m = recognizer
-                    .gallery
+                    .gallery()
                     .best_match_with_margin(encoding, tolerance, margin);
                 match who {
                     Some(id) if m.label == *id => probes[0] += 1,

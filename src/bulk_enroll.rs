@@ -117,7 +117,7 @@ pub fn enroll_all(
         .flat_map(|(i, (_, photos))| photos.iter().map(move |p| (i, p)))
         .collect();
     // On the engine's pool: one photo per core, decoding included.
-    let mut results: Vec<(usize, &PathBuf, PhotoResult)> = recognizer.engine.install(|| {
+    let mut results: Vec<(usize, &PathBuf, PhotoResult)> = recognizer.engine().install(|| {
         jobs.par_iter()
             .map(|(i, path)| {
                 let result = enroll_photo(recognizer, path);
@@ -127,9 +127,9 @@ pub fn enroll_all(
             .collect()
     });
     let limit = recognizer
-        .enroll_policy
-        .duplicate_limit(recognizer.tolerance, options.force);
-    let gallery = &recognizer.gallery;
+        .enroll_policy()
+        .duplicate_limit(recognizer.tolerance(), options.force);
+    let gallery = &recognizer.gallery();
 
     let mut report = Vec::with_capacity(people.len());
     for (i, (id, photos)) in people.iter().enumerate() {

@@ -287,14 +287,12 @@ impl Settings {
         let engine =
             Engine::load(self.engine_config())?.with_detect_max_pixels(self.detect_max_pixels);
         let (gallery, report) = self.open_gallery()?;
-        let recognizer = Recognizer {
-            tolerance: self.tolerance,
-            max_pixels: self.max_pixels,
-            match_margin: self.match_margin,
-            enroll_jitters: self.enroll_jitters,
-            ..Recognizer::new(Arc::new(engine), Arc::new(gallery))
-        }
-        .with_enroll_policy(self.enroll_policy()?);
+        let recognizer = Recognizer::new(Arc::new(engine), Arc::new(gallery))
+            .with_tolerance(self.tolerance)
+            .with_max_pixels(self.max_pixels)
+            .with_match_margin(self.match_margin)
+            .with_enroll_jitters(self.enroll_jitters)
+            .with_enroll_policy(self.enroll_policy()?);
         Ok((recognizer, report))
     }
 }

@@ -164,28 +164,29 @@ fn crop_box(image: &Oriented<'_>, b: &FaceBox) -> RgbImage {
     )
 }
 
-/// Cheap to clone: the engine and gallery are shared.
+/// Cheap to clone: the engine and gallery are shared. Built with [`Recognizer::new`] and the
+/// `with_*` methods; read through its accessors.
 #[derive(Clone)]
 pub struct Recognizer {
-    pub engine: Arc<Engine>,
-    pub gallery: Arc<Gallery>,
+    engine: Arc<Engine>,
+    gallery: Arc<Gallery>,
     /// Default match tolerance (`FACE_TOLERANCE`).
-    pub tolerance: f64,
+    tolerance: f64,
     /// Largest image accepted, in pixels (`FACE_MAX_PIXELS`).
-    pub max_pixels: u64,
+    max_pixels: u64,
     /// Lead a match needs over the closest other person in `/recognize` answers
     /// (`MATCH_MARGIN`; 0: the original rule).
-    pub match_margin: f64,
+    match_margin: f64,
     /// Jittered re-encodings averaged for a face being enrolled (`ENROLL_JITTERS`); recognition
     /// keeps the engine's own (`FACE_JITTERS`).
-    pub enroll_jitters: u32,
+    enroll_jitters: u32,
     /// What enrollment checks.
-    pub enroll_policy: EnrollPolicy,
+    enroll_policy: EnrollPolicy,
 }
 
 impl Recognizer {
     /// A recognizer over `engine` and `gallery` with the default tolerance (0.45), image size
-    /// limit, enrollment jitters and checks; set the public fields to change them.
+    /// limit, enrollment jitters and checks; the `with_*` methods change them.
     pub fn new(engine: Arc<Engine>, gallery: Arc<Gallery>) -> Recognizer {
         Recognizer {
             engine,
@@ -198,9 +199,75 @@ impl Recognizer {
         }
     }
 
+    /// The same recognizer on another engine (same gallery and settings).
+    pub fn with_engine(mut self, engine: Arc<Engine>) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// The default match tolerance (`FACE_TOLERANCE`).
+    pub fn with_tolerance(mut self, tolerance: f64) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// The largest image accepted, in pixels (`FACE_MAX_PIXELS`).
+    pub fn with_max_pixels(mut self, max_pixels: u64) -> Self {
+        self.max_pixels = max_pixels;
+        self
+    }
+
+    /// The lead a match needs over the closest other person (`MATCH_MARGIN`; 0: off).
+    pub fn with_match_margin(mut self, margin: f64) -> Self {
+        self.match_margin = margin;
+        self
+    }
+
+    /// Jittered re-encodings averaged for a face being enrolled (`ENROLL_JITTERS`).
+    pub fn with_enroll_jitters(mut self, jitters: u32) -> Self {
+        self.enroll_jitters = jitters;
+        self
+    }
+
+    /// What enrollment checks (quality limits, the duplicate distance).
     pub fn with_enroll_policy(mut self, policy: EnrollPolicy) -> Self {
         self.enroll_policy = policy;
         self
+    }
+
+    /// The face engine (models and the thread pool its work runs on).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The enrolled people.
+    pub fn gallery(&self) -> &Arc<Gallery> {
+        &self.gallery
+    }
+
+    /// The default match tolerance.
+    pub fn tolerance(&self) -> f64 {
+        self.tolerance
+    }
+
+    /// The largest image accepted, in pixels.
+    pub fn max_pixels(&self) -> u64 {
+        self.max_pixels
+    }
+
+    /// The lead a match needs over the closest other person (0: off).
+    pub fn match_margin(&self) -> f64 {
+        self.match_margin
+    }
+
+    /// Jittered re-encodings averaged for a face being enrolled.
+    pub fn enroll_jitters(&self) -> u32 {
+        self.enroll_jitters
+    }
+
+    /// What enrollment checks.
+    pub fn enroll_policy(&self) -> &EnrollPolicy {
+        &self.enroll_policy
     }
 
     /// The whole photo, upright, at full size. To recognize or enroll from bytes, prefer

@@ -63,8 +63,8 @@ fn recognizer(data: &Path, enroll: &[(&str, &str)]) -> Recognizer {
     let (gallery, _) = Gallery::open(data).unwrap();
     let r = Recognizer::new(common::engine(), Arc::new(gallery));
     for (id, rel) in enroll {
-        let face = r.engine.analyze(&photo(rel));
-        r.gallery
+        let face = r.engine().analyze(&photo(rel));
+        r.gallery()
             .append(&StudentId::parse(id).unwrap(), &[face[0].encoding], "test")
             .unwrap();
     }
@@ -516,7 +516,7 @@ fn blurred_and_small_faces_are_skipped_when_asked() {
     let r = recognizer(data.path(), &[("obama", "known/obama/obama_1.jpg")]);
     let sharp = image_io::letterbox(&photo("probe/obama/obama_3.jpg"), 640, 480);
     let soft = blurred(&sharp, 3);
-    let bbox = r.engine.detect(&sharp)[0];
+    let bbox = r.engine().detect(&sharp)[0];
     let (s_sharp, s_soft) = (
         quality::sharpness(&sharp, &bbox),
         quality::sharpness(&soft, &bbox),

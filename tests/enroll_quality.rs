@@ -17,10 +17,7 @@ use face_attendance::recognizer::Recognizer;
 /// The default recognizer, over a throwaway gallery, with `enroll_jitters`.
 fn recognizer(enroll_jitters: u32) -> (tempfile::TempDir, Recognizer) {
     let dir = tempfile::tempdir().unwrap();
-    let r = Recognizer {
-        enroll_jitters,
-        ..common::recognizer_in(dir.path())
-    };
+    let r = common::recognizer_in(dir.path()).with_enroll_jitters(enroll_jitters);
     (dir, r)
 }
 
@@ -152,13 +149,13 @@ fn the_quality_is_measured_on_the_encodings_own_landmarks() {
         "{face:?}"
     );
     // The landmarks the encoder aligned on are the predictor's for that box.
-    let points = r.engine.landmarks(&image, &[face.bbox]);
+    let points = r.engine().landmarks(&image, &[face.bbox]);
     assert_eq!(face.landmarks.to_vec(), points[0]);
     assert_eq!(q, FaceQuality::measure(&image, &face.bbox, &face.landmarks));
     // From an image as from bytes, and recognition sees the same face.
     let from_image = r.candidate(&image).unwrap();
     assert_eq!(from_image.quality, Some(q));
-    let analyzed = r.engine.analyze(&image);
+    let analyzed = r.engine().analyze(&image);
     assert_eq!(analyzed[0].landmarks, face.landmarks);
     assert_eq!(analyzed[0].encoding, face.encoding);
 }
@@ -166,10 +163,7 @@ fn the_quality_is_measured_on_the_encodings_own_landmarks() {
 #[test]
 fn enrollment_jitters_move_the_enrolled_encoding_slightly_and_leave_recognition_alone() {
     let (_dir, plain) = recognizer(1);
-    let jittered = Recognizer {
-        enroll_jitters: 10,
-        ..plain.clone()
-    };
+    let jittered = plain.clone().with_enroll_jitters(10);
     let bytes = std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap();
     let one = plain.candidate_bytes(&bytes).unwrap();
     let ten = jittered.candidate_bytes(&bytes).unwrap();
@@ -199,18 +193,15 @@ fn enrollment_jitters_move_the_enrolled_encoding_slightly_and_leave_recognition_
     let gallery = Arc::new(gallery);
     let id = face_attendance::gallery::StudentId::parse("obama").unwrap();
     gallery.append(&id, &[b.encoding], "test").unwrap();
-    let plain = Recognizer::new(plain.engine.clone(), gallery.clone());
-    let jittered = Recognizer {
-        enroll_jitters: 10,
-        ..plain.clone()
-    };
+    let plain = Recognizer::new(plain.engine().clone(), gallery.clone());
+    let jittered = plain.clone().with_enroll_jitters(10);
     let probe = std::fs::read(common::faces_dir().join("probe/obama/obama_3.jpg")).unwrap();
     let image = image_io::decode(&probe, image_io::DEFAULT_MAX_PIXELS).unwrap();
     let seen = plain.recognize_bytes(&probe, None).unwrap();
     assert_eq!(jittered.recognize_bytes(&probe, None).unwrap(), seen);
     assert_eq!(jittered.recognize_image(&image, None), seen);
     assert_eq!(seen[0].label, "obama");
-    let engine_sees = plain.engine.analyze(&image);
+    let engine_sees = plain.engine().analyze(&image);
     assert_eq!(
         seen[0].distance,
         Some(distance(&engine_sees[0].encoding, &b.encoding))

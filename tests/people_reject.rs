@@ -14,7 +14,6 @@ use face_attendance::bulk_enroll;
 use face_attendance::cli::serve::{self, Service};
 use face_attendance::client::{multipart, Part};
 use face_attendance::config::Settings;
-use face_attendance::recognizer::Recognizer;
 use serde_json::Value;
 
 /// Loose enough that strangers get names (benches/decisions.rs: 5 of 9 at 0.7).
@@ -41,10 +40,7 @@ fn enrolled_server(data: &Path) -> Service {
         tolerance: TOLERANCE,
         ..settings
     };
-    let recognizer = Recognizer {
-        tolerance: TOLERANCE,
-        ..recognizer
-    };
+    let recognizer = recognizer.with_tolerance(TOLERANCE);
     let mut serve_settings = h::serve_settings();
     serve_settings.api_key = Some(KEY.into());
     serve::start(&settings, &serve_settings, recognizer).unwrap()

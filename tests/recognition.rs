@@ -15,10 +15,7 @@ use face_attendance::recognizer::Recognizer;
 use face_attendance::Error;
 
 fn recognizer_in(data: &Path, engine: Arc<Engine>) -> Recognizer {
-    Recognizer {
-        engine,
-        ..common::recognizer_in(data)
-    }
+    common::recognizer_in(data).with_engine(engine)
 }
 
 /// A recognizer with every `known/` photo enrolled (done once per test binary).
@@ -33,7 +30,7 @@ fn enrolled() -> &'static Recognizer {
         for s in &summaries {
             assert_eq!(s.saved, s.photos, "{s:?}");
         }
-        assert_eq!(r.gallery.counts(), (29, 12));
+        assert_eq!(r.gallery().counts(), (29, 12));
         (dir, r)
     })
     .1
@@ -122,7 +119,7 @@ fn many_threads_give_the_same_answers_as_one() {
         }
     });
     // The batch path (rayon over images) agrees too.
-    let batch = r.engine.analyze_batch(&photos);
+    let batch = r.engine().analyze_batch(&photos);
     for (faces, want) in batch.iter().zip(&serial) {
         let boxes: Vec<_> = faces.iter().map(|f| f.bbox).collect();
         assert_eq!(boxes, want.iter().map(|w| w.bbox).collect::<Vec<_>>());
@@ -130,10 +127,10 @@ fn many_threads_give_the_same_answers_as_one() {
     // Six callers, group photos with several faces each: still at most one encoder network
     // per thread of the engine's pool (the callers' own threads never run dlib).
     assert!(
-        r.engine.encoder_copies() <= r.engine.threads(),
+        r.engine().encoder_copies() <= r.engine().threads(),
         "{} encoder copies for {} pool threads",
-        r.engine.encoder_copies(),
-        r.engine.threads()
+        r.engine().encoder_copies(),
+        r.engine().threads()
     );
 }
 
@@ -224,13 +221,13 @@ fn enroll_saves_the_largest_face_and_its_crop() {
     let crop = image_io::decode(&crop_bytes, u64::MAX).unwrap();
     assert_eq!((crop.width, crop.height), (964 - 778, 242 - 57));
     let known = enrolled();
-    let face = r.engine.analyze(&decode("known/biden/biden_1.jpg"));
+    let face = r.engine().analyze(&decode("known/biden/biden_1.jpg"));
     assert_eq!(
-        r.gallery.best_match(&face[0].encoding, 0.45).label,
+        r.gallery().best_match(&face[0].encoding, 0.45).label,
         "someone"
     );
     assert_eq!(
-        known.gallery.best_match(&face[0].encoding, 0.45).label,
+        known.gallery().best_match(&face[0].encoding, 0.45).label,
         "biden"
     );
 
@@ -410,7 +407,7 @@ fn jittered_encodings_stay_close_and_run_safely_in_parallel() {
         eprintln!("jittered encoding {d:.3} away from the plain one");
         assert!(d < 0.2, "jittered encoding {d} away from the plain one");
         assert_eq!(
-            known.gallery.best_match(&faces[0].encoding, 0.6).label,
+            known.gallery().best_match(&faces[0].encoding, 0.6).label,
             "biden"
         );
     }
@@ -419,7 +416,7 @@ fn jittered_encodings_stay_close_and_run_safely_in_parallel() {
 #[test]
 fn with_match_margin_an_answer_names_both_candidates_instead_of_one() {
     let dir = tempfile::tempdir().unwrap();
-    let mut r = recognizer_in(dir.path(), common::engine());
+    let r = recognizer_in(dir.path(), common::engine());
     let forced = face_attendance::recognizer::EnrollRequest {
         force: true,
         ..Default::default()
@@ -437,7 +434,7 @@ fn with_match_margin_an_answer_names_both_candidates_instead_of_one() {
     assert!(["obama", "barack"].contains(&answer[0].label.as_str()));
     let json = serde_json::to_value(&answer[0]).unwrap();
     assert_eq!(json.as_object().unwrap().len(), 3, "{json}");
-    r.match_margin = 0.1;
+    let r = r.with_match_margin(0.1);
     let answer = r.recognize_bytes(&probe, None).unwrap();
     let json = serde_json::to_value(&answer[0]).unwrap();
     assert_eq!(json["label"], "Unknown", "{json}");

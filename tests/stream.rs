@@ -39,8 +39,8 @@ fn frames() -> (tempfile::TempDir, RgbImage) {
 fn enroll(data: &Path) {
     let (gallery, _) = Gallery::open(data).unwrap();
     let r = Recognizer::new(common::engine(), Arc::new(gallery));
-    let face = r.engine.analyze(&photo("known/obama/obama_1.jpg"));
-    r.gallery
+    let face = r.engine().analyze(&photo("known/obama/obama_1.jpg"));
+    r.gallery()
         .append(
             &StudentId::parse("obama").unwrap(),
             &[face[0].encoding],

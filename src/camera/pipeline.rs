@@ -135,12 +135,12 @@ impl Pipeline {
     pub fn process_at(&mut self, raw: &RawFrame, at: Duration) -> Result<Processed, ImageError> {
         let mut times = StageTimes::default();
         let started = Instant::now();
-        let image = raw.to_rgb(self.recognizer.max_pixels)?;
+        let image = raw.to_rgb(self.recognizer.max_pixels())?;
         let frame = Frame::new(&image);
         times.convert = started.elapsed();
 
         let started = Instant::now();
-        let engine = &self.recognizer.engine;
+        let engine = &self.recognizer.engine();
         let mut boxes =
             engine.detect_scaled(&frame, self.settings.detect_scale, self.settings.upsample);
         let found = boxes.len();

@@ -60,7 +60,7 @@ pub fn run(args: &BenchCameraArgs, recognizer: Recognizer) -> i32 {
             return super::EXIT_INPUT;
         }
     };
-    let (encodings, people) = recognizer.gallery.counts();
+    let (encodings, people) = recognizer.gallery().counts();
     println!(
         "camera loop on {}x{} MJPEG frames, gallery of {encodings} encodings ({people} people), {} frames a row",
         args.size.0, args.size.1, args.frames
@@ -174,7 +174,7 @@ fn scenes(args: &BenchCameraArgs, recognizer: &Recognizer) -> Result<Vec<Vec<u8>
 /// (the whole photo when no face is found).
 fn around_face(photo: &RgbImage, recognizer: &Recognizer) -> RgbImage {
     let Some(b) = recognizer
-        .engine
+        .engine()
         .detect(photo)
         .into_iter()
         .max_by_key(|b| b.area())

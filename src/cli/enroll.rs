@@ -84,7 +84,7 @@ pub fn bulk(recognizer: &Recognizer, known: &Path, options: BulkOptions) -> i32 
         }
     }
     let saved: usize = summaries.iter().map(|s| s.saved).sum();
-    let (encodings, labels) = recognizer.gallery.counts();
+    let (encodings, labels) = recognizer.gallery().counts();
     println!(
         "enrolled {saved} faces of {} people; the gallery now holds {encodings} encodings of {labels} people",
         summaries.iter().filter(|s| s.saved > 0).count()

@@ -60,14 +60,14 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
     };
     log::info!(
         "face engine: {} threads; OpenBLAS {} kernels{}",
-        server.app().recognizer.engine.threads(),
+        server.app().recognizer.engine().threads(),
         blas::corename(),
         match std::env::var(blas::CORETYPE_VAR) {
             Ok(v) => format!(" ({} = {v})", blas::CORETYPE_VAR),
             Err(_) => String::new(),
         }
     );
-    let (encodings, labels) = server.app().recognizer.gallery.counts();
+    let (encodings, labels) = server.app().recognizer.gallery().counts();
     let status = format!(
         "serving on {} ({encodings} encodings of {labels} people; webhook {}; {})",
         server.urls(),
@@ -105,7 +105,7 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
         std::thread::sleep(Duration::from_millis(100));
         if last_reload_check.elapsed() >= GALLERY_CHECK_EVERY {
             last_reload_check = std::time::Instant::now();
-            let gallery = &server.app().recognizer.gallery;
+            let gallery = &server.app().recognizer.gallery();
             match gallery.reload_if_changed() {
                 Ok(false) => {}
                 Ok(true) => {
@@ -120,7 +120,7 @@ pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -
         }
         if last_sweep.elapsed() >= CROP_SWEEP_EVERY {
             last_sweep = std::time::Instant::now();
-            match server.app().recognizer.gallery.sweep_crops() {
+            match server.app().recognizer.gallery().sweep_crops() {
                 Ok(0) => {}
                 Ok(n) => log::info!("removed {n} face crop(s) past FACE_CROPS_MAX_AGE_DAYS"),
                 Err(e) => log::warn!("face crops not swept: {e}"),
@@ -312,7 +312,7 @@ pub fn start(
             // Camera results go through the same path as /recognize/realtime: cooldown,
             // webhook, WebSocket.
             let mut events = camera_events(dispatcher.clone(), serve.camera.camera_send_unknown);
-            let min_face_px = recognizer.enroll_policy.quality().min_face_px();
+            let min_face_px = recognizer.enroll_policy().quality().min_face_px();
             let mut keep = keep_unknowns(unknowns.clone(), min_face_px);
             let to_capture = captures.clone();
             let to_viewers = live.clone();
@@ -342,7 +342,7 @@ pub fn start(
     let broker = match (mqtt, mqtt_settings) {
         (Some(mqtt), Some(s)) => {
             let summary = health_summary(&app, camera.as_ref());
-            let broker = start_broker(mqtt, &s, &app.recognizer.gallery, summary)?;
+            let broker = start_broker(mqtt, &s, app.recognizer.gallery(), summary)?;
             let sync = broker.sync.as_ref().map(|s| s.stats());
             app = app.with_mqtt(broker.mqtt.stats().clone(), sync);
             Some(broker)
@@ -416,7 +416,7 @@ fn start_broker(
 /// `camera.state` and `outbox.pending`).
 fn health_summary(app: &App, camera: Option<&Camera>) -> HealthSummary {
     let dispatcher = app.dispatcher.clone();
-    let gallery = app.recognizer.gallery.clone();
+    let gallery = app.recognizer.gallery().clone();
     let camera = camera.map(|c| c.stats().clone());
     let stale_after = app.limits.camera_stale_after;
     Arc::new(move || {

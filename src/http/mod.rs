@@ -260,8 +260,8 @@ impl App {
     ) -> Result<T, ApiError> {
         let recognizer = &self.recognizer;
         // An image whose header does not read is refused by the work itself, at once.
-        let large = crate::image_io::probe(image, recognizer.max_pixels)
-            .is_ok_and(|p| p.pixels() > recognizer.engine.detect_max_pixels());
+        let large = crate::image_io::probe(image, recognizer.max_pixels())
+            .is_ok_and(|p| p.pixels() > recognizer.engine().detect_max_pixels());
         let deadline = std::time::Instant::now() + self.budget.queue_wait;
         let left = || deadline.saturating_duration_since(std::time::Instant::now());
         let Some(_place) = self.budget.images.take_within(left()) else {
@@ -274,7 +274,7 @@ impl App {
                 None => return Err(ApiError::Busy("a large image is in progress")),
             },
         };
-        recognizer.engine.install(work).map_err(ApiError::from)
+        recognizer.engine().install(work).map_err(ApiError::from)
     }
 
     /// Connections open now, as the server counts them for its caps (`None` before it runs).
@@ -300,7 +300,7 @@ impl App {
 impl App {
     /// Everything `/metrics` reads at a scrape, from the structs `/health` reads.
     fn families(&self) -> Vec<Family> {
-        let (encodings, labels) = self.recognizer.gallery.counts();
+        let (encodings, labels) = self.recognizer.gallery().counts();
         let mut families = vec![
             Family::gauge("build_info", "The running version.")
                 .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0),

@@ -649,7 +649,7 @@ pub(super) fn split_url(url: &str) -> (String, String) {
 /// anyone; the whole document (camera, outbox, broker, HTTP) only with a valid key, or on a box
 /// without keys.
 fn health(app: &App, call: &Call) -> Result<Answer, ApiError> {
-    let (encodings, labels) = app.recognizer.gallery.counts();
+    let (encodings, labels) = app.recognizer.gallery().counts();
     let ok = app
         .camera
         .as_ref()
@@ -725,7 +725,7 @@ fn people(app: &App, call: &Call) -> Result<Answer, ApiError> {
     };
     let limit = number("limit", PEOPLE_PAGE, PEOPLE_PAGE_MAX)?;
     let offset = number("offset", 0, usize::MAX)?;
-    let (total, page) = app.recognizer.gallery.people_page(&prefix, offset, limit);
+    let (total, page) = app.recognizer.gallery().people_page(&prefix, offset, limit);
     Ok(Answer::Json(
         json!({"ok": true, "total": total, "people": page}),
     ))
@@ -739,7 +739,7 @@ fn person_id(call: &Call) -> Result<StudentId, ApiError> {
 /// `GET /people/{id}`.
 fn person(app: &App, call: &Call) -> Result<Answer, ApiError> {
     let id = person_id(call)?;
-    let gallery = &app.recognizer.gallery;
+    let gallery = &app.recognizer.gallery();
     let detail = gallery
         .person_detail(&id)
         .ok_or_else(|| ApiError::NotFound(format!("person {id}")))?;
@@ -758,7 +758,7 @@ fn sample_crop(app: &App, call: &Call) -> Result<Answer, ApiError> {
     let (id, n) = (person_id(call)?, sample_index(call)?);
     let jpeg = app
         .recognizer
-        .gallery
+        .gallery()
         .sample_crop(&id, n)
         .ok_or_else(|| ApiError::NotFound(format!("a face crop for sample {n} of {id}")))?;
     Ok(Answer::Bytes("image/jpeg", jpeg))
@@ -769,7 +769,7 @@ fn delete_sample(app: &App, call: &Call) -> Result<Answer, ApiError> {
     let (id, n) = (person_id(call)?, sample_index(call)?);
     let left = app
         .recognizer
-        .gallery
+        .gallery()
         .remove_sample(&id, n, &call.by)
         .map_err(|e| ApiError::from(crate::Error::from(e)))?;
     log::info!("deleted sample {n} of {id} ({left} left)");
@@ -785,7 +785,7 @@ fn rename(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("invalid student_id: {e}")))?;
     let samples = app
         .recognizer
-        .gallery
+        .gallery()
         .rename(&from, &to, &call.by)
         .map_err(|e| ApiError::from(crate::Error::from(e)))?;
     log::info!("renamed {from} to {to}");
@@ -847,7 +847,7 @@ fn capture(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
             return Err(ApiError::Busy("too many images in progress"));
         };
         match recognizer
-            .engine
+            .engine()
             .install(|| recognizer.enroll_image(id.as_str(), &frame, &request))
         {
             Ok(outcome) if outcome.saved > 0 => saved += 1,
@@ -915,7 +915,7 @@ impl<'a> RejectSource<'a> {
 fn reject(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
     let id = person_id(call)?;
     let recognizer = &app.recognizer;
-    if recognizer.gallery.person(&id).is_none() {
+    if recognizer.gallery().person(&id).is_none() {
         return Err(ApiError::NotFound(format!("person {id}")));
     }
     let rejection = match RejectSource::of(&form)? {
@@ -928,7 +928,7 @@ fn reject(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
                 .ok_or_else(|| no_cluster(cluster))?;
             let faces: Vec<_> = offer.samples.iter().map(|s| s.encoding).collect();
             recognizer
-                .gallery
+                .gallery()
                 .reject(&id, &faces, &call.by)
                 .map_err(|e| ApiError::from(crate::Error::from(e)))?
         }
@@ -949,7 +949,7 @@ fn reject(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
 /// `DELETE /people/{id}/rejected`: every rejection of the person forgotten.
 fn forget_rejections(app: &App, call: &Call) -> Result<Answer, ApiError> {
     let id = person_id(call)?;
-    let forgotten = app.recognizer.gallery.forget_rejections(&id, &call.by)?;
+    let forgotten = app.recognizer.gallery().forget_rejections(&id, &call.by)?;
     log::info!("forgot {forgotten} rejected face(s) of {id}");
     Ok(Answer::Json(json!({
         "ok": true,
@@ -964,7 +964,7 @@ fn delete_person(app: &App, call: &Call) -> Result<Answer, ApiError> {
     let id = person_id(call)?;
     let samples = app
         .recognizer
-        .gallery
+        .gallery()
         .remove(&id, &call.by)
         .map_err(|e| ApiError::from(crate::Error::from(e)))?
         .ok_or_else(|| ApiError::NotFound(format!("person {id}")))?;
@@ -1106,7 +1106,7 @@ fn docs(_app: &App, _call: &Call) -> Result<Answer, ApiError> {
 /// written to a temp file in the data folder first, so the write lock is not held while a slow
 /// client downloads.
 fn export(app: &App, _form: Form, _call: &Call) -> Result<Answer, ApiError> {
-    let gallery = &app.recognizer.gallery;
+    let gallery = &app.recognizer.gallery();
     let internal = |e: std::io::Error| {
         ApiError::from(crate::Error::from(GalleryError::Io {
             path: gallery.data_dir().to_path_buf(),
@@ -1145,7 +1145,7 @@ fn import(app: &App, mut archive: std::fs::File, call: &Call) -> Result<Answer, 
     };
     let summary = app
         .recognizer
-        .gallery
+        .gallery()
         .import_from(&mut archive, mode, &call.by)
         .map_err(|e| ApiError::from(crate::Error::from(e)))?;
     log::info!("gallery imported ({mode:?}): {summary:?}");

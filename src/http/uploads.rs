@@ -98,7 +98,7 @@ fn spool(app: &App, body: &mut dyn std::io::Read, length: Option<usize>) -> Resu
     }
     let mut file = app
         .recognizer
-        .gallery
+        .gallery()
         .import_spool()
         .map_err(|e| ApiError::io("making the file for an uploaded archive", e))?;
     form::copy_body(body, length, limit, &mut file)?;

@@ -66,14 +66,12 @@ pub fn start_with(settings: &Settings, serve: ServeSettings) -> Service {
 /// binary's engine.
 pub fn recognizer(settings: &Settings) -> Recognizer {
     let (gallery, _) = Gallery::open_with(&settings.data_dir, settings.crop_policy()).unwrap();
-    Recognizer {
-        tolerance: settings.tolerance,
-        max_pixels: settings.max_pixels,
-        match_margin: settings.match_margin,
-        enroll_jitters: settings.enroll_jitters,
-        ..Recognizer::new(super::engine(), Arc::new(gallery))
-    }
-    .with_enroll_policy(settings.enroll_policy().unwrap())
+    Recognizer::new(super::engine(), Arc::new(gallery))
+        .with_tolerance(settings.tolerance)
+        .with_max_pixels(settings.max_pixels)
+        .with_match_margin(settings.match_margin)
+        .with_enroll_jitters(settings.enroll_jitters)
+        .with_enroll_policy(settings.enroll_policy().unwrap())
 }
 
 pub fn agent() -> ureq::Agent {
