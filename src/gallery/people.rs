@@ -7,7 +7,10 @@
 //! removed again); a rename is written to a journal (`people/.rename.json`) before its first
 //! step, and a rename cut by a crash is finished by the next open.
 
+use std::collections::BTreeSet;
 use std::fs;
+use std::io;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -324,6 +327,54 @@ impl Gallery {
     /// The newest changes to the person, oldest first ([`audit::HISTORY_MAX`] at most).
     pub fn history(&self, id: &StudentId) -> Vec<AuditEntry> {
         self.audit.history(id.as_str())
+    }
+
+    /// Removes every file of `id` as [`Gallery::remove`] does (crops, metadata, rejections,
+    /// `.npy`), and
+    /// them from matching; whether they were enrolled.
+    pub(super) fn remove_files(&self, id: &StudentId) -> Result<bool, GalleryError> {
+        let npy_path = self.npy_path(id);
+        let enrolled =
+            npy_path.exists() || !locks::read(&self.matrix).rows_of(id.as_str()).is_empty();
+        let crops = self.crops_dir(id);
+        match fs::remove_dir_all(&crops) {
+            Ok(()) => fsutil::sync_dir(&self.faces_dir).map_err(io_err(&self.faces_dir))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&crops)(e)),
+        }
+        remove_file_synced(&self.meta_path(id))?;
+        remove_file_synced(&self.rejected_path(id))?;
+        remove_file_synced(&npy_path)?;
+        locks::write(&self.matrix).set_person(id.as_str(), &[]);
+        Ok(enrolled)
+    }
+
+    /// The ids with a `.npy` file, sorted; unless `npy_only`, also those with only metadata or
+    /// crops (what a replacing import removes).
+    pub(super) fn ids_on_disk(&self, npy_only: bool) -> Result<Vec<StudentId>, GalleryError> {
+        let mut ids: BTreeSet<StudentId> = BTreeSet::new();
+        let mut scan = |dir: &PathBuf, suffix: Option<&str>| -> Result<(), GalleryError> {
+            for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+                let Ok(entry) = entry else { continue };
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                let stem = match suffix {
+                    Some(suffix) => name.strip_suffix(suffix),
+                    None => entry.path().is_dir().then_some(name.as_str()),
+                };
+                if let Some(id) = stem.and_then(|s| StudentId::parse(s).ok()) {
+                    ids.insert(id);
+                }
+            }
+            Ok(())
+        };
+        scan(&self.embeddings_dir, Some(".npy"))?;
+        if !npy_only {
+            scan(&self.people_dir, Some(".json"))?;
+            scan(&self.faces_dir, None)?;
+        }
+        Ok(ids.into_iter().collect())
     }
 }
 
