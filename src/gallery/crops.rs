@@ -49,6 +49,7 @@ impl CropPolicy {
         }
     }
 
+    /// Whether crops are written at all.
     pub fn keeps_crops(&self) -> bool {
         self.keep
     }
@@ -66,6 +67,7 @@ impl Default for CropPolicy {
 }
 
 impl Gallery {
+    /// What the gallery keeps of the photos it enrolls.
     pub fn crop_policy(&self) -> CropPolicy {
         self.crops
     }

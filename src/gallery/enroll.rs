@@ -23,6 +23,7 @@ pub struct NewSample {
 }
 
 impl NewSample {
+    /// A face by its encoding alone.
     pub fn new(encoding: Encoding) -> NewSample {
         NewSample {
             encoding,
@@ -31,16 +32,19 @@ impl NewSample {
         }
     }
 
+    /// With its face crop (JPEG bytes), kept when the [`super::CropPolicy`] keeps crops.
     pub fn with_crop(mut self, jpeg: Vec<u8>) -> NewSample {
         self.crop = Some(jpeg);
         self
     }
 
+    /// With what enrollment measured of the face (a JSON object).
     pub fn with_quality(mut self, quality: Value) -> NewSample {
         self.quality = Some(quality);
         self
     }
 
+    /// The face's encoding.
     pub fn encoding(&self) -> &Encoding {
         &self.encoding
     }

@@ -18,6 +18,7 @@ use crate::locks;
 /// The best match for one face.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Match {
+    /// The person's id, or [`UNKNOWN`].
     pub label: String,
     /// Distance to the closest enrolled encoding (of the people not left out by their
     /// rejections); `None` when there is none.
@@ -33,6 +34,7 @@ pub struct Match {
 }
 
 impl Match {
+    /// Whether the face is someone's (not [`UNKNOWN`]).
     pub fn is_known(&self) -> bool {
         self.label != UNKNOWN
     }

@@ -4,12 +4,14 @@
 //! `data/people/<id>.json` ([`samples`]), the faces that are *not* the person in
 //! `data/rejected/<id>.npy` ([`rejected`]) and every change in `data/audit.jsonl` ([`audit`]).
 //! The whole gallery as one file is [`archive`]. Replication between boxes
-//! ([`sync`]) keeps what it knows (versions, tombstones) in `data/gallery-sync.json`.
+//! ([`crate::replication`]) is built on this store's public API: it reads each person's rows and
+//! digest, is woken by local changes ([`Gallery::wait_local_change`]) and writes what it
+//! receives through [`Gallery::put_received`] and [`Gallery::remove_received`] ([`received`]).
 //!
 //! Where each concern lives: this file (the type, opening and loading, the write lock, the
 //! change counter and the journal of changes), [`people`] (a person's files, listings, removal,
 //! rename), [`enroll`] (samples added and removed), [`crops`], [`rejected`], [`matrix`]
-//! (matching).
+//! (matching), [`received`] (changes from another box).
 //!
 //! Contract for writers (enroll, delete, rename, import, received changes; this process or a
 //! CLI beside it):
@@ -33,10 +35,10 @@ pub mod enroll;
 pub mod matrix;
 pub mod npy;
 pub mod people;
+pub mod received;
 pub mod rejected;
 pub mod samples;
 mod student_id;
-pub mod sync;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -56,6 +58,7 @@ pub use enroll::NewSample;
 pub use matrix::Match;
 use matrix::Matrix;
 pub use people::{Person, PersonDetail};
+pub use received::encodings_digest;
 pub use rejected::Rejection;
 pub use samples::Sample;
 pub use student_id::StudentId;
@@ -63,29 +66,50 @@ pub use student_id::StudentId;
 /// The label of a face that matches nobody closely enough.
 pub const UNKNOWN: &str = "Unknown";
 
+/// What a gallery operation can fail with.
 #[derive(Debug, Error)]
 pub enum GalleryError {
+    /// A file or folder could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// A file of the gallery cannot be read as what it should be; it is left as it is.
     #[error("{} is damaged ({reason}); move it away before enrolling this person again", path.display())]
-    Damaged { path: PathBuf, reason: String },
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The person (this id) is not enrolled.
     #[error("{0} is not enrolled")]
     NotEnrolled(String),
+    /// The person has no sample of that index.
     #[error("{student_id} has no sample {index} (samples 0 to {last})", last = samples.saturating_sub(1))]
     NoSuchSample {
+        /// The person.
         student_id: String,
+        /// The index asked for.
         index: usize,
+        /// How many samples they have.
         samples: usize,
     },
+    /// The id (a rename's target) is taken.
     #[error("{0} is already enrolled")]
     AlreadyEnrolled(String),
     /// Enrollment's duplicate check: the face is another person's.
     #[error("this face is already enrolled as {duplicate_of} (distance {distance:.3}); send force=true to enroll it anyway")]
-    Duplicate { duplicate_of: String, distance: f64 },
+    Duplicate {
+        /// The person the face is closest to.
+        duplicate_of: String,
+        /// The distance to their closest sample.
+        distance: f64,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GalleryError + '_ {
@@ -105,7 +129,9 @@ fn now_secs() -> u64 {
 /// What loading `data/embeddings` found.
 #[derive(Debug, Default)]
 pub struct LoadReport {
+    /// `.npy` files loaded (people).
     pub files: usize,
+    /// Encodings loaded (samples), all people together.
     pub encodings: usize,
     /// Files that were skipped, each with the reason.
     pub skipped: Vec<(PathBuf, String)>,
@@ -124,6 +150,9 @@ struct Writing<'a> {
     _file: fs::File,
 }
 
+/// The gallery: the store of enrolled faces in one data folder (see the module docs for what
+/// it guarantees). Shared between threads (`Arc<Gallery>`): reads take the matrix's read lock,
+/// changes the write locks.
 pub struct Gallery {
     data_dir: PathBuf,
     embeddings_dir: PathBuf,
@@ -137,8 +166,8 @@ pub struct Gallery {
     /// The `data/.generation` the matrix reflects.
     seen_generation: AtomicU64,
     /// Local changes seen by this process (its own, and another process's found by a reload),
-    /// counted for [`sync`]: a wake-up, not a list. Changes applied from the broker are not
-    /// counted ([`Gallery::record_quiet`]).
+    /// counted for [`crate::replication`]: a wake-up, not a list. Changes received from another
+    /// box are not counted ([`Gallery::record_quiet`]).
     local_changes: Mutex<u64>,
     local_changed: Condvar,
 }
@@ -358,7 +387,7 @@ impl Gallery {
         let (matrix, _) = self.load_all()?;
         *locks::write(&self.matrix) = matrix;
         self.seen_generation.store(generation, Ordering::Relaxed);
-        // Another process's change is a local change for the sync, which compares.
+        // Another process's change is a local change for replication, which compares.
         self.notify_local_change();
         Ok(true)
     }
@@ -371,7 +400,8 @@ impl Gallery {
     /// Waits until the count of local changes is no longer `seen`, or `timeout`; returns the
     /// count. Counted: every change made through this gallery (enroll, append, replace, remove,
     /// remove_sample, rename, import, reject, crop sweeps excepted) and every reload that found
-    /// another process's changes; not counted: changes applied by [`sync`].
+    /// another process's changes; not counted: changes received from another box
+    /// ([`received`]).
     pub fn wait_local_change(&self, seen: u64, timeout: Duration) -> u64 {
         let deadline = std::time::Instant::now() + timeout;
         let mut count = locks::lock(&self.local_changes);
@@ -431,8 +461,8 @@ impl Gallery {
         self.notify_local_change();
     }
 
-    /// [`Gallery::record`] without counting a local change: a change applied from the broker,
-    /// which the sync must not publish again.
+    /// [`Gallery::record`] without counting a local change: a change received from another box,
+    /// which replication must not publish again.
     fn record_quiet(&self, entry: audit::Entry) {
         self.bump_generation();
         if let Err(e) = self.audit.append(&entry) {

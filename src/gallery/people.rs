@@ -26,16 +26,22 @@ use crate::{fsutil, locks};
 /// oldest sample's, `updated_at` the encodings file's last change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Person {
+    /// Their id.
     pub student_id: String,
+    /// How many samples (rows) they have.
     pub samples: usize,
+    /// When their oldest sample was enrolled.
     pub enrolled_at: u64,
+    /// When their encodings file last changed.
     pub updated_at: u64,
 }
 
 /// A person with their samples in order (index = row of the `.npy` file).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PersonDetail {
+    /// The person as listed.
     pub person: Person,
+    /// Their samples' descriptions, in the rows' order.
     pub samples: Vec<Sample>,
     /// How many faces were rejected as not this person ([`Gallery::reject`]).
     pub rejected: usize,

@@ -15,8 +15,11 @@ use crate::gallery::{now_secs, npy, Gallery, GalleryError, Rows, StudentId};
 /// What an export wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ExportSummary {
+    /// People written.
     pub people: usize,
+    /// Samples (rows) written, all people together.
     pub samples: usize,
+    /// Face crops written.
     pub crops: usize,
     /// Size of the archive.
     pub bytes: u64,

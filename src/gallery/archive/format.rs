@@ -44,7 +44,9 @@ pub const SPOOL_NAME: &str = "gallery-import";
 /// Why an archive was refused: the entry (empty for the archive as a whole) and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub struct ArchiveError {
+    /// The entry's path in the archive (empty: the archive as a whole).
     pub entry: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 

@@ -25,8 +25,10 @@ use crate::{fsutil, locks};
 #[derive(Debug, Error)]
 pub enum ImportError {
     #[error(transparent)]
+    /// The archive was refused (nothing written).
     Archive(#[from] ArchiveError),
     #[error(transparent)]
+    /// The gallery could not be read or written.
     Gallery(#[from] GalleryError),
 }
 
@@ -51,9 +53,13 @@ pub enum ImportMode {
 /// What an import changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ImportSummary {
+    /// People the gallery did not have.
     pub people_added: usize,
+    /// People whose files changed.
     pub people_updated: usize,
+    /// People whose files hold what the archive has already.
     pub people_unchanged: usize,
+    /// People removed (replace: not in the archive).
     pub people_removed: usize,
     /// Rows written for the people added or updated.
     pub samples: usize,

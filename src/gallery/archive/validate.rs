@@ -39,10 +39,12 @@ pub struct ValidArchive {
 }
 
 impl ValidArchive {
+    /// How many people the archive holds.
     pub fn people(&self) -> usize {
         self.people.len()
     }
 
+    /// How many samples (rows) it holds, all people together.
     pub fn samples(&self) -> usize {
         self.people.values().map(|p| p.rows.len()).sum()
     }
@@ -52,6 +54,7 @@ impl ValidArchive {
         self.people.values().map(|p| p.crops.len()).sum()
     }
 
+    /// When it was exported (Unix seconds; the import's time when the marker does not say).
     pub fn exported_at(&self) -> u64 {
         self.exported_at
     }
