@@ -330,7 +330,7 @@ impl Gallery {
         self.person_detail(id).map(|d| d.person)
     }
 
-    /// The newest changes to the person, oldest first ([`audit::HISTORY_MAX`] at most).
+    /// The newest changes to the person, oldest first ([`super::audit::HISTORY_MAX`] at most).
     pub fn history(&self, id: &StudentId) -> Vec<AuditEntry> {
         self.audit.history(id.as_str())
     }

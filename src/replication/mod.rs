@@ -68,7 +68,7 @@
 //!   they came back after a deletion); [`ReplicationMode::Off`]: does nothing.
 //!
 //! Files: [`wire`] (the messages and their limits), [`topics`], [`state`] (what this box knows,
-//! `data/gallery-sync.json`), [`rules`] (reconcile rules), [`stats`] and [`Replicator`] (one
+//! `data/gallery-sync.json`), `rules.rs` (reconcile rules), `stats.rs` and [`Replicator`] (one
 //! box's side, tying them together). Replication depends on the gallery store's public API only
 //! ([`crate::gallery::received`]: each person's rows and digest as matching holds them, and
 //! writes compared-and-set on that digest); the MQTT connection only carries its bytes

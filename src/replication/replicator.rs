@@ -168,9 +168,9 @@ impl Replicator {
         inner.seen_deleted.clear();
     }
 
-    /// Applies a message from the broker: `topic_id` is the topic's last level ([`topic_id`]),
-    /// `payload` as received (empty: a deletion). A malformed message changes nothing and is
-    /// [`ReplicationError::Malformed`].
+    /// Applies a message from the broker: `topic_id` is the topic's last level
+    /// ([`super::topics::topic_id`]), `payload` as received (empty: a deletion). A malformed
+    /// message changes nothing and is [`ReplicationError::Malformed`].
     pub fn receive(&self, topic_id: &str, payload: &[u8]) -> Result<Applied, ReplicationError> {
         if self.mode == ReplicationMode::Off {
             return Ok(Applied::Off);
@@ -190,8 +190,8 @@ impl Replicator {
     }
 
     /// Applies a tombstone from the broker (`<prefix>/gallery-deleted/<id>`): `topic_id` is the
-    /// topic's last level ([`topic_deleted_id`]), `payload` as received (empty: cleared). A
-    /// malformed one changes nothing and is [`ReplicationError::Malformed`].
+    /// topic's last level ([`super::topics::topic_deleted_id`]), `payload` as received (empty:
+    /// cleared). A malformed one changes nothing and is [`ReplicationError::Malformed`].
     pub fn receive_deleted(
         &self,
         topic_id: &str,

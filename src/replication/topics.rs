@@ -14,8 +14,8 @@ pub fn topic_filter(prefix: &str) -> String {
     format!("{prefix}/gallery/+")
 }
 
-/// The id part of a gallery topic (unchecked: [`Replicator::receive`] checks it), `None` when
-/// the topic is not one.
+/// The id part of a gallery topic (unchecked: [`super::Replicator::receive`] checks it), `None`
+/// when the topic is not one.
 pub fn topic_id<'a>(prefix: &str, topic: &'a str) -> Option<&'a str> {
     topic.strip_prefix(prefix)?.strip_prefix("/gallery/")
 }
@@ -30,8 +30,8 @@ pub fn topic_deleted_filter(prefix: &str) -> String {
     format!("{prefix}/gallery-deleted/+")
 }
 
-/// The id part of a tombstone's topic (unchecked: [`Replicator::receive_deleted`] checks it),
-/// `None` when the topic is not one.
+/// The id part of a tombstone's topic (unchecked: [`super::Replicator::receive_deleted`] checks
+/// it), `None` when the topic is not one.
 pub fn topic_deleted_id<'a>(prefix: &str, topic: &'a str) -> Option<&'a str> {
     topic
         .strip_prefix(prefix)?

@@ -231,8 +231,8 @@ pub(super) fn check_envelope(
     Ok((id, true))
 }
 
-/// Checks a message whose topic names `topic_id` ([`topic_id`]), with `now_ms` this box's
-/// clock. Nothing in it is trusted before this returns.
+/// Checks a message whose topic names `topic_id` ([`super::topics::topic_id`]), with `now_ms` this
+/// box's clock. Nothing in it is trusted before this returns.
 pub fn parse_message(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Incoming, Malformed> {
     let (id, body) = check_envelope(topic_id, payload)?;
     if !body {
@@ -302,9 +302,9 @@ pub(super) fn check_head(
     Ok(version)
 }
 
-/// Checks a tombstone whose topic names `topic_id` ([`topic_deleted_id`]): the same rules as
-/// [`parse_message`] (size, id, format, the topic's id the body's, box id, version); an empty
-/// payload is a tombstone cleared.
+/// Checks a tombstone whose topic names `topic_id` ([`super::topics::topic_deleted_id`]): the same
+/// rules as [`parse_message`] (size, id, format, the topic's id the body's, box id, version); an
+/// empty payload is a tombstone cleared.
 pub fn parse_tombstone(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Incoming, Malformed> {
     let (id, body) = check_envelope(topic_id, payload)?;
     if !body {

@@ -38,7 +38,7 @@ pub const MAX_ARCHIVE_BYTES: u64 = 1 << 30;
 pub(super) const BLOCK: u64 = 512;
 
 /// The name an uploaded archive's file has for an instant in the data folder
-/// ([`Gallery::import_spool`]).
+/// ([`crate::gallery::Gallery::import_spool`]).
 pub const SPOOL_NAME: &str = "gallery-import";
 
 /// Why an archive was refused: the entry (empty for the archive as a whole) and the reason.

@@ -143,7 +143,7 @@ impl Gallery {
         fsutil::unlinked_temp(&self.data_dir, SPOOL_NAME)
     }
 
-    /// Checks the archive in memory whole ([`validate`]), then merges it into the gallery or
+    /// Checks the archive in memory whole ([`super::validate`]), then merges it into the gallery or
     /// replaces the gallery by it (see the module docs). A bad archive changes nothing.
     pub fn import(
         &self,

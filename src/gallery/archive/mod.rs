@@ -13,36 +13,34 @@
 //!
 //! It unpacks with `tar -xf` into a data folder, and `python -c "import tarfile"` reads it.
 //!
-//! Contract of import: the whole archive is checked first ([`validate_from`], one pass over a
-//! file; [`validate`] for one in memory) and any fault names the entry and the reason, with
-//! nothing written. Accepted: the marker file first, with this format
-//! and version (and, when present, `people` and `samples` matching the content); then only
-//! regular files (directories are skipped) whose path is exactly one of the four patterns, with
-//! a valid id and crop name; at most [`MAX_NPY_BYTES`] (both `.npy`), [`MAX_JSON_BYTES`],
-//! [`MAX_CROP_BYTES`] each and [`MAX_ARCHIVE_BYTES`] in all; no entry twice; each `.npy`
-//! readable with at least one row, each `.json` a samples file, each crop starting as a JPEG
-//! does; no description, rejections or crop without its person's `.npy`; and the archive's end (two zero blocks) present, so a cut file
-//! is refused. A description is matched to its row by fingerprint; a crop no description names
-//! is ignored.
+//! Contract of import: the whole archive is checked first ([`validate_from`], one pass over a file;
+//! [`validate`] for one in memory) and any fault names the entry and the reason, with nothing
+//! written. Accepted: the marker file first, with this format and version (and, when present,
+//! `people` and `samples` matching the content); then only regular files (directories are skipped)
+//! whose path is exactly one of the four patterns, with a valid id and crop name; at most
+//! [`MAX_NPY_BYTES`] (both `.npy`), [`MAX_JSON_BYTES`], [`MAX_CROP_BYTES`] each and
+//! [`MAX_ARCHIVE_BYTES`] in all; no entry twice; each `.npy` readable with at least one row, each
+//! `.json` a samples file, each crop starting as a JPEG does; no description, rejections or crop
+//! without its person's `.npy`; and the archive's end (two zero blocks) present, so a cut file is
+//! refused. A description is matched to its row by fingerprint; a crop no description names is
+//! ignored.
 //!
-//! Then, under one write lock ([`crate::gallery`]'s contract): merge adds to each person the rows not
-//! already enrolled (same fingerprint), with their descriptions and crops (a crop whose name is
-//! taken gets the next free `<ms>-<n>`), and the rejections they do not have yet; replace makes
-//! the gallery exactly the archive (a person without `rejected/<id>.npy`, as in archives of
-//! earlier versions, has none after): each person's `.npy`, metadata, rejections then crops
-//! are written, then the people it does not hold are removed
-//! (crops, metadata, `.npy`, as a deletion does), so a cut import leaves more people, never
-//! fewer. Each person changed gets one audit entry (`import`) and changes in matching after their
-//! files are written.
+//! Then, under one write lock ([`crate::gallery`]'s contract): merge adds to each person the rows
+//! not already enrolled (same fingerprint), with their descriptions and crops (a crop whose name is
+//! taken gets the next free `<ms>-<n>`), and the rejections they do not have yet; replace makes the
+//! gallery exactly the archive (a person without `rejected/<id>.npy`, as in archives of earlier
+//! versions, has none after): each person's `.npy`, metadata, rejections then crops are written,
+//! then the people it does not hold are removed (crops, metadata, `.npy`, as a deletion does), so a
+//! cut import leaves more people, never fewer. Each person changed gets one audit entry (`import`)
+//! and changes in matching after their files are written.
 //!
-//! Memory: an import from a file ([`Gallery::import_from`]) holds the archive's rows and
-//! rejections (what the gallery holds once they are imported), each person's descriptions in
-//! turn, the crops' names and places, and one entry's data at a time (crops are read back from
+//! Memory: an import from a file ([`crate::gallery::Gallery::import_from`]) holds the archive's
+//! rows and rejections (what the gallery holds once they are imported), each person's descriptions
+//! in turn, the crops' names and places, and one entry's data at a time (crops are read back from
 //! the file as they are written), never the archive itself: it does not grow with its size.
-
 //!
-//! Files: [`format`] (marker, paths, caps, the refusal), [`validate`] (the checks, in steps),
-//! [`export`], [`import`].
+//! Files: `format.rs` (marker, paths, caps, the refusal), `validate.rs` (the checks, in steps),
+//! `export.rs`, `import.rs`.
 
 mod export;
 mod format;
