@@ -24,21 +24,12 @@ use crate::{fsutil, locks};
 /// gallery (the server's: disk trouble, a damaged file in the way).
 #[derive(Debug, Error)]
 pub enum ImportError {
-    #[error(transparent)]
     /// The archive was refused (nothing written).
-    Archive(#[from] ArchiveError),
     #[error(transparent)]
+    Archive(#[from] ArchiveError),
     /// The gallery could not be read or written.
+    #[error(transparent)]
     Gallery(#[from] GalleryError),
-}
-
-impl From<ImportError> for crate::Error {
-    fn from(e: ImportError) -> crate::Error {
-        match e {
-            ImportError::Archive(a) => crate::Error::Archive(a),
-            ImportError::Gallery(g) => crate::Error::Gallery(g),
-        }
-    }
 }
 
 /// How an import treats what the gallery holds already.
