@@ -70,64 +70,64 @@ impl Version {
 /// Why a message from the broker was refused.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum Malformed {
-    #[error("{0} bytes, over the {MAX_PAYLOAD} byte limit")]
     /// Larger than [`MAX_PAYLOAD`] (its size).
+    #[error("{0} bytes, over the {MAX_PAYLOAD} byte limit")]
     TooLarge(usize),
-    #[error("topic id: {0}")]
     /// The topic's id is not a valid new student id (why).
+    #[error("topic id: {0}")]
     BadId(String),
-    #[error("not a gallery message: {0}")]
     /// Not JSON of a message (the parser's words).
+    #[error("not a gallery message: {0}")]
     BadJson(String),
-    #[error("format {0} is not read by this box (it reads {FORMAT})")]
     /// Another format than [`FORMAT`].
+    #[error("format {0} is not read by this box (it reads {FORMAT})")]
     UnsupportedFormat(u64),
-    #[error("the message is for {body:?}, its topic for {topic}")]
     /// The body's `student_id` is not the topic's.
+    #[error("the message is for {body:?}, its topic for {topic}")]
     IdMismatch {
         /// The topic's id.
         topic: String,
         /// The body's, clipped to 80 characters.
         body: String,
     },
-    #[error("box_id: {0}")]
     /// The version's box id is not one [`check_box_id`] accepts (why).
+    #[error("box_id: {0}")]
     BadBoxId(String),
-    #[error("version {updated_ms} is more than {MAX_FUTURE_MS} ms ahead of this box's clock")]
     /// The version is more than [`MAX_FUTURE_MS`] ahead of this box's clock.
+    #[error("version {updated_ms} is more than {MAX_FUTURE_MS} ms ahead of this box's clock")]
     FromTheFuture {
         /// The version's time.
         updated_ms: u64,
     },
-    #[error("{0} samples (1 to {MAX_SAMPLES})")]
     /// No samples, or more than [`MAX_SAMPLES`] (how many).
+    #[error("{0} samples (1 to {MAX_SAMPLES})")]
     SampleCount(usize),
-    #[error("sample {index}: {values} values ({ENCODING_LEN} expected)")]
     /// A sample's encoding has not 128 values.
+    #[error("sample {index}: {values} values ({ENCODING_LEN} expected)")]
     EncodingLength {
         /// The sample's index.
         index: usize,
         /// How many values it has.
         values: usize,
     },
-    #[error("sample {index}: value {value} is not finite or beyond ±{MAX_ABS_VALUE}")]
     /// A value is not finite or beyond ±[`MAX_ABS_VALUE`].
+    #[error("sample {index}: value {value} is not finite or beyond ±{MAX_ABS_VALUE}")]
     BadValue {
         /// The sample's index.
         index: usize,
         /// The value.
         value: f64,
     },
-    #[error("sample {index}: enrolled_at {enrolled_at} is too far in the future")]
     /// A sample's `enrolled_at` is after the year 3000.
+    #[error("sample {index}: enrolled_at {enrolled_at} is too far in the future")]
     BadTime {
         /// The sample's index.
         index: usize,
         /// Its `enrolled_at`.
         enrolled_at: u64,
     },
-    #[error("sample {index}: quality must be a JSON object of at most {MAX_QUALITY_BYTES} bytes")]
     /// A sample's quality is not a JSON object of at most [`MAX_QUALITY_BYTES`] bytes.
+    #[error("sample {index}: quality must be a JSON object of at most {MAX_QUALITY_BYTES} bytes")]
     BadQuality {
         /// The sample's index.
         index: usize,
