@@ -521,12 +521,12 @@ mod serve_tests {
         assert_eq!(ok.box_id, "gate-1");
         assert_eq!(ok.topic_prefix, "face-attendance");
         assert_eq!(ok.status_every, std::time::Duration::from_secs(60));
-        assert_eq!(ok.gallery_sync, crate::mqtt::SyncMode::Both);
+        assert_eq!(ok.gallery_sync, crate::replication::ReplicationMode::Both);
         assert!(!ok.ha_discovery);
         let pull = with(&["--gallery-sync", "pull", "--mqtt-ha-discovery"])
             .unwrap()
             .unwrap();
-        assert_eq!(pull.gallery_sync, crate::mqtt::SyncMode::Pull);
+        assert_eq!(pull.gallery_sync, crate::replication::ReplicationMode::Pull);
         assert!(pull.ha_discovery);
         // The host name, made one topic level.
         let host = with(&[]).unwrap().unwrap().box_id;
@@ -814,7 +814,8 @@ fn host_name() -> Option<String> {
 impl MqttArgs {
     /// The checked MQTT settings; `None` without `MQTT_URL`.
     pub fn settings(&self) -> Result<Option<crate::mqtt::MqttSettings>, Error> {
-        use crate::mqtt::{valid_level, BrokerUrl, MqttSettings, SyncMode};
+        use crate::mqtt::{valid_level, BrokerUrl, MqttSettings};
+        use crate::replication::ReplicationMode;
         let Some(url) = self
             .mqtt_url
             .as_deref()
@@ -864,9 +865,9 @@ impl MqttArgs {
             .map(|s| s.trim().to_ascii_lowercase())
             .as_deref()
         {
-            None | Some("") | Some("both") => SyncMode::Both,
-            Some("pull") => SyncMode::Pull,
-            Some("off") => SyncMode::Off,
+            None | Some("") | Some("both") => ReplicationMode::Both,
+            Some("pull") => ReplicationMode::Pull,
+            Some("off") => ReplicationMode::Off,
             Some(other) => {
                 return Err(Error::Config(format!(
                     "GALLERY_SYNC must be off, pull or both, got {other:?}"

@@ -12,17 +12,17 @@ use crate::camera::{Camera, FrameResult, Pipeline};
 use crate::config::{ServeSettings, Settings};
 use crate::engine::blas;
 use crate::events::{Destinations, Dispatcher, Event, EventLog, Sink, WebhookSink};
-use crate::gallery::sync::GallerySync;
 use crate::gallery::Gallery;
 use crate::gallery::UNKNOWN;
 use crate::http::budget::{self, Budget};
 use crate::http::{self, App, Hub, Limits};
 use crate::liveness::Stall;
 use crate::mqtt::{
-    BoxStatus, GalleryLink, HealthSummary, LastPersonSink, Mqtt, MqttSettings, MqttSink, SyncMode,
+    BoxStatus, GalleryLink, HealthSummary, LastPersonSink, Mqtt, MqttSettings, MqttSink,
     DEFAULT_EVENT_TIMEOUT,
 };
 use crate::recognizer::Recognizer;
+use crate::replication::{ReplicationMode, Replicator};
 use crate::systemd::{self, Notifier, Watchdog};
 use crate::unknowns::Unknowns;
 
@@ -159,7 +159,7 @@ struct Broker {
     mqtt: Arc<Mqtt>,
     status: BoxStatus,
     gallery: Option<GalleryLink>,
-    sync: Option<Arc<GallerySync>>,
+    sync: Option<Arc<Replicator>>,
 }
 
 impl Service {
@@ -395,9 +395,9 @@ fn start_broker(
     let status = BoxStatus::start(&mqtt, settings.status_every, settings.ha_discovery, summary)
         .map_err(std::io::Error::other)?;
     let (gallery, sync) = match settings.gallery_sync {
-        SyncMode::Off => (None, None),
+        ReplicationMode::Off => (None, None),
         mode => {
-            let sync = GallerySync::new(gallery.clone(), &settings.box_id, mode)
+            let sync = Replicator::new(gallery.clone(), &settings.box_id, mode)
                 .map_err(std::io::Error::other)?;
             let sync = Arc::new(sync);
             let link = GalleryLink::start(&mqtt, sync.clone()).map_err(std::io::Error::other)?;
