@@ -25,6 +25,7 @@ pub mod locks;
 pub mod metrics;
 pub mod mqtt;
 pub mod recognizer;
+pub mod service;
 pub mod systemd;
 pub mod unknowns;
 

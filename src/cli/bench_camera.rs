@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::serve::camera_events;
 use crate::camera::{Camera, FrameResult, Pipeline, PipelineSettings, ReplaySource, StageTimes};
 use crate::events::{Destinations, Dispatcher};
 use crate::image_io::{self, RgbImage};
 use crate::recognizer::Recognizer;
+use crate::service::frames::camera_events;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchCameraArgs {

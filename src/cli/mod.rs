@@ -8,7 +8,7 @@ mod enroll;
 mod people;
 mod recognize;
 mod rt_client;
-pub mod serve;
+mod serve;
 
 use std::path::PathBuf;
 
