@@ -12,8 +12,8 @@ use std::process::Command;
 use common::http as h;
 use face_attendance::bulk_enroll;
 use face_attendance::client::{multipart, Part};
-use face_attendance::config::Settings;
 use face_attendance::service::{self, Service};
+use face_attendance::settings::Settings;
 use serde_json::Value;
 
 /// Loose enough that strangers get names (benches/decisions.rs: 5 of 9 at 0.7).

@@ -20,6 +20,8 @@ use crate::service::frames::camera_events;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchCameraArgs {
+    #[command(flatten)]
+    pub common: super::args::CameraEngineArgs,
     /// Frames measured per row (after a few warm-up frames)
     #[arg(long, default_value_t = 60)]
     pub frames: u64,
@@ -44,12 +46,12 @@ pub fn run(args: &BenchCameraArgs, recognizer: Recognizer) -> i32 {
     if args
         .upsample
         .iter()
-        .any(|&u| u > crate::config::MAX_UPSAMPLE)
+        .any(|&u| u > crate::settings::MAX_UPSAMPLE)
         || !args.scales.iter().all(|s| (0.1..=1.0).contains(s))
     {
         eprintln!(
             "error: --upsample takes 0 to {} and --scales 0.1 to 1",
-            crate::config::MAX_UPSAMPLE
+            crate::settings::MAX_UPSAMPLE
         );
         return super::EXIT_SETUP;
     }

@@ -1,8 +1,8 @@
 //! `face-attendance serve`: the HTTP API until SIGTERM or SIGINT, then a graceful stop (the
 //! service itself is [`crate::service`]).
 
-use crate::config::{ServeSettings, Settings};
 use crate::recognizer::Recognizer;
+use crate::settings::{ServeSettings, Settings};
 
 /// Runs the service; returns the exit status (2 when it cannot start, with one `error:` line).
 pub fn run(settings: &Settings, serve: &ServeSettings, recognizer: Recognizer) -> i32 {

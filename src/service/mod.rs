@@ -6,6 +6,7 @@
 //! settings and calls [`run`].
 
 pub mod frames;
+mod open;
 mod run;
 
 use std::sync::Arc;
@@ -16,7 +17,6 @@ use serde_json::json;
 use crate::camera::capture::Captures;
 use crate::camera::live::Live;
 use crate::camera::{Camera, Pipeline};
-use crate::config::{ServeSettings, Settings};
 use crate::events::{Destinations, Dispatcher, EventLog, Sink, WebhookSink};
 use crate::gallery::sync::GallerySync;
 use crate::gallery::Gallery;
@@ -28,8 +28,11 @@ use crate::mqtt::{
     DEFAULT_EVENT_TIMEOUT,
 };
 use crate::recognizer::Recognizer;
+use crate::settings::document::ConfigDocument;
+use crate::settings::{ServeSettings, Settings};
 use crate::unknowns::Unknowns;
 use frames::FrameWiring;
+pub use open::open_recognizer;
 pub use run::{run, StartError};
 
 /// How long one HTTP worker or camera loop may go without turning before the service counts as
@@ -124,46 +127,8 @@ pub fn start(
     let limits = http_limits(serve);
     let hub = Hub::start(serve.ws_max_clients);
     let webhook = serve.webhook();
-    let config_json = json!({
-        "tolerance": settings.tolerance,
-        "webhook_enabled": webhook.is_some(),
-        "cooldown_seconds": serve.cooldown_seconds,
-        "upsample": settings.upsample,
-        "jitters": settings.jitters,
-        "max_upload_bytes": serve.max_upload_bytes,
-        "max_import_bytes": serve.max_import_bytes,
-        "max_pixels": settings.max_pixels,
-        "enroll_duplicate_distance": settings.enroll_duplicate_distance.unwrap_or(settings.tolerance),
-        "face_crops": if settings.crop_policy().keeps_crops() { "keep" } else { "none" },
-        "face_crops_max_age_days": settings.face_crops_max_age_days,
-        "detect_max_pixels": settings.detect_max_pixels,
-        "webhook_timeout_seconds": serve.webhook_timeout_seconds,
-        "camera": serve.camera.camera.as_ref().or(serve.camera.frames.as_ref()).map(|p| p.display().to_string()),
-        "camera_send_unknown": serve.camera.camera_send_unknown,
-        "detect_scale": serve.camera.detect_scale,
-        "camera_upsample": serve.camera.camera_upsample,
-        "camera_recheck_frames": serve.camera.recheck_frames,
-        "match_margin": settings.match_margin,
-        "camera_match_margin": serve.camera.camera_match_margin,
-        "camera_confirm_frames": serve.camera.confirm_frames,
-        "camera_confirm_seconds": serve.camera.confirm_seconds,
-        "api_key_required": !keys.is_empty(),
-        "metrics_require_key": serve.metrics_require_key(!keys.is_empty()),
-        "allowed_hosts": serve.allowed_hosts,
-        "allowed_origins": serve.allowed_origins,
-        "allow_key_in_url": serve.allow_key_in_url,
-        "http_timeout_seconds": serve.http_timeout_seconds,
-        "http_max_connections": limits.max_connections,
-        "http_max_connections_per_client": limits.max_connections_per_client,
-        "http_max_uploads": serve.max_uploads,
-        "http_max_images": serve.max_images,
-        "http_queue_seconds": serve.queue_seconds,
-        "unknown_max": settings.unknown_max,
-        "unknown_cluster_distance": settings.unknown_cluster_distance,
-        "stream_max_fps": serve.stream_max_fps,
-        "stream_max_clients": serve.stream_max_clients,
-        "events_keep_days": settings.events_keep_days,
-    });
+    let config_json =
+        ConfigDocument::new(settings, serve, !keys.is_empty(), limits.max_connections).to_json();
     let mqtt_settings = serve.mqtt().map_err(std::io::Error::other)?;
     let mqtt = match &mqtt_settings {
         Some(s) => Some(Mqtt::start(s).map_err(std::io::Error::other)?),

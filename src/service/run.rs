@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Service;
-use crate::config::{ServeSettings, Settings};
 use crate::engine::blas;
 use crate::error::Error;
 use crate::recognizer::Recognizer;
+use crate::settings::{ServeSettings, Settings};
 use crate::systemd::{self, Notifier, Watchdog};
 
 /// How often the service looks whether a CLI command beside it changed the gallery.

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use face_attendance::client::{multipart, Part};
-use face_attendance::config::{ServeSettings, Settings};
 use face_attendance::gallery::Gallery;
 use face_attendance::recognizer::Recognizer;
 use face_attendance::service;
 use face_attendance::service::Service;
+use face_attendance::settings::{ServeSettings, Settings};
 use serde_json::Value;
 
 pub fn serve_settings() -> ServeSettings {
@@ -43,7 +43,7 @@ pub fn serve_settings() -> ServeSettings {
         stream_max_clients: 4,
         tls: Default::default(),
         camera: Default::default(),
-        mqtt_args: Default::default(),
+        mqtt: Default::default(),
     }
 }
 
