@@ -379,7 +379,12 @@ fn a_key_and_camera_device_show_as_the_original_did() {
 
 /// The `[env: NAME]` names `--help` of `command` shows, in order.
 fn help_env_names(command: &[&str]) -> Vec<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_face-attendance"))
+    help_env_names_of(env!("CARGO_BIN_EXE_face-attendance"), command)
+}
+
+/// The same for `binary`.
+fn help_env_names_of(binary: &str, command: &[&str]) -> Vec<String> {
+    let out = Command::new(binary)
         .args(command)
         .arg("--help")
         .output()
@@ -404,4 +409,89 @@ fn serve_help_names_every_setting_variable() {
     let mut want: Vec<String> = SETTINGS.iter().map(|s| s.to_string()).collect();
     want.sort();
     assert_eq!(names, want);
+}
+
+#[test]
+fn each_command_shows_the_settings_it_uses() {
+    let gallery = ["FACE_DATA_DIR", "FACE_CROPS", "FACE_CROPS_MAX_AGE_DAYS"];
+    let engine = ["FACE_MODELS_DIR", "FACE_TOLERANCE", "FACE_JITTERS"];
+    let photos = [
+        "FACE_UPSAMPLE",
+        "FACE_MAX_PIXELS",
+        "DETECT_MAX_PIXELS",
+        "MATCH_MARGIN",
+    ];
+    let enroll = [
+        "ENROLL_JITTERS",
+        "ENROLL_MIN_FACE",
+        "ENROLL_MIN_SHARPNESS",
+        "ENROLL_MAX_YAW",
+        "ENROLL_DUPLICATE_DISTANCE",
+    ];
+    let unknowns = ["UNKNOWN_MAX", "UNKNOWN_CLUSTER_DISTANCE"];
+    let camera = &SETTINGS[SETTINGS.iter().position(|s| *s == "CAMERA_DEVICE").unwrap()..][..17];
+    assert_eq!(camera.last(), Some(&"CAMERA_CONFIRM_SECONDS"));
+    let recognizer: Vec<&str> = [&gallery[..], &engine, &photos].concat();
+    let sorted = |names: Vec<&str>| {
+        let mut names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        names.sort();
+        names
+    };
+    let shown = |binary: &str, command: &[&str]| {
+        let mut names = help_env_names_of(binary, command);
+        names.sort();
+        names
+    };
+    let main = env!("CARGO_BIN_EXE_face-attendance");
+    let bench = env!("CARGO_BIN_EXE_face-attendance-bench");
+    let with = |more: &[&[&str]]| {
+        let mut names = recognizer.clone();
+        for m in more {
+            names.extend_from_slice(m);
+        }
+        sorted(names)
+    };
+    for (binary, command, want) in [
+        (main, &["enroll"][..], with(&[&enroll, &["FACE_KNOWN_DIR"]])),
+        (main, &["recognize"], with(&[])),
+        (main, &["people"], with(&[])),
+        (main, &["people", "list"], with(&[])),
+        (main, &["people", "reject"], with(&[])),
+        (main, &["gallery", "export"], sorted(gallery.to_vec())),
+        (main, &["gallery", "import"], sorted(gallery.to_vec())),
+        (
+            main,
+            &["unknowns", "list"],
+            sorted([&gallery[..], &unknowns].concat()),
+        ),
+        (main, &["cam-demo"], {
+            let mut names = vec!["FACE_DATA_DIR"];
+            names.extend_from_slice(&engine);
+            names.extend_from_slice(camera);
+            sorted(names)
+        }),
+        (
+            main,
+            &["rt-client"],
+            sorted(vec!["FACE_SERVER", "FACE_API_KEY"]),
+        ),
+        (
+            bench,
+            &["http"],
+            sorted(vec!["FACE_SERVER", "FACE_API_KEY"]),
+        ),
+        (bench, &["camera"], {
+            let mut names = vec!["FACE_DATA_DIR"];
+            names.extend_from_slice(&engine);
+            sorted(names)
+        }),
+    ] {
+        assert_eq!(shown(binary, command), want, "{command:?}");
+    }
+    // The benchmarks are not in the service's binary any more.
+    let old = Command::new(main)
+        .args(["bench-camera", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(old.status.code(), Some(2));
 }

@@ -1,9 +1,11 @@
-//! The command line: `enroll`, `recognize`, `serve`, `people`, `gallery`, `cam-demo`,
-//! `rt-client`, `bench-http`, `bench-camera`.
+//! The command line (clap lives only here): `enroll`, `recognize`, `serve`, `people`,
+//! `gallery`, `unknowns`, `cam-demo`, `rt-client`; and [`bench`], the benchmarks' binary
+//! (`face-attendance-bench http|camera`). Each command takes the settings it uses ([`args`],
+//! [`serve_args`]), turns them into [`crate::settings`] and calls the library
+//! (`serve`: [`crate::service`]).
 
 pub mod args;
-mod bench_camera;
-mod bench_http;
+pub mod bench;
 mod cam_demo;
 mod enroll;
 mod people;
@@ -11,6 +13,7 @@ mod recognize;
 mod rt_client;
 mod serve;
 pub mod serve_args;
+pub mod server_args;
 
 use std::path::PathBuf;
 
@@ -107,10 +110,6 @@ pub enum Command {
     CamDemo(cam_demo::CamDemoArgs),
     /// Post images to a server's /recognize/realtime and print its WebSocket stream
     RtClient(rt_client::RtClientArgs),
-    /// Measure a running server: requests/s and latency of /recognize at 1, 2, 4 clients
-    BenchHttp(bench_http::BenchHttpArgs),
-    /// Measure the camera loop: frames/s and per-stage ms on frames made from photos
-    BenchCamera(bench_camera::BenchCameraArgs),
 }
 
 /// Exit statuses: 0 all done, 1 some input failed, 2 cannot start (settings, models, data).
@@ -124,7 +123,6 @@ pub fn run(cli: Cli) -> i32 {
     // The clients need no models or data; the gallery commands only the data folder.
     match cli.command {
         Command::RtClient(args) => rt_client::run(&args),
-        Command::BenchHttp(args) => bench_http::run(&args),
         Command::People {
             command,
             recognizer,
@@ -158,15 +156,12 @@ pub fn run(cli: Cli) -> i32 {
         Command::CamDemo(args) => {
             with_recognizer(&args.common.settings(), |r| cam_demo::run(&args, r))
         }
-        Command::BenchCamera(args) => {
-            with_recognizer(&args.common.settings(), |r| bench_camera::run(&args, r))
-        }
     }
 }
 
 /// Opens the recognizer the settings describe and runs `command` with it; a recognizer that
 /// cannot be opened (settings, models, data) is one `error:` line and [`EXIT_SETUP`].
-fn with_recognizer(settings: &Settings, command: impl FnOnce(Recognizer) -> i32) -> i32 {
+pub(crate) fn with_recognizer(settings: &Settings, command: impl FnOnce(Recognizer) -> i32) -> i32 {
     let (recognizer, report) = match crate::service::open_recognizer(settings) {
         Ok(opened) => opened,
         Err(e) => {
@@ -184,7 +179,7 @@ fn with_recognizer(settings: &Settings, command: impl FnOnce(Recognizer) -> i32)
 }
 
 /// Plain `LEVEL message` lines on stderr; journald adds the timestamps under systemd.
-fn init_logging() {
+pub(crate) fn init_logging() {
     use std::io::Write;
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|buf, record| writeln!(buf, "{} {}", record.level(), record.args()))
