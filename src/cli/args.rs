@@ -266,8 +266,8 @@ impl Apply for RecognizerArgs {
     }
 }
 
-/// `cam-demo` and `bench-camera`: the data folder (its gallery, read) and the models; the
-/// camera has settings of its own.
+/// `cam-demo` and `face-attendance-bench camera`: the data folder (its gallery, read) and the
+/// models; the camera has settings of its own.
 #[derive(Debug, Clone, Args)]
 pub struct CameraEngineArgs {
     /// The data folder.

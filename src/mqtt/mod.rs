@@ -43,7 +43,7 @@ pub enum SyncMode {
     Both,
 }
 
-/// The MQTT settings, checked at start-up (plain values: clap stays in config.rs).
+/// The MQTT settings, checked at start-up (plain values: clap stays in src/cli).
 #[derive(Debug, Clone)]
 pub struct MqttSettings {
     /// `mqtt://host:1883` or `mqtts://host:8883`.
