@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use crate::replication::ReplicationMode;
 
-/// The MQTT settings, checked at start-up (plain values: clap stays in config.rs).
+/// The MQTT settings, checked at start-up (plain values: clap stays in src/cli).
 #[derive(Debug, Clone)]
 pub struct MqttSettings {
     /// `mqtt://host:1883` or `mqtts://host:8883`.
