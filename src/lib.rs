@@ -24,6 +24,7 @@ pub mod liveness;
 pub mod locks;
 pub mod metrics;
 pub mod mqtt;
+pub mod pipeline;
 pub mod recognizer;
 pub mod systemd;
 pub mod unknowns;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::http as h;
 use face_attendance::config::Settings;
+use face_attendance::recognizer::{EnrollRequest, Photo};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const KEY: &str = "page-test-admin-key-0123456789";
@@ -53,9 +54,12 @@ fn the_page_drives_the_box_in_a_real_browser() {
     let camera = data.path().join("camera");
     frames(&camera);
     common::recognizer_in(data.path())
-        .enroll_bytes(
+        .enroll(
             "obama",
-            &std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap(),
+            Photo::Bytes(
+                &std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap(),
+            ),
+            &EnrollRequest::default(),
         )
         .unwrap();
     let settings = Settings {

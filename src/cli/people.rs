@@ -17,6 +17,7 @@ use super::{EXIT_INPUT, EXIT_SETUP};
 use crate::config::Settings;
 use crate::gallery::archive::{ImportError, ImportMode, MAX_ARCHIVE_BYTES};
 use crate::gallery::{Gallery, GalleryError, StudentId};
+use crate::recognizer::Photo;
 
 /// What the audit log names as the author of changes made here.
 const BY: &str = "cli";
@@ -161,7 +162,7 @@ fn reject(settings: &Settings, id: &str, image: &Path) -> Result<Value, Failure>
     let id = parse_id(id)?;
     let bytes = fs::read(image).map_err(|e| Failure::input(format!("{}: {e}", image.display())))?;
     let (recognizer, _) = settings.open().map_err(|e| Failure::setup(e.to_string()))?;
-    match recognizer.reject_bytes(&id, &bytes, BY) {
+    match recognizer.reject(&id, Photo::Bytes(&bytes), BY) {
         Ok(r) => Ok(json!({
             "ok": true,
             "student_id": id.as_str(),
