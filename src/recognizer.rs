@@ -17,9 +17,12 @@ use crate::pipeline::{self, timed, Analysis, Purpose};
 /// `"ambiguous":["alip","budi"]` when a margin refused the match.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recognition {
+    /// Where the face is in the photo.
     #[serde(rename = "box")]
     pub bbox: FaceBox,
+    /// The student id matched, or `Unknown`.
     pub label: String,
+    /// Distance to the closest enrolled encoding (`None` with an empty gallery).
     pub distance: Option<f64>,
     /// Within the tolerance of two people, neither ahead by `MATCH_MARGIN`: both (the label is
     /// `Unknown`).
@@ -46,7 +49,9 @@ impl Recognition {
 /// The `msg` of an enroll answer: `{"faces_found":1,"saved":1}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct EnrollOutcome {
+    /// Faces detected in the photo.
     pub faces_found: usize,
+    /// Samples saved (0 or 1).
     pub saved: usize,
 }
 
@@ -60,6 +65,7 @@ pub struct EnrollPolicy {
 }
 
 impl EnrollPolicy {
+    /// The checks of `quality`, with the duplicate check at the match tolerance.
     pub fn new(quality: QualityLimits) -> EnrollPolicy {
         EnrollPolicy {
             quality,
@@ -67,10 +73,13 @@ impl EnrollPolicy {
         }
     }
 
+    /// The quality limits.
     pub fn quality(&self) -> &QualityLimits {
         &self.quality
     }
 
+    /// The distance within which another person's sample refuses a new face (`None`: the
+    /// match tolerance; 0: no check).
     pub fn with_duplicate_distance(mut self, distance: Option<f64>) -> EnrollPolicy {
         self.duplicate_distance = distance;
         self
@@ -86,6 +95,7 @@ impl EnrollPolicy {
 /// Who enrolls, and whether the duplicate check is overridden (`force=true`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrollRequest {
+    /// Enroll even within the duplicate distance of another person (`force=true`).
     pub force: bool,
     /// The API key's label, or `cli`: for the audit log.
     pub by: String,
@@ -110,8 +120,11 @@ pub enum Offered<'a> {
     /// An encoding with the face's size and sharpness measured when it was taken (no crop
     /// kept): checked against the size and sharpness limits (its yaw is not known).
     Encoding {
+        /// The face's encoding.
         encoding: &'a Encoding,
+        /// Width of the face's box in pixels when it was taken.
         face_px: u32,
+        /// Its sharpness when it was taken.
         sharpness: f64,
     },
 }
@@ -120,15 +133,21 @@ pub enum Offered<'a> {
 /// encoding taken as is), saved, and why each refused one was.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OfferedOutcome {
+    /// Faces offered.
     pub offered: usize,
+    /// Faces found (a photo's face detected, an encoding taken as is).
     pub faces_found: usize,
+    /// Samples saved.
     pub saved: usize,
+    /// Why each refused face was refused.
     pub refused: Vec<String>,
 }
 
 /// What one photo offers for enrollment: its largest face and that face's crop.
 pub struct Candidate {
+    /// Faces detected in the photo.
     pub faces_found: usize,
+    /// The largest face and its crop as JPEG (None without a face).
     pub face: Option<(Face, Vec<u8>)>,
     /// The largest face's quality, measured on the box and landmarks its encoding came from
     /// (None without a face).
