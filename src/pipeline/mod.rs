@@ -115,11 +115,10 @@ pub fn analyze_bytes(
 /// Runs the pipeline on a decoded image for `purpose` (no decode stage): at full size within
 /// the detection budget, else detected on a scaled-down copy and encoded from crops.
 pub fn analyze_image(engine: &Engine, image: &RgbImage, purpose: Purpose) -> Analysis {
-    let times = StageTimes::default();
+    let mut times = StageTimes::default();
     if engine.detects_at_full_size(image.width, image.height) {
         return analyze_whole(engine, image, purpose, times);
     }
-    let mut times = times;
     let size = (image.width, image.height);
     let boxes = timed(&mut times.detect, || detect(engine, image));
     if boxes.is_empty() {
