@@ -25,6 +25,8 @@ use face_attendance::camera::{quality, Measured, Seen};
 use face_attendance::engine::{Encoding, Engine, EngineConfig, Face};
 use face_attendance::gallery::{Gallery, UNKNOWN};
 use face_attendance::image_io;
+use face_attendance::pipeline;
+use face_attendance::recognizer::MatchOptions;
 use face_attendance::recognizer::Recognizer;
 
 /// The camera frames of one person passing: each frame's largest face and its measures.
@@ -63,7 +65,7 @@ fn main() {
             let frame = image_io::letterbox(&moved, 640, 480);
             let jpeg = image_io::encode_jpeg(&frame).expect("jpeg");
             let frame = image_io::decode(&jpeg, image_io::DEFAULT_MAX_PIXELS).expect("decode");
-            let faces = recognizer.engine().analyze(&frame);
+            let faces = pipeline::analyze(recognizer.engine(), &frame);
             if let Some(face) = faces.into_iter().max_by_key(|f| f.bbox.area()) {
                 let measured = Measured {
                     encoding: face.encoding,
@@ -78,9 +80,7 @@ fn main() {
     let encode = |path: &Path| -> Vec<Encoding> {
         let bytes = std::fs::read(path).expect("photo");
         let image = image_io::decode(&bytes, image_io::DEFAULT_MAX_PIXELS).expect("decode");
-        recognizer
-            .engine()
-            .analyze(&image)
+        pipeline::analyze(recognizer.engine(), &image)
             .into_iter()
             .map(|f| f.encoding)
             .collect()
@@ -162,8 +162,13 @@ fn main() {
                     let mut confirmer = Confirmer::new(settings);
                     let mut decided = Vec::new();
                     for (n, (face, measured)) in frames.iter().enumerate() {
-                        let recognition =
-                            recognizer.label_with_margin(face.clone(), Some(tolerance), margin);
+                        let recognition = recognizer.label(
+                            face.clone(),
+                            MatchOptions {
+                                tolerance: Some(tolerance),
+                                margin: Some(margin),
+                            },
+                        );
                         let seen = Seen {
                             recognition,
                             track: 1,

@@ -15,6 +15,7 @@ use face_attendance::engine::hog::{DlibDetector, HogModel};
 use face_attendance::engine::{Encoding, Engine, EngineConfig, Frame};
 use face_attendance::gallery::{Gallery, NewSample, StudentId};
 use face_attendance::image_io::{self, RgbImage};
+use face_attendance::pipeline;
 
 fn runs() -> usize {
     std::env::var("BENCH_RUNS")
@@ -81,14 +82,21 @@ fn main() {
     );
     for (name, img) in &frames {
         let jpeg = image_io::encode_jpeg(img).expect("jpeg");
-        let boxes = e0.detect(img);
+        let boxes = pipeline::detect(&e0, img);
         let decode = median_ms(n, || drop(image_io::decode(&jpeg, u64::MAX)));
-        let d0 = median_ms(n, || drop(e0.detect(img)));
-        let d1 = median_ms(n.min(7), || drop(e1.detect(img)));
-        let lm = median_ms(n, || drop(e0.landmarks(img, &boxes))) / boxes.len().max(1) as f64;
+        let d0 = median_ms(n, || drop(pipeline::detect(&e0, img)));
+        let d1 = median_ms(n.min(7), || drop(pipeline::detect(&e1, img)));
+        let lm = median_ms(n, || {
+            drop(
+                e0.landmarks(&Frame::new(img), &boxes)
+                    .iter()
+                    .map(|s| s.points().to_vec())
+                    .collect::<Vec<_>>(),
+            )
+        }) / boxes.len().max(1) as f64;
         let one = boxes.first().map(|b| vec![*b]).unwrap_or_default();
-        let enc = median_ms(n, || drop(e0.encode(img, &one)));
-        let all = median_ms(n, || drop(e0.analyze(img)));
+        let enc = median_ms(n, || drop(pipeline::encode(&e0, img, &one)));
+        let all = median_ms(n, || drop(pipeline::analyze(&e0, img)));
         println!(
             "{:<20} {:>8.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>12.2} {:>12.2}",
             name,

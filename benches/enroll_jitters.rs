@@ -3,7 +3,7 @@
 //! measurement behind the `ENROLL_JITTERS` default.
 //!
 //! For each jitters value: every `known/` photo is enrolled (its largest face, through
-//! `Recognizer::candidate_bytes_with`, as POST /enroll and bulk enroll do), then the probes and
+//! `Recognizer::candidate` with those jitters, as POST /enroll and bulk enroll do), then the probes and
 //! strangers, encoded once as the service recognizes (jitters 1, upsample 1), are matched at
 //! tolerance 0.45. Printed: probes right / unknown / wrong, the farthest genuine probe (distance
 //! to the nearest encoding of its own person), the nearest stranger (to any encoding), the gap
@@ -21,6 +21,8 @@ use face_attendance::bulk_enroll;
 use face_attendance::engine::{distance, Encoding, Engine, EngineConfig};
 use face_attendance::gallery::Gallery;
 use face_attendance::image_io;
+use face_attendance::pipeline;
+use face_attendance::recognizer::Photo;
 use face_attendance::recognizer::Recognizer;
 
 const TOLERANCE: f64 = 0.45;
@@ -77,8 +79,7 @@ fn main() {
     let encode_all = |path: &Path| -> Vec<Encoding> {
         let bytes = std::fs::read(path).expect("photo");
         let image = image_io::decode(&bytes, image_io::DEFAULT_MAX_PIXELS).expect("decode");
-        engine
-            .analyze(&image)
+        pipeline::analyze(&engine, &image)
             .into_iter()
             .map(|f| f.encoding)
             .collect()
@@ -126,14 +127,17 @@ fn main() {
     let mut previous: Option<Vec<Encoding>> = None;
     for jitters in jitters_list() {
         // Warm-up (encoder copy, caches), not timed.
-        let _ = recognizer.candidate_bytes_with(&std::fs::read(&known[0].1).expect("photo"), 1);
+        let _ = recognizer.candidate(
+            Photo::Bytes(&std::fs::read(&known[0].1).expect("photo")),
+            Some(1),
+        );
         let mut enrolled: Vec<(String, Encoding)> = Vec::new();
         let mut times = Vec::new();
         for (name, path) in &known {
             let bytes = std::fs::read(path).expect("photo");
             let t = Instant::now();
             let candidate = recognizer
-                .candidate_bytes_with(&bytes, jitters)
+                .candidate(Photo::Bytes(&bytes), Some(jitters))
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             let (face, _) = candidate

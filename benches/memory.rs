@@ -51,7 +51,7 @@ fn child(width: u32, height: u32, upsample: u32, dlib: bool) {
     let started = Instant::now();
     let faces = match reference.as_mut() {
         Some(d) => d.detect(&frame, upsample).len(),
-        None => engine.detect_in(&frame).len(),
+        None => engine.detect(&frame, engine.config().upsample()).len(),
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let peak = if reset { status_kb("VmHWM:") } else { 0 };

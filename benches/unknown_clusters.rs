@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use face_attendance::engine::{distance, Encoding, Engine, EngineConfig};
 use face_attendance::image_io;
+use face_attendance::pipeline::{self, Purpose};
 use face_attendance::unknowns::cluster;
 
 fn dir_from(var: &str, default: &str) -> PathBuf {
@@ -75,7 +76,10 @@ fn main() {
     for (who, path) in &photos {
         let bytes = std::fs::read(path).expect("photo");
         let image = image_io::decode(&bytes, image_io::DEFAULT_MAX_PIXELS).expect("decode");
-        match engine.analyze_largest(&image, 1).1 {
+        match pipeline::analyze_image(&engine, &image, Purpose::Enroll { jitters: 1 })
+            .faces
+            .pop()
+        {
             Some(face) => encoded.push((
                 who.clone(),
                 path.file_name().unwrap().to_string_lossy().into_owned(),

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::error::Error;
 use crate::gallery::{GalleryError, NewSample, StudentId};
-use crate::recognizer::Recognizer;
+use crate::recognizer::{Photo, Recognizer};
 
 /// What happened to one person's folder.
 #[derive(Debug, Clone, PartialEq)]
@@ -184,7 +184,7 @@ fn enroll_photo(recognizer: &Recognizer, path: &Path) -> PhotoResult {
         Err(e) => return PhotoResult::Skipped(format!("cannot read: {e}")),
     };
     // From the bytes: a large photo is detected on a small copy and never held whole and upright.
-    let candidate = match recognizer.candidate_bytes(&bytes) {
+    let candidate = match recognizer.candidate(Photo::Bytes(&bytes), None) {
         Ok(c) => c,
         Err(e) => return PhotoResult::Skipped(e.to_string()),
     };

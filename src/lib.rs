@@ -23,6 +23,7 @@ pub mod liveness;
 pub mod locks;
 pub mod metrics;
 pub mod mqtt;
+pub mod pipeline;
 pub mod recognizer;
 pub mod replication;
 pub mod service;

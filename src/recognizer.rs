@@ -2,24 +2,27 @@
 //! go through here, so they give the same answers.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::engine::{largest_box, Encoding, Engine, Face, FaceBox, Frame};
+use crate::engine::{Encoding, Engine, Face, FaceBox};
 use crate::enroll_quality::{FaceQuality, QualityLimits, DEFAULT_ENROLL_JITTERS};
 use crate::error::Error;
 use crate::gallery::{Gallery, NewSample, Rejection, StudentId};
-use crate::image_io::{self, Oriented, RgbImage, DEFAULT_MAX_PIXELS};
-use crate::metrics::{stages, Path::Request, Stage};
+use crate::image_io::{self, RgbImage, DEFAULT_MAX_PIXELS};
+use crate::metrics::Path::Request;
+use crate::pipeline::{self, timed, Analysis, Purpose};
 
 /// One face in a recognize answer: `{"box":[t,r,b,l],"label":"alip","distance":0.38}`, and
 /// `"ambiguous":["alip","budi"]` when a margin refused the match.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recognition {
+    /// Where the face is in the photo.
     #[serde(rename = "box")]
     pub bbox: FaceBox,
+    /// The student id matched, or `Unknown`.
     pub label: String,
+    /// Distance to the closest enrolled encoding (`None` with an empty gallery).
     pub distance: Option<f64>,
     /// Within the tolerance of two people, neither ahead by `MATCH_MARGIN`: both (the label is
     /// `Unknown`).
@@ -46,7 +49,9 @@ impl Recognition {
 /// The `msg` of an enroll answer: `{"faces_found":1,"saved":1}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct EnrollOutcome {
+    /// Faces detected in the photo.
     pub faces_found: usize,
+    /// Samples saved (0 or 1).
     pub saved: usize,
 }
 
@@ -60,6 +65,7 @@ pub struct EnrollPolicy {
 }
 
 impl EnrollPolicy {
+    /// The checks of `quality`, with the duplicate check at the match tolerance.
     pub fn new(quality: QualityLimits) -> EnrollPolicy {
         EnrollPolicy {
             quality,
@@ -67,10 +73,13 @@ impl EnrollPolicy {
         }
     }
 
+    /// The quality limits.
     pub fn quality(&self) -> &QualityLimits {
         &self.quality
     }
 
+    /// The distance within which another person's sample refuses a new face (`None`: the
+    /// match tolerance; 0: no check).
     pub fn with_duplicate_distance(mut self, distance: Option<f64>) -> EnrollPolicy {
         self.duplicate_distance = distance;
         self
@@ -86,6 +95,7 @@ impl EnrollPolicy {
 /// Who enrolls, and whether the duplicate check is overridden (`force=true`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrollRequest {
+    /// Enroll even within the duplicate distance of another person (`force=true`).
     pub force: bool,
     /// The API key's label, or `cli`: for the audit log.
     pub by: String,
@@ -110,8 +120,11 @@ pub enum Offered<'a> {
     /// An encoding with the face's size and sharpness measured when it was taken (no crop
     /// kept): checked against the size and sharpness limits (its yaw is not known).
     Encoding {
+        /// The face's encoding.
         encoding: &'a Encoding,
+        /// Width of the face's box in pixels when it was taken.
         face_px: u32,
+        /// Its sharpness when it was taken.
         sharpness: f64,
     },
 }
@@ -120,48 +133,65 @@ pub enum Offered<'a> {
 /// encoding taken as is), saved, and why each refused one was.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OfferedOutcome {
+    /// Faces offered.
     pub offered: usize,
+    /// Faces found (a photo's face detected, an encoding taken as is).
     pub faces_found: usize,
+    /// Samples saved.
     pub saved: usize,
+    /// Why each refused face was refused.
     pub refused: Vec<String>,
 }
 
 /// What one photo offers for enrollment: its largest face and that face's crop.
 pub struct Candidate {
+    /// Faces detected in the photo.
     pub faces_found: usize,
+    /// The largest face and its crop as JPEG (None without a face).
     pub face: Option<(Face, Vec<u8>)>,
     /// The largest face's quality, measured on the box and landmarks its encoding came from
     /// (None without a face).
     pub quality: Option<FaceQuality>,
 }
 
-/// What an analysis is for: recognizing encodes every face at the engine's jitters; enrolling
-/// only the largest face, at its own jitters, and keeps its crop.
-#[derive(Clone, Copy)]
-enum Purpose {
-    Recognize,
-    Enroll { jitters: u32 },
+/// A photo to work on: its bytes (decoded within the recognizer's memory bounds: a large photo
+/// is never held whole while detecting) or an image already decoded (a camera frame).
+#[derive(Debug, Clone, Copy)]
+pub enum Photo<'a> {
+    /// An encoded photo (JPEG, PNG, ...), as uploaded.
+    Bytes(&'a [u8]),
+    /// An upright RGB image.
+    Image(&'a RgbImage),
 }
 
-/// The faces of one photo, with what enrolling needs.
-struct Analysis {
-    /// Every face (recognizing) or the largest only (enrolling).
-    faces: Vec<Face>,
-    /// Faces detected, encoded or not.
-    faces_found: usize,
+/// How faces are matched; `None` takes the recognizer's own setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MatchOptions {
+    /// The match tolerance (default [`Recognizer::tolerance`]).
+    pub tolerance: Option<f64>,
+    /// The lead a match needs over the closest other person (default
+    /// [`Recognizer::match_margin`]; 0: the original rule).
+    pub margin: Option<f64>,
+}
+
+impl MatchOptions {
+    /// The recognizer's defaults with `tolerance` (when given) instead of its own.
+    pub fn tolerance(tolerance: Option<f64>) -> MatchOptions {
+        MatchOptions {
+            tolerance,
+            margin: None,
+        }
+    }
+}
+
+/// The faces of a photo with their labels, and the photo's upright (EXIF-turned) width and
+/// height, e.g. for an event's `frame_info`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recognized {
+    /// Every face found, with its best label.
+    pub faces: Vec<Recognition>,
     /// Upright width and height of the photo.
-    size: (usize, usize),
-    /// The pixels inside the largest face's box (enrolling only).
-    largest_crop: Option<RgbImage>,
-}
-
-fn crop_box(image: &Oriented<'_>, b: &FaceBox) -> RgbImage {
-    image.crop(
-        b.top.max(0) as usize,
-        b.right.max(0) as usize,
-        b.bottom.max(0) as usize,
-        b.left.max(0) as usize,
-    )
+    pub size: (usize, usize),
 }
 
 /// Cheap to clone: the engine and gallery are shared. Built with [`Recognizer::new`] and the
@@ -271,114 +301,47 @@ impl Recognizer {
     }
 
     /// The whole photo, upright, at full size. To recognize or enroll from bytes, prefer
-    /// [`Recognizer::recognize_bytes`] / [`Recognizer::candidate_bytes`]: they never hold a large
-    /// photo whole while detecting.
+    /// [`Recognizer::recognize`] / [`Recognizer::candidate`] with [`Photo::Bytes`]: they never
+    /// hold a large photo whole while detecting.
     pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, Error> {
         Ok(image_io::decode(bytes, self.max_pixels)?)
     }
 
-    /// Finds and encodes the faces of a photo given as bytes. Within the detection budget this
-    /// is decode-then-analyze, the Python library's path. Above it: a small upright copy is
-    /// decoded (JPEG: DCT scaling; PNG: rows averaged as they stream) and detected on, its
-    /// scratch freed, then, only if a face was found, the photo is decoded at full size as
-    /// stored and each face encoded from an upright crop around it: one full-size copy at a
-    /// time, and never together with the detector's scratch.
-    fn analyze_bytes(&self, bytes: &[u8], purpose: Purpose) -> Result<Analysis, Error> {
-        let probe = image_io::probe(bytes, self.max_pixels)?;
-        let size = (probe.width(), probe.height());
-        if self
-            .engine
-            .detects_at_full_size(probe.stored_width, probe.stored_height)
-        {
-            let started = Instant::now();
-            let stored = image_io::decode_stored(bytes, &probe)?;
-            let image = image_io::upright(stored, probe.orientation);
-            return Ok(match purpose {
-                Purpose::Recognize => {
-                    stages().observe(Request, Stage::Decode, started.elapsed());
-                    let faces = self.analyze_timed(&image);
-                    Analysis {
-                        faces_found: faces.len(),
-                        faces,
-                        size,
-                        largest_crop: None,
-                    }
-                }
-                Purpose::Enroll { jitters } => {
-                    let (faces_found, face) = self.engine.analyze_largest(&image, jitters);
-                    let largest_crop = face
-                        .as_ref()
-                        .map(|f| crop_box(&Oriented::upright(&image), &f.bbox));
-                    Analysis {
-                        faces: face.into_iter().collect(),
-                        faces_found,
-                        size,
-                        largest_crop,
-                    }
-                }
-            });
-        }
-        let small = image_io::decode_downscaled(bytes, &probe, self.engine.detect_max_pixels())?;
-        let boxes = self.engine.detect_on_copy(&small, size);
-        drop(small);
-        if boxes.is_empty() {
-            return Ok(Analysis {
-                faces: Vec::new(),
-                faces_found: 0,
-                size,
-                largest_crop: None,
-            });
-        }
-        let stored = image_io::decode_stored(bytes, &probe)?;
-        let image = Oriented::new(&stored, probe.orientation);
-        Ok(match purpose {
-            Purpose::Recognize => Analysis {
-                faces: self.engine.encode_from_crops(&image, &boxes),
-                faces_found: boxes.len(),
-                size,
-                largest_crop: None,
-            },
-            Purpose::Enroll { jitters } => {
-                // Detected on the small copy: only the largest face is encoded at full size.
-                let largest: Vec<FaceBox> = largest_box(&boxes).into_iter().collect();
-                let faces = self
-                    .engine
-                    .encode_from_crops_with(&image, &largest, jitters);
-                let largest_crop = faces.first().map(|f| crop_box(&image, &f.bbox));
-                Analysis {
-                    faces,
-                    faces_found: boxes.len(),
-                    size,
-                    largest_crop,
-                }
+    /// The pipeline over a photo ([`pipeline::analyze_bytes`] / [`pipeline::analyze_image`]).
+    fn analyze(&self, photo: Photo<'_>, purpose: Purpose) -> Result<Analysis, Error> {
+        Ok(match photo {
+            Photo::Bytes(bytes) => {
+                pipeline::analyze_bytes(&self.engine, bytes, self.max_pixels, purpose)?
             }
+            Photo::Image(image) => pipeline::analyze_image(&self.engine, image, purpose),
         })
     }
 
-    /// Every face in the image with its best label; `tolerance` overrides the default.
-    pub fn recognize_image(&self, image: &RgbImage, tolerance: Option<f64>) -> Vec<Recognition> {
-        self.engine
-            .analyze(image)
-            .into_iter()
-            .map(|face| self.label(face, tolerance))
-            .collect()
-    }
-
-    /// The best label for one encoded face, with `MATCH_MARGIN`; `tolerance` overrides the
-    /// default.
-    pub fn label(&self, face: Face, tolerance: Option<f64>) -> Recognition {
-        self.label_with_margin(face, tolerance, self.match_margin)
+    /// Every face in the photo with its best label, and the photo's upright size. The stages
+    /// of a photo given as bytes and detected at full size are timed for `/metrics`.
+    pub fn recognize(&self, photo: Photo<'_>, options: MatchOptions) -> Result<Recognized, Error> {
+        let mut analysis = self.analyze(photo, Purpose::Recognize)?;
+        let faces: Vec<Recognition> = timed(&mut analysis.times.matching, || {
+            analysis
+                .faces
+                .into_iter()
+                .map(|face| self.label(face, options))
+                .collect()
+        });
+        if analysis.whole && matches!(photo, Photo::Bytes(_)) {
+            analysis.times.record(Request, !faces.is_empty());
+        }
+        Ok(Recognized {
+            faces,
+            size: analysis.size,
+        })
     }
 
     /// The best label for one encoded face: within the tolerance and ahead of the closest other
-    /// person by `margin` (0: the original rule).
-    pub fn label_with_margin(
-        &self,
-        face: Face,
-        tolerance: Option<f64>,
-        margin: f64,
-    ) -> Recognition {
-        let tolerance = tolerance.unwrap_or(self.tolerance);
+    /// person by the margin (`options`, else the recognizer's own).
+    pub fn label(&self, face: Face, options: MatchOptions) -> Recognition {
+        let tolerance = options.tolerance.unwrap_or(self.tolerance);
+        let margin = options.margin.unwrap_or(self.match_margin);
         let m = self
             .gallery
             .best_match_with_margin(&face.encoding, tolerance, margin);
@@ -391,85 +354,14 @@ impl Recognizer {
         }
     }
 
-    /// Every face in the photo with its best label; `tolerance` overrides the default.
-    pub fn recognize_bytes(
-        &self,
-        bytes: &[u8],
-        tolerance: Option<f64>,
-    ) -> Result<Vec<Recognition>, Error> {
-        Ok(self.recognize_bytes_sized(bytes, tolerance)?.0)
-    }
-
-    /// As [`Recognizer::recognize_bytes`], with the photo's upright (EXIF-turned) width and
-    /// height, e.g. for an event's `frame_info`.
-    pub fn recognize_bytes_sized(
-        &self,
-        bytes: &[u8],
-        tolerance: Option<f64>,
-    ) -> Result<(Vec<Recognition>, (usize, usize)), Error> {
-        let analysis = self.analyze_bytes(bytes, Purpose::Recognize)?;
-        let started = Instant::now();
-        let found: Vec<Recognition> = analysis
-            .faces
-            .into_iter()
-            .map(|face| self.label(face, tolerance))
-            .collect();
-        if !found.is_empty() {
-            stages().observe(Request, Stage::Match, started.elapsed());
-        }
-        Ok((found, analysis.size))
-    }
-
-    /// [`Engine::analyze`] of an image within the detection budget, each stage timed for
-    /// `/metrics`.
-    fn analyze_timed(&self, image: &RgbImage) -> Vec<Face> {
-        let engine = &self.engine;
-        let started = Instant::now();
-        let frame = Frame::new(image);
-        let boxes = engine.detect_in(&frame);
-        stages().observe(Request, Stage::Detect, started.elapsed());
-        if boxes.is_empty() {
-            return Vec::new();
-        }
-        let started = Instant::now();
-        let shapes = engine.shapes_in(&frame, &boxes);
-        stages().observe(Request, Stage::Landmarks, started.elapsed());
-        let started = Instant::now();
-        let shaped: Vec<_> = boxes.into_iter().zip(shapes).collect();
-        let faces = engine.encode_shapes(&frame, &shaped);
-        stages().observe(Request, Stage::Encode, started.elapsed());
-        faces
-    }
-
-    /// Finds the faces of a photo to enroll and keeps the largest, encoded with
-    /// [`Recognizer::enroll_jitters`], with its JPEG crop and its quality.
-    pub fn candidate(&self, image: &RgbImage) -> Result<Candidate, Error> {
-        let (faces_found, face) = self.engine.analyze_largest(image, self.enroll_jitters);
-        let crop = face
-            .as_ref()
-            .map(|f| crop_box(&Oriented::upright(image), &f.bbox));
-        Self::candidate_from(faces_found, face, crop)
-    }
-
-    /// As [`Recognizer::candidate`], from the photo's bytes, within the memory bounds of
-    /// [`Recognizer::recognize_bytes`].
-    pub fn candidate_bytes(&self, bytes: &[u8]) -> Result<Candidate, Error> {
-        self.candidate_bytes_with(bytes, self.enroll_jitters)
-    }
-
-    /// As [`Recognizer::candidate_bytes`], with `jitters` re-encodings (1 = none) instead of
-    /// [`Recognizer::enroll_jitters`].
-    pub fn candidate_bytes_with(&self, bytes: &[u8], jitters: u32) -> Result<Candidate, Error> {
-        let analysis = self.analyze_bytes(bytes, Purpose::Enroll { jitters })?;
+    /// Finds the faces of a photo to enroll and keeps the largest, encoded with `jitters`
+    /// re-encodings (1 = none; default [`Recognizer::enroll_jitters`]), with its JPEG crop and
+    /// its quality.
+    pub fn candidate(&self, photo: Photo<'_>, jitters: Option<u32>) -> Result<Candidate, Error> {
+        let jitters = jitters.unwrap_or(self.enroll_jitters);
+        let analysis = self.analyze(photo, Purpose::Enroll { jitters })?;
+        let (faces_found, crop) = (analysis.faces_found, analysis.largest_crop);
         let face = analysis.faces.into_iter().next();
-        Self::candidate_from(analysis.faces_found, face, analysis.largest_crop)
-    }
-
-    fn candidate_from(
-        faces_found: usize,
-        face: Option<Face>,
-        crop: Option<RgbImage>,
-    ) -> Result<Candidate, Error> {
         let (Some(face), Some(crop)) = (face, crop) else {
             return Ok(Candidate {
                 faces_found,
@@ -487,37 +379,20 @@ impl Recognizer {
         })
     }
 
-    /// Enrolls the largest face of one photo for `student_id`, from the command line, with
-    /// every check. See [`Recognizer::enroll_with`].
-    pub fn enroll_bytes(&self, student_id: &str, bytes: &[u8]) -> Result<EnrollOutcome, Error> {
-        self.enroll_with(student_id, bytes, &EnrollRequest::default())
-    }
-
-    /// Enrolls the largest face of one photo for `student_id`. A photo without a face saves
-    /// nothing and says so; an invalid id, a bad image or a refused face writes nothing at all.
-    /// The face is refused when it is below [`EnrollPolicy`]'s quality limits
-    /// ([`Error::PoorFace`]), or within its duplicate distance of another person's sample unless
-    /// `request.force` (checked and written under the gallery's write lock).
-    pub fn enroll_with(
+    /// Enrolls the largest face of one photo for `student_id` (`request`: who, and whether the
+    /// duplicate check is overridden; [`EnrollRequest::default`] from the command line). A photo
+    /// without a face saves nothing and says so; an invalid id, a bad image or a refused face
+    /// writes nothing at all. The face is refused when it is below [`EnrollPolicy`]'s quality
+    /// limits ([`Error::PoorFace`]), or within its duplicate distance of another person's
+    /// sample unless `request.force` (checked and written under the gallery's write lock).
+    pub fn enroll(
         &self,
         student_id: &str,
-        bytes: &[u8],
+        photo: Photo<'_>,
         request: &EnrollRequest,
     ) -> Result<EnrollOutcome, Error> {
         let id = StudentId::parse_new(student_id).map_err(Error::InvalidId)?;
-        let candidate = self.candidate_bytes(bytes)?;
-        self.enroll_candidate(&id, candidate, request)
-    }
-
-    /// [`Recognizer::enroll_with`] for a decoded image (a camera frame).
-    pub fn enroll_image(
-        &self,
-        student_id: &str,
-        image: &RgbImage,
-        request: &EnrollRequest,
-    ) -> Result<EnrollOutcome, Error> {
-        let id = StudentId::parse_new(student_id).map_err(Error::InvalidId)?;
-        let candidate = self.candidate(image)?;
+        let candidate = self.candidate(photo, None)?;
         self.enroll_candidate(&id, candidate, request)
     }
 
@@ -553,8 +428,8 @@ impl Recognizer {
     /// found as enrollment finds it (without its quality limits, one encoding: a rejection
     /// needs to be close, not perfect). [`Error::NoFace`] without a face; a person who is not
     /// enrolled is [`crate::gallery::GalleryError::NotEnrolled`]. Nothing is written on error.
-    pub fn reject_bytes(&self, id: &StudentId, bytes: &[u8], by: &str) -> Result<Rejection, Error> {
-        let candidate = self.candidate_bytes_with(bytes, 1)?;
+    pub fn reject(&self, id: &StudentId, photo: Photo<'_>, by: &str) -> Result<Rejection, Error> {
+        let candidate = self.candidate(photo, Some(1))?;
         let Some((face, _crop)) = candidate.face else {
             return Err(Error::NoFace);
         };
@@ -562,7 +437,7 @@ impl Recognizer {
     }
 
     /// Enrolls for `student_id` every offered face that passes the checks of
-    /// [`Recognizer::enroll_with`] (quality limits, then the duplicate check unless
+    /// [`Recognizer::enroll`] (quality limits, then the duplicate check unless
     /// `request.force`), in one write. Faces below the limits are left out and listed in
     /// [`OfferedOutcome::refused`]; when none passes nothing is written and the answer is
     /// [`Error::PoorFace`] (the first refusal) or [`Error::NothingToEnroll`].
@@ -579,7 +454,7 @@ impl Recognizer {
         let mut faces_found = 0;
         for offer in offered {
             let checked = match *offer {
-                Offered::Photo(bytes) => match self.candidate_bytes(bytes) {
+                Offered::Photo(bytes) => match self.candidate(Photo::Bytes(bytes), None) {
                     Err(e) => Err(e),
                     Ok(Candidate { face: None, .. }) => {
                         Err(Error::NothingToEnroll("no face found in the photo".into()))

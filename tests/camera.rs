@@ -19,7 +19,9 @@ use face_attendance::camera::{
 use face_attendance::engine::Frame;
 use face_attendance::gallery::{Gallery, StudentId};
 use face_attendance::image_io::{self, RgbImage};
+use face_attendance::pipeline;
 use face_attendance::recognizer::Recognizer;
+use face_attendance::recognizer::{MatchOptions, Photo};
 use face_attendance::service::Service;
 use serde_json::Value;
 
@@ -63,7 +65,7 @@ fn recognizer(data: &Path, enroll: &[(&str, &str)]) -> Recognizer {
     let (gallery, _) = Gallery::open(data).unwrap();
     let r = Recognizer::new(common::engine(), Arc::new(gallery));
     for (id, rel) in enroll {
-        let face = r.engine().analyze(&photo(rel));
+        let face = pipeline::analyze(r.engine(), &photo(rel));
         r.gallery()
             .append(&StudentId::parse(id).unwrap(), &[face[0].encoding], "test")
             .unwrap();
@@ -319,10 +321,16 @@ fn a_face_photo_through_yuyv_is_still_recognized() {
         data: rgb_to_yuyv(&frame),
     };
     let rgb = raw.to_rgb(u64::MAX).unwrap();
-    let results = r.recognize_image(&rgb, None);
+    let results = r
+        .recognize(Photo::Image(&rgb), MatchOptions::default())
+        .unwrap()
+        .faces;
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].label, "obama");
-    let direct = r.recognize_image(&frame, None);
+    let direct = r
+        .recognize(Photo::Image(&frame), MatchOptions::default())
+        .unwrap()
+        .faces;
     assert_eq!(direct[0].label, "obama");
 }
 
@@ -342,8 +350,8 @@ fn detection_on_a_half_size_copy_finds_the_same_faces() {
     ] {
         let image = image_io::letterbox(&photo(rel), 640, 480);
         let frame = Frame::new(&image);
-        let full = engine.detect_in(&frame);
-        let half = engine.detect_scaled(&frame, 0.5, 1);
+        let full = engine.detect(&frame, engine.config().upsample());
+        let half = pipeline::detect_scaled(&engine, &frame, 0.5, 1);
         assert!(!full.is_empty(), "{rel}");
         for b in &half {
             let best = full.iter().map(|f| iou(f, b)).fold(0.0, f64::max);
@@ -355,8 +363,8 @@ fn detection_on_a_half_size_copy_finds_the_same_faces() {
         assert!(half.len() >= reach, "{rel}: {full:?} vs {half:?}");
         // Encodings from the mapped boxes still sit near the full-resolution ones.
         let (a, b) = (
-            engine.encode_in(&frame, &full),
-            engine.encode_in(&frame, &half),
+            pipeline::encode_in(&engine, &frame, &full, engine.config().jitters()),
+            pipeline::encode_in(&engine, &frame, &half, engine.config().jitters()),
         );
         for y in &b {
             let x = a
@@ -516,7 +524,7 @@ fn blurred_and_small_faces_are_skipped_when_asked() {
     let r = recognizer(data.path(), &[("obama", "known/obama/obama_1.jpg")]);
     let sharp = image_io::letterbox(&photo("probe/obama/obama_3.jpg"), 640, 480);
     let soft = blurred(&sharp, 3);
-    let bbox = r.engine().detect(&sharp)[0];
+    let bbox = pipeline::detect(r.engine(), &sharp)[0];
     let (s_sharp, s_soft) = (
         quality::sharpness(&sharp, &bbox),
         quality::sharpness(&soft, &bbox),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use face_attendance::image_io::{self, RgbImage};
+use face_attendance::recognizer::{EnrollRequest, MatchOptions, Photo};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -222,17 +223,32 @@ fn a_photo_stored_as_cmyk_is_still_recognized() {
         ("biden", "known/biden/biden_1.jpg"),
         ("alex", "known/alex_lacamoire/alex_lacamoire_1.jpg"),
     ] {
-        assert_eq!(r.enroll_bytes(id, &read_photo(rel)).unwrap().saved, 1);
+        assert_eq!(
+            r.enroll(
+                id,
+                Photo::Bytes(&read_photo(rel)),
+                &EnrollRequest::default()
+            )
+            .unwrap()
+            .saved,
+            1
+        );
     }
     let jpeg = read_photo("probe/obama/obama_4.jpg");
     let rgb = image_io::decode(&jpeg, u64::MAX).unwrap();
-    let want = r.recognize_bytes(&jpeg, None).unwrap();
+    let want = r
+        .recognize(Photo::Bytes(&jpeg), MatchOptions::default())
+        .map(|r| r.faces)
+        .unwrap();
     assert_eq!(want.len(), 1);
     assert_eq!(want[0].label, "obama");
 
     let cmyk = to_adobe_cmyk(&rgb);
     let ycck = ycck_jpeg(&cmyk, rgb.width, rgb.height, turbojpeg::Subsamp::Sub2x2);
-    let got = r.recognize_bytes(&ycck, None).unwrap();
+    let got = r
+        .recognize(Photo::Bytes(&ycck), MatchOptions::default())
+        .map(|r| r.faces)
+        .unwrap();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].label, "obama", "{got:?}");
     let (a, b) = (got[0].distance.unwrap(), want[0].distance.unwrap());
@@ -254,7 +270,11 @@ fn a_photo_stored_as_cmyk_is_still_recognized() {
         &[&photo, &out],
     );
     let got = r
-        .recognize_bytes(&std::fs::read(&out).unwrap(), None)
+        .recognize(
+            Photo::Bytes(&std::fs::read(&out).unwrap()),
+            MatchOptions::default(),
+        )
+        .map(|r| r.faces)
         .unwrap();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].label, "obama", "{got:?}");

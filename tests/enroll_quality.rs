@@ -9,10 +9,13 @@ mod common;
 use std::sync::Arc;
 
 use face_attendance::engine::distance;
+use face_attendance::engine::Frame;
 use face_attendance::enroll_quality::{FaceQuality, FailedLimit, QualityLimits};
 use face_attendance::gallery::Gallery;
 use face_attendance::image_io::{self, RgbImage};
+use face_attendance::pipeline;
 use face_attendance::recognizer::Recognizer;
+use face_attendance::recognizer::{MatchOptions, Photo};
 
 /// The default recognizer, over a throwaway gallery, with `enroll_jitters`.
 fn recognizer(enroll_jitters: u32) -> (tempfile::TempDir, Recognizer) {
@@ -40,7 +43,7 @@ fn photo_set(set: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 fn quality_of(r: &Recognizer, image: &RgbImage) -> Option<FaceQuality> {
-    r.candidate(image).unwrap().quality
+    r.candidate(Photo::Image(image), None).unwrap().quality
 }
 
 #[test]
@@ -52,7 +55,7 @@ fn known_photos_pass_and_blurred_or_small_copies_fail() {
         let photos = photo_set(set);
         let mut qs = Vec::new();
         for (name, bytes) in &photos {
-            let c = r.candidate_bytes(bytes).unwrap();
+            let c = r.candidate(Photo::Bytes(bytes), None).unwrap();
             let q = c.quality.unwrap_or_else(|| panic!("{name}: no face"));
             let verdict = limits.check(&q);
             eprintln!(
@@ -138,7 +141,7 @@ fn the_quality_is_measured_on_the_encodings_own_landmarks() {
     let (_dir, r) = recognizer(1);
     let bytes = std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap();
     let image = image_io::decode(&bytes, image_io::DEFAULT_MAX_PIXELS).unwrap();
-    let c = r.candidate_bytes(&bytes).unwrap();
+    let c = r.candidate(Photo::Bytes(&bytes), None).unwrap();
     let (face, _) = c.face.unwrap();
     let q = c.quality.unwrap();
     // dlib's point order, which the yaw formula relies on: the image's right eye (outer, inner
@@ -149,13 +152,18 @@ fn the_quality_is_measured_on_the_encodings_own_landmarks() {
         "{face:?}"
     );
     // The landmarks the encoder aligned on are the predictor's for that box.
-    let points = r.engine().landmarks(&image, &[face.bbox]);
+    let points = r
+        .engine()
+        .landmarks(&Frame::new(&image), &[face.bbox])
+        .iter()
+        .map(|s| s.points().to_vec())
+        .collect::<Vec<_>>();
     assert_eq!(face.landmarks.to_vec(), points[0]);
     assert_eq!(q, FaceQuality::measure(&image, &face.bbox, &face.landmarks));
     // From an image as from bytes, and recognition sees the same face.
-    let from_image = r.candidate(&image).unwrap();
+    let from_image = r.candidate(Photo::Image(&image), None).unwrap();
     assert_eq!(from_image.quality, Some(q));
-    let analyzed = r.engine().analyze(&image);
+    let analyzed = pipeline::analyze(r.engine(), &image);
     assert_eq!(analyzed[0].landmarks, face.landmarks);
     assert_eq!(analyzed[0].encoding, face.encoding);
 }
@@ -165,8 +173,8 @@ fn enrollment_jitters_move_the_enrolled_encoding_slightly_and_leave_recognition_
     let (_dir, plain) = recognizer(1);
     let jittered = plain.clone().with_enroll_jitters(10);
     let bytes = std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap();
-    let one = plain.candidate_bytes(&bytes).unwrap();
-    let ten = jittered.candidate_bytes(&bytes).unwrap();
+    let one = plain.candidate(Photo::Bytes(&bytes), None).unwrap();
+    let ten = jittered.candidate(Photo::Bytes(&bytes), None).unwrap();
     let (a, b) = (one.face.unwrap().0, ten.face.unwrap().0);
     let d = distance(&a.encoding, &b.encoding);
     eprintln!("obama_1: 10 jitters move the encoding by {d:.4}");
@@ -178,7 +186,7 @@ fn enrollment_jitters_move_the_enrolled_encoding_slightly_and_leave_recognition_
     assert_eq!(one.quality, ten.quality);
     assert_eq!(
         jittered
-            .candidate_bytes_with(&bytes, 1)
+            .candidate(Photo::Bytes(&bytes), Some(1))
             .unwrap()
             .face
             .unwrap()
@@ -197,11 +205,26 @@ fn enrollment_jitters_move_the_enrolled_encoding_slightly_and_leave_recognition_
     let jittered = plain.clone().with_enroll_jitters(10);
     let probe = std::fs::read(common::faces_dir().join("probe/obama/obama_3.jpg")).unwrap();
     let image = image_io::decode(&probe, image_io::DEFAULT_MAX_PIXELS).unwrap();
-    let seen = plain.recognize_bytes(&probe, None).unwrap();
-    assert_eq!(jittered.recognize_bytes(&probe, None).unwrap(), seen);
-    assert_eq!(jittered.recognize_image(&image, None), seen);
+    let seen = plain
+        .recognize(Photo::Bytes(&probe), MatchOptions::default())
+        .map(|r| r.faces)
+        .unwrap();
+    assert_eq!(
+        jittered
+            .recognize(Photo::Bytes(&probe), MatchOptions::default())
+            .map(|r| r.faces)
+            .unwrap(),
+        seen
+    );
+    assert_eq!(
+        jittered
+            .recognize(Photo::Image(&image), MatchOptions::default())
+            .unwrap()
+            .faces,
+        seen
+    );
     assert_eq!(seen[0].label, "obama");
-    let engine_sees = plain.engine().analyze(&image);
+    let engine_sees = pipeline::analyze(plain.engine(), &image);
     assert_eq!(
         seen[0].distance,
         Some(distance(&engine_sees[0].encoding, &b.encoding))

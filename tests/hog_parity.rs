@@ -12,6 +12,7 @@ use dlib_face_recognition::Rectangle;
 use face_attendance::engine::hog::{DlibDetector, HogModel, Spread};
 use face_attendance::engine::{FaceBox, Frame};
 use face_attendance::image_io::{self, RgbImage};
+use face_attendance::pipeline;
 
 /// Every photo the README of ../shared/faces lists: known/ and probe/ (one folder per person),
 /// strangers/ and group/.
@@ -259,8 +260,16 @@ fn the_engine_detects_with_the_parallel_model() {
                     left: long(r.left).max(0),
                 })
                 .collect();
-            assert_eq!(engine.detect(&image), expected, "{name} at {upsample}");
-            assert_eq!(engine.detect_in(&frame), expected, "{name} at {upsample}");
+            assert_eq!(
+                pipeline::detect(&engine, &image),
+                expected,
+                "{name} at {upsample}"
+            );
+            assert_eq!(
+                engine.detect(&frame, engine.config().upsample()),
+                expected,
+                "{name} at {upsample}"
+            );
         }
     }
 }

@@ -6,6 +6,7 @@ mod common;
 use std::time::Instant;
 
 use face_attendance::image_io::{self, RgbImage};
+use face_attendance::recognizer::{EnrollRequest, MatchOptions, Photo};
 
 fn status_kb(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -27,7 +28,12 @@ fn a_25_megapixel_photo_is_recognized_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let r = common::recognizer_in(dir.path());
     let known = std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap();
-    assert_eq!(r.enroll_bytes("obama", &known).unwrap().saved, 1);
+    assert_eq!(
+        r.enroll("obama", Photo::Bytes(&known), &EnrollRequest::default())
+            .unwrap()
+            .saved,
+        1
+    );
 
     let jpeg = {
         let bytes = std::fs::read(common::faces_dir().join("probe/obama/obama_3.jpg")).unwrap();
@@ -37,7 +43,10 @@ fn a_25_megapixel_photo_is_recognized_in_bounded_memory() {
     let can_reset = reset_peak();
     let before = status_kb("VmHWM:");
     let started = Instant::now();
-    let (found, size) = r.recognize_bytes_sized(&jpeg, None).unwrap();
+    let (found, size) = r
+        .recognize(Photo::Bytes(&jpeg), MatchOptions::default())
+        .map(|r| (r.faces, r.size))
+        .unwrap();
     let elapsed = started.elapsed();
     let grown_mb = (status_kb("VmHWM:") - before) / 1024;
     eprintln!(

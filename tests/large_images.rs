@@ -6,11 +6,10 @@ mod common;
 
 use std::sync::OnceLock;
 
-use face_attendance::engine::{
-    distance, face_region, Engine, Face, FaceBox, Frame, REGION_BATCH_PIXELS,
-};
+use face_attendance::engine::{distance, Engine, Face, FaceBox, Frame};
 use face_attendance::image_io::{self, Oriented, RgbImage};
-use face_attendance::recognizer::Recognizer;
+use face_attendance::pipeline::{self, face_region, REGION_BATCH_PIXELS};
+use face_attendance::recognizer::{EnrollRequest, MatchOptions, Photo, Recognizer};
 
 fn photo(rel: &str) -> RgbImage {
     let bytes = std::fs::read(common::faces_dir().join(rel)).unwrap();
@@ -77,10 +76,20 @@ fn crops_give_the_encodings_of_the_whole_image() {
         } else {
             big(rel, w, h)
         };
-        let boxes = engine.detect(&image);
+        let boxes = pipeline::detect(&engine, &image);
         assert!(!boxes.is_empty(), "{rel}: no face");
-        let full = engine.encode_in(&Frame::new(&image), &boxes);
-        let crops = engine.encode_from_crops(&Oriented::upright(&image), &boxes);
+        let full = pipeline::encode_in(
+            &engine,
+            &Frame::new(&image),
+            &boxes,
+            engine.config().jitters(),
+        );
+        let crops = pipeline::encode_from_crops(
+            &engine,
+            &Oriented::upright(&image),
+            &boxes,
+            engine.config().jitters(),
+        );
         assert_same_encodings(rel, &full, &crops);
         let regions: u64 = boxes
             .iter()
@@ -94,29 +103,44 @@ fn crops_give_the_encodings_of_the_whole_image() {
             assert!(regions > REGION_BATCH_PIXELS, "{regions}: one batch only");
         }
         // analyze() of the large image takes that path.
-        let analyzed = engine.analyze(&image);
+        let analyzed = pipeline::analyze(&engine, &image);
         assert_same_encodings(&format!("{rel} analyze"), &full, &analyzed);
 
         // Stored sideways and seen through EXIF orientation 6: the same upright crops.
         let stored = stored_sideways(&image);
-        let turned = engine.encode_from_crops(&Oriented::new(&stored, 6), &boxes);
+        let turned = pipeline::encode_from_crops(
+            &engine,
+            &Oriented::new(&stored, 6),
+            &boxes,
+            engine.config().jitters(),
+        );
         assert_same_encodings(&format!("{rel} orientation 6"), &full, &turned);
     }
     // A face close to the image's edges: its region is clipped where the image ends, in the
     // crop as in the whole image.
     let image = big("probe/obama/obama_3.jpg", 4000, 3000);
-    let b = engine.detect(&image)[0];
+    let b = pipeline::detect(&engine, &image)[0];
     let near = image.crop(
         b.top as usize - 30,
         image.width,
         image.height,
         b.left as usize - 20,
     );
-    let boxes = engine.detect(&near);
+    let boxes = pipeline::detect(&engine, &near);
     assert_eq!(boxes.len(), 1, "{boxes:?}");
     assert!(boxes[0].left < 60 && boxes[0].top < 80, "{boxes:?}");
-    let full = engine.encode_in(&Frame::new(&near), &boxes);
-    let crops = engine.encode_from_crops(&Oriented::upright(&near), &boxes);
+    let full = pipeline::encode_in(
+        &engine,
+        &Frame::new(&near),
+        &boxes,
+        engine.config().jitters(),
+    );
+    let crops = pipeline::encode_from_crops(
+        &engine,
+        &Oriented::upright(&near),
+        &boxes,
+        engine.config().jitters(),
+    );
     assert_same_encodings("face by the edges", &full, &crops);
 }
 
@@ -126,8 +150,13 @@ fn images_within_the_budget_take_the_full_size_path() {
     let image = photo("group/obama_and_biden.jpg");
     assert!(engine.detects_at_full_size(image.width, image.height));
     let frame = Frame::new(&image);
-    let want = engine.encode_in(&frame, &engine.detect_in(&frame));
-    let got = engine.analyze(&image);
+    let want = pipeline::encode_in(
+        &engine,
+        &frame,
+        &engine.detect(&frame, engine.config().upsample()),
+        engine.config().jitters(),
+    );
+    let got = pipeline::analyze(&engine, &image);
     assert_eq!(
         got.iter().map(|f| f.bbox).collect::<Vec<_>>(),
         want.iter().map(|f| f.bbox).collect::<Vec<_>>()
@@ -142,7 +171,7 @@ fn images_within_the_budget_take_the_full_size_path() {
     .unwrap()
     .with_detect_max_pixels(800_000);
     assert!(!small_budget.detects_at_full_size(image.width, image.height));
-    let found = small_budget.analyze(&image);
+    let found = pipeline::analyze(&small_budget, &image);
     assert_eq!(found.len(), want.len());
     for f in &found {
         let best = want
@@ -179,7 +208,13 @@ fn enrolled() -> &'static Recognizer {
             ("alex", "known/alex_lacamoire/alex_lacamoire_1.jpg"),
         ] {
             let bytes = std::fs::read(common::faces_dir().join(rel)).unwrap();
-            assert_eq!(r.enroll_bytes(id, &bytes).unwrap().saved, 1, "{rel}");
+            assert_eq!(
+                r.enroll(id, Photo::Bytes(&bytes), &EnrollRequest::default())
+                    .unwrap()
+                    .saved,
+                1,
+                "{rel}"
+            );
         }
         (dir, r)
     })
@@ -191,19 +226,31 @@ fn a_12_megapixel_phone_photo_is_recognized_enrolled_and_turned_upright() {
     let r = enrolled();
     let image = big("probe/obama/obama_3.jpg", 4000, 3000);
     let jpeg = image_io::encode_jpeg(&image).unwrap();
-    let (found, size) = r.recognize_bytes_sized(&jpeg, None).unwrap();
+    let (found, size) = r
+        .recognize(Photo::Bytes(&jpeg), MatchOptions::default())
+        .map(|r| (r.faces, r.size))
+        .unwrap();
     assert_eq!(size, (4000, 3000));
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].label, "obama", "{found:?}");
     let face_width = found[0].bbox.right - found[0].bbox.left;
     eprintln!("12 MP: {found:?} (face {face_width} px wide)");
     assert!(face_width > 300);
-    assert_eq!(r.recognize_bytes(&jpeg, None).unwrap(), found);
+    assert_eq!(
+        r.recognize(Photo::Bytes(&jpeg), MatchOptions::default())
+            .map(|r| r.faces)
+            .unwrap(),
+        found
+    );
 
     // The same photo stored sideways with EXIF orientation 6: upright size, same face.
     let sideways = image_io::encode_jpeg(&stored_sideways(&image)).unwrap();
     let (turned, size) = r
-        .recognize_bytes_sized(&common::with_exif_orientation(&sideways, 6), None)
+        .recognize(
+            Photo::Bytes(&common::with_exif_orientation(&sideways, 6)),
+            MatchOptions::default(),
+        )
+        .map(|r| (r.faces, r.size))
         .unwrap();
     assert_eq!(size, (4000, 3000));
     assert_eq!(turned.len(), 1, "{turned:?}");
@@ -221,7 +268,10 @@ fn a_12_megapixel_phone_photo_is_recognized_enrolled_and_turned_upright() {
     )
     .write_to(&mut png, image::ImageOutputFormat::Png)
     .unwrap();
-    let (found, size) = r.recognize_bytes_sized(png.get_ref(), None).unwrap();
+    let (found, size) = r
+        .recognize(Photo::Bytes(png.get_ref()), MatchOptions::default())
+        .map(|r| (r.faces, r.size))
+        .unwrap();
     assert_eq!(size, (3000, 2400));
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].label, "biden");
@@ -229,20 +279,29 @@ fn a_12_megapixel_phone_photo_is_recognized_enrolled_and_turned_upright() {
     // Enrolled from the 12 MP photo, the person is recognized in an ordinary one.
     let dir = tempfile::tempdir().unwrap();
     let fresh = common::recognizer_in(dir.path());
-    let out = fresh.enroll_bytes("big_obama", &jpeg).unwrap();
+    let out = fresh
+        .enroll("big_obama", Photo::Bytes(&jpeg), &EnrollRequest::default())
+        .unwrap();
     assert_eq!((out.faces_found, out.saved), (1, 1));
     let crops: Vec<_> = std::fs::read_dir(dir.path().join("faces/big_obama"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     let crop = image_io::decode(&std::fs::read(&crops[0]).unwrap(), u64::MAX).unwrap();
-    let b = r.recognize_bytes(&jpeg, None).unwrap()[0].bbox;
+    let b = r
+        .recognize(Photo::Bytes(&jpeg), MatchOptions::default())
+        .map(|r| r.faces)
+        .unwrap()[0]
+        .bbox;
     assert_eq!(
         (crop.width as i64, crop.height as i64),
         (b.right - b.left, b.bottom - b.top)
     );
     let other = std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap();
-    let seen = fresh.recognize_bytes(&other, None).unwrap();
+    let seen = fresh
+        .recognize(Photo::Bytes(&other), MatchOptions::default())
+        .map(|r| r.faces)
+        .unwrap();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].label, "big_obama", "{seen:?}");
 }
@@ -254,9 +313,14 @@ fn a_large_photo_without_faces_is_never_decoded_at_full_size() {
     let blank = RgbImage::from_raw(5000, 4000, vec![90; 5000 * 4000 * 3]).unwrap();
     let jpeg = image_io::encode_jpeg(&blank).unwrap();
     drop(blank);
-    let (found, size) = r.recognize_bytes_sized(&jpeg, None).unwrap();
+    let (found, size) = r
+        .recognize(Photo::Bytes(&jpeg), MatchOptions::default())
+        .map(|r| (r.faces, r.size))
+        .unwrap();
     assert!(found.is_empty());
     assert_eq!(size, (5000, 4000));
-    let out = r.enroll_bytes("nobody", &jpeg).unwrap();
+    let out = r
+        .enroll("nobody", Photo::Bytes(&jpeg), &EnrollRequest::default())
+        .unwrap();
     assert_eq!((out.faces_found, out.saved), (0, 0));
 }

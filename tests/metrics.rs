@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::http::{self as h, Behaviour};
 use common::wait_for;
 use face_attendance::image_io;
+use face_attendance::recognizer::{EnrollRequest, Photo};
 use prometheus_parse::{Scrape, Value};
 
 /// The exposition at `base`, parsed, with the key `key` when given.
@@ -86,9 +87,12 @@ fn counters_move_with_requests_frames_and_events_and_agree_with_health() {
     let frames = data.path().join("camera");
     frames_of("probe/obama/obama_3.jpg", 6, &frames);
     common::recognizer_in(data.path())
-        .enroll_bytes(
+        .enroll(
             "obama",
-            &std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap(),
+            Photo::Bytes(
+                &std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap(),
+            ),
+            &EnrollRequest::default(),
         )
         .unwrap();
     let (hook, received) = h::receiver(Behaviour::Ok);

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http as h;
+use face_attendance::recognizer::{EnrollRequest, Photo};
 use face_attendance::settings::Settings;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -53,9 +54,12 @@ fn the_page_drives_the_box_in_a_real_browser() {
     let camera = data.path().join("camera");
     frames(&camera);
     common::recognizer_in(data.path())
-        .enroll_bytes(
+        .enroll(
             "obama",
-            &std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap(),
+            Photo::Bytes(
+                &std::fs::read(common::faces_dir().join("known/obama/obama_1.jpg")).unwrap(),
+            ),
+            &EnrollRequest::default(),
         )
         .unwrap();
     let settings = Settings {

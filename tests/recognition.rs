@@ -11,7 +11,9 @@ use face_attendance::engine::hog::Spread;
 use face_attendance::engine::{Engine, EngineConfig};
 use face_attendance::gallery::UNKNOWN;
 use face_attendance::image_io::{self, ImageError, RgbImage};
+use face_attendance::pipeline;
 use face_attendance::recognizer::Recognizer;
+use face_attendance::recognizer::{EnrollRequest, MatchOptions, Photo};
 use face_attendance::Error;
 
 fn recognizer_in(data: &Path, engine: Arc<Engine>) -> Recognizer {
@@ -55,10 +57,16 @@ fn probes_are_named_and_strangers_unknown() {
         let name = person.file_name().unwrap().to_string_lossy().into_owned();
         for photo in common::photos(&person) {
             let image = image_io::decode(&std::fs::read(&photo).unwrap(), u64::MAX).unwrap();
-            let at_06 = r.recognize_image(&image, Some(0.6));
+            let at_06 = r
+                .recognize(Photo::Image(&image), MatchOptions::tolerance(Some(0.6)))
+                .unwrap()
+                .faces;
             assert_eq!(at_06.len(), 1, "{}", photo.display());
             assert_eq!(at_06[0].label, name, "{} at 0.6", photo.display());
-            let at_045 = r.recognize_image(&image, Some(0.45));
+            let at_045 = r
+                .recognize(Photo::Image(&image), MatchOptions::tolerance(Some(0.45)))
+                .unwrap()
+                .faces;
             assert!(
                 at_045[0].label == name || at_045[0].label == UNKNOWN,
                 "{} got {} at 0.45",
@@ -75,7 +83,10 @@ fn probes_are_named_and_strangers_unknown() {
     assert_eq!(probes, 20);
     for photo in common::photos(&faces.join("strangers")) {
         let image = image_io::decode(&std::fs::read(&photo).unwrap(), u64::MAX).unwrap();
-        let found = r.recognize_image(&image, Some(0.6));
+        let found = r
+            .recognize(Photo::Image(&image), MatchOptions::tolerance(Some(0.6)))
+            .unwrap()
+            .faces;
         assert!(!found.is_empty(), "{}: no face", photo.display());
         for f in found {
             assert_eq!(
@@ -101,7 +112,14 @@ fn many_threads_give_the_same_answers_as_one() {
     .iter()
     .map(|p| decode(p))
     .collect();
-    let serial: Vec<_> = photos.iter().map(|p| r.recognize_image(p, None)).collect();
+    let serial: Vec<_> = photos
+        .iter()
+        .map(|p| {
+            r.recognize(Photo::Image(p), MatchOptions::default())
+                .unwrap()
+                .faces
+        })
+        .collect();
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..6)
             .map(|t| {
@@ -109,7 +127,12 @@ fn many_threads_give_the_same_answers_as_one() {
                 s.spawn(move || {
                     for round in 0..3 {
                         let i = (t + round) % photos.len();
-                        assert_eq!(r.recognize_image(&photos[i], None), serial[i]);
+                        assert_eq!(
+                            r.recognize(Photo::Image(&photos[i]), MatchOptions::default())
+                                .unwrap()
+                                .faces,
+                            serial[i]
+                        );
                     }
                 })
             })
@@ -119,7 +142,7 @@ fn many_threads_give_the_same_answers_as_one() {
         }
     });
     // The batch path (rayon over images) agrees too.
-    let batch = r.engine().analyze_batch(&photos);
+    let batch = pipeline::analyze_batch(r.engine(), &photos);
     for (faces, want) in batch.iter().zip(&serial) {
         let boxes: Vec<_> = faces.iter().map(|f| f.bbox).collect();
         assert_eq!(boxes, want.iter().map(|w| w.bbox).collect::<Vec<_>>());
@@ -165,9 +188,11 @@ fn detections_spread_only_while_a_thread_is_free() {
     );
     // The same boxes either way (tests/hog_parity.rs compares both with dlib's).
     let photo = decode("group/bbt1.jpg");
-    let alone = engine.detect(&photo);
+    let alone = pipeline::detect(&engine, &photo);
     let busy: Vec<_> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..3).map(|_| s.spawn(|| engine.detect(&photo))).collect();
+        let workers: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| pipeline::detect(&engine, &photo)))
+            .collect();
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
     assert!(alone.len() >= 4);
@@ -180,7 +205,7 @@ fn one_client_at_a_time_keeps_one_encoder() {
     assert_eq!(engine.threads(), 4);
     let photo = decode("probe/obama/obama_3.jpg");
     for _ in 0..6 {
-        assert_eq!(engine.analyze(&photo).len(), 1);
+        assert_eq!(pipeline::analyze(&engine, &photo).len(), 1);
     }
     assert_eq!(
         engine.encoder_copies(),
@@ -189,14 +214,13 @@ fn one_client_at_a_time_keeps_one_encoder() {
     );
     // Four faces at once on four threads: copies are made, never more than the threads.
     let group = decode("group/bbt1.jpg");
-    let faces = engine.analyze(&group);
+    let faces = pipeline::analyze(&engine, &group);
     assert!(faces.len() >= 4, "{} faces", faces.len());
     let copies = engine.encoder_copies();
     assert!((1..=4).contains(&copies), "{copies} copies");
     // The copies encode exactly as the first network does.
     assert_eq!(
-        engine
-            .analyze(&group)
+        pipeline::analyze(&engine, &group)
             .iter()
             .map(|f| f.encoding)
             .collect::<Vec<_>>(),
@@ -210,7 +234,11 @@ fn enroll_saves_the_largest_face_and_its_crop() {
     let r = recognizer_in(dir.path(), common::engine());
     // Two faces: Biden (larger) and Obama.
     let out = r
-        .enroll_bytes("someone", &read("group/two_people.jpg"))
+        .enroll(
+            "someone",
+            Photo::Bytes(&read("group/two_people.jpg")),
+            &EnrollRequest::default(),
+        )
         .unwrap();
     assert_eq!((out.faces_found, out.saved), (2, 1));
     let crops: Vec<_> = std::fs::read_dir(dir.path().join("faces/someone"))
@@ -221,7 +249,7 @@ fn enroll_saves_the_largest_face_and_its_crop() {
     let crop = image_io::decode(&crop_bytes, u64::MAX).unwrap();
     assert_eq!((crop.width, crop.height), (964 - 778, 242 - 57));
     let known = enrolled();
-    let face = r.engine().analyze(&decode("known/biden/biden_1.jpg"));
+    let face = pipeline::analyze(r.engine(), &decode("known/biden/biden_1.jpg"));
     assert_eq!(
         r.gallery().best_match(&face[0].encoding, 0.45).label,
         "someone"
@@ -235,7 +263,9 @@ fn enroll_saves_the_largest_face_and_its_crop() {
     let blank =
         image_io::encode_jpeg(&RgbImage::from_raw(320, 240, vec![200; 320 * 240 * 3]).unwrap())
             .unwrap();
-    let out = r.enroll_bytes("nobody", &blank).unwrap();
+    let out = r
+        .enroll("nobody", Photo::Bytes(&blank), &EnrollRequest::default())
+        .unwrap();
     assert_eq!((out.faces_found, out.saved), (0, 0));
     assert!(!dir.path().join("embeddings/nobody.npy").exists());
     assert!(!dir.path().join("faces/nobody").exists());
@@ -303,8 +333,11 @@ fn bad_images_are_refused_and_nothing_is_written() {
     ];
     for (name, bytes, expected) in cases {
         for result in [
-            r.enroll_bytes("alip", &bytes).map(|_| ()),
-            r.recognize_bytes(&bytes, None).map(|_| ()),
+            r.enroll("alip", Photo::Bytes(&bytes), &EnrollRequest::default())
+                .map(|_| ()),
+            r.recognize(Photo::Bytes(&bytes), MatchOptions::default())
+                .map(|r| r.faces)
+                .map(|_| ()),
         ] {
             match result {
                 Err(Error::Image(e)) => assert!(expected(&e), "{name}: {e:?}"),
@@ -313,7 +346,7 @@ fn bad_images_are_refused_and_nothing_is_written() {
         }
     }
     for id in ["../x", "a/b", ".hidden", "", "../../etc", "a\\b", "x y"] {
-        match r.enroll_bytes(id, &photo) {
+        match r.enroll(id, Photo::Bytes(&photo), &EnrollRequest::default()) {
             Err(Error::InvalidId(msg)) => assert!(msg.contains("student_id"), "{msg}"),
             other => panic!("{id:?}: {other:?}"),
         }
@@ -325,14 +358,21 @@ fn bad_images_are_refused_and_nothing_is_written() {
 fn png_with_alpha_and_greyscale_jpeg_are_recognized() {
     let r = enrolled();
     let rgb = decode("probe/obama/obama_4.jpg");
-    let want = r.recognize_image(&rgb, None);
+    let want = r
+        .recognize(Photo::Image(&rgb), MatchOptions::default())
+        .unwrap()
+        .faces;
     assert_eq!(want[0].label, "obama");
 
     let buffer =
         image::RgbImage::from_raw(rgb.width as u32, rgb.height as u32, rgb.pixels.clone()).unwrap();
     let rgba = image::DynamicImage::ImageRgb8(buffer.clone()).to_rgba8();
     let got = r
-        .recognize_bytes(&png(image::DynamicImage::ImageRgba8(rgba)), None)
+        .recognize(
+            Photo::Bytes(&png(image::DynamicImage::ImageRgba8(rgba))),
+            MatchOptions::default(),
+        )
+        .map(|r| r.faces)
         .unwrap();
     assert_eq!(got, want, "RGBA PNG of the same pixels");
 
@@ -356,7 +396,10 @@ fn png_with_alpha_and_greyscale_jpeg_are_recognized() {
         turbojpeg::Subsamp::Gray,
     )
     .unwrap();
-    let got = r.recognize_bytes(&grey_jpeg, Some(0.6)).unwrap();
+    let got = r
+        .recognize(Photo::Bytes(&grey_jpeg), MatchOptions::tolerance(Some(0.6)))
+        .map(|r| r.faces)
+        .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].label, "penny");
 }
@@ -382,7 +425,10 @@ fn phone_photos_are_turned_upright_by_exif() {
     let jpeg = image_io::encode_jpeg(&stored).unwrap();
     let shown = image_io::decode(&common::with_exif_orientation(&jpeg, 6), u64::MAX).unwrap();
     assert_eq!((shown.width, shown.height), (upright.width, upright.height));
-    let found = r.recognize_image(&shown, None);
+    let found = r
+        .recognize(Photo::Image(&shown), MatchOptions::default())
+        .unwrap()
+        .faces;
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].label, "obama");
 }
@@ -392,10 +438,10 @@ fn jittered_encodings_stay_close_and_run_safely_in_parallel() {
     let jittery =
         Arc::new(Engine::load(EngineConfig::new(common::models_dir()).with_jitters(4)).unwrap());
     let image = decode("probe/biden/biden_2.jpg");
-    let plain = common::engine().analyze(&image);
+    let plain = pipeline::analyze(&common::engine(), &image);
     let results: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..3)
-            .map(|_| s.spawn(|| jittery.analyze(&image)))
+            .map(|_| s.spawn(|| pipeline::analyze(&jittery, &image)))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -426,16 +472,25 @@ fn with_match_margin_an_answer_names_both_candidates_instead_of_one() {
         ("barack", "known/obama/obama_2.jpg"),
     ] {
         let bytes = read(rel);
-        assert_eq!(r.enroll_with(id, &bytes, &forced).unwrap().saved, 1);
+        assert_eq!(
+            r.enroll(id, Photo::Bytes(&bytes), &forced).unwrap().saved,
+            1
+        );
     }
     let probe = read("probe/obama/obama_3.jpg");
     // The original rule by default: the closest id, and the same JSON as before.
-    let answer = r.recognize_bytes(&probe, None).unwrap();
+    let answer = r
+        .recognize(Photo::Bytes(&probe), MatchOptions::default())
+        .map(|r| r.faces)
+        .unwrap();
     assert!(["obama", "barack"].contains(&answer[0].label.as_str()));
     let json = serde_json::to_value(&answer[0]).unwrap();
     assert_eq!(json.as_object().unwrap().len(), 3, "{json}");
     let r = r.with_match_margin(0.1);
-    let answer = r.recognize_bytes(&probe, None).unwrap();
+    let answer = r
+        .recognize(Photo::Bytes(&probe), MatchOptions::default())
+        .map(|r| r.faces)
+        .unwrap();
     let json = serde_json::to_value(&answer[0]).unwrap();
     assert_eq!(json["label"], "Unknown", "{json}");
     let mut both: Vec<String> = serde_json::from_value(json["ambiguous"].clone()).unwrap();

@@ -4,6 +4,7 @@ mod common;
 
 use face_attendance::engine::{distance, Encoding};
 use face_attendance::image_io;
+use face_attendance::pipeline;
 use serde_json::Value;
 
 fn check_upsample(upsample: u32) {
@@ -30,7 +31,7 @@ fn check_upsample(upsample: u32) {
             "{file}"
         );
         let expected = entry[&key].as_array().expect("faces");
-        let mut found = engine.analyze(&image);
+        let mut found = pipeline::analyze(&engine, &image);
         assert_eq!(found.len(), expected.len(), "{file} at {key}: face count");
         for exp in expected {
             let bx: Vec<i64> = exp["box"]

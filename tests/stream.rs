@@ -15,6 +15,7 @@ use common::http as h;
 use common::wait_for;
 use face_attendance::gallery::{Gallery, StudentId};
 use face_attendance::image_io::{self, RgbImage};
+use face_attendance::pipeline;
 use face_attendance::recognizer::Recognizer;
 use face_attendance::service::Service;
 use face_attendance::settings::ServeSettings;
@@ -39,7 +40,7 @@ fn frames() -> (tempfile::TempDir, RgbImage) {
 fn enroll(data: &Path) {
     let (gallery, _) = Gallery::open(data).unwrap();
     let r = Recognizer::new(common::engine(), Arc::new(gallery));
-    let face = r.engine().analyze(&photo("known/obama/obama_1.jpg"));
+    let face = pipeline::analyze(r.engine(), &photo("known/obama/obama_1.jpg"));
     r.gallery()
         .append(
             &StudentId::parse("obama").unwrap(),

@@ -11,6 +11,7 @@ use common::http as h;
 use face_attendance::bulk_enroll;
 use face_attendance::camera::quality::sharpness;
 use face_attendance::image_io;
+use face_attendance::pipeline::{self, Purpose};
 use face_attendance::service::Service;
 use face_attendance::settings::{FaceCrops, Settings};
 use face_attendance::unknowns::{UnknownSettings, Unknowns, DEFAULT_CLUSTER_DISTANCE};
@@ -47,7 +48,9 @@ fn record(store: &Unknowns, photos: &[PathBuf]) -> Vec<u64> {
         .map(|path| {
             let bytes = std::fs::read(path).unwrap();
             let image = image_io::decode(&bytes, image_io::DEFAULT_MAX_PIXELS).unwrap();
-            let (_, face) = engine.analyze_largest(&image, 1);
+            let face = pipeline::analyze_image(&engine, &image, Purpose::Enroll { jitters: 1 })
+                .faces
+                .pop();
             let face = face.unwrap_or_else(|| panic!("no face in {}", path.display()));
             let b = face.bbox;
             let face_px = (b.right - b.left).min(b.bottom - b.top) as u32;

@@ -26,9 +26,10 @@ use crate::gallery::UNKNOWN;
 use crate::image_io::RgbImage;
 use crate::liveness::{Heartbeat, Liveness};
 use crate::metrics::{self, Family};
+pub use crate::pipeline::StageTimes;
 pub use confirm::{ConfirmSettings, Decided};
 use frame::RawFrame;
-pub use pipeline::{Pipeline, PipelineSettings, StageTimes, DEFAULT_CAMERA_MATCH_MARGIN};
+pub use pipeline::{Pipeline, PipelineSettings, DEFAULT_CAMERA_MATCH_MARGIN};
 use slot::LatestSlot;
 pub use source::{FrameSource, ReplaySource, SourceError};
 pub use tracker::{Measured, Seen};
@@ -440,7 +441,8 @@ fn process(
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        record_stages(&frame.times, frame.encoded > 0);
+        // The per-face stages only when a face was encoded (a frame of tracked faces has none).
+        frame.times.record(metrics::Path::Camera, frame.encoded > 0);
         stats.processed.fetch_add(1, Ordering::Relaxed);
         on_frame(FrameResult {
             image: frame.image,
@@ -451,18 +453,4 @@ fn process(
         });
     }
     heartbeat.finish();
-}
-
-/// A frame's stage times into `/metrics`; the per-face stages only when a face was encoded (a
-/// frame of tracked faces has none).
-fn record_stages(times: &StageTimes, encoded: bool) {
-    use metrics::{Path::Camera, Stage};
-    let stages = metrics::stages();
-    stages.observe(Camera, Stage::Decode, times.convert);
-    stages.observe(Camera, Stage::Detect, times.detect);
-    if encoded {
-        stages.observe(Camera, Stage::Landmarks, times.landmarks);
-        stages.observe(Camera, Stage::Encode, times.encode);
-        stages.observe(Camera, Stage::Match, times.matching);
-    }
 }

@@ -1,6 +1,8 @@
-//! What the camera does with one frame: convert to RGB, detect faces on a downscaled copy,
-//! drop faces too small or too blurred to be worth encoding, and encode only the faces the
-//! tracker cannot vouch for. Each stage is timed, for the bench and the logs.
+//! What the camera does with one frame, on the stages of [`crate::pipeline`]: convert to RGB,
+//! detect faces on a downscaled copy, select (drop faces too small or too blurred to be worth
+//! encoding, and keep only the faces the tracker cannot vouch for), landmarks and encode, match
+//! through the recognizer. Each stage is timed in the pipeline's [`StageTimes`], for
+//! `/metrics`, the bench and the logs.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,8 @@ use super::quality;
 use super::tracker::{Measured, Seen, Tracker};
 use crate::engine::{FaceBox, Frame};
 use crate::image_io::{ImageError, RgbImage};
-use crate::recognizer::{Recognition, Recognizer};
+use crate::pipeline::{self, timed, StageTimes};
+use crate::recognizer::{MatchOptions, Recognition, Recognizer};
 
 /// The camera's `CAMERA_MATCH_MARGIN`. Measured with `cargo bench --bench decisions` on
 /// `../shared/faces` (known/ enrolled; 20 probe faces, 9 strangers): within the default
@@ -54,37 +57,19 @@ impl Default for PipelineSettings {
     }
 }
 
-/// Wall-clock time of each stage of one frame.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StageTimes {
-    /// Decoding (MJPEG) or converting (YUYV) to RGB, and into dlib's layout.
-    pub convert: Duration,
-    /// Downscaling, HOG detection, the size and blur checks and the tracker's thumbnails.
-    pub detect: Duration,
-    pub landmarks: Duration,
-    pub encode: Duration,
-    /// Nearest enrolled encodings.
-    pub matching: Duration,
-}
-
-impl StageTimes {
-    pub fn add(&mut self, other: &StageTimes) {
-        self.convert += other.convert;
-        self.detect += other.detect;
-        self.landmarks += other.landmarks;
-        self.encode += other.encode;
-        self.matching += other.matching;
-    }
-}
-
 /// One processed frame.
 pub struct Processed {
+    /// The frame in RGB.
     pub image: RgbImage,
+    /// Every face kept, encoded in this frame or tracked from an earlier one.
     pub faces: Vec<Seen>,
+    /// How long each stage took.
     pub times: StageTimes,
     /// Faces encoded in this frame (the others were tracked).
     pub encoded: usize,
+    /// Faces left out as narrower than `min_face_px`.
     pub skipped_small: usize,
+    /// Faces left out as less sharp than `min_sharpness`.
     pub skipped_blurry: usize,
     /// Faces whose identity this frame decided ([`super::confirm`]): what makes events.
     pub decided: Vec<Decided>,
@@ -98,6 +83,8 @@ impl Processed {
     }
 }
 
+/// The camera's per-frame processing: the pipeline's stages, the tracker and the confirmation
+/// of decisions across frames.
 pub struct Pipeline {
     recognizer: Recognizer,
     settings: PipelineSettings,
@@ -108,6 +95,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// A pipeline matching with `recognizer`, tuned by `settings`.
     pub fn new(recognizer: Recognizer, settings: PipelineSettings) -> Pipeline {
         Pipeline {
             tracker: Tracker::new(settings.recheck_frames),
@@ -119,6 +107,7 @@ impl Pipeline {
         }
     }
 
+    /// How the camera trades accuracy for speed.
     pub fn settings(&self) -> &PipelineSettings {
         &self.settings
     }
@@ -134,15 +123,20 @@ impl Pipeline {
     /// back): replays and benches give their own times to the confirmation window.
     pub fn process_at(&mut self, raw: &RawFrame, at: Duration) -> Result<Processed, ImageError> {
         let mut times = StageTimes::default();
-        let started = Instant::now();
-        let image = raw.to_rgb(self.recognizer.max_pixels())?;
-        let frame = Frame::new(&image);
-        times.convert = started.elapsed();
+        let (image, frame) = timed(&mut times.convert, || {
+            let image = raw.to_rgb(self.recognizer.max_pixels())?;
+            let frame = Frame::new(&image);
+            Ok::<_, ImageError>((image, frame))
+        })?;
 
         let started = Instant::now();
-        let engine = &self.recognizer.engine();
-        let mut boxes =
-            engine.detect_scaled(&frame, self.settings.detect_scale, self.settings.upsample);
+        let engine = self.recognizer.engine();
+        let mut boxes = pipeline::detect_scaled(
+            engine,
+            &frame,
+            self.settings.detect_scale,
+            self.settings.upsample,
+        );
         let found = boxes.len();
         let min_width = i64::from(self.settings.min_face_px);
         boxes.retain(|b| quality::width(b) >= min_width);
@@ -155,7 +149,10 @@ impl Pipeline {
 
         let mut encoded = 0;
         let recognizer = &self.recognizer;
-        let margin = self.settings.match_margin;
+        let options = MatchOptions {
+            tolerance: None,
+            margin: Some(self.settings.match_margin),
+        };
         let looks: Vec<_> = boxes
             .iter()
             .map(|b| (*b, quality::Thumbnail::of(&image, b)))
@@ -163,6 +160,7 @@ impl Pipeline {
         times.detect = started.elapsed();
 
         let confirmer = &self.confirmer;
+        let jitters = engine.config().jitters();
         let faces = self.tracker.step(
             self.frame,
             &looks,
@@ -170,27 +168,20 @@ impl Pipeline {
             |indices| {
                 let chosen: Vec<FaceBox> = indices.iter().map(|&i| boxes[i]).collect();
                 encoded = chosen.len();
-                let started = Instant::now();
-                let shapes = engine.shapes_in(&frame, &chosen);
-                times.landmarks = started.elapsed();
-                let started = Instant::now();
-                let faces = engine
-                    .encode_shapes(&frame, &chosen.into_iter().zip(shapes).collect::<Vec<_>>());
-                times.encode = started.elapsed();
-                let started = Instant::now();
-                let labelled: Vec<(Recognition, Measured)> = faces
-                    .into_iter()
-                    .map(|face| {
-                        let measured = Measured {
-                            encoding: face.encoding,
-                            face_px: quality::width(&face.bbox).max(0) as u32,
-                            sharpness: quality::sharpness(&image, &face.bbox),
-                        };
-                        (recognizer.label_with_margin(face, None, margin), measured)
-                    })
-                    .collect();
-                times.matching = started.elapsed();
-                labelled
+                let faces = pipeline::encode_timed(engine, &frame, &chosen, jitters, &mut times);
+                timed(&mut times.matching, || {
+                    faces
+                        .into_iter()
+                        .map(|face| {
+                            let measured = Measured {
+                                encoding: face.encoding,
+                                face_px: quality::width(&face.bbox).max(0) as u32,
+                                sharpness: quality::sharpness(&image, &face.bbox),
+                            };
+                            (recognizer.label(face, options), measured)
+                        })
+                        .collect::<Vec<(Recognition, Measured)>>()
+                })
             },
         );
         let decided = self.confirmer.step(at, &faces, self.tracker.ids());

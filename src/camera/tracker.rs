@@ -36,6 +36,7 @@ struct Track {
 /// What an encoding of this very frame measured of a face, besides its label.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measured {
+    /// The face's encoding in this frame.
     pub encoding: Encoding,
     /// Width of the face's box, in pixels of the full frame.
     pub face_px: u32,
@@ -47,8 +48,11 @@ pub struct Measured {
 /// it was encoded in this frame (`None`: the label was carried over from an earlier frame).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seen {
+    /// The face's box and label.
     pub recognition: Recognition,
+    /// The id of the track the face belongs to (stable while it stays in view).
     pub track: u64,
+    /// What this frame's encoding measured (`None`: tracked, not encoded).
     pub measured: Option<Measured>,
 }
 
@@ -59,6 +63,8 @@ impl Seen {
     }
 }
 
+/// Follows faces from frame to frame, so that a face that stays in place is encoded again only
+/// every `recheck` frames.
 pub struct Tracker {
     tracks: Vec<Track>,
     recheck: u64,

@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::bulk_enroll::{self, BulkOptions};
-use crate::recognizer::{EnrollRequest, Recognizer};
+use crate::recognizer::{EnrollRequest, Photo, Recognizer};
 
 /// Prints the `/enroll` answer for each file.
 pub fn one_person(recognizer: &Recognizer, id: &str, files: &[PathBuf], force: bool) -> i32 {
@@ -20,7 +20,7 @@ pub fn one_person(recognizer: &Recognizer, id: &str, files: &[PathBuf], force: b
             .map_err(|e| e.to_string())
             .and_then(|bytes| {
                 recognizer
-                    .enroll_with(id, &bytes, &request)
+                    .enroll(id, Photo::Bytes(&bytes), &request)
                     .map_err(|e| e.to_string())
             });
         let answer = match outcome {

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::{EXIT_INPUT, EXIT_SETUP};
 use crate::gallery::archive::{ImportError, ImportMode, MAX_ARCHIVE_BYTES};
 use crate::gallery::{Gallery, GalleryError, StudentId};
+use crate::recognizer::Photo;
 use crate::settings::Settings;
 
 /// What the audit log names as the author of changes made here.
@@ -162,7 +163,7 @@ fn reject(settings: &Settings, id: &str, image: &Path) -> Result<Value, Failure>
     let bytes = fs::read(image).map_err(|e| Failure::input(format!("{}: {e}", image.display())))?;
     let (recognizer, _) =
         crate::service::open_recognizer(settings).map_err(|e| Failure::setup(e.to_string()))?;
-    match recognizer.reject_bytes(&id, &bytes, BY) {
+    match recognizer.reject(&id, Photo::Bytes(&bytes), BY) {
         Ok(r) => Ok(json!({
             "ok": true,
             "student_id": id.as_str(),

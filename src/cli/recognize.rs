@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::recognizer::Recognizer;
+use crate::recognizer::{MatchOptions, Photo, Recognizer};
 
 pub fn files(recognizer: &Recognizer, files: &[PathBuf]) -> i32 {
     let mut status = 0;
@@ -13,7 +13,8 @@ pub fn files(recognizer: &Recognizer, files: &[PathBuf]) -> i32 {
             .map_err(|e| format!("{}: {e}", path.display()))
             .and_then(|bytes| {
                 recognizer
-                    .recognize_bytes(&bytes, None)
+                    .recognize(Photo::Bytes(&bytes), MatchOptions::default())
+                    .map(|r| r.faces)
                     .map_err(|e| format!("{}: {e}", path.display()))
             });
         let mut answer = match outcome {

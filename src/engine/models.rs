@@ -13,22 +13,43 @@ const PINNED: &str = include_str!("../../scripts/models.sha256");
 /// The command that puts the right files in place, named in every model error.
 pub const FETCH_HINT: &str = "scripts/fetch-models";
 
+/// File name of dlib's 5-point shape predictor.
 pub const LANDMARKS_5: &str = "shape_predictor_5_face_landmarks.dat";
+/// File name of dlib's ResNet face encoder.
 pub const ENCODER: &str = "dlib_face_recognition_resnet_model_v1.dat";
 
+/// Why the models cannot be loaded: each names the file and, when fetching helps, the command.
 #[derive(Debug, Error)]
 pub enum ModelError {
+    /// The file is not there.
     #[error("model file {path} is missing: run `{FETCH_HINT} {dir}` to fetch it", path = .path.display(), dir = .dir.display())]
-    Missing { path: PathBuf, dir: PathBuf },
+    Missing {
+        /// The missing file.
+        path: PathBuf,
+        /// The models directory.
+        dir: PathBuf,
+    },
+    /// The file's SHA-256 is not the pinned one.
     #[error("model file {path} is corrupt (SHA-256 {actual}, expected {expected}): delete it and run `{FETCH_HINT} {dir}`", path = .path.display(), dir = .dir.display())]
     Corrupt {
+        /// The corrupt file.
         path: PathBuf,
+        /// The models directory.
         dir: PathBuf,
+        /// The pinned SHA-256.
         expected: String,
+        /// The file's SHA-256.
         actual: String,
     },
+    /// The file does not load (dlib refuses it, or it cannot be read).
     #[error("model file {path} cannot be read: {reason}", path = .path.display())]
-    Unreadable { path: PathBuf, reason: String },
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The engine's thread pool cannot start.
     #[error("cannot start the face engine's threads: {0}")]
     Threads(String),
 }

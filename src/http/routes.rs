@@ -22,7 +22,7 @@ use super::{events, form, header, stream, ws, App};
 use crate::events::{events_for, Event};
 use crate::gallery::archive::ImportMode;
 use crate::gallery::{GalleryError, StudentId};
-use crate::recognizer::{EnrollRequest, Offered};
+use crate::recognizer::{EnrollRequest, MatchOptions, Offered, Photo};
 use crate::unknowns::Unknowns;
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -848,7 +848,7 @@ fn capture(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
         };
         match recognizer
             .engine()
-            .install(|| recognizer.enroll_image(id.as_str(), &frame, &request))
+            .install(|| recognizer.enroll(id.as_str(), Photo::Image(&frame), &request))
         {
             Ok(outcome) if outcome.saved > 0 => saved += 1,
             Ok(_) => refused.push("no face found in the frame".to_string()),
@@ -919,9 +919,9 @@ fn reject(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
         return Err(ApiError::NotFound(format!("person {id}")));
     }
     let rejection = match RejectSource::of(&form)? {
-        RejectSource::Image(image) => {
-            app.image_work(image, || recognizer.reject_bytes(&id, image, &call.by))?
-        }
+        RejectSource::Image(image) => app.image_work(image, || {
+            recognizer.reject(&id, Photo::Bytes(image), &call.by)
+        })?,
         RejectSource::Unknown(cluster) => {
             let offer = unknowns_store(app)?
                 .enroll_samples(cluster)
@@ -1175,7 +1175,8 @@ fn enroll(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
         by: call.by.clone(),
     };
     let outcome = app.image_work(image, || {
-        app.recognizer.enroll_with(&student_id, image, &request)
+        app.recognizer
+            .enroll(&student_id, Photo::Bytes(image), &request)
     })?;
     if outcome.saved > 0 {
         log::info!("enrolled a face for {student_id}");
@@ -1187,7 +1188,13 @@ fn enroll(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
 
 fn recognize(app: &App, form: Form, _call: &Call) -> Result<Answer, ApiError> {
     let image = form.file("image")?;
-    let results = app.image_work(image, || app.recognizer.recognize_bytes(image, None))?;
+    let results = app.image_work(image, || {
+        let options = MatchOptions::default();
+        Ok(app
+            .recognizer
+            .recognize(Photo::Bytes(image), options)?
+            .faces)
+    })?;
     Ok(Answer::Json(json!({"ok": true, "results": results})))
 }
 
@@ -1231,7 +1238,9 @@ fn realtime(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
     let bytes = form.file("image")?;
     // The image place is given back before the webhook wait below.
     let (results, frame) = app.image_work(bytes, || {
-        app.recognizer.recognize_bytes_sized(bytes, tolerance)
+        let options = MatchOptions::tolerance(tolerance);
+        let recognized = app.recognizer.recognize(Photo::Bytes(bytes), options)?;
+        Ok((recognized.faces, recognized.size))
     })?;
     let events: Vec<Event> = events_for(&results, frame, send_unknown);
     let labels: Vec<(String, String)> = events

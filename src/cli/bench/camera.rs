@@ -177,9 +177,7 @@ fn scenes(args: &BenchCameraArgs, recognizer: &Recognizer) -> Result<Vec<Vec<u8>
 /// The photo cropped to its largest face with a margin of 15% of the face's width around it
 /// (the whole photo when no face is found).
 fn around_face(photo: &RgbImage, recognizer: &Recognizer) -> RgbImage {
-    let Some(b) = recognizer
-        .engine()
-        .detect(photo)
+    let Some(b) = crate::pipeline::detect(recognizer.engine(), photo)
         .into_iter()
         .max_by_key(|b| b.area())
     else {
