@@ -8,14 +8,14 @@ use clap::Args;
 
 use crate::camera::DEFAULT_CAMERA_MATCH_MARGIN;
 use crate::engine::{Engine, EngineConfig, DEFAULT_DETECT_MAX_PIXELS};
-use crate::enroll_quality::{
-    QualityLimits, DEFAULT_ENROLL_JITTERS, DEFAULT_MAX_YAW, DEFAULT_MIN_FACE_PX,
-    DEFAULT_MIN_SHARPNESS,
-};
 use crate::error::Error;
 use crate::gallery::{CropPolicy, Gallery, LoadReport};
 use crate::http::ApiKeys;
 use crate::image_io::DEFAULT_MAX_PIXELS;
+use crate::quality::{
+    QualityLimits, DEFAULT_ENROLL_JITTERS, DEFAULT_MAX_YAW, DEFAULT_MIN_FACE_PX,
+    DEFAULT_MIN_SHARPNESS,
+};
 use crate::recognizer::{EnrollPolicy, Recognizer};
 use crate::unknowns::{self, UnknownSettings};
 
@@ -249,11 +249,11 @@ impl Settings {
     /// What a face needs to be enrolled (ENROLL_MIN_FACE, ENROLL_MIN_SHARPNESS,
     /// ENROLL_MAX_YAW); an error naming the setting when one makes no sense.
     pub fn quality_limits(&self) -> Result<QualityLimits, Error> {
-        QualityLimits::new(
+        Ok(QualityLimits::new(
             self.enroll_min_face,
             self.enroll_min_sharpness,
             self.enroll_max_yaw,
-        )
+        )?)
     }
 
     /// What enrollment checks: the duplicate distance and the quality limits.

@@ -4,9 +4,9 @@
 use thiserror::Error;
 
 use crate::engine::ModelError;
-use crate::enroll_quality::QualityRefusal;
 use crate::gallery::GalleryError;
 use crate::image_io::ImageError;
+use crate::quality::{InvalidLimit, QualityRefusal};
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -36,4 +36,11 @@ pub enum Error {
     /// Enrollment of faces kept earlier found none to enroll; nothing was written.
     #[error("nothing to enroll: {0}")]
     NothingToEnroll(String),
+}
+
+/// A quality limit out of range is an invalid setting, with the same sentence.
+impl From<InvalidLimit> for Error {
+    fn from(e: InvalidLimit) -> Error {
+        Error::Config(e.0)
+    }
 }

@@ -11,10 +11,10 @@ pub mod client_tls;
 pub mod clock;
 pub mod config;
 pub mod engine;
-pub mod enroll_quality;
 pub mod error;
 pub mod events;
 pub mod fsutil;
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gallery;
@@ -24,6 +24,7 @@ pub mod liveness;
 pub mod locks;
 pub mod metrics;
 pub mod mqtt;
+pub mod quality;
 pub mod recognizer;
 pub mod systemd;
 pub mod unknowns;

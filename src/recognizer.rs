@@ -7,11 +7,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::engine::{largest_box, Encoding, Engine, Face, FaceBox, Frame};
-use crate::enroll_quality::{FaceQuality, QualityLimits, DEFAULT_ENROLL_JITTERS};
 use crate::error::Error;
 use crate::gallery::{Gallery, NewSample, Rejection, StudentId};
 use crate::image_io::{self, Oriented, RgbImage, DEFAULT_MAX_PIXELS};
 use crate::metrics::{stages, Path::Request, Stage};
+use crate::quality::{FaceQuality, QualityLimits, DEFAULT_ENROLL_JITTERS};
 
 /// One face in a recognize answer: `{"box":[t,r,b,l],"label":"alip","distance":0.38}`, and
 /// `"ambiguous":["alip","budi"]` when a margin refused the match.

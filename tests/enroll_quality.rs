@@ -9,9 +9,9 @@ mod common;
 use std::sync::Arc;
 
 use face_attendance::engine::distance;
-use face_attendance::enroll_quality::{FaceQuality, FailedLimit, QualityLimits};
 use face_attendance::gallery::Gallery;
 use face_attendance::image_io::{self, RgbImage};
+use face_attendance::quality::{FaceQuality, FailedLimit, QualityLimits};
 use face_attendance::recognizer::Recognizer;
 
 /// The default recognizer, over a throwaway gallery, with `enroll_jitters`.

@@ -9,7 +9,6 @@ pub mod confirm;
 pub mod frame;
 pub mod live;
 pub mod pipeline;
-pub mod quality;
 pub mod slot;
 pub mod source;
 pub mod tracker;

@@ -19,8 +19,8 @@ use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::Message;
 
 use super::error::ApiError;
+use super::headers::header;
 use super::respond::respond;
-use super::{header, App};
 use crate::events::{Outgoing, Report, Sink, Status};
 
 /// Messages a client may fall behind by before it is dropped.
@@ -226,12 +226,12 @@ fn read_client<S: TimedStream>(ws: &mut WebSocket<S>) -> Heard {
 /// Answers a WebSocket handshake: 400 unless it is a valid RFC 6455 upgrade, 503 when the hub
 /// is full, else 101 and the connection goes to the hub.
 /// Returns the status answered (101: switched to the WebSocket).
-pub fn upgrade(app: &App, request: Request) -> u16 {
+pub fn upgrade(hub: &Hub, request: Request) -> u16 {
     let key = match handshake_key(&request) {
         Ok(key) => key,
         Err(e) => return respond(request, Err(e)),
     };
-    if app.hub.is_full() {
+    if hub.is_full() {
         return respond(request, Err(ApiError::Busy("too many WebSocket clients")));
     }
     let mut response = Response::empty(101);
@@ -244,8 +244,7 @@ pub fn upgrade(app: &App, request: Request) -> u16 {
             response.add_header(h);
         }
     }
-    app.hub
-        .attach(request.upgrade_stream("websocket", response));
+    hub.attach(request.upgrade_stream("websocket", response));
     101
 }
 

@@ -44,7 +44,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::engine::{Encoding, FaceBox, ENCODING_LEN};
+use crate::engine::{Encoding, FaceBox};
 use crate::fsutil;
 use crate::image_io::{self, RgbImage};
 
@@ -803,8 +803,8 @@ pub fn crop_with_margin(image: &RgbImage, bbox: &FaceBox) -> RgbImage {
 
 /// The journal reader, for the fuzz target: whatever it reads must write back (compacted) and
 /// read again as the same faces (encodings within float printing's rounding) and next id.
-#[doc(hidden)]
-pub fn fuzz_journal(data: &[u8]) {
+#[cfg(any(fuzzing, test))]
+pub(crate) fn fuzz_journal(data: &[u8]) {
     let first = replay(data);
     let mut bytes = Vec::new();
     let mut lines = vec![Line::Next { id: first.next_id }];
@@ -825,7 +825,7 @@ pub fn fuzz_journal(data: &[u8]) {
             (b.id, b.time_ms, b.face_px, b.crop)
         );
         assert!(
-            a.encoding.len() == ENCODING_LEN
+            a.encoding.len() == crate::engine::ENCODING_LEN
                 && crate::engine::distance(&a.encoding, &b.encoding) <= 1e-9
         );
     }
