@@ -75,8 +75,10 @@ pub fn stream(app: &Arc<App>, request: Request, call: Call, handle: StreamHandle
             let length = request.body_length();
             let answer =
                 spool(&app, request.as_reader(), length).and_then(|file| handle(&app, file, &call));
-            let status = respond(request, answer);
+            // The import is over: its place is free before the client hears so, or a client
+            // that imports again at once would be told one is in progress.
             drop(place);
+            let status = respond(request, answer);
             call.served(&app, status);
         });
     if let Err(e) = spawned {
