@@ -24,15 +24,18 @@ use crate::unknowns::Unknowns;
 /// Limits that keep one client from holding the box.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// The largest upload body (`MAX_UPLOAD_BYTES`): an image.
     pub max_upload_bytes: usize,
     /// Largest gallery archive for `POST /gallery/import`.
     pub max_import_bytes: usize,
     /// How long a client may take to send a request head, idle between requests, or stall
     /// reading an answer; the grace before a body must arrive at [`super::MIN_BODY_RATE`].
     pub io_timeout: Duration,
+    /// HTTP worker threads per listener (`HTTP_WORKERS`).
     pub workers: usize,
     /// Connections at once, overall and from one client address.
     pub max_connections: usize,
+    /// Connections at once from one client address.
     pub max_connections_per_client: usize,
     /// `/health` turns `ok:false` when the camera has been gone or silent this long.
     pub camera_stale_after: Duration,
@@ -40,13 +43,17 @@ pub struct Limits {
 
 /// Everything a request handler needs.
 pub struct App {
+    /// Recognition and enrollment, over the gallery and the engine.
     pub recognizer: Recognizer,
+    /// Where events go: cooldown, log, outbox, sinks.
     pub dispatcher: Arc<Dispatcher>,
+    /// The `/ws/recognitions` clients.
     pub hub: Hub,
     /// The camera loop's counters, when `serve` runs one.
     pub camera: Option<Arc<CameraStats>>,
     /// Camera frames for `POST /people/{id}/capture`, when `serve` runs a camera.
     pub captures: Option<Arc<crate::camera::capture::Captures>>,
+    /// The limits on what one client may take.
     pub limits: Limits,
     /// What `GET /config` shows (never the API key).
     pub config_json: Value,
@@ -82,6 +89,8 @@ struct MqttParts {
 }
 
 impl App {
+    /// The app with the stores and the counters every service has; the optional parts (unknowns,
+    /// live view, MQTT) are added by the `with_*` builders, keys and checks by their fields.
     pub fn new(
         recognizer: Recognizer,
         dispatcher: Arc<Dispatcher>,

@@ -96,8 +96,11 @@ pub enum Handler {
     /// A body of at most `limit` bytes, read as `body` says and handled on an upload thread.
     /// Image work inside takes an image place (see [`App::image_work`]).
     Upload {
+        /// The most body read.
         limit: Limit,
+        /// How the body becomes a form.
         body: Body,
+        /// What is done with it.
         handle: UploadHandler,
     },
     /// A gallery archive: the body streamed to a file (at most `GALLERY_IMPORT_MAX_BYTES`),
@@ -144,9 +147,14 @@ impl std::fmt::Debug for Route {
     }
 }
 
+/// One endpoint: its method and path pattern, who may call it and what answers it.
 pub struct Route {
+    /// `GET`, `POST` or `DELETE` (HEAD is answered as GET).
     pub method: &'static str,
+    /// The path pattern (`/people/{id}`).
     pub path: &'static str,
+    /// Who may call it.
     pub access: Access,
+    /// What answers it.
     pub handler: Handler,
 }

@@ -121,6 +121,7 @@ pub(crate) fn fuzz_route(method: &str, target: &str) {
 /// 10 MiB upload may take 10 minutes, a trickle of a byte now and then is cut off.
 pub const MIN_BODY_RATE: u64 = 16 * 1024;
 
+/// The running HTTP service: its listeners and worker threads, until [`RunningServer::shutdown`].
 pub struct RunningServer {
     addr: SocketAddr,
     server: Arc<tiny_http::Server>,
@@ -136,7 +137,9 @@ pub struct RunningServer {
 /// Where [`start_listeners`] listens: the plain HTTP address and the HTTPS one with its
 /// certificate, at least one of them.
 pub struct Listeners<'a> {
+    /// The plain HTTP address to bind, if any.
     pub plain: Option<&'a str>,
+    /// The HTTPS address to bind and its TLS configuration, if any.
     pub tls: Option<(&'a str, Arc<rustls::ServerConfig>)>,
 }
 
@@ -290,6 +293,7 @@ impl RunningServer {
         self.tls_addr
     }
 
+    /// What the handlers share.
     pub fn app(&self) -> &App {
         &self.app
     }

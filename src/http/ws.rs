@@ -64,6 +64,7 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// A hub for at most `max_clients` clients, with its thread started.
     pub fn start(max_clients: usize) -> Hub {
         let (tx, rx) = mpsc::channel();
         if let Err(e) = std::thread::Builder::new()
@@ -79,6 +80,8 @@ impl Hub {
         }
     }
 
+    /// Sends `message` to every connected client; a client whose queue is full (it stopped reading)
+    /// is dropped.
     pub fn broadcast(&self, message: String) {
         let _ = self.tx.send(HubMsg::Broadcast(message));
     }
@@ -88,6 +91,7 @@ impl Hub {
         self.clients.load(Ordering::Relaxed)
     }
 
+    /// Whether no more clients may connect (503).
     pub fn is_full(&self) -> bool {
         self.clients() >= self.max_clients
     }

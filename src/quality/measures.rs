@@ -57,6 +57,7 @@ const THUMB: usize = 16;
 pub struct Thumbnail([f32; THUMB * THUMB]);
 
 impl Thumbnail {
+    /// The thumbnail of the face at `bbox` in `image` (all zeros for an empty box).
     pub fn of(image: &RgbImage, bbox: &FaceBox) -> Thumbnail {
         let mut cells = [0f32; THUMB * THUMB];
         let (left, top) = (bbox.left.max(0) as usize, bbox.top.max(0) as usize);

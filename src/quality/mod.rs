@@ -132,8 +132,11 @@ pub fn yaw(landmarks: &Landmarks) -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailedLimit {
+    /// Smaller than `ENROLL_MIN_FACE`.
     FaceTooSmall,
+    /// Less sharp than `ENROLL_MIN_SHARPNESS`.
     Blurred,
+    /// Turned further than `ENROLL_MAX_YAW`.
     Turned,
 }
 
@@ -142,8 +145,11 @@ pub enum FailedLimit {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct QualityRefusal {
+    /// The limit it failed.
     pub failed: FailedLimit,
+    /// What the client is told: the figure, the limit, what to do.
     pub message: String,
+    /// The face's measured quality.
     pub quality: FaceQuality,
 }
 
@@ -200,14 +206,17 @@ impl QualityLimits {
         })
     }
 
+    /// `ENROLL_MIN_FACE`, in pixels.
     pub fn min_face_px(&self) -> u32 {
         self.min_face_px
     }
 
+    /// `ENROLL_MIN_SHARPNESS`.
     pub fn min_sharpness(&self) -> f64 {
         self.min_sharpness
     }
 
+    /// `ENROLL_MAX_YAW`, in degrees.
     pub fn max_yaw(&self) -> f64 {
         self.max_yaw
     }
