@@ -104,7 +104,7 @@ pub enum Handler {
         handle: UploadHandler,
     },
     /// A gallery archive: the body streamed to a file (at most `GALLERY_IMPORT_MAX_BYTES`),
-    /// then handled, on a thread of its own under the one import place ([`uploads::stream`]).
+    /// then handled, on a thread of its own under the one import place ([`super::uploads::stream`]).
     Stream(StreamHandler),
     /// The WebSocket feed.
     WebSocket,

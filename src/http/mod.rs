@@ -10,10 +10,10 @@
 //! whose image work waits for a place in [`budget`]. Every answer carries the security headers
 //! of [`headers`].
 //!
-//! Inside, nothing imports upward: the table and the handlers ([`routes`], by area) share their
-//! types through [`call`] and [`app`]; the threads that run handlers ([`uploads`], [`ws`],
-//! [`stream`], [`events`]) import those, never the table; this file holds the listeners and the
-//! workers and is imported by none of them.
+//! Inside, nothing imports upward: the table and the handlers (`routes`, by area) share their
+//! types through `call` and `app`; the threads that run handlers (`uploads`, `ws`, `stream`,
+//! `events`) import those, never the table; this file holds the listeners and the workers and
+//! is imported by none of them.
 
 mod app;
 pub mod auth;

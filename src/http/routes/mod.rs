@@ -43,7 +43,7 @@ use unknowns::{enroll_unknown, forget_unknown, unknown_crop, unknowns_list};
 /// The body `/mock/webhook` or a rename takes: an event or a small form, not an image.
 const SMALL_BODY: usize = 64 * 1024;
 
-/// The route table: every endpoint, once. [`find`] picks the entry of a request; everything else
+/// The route table: every endpoint, once. `find` picks the entry of a request; everything else
 /// about a route follows from it.
 pub static ROUTES: &[Route] = &[
     Route {
