@@ -1,12 +1,11 @@
 //! Client side helpers: the multipart body curl `-F` would send, and the HTTP agent (for
-//! `rt-client`, `bench-http` and tests).
+//! `rt-client`, `face-attendance-bench http` and tests).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::WebSocket;
 
@@ -17,22 +16,18 @@ pub const API_KEY_HEADER: &str = "X-API-Key";
 
 /// Which server the clients talk to, the API key they send it, and for `https://`, which
 /// certificate they accept.
-#[derive(Debug, Clone, Args)]
-pub struct ServerArgs {
+#[derive(Debug, Clone)]
+pub struct Server {
     /// The server's base URL (http:// or https://)
-    #[arg(long, env = "FACE_SERVER", default_value = "http://127.0.0.1:8000")]
     pub server: String,
     /// The server's API key (sent as X-API-Key), when it has one
-    #[arg(long, env = "FACE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// For https://: PEM CA certificate(s) to verify the server with instead of the system's
     /// (a self-signed box certificate itself will do)
-    #[arg(long)]
     pub ca_file: Option<PathBuf>,
     /// For https://: SHA-256 fingerprint of the server's certificate (hex, `:` allowed, as
     /// `openssl x509 -noout -fingerprint -sha256` prints it): accept exactly that certificate
     /// and refuse any other
-    #[arg(long)]
     pub tls_fingerprint: Option<String>,
 }
 
@@ -67,7 +62,7 @@ impl Write for WsStream {
     }
 }
 
-impl ServerArgs {
+impl Server {
     fn key(&self) -> Option<&str> {
         self.api_key
             .as_deref()

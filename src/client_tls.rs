@@ -1,5 +1,5 @@
-//! The clients' side of HTTPS (`rt-client`, `bench-http`, tests): which server certificates a
-//! client accepts, for ureq (HTTP) and tungstenite (the WebSocket) alike.
+//! The clients' side of HTTPS (`rt-client`, `face-attendance-bench http`, tests): which server
+//! certificates a client accepts, for ureq (HTTP) and tungstenite (the WebSocket) alike.
 //!
 //! Contract: [`Trust::config`] gives a rustls client configuration (ring provider) that
 //! - with a fingerprint (`--tls-fingerprint`): accepts exactly the certificate whose SHA-256 it

@@ -53,3 +53,15 @@ impl From<InvalidLimit> for Error {
         Error::Config(e.0)
     }
 }
+
+/// An import's fault: the archive's (the client's) or the gallery's. Here, not in the gallery:
+/// the gallery does not know of the library's error.
+impl From<crate::gallery::archive::ImportError> for Error {
+    fn from(e: crate::gallery::archive::ImportError) -> Error {
+        use crate::gallery::archive::ImportError;
+        match e {
+            ImportError::Archive(a) => Error::Archive(a),
+            ImportError::Gallery(g) => Error::Gallery(g),
+        }
+    }
+}

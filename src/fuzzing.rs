@@ -118,30 +118,30 @@ pub fn event_log(data: &[u8]) {
 /// newline), then the payload. What passes is within the limits, and writes back as a message
 /// that passes the same.
 pub fn gallery_sync(data: &[u8]) {
-    use crate::gallery::sync::{self, Incoming};
+    use crate::replication::wire::{self, Incoming};
     let (head, payload) = match data.iter().position(|&b| b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &data[..0]),
     };
     let topic_id = String::from_utf8_lossy(head);
     let now = crate::clock::unix_ms();
-    match sync::parse_tombstone(&topic_id, payload, now) {
+    match wire::parse_tombstone(&topic_id, payload, now) {
         Ok(Incoming::Tombstone { id, .. }) | Ok(Incoming::TombstoneCleared(id)) => {
             assert_eq!(id.as_str(), topic_id);
         }
         Ok(other) => panic!("a tombstone parsed as {other:?}"),
         Err(_) => {}
     }
-    if let Ok(Incoming::Person { id, version, rows }) = sync::parse_message(&topic_id, payload, now)
+    if let Ok(Incoming::Person { id, version, rows }) = wire::parse_message(&topic_id, payload, now)
     {
         assert_eq!(id.as_str(), topic_id);
-        assert!((1..=sync::MAX_SAMPLES).contains(&rows.len()));
+        assert!((1..=wire::MAX_SAMPLES).contains(&rows.len()));
         assert!(rows
             .iter()
             .flat_map(|(e, _)| e.iter())
-            .all(|v| v.is_finite() && v.abs() <= sync::MAX_ABS_VALUE));
-        let again = sync::fuzz_encode(&id, &version, &rows);
-        match sync::parse_message(&topic_id, &again, now) {
+            .all(|v| v.is_finite() && v.abs() <= wire::MAX_ABS_VALUE));
+        let again = wire::fuzz_encode(&id, &version, &rows);
+        match wire::parse_message(&topic_id, &again, now) {
             Ok(Incoming::Person {
                 version: v2,
                 rows: rows2,

@@ -9,7 +9,6 @@ pub mod cli;
 pub mod client;
 pub mod client_tls;
 pub mod clock;
-pub mod config;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -26,6 +25,9 @@ pub mod metrics;
 pub mod mqtt;
 pub mod quality;
 pub mod recognizer;
+pub mod replication;
+pub mod service;
+pub mod settings;
 pub mod systemd;
 pub mod unknowns;
 

@@ -24,25 +24,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// Violations being fixed on other branches of issue 23 (gallery -> replication, config ->
-/// settings + service, the one face pipeline). The lead empties this list after merging them;
-/// an empty list is the goal. Keys as the test prints them.
+/// Violations not fixed yet (issue 23): each a parent module and its children in a loop. The
+/// lead empties this list as they are fixed; an empty list is the goal. Keys as the test
+/// prints them.
 const ALLOWED: &[&str] = &[
-    // gallery: sync.rs -> replication (and off mqtt); archive.rs's `impl From<ImportError> for
-    // crate::Error` belongs in error.rs (it makes the loop error -> gallery -> error, and the
-    // store imports L3); the store's and the archive's size.
-    "cycle: src/error.rs, src/gallery/archive.rs, src/gallery/mod.rs, src/gallery/student_id.rs",
-    "up: src/gallery/archive.rs -> src/error.rs",
-    "up: src/gallery/sync.rs -> src/mqtt/mod.rs",
-    "size: src/gallery/mod.rs",
-    "size: src/gallery/archive.rs",
-    "size: src/gallery/sync.rs",
-    // service: config.rs -> settings; cli's commands use helpers in cli/mod.rs, which calls them.
-    "unplaced: config",
-    "size: src/config.rs",
-    "cycle: src/cli/bench_camera.rs, src/cli/bench_http.rs, src/cli/cam_demo.rs, \
-     src/cli/enroll.rs, src/cli/mod.rs, src/cli/people.rs, src/cli/recognize.rs, \
-     src/cli/rt_client.rs, src/cli/serve.rs",
+    // gallery: the store's mod.rs calls its parts (crops, matrix, the archive's format), which
+    // use the store's types from mod.rs: a loop through the parent.
+    "cycle: src/gallery/archive/format.rs, src/gallery/crops.rs, src/gallery/matrix.rs, \
+     src/gallery/mod.rs, src/gallery/student_id.rs",
+    // cli: cli/mod.rs dispatches to the commands, which use helpers in cli/mod.rs.
+    "cycle: src/cli/cam_demo.rs, src/cli/enroll.rs, src/cli/mod.rs, src/cli/people.rs, \
+     src/cli/recognize.rs, src/cli/rt_client.rs, src/cli/serve.rs",
     // pipeline: engine/mod.rs calls hog.rs, which uses engine/mod.rs's types.
     "cycle: src/engine/hog.rs, src/engine/mod.rs",
 ];

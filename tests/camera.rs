@@ -15,12 +15,12 @@ use face_attendance::camera::tracker::iou;
 use face_attendance::camera::{
     Camera, CameraStats, ConfirmSettings, FrameSource, Pipeline, PipelineSettings, SourceError,
 };
-use face_attendance::cli::serve::Service;
 use face_attendance::engine::Frame;
 use face_attendance::gallery::{Gallery, StudentId};
 use face_attendance::image_io::{self, RgbImage};
 use face_attendance::quality;
 use face_attendance::recognizer::Recognizer;
+use face_attendance::service::Service;
 use serde_json::Value;
 
 fn photo(rel: &str) -> RgbImage {

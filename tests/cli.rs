@@ -10,7 +10,21 @@ use face_attendance::image_io;
 use serde_json::Value;
 
 fn run(dir: &Path, models: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_face-attendance"))
+    run_binary(env!("CARGO_BIN_EXE_face-attendance"), dir, models, args)
+}
+
+/// `face-attendance-bench ARGS`, as [`run`] runs the service's binary.
+fn bench(dir: &Path, models: &Path, args: &[&str]) -> Output {
+    run_binary(
+        env!("CARGO_BIN_EXE_face-attendance-bench"),
+        dir,
+        models,
+        args,
+    )
+}
+
+fn run_binary(binary: &str, dir: &Path, models: &Path, args: &[&str]) -> Output {
+    Command::new(binary)
         .args(args)
         .current_dir(dir)
         .env("FACE_MODELS_DIR", models)
@@ -277,9 +291,9 @@ fn bench_camera_measures_frames_with_zero_one_and_three_faces() {
     .iter()
     .map(|rel| faces.join(rel).display().to_string())
     .collect();
-    let mut args = vec!["bench-camera", "--frames", "2", "--scales", "0.5"];
+    let mut args = vec!["camera", "--frames", "2", "--scales", "0.5"];
     args.extend(photos.iter().map(String::as_str));
-    let out = run(site.path(), &models, &args);
+    let out = bench(site.path(), &models, &args);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     // Rows: faces 0, 1, 3 with tracking, then 1 and 3 without; the last column is the number
@@ -299,11 +313,11 @@ fn bench_camera_measures_frames_with_zero_one_and_three_faces() {
         );
         assert!(row[4].parse::<f64>().unwrap() > 0.0, "fps: {text}");
     }
-    let bad = run(
+    let bad = bench(
         site.path(),
         &models,
         &[
-            "bench-camera",
+            "camera",
             "--upsample",
             "9",
             &photos[0],

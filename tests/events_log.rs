@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::http::{self as h, Behaviour};
 use common::wait_for;
-use face_attendance::cli::serve::Service;
 use face_attendance::events::utc::format_rfc3339;
+use face_attendance::service::Service;
 use serde_json::Value;
 
 fn photo(rel: &str) -> PathBuf {

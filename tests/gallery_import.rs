@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::http as h;
-use face_attendance::cli::serve::Service;
 use face_attendance::gallery::{Gallery, NewSample, StudentId};
 use face_attendance::image_io;
+use face_attendance::service::Service;
 use serde_json::Value;
 
 fn url(server: &Service, path: &str) -> String {

@@ -15,7 +15,7 @@ fn faces(rel: &str) -> std::path::PathBuf {
     common::faces_dir().join(rel)
 }
 
-fn url(server: &face_attendance::cli::serve::Service, path: &str) -> String {
+fn url(server: &face_attendance::service::Service, path: &str) -> String {
     format!("http://{}{}", server.addr(), path)
 }
 
@@ -907,7 +907,7 @@ fn a_gallery_exported_from_one_box_and_imported_into_another_recognizes_the_same
     assert_eq!(status, 200, "{imported}");
     assert_eq!(imported["imported"]["people_added"], 3, "{imported}");
     // The same people, samples and enrollment times (updated_at is when each file was written).
-    let listing = |server: &face_attendance::cli::serve::Service| {
+    let listing = |server: &face_attendance::service::Service| {
         let mut people = h::get(&url(server, "/people")).1["people"].clone();
         for p in people.as_array_mut().unwrap() {
             p.as_object_mut().unwrap().remove("updated_at");

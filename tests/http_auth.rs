@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::http as h;
-use face_attendance::cli::serve::Service;
 use face_attendance::http::{Access, ROUTES};
+use face_attendance::service::Service;
 use serde_json::{json, Value};
 
 const KEY_ENV: &str = "env-key-0123456789abcdef";

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::http as h;
-use face_attendance::cli::serve::Service;
 use face_attendance::http::ROUTES;
+use face_attendance::service::Service;
 use serde_json::Value;
 
 const KIOSK: &str = "kiosk-key-0123456789abcdef";

@@ -10,9 +10,8 @@ use std::time::Duration;
 use common::mosquitto::{self, Mosquitto, Options, Proxy};
 use common::wait_for;
 use face_attendance::events::{Outgoing, Sink, Status};
-use face_attendance::mqtt::{
-    BoxStatus, Mqtt, MqttSettings, MqttSink, SyncMode, MAX_INCOMING_BYTES,
-};
+use face_attendance::mqtt::{BoxStatus, Mqtt, MqttSettings, MqttSink, MAX_INCOMING_BYTES};
+use face_attendance::replication::ReplicationMode;
 use rumqttc::{Client, Event, Incoming, MqttOptions, QoS};
 use serde_json::{json, Value};
 
@@ -28,7 +27,7 @@ fn settings(url: &str, box_id: &str) -> MqttSettings {
         topic_prefix: "fa-test".into(),
         status_every: Duration::from_secs(60),
         ha_discovery: false,
-        gallery_sync: SyncMode::Off,
+        gallery_sync: ReplicationMode::Off,
     }
 }
 

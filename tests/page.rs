@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http as h;
-use face_attendance::config::Settings;
+use face_attendance::settings::Settings;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const KEY: &str = "page-test-admin-key-0123456789";

@@ -11,9 +11,9 @@ use std::process::Command;
 
 use common::http as h;
 use face_attendance::bulk_enroll;
-use face_attendance::cli::serve::{self, Service};
 use face_attendance::client::{multipart, Part};
-use face_attendance::config::Settings;
+use face_attendance::service::{self, Service};
+use face_attendance::settings::Settings;
 use serde_json::Value;
 
 /// Loose enough that strangers get names (benches/decisions.rs: 5 of 9 at 0.7).
@@ -43,7 +43,7 @@ fn enrolled_server(data: &Path) -> Service {
     let recognizer = recognizer.with_tolerance(TOLERANCE);
     let mut serve_settings = h::serve_settings();
     serve_settings.api_key = Some(KEY.into());
-    serve::start(&settings, &serve_settings, recognizer).unwrap()
+    service::start(&settings, &serve_settings, recognizer).unwrap()
 }
 
 /// (status, JSON) of a request with the key (or without it: `key` false).

@@ -28,9 +28,8 @@ fn spawn_serve_with(site: &std::path::Path, port: u16, env: &[(&str, &str)]) -> 
     common::spawn_until_serving(command)
 }
 
-#[test]
-fn readme_recipes_on_a_keyed_box_given_the_key() {
-    const KEY: &str = "readme-key-0123456789abcdef";
+/// A site folder as the README's recipes expect it: one photo of `alip` under known_faces/.
+fn readme_site() -> tempfile::TempDir {
     let site = tempfile::tempdir().unwrap();
     let photos = site.path().join("known_faces/alip");
     std::fs::create_dir_all(&photos).unwrap();
@@ -39,6 +38,13 @@ fn readme_recipes_on_a_keyed_box_given_the_key() {
         photos.join("IMG_20230927_203408.jpg"),
     )
     .unwrap();
+    site
+}
+
+#[test]
+fn readme_recipes_on_a_keyed_box_given_the_key() {
+    const KEY: &str = "readme-key-0123456789abcdef";
+    let site = readme_site();
     let port = common::free_port();
     // The box's own /mock/webhook needs the key too: ATTENDANCE_API_KEY carries it.
     let env = [("FACE_API_KEY", KEY), ("ATTENDANCE_API_KEY", KEY)];
@@ -138,14 +144,7 @@ fn curl(site: &std::path::Path, args: &[&str]) -> Value {
 
 #[test]
 fn readme_recipes_rt_client_and_sigterm() {
-    let site = tempfile::tempdir().unwrap();
-    let photos = site.path().join("known_faces/alip");
-    std::fs::create_dir_all(&photos).unwrap();
-    std::fs::copy(
-        common::faces_dir().join("known/obama/obama_1.jpg"),
-        photos.join("IMG_20230927_203408.jpg"),
-    )
-    .unwrap();
+    let site = readme_site();
     let port = common::free_port();
     let mut server = Running(spawn_serve(site.path(), port));
     let dir = site.path();

@@ -148,7 +148,12 @@ fn rt_client_and_bench_http_send_the_key() {
     let base = format!("http://{bind}");
     let probe = common::faces_dir().join("probe/obama/obama_4.jpg");
     let client = |args: &[&str], key: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_face-attendance"));
+        // The benchmarks are a binary of their own.
+        let binary = match args[0] {
+            "http" => env!("CARGO_BIN_EXE_face-attendance-bench"),
+            _ => env!("CARGO_BIN_EXE_face-attendance"),
+        };
+        let mut command = Command::new(binary);
         command.args(args).env_remove("FACE_API_KEY");
         if let Some(key) = key {
             command.env("FACE_API_KEY", key);
@@ -174,7 +179,7 @@ fn rt_client_and_bench_http_send_the_key() {
     let bench = |key| {
         let out = client(
             &[
-                "bench-http",
+                "http",
                 "--server",
                 &base,
                 "--clients",

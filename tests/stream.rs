@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use common::http as h;
 use common::wait_for;
-use face_attendance::cli::serve::Service;
-use face_attendance::config::ServeSettings;
 use face_attendance::gallery::{Gallery, StudentId};
 use face_attendance::image_io::{self, RgbImage};
 use face_attendance::recognizer::Recognizer;
+use face_attendance::service::Service;
+use face_attendance::settings::ServeSettings;
 use serde_json::Value;
 
 fn photo(rel: &str) -> RgbImage {

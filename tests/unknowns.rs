@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use common::http as h;
 use face_attendance::bulk_enroll;
-use face_attendance::cli::serve::Service;
-use face_attendance::config::{FaceCrops, Settings};
 use face_attendance::image_io;
 use face_attendance::quality::sharpness;
+use face_attendance::service::Service;
+use face_attendance::settings::{FaceCrops, Settings};
 use face_attendance::unknowns::{UnknownSettings, Unknowns, DEFAULT_CLUSTER_DISTANCE};
 use serde_json::{json, Value};
 

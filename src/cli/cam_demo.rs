@@ -9,15 +9,19 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use super::args::CameraEngineArgs;
+use super::serve_args::CameraArgs;
 use crate::camera::{annotate, Camera, FrameResult, Pipeline};
-use crate::config::CameraSettings;
 use crate::image_io;
 use crate::recognizer::Recognizer;
+use crate::settings::CameraSettings;
 
 #[derive(Debug, Clone, Args)]
 pub struct CamDemoArgs {
     #[command(flatten)]
-    pub camera: CameraSettings,
+    pub common: CameraEngineArgs,
+    #[command(flatten)]
+    pub camera: CameraArgs,
     /// Save each frame that has faces, with boxes and names drawn, as DIR/frame-NNNNNN.jpg
     #[arg(long, value_name = "DIR")]
     pub save_annotated: Option<PathBuf>,
@@ -27,7 +31,7 @@ pub struct CamDemoArgs {
 }
 
 pub fn run(args: &CamDemoArgs, recognizer: Recognizer) -> i32 {
-    let camera = &args.camera;
+    let camera = &CameraSettings::from(&args.camera);
     if let Err(e) = camera.validate() {
         eprintln!("error: {e}");
         return super::EXIT_SETUP;

@@ -1,22 +1,31 @@
-//! The command line: `enroll`, `recognize`, `serve`, `people`, `gallery`, `cam-demo`,
-//! `rt-client`, `bench-http`, `bench-camera`.
+//! The command line (clap lives only here): `enroll`, `recognize`, `serve`, `people`,
+//! `gallery`, `unknowns`, `cam-demo`, `rt-client`; and [`bench`], the benchmarks' binary
+//! (`face-attendance-bench http|camera`). Each command takes the settings it uses ([`args`],
+//! [`serve_args`]), turns them into [`crate::settings`] and calls the library
+//! (`serve`: [`crate::service`]).
 
-mod bench_camera;
-mod bench_http;
+pub mod args;
+pub mod bench;
 mod cam_demo;
 mod enroll;
 mod people;
 mod recognize;
 mod rt_client;
-pub mod serve;
+mod serve;
+pub mod serve_args;
+pub mod server_args;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 use crate::bulk_enroll::BulkOptions;
-use crate::config::{ServeSettings, Settings};
+use crate::recognizer::Recognizer;
+use crate::settings::Settings;
+use args::{Apply, EnrollArgs, GalleryArgs, RecognizerArgs, UnknownArgs};
+use serve_args::ServeCommand;
 
+/// The command line of `face-attendance`.
 #[derive(Debug, Parser)]
 #[command(
     name = "face-attendance",
@@ -24,12 +33,12 @@ use crate::config::{ServeSettings, Settings};
     about = "Face-recognition attendance box"
 )]
 pub struct Cli {
-    #[command(flatten)]
-    pub settings: Settings,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The commands, each with the settings it uses.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Enroll faces: every known_faces/<id>/*.{jpg,jpeg,png}, or FILEs for one person with --id
@@ -49,57 +58,111 @@ pub enum Command {
         /// Photos of the person named by --id
         #[arg(requires = "id")]
         files: Vec<PathBuf>,
+        /// The gallery, the models and how photos are recognized.
+        #[command(flatten)]
+        recognizer: RecognizerArgs,
+        /// What enrollment asks of a face.
+        #[command(flatten)]
+        enroll: EnrollArgs,
     },
     /// Print who is in each photo, one JSON object per file
     Recognize {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// The gallery, the models and how photos are recognized.
+        #[command(flatten)]
+        recognizer: RecognizerArgs,
     },
     /// Serve the HTTP API (the original service's endpoints, WebSocket feed and webhook)
     // Boxed: the largest settings by far, and a command is parsed once.
-    Serve(Box<ServeSettings>),
+    Serve(Box<ServeCommand>),
     /// Enrolled people: list, show, delete, rename, reject (one JSON answer, as the HTTP API's)
     People {
+        /// What to do with them.
         #[command(subcommand)]
         command: people::PeopleCommand,
+        /// The gallery, the models and how photos are recognized.
+        #[command(flatten)]
+        recognizer: RecognizerArgs,
     },
     /// The whole gallery as one archive file: export, import (merge or replace)
     Gallery {
+        /// What to do with them.
         #[command(subcommand)]
         command: people::GalleryCommand,
+        /// The data folder and its crops.
+        #[command(flatten)]
+        gallery: GalleryArgs,
     },
     /// Unknown faces the camera kept for review, by cluster (read only: the service writes them)
     Unknowns {
+        /// What to do with them.
         #[command(subcommand)]
         command: people::UnknownsCommand,
+        /// The data folder and its crops.
+        #[command(flatten)]
+        gallery: GalleryArgs,
+        /// The unknown faces kept for review.
+        #[command(flatten)]
+        unknowns: UnknownArgs,
     },
     /// The camera demo: recognize replayed frames and print one line per face with the fps
     CamDemo(cam_demo::CamDemoArgs),
     /// Post images to a server's /recognize/realtime and print its WebSocket stream
     RtClient(rt_client::RtClientArgs),
-    /// Measure a running server: requests/s and latency of /recognize at 1, 2, 4 clients
-    BenchHttp(bench_http::BenchHttpArgs),
-    /// Measure the camera loop: frames/s and per-stage ms on frames made from photos
-    BenchCamera(bench_camera::BenchCameraArgs),
 }
 
 /// Exit statuses: 0 all done, 1 some input failed, 2 cannot start (settings, models, data).
 pub const EXIT_INPUT: i32 = 1;
+/// See [`EXIT_INPUT`].
 pub const EXIT_SETUP: i32 = 2;
 
 /// Runs a parsed command line; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     init_logging();
     // The clients need no models or data; the gallery commands only the data folder.
-    match &cli.command {
-        Command::RtClient(args) => return rt_client::run(args),
-        Command::BenchHttp(args) => return bench_http::run(args),
-        Command::People { command } => return people::run_people(&cli.settings, command),
-        Command::Gallery { command } => return people::run_gallery(&cli.settings, command),
-        Command::Unknowns { command } => return people::run_unknowns(&cli.settings, command),
-        _ => {}
+    match cli.command {
+        Command::RtClient(args) => rt_client::run(&args),
+        Command::People {
+            command,
+            recognizer,
+        } => people::run_people(&recognizer.settings(), &command),
+        Command::Gallery { command, gallery } => people::run_gallery(&gallery.settings(), &command),
+        Command::Unknowns {
+            command,
+            gallery,
+            unknowns,
+        } => people::run_unknowns(&(&gallery, &unknowns).settings(), &command),
+        Command::Enroll {
+            id,
+            known,
+            replace,
+            force,
+            files,
+            recognizer,
+            enroll,
+        } => with_recognizer(&(&recognizer, &enroll).settings(), |recognizer| match id {
+            Some(id) => enroll::one_person(&recognizer, &id, &files, force),
+            None => enroll::bulk(&recognizer, &known, BulkOptions { replace, force }),
+        }),
+        Command::Recognize { files, recognizer } => {
+            with_recognizer(&recognizer.settings(), |r| recognize::files(&r, &files))
+        }
+        Command::Serve(serve) => {
+            let settings = serve.settings();
+            let serve_settings = (&serve.serve).into();
+            with_recognizer(&settings, |r| serve::run(&settings, &serve_settings, r))
+        }
+        Command::CamDemo(args) => {
+            with_recognizer(&args.common.settings(), |r| cam_demo::run(&args, r))
+        }
     }
-    let (recognizer, report) = match cli.settings.open() {
+}
+
+/// Opens the recognizer the settings describe and runs `command` with it; a recognizer that
+/// cannot be opened (settings, models, data) is one `error:` line and [`EXIT_SETUP`].
+pub(crate) fn with_recognizer(settings: &Settings, command: impl FnOnce(Recognizer) -> i32) -> i32 {
+    let (recognizer, report) = match crate::service::open_recognizer(settings) {
         Ok(opened) => opened,
         Err(e) => {
             eprintln!("error: {e}");
@@ -112,33 +175,11 @@ pub fn run(cli: Cli) -> i32 {
         report.encodings,
         report.skipped.len()
     );
-    match cli.command {
-        Command::Enroll {
-            id: Some(id),
-            files,
-            force,
-            ..
-        } => enroll::one_person(&recognizer, &id, &files, force),
-        Command::Enroll {
-            known,
-            replace,
-            force,
-            ..
-        } => enroll::bulk(&recognizer, &known, BulkOptions { replace, force }),
-        Command::Recognize { files } => recognize::files(&recognizer, &files),
-        Command::Serve(serve) => serve::run(&cli.settings, &serve, recognizer),
-        Command::CamDemo(args) => cam_demo::run(&args, recognizer),
-        Command::BenchCamera(args) => bench_camera::run(&args, recognizer),
-        Command::RtClient(_)
-        | Command::BenchHttp(_)
-        | Command::People { .. }
-        | Command::Gallery { .. }
-        | Command::Unknowns { .. } => EXIT_SETUP,
-    }
+    command(recognizer)
 }
 
 /// Plain `LEVEL message` lines on stderr; journald adds the timestamps under systemd.
-fn init_logging() {
+pub(crate) fn init_logging() {
     use std::io::Write;
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|buf, record| writeln!(buf, "{} {}", record.level(), record.args()))

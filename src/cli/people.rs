@@ -14,9 +14,9 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::{EXIT_INPUT, EXIT_SETUP};
-use crate::config::Settings;
 use crate::gallery::archive::{ImportError, ImportMode, MAX_ARCHIVE_BYTES};
 use crate::gallery::{Gallery, GalleryError, StudentId};
+use crate::settings::Settings;
 
 /// What the audit log names as the author of changes made here.
 const BY: &str = "cli";
@@ -160,7 +160,8 @@ pub fn run_people(settings: &Settings, command: &PeopleCommand) -> i32 {
 fn reject(settings: &Settings, id: &str, image: &Path) -> Result<Value, Failure> {
     let id = parse_id(id)?;
     let bytes = fs::read(image).map_err(|e| Failure::input(format!("{}: {e}", image.display())))?;
-    let (recognizer, _) = settings.open().map_err(|e| Failure::setup(e.to_string()))?;
+    let (recognizer, _) =
+        crate::service::open_recognizer(settings).map_err(|e| Failure::setup(e.to_string()))?;
     match recognizer.reject_bytes(&id, &bytes, BY) {
         Ok(r) => Ok(json!({
             "ok": true,

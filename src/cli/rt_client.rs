@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::server_args::ServerArgs;
 use crate::bulk_enroll::is_photo;
-use crate::client::{image_form, ServerArgs};
+use crate::client::{image_form, Server};
 
 #[derive(Debug, Clone, Args)]
 pub struct RtClientArgs {
@@ -56,14 +57,15 @@ pub fn run(args: &RtClientArgs) -> i32 {
         eprintln!("error: --rate must be above 0");
         return super::EXIT_SETUP;
     }
-    let agent = match args.server.agent(Duration::from_secs(60)) {
+    let server = Server::from(&args.server);
+    let agent = match server.agent(Duration::from_secs(60)) {
         Ok(agent) => agent,
         Err(e) => {
             eprintln!("error: {e}");
             return super::EXIT_SETUP;
         }
     };
-    let mut socket = match args.server.websocket("/ws/recognitions") {
+    let mut socket = match server.websocket("/ws/recognitions") {
         Ok(socket) => socket,
         Err(e) => {
             eprintln!("error: {e}");
@@ -92,7 +94,7 @@ pub fn run(args: &RtClientArgs) -> i32 {
     let mut status = 0;
     loop {
         for image in &images {
-            if let Err(e) = post(&args.server, &agent, &path, image) {
+            if let Err(e) = post(&server, &agent, &path, image) {
                 eprintln!("{}: {e}", image.display());
                 status = super::EXIT_INPUT;
             }
@@ -107,7 +109,7 @@ pub fn run(args: &RtClientArgs) -> i32 {
     status
 }
 
-fn post(server: &ServerArgs, agent: &ureq::Agent, path: &str, image: &Path) -> Result<(), String> {
+fn post(server: &Server, agent: &ureq::Agent, path: &str, image: &Path) -> Result<(), String> {
     let data = std::fs::read(image).map_err(|e| e.to_string())?;
     let (content_type, body) = image_form(image, &data);
     let mut response = server

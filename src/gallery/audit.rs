@@ -13,10 +13,14 @@ use serde::{Deserialize, Serialize};
 pub struct Entry {
     /// Unix seconds.
     pub time: u64,
+    /// What was done: `enroll`, `replace`, `delete`, `delete_sample`, `rename`, `import`,
+    /// `reject`, `unreject`, `sync`.
     pub action: String,
+    /// The person (after the change, for a rename).
     pub student_id: String,
     /// How many samples the person has after the change (0: gone).
     pub samples: usize,
+    /// Who did it (see the type's docs).
     pub by: String,
     /// For a rename: the id before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -32,17 +36,20 @@ pub struct Entry {
 /// Most entries `history` gives for one person: the newest.
 pub const HISTORY_MAX: usize = 100;
 
+/// The log file of one data folder.
 pub struct AuditLog {
     path: PathBuf,
 }
 
 impl AuditLog {
+    /// The log of `data_dir` (`audit.jsonl`; made at the first change).
     pub fn new(data_dir: &Path) -> AuditLog {
         AuditLog {
             path: data_dir.join("audit.jsonl"),
         }
     }
 
+    /// The log file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -46,6 +46,7 @@ impl Sample {
 /// The metadata file's content.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SamplesFile {
+    /// One entry per row (matched by fingerprint, see the module docs).
     pub samples: Vec<Sample>,
 }
 

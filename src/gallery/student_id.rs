@@ -1,12 +1,16 @@
-//! `student_id` names files on disk, so it is checked before it touches a path.
+//! `student_id` names files on disk, so it is checked before it touches a path. As JSON (the
+//! replication state, `data/gallery-sync.json`) it is a string, checked again when read.
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 /// A validated person id: 1-64 of `A-Z a-z 0-9 _ - .`, not starting with `.`.
 /// No such string can name a parent directory, an absolute path or a hidden file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StudentId(String);
 
+/// Longest id, in bytes.
 pub const MAX_LEN: usize = 64;
 
 /// Ids the service itself answers with, which no person may take.
@@ -51,6 +55,7 @@ impl StudentId {
         }
     }
 
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -59,6 +64,21 @@ impl StudentId {
 impl fmt::Display for StudentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Written as its text.
+impl Serialize for StudentId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Read as text, refused unless [`StudentId::parse`] accepts it.
+impl<'de> Deserialize<'de> for StudentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StudentId, D::Error> {
+        let raw = String::deserialize(d)?;
+        StudentId::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
 

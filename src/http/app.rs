@@ -15,10 +15,10 @@ use super::ws::Hub;
 use crate::camera::live::Live;
 use crate::camera::CameraStats;
 use crate::events::Dispatcher;
-use crate::gallery::sync::SyncStats;
 use crate::metrics::{Family, Metrics};
 use crate::mqtt::MqttStats;
 use crate::recognizer::Recognizer;
+use crate::replication::ReplicationStats;
 use crate::unknowns::Unknowns;
 
 /// Limits that keep one client from holding the box.
@@ -85,7 +85,7 @@ pub struct App {
 /// What `/health` and `/metrics` read of the MQTT side.
 struct MqttParts {
     mqtt: Arc<MqttStats>,
-    sync: Option<Arc<SyncStats>>,
+    sync: Option<Arc<ReplicationStats>>,
 }
 
 impl App {
@@ -133,7 +133,7 @@ impl App {
     }
 
     /// The app with the broker connection's counters (and the gallery sync's, when on).
-    pub fn with_mqtt(mut self, mqtt: Arc<MqttStats>, sync: Option<Arc<SyncStats>>) -> App {
+    pub fn with_mqtt(mut self, mqtt: Arc<MqttStats>, sync: Option<Arc<ReplicationStats>>) -> App {
         self.mqtt = Some(MqttParts { mqtt, sync });
         self
     }

@@ -900,7 +900,7 @@ mod tests {
             topic_prefix: "face-attendance".into(),
             status_every: Duration::from_secs(60),
             ha_discovery: false,
-            gallery_sync: super::super::SyncMode::Off,
+            gallery_sync: crate::replication::ReplicationMode::Off,
         };
         let err = Mqtt::start(&settings).unwrap_err();
         assert!(err.to_string().contains("MQTT_CA_FILE"), "{err}");

@@ -1,20 +1,22 @@
-//! Gallery sync over the broker: the link between [`GallerySync`] (the rules: versions,
-//! last writer wins, tombstones, reconcile) and the connection.
+//! Gallery replication over the broker: the link between the [`Replicator`] (the rules:
+//! versions, last writer wins, tombstones, reconcile; [`crate::replication`]) and the
+//! connection. It carries topics and bytes and decides nothing.
 //!
 //! - Every message on `<prefix>/gallery/+` (people; empty: deleted) and on
 //!   `<prefix>/gallery-deleted/+` (tombstones: a deletion's version; empty: none) is handed
-//!   from the connection thread to the sync thread through one bounded queue, in the order it
-//!   arrived (the connection waits when it is full, so nothing is lost and a flood of retained
-//!   messages cannot grow memory), and there to [`GallerySync::receive`] or
-//!   [`GallerySync::receive_deleted`].
-//! - At each connection: the sync is told before the retained messages arrive; once none has
-//!   come for [`QUIET`], they are taken as all there (reconcile: a person absent from the broker
-//!   is removed only under a newer tombstone, else the broker lost them and they are published
-//!   again; a deletion the broker lacks is published again).
-//! - Local changes (HTTP, CLI, import) are published retained, QoS 1, waiting for the broker's
-//!   PUBACK, once the session's reconcile is done: a person, then their tombstone cleared; a
-//!   deletion, its tombstone then the empty person message. What could not be published goes
-//!   again after the next reconnection (reconcile finds the broker lacking it).
+//!   from the connection thread to the applying thread (`gallery-sync`) through one bounded
+//!   queue, in the order it arrived (the connection waits when it is full, so nothing is lost
+//!   and a flood of retained messages cannot grow memory), and there to
+//!   [`Replicator::receive`] or [`Replicator::receive_deleted`].
+//! - At each connection: the replicator is told before the retained messages arrive; once
+//!   none has come for [`QUIET`], they are taken as all there (reconcile: a person absent from
+//!   the broker is removed only under a newer tombstone, else the broker lost them and they are
+//!   published again; a deletion the broker lacks is published again).
+//! - Local changes (HTTP, CLI, import) are published (thread `gallery-publish`) retained, QoS 1,
+//!   waiting for the broker's PUBACK, once the session's reconcile is done: a person, then their
+//!   tombstone cleared; a deletion, its tombstone then the empty person message. What could not
+//!   be published goes again after the next reconnection (reconcile finds the broker lacking
+//!   it).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -23,13 +25,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Mqtt;
-use crate::gallery::sync::{self as rules, GallerySync, Kind};
 use crate::locks::lock;
-use crate::mqtt::SyncMode;
+use crate::replication::{topics, Kind, ReplicationMode, Replicator};
 
 /// Retained messages are taken as all there once none came for this long.
 pub const QUIET: Duration = Duration::from_secs(2);
-/// Messages waiting for the sync thread.
+/// Messages waiting for the applying thread.
 const QUEUE: usize = 256;
 /// How long one gallery publication waits for the broker's PUBACK.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,9 +50,11 @@ pub struct GalleryLink {
 }
 
 impl GalleryLink {
+    /// Subscribes to the gallery topics on `mqtt` and starts the applying and publishing
+    /// threads of `replicator`.
     pub fn start(
         mqtt: &Arc<Mqtt>,
-        sync: Arc<GallerySync>,
+        replicator: Arc<Replicator>,
     ) -> Result<GalleryLink, super::MqttError> {
         let (inbound, rx) = mpsc::sync_channel(QUEUE);
         let stopping = Arc::new(AtomicBool::new(false));
@@ -71,13 +74,13 @@ impl GalleryLink {
             let to_sync = inbound.clone();
             let prefix = prefix.clone();
             let filter = match kind {
-                Kind::Person => rules::topic_filter(&prefix),
-                Kind::Deleted => rules::topic_deleted_filter(&prefix),
+                Kind::Person => topics::topic_filter(&prefix),
+                Kind::Deleted => topics::topic_deleted_filter(&prefix),
             };
             let handler = Arc::new(move |topic: &str, payload: &[u8]| {
                 let id = match kind {
-                    Kind::Person => rules::topic_id(&prefix, topic),
-                    Kind::Deleted => rules::topic_deleted_id(&prefix, topic),
+                    Kind::Person => topics::topic_id(&prefix, topic),
+                    Kind::Deleted => topics::topic_deleted_id(&prefix, topic),
                 };
                 if let Some(id) = id {
                     // Blocks while the queue is full: the broker waits, nothing is dropped.
@@ -89,19 +92,19 @@ impl GalleryLink {
         }
         let mut threads = Vec::new();
         let applier = {
-            let sync = sync.clone();
+            let replicator = replicator.clone();
             let ready = ready.clone();
             let mqtt = Arc::downgrade(mqtt);
             std::thread::Builder::new()
                 .name("gallery-sync".into())
-                .spawn(move || apply(rx, &sync, &ready, &mqtt))
+                .spawn(move || apply(rx, &replicator, &ready, &mqtt))
         };
         let publisher = {
             let stopping = stopping.clone();
             let mqtt = Arc::downgrade(mqtt);
             std::thread::Builder::new()
                 .name("gallery-publish".into())
-                .spawn(move || publish(&sync, &ready, &stopping, &mqtt))
+                .spawn(move || publish(&replicator, &ready, &stopping, &mqtt))
         };
         for t in [applier, publisher] {
             match t {
@@ -116,6 +119,7 @@ impl GalleryLink {
         })
     }
 
+    /// Stops both threads and waits for them (also done when dropped).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let _ = self.inbound.try_send(Inbound::Stop);
@@ -131,8 +135,8 @@ impl Drop for GalleryLink {
     }
 }
 
-/// The sync thread: applies what arrives, reconciles once a session's retained messages are in.
-fn apply(rx: Receiver<Inbound>, sync: &GallerySync, ready: &AtomicBool, mqtt: &Weak<Mqtt>) {
+/// The applying thread: applies what arrives, reconciles once a session's retained messages are in.
+fn apply(rx: Receiver<Inbound>, replicator: &Replicator, ready: &AtomicBool, mqtt: &Weak<Mqtt>) {
     let mut reconcile_at: Option<Instant> = None;
     loop {
         let timeout = reconcile_at
@@ -140,14 +144,14 @@ fn apply(rx: Receiver<Inbound>, sync: &GallerySync, ready: &AtomicBool, mqtt: &W
             .unwrap_or(Duration::from_secs(3600));
         match rx.recv_timeout(timeout) {
             Ok(Inbound::Connected) => {
-                sync.connected();
+                replicator.connected();
                 reconcile_at = Some(Instant::now() + QUIET);
             }
             Ok(Inbound::Message(kind, id, payload)) => {
-                // Errors are logged and counted by the sync itself.
+                // Errors are logged and counted by the replicator itself.
                 let _ = match kind {
-                    Kind::Person => sync.receive(&id, &payload),
-                    Kind::Deleted => sync.receive_deleted(&id, &payload),
+                    Kind::Person => replicator.receive(&id, &payload),
+                    Kind::Deleted => replicator.receive_deleted(&id, &payload),
                 };
                 if reconcile_at.is_some() {
                     reconcile_at = Some(Instant::now() + QUIET);
@@ -161,7 +165,7 @@ fn apply(rx: Receiver<Inbound>, sync: &GallerySync, ready: &AtomicBool, mqtt: &W
             if !mqtt.upgrade().is_some_and(|m| m.is_connected()) {
                 continue;
             }
-            match sync.reconcile() {
+            match replicator.reconcile() {
                 Ok(done) if done.removed + done.to_publish > 0 => log::info!(
                     "gallery sync: {} removed (tombstones), {} to publish",
                     done.removed,
@@ -176,19 +180,19 @@ fn apply(rx: Receiver<Inbound>, sync: &GallerySync, ready: &AtomicBool, mqtt: &W
 }
 
 /// The publishing thread: local changes, retained, once the session is reconciled.
-fn publish(sync: &GallerySync, ready: &AtomicBool, stopping: &AtomicBool, mqtt: &Weak<Mqtt>) {
-    if sync.mode() != SyncMode::Both {
+fn publish(replicator: &Replicator, ready: &AtomicBool, stopping: &AtomicBool, mqtt: &Weak<Mqtt>) {
+    if replicator.mode() != ReplicationMode::Both {
         return;
     }
     while !stopping.load(Ordering::SeqCst) {
-        sync.wait_local_change(Duration::from_millis(500));
+        replicator.wait_local_change(Duration::from_millis(500));
         if !ready.load(Ordering::SeqCst) {
             continue;
         }
         let Some(mqtt) = mqtt.upgrade() else {
             return;
         };
-        for message in sync.outgoing() {
+        for message in replicator.outgoing() {
             let topic = message.topic(mqtt.topic_prefix());
             if let Err(e) = mqtt.publish_acked(&topic, message.payload, true, PUBLISH_TIMEOUT) {
                 // Reconcile at the next connection finds the broker lacking it.

@@ -5,12 +5,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use face_attendance::cli::serve;
-use face_attendance::cli::serve::Service;
 use face_attendance::client::{multipart, Part};
-use face_attendance::config::{ServeSettings, Settings};
 use face_attendance::gallery::Gallery;
 use face_attendance::recognizer::Recognizer;
+use face_attendance::service;
+use face_attendance::service::Service;
+use face_attendance::settings::{ServeSettings, Settings};
 use serde_json::Value;
 
 pub fn serve_settings() -> ServeSettings {
@@ -43,7 +43,7 @@ pub fn serve_settings() -> ServeSettings {
         stream_max_clients: 4,
         tls: Default::default(),
         camera: Default::default(),
-        mqtt_args: Default::default(),
+        mqtt: Default::default(),
     }
 }
 
@@ -59,7 +59,7 @@ pub fn start(data: &Path, serve: ServeSettings) -> Service {
 /// A server with `settings` (over the gallery of its data folder), sharing the test binary's
 /// engine.
 pub fn start_with(settings: &Settings, serve: ServeSettings) -> Service {
-    serve::start(settings, &serve, recognizer(settings)).unwrap()
+    service::start(settings, &serve, recognizer(settings)).unwrap()
 }
 
 /// A recognizer with `settings`' rules over the gallery in their data folder, on the test

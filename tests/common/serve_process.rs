@@ -53,7 +53,13 @@ impl Drop for Running {
 
 /// Starts `serve` and collects its stderr until it serves, cannot bind, or stops on an error.
 pub fn start(site: &Path, env: &[(&str, &str)]) -> Running {
-    let mut child = serve_command(site, env).spawn().unwrap();
+    start_command(serve_command(site, env))
+}
+
+/// Starts a `serve` command (as [`serve_command`] makes it) and collects its stderr until it
+/// serves, cannot bind, or stops on an error.
+pub fn start_command(mut command: Command) -> Running {
+    let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

@@ -1,4 +1,4 @@
-//! `face-attendance bench-http`: load on a running server's `/recognize`, for the README's
+//! `face-attendance-bench http`: load on a running server's `/recognize`, for the README's
 //! throughput figures (requests/s, p50/p99 latency at 1, 2 and 4 concurrent clients).
 
 use std::path::PathBuf;
@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::client::{image_form, ServerArgs};
+use crate::cli::server_args::ServerArgs;
+use crate::client::{image_form, Server};
 use crate::image_io;
 
+/// `face-attendance-bench http`: the server, the load and the photo.
 #[derive(Debug, Clone, Args)]
 pub struct BenchHttpArgs {
     #[command(flatten)]
@@ -26,6 +28,7 @@ pub struct BenchHttpArgs {
     pub image: PathBuf,
 }
 
+/// `WIDTHxHEIGHT` (16 to 8192 each) as a pair.
 pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s.split_once('x').ok_or("expected WIDTHxHEIGHT")?;
     let parse = |v: &str| {
@@ -52,16 +55,17 @@ pub fn run(args: &BenchHttpArgs) -> i32 {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
-            return super::EXIT_SETUP;
+            return crate::cli::EXIT_SETUP;
         }
     };
     // One agent per client thread below; built once here to report a bad TLS setting.
-    if let Err(e) = args.server.agent(Duration::from_secs(120)) {
+    let server = Server::from(&args.server);
+    if let Err(e) = server.agent(Duration::from_secs(120)) {
         eprintln!("error: {e}");
-        return super::EXIT_SETUP;
+        return crate::cli::EXIT_SETUP;
     }
     let (content_type, body) = image_form(&args.image, &data);
-    let url = args.server.url("/recognize");
+    let url = server.url("/recognize");
     println!(
         "POST {url} with {} ({} bytes), {} requests per row",
         args.image.display(),
@@ -79,7 +83,7 @@ pub fn run(args: &BenchHttpArgs) -> i32 {
         let results: Vec<(Vec<Duration>, usize)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..clients)
                 .map(|_| {
-                    let (server, content_type, body) = (&args.server, &content_type, &body);
+                    let (server, content_type, body) = (&server, &content_type, &body);
                     s.spawn(move || {
                         let Ok(agent) = server.agent(Duration::from_secs(120)) else {
                             return (Vec::new(), per_client);

@@ -1,4 +1,4 @@
-//! `face-attendance bench-camera`: the camera loop's frames per second and per-stage cost, on
+//! `face-attendance-bench camera`: the camera loop's frames per second and per-stage cost, on
 //! camera-sized MJPEG frames made from photos, with 0, 1 and 3 faces, at detection scales 1.0
 //! and 0.5. The figures in the README come from here; run it on the board itself too.
 //!
@@ -12,19 +12,23 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::serve::camera_events;
 use crate::camera::{Camera, FrameResult, Pipeline, PipelineSettings, ReplaySource, StageTimes};
 use crate::events::{Destinations, Dispatcher};
 use crate::image_io::{self, RgbImage};
 use crate::recognizer::Recognizer;
+use crate::service::frames::camera_events;
 
+/// `face-attendance-bench camera`: the data and models, and what to measure.
 #[derive(Debug, Clone, Args)]
 pub struct BenchCameraArgs {
+    /// The data folder and the models.
+    #[command(flatten)]
+    pub common: crate::cli::args::CameraEngineArgs,
     /// Frames measured per row (after a few warm-up frames)
     #[arg(long, default_value_t = 60)]
     pub frames: u64,
     /// Frame size, e.g. 640x480
-    #[arg(long, value_parser = super::bench_http::parse_size, default_value = "640x480")]
+    #[arg(long, value_parser = super::http::parse_size, default_value = "640x480")]
     pub size: (u32, u32),
     /// Detection scales to measure, comma-separated
     #[arg(long, value_delimiter = ',', default_value = "1.0,0.5")]
@@ -44,20 +48,20 @@ pub fn run(args: &BenchCameraArgs, recognizer: Recognizer) -> i32 {
     if args
         .upsample
         .iter()
-        .any(|&u| u > crate::config::MAX_UPSAMPLE)
+        .any(|&u| u > crate::settings::MAX_UPSAMPLE)
         || !args.scales.iter().all(|s| (0.1..=1.0).contains(s))
     {
         eprintln!(
             "error: --upsample takes 0 to {} and --scales 0.1 to 1",
-            crate::config::MAX_UPSAMPLE
+            crate::settings::MAX_UPSAMPLE
         );
-        return super::EXIT_SETUP;
+        return crate::cli::EXIT_SETUP;
     }
     let frames = match scenes(args, &recognizer) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
-            return super::EXIT_INPUT;
+            return crate::cli::EXIT_INPUT;
         }
     };
     let (encodings, people) = recognizer.gallery().counts();
@@ -133,7 +137,7 @@ pub fn run(args: &BenchCameraArgs, recognizer: Recognizer) -> i32 {
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                return super::EXIT_SETUP;
+                return crate::cli::EXIT_SETUP;
             }
         }
     }

@@ -1,0 +1,154 @@
+//! Gallery replication between the boxes of a site (`GALLERY_SYNC`): each person is one retained
+//! message `<prefix>/gallery/<student_id>` on the broker ([`crate::mqtt`]), each deletion one
+//! retained tombstone `<prefix>/gallery-deleted/<student_id>`, and every box converges on what the
+//! broker holds. This module is the transport-agnostic part: what a message is, how one is checked
+//! and applied, and which local changes go out. The MQTT connection hands it what arrives
+//! ([`Replicator::receive`], [`Replicator::receive_deleted`]) and publishes what it gives
+//! ([`Replicator::outgoing`]).
+//!
+//! Messages (retained, QoS 1, JSON, at most [`wire::MAX_PAYLOAD`] bytes):
+//! - person, on [`topics::topic`]: `{"format":1,"student_id":"alip","version":{"updated_ms":…,
+//!   "box_id":"gate-1"},"samples":[{"encoding":[128 numbers],"enrolled_at":<unix s>,
+//!   "quality":{…}}]}`; an empty payload: the person is deleted (their message gone from the
+//!   broker).
+//! - tombstone, on [`topics::topic_deleted`]: `{"format":1,"student_id":"alip","version":{…}}`,
+//!   the deletion's version; an empty payload: no tombstone (cleared when the person comes back).
+//!
+//! A deletion is published as its tombstone, then the empty person message; a person as their
+//! message, then an empty tombstone. Face crops and rejections stay on their box. A rename is a
+//! deletion of the old id and a person under the new one, with a new version.
+//!
+//! Contract:
+//! - Versions: a person's version is `(updated_ms, box_id)`, ordered by time then box id (so
+//!   two versions are never equal unless they are the same write). A local change is stamped
+//!   with the time its `.npy` was written (a change the CLI made while the service was off
+//!   keeps its time) by this box, and is always newer than the version it replaces; a received
+//!   person keeps the sender's version. Versions, what this box last saw on the broker and
+//!   tombstones live in `data/gallery-sync.json` (written atomically), not in the `.npy` or
+//!   samples files the Python service and the CLI write without knowing of replication.
+//! - Local changes are found by comparison, not by a list: every change of the gallery (this
+//!   process's, or another's found by `reload_if_changed`) wakes replication
+//!   ([`crate::gallery::Gallery::wait_local_change`]), which compares a digest of each person's
+//!   encodings with the one it recorded. Changes applied from the broker record their digest and do
+//!   not wake it: a box never publishes again what it received.
+//! - Last writer wins: a received person newer than the local version replaces the person
+//!   (through the gallery's write path: `.npy`, metadata, matching, audit `by: sync:<box>`);
+//!   an older one is ignored, and a box that publishes answers it with its own newer copy (the
+//!   broker held a stale one: a publication of ours was lost). Equal: nothing to do.
+//! - Deletion wins by version too: a person this box deletes becomes a local tombstone (the
+//!   deletion's version, after the person's). A tombstone received newer than the local person
+//!   removes them (and is kept locally); older, it is ignored (in mode `both` the person is
+//!   published again, which clears it). A person message older than a local tombstone is not added
+//!   (in `both`, answered with the deletion again); a newer one (enrolled again) wins. At most
+//!   [`state::MAX_TOMBSTONES`] are kept locally, the oldest dropped first; on the broker there is
+//!   one per deleted id.
+//! - An empty person message (no version: a box of an older release, or `mosquitto_pub -r -n`)
+//!   removes the person as before: unless this box changed them since it last saw them on the
+//!   broker (mode `both`: that change is newer, and is published again). A box that removes
+//!   someone so records the deletion as its own tombstone, at its time, and (in `both`)
+//!   publishes it, so that a box away converges on it. A person who came back after a deletion
+//!   this box knew is not removed by an empty message alone (it is taken as that older
+//!   deletion's, arriving late: the person is published again); a newer tombstone removes them.
+//! - Convergence on connect: [`Replicator::connected`] when the session starts (before the
+//!   subscriptions), then [`Replicator::reconcile`] once the retained messages have arrived. A
+//!   person with no retained message is removed only when a tombstone newer than them was seen
+//!   (which, received, already removed them); without one the broker lost their message (a
+//!   power cut before its save, a broker without persistence or reinstalled): they are kept,
+//!   and published again in mode `both`. A local tombstone that the broker does not hold (at
+//!   that version or newer), with no person message there, is published again (the tombstone
+//!   and the empty person message) in mode `both`.
+//! - Input from the broker is hostile: size, id rules ([`crate::gallery::StudentId::parse`]), the
+//!   topic's id equal to the body's, format (tombstones too, and their version as below), 1 to
+//!   [`wire::MAX_SAMPLES`] samples of exactly 128 finite values within ±[`wire::MAX_ABS_VALUE`], a
+//!   topic-safe box id, a version at most [`wire::MAX_FUTURE_MS`] ahead of this box's clock
+//!   (unchecked while the clock is unset, before 2024). A bad message is a typed error, counted and
+//!   logged, and changes nothing.
+//! - [`ReplicationMode::Pull`]: applies, never publishes (local changes keep versions; a tombstone
+//!   wins over them by version; an empty person message removes them whatever their version, unless
+//!   they came back after a deletion); [`ReplicationMode::Off`]: does nothing.
+//!
+//! Files: [`wire`] (the messages and their limits), [`topics`], [`state`] (what this box knows,
+//! `data/gallery-sync.json`), `rules.rs` (reconcile rules), `stats.rs` and [`Replicator`] (one
+//! box's side, tying them together). Replication depends on the gallery store's public API only
+//! ([`crate::gallery::received`]: each person's rows and digest as matching holds them, and
+//! writes compared-and-set on that digest); the MQTT connection only carries its bytes
+//! ([`crate::mqtt::GalleryLink`]).
+
+mod replicator;
+mod rules;
+pub mod state;
+mod stats;
+#[cfg(test)]
+mod tests;
+pub mod topics;
+pub mod wire;
+
+use thiserror::Error;
+
+use crate::gallery::GalleryError;
+pub use replicator::Replicator;
+pub use state::{state_path, MAX_TOMBSTONES};
+pub use stats::ReplicationStats;
+pub use topics::{Kind, Outgoing};
+pub use wire::{Incoming, Malformed, Version};
+
+/// How a box takes part in replication (`GALLERY_SYNC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicationMode {
+    /// Neither publishes nor applies gallery messages.
+    Off,
+    /// Applies what other boxes publish; publishes nothing.
+    Pull,
+    /// Applies and publishes.
+    Both,
+}
+
+/// What replication can fail with.
+#[derive(Debug, Error)]
+pub enum ReplicationError {
+    /// A message from the broker that was refused (it changed nothing).
+    #[error("gallery message for {topic_id:?} refused: {reason}")]
+    Malformed {
+        /// The topic's id, clipped to 80 characters.
+        topic_id: String,
+        /// Why it was refused.
+        reason: Malformed,
+    },
+    /// This box's id (`BOX_ID`) cannot be used in topics and versions: the id, and why.
+    #[error("box id {0:?}: {1}")]
+    BoxId(String, String),
+    /// The gallery could not be read or written.
+    #[error(transparent)]
+    Gallery(#[from] GalleryError),
+}
+
+/// What receiving a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The person was added or replaced by a newer version.
+    Updated,
+    /// The person was removed (an empty message).
+    Removed,
+    /// This box already has that version (its own publication coming back, or a repeat).
+    Unchanged,
+    /// Older than this box's version: ignored (and answered with ours in mode `both`).
+    Older,
+    /// A deletion of a person this box changed since it last saw them on the broker: kept.
+    KeptLocal,
+    /// A deletion of a person this box does not have.
+    Absent,
+    /// The person changed locally while the message was applied: left to the local change,
+    /// which is newer.
+    Conflict,
+    /// Replication is off.
+    Off,
+}
+
+/// What [`Replicator::reconcile`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled {
+    /// People removed: deleted elsewhere while this box was away.
+    pub removed: usize,
+    /// People (and deletions) to publish again, given by the next [`Replicator::outgoing`].
+    pub to_publish: usize,
+}

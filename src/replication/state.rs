@@ -1,0 +1,87 @@
+//! What replication knows per box: each person's version, digest and what the broker was last
+//! seen holding, and the tombstones of deletions, kept in `data/gallery-sync.json` (written
+//! atomically), not in the `.npy` or samples files that the Python service and the CLI write
+//! without knowing of replication.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::wire::Version;
+use crate::gallery::StudentId;
+
+/// Most tombstones kept.
+pub const MAX_TOMBSTONES: usize = 10_000;
+
+/// The state file's name in the data folder.
+pub(super) const STATE_FILE: &str = "gallery-sync.json";
+
+/// What replication knows of a person this box has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct PersonState {
+    pub(super) version: Version,
+    /// [`crate::gallery::encodings_digest`] of the encodings at that version.
+    pub(super) digest: String,
+    /// The last version of theirs seen on the broker (none: never, or gone from it).
+    #[serde(default)]
+    pub(super) broker: Option<Version>,
+    /// Handed out for publication since the last change.
+    #[serde(default)]
+    pub(super) sent: bool,
+    /// The newest deletion of theirs this box knew of when they came back (enrolled again):
+    /// an empty person message alone is then taken as that older deletion's, not obeyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) deleted: Option<Version>,
+}
+
+/// A person deleted (here, or elsewhere: a tombstone received).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Tombstone {
+    pub(super) version: Version,
+    #[serde(default)]
+    pub(super) broker: Option<Version>,
+    #[serde(default)]
+    pub(super) sent: bool,
+}
+
+/// `data/gallery-sync.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct State {
+    #[serde(default)]
+    pub(super) people: BTreeMap<StudentId, PersonState>,
+    #[serde(default)]
+    pub(super) tombstones: BTreeMap<StudentId, Tombstone>,
+}
+
+pub(super) struct Inner {
+    pub(super) state: State,
+    /// The gallery's local change count at the last comparison (none: never compared).
+    pub(super) scanned: Option<u64>,
+    /// Ids with a retained message since [`Replicator::connected`] (none: not connected).
+    pub(super) seen: Option<BTreeSet<StudentId>>,
+    /// Tombstones on the broker since [`Replicator::connected`], with their versions.
+    pub(super) seen_deleted: BTreeMap<StudentId, Version>,
+    pub(super) dirty: bool,
+}
+
+/// Keeps at most [`MAX_TOMBSTONES`], dropping the oldest.
+pub(super) fn prune_tombstones(tombstones: &mut BTreeMap<StudentId, Tombstone>) {
+    if tombstones.len() <= MAX_TOMBSTONES {
+        return;
+    }
+    let mut by_age: Vec<(Version, StudentId)> = tombstones
+        .iter()
+        .map(|(id, t)| (t.version.clone(), id.clone()))
+        .collect();
+    by_age.sort();
+    let excess = tombstones.len() - MAX_TOMBSTONES;
+    for (_, id) in by_age.into_iter().take(excess) {
+        tombstones.remove(&id);
+    }
+}
+
+/// The path of replication's state file in `data_dir`.
+pub fn state_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(STATE_FILE)
+}

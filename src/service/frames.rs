@@ -1,0 +1,99 @@
+//! What the service does with each camera frame: the faces whose identity the camera decided
+//! become events, strangers are kept for review, the frame is offered to the captures and
+//! handed to the live view.
+
+use std::sync::Arc;
+
+use crate::camera::capture::Captures;
+use crate::camera::live::Live;
+use crate::camera::{FrameResult, OnFrame};
+use crate::events::{Dispatcher, Event};
+use crate::gallery::UNKNOWN;
+use crate::unknowns::Unknowns;
+
+/// Where the camera's frames go; [`FrameWiring::into_handler`] makes the camera's callback.
+pub struct FrameWiring {
+    /// The events of decided faces (cooldown, webhook, WebSocket, MQTT).
+    pub dispatcher: Arc<Dispatcher>,
+    /// Strangers and ambiguous faces also become events (`CAMERA_SEND_UNKNOWN`).
+    pub send_unknown: bool,
+    /// The store of unknown faces kept for review, when it could be opened.
+    pub unknowns: Option<Arc<Unknowns>>,
+    /// Smallest face kept as an unknown: the enrollment minimum (`ENROLL_MIN_FACE`).
+    pub min_face_px: u32,
+    /// Frames asked for by `/capture`.
+    pub captures: Arc<Captures>,
+    /// The live view (`/stream.mjpg`).
+    pub live: Arc<Live>,
+}
+
+impl FrameWiring {
+    /// The camera's callback: each frame is offered to the captures, its decided faces become
+    /// events, its strangers are kept, and last it is moved to the live view (kept only while
+    /// someone watches).
+    pub fn into_handler(self) -> OnFrame {
+        let mut events = camera_events(self.dispatcher, self.send_unknown);
+        let mut keep = keep_unknowns(self.unknowns, self.min_face_px);
+        let (to_capture, to_viewers) = (self.captures, self.live);
+        Box::new(move |f: FrameResult| {
+            to_capture.offer(&f.image, f.faces.len());
+            events(&f);
+            keep(&f);
+            to_viewers.publish(f.image, f.faces);
+        })
+    }
+}
+
+/// What `serve` does with each camera frame: the faces whose identity it decided (confirmed
+/// over frames) become events carrying their decision, through the same path as
+/// `/recognize/realtime` (cooldown, webhook, WebSocket). Strangers and ambiguous faces only
+/// with `send_unknown`.
+pub fn camera_events(
+    dispatcher: Arc<Dispatcher>,
+    send_unknown: bool,
+) -> impl FnMut(&FrameResult) + Send {
+    move |f: &FrameResult| {
+        let frame = (f.image.width, f.image.height);
+        let batch: Vec<Event> = f
+            .decided
+            .iter()
+            .filter(|d| send_unknown || d.recognition.label != UNKNOWN)
+            .map(|d| Event::of(&d.recognition, frame).with_decision(d.decision.clone()))
+            .collect();
+        if !batch.is_empty() {
+            dispatcher.submit(batch);
+        }
+    }
+}
+
+/// The camera's strangers kept for review ([`crate::unknowns`]): faces decided as nobody
+/// (confirmed over frames, not ambiguous between two people) and large enough to be enrolled
+/// later (`ENROLL_MIN_FACE`). A store that cannot be written costs a log line, not the frame.
+pub fn keep_unknowns(
+    unknowns: Option<Arc<Unknowns>>,
+    min_face_px: u32,
+) -> impl FnMut(&FrameResult) + Send {
+    move |f: &FrameResult| {
+        let Some(store) = unknowns.as_ref() else {
+            return;
+        };
+        let strangers = f.decided.iter().filter(|d| {
+            d.recognition.label == UNKNOWN
+                && d.recognition.ambiguous.is_none()
+                && d.measured.face_px >= min_face_px
+        });
+        for d in strangers {
+            let m = &d.measured;
+            let kept = store.record(
+                &f.image,
+                d.recognition.bbox,
+                &m.encoding,
+                m.face_px,
+                m.sharpness,
+            );
+            if let Err(e) = kept {
+                log::warn!("unknown faces: could not keep one: {e}");
+            }
+        }
+    }
+}

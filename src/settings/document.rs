@@ -1,0 +1,123 @@
+//! `GET /config`: what the running service is set to, as clients of the original service read
+//! it. A serialization of the settings (key names and order are the document's contract, pinned
+//! by tests/config_document.rs); secrets (API keys, the webhook's key, the broker's password)
+//! are never part of it. A few entries are what the service made of the settings rather than
+//! the settings as given (the duplicate distance defaulting to the tolerance, the connection
+//! budget the open-files limit gave, whether a key is needed).
+
+use serde::Serialize;
+
+use super::{FaceCrops, ServeSettings, Settings};
+
+/// The `GET /config` document, in its key order.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigDocument {
+    tolerance: f64,
+    webhook_enabled: bool,
+    cooldown_seconds: f64,
+    upsample: u32,
+    jitters: u32,
+    max_upload_bytes: usize,
+    max_import_bytes: usize,
+    max_pixels: u64,
+    enroll_duplicate_distance: f64,
+    face_crops: FaceCrops,
+    face_crops_max_age_days: Option<u32>,
+    detect_max_pixels: u64,
+    webhook_timeout_seconds: f64,
+    /// The camera device, else the replayed frames.
+    camera: Option<String>,
+    camera_send_unknown: bool,
+    detect_scale: f64,
+    camera_upsample: u32,
+    camera_recheck_frames: u32,
+    match_margin: f64,
+    camera_match_margin: f64,
+    camera_confirm_frames: u32,
+    camera_confirm_seconds: f64,
+    api_key_required: bool,
+    metrics_require_key: bool,
+    allowed_hosts: Vec<String>,
+    allowed_origins: Vec<String>,
+    allow_key_in_url: bool,
+    http_timeout_seconds: u64,
+    http_max_connections: usize,
+    http_max_connections_per_client: usize,
+    http_max_uploads: usize,
+    http_max_images: usize,
+    http_queue_seconds: f64,
+    unknown_max: usize,
+    unknown_cluster_distance: f64,
+    stream_max_fps: f64,
+    stream_max_clients: usize,
+    events_keep_days: u32,
+}
+
+impl ConfigDocument {
+    /// The document of a service started with `settings` and `serve`, given whether API keys
+    /// are configured (`keyed`) and the connection budget in force (`max_connections`:
+    /// `HTTP_MAX_CONNECTIONS`, or what the open-files limit gave when it is 0).
+    pub fn new(
+        settings: &Settings,
+        serve: &ServeSettings,
+        keyed: bool,
+        max_connections: usize,
+    ) -> ConfigDocument {
+        let camera = &serve.camera;
+        ConfigDocument {
+            tolerance: settings.tolerance,
+            webhook_enabled: serve.webhook().is_some(),
+            cooldown_seconds: serve.cooldown_seconds,
+            upsample: settings.upsample,
+            jitters: settings.jitters,
+            max_upload_bytes: serve.max_upload_bytes,
+            max_import_bytes: serve.max_import_bytes,
+            max_pixels: settings.max_pixels,
+            enroll_duplicate_distance: settings
+                .enroll_duplicate_distance
+                .unwrap_or(settings.tolerance),
+            face_crops: if settings.crop_policy().keeps_crops() {
+                FaceCrops::Keep
+            } else {
+                FaceCrops::None
+            },
+            face_crops_max_age_days: settings.face_crops_max_age_days,
+            detect_max_pixels: settings.detect_max_pixels,
+            webhook_timeout_seconds: serve.webhook_timeout_seconds,
+            camera: camera
+                .camera
+                .as_ref()
+                .or(camera.frames.as_ref())
+                .map(|p| p.display().to_string()),
+            camera_send_unknown: camera.camera_send_unknown,
+            detect_scale: camera.detect_scale,
+            camera_upsample: camera.camera_upsample,
+            camera_recheck_frames: camera.recheck_frames,
+            match_margin: settings.match_margin,
+            camera_match_margin: camera.camera_match_margin,
+            camera_confirm_frames: camera.confirm_frames,
+            camera_confirm_seconds: camera.confirm_seconds,
+            api_key_required: keyed,
+            metrics_require_key: serve.metrics_require_key(keyed),
+            allowed_hosts: serve.allowed_hosts.clone(),
+            allowed_origins: serve.allowed_origins.clone(),
+            allow_key_in_url: serve.allow_key_in_url,
+            http_timeout_seconds: serve.http_timeout_seconds,
+            http_max_connections: max_connections,
+            http_max_connections_per_client: serve.max_connections_per_client,
+            http_max_uploads: serve.max_uploads,
+            http_max_images: serve.max_images,
+            http_queue_seconds: serve.queue_seconds,
+            unknown_max: settings.unknown_max,
+            unknown_cluster_distance: settings.unknown_cluster_distance,
+            stream_max_fps: serve.stream_max_fps,
+            stream_max_clients: serve.stream_max_clients,
+            events_keep_days: settings.events_keep_days,
+        }
+    }
+
+    /// The document as JSON (keys in the order above).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
