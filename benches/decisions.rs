@@ -21,11 +21,12 @@ use std::time::Duration;
 
 use face_attendance::bulk_enroll;
 use face_attendance::camera::confirm::{ConfirmSettings, Confirmer};
-use face_attendance::camera::{quality, Measured, Seen};
+use face_attendance::camera::{Measured, Seen};
 use face_attendance::engine::{Encoding, Engine, EngineConfig, Face};
 use face_attendance::gallery::{Gallery, UNKNOWN};
 use face_attendance::image_io;
 use face_attendance::pipeline;
+use face_attendance::quality;
 use face_attendance::recognizer::MatchOptions;
 use face_attendance::recognizer::Recognizer;
 

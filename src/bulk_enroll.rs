@@ -13,8 +13,11 @@ use crate::recognizer::{Photo, Recognizer};
 /// What happened to one person's folder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PersonSummary {
+    /// The person's id (the folder's name).
     pub id: String,
+    /// Photos found in the folder.
     pub photos: usize,
+    /// Faces enrolled from them.
     pub saved: usize,
     /// Photos that gave nothing, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
@@ -25,7 +28,9 @@ pub struct PersonSummary {
 /// A folder of `known_faces/` that is not a valid person id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SkippedFolder {
+    /// The photo (or folder) skipped.
     pub path: PathBuf,
+    /// Why: the refusal, as a sentence.
     pub reason: String,
 }
 
@@ -98,7 +103,9 @@ enum PhotoResult {
 /// (otherwise photos are added, the original's way); `force` skips the duplicate check.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BulkOptions {
+    /// Replace each person's samples rather than add to them.
     pub replace: bool,
+    /// Enroll faces that look like someone else's (`force`, as `/enroll` takes it).
     pub force: bool,
 }
 

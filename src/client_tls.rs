@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 /// What a client trusts of an HTTPS server.
 #[derive(Debug, Clone, Default)]
 pub struct Trust {
+    /// PEM CA certificates to trust instead of the system's (`MQTT_CA_FILE`).
     pub ca_file: Option<PathBuf>,
     /// SHA-256 of the server's certificate.
     pub fingerprint: Option<[u8; 32]>,

@@ -4,23 +4,30 @@
 use thiserror::Error;
 
 use crate::engine::ModelError;
-use crate::enroll_quality::QualityRefusal;
 use crate::gallery::GalleryError;
 use crate::image_io::ImageError;
+use crate::quality::{InvalidLimit, QualityRefusal};
 
+/// Every error the library reports, gathered: the CLI turns it into an exit code, the HTTP layer
+/// into a status ([`crate::http`]'s `error.rs`).
 #[derive(Debug, Error)]
 pub enum Error {
+    /// An image that cannot be decoded or is too large.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// A `student_id` that is not a valid id (the reason).
     #[error("invalid student_id: {0}")]
     InvalidId(String),
+    /// The gallery could not read or write, or refused a change.
     #[error(transparent)]
     Gallery(#[from] GalleryError),
     /// A gallery archive refused by import: the client's fault, nothing was written.
     #[error(transparent)]
     Archive(#[from] crate::gallery::archive::ArchiveError),
+    /// The face models could not be loaded.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A setting that makes no sense (the sentence names it).
     #[error("invalid setting: {0}")]
     Config(String),
     /// A photo given to say who a face is not (`/people/{id}/reject`) shows no face; nothing
@@ -30,12 +37,21 @@ pub enum Error {
     /// Enrollment refused a face below the quality limits; nothing was written.
     #[error("{refusal}")]
     PoorFace {
+        /// Which limit the face failed, and its measured quality.
         refusal: QualityRefusal,
+        /// Faces found in the photo.
         faces_found: usize,
     },
     /// Enrollment of faces kept earlier found none to enroll; nothing was written.
     #[error("nothing to enroll: {0}")]
     NothingToEnroll(String),
+}
+
+/// A quality limit out of range is an invalid setting, with the same sentence.
+impl From<InvalidLimit> for Error {
+    fn from(e: InvalidLimit) -> Error {
+        Error::Config(e.0)
+    }
 }
 
 /// An import's fault: the archive's (the client's) or the gallery's. Here, not in the gallery:

@@ -108,7 +108,9 @@ pub fn unknowns_journal(data: &[u8]) {
 /// A day file of the event log (`data/events/YYYY-MM-DD.jsonl`) as `GET /events` reads it,
 /// and its events as CSV rows.
 pub fn event_log(data: &[u8]) {
-    crate::events::log::fuzz_lines(data);
+    for e in crate::events::log::fuzz_lines(data) {
+        let _ = crate::events::csv::event_row(&e);
+    }
 }
 
 /// A gallery sync message from the broker (`<prefix>/gallery/<id>`, and the same bytes as a

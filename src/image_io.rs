@@ -22,20 +22,29 @@ pub const DEFAULT_MAX_PIXELS: u64 = 25_000_000;
 /// Why image bytes could not become pixels.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ImageError {
+    /// No bytes at all.
     #[error("the image is empty (0 bytes)")]
     Empty,
+    /// Neither JPEG nor PNG.
     #[error("not an image: expected JPEG or PNG data")]
     NotAnImage,
+    /// A known format the service does not take (its name).
     #[error("unsupported image format {0}: send JPEG or PNG")]
     UnsupportedFormat(&'static str),
+    /// The data ends before the image does.
     #[error("the image is truncated")]
     Truncated,
+    /// The decoder refused the data (its reason).
     #[error("the image is corrupt: {0}")]
     Corrupt(String),
+    /// More pixels than allowed (`FACE_MAX_PIXELS`), by the header: nothing was decoded.
     #[error("image of {width}x{height} pixels is larger than the limit of {max_pixels} pixels")]
     TooLarge {
+        /// Width the header declares.
         width: u64,
+        /// Height the header declares.
         height: u64,
+        /// The limit.
         max_pixels: u64,
     },
 }
@@ -43,8 +52,11 @@ pub enum ImageError {
 /// An 8-bit RGB image, rows top to bottom, no padding.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RgbImage {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// `width * height * 3` bytes: R, G, B per pixel.
     pub pixels: Vec<u8>,
 }
 
@@ -107,7 +119,9 @@ impl RgbImage {
 /// The two formats accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// JPEG (decoded by libjpeg-turbo).
     Jpeg,
+    /// PNG.
     Png,
 }
 
@@ -147,6 +161,7 @@ fn check_size(width: u64, height: u64, max_pixels: u64) -> Result<(), ImageError
 /// What an image's header says, checked against the pixel limit; no pixel decoded yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
+    /// JPEG or PNG.
     pub format: Format,
     /// Width as stored, before the EXIF orientation turns it.
     pub stored_width: usize,
@@ -169,6 +184,7 @@ impl Probe {
         upright_size(self.stored_width, self.stored_height, self.orientation).1
     }
 
+    /// Pixels as stored (width times height).
     pub fn pixels(&self) -> u64 {
         self.stored_width as u64 * self.stored_height as u64
     }

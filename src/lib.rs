@@ -10,10 +10,10 @@ pub mod client;
 pub mod client_tls;
 pub mod clock;
 pub mod engine;
-pub mod enroll_quality;
 pub mod error;
 pub mod events;
 pub mod fsutil;
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gallery;
@@ -24,6 +24,7 @@ pub mod locks;
 pub mod metrics;
 pub mod mqtt;
 pub mod pipeline;
+pub mod quality;
 pub mod recognizer;
 pub mod replication;
 pub mod service;

@@ -13,10 +13,20 @@ use thiserror::Error;
 /// Why the service is not alive.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Stall {
+    /// A thread has not beaten for too long.
     #[error("thread {name} has not made progress for {} s", .stuck_for.as_secs())]
-    Stuck { name: String, stuck_for: Duration },
+    Stuck {
+        /// The thread's name.
+        name: String,
+        /// Since its last beat.
+        stuck_for: Duration,
+    },
+    /// A thread ended without saying it was done.
     #[error("thread {name} has ended unexpectedly")]
-    Ended { name: String },
+    Ended {
+        /// The thread's name.
+        name: String,
+    },
 }
 
 const RUNNING: u8 = 0;

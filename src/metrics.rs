@@ -55,6 +55,7 @@ fn fixed<T>(made: prometheus::Result<T>) -> T {
 }
 
 impl Metrics {
+    /// Empty counters and histograms, registered.
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let http_requests = fixed(IntCounterVec::new(
@@ -123,7 +124,9 @@ pub struct Stages {
 /// Where a stage ran: a camera frame or an uploaded image.
 #[derive(Debug, Clone, Copy)]
 pub enum Path {
+    /// A frame of the box's camera.
     Camera,
+    /// An image uploaded to the API.
     Request,
 }
 
@@ -131,14 +134,20 @@ pub enum Path {
 /// `landmarks`, `encode`, `match`.
 #[derive(Debug, Clone, Copy)]
 pub enum Stage {
+    /// Decoding the image (or converting the camera frame).
     Decode,
+    /// Face detection.
     Detect,
+    /// The five landmarks.
     Landmarks,
+    /// The encoding.
     Encode,
+    /// Matching against the gallery.
     Match,
 }
 
 impl Stages {
+    /// Records that `stage` took `took` on `path`.
     pub fn observe(&self, path: Path, stage: Stage, took: Duration) {
         let path = match path {
             Path::Camera => "camera",
@@ -214,6 +223,7 @@ impl Family {
         self
     }
 
+    /// The family's name, without the prefix.
     pub fn name(&self) -> &str {
         &self.name
     }

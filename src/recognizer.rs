@@ -6,12 +6,12 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::engine::{Encoding, Engine, Face, FaceBox};
-use crate::enroll_quality::{FaceQuality, QualityLimits, DEFAULT_ENROLL_JITTERS};
 use crate::error::Error;
 use crate::gallery::{Gallery, NewSample, Rejection, StudentId};
 use crate::image_io::{self, RgbImage, DEFAULT_MAX_PIXELS};
 use crate::metrics::Path::Request;
 use crate::pipeline::{self, timed, Analysis, Purpose};
+use crate::quality::{FaceQuality, QualityLimits, DEFAULT_ENROLL_JITTERS};
 
 /// One face in a recognize answer: `{"box":[t,r,b,l],"label":"alip","distance":0.38}`, and
 /// `"ambiguous":["alip","budi"]` when a margin refused the match.

@@ -12,10 +12,13 @@ use thiserror::Error;
 
 use crate::liveness::Stall;
 
+/// Why systemd cannot be notified.
 #[derive(Debug, Error)]
 pub enum NotifyError {
+    /// `NOTIFY_SOCKET` is not a socket address.
     #[error("NOTIFY_SOCKET={0:?} is neither an absolute path nor an @abstract name")]
     BadAddress(String),
+    /// The socket could not be made or written.
     #[error("NOTIFY_SOCKET: {0}")]
     Io(#[from] io::Error),
 }
@@ -35,6 +38,7 @@ impl Notifier {
         }
     }
 
+    /// A notifier for the socket `name` (a path, or `@name` in the abstract namespace).
     pub fn new(name: &str) -> Result<Notifier, NotifyError> {
         let addr = if let Some(abstract_name) = name.strip_prefix('@') {
             use std::os::linux::net::SocketAddrExt;
@@ -80,6 +84,7 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
+    /// A watchdog for systemd's `period` (`WATCHDOG_USEC`): it pets every half period.
     pub fn new(period: Duration) -> Watchdog {
         Watchdog {
             every: period / 2,

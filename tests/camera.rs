@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::http::{self as h, Behaviour};
 use common::wait_for;
 use face_attendance::camera::frame::{rgb_to_yuyv, RawFrame};
-use face_attendance::camera::quality;
 use face_attendance::camera::tracker::iou;
 use face_attendance::camera::{
     Camera, CameraStats, ConfirmSettings, FrameSource, Pipeline, PipelineSettings, SourceError,
@@ -20,6 +19,7 @@ use face_attendance::engine::Frame;
 use face_attendance::gallery::{Gallery, StudentId};
 use face_attendance::image_io::{self, RgbImage};
 use face_attendance::pipeline;
+use face_attendance::quality;
 use face_attendance::recognizer::Recognizer;
 use face_attendance::recognizer::{MatchOptions, Photo};
 use face_attendance::service::Service;

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use face_attendance::engine::distance;
 use face_attendance::engine::Frame;
-use face_attendance::enroll_quality::{FaceQuality, FailedLimit, QualityLimits};
 use face_attendance::gallery::Gallery;
 use face_attendance::image_io::{self, RgbImage};
 use face_attendance::pipeline;
+use face_attendance::quality::{FaceQuality, FailedLimit, QualityLimits};
 use face_attendance::recognizer::Recognizer;
 use face_attendance::recognizer::{MatchOptions, Photo};
 

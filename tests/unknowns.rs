@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use common::http as h;
 use face_attendance::bulk_enroll;
-use face_attendance::camera::quality::sharpness;
 use face_attendance::image_io;
 use face_attendance::pipeline::{self, Purpose};
+use face_attendance::quality::sharpness;
 use face_attendance::service::Service;
 use face_attendance::settings::{FaceCrops, Settings};
 use face_attendance::unknowns::{UnknownSettings, Unknowns, DEFAULT_CLUSTER_DISTANCE};

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use crate::image_io::RgbImage;
 use crate::locks::lock;
 
+/// Camera frames offered for `POST /people/{id}/capture`: the capture thread offers each frame
+/// while a request waits, the request takes the next ones after the last it saw.
 #[derive(Default)]
 pub struct Captures {
     waiting: AtomicUsize,

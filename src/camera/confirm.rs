@@ -56,11 +56,13 @@ struct Votes {
 /// A decided face: what to report, and what the decision rests on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decided {
+    /// The tracker's id of the face.
     pub track: u64,
     /// The closest of the agreeing votes (its box, label, distance and candidates).
     pub recognition: Recognition,
     /// Its encoding and measurements (for the unknown faces' store).
     pub measured: Measured,
+    /// What the decision rested on (reported with the event).
     pub decision: Decision,
 }
 
@@ -80,10 +82,12 @@ impl ConfirmSettings {
         }
     }
 
+    /// Agreeing frames needed (`CAMERA_CONFIRM_FRAMES`).
     pub fn frames(&self) -> u32 {
         self.frames
     }
 
+    /// The time the agreeing frames must fall within (`CAMERA_CONFIRM_SECONDS`).
     pub fn window(&self) -> Duration {
         self.window
     }
@@ -95,12 +99,14 @@ impl Default for ConfirmSettings {
     }
 }
 
+/// Decides faces over frames: a track's identity is reported once enough recent frames agree on it.
 pub struct Confirmer {
     settings: ConfirmSettings,
     tracks: HashMap<u64, Votes>,
 }
 
 impl Confirmer {
+    /// A confirmer with no track seen yet.
     pub fn new(settings: ConfirmSettings) -> Confirmer {
         Confirmer {
             settings,

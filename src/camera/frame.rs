@@ -9,8 +9,11 @@ pub enum RawFrame {
     Mjpeg(Vec<u8>),
     /// Packed YUV 4:2:2: Y0 U Y1 V for each pair of pixels.
     Yuyv {
+        /// Width in pixels.
         width: usize,
+        /// Height in pixels.
         height: usize,
+        /// The packed bytes, two per pixel.
         data: Vec<u8>,
     },
 }

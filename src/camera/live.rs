@@ -133,6 +133,7 @@ pub enum Next {
 }
 
 impl Live {
+    /// The live view, with no frame yet.
     pub fn new(settings: LiveSettings) -> Live {
         Live {
             settings,
@@ -150,6 +151,7 @@ impl Live {
         }
     }
 
+    /// Its limits (frame rate, viewers).
     pub fn settings(&self) -> &LiveSettings {
         &self.settings
     }
@@ -206,6 +208,7 @@ impl Live {
         self.published.notify_all();
     }
 
+    /// Whether [`Live::close`] was called (the service is stopping).
     pub fn is_closed(&self) -> bool {
         lock(&self.latest).closed
     }
@@ -271,6 +274,7 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// The live view this viewer watches.
     pub fn live(&self) -> &Arc<Live> {
         &self.live
     }

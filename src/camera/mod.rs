@@ -9,7 +9,6 @@ pub mod confirm;
 pub mod frame;
 pub mod live;
 pub mod pipeline;
-pub mod quality;
 pub mod slot;
 pub mod source;
 pub mod tracker;
@@ -39,8 +38,11 @@ pub type OpenSource = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceErro
 
 /// What one processed frame gave.
 pub struct FrameResult {
+    /// The frame, upright RGB.
     pub image: RgbImage,
+    /// Every face found in it, with its label (carried by the tracker or recognized now).
     pub faces: Vec<Seen>,
+    /// What each stage took.
     pub times: StageTimes,
     /// From capture to the end of recognition.
     pub latency: Duration,
@@ -49,6 +51,7 @@ pub struct FrameResult {
     pub decided: Vec<Decided>,
 }
 
+/// What the processing thread does with each frame's result.
 pub type OnFrame = Box<dyn FnMut(FrameResult) + Send>;
 
 /// Counters for `/health` and the demo, shared by the camera threads.
@@ -88,10 +91,12 @@ fn set(m: &Mutex<String>, value: String) {
 }
 
 impl CameraStats {
+    /// Frames processed since the start.
     pub fn processed(&self) -> u64 {
         self.processed.load(Ordering::Relaxed)
     }
 
+    /// The capture side's state, as `/health` shows it (`running`, `reopening`, ...).
     pub fn state(&self) -> String {
         lock(&self.state).clone()
     }
@@ -187,6 +192,7 @@ impl CameraStats {
         ]
     }
 
+    /// The counters as `/health`'s `camera` object.
     pub fn to_json(&self) -> Value {
         let last = self.last_frame_ms.load(Ordering::Relaxed);
         let mut answer = json!({
@@ -242,6 +248,7 @@ impl CameraStats {
     }
 }
 
+/// A running camera: its capture and processing threads, stopped by [`Camera::stop`].
 pub struct Camera {
     stop: Arc<AtomicBool>,
     slot: Arc<LatestSlot<(RawFrame, Instant)>>,
@@ -286,6 +293,7 @@ impl Camera {
         })
     }
 
+    /// The counters `/health` and `/metrics` read.
     pub fn stats(&self) -> &Arc<CameraStats> {
         &self.stats
     }
@@ -300,6 +308,7 @@ impl Camera {
         self.threads.iter().all(|t| t.is_finished())
     }
 
+    /// Stops both threads and waits for them.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.slot.close();

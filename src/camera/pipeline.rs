@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use super::confirm::{ConfirmSettings, Confirmer, Decided};
 use super::frame::RawFrame;
-use super::quality;
 use super::tracker::{Measured, Seen, Tracker};
 use crate::engine::{FaceBox, Frame};
 use crate::image_io::{ImageError, RgbImage};
 use crate::pipeline::{self, timed, StageTimes};
+use crate::quality;
 use crate::recognizer::{MatchOptions, Recognition, Recognizer};
 
 /// The camera's `CAMERA_MATCH_MARGIN`. Measured with `cargo bench --bench decisions` on

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use crate::locks::lock;
 
+/// A slot holding the newest value only: a put replaces what was not taken yet (counted as
+/// dropped), a take waits for a value.
 pub struct LatestSlot<T> {
     state: Mutex<(Option<T>, bool)>,
     ready: Condvar,
@@ -50,6 +52,7 @@ impl<T> LatestSlot<T> {
         self.ready.notify_all();
     }
 
+    /// Values replaced before anyone took them.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }

@@ -10,6 +10,7 @@ use thiserror::Error;
 use super::frame::RawFrame;
 use crate::bulk_enroll::is_photo;
 
+/// Why a frame source gave no frame.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SourceError {
     /// The stream is over (end of a replay without looping).
@@ -20,6 +21,7 @@ pub enum SourceError {
     Unavailable(String),
 }
 
+/// Where frames come from: a V4L2 camera, or files replayed as one.
 pub trait FrameSource: Send {
     /// The next frame, waiting for it as a camera would.
     fn next_frame(&mut self) -> Result<RawFrame, SourceError>;

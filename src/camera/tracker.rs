@@ -8,8 +8,8 @@
 //! for more than [`MAX_MISSED`] frames, so a label is not carried over to someone who steps into
 //! the same place a moment later.
 
-use super::quality::Thumbnail;
 use crate::engine::{Encoding, FaceBox};
+use crate::quality::Thumbnail;
 use crate::recognizer::Recognition;
 
 /// Overlap (intersection over union) above which two boxes are one face that stayed put.
@@ -40,7 +40,7 @@ pub struct Measured {
     pub encoding: Encoding,
     /// Width of the face's box, in pixels of the full frame.
     pub face_px: u32,
-    /// [`super::quality::sharpness`] of the face.
+    /// [`crate::quality::sharpness`] of the face.
     pub sharpness: f64,
 }
 
@@ -231,7 +231,7 @@ mod tests {
     fn named(label: &str, bbox: FaceBox) -> (Recognition, Measured) {
         let measured = Measured {
             encoding: [0.0; crate::engine::ENCODING_LEN],
-            face_px: crate::camera::quality::width(&bbox) as u32,
+            face_px: crate::quality::width(&bbox) as u32,
             sharpness: 500.0,
         };
         (Recognition::new(bbox, label, Some(0.3)), measured)

@@ -21,6 +21,7 @@ const BUFFERS: u32 = 4;
 /// and reopened, rather than blocking the capture thread, and with it shutdown, for ever.
 const FRAME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A V4L2 camera (`/dev/videoN`), streaming MJPEG or YUYV by memory-mapped buffers.
 pub struct V4l2Source {
     path: PathBuf,
     stream: Stream<'static>,
@@ -34,6 +35,8 @@ fn unavailable(path: &Path, what: &str, e: impl std::fmt::Display) -> SourceErro
 }
 
 impl V4l2Source {
+    /// Opens the camera at `path` for frames of about `width` x `height` at `fps` (the driver may
+    /// choose the nearest it offers).
     pub fn open(path: &Path, width: u32, height: u32, fps: u32) -> Result<V4l2Source, SourceError> {
         let device = Device::with_path(path).map_err(|e| unavailable(path, "cannot open", e))?;
         let mut format = device

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::engine::DEFAULT_DETECT_MAX_PIXELS;
-use crate::enroll_quality::{
+use crate::image_io::DEFAULT_MAX_PIXELS;
+use crate::quality::{
     DEFAULT_ENROLL_JITTERS, DEFAULT_MAX_YAW, DEFAULT_MIN_FACE_PX, DEFAULT_MIN_SHARPNESS,
 };
-use crate::image_io::DEFAULT_MAX_PIXELS;
 use crate::settings::{FaceCrops, Settings, DEFAULT_EVENTS_KEEP_DAYS};
 use crate::unknowns;
 

@@ -6,6 +6,7 @@
 use super::log::EventRecord;
 use super::utc;
 
+/// The CSV header line of `GET /events?format=csv`: one column per field of [`event_row`].
 pub const HEADER: &str = "time,event_id,kind,student_id,distance,delivery,http_status,candidates";
 
 /// Candidates are ids (letters, digits, `_-.`): joined with `;` in one cell.

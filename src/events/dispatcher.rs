@@ -95,7 +95,9 @@ impl<F: FnMut(&str) + Send> Sink for FnSink<F> {
 /// and every durable sink's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Delivered {
+    /// The webhook's report, as the original service answered it.
     pub report: Report,
+    /// Every durable sink's report, by sink name.
     pub sinks: Map<String, Value>,
 }
 
@@ -228,6 +230,7 @@ impl Dispatcher {
         self.event_log.as_ref()
     }
 
+    /// Whether a webhook (`ATTENDANCE_WEBHOOK_URL`) receives events.
     pub fn webhook_enabled(&self) -> bool {
         self.webhook_enabled
     }
@@ -237,6 +240,7 @@ impl Dispatcher {
         self.stats.sinks().iter().any(|s| s.is_durable())
     }
 
+    /// The outbox's and the sinks' counters.
     pub fn stats(&self) -> &OutboxStats {
         &self.stats
     }

@@ -33,11 +33,15 @@ pub use webhook::{WebhookConfig, WebhookSender, WebhookSink};
 pub struct Event {
     /// Unique across restarts and boxes; the webhook's `Idempotency-Key`.
     pub event_id: String,
+    /// The person, or `Unknown`.
     pub student_id: String,
+    /// The face's distance to the person's closest sample (`None` for a stranger).
     pub distance: Option<f64>,
     /// Unix seconds.
     pub ts: i64,
+    /// The frame's width and height, in pixels.
     pub frame: (usize, usize),
+    /// The face's box in the frame.
     pub bbox: FaceBox,
     /// The two people a face was as close to, neither ahead by the margin: the event is
     /// `attendance.ambiguous` and `student_id` is `Unknown`.
@@ -50,15 +54,23 @@ pub struct Event {
 /// runner-up (the closest other person) and the face's size and sharpness in that frame.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
+    /// Frames that agreed on the identity.
     pub frames: u32,
+    /// The closest distance among them.
     pub best_distance: Option<f64>,
+    /// The runner-up: the closest other person.
     pub second_label: Option<String>,
+    /// The runner-up's distance.
     pub second_distance: Option<f64>,
+    /// The face's size in pixels (smaller side of its box) in the closest frame.
     pub face_px: u32,
+    /// The face's sharpness ([`crate::quality::sharpness`]) in that frame.
     pub sharpness: f64,
 }
 
 impl Event {
+    /// An event for `student_id` at `distance`, seen now in a frame of `frame` pixels at `bbox`,
+    /// with a fresh id.
     pub fn new(
         student_id: &str,
         distance: Option<f64>,
@@ -90,10 +102,12 @@ impl Event {
         self
     }
 
+    /// What the camera's decision rested on, for camera events.
     pub fn decision(&self) -> Option<&Decision> {
         self.decision.as_deref()
     }
 
+    /// The two people an ambiguous face was as close to.
     pub fn candidates(&self) -> Option<&[String; 2]> {
         self.candidates.as_ref()
     }
@@ -181,6 +195,7 @@ pub fn events_for(
 
 pub use crate::clock::unix_ms as unix_now_ms;
 
+/// Now, in Unix seconds.
 pub fn unix_now() -> i64 {
     crate::clock::unix_secs() as i64
 }
@@ -188,13 +203,17 @@ pub fn unix_now() -> i64 {
 /// What became of one event: `{"status":"sent","http_status":200,"message":"…"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// Delivered, queued, skipped, disabled or failed.
     pub status: Status,
+    /// The main API's HTTP status, when it answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// What went wrong, or the main API's answer, in short.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
+/// Where an event stands (`status` in every report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -226,6 +245,7 @@ impl Status {
 }
 
 impl Report {
+    /// A report with `status` and nothing else.
     pub fn status(status: Status) -> Report {
         Report {
             status,

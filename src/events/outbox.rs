@@ -40,6 +40,7 @@ use crate::fsutil;
 /// An event waiting for delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
+    /// The event's id (its `Idempotency-Key`).
     pub event_id: String,
     /// The webhook body, as sent (JSON text: a backlog of 100,000 events stays ~30 MB).
     pub payload: String,
@@ -59,6 +60,8 @@ pub const WEBHOOK: &str = "webhook";
 /// At most this many durable sinks (one bit each).
 pub const MAX_SINKS: usize = 64;
 
+/// The outbox: events not yet taken by every durable sink, in a journal
+/// (`data/outbox/journal.jsonl`) that survives restarts and power cuts, with one cursor per sink.
 pub struct Outbox {
     path: PathBuf,
     file: File,
@@ -80,9 +83,11 @@ pub struct Outbox {
 /// What opening the journal found.
 #[derive(Debug, Default, PartialEq)]
 pub struct Recovered {
+    /// Events still to deliver.
     pub pending: usize,
     /// Lines that could not be read (a torn write at a power cut).
     pub unreadable: usize,
+    /// Oldest events dropped to stay within `OUTBOX_MAX_EVENTS`.
     pub dropped: usize,
 }
 
@@ -214,6 +219,7 @@ impl Outbox {
         self.pending.len()
     }
 
+    /// Whether every sink took every event.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
@@ -223,6 +229,7 @@ impl Outbox {
         self.waiting.get(sink).copied().unwrap_or(0)
     }
 
+    /// Events dropped since the start to stay within the bound.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }

@@ -20,12 +20,15 @@ use super::Report;
 /// One event on its way to a sink.
 #[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'a> {
+    /// The event's id.
     pub event_id: &'a str,
     /// Durable sinks: the webhook body (JSON text), the event as the original service sent it.
     /// Live sinks: the live message (the event with its reports, see `Event::live_message`).
     pub payload: &'a str,
 }
 
+/// A destination of events. Durable sinks (webhook, MQTT) follow the outbox and are retried until
+/// they take each event; live ones (WebSocket, last person) get each event once, as it happens.
 pub trait Sink: Send {
     /// The sink's name: its cursor in the journal, its label in `/health`, `/metrics` and the
     /// realtime answer's `sinks`. Stable across releases (the journal keeps it).

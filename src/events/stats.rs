@@ -39,6 +39,7 @@ impl SinkStats {
         }
     }
 
+    /// The sink's name (see [`crate::events::Sink::name`]).
     pub fn name(&self) -> &'static str {
         self.name
     }
@@ -48,14 +49,17 @@ impl SinkStats {
         self.durable
     }
 
+    /// Events the sink has not taken yet.
     pub fn waiting(&self) -> u64 {
         self.waiting.load(Ordering::Relaxed)
     }
 
+    /// Events the sink took since the start.
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
     }
 
+    /// Whether its last attempt failed.
     pub fn failing(&self) -> bool {
         lock(&self.last_error).is_some()
     }
@@ -89,6 +93,7 @@ impl SinkStats {
         }
     }
 
+    /// The counters as `/health`'s `outbox` object.
     pub fn to_json(&self) -> Value {
         let mut v = json!({
             "durable": self.durable,
@@ -140,10 +145,12 @@ impl OutboxStats {
         self.pending.load(Ordering::Relaxed)
     }
 
+    /// Every sink's counters.
     pub fn sinks(&self) -> &[Arc<SinkStats>] {
         &self.sinks
     }
 
+    /// The counters of the sink named `name`.
     pub fn sink(&self, name: &str) -> Option<&SinkStats> {
         self.sinks.iter().find(|s| s.name == name).map(|s| &**s)
     }

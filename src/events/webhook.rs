@@ -7,8 +7,10 @@ use super::outbox::WEBHOOK;
 use super::sink::{Outgoing, Sink};
 use super::{Report, Status};
 
+/// Where and how the webhook posts events (`ATTENDANCE_WEBHOOK_URL`, ...).
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
+    /// The main API's URL events are posted to.
     pub url: String,
     /// Sent as `Authorization: Bearer <key>` when set.
     pub api_key: Option<String>,
@@ -16,6 +18,7 @@ pub struct WebhookConfig {
     pub timeout: Duration,
 }
 
+/// Posts one event's body to the webhook, as the original service did.
 pub struct WebhookSender {
     config: WebhookConfig,
     agent: ureq::Agent,
@@ -42,6 +45,7 @@ pub fn sanitize_message(text: &str) -> String {
 }
 
 impl WebhookSender {
+    /// A sender for `config`.
     pub fn new(config: WebhookConfig) -> WebhookSender {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(config.timeout))
@@ -52,6 +56,7 @@ impl WebhookSender {
         WebhookSender { config, agent }
     }
 
+    /// The bound on one attempt.
     pub fn timeout(&self) -> Duration {
         self.config.timeout
     }

@@ -49,6 +49,7 @@ pub struct Place {
 }
 
 impl Places {
+    /// `max` places, none taken.
     pub fn new(max: usize) -> Places {
         Places {
             inner: Arc::new(PlacesInner {
@@ -98,10 +99,12 @@ impl Places {
         })
     }
 
+    /// Places in all.
     pub fn max(&self) -> usize {
         self.inner.max
     }
 
+    /// Places taken now.
     pub fn busy(&self) -> usize {
         self.state().busy
     }
@@ -159,6 +162,8 @@ pub struct Budget {
 const MAX_DOWNLOADS: usize = 8;
 
 impl Budget {
+    /// Places for `max_uploads` uploads and `max_images` images at once (one of them large),
+    /// waiting at most `queue_wait` for an image place.
     pub fn new(max_uploads: usize, max_images: usize, queue_wait: Duration) -> Budget {
         Budget {
             uploads: Places::new(max_uploads),

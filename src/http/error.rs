@@ -13,13 +13,18 @@ use crate::unknowns::UnknownsError;
 /// An answer that is not a 200.
 #[derive(Debug, Error)]
 pub enum ApiError {
+    /// 400: the request is malformed (the sentence says how).
     #[error("{0}")]
     BadRequest(String),
+    /// 404: nothing there (what was looked for).
     #[error("not found: {0}")]
     NotFound(String),
+    /// 405: the path exists, not with this method (`Allow` lists the methods).
     #[error("method {method} not allowed on {path}; use {allowed}")]
     MethodNotAllowed {
+        /// The method asked.
         method: String,
+        /// The path asked.
         path: String,
         /// Every method of the path, as `Allow` lists them.
         allowed: &'static str,
@@ -36,12 +41,16 @@ pub enum ApiError {
     /// Too many wrong keys from this address: wait this many seconds (`Retry-After`).
     #[error("too many wrong API keys from this address; try again in {0} s")]
     TooManyGuesses(u64),
+    /// 408: the body did not arrive in time.
     #[error("the request body was not received in time")]
     Timeout,
+    /// 413: the body is over its limit (the sentence gives it).
     #[error("{0}")]
     TooLarge(String),
+    /// 415: a body of a type the route does not take.
     #[error("{0}")]
     UnsupportedMedia(String),
+    /// 422: a field the route needs is missing (its name).
     #[error("missing field: {0}")]
     MissingField(&'static str),
     /// The server's own trouble; the detail (paths, OS errors) goes to the log only.
@@ -56,17 +65,28 @@ pub enum ApiError {
     /// The request clashes with what is enrolled (an id taken, a face already enrolled);
     /// `details` are added to the answer (`duplicate_of`, `distance`).
     #[error("{message}")]
-    Conflict { message: String, details: Value },
+    Conflict {
+        /// What the client is told.
+        message: String,
+        /// Added to the answer's JSON.
+        details: Value,
+    },
     /// Understood but refused as it is (a poor face for enrollment); `details` are added to the
     /// answer (`quality`).
     #[error("{message}")]
-    Unprocessable { message: String, details: Value },
+    Unprocessable {
+        /// What the client is told.
+        message: String,
+        /// Added to the answer's JSON.
+        details: Value,
+    },
 }
 
 /// Seconds a client is asked to wait (`Retry-After`) when the server is busy.
 pub const RETRY_AFTER_SECONDS: &str = "1";
 
 impl ApiError {
+    /// The HTTP status of the answer.
     pub fn status(&self) -> u16 {
         match self {
             ApiError::BadRequest(_) => 400,
@@ -124,6 +144,8 @@ impl ApiError {
         self.to_string()
     }
 
+    /// The JSON body of the answer: `{"ok":false,"error":"..."}`, plus the details some errors
+    /// carry.
     pub fn body(&self) -> String {
         let mut body = serde_json::json!({"ok": false, "error": self.public_message()});
         if let ApiError::Conflict { details, .. } | ApiError::Unprocessable { details, .. } = self {

@@ -12,12 +12,12 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 
 use serde_json::json;
 
+use super::app::App;
+use super::call::Call;
 use super::error::ApiError;
 use super::form::Form;
 use super::query::{self, percent_decode};
 use super::respond::Answer;
-use super::routes::Call;
-use super::App;
 use crate::events::csv;
 use crate::events::log::{Found, Kind, Query};
 use crate::events::utc;

@@ -43,6 +43,22 @@ impl Form {
             .map(|s| s.trim().to_string())
             .map_err(|_| ApiError::BadRequest(format!("field {name} is not UTF-8 text")))
     }
+
+    /// A yes/no field (`true`/`1`/`yes`/`on`, `false`/`0`/`no`/`off`/empty, any case); absent
+    /// is no; anything else is 400.
+    pub fn flag(&self, name: &'static str) -> Result<bool, ApiError> {
+        match self.text(name) {
+            Err(ApiError::MissingField(_)) => Ok(false),
+            Err(e) => Err(e),
+            Ok(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" | "" => Ok(false),
+                _ => Err(ApiError::BadRequest(format!(
+                    "{name} must be true or false, got {v:?}"
+                ))),
+            },
+        }
+    }
 }
 
 /// Reads at most `limit` bytes of body: 413 past it (checked against Content-Length first, then

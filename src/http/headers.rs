@@ -1,4 +1,5 @@
-//! The security headers every answer carries, added in one place ([`secure`]).
+//! Headers: the one reader of a request's headers ([`header`]), and the security headers every
+//! answer carries, added in one place ([`secure`]).
 //!
 //! - `X-Content-Type-Options: nosniff`: an upload answered back is never run as a script.
 //! - `Referrer-Policy: no-referrer`: nothing of the box's URLs leaves in a `Referer`.
@@ -9,7 +10,16 @@
 //! - `Cache-Control: no-store` on every answer: most are behind a key or name people
 //!   (`/health` included), and the static ones are small.
 
-use tiny_http::{Header, Response};
+use tiny_http::{Header, Request, Response};
+
+/// The value of header `name` (case-insensitive), if present.
+pub fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
 
 /// The CSP of the box's pages (`/`, `/docs`): no inline script or style anywhere.
 pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \

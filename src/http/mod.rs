@@ -9,9 +9,16 @@
 //! `Host` and `Origin` checks), answers light routes itself and hands uploads to [`uploads`],
 //! whose image work waits for a place in [`budget`]. Every answer carries the security headers
 //! of [`headers`].
+//!
+//! Inside, nothing imports upward: the table and the handlers (`routes`, by area) share their
+//! types through `call` and `app`; the threads that run handlers (`uploads`, `ws`, `stream`,
+//! `events`) import those, never the table; this file holds the listeners and the workers and
+//! is imported by none of them.
 
+mod app;
 pub mod auth;
 pub mod budget;
+mod call;
 mod error;
 mod events;
 mod form;
@@ -32,37 +39,29 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::camera::live::Live;
-use crate::camera::CameraStats;
-use crate::events::Dispatcher;
 use crate::liveness::{Heartbeat, Liveness};
-use crate::metrics::{Family, Metrics};
-use crate::mqtt::MqttStats;
-use crate::recognizer::Recognizer;
-use crate::replication::ReplicationStats;
-use crate::unknowns::Unknowns;
+pub use app::{App, Limits};
 pub use auth::{ApiKeys, Auth, Caller, KeyError, Role, MIN_KEY_LEN};
 pub use budget::Budget;
+pub use call::{Access, Handler, Route};
 pub use error::ApiError;
 pub use guard::Guard;
-pub use routes::{Access, Handler, Route, ROUTES};
+pub use routes::ROUTES;
 pub use ws::Hub;
 
 /// The form parser, for the fuzz targets (`crate::fuzzing`).
-#[doc(hidden)]
-pub fn fuzz_form(content_type: Option<&str>, body: Vec<u8>) -> Result<form::Form, ApiError> {
+#[cfg(any(fuzzing, test))]
+pub(crate) fn fuzz_form(content_type: Option<&str>, body: Vec<u8>) -> Result<form::Form, ApiError> {
     form::parse(content_type, body)
 }
 
 /// The query parsers (realtime parameters, the WebSocket key, `/events`), for the fuzz
 /// targets.
-#[doc(hidden)]
-pub fn fuzz_query(query: &str) {
+#[cfg(any(fuzzing, test))]
+pub(crate) fn fuzz_query(query: &str) {
     let _ = routes::realtime_params(query);
     let _ = events::parse_params(query);
-    let _ = routes::split_url(query);
+    let _ = query::split_url(query);
     let _ = query::value(query, auth::KEY_PARAM);
     let _ = auth::credential(
         [],
@@ -77,8 +76,8 @@ pub fn fuzz_query(query: &str) {
 /// The checks on who a request comes from, for the fuzz targets: its one credential (with
 /// tickets and keys in the URL allowed), and the `Host` and `Origin` checks of a box bound to
 /// loopback, over plain HTTP and over TLS.
-#[doc(hidden)]
-pub fn fuzz_guard(headers: &[(String, String)], query: &str) {
+#[cfg(any(fuzzing, test))]
+pub(crate) fn fuzz_guard(headers: &[(String, String)], query: &str) {
     let pairs = headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let sources = auth::Sources {
         ticket: true,
@@ -103,9 +102,9 @@ pub fn fuzz_guard(headers: &[(String, String)], query: &str) {
 /// Routing of a request line's target (`/people/a%2Fb?q=al`) for `method`: the route table's
 /// path matching, its parameters and the id check, for the fuzz targets. Whatever matches must
 /// match again once its parameters are put back into the route's pattern.
-#[doc(hidden)]
-pub fn fuzz_route(method: &str, target: &str) {
-    let (path, query) = routes::split_url(target);
+#[cfg(any(fuzzing, test))]
+pub(crate) fn fuzz_route(method: &str, target: &str) {
+    let (path, query) = query::split_url(target);
     let _ = query::value(&query, "limit");
     let Ok(method) = method.parse::<tiny_http::Method>() else {
         return;
@@ -118,290 +117,11 @@ pub fn fuzz_route(method: &str, target: &str) {
     }
 }
 
-/// Limits that keep one client from holding the box.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_upload_bytes: usize,
-    /// Largest gallery archive for `POST /gallery/import`.
-    pub max_import_bytes: usize,
-    /// How long a client may take to send a request head, idle between requests, or stall
-    /// reading an answer; the grace before a body must arrive at [`MIN_BODY_RATE`].
-    pub io_timeout: Duration,
-    pub workers: usize,
-    /// Connections at once, overall and from one client address.
-    pub max_connections: usize,
-    pub max_connections_per_client: usize,
-    /// `/health` turns `ok:false` when the camera has been gone or silent this long.
-    pub camera_stale_after: Duration,
-}
-
 /// Bytes per second a request body must keep arriving at, after the grace of `io_timeout`: a
 /// 10 MiB upload may take 10 minutes, a trickle of a byte now and then is cut off.
 pub const MIN_BODY_RATE: u64 = 16 * 1024;
 
-/// Everything a request handler needs.
-pub struct App {
-    pub recognizer: Recognizer,
-    pub dispatcher: Arc<Dispatcher>,
-    pub hub: Hub,
-    /// The camera loop's counters, when `serve` runs one.
-    pub camera: Option<Arc<CameraStats>>,
-    /// Camera frames for `POST /people/{id}/capture`, when `serve` runs a camera.
-    pub captures: Option<Arc<crate::camera::capture::Captures>>,
-    pub limits: Limits,
-    /// What `GET /config` shows (never the API key).
-    pub config_json: Value,
-    /// API keys, tickets and the guessing throttle; no keys: every route is open (bind to
-    /// loopback then).
-    pub auth: Auth,
-    /// The `Host` and `Origin` checks against browsers used from elsewhere.
-    pub guard: Guard,
-    /// Places for uploads, images and large answers.
-    pub budget: Budget,
-    /// The unknown faces the camera kept, for review (`/unknowns`); `None` when the store could
-    /// not be opened (a data folder this user may only read).
-    unknowns: Option<Arc<Unknowns>>,
-    /// The camera's live view (`/stream.mjpg`), when `serve` runs a camera.
-    live: Option<Arc<Live>>,
-    /// The broker connection's and the gallery sync's counters, when the box uses MQTT.
-    mqtt: Option<MqttParts>,
-    /// Open connections, from the server once it runs.
-    connections: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
-    /// The listeners (`{"http": addr, "https": addr}`), once the server runs.
-    listeners: std::sync::OnceLock<Value>,
-    /// What `/metrics` records as it happens (the rest it reads from the structs above).
-    pub metrics: Metrics,
-    /// `/metrics` needs a viewer key (`METRICS_REQUIRE_KEY`, true by default on a box with
-    /// keys), else it is open like `/health`.
-    pub metrics_require_key: bool,
-}
-
-/// What `/health` and `/metrics` read of the MQTT side.
-struct MqttParts {
-    mqtt: Arc<MqttStats>,
-    sync: Option<Arc<ReplicationStats>>,
-}
-
-impl App {
-    pub fn new(
-        recognizer: Recognizer,
-        dispatcher: Arc<Dispatcher>,
-        hub: Hub,
-        limits: Limits,
-        budget: Budget,
-        config_json: Value,
-    ) -> App {
-        App {
-            recognizer,
-            dispatcher,
-            hub,
-            camera: None,
-            captures: None,
-            limits,
-            config_json,
-            auth: Auth::default(),
-            guard: Guard::new(None, &[], &[]),
-            budget,
-            unknowns: None,
-            live: None,
-            mqtt: None,
-            connections: std::sync::OnceLock::new(),
-            listeners: std::sync::OnceLock::new(),
-            metrics: Metrics::new(),
-            metrics_require_key: false,
-        }
-    }
-
-    /// The app with the unknown-faces store behind `/unknowns` (and its count in `/health`).
-    pub fn with_unknowns(mut self, unknowns: Arc<Unknowns>) -> App {
-        self.unknowns = Some(unknowns);
-        self
-    }
-
-    /// The app with the camera's live view behind `/stream.mjpg`.
-    pub fn with_live(mut self, live: Arc<Live>) -> App {
-        self.live = Some(live);
-        self
-    }
-
-    /// The app with the broker connection's counters (and the gallery sync's, when on).
-    pub fn with_mqtt(mut self, mqtt: Arc<MqttStats>, sync: Option<Arc<ReplicationStats>>) -> App {
-        self.mqtt = Some(MqttParts { mqtt, sync });
-        self
-    }
-
-    /// `/health`'s `mqtt` and `gallery_sync`, when the box uses MQTT.
-    pub fn mqtt_json(&self) -> Option<(Value, Option<Value>)> {
-        let parts = self.mqtt.as_ref()?;
-        Some((
-            parts.mqtt.to_json(),
-            parts.sync.as_ref().map(|s| s.to_json()),
-        ))
-    }
-
-    /// The camera's live view, when the service runs a camera.
-    pub fn live(&self) -> Option<&Arc<Live>> {
-        self.live.as_ref()
-    }
-
-    /// The unknown-faces store, when the service keeps one.
-    pub fn unknowns(&self) -> Option<&Arc<Unknowns>> {
-        self.unknowns.as_ref()
-    }
-
-    /// Runs the work on `image` (decoding included) on the engine's pool, holding one of the image
-    /// places, and the large-image place too when the image is above `DETECT_MAX_PIXELS` (read
-    /// from its header): it waits at most `HTTP_QUEUE_SECONDS` for them, then the client hears
-    /// 503 and `Retry-After`. This bounds what images cost at once in memory and CPU.
-    fn image_work<T: Send>(
-        &self,
-        image: &[u8],
-        work: impl FnOnce() -> Result<T, crate::Error> + Send,
-    ) -> Result<T, ApiError> {
-        let recognizer = &self.recognizer;
-        // An image whose header does not read is refused by the work itself, at once.
-        let large = crate::image_io::probe(image, recognizer.max_pixels())
-            .is_ok_and(|p| p.pixels() > recognizer.engine().detect_max_pixels());
-        let deadline = std::time::Instant::now() + self.budget.queue_wait;
-        let left = || deadline.saturating_duration_since(std::time::Instant::now());
-        let Some(_place) = self.budget.images.take_within(left()) else {
-            return Err(ApiError::Busy("too many images in progress"));
-        };
-        let _large = match large {
-            false => None,
-            true => match self.budget.large_images.take_within(left()) {
-                Some(place) => Some(place),
-                None => return Err(ApiError::Busy("a large image is in progress")),
-            },
-        };
-        recognizer.engine().install(work).map_err(ApiError::from)
-    }
-
-    /// Connections open now, as the server counts them for its caps (`None` before it runs).
-    pub fn open_connections(&self) -> Option<usize> {
-        self.connections.get().map(|count| count())
-    }
-
-    /// The `http` part of `/health`: open connections and the budgets' places.
-    fn http_stats(&self) -> Value {
-        serde_json::json!({
-            "listeners": self.listeners.get(),
-            "connections": self.open_connections(),
-            "uploads": self.budget.uploads.to_json(),
-            "imports": self.budget.imports.to_json(),
-            "images": self.budget.images.to_json(),
-            "large_images": self.budget.large_images.to_json(),
-            "websocket_clients": self.hub.clients(),
-            "stream_clients": self.live.as_ref().map_or(0, |l| l.viewers()),
-        })
-    }
-}
-
-impl App {
-    /// Everything `/metrics` reads at a scrape, from the structs `/health` reads.
-    fn families(&self) -> Vec<Family> {
-        let (encodings, labels) = self.recognizer.gallery().counts();
-        let mut families = vec![
-            Family::gauge("build_info", "The running version.")
-                .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0),
-            Family::gauge("gallery_people", "People enrolled.").value(labels as f64),
-            Family::gauge("gallery_encodings", "Face samples enrolled.").value(encodings as f64),
-            Family::gauge("http_connections", "Open HTTP connections.")
-                .value(self.open_connections().unwrap_or(0) as f64),
-            Family::gauge("websocket_clients", "Clients of /ws/recognitions.")
-                .value(self.hub.clients() as f64),
-            Family::gauge("webhook_enabled", "1 when events go to a main API.")
-                .value(f64::from(u8::from(self.dispatcher.webhook_enabled()))),
-        ];
-        let budgets = [
-            ("uploads", &self.budget.uploads),
-            ("imports", &self.budget.imports),
-            ("images", &self.budget.images),
-            ("large_images", &self.budget.large_images),
-        ];
-        let help = [
-            ("busy", "Places taken, by budget (/health http)."),
-            ("max", "Places, by budget."),
-            ("waiting", "Requests waiting for a place, by budget."),
-        ];
-        // One lock per budget for the four figures.
-        let counts = budgets.map(|(budget, places)| (budget, places.counts()));
-        for (i, (what, help)) in help.into_iter().enumerate() {
-            let mut family = Family::gauge(&format!("http_places_{what}"), help);
-            for (budget, counts) in &counts {
-                family = family.sample(&[("budget", budget)], counts[i].1 as f64);
-            }
-            families.push(family);
-        }
-        let mut refused = Family::counter(
-            "http_places_refused",
-            "Requests refused for want of a place (503), by budget.",
-        );
-        for (budget, counts) in &counts {
-            refused = refused.sample(&[("budget", budget)], counts[3].1 as f64);
-        }
-        families.push(refused);
-        let (failures, held_off) = self.auth.throttle().counts();
-        families.push(
-            Family::counter(
-                "http_auth_failures",
-                "Wrong API keys or tickets presented (401 or 429).",
-            )
-            .value(failures as f64),
-        );
-        families.push(
-            Family::counter(
-                "http_auth_held_off",
-                "Wrong API keys or tickets answered 429: their address was held off.",
-            )
-            .value(held_off as f64),
-        );
-        families.push(
-            Family::gauge(
-                "http_auth_held_addresses",
-                "Client addresses held off now for presenting wrong keys.",
-            )
-            .value(
-                self.auth
-                    .throttle()
-                    .held_addresses(std::time::Instant::now()) as f64,
-            ),
-        );
-        if let Some(parts) = &self.mqtt {
-            families.extend(parts.mqtt.families());
-            if let Some(sync) = &parts.sync {
-                families.extend(sync.families());
-            }
-        }
-        families.extend(self.dispatcher.stats().families());
-        if let Some(camera) = &self.camera {
-            families.extend(camera.families(self.limits.camera_stale_after));
-        }
-        if let Some(live) = self.live() {
-            families.extend(live.families());
-        }
-        if let Some(unknowns) = self.unknowns() {
-            families.push(
-                Family::gauge(
-                    "unknown_clusters",
-                    "Clusters of unknown faces kept for review.",
-                )
-                .value(unknowns.cluster_count() as f64),
-            );
-        }
-        families
-    }
-}
-
-/// The value of header `name` (case-insensitive), if present.
-fn header<'a>(request: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
-}
-
+/// The running HTTP service: its listeners and worker threads, until [`RunningServer::shutdown`].
 pub struct RunningServer {
     addr: SocketAddr,
     server: Arc<tiny_http::Server>,
@@ -417,7 +137,9 @@ pub struct RunningServer {
 /// Where [`start_listeners`] listens: the plain HTTP address and the HTTPS one with its
 /// certificate, at least one of them.
 pub struct Listeners<'a> {
+    /// The plain HTTP address to bind, if any.
     pub plain: Option<&'a str>,
+    /// The HTTPS address to bind and its TLS configuration, if any.
     pub tls: Option<(&'a str, Arc<rustls::ServerConfig>)>,
 }
 
@@ -571,6 +293,7 @@ impl RunningServer {
         self.tls_addr
     }
 
+    /// What the handlers share.
     pub fn app(&self) -> &App {
         &self.app
     }

@@ -1,4 +1,4 @@
-//! Query strings and percent-encoding: the one place that reads them.
+//! Request targets, query strings and percent-encoding: the one place that reads them.
 //!
 //! Contract: `%XX` escapes are decoded by the `percent-encoding` crate after a strict check (a
 //! `%` not followed by two hex digits, or bytes that are not UTF-8, make the value unreadable:
@@ -51,9 +51,31 @@ pub fn count(query: &str, name: &str) -> usize {
     pairs(query).filter(|(k, _)| *k == name).count()
 }
 
+/// A request target split into its path (without a trailing `/`, except the root's) and its
+/// query string (undecoded, empty when there is none).
+pub fn split_url(url: &str) -> (String, String) {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    (path.to_string(), query.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_split_from_queries() {
+        assert_eq!(
+            split_url("/recognize/realtime?min_conf=1"),
+            ("/recognize/realtime".into(), "min_conf=1".into())
+        );
+        assert_eq!(split_url("/health/"), ("/health".into(), String::new()));
+        assert_eq!(split_url("/"), ("/".into(), String::new()));
+    }
 
     #[test]
     fn values_are_decoded_strictly() {

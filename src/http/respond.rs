@@ -9,7 +9,7 @@ use tiny_http::{Header, Request, Response};
 use super::budget::Places;
 use super::error::ApiError;
 use super::headers::secure;
-use super::routes::split_url;
+use super::query::split_url;
 
 /// What a handler answers with (the WebSocket upgrade answers by itself).
 pub enum Answer {

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tiny_http::{Method, Request};
 
+use super::app::App;
 use super::error::ApiError;
 use super::respond::respond;
-use super::App;
 use crate::camera::live::{self, Live, Next, Viewer};
 
 /// The multipart boundary between parts.

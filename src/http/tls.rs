@@ -16,18 +16,27 @@ use sha2::{Digest, Sha256};
 /// Why the certificate or key cannot serve HTTPS.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A file could not be read.
     #[error("{setting}: cannot read {}: {source}", path.display())]
     Read {
+        /// The setting that named it (`FACE_TLS_CERT` or `FACE_TLS_KEY`).
         setting: &'static str,
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// A file is not valid PEM.
     #[error("{setting}: {} is not valid PEM: {detail}", path.display())]
     Pem {
+        /// The setting that named it.
         setting: &'static str,
+        /// The file.
         path: PathBuf,
+        /// What is wrong with it.
         detail: String,
     },
+    /// The certificate file holds no certificate.
     #[error("FACE_TLS_CERT: {} holds no PEM certificate", .0.display())]
     NoCertificate(PathBuf),
     #[error(
@@ -35,7 +44,9 @@ pub enum TlsError {
          not supported)",
         .0.display()
     )]
+    /// The key file holds no private key of a supported kind.
     NoKey(PathBuf),
+    /// The key does not go with the certificate, or rustls cannot use them.
     #[error("FACE_TLS_KEY does not go with FACE_TLS_CERT (or is not usable): {0}")]
     Unusable(rustls::Error),
 }
@@ -43,6 +54,7 @@ pub enum TlsError {
 /// The certificate and key read, checked, ready for the listener.
 #[derive(Clone)]
 pub struct TlsSetup {
+    /// The listener's TLS configuration.
     pub config: Arc<rustls::ServerConfig>,
     /// SHA-256 of the box's certificate (the first of the chain), as
     /// `openssl x509 -noout -fingerprint -sha256` shows it: what a client pins.

@@ -18,17 +18,12 @@ use std::sync::Arc;
 
 use tiny_http::Request;
 
+use super::app::App;
+use super::call::{Body, Call, StreamHandler, UploadHandler};
 use super::error::ApiError;
-use super::form::{self, Form};
-use super::respond::{respond, Answer};
-use super::routes::{Body, Call};
-use super::{header, App};
-
-/// What an upload route does with its parsed body.
-pub type UploadHandler = fn(&App, Form, &Call) -> Result<Answer, ApiError>;
-
-/// What a streamed route does with its body: a file, at its start, gone once closed.
-pub type StreamHandler = fn(&App, File, &Call) -> Result<Answer, ApiError>;
+use super::form;
+use super::headers::header;
+use super::respond::respond;
 
 /// Takes an upload place (or answers 503 at once, without reading the body) and reads and
 /// handles the request on its own thread.
@@ -80,8 +75,10 @@ pub fn stream(app: &Arc<App>, request: Request, call: Call, handle: StreamHandle
             let length = request.body_length();
             let answer =
                 spool(&app, request.as_reader(), length).and_then(|file| handle(&app, file, &call));
-            let status = respond(request, answer);
+            // The import is over: its place is free before the client hears so, or a client
+            // that imports again at once would be told one is in progress.
             drop(place);
+            let status = respond(request, answer);
             call.served(&app, status);
         });
     if let Err(e) = spawned {

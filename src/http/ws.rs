@@ -19,8 +19,8 @@ use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::Message;
 
 use super::error::ApiError;
+use super::headers::header;
 use super::respond::respond;
-use super::{header, App};
 use crate::events::{Outgoing, Report, Sink, Status};
 
 /// Messages a client may fall behind by before it is dropped.
@@ -64,6 +64,7 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// A hub for at most `max_clients` clients, with its thread started.
     pub fn start(max_clients: usize) -> Hub {
         let (tx, rx) = mpsc::channel();
         if let Err(e) = std::thread::Builder::new()
@@ -79,6 +80,8 @@ impl Hub {
         }
     }
 
+    /// Sends `message` to every connected client; a client whose queue is full (it stopped reading)
+    /// is dropped.
     pub fn broadcast(&self, message: String) {
         let _ = self.tx.send(HubMsg::Broadcast(message));
     }
@@ -88,6 +91,7 @@ impl Hub {
         self.clients.load(Ordering::Relaxed)
     }
 
+    /// Whether no more clients may connect (503).
     pub fn is_full(&self) -> bool {
         self.clients() >= self.max_clients
     }
@@ -226,12 +230,12 @@ fn read_client<S: TimedStream>(ws: &mut WebSocket<S>) -> Heard {
 /// Answers a WebSocket handshake: 400 unless it is a valid RFC 6455 upgrade, 503 when the hub
 /// is full, else 101 and the connection goes to the hub.
 /// Returns the status answered (101: switched to the WebSocket).
-pub fn upgrade(app: &App, request: Request) -> u16 {
+pub fn upgrade(hub: &Hub, request: Request) -> u16 {
     let key = match handshake_key(&request) {
         Ok(key) => key,
         Err(e) => return respond(request, Err(e)),
     };
-    if app.hub.is_full() {
+    if hub.is_full() {
         return respond(request, Err(ApiError::Busy("too many WebSocket clients")));
     }
     let mut response = Response::empty(101);
@@ -244,8 +248,7 @@ pub fn upgrade(app: &App, request: Request) -> u16 {
             response.add_header(h);
         }
     }
-    app.hub
-        .attach(request.upgrade_stream("websocket", response));
+    hub.attach(request.upgrade_stream("websocket", response));
     101
 }
 

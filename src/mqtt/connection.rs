@@ -78,28 +78,45 @@ pub const MAX_RETRY: Duration = Duration::from_secs(8);
 /// How long [`Mqtt::stop`] waits for the broker to take the `offline`.
 const STOP_ACK: Duration = Duration::from_secs(2);
 
+/// Why the broker connection or a publish failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
+    /// `MQTT_URL` does not parse.
     #[error("MQTT_URL must be mqtt://host[:port] or mqtts://host[:port], got {0:?}")]
     BadUrl(String),
+    /// `MQTT_CA_FILE` cannot be read or holds no certificate.
     #[error("MQTT_CA_FILE {}: {reason}", path.display())]
-    CaFile { path: PathBuf, reason: String },
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS setup failed.
     #[error("TLS: {0}")]
     Tls(String),
+    /// A topic or filter MQTT does not allow.
     #[error("not a valid MQTT topic or filter: {0:?}")]
     BadTopic(String),
+    /// A message above the size limit (its size).
     #[error("payload of {0} bytes is above the limit of {MAX_INCOMING_BYTES}")]
     TooLarge(usize),
+    /// Not connected now.
     #[error("not connected to the MQTT broker")]
     NotConnected,
+    /// Too many publishes waiting.
     #[error("the MQTT publish queue is full ({PUBLISH_QUEUE} waiting): broker down or slow")]
     QueueFull,
+    /// No PUBACK within the time given.
     #[error("no PUBACK from the MQTT broker within {0:?}")]
     Timeout(Duration),
+    /// The connection dropped before the PUBACK.
     #[error("the connection to the MQTT broker was lost before its PUBACK")]
     ConnectionLost,
+    /// The connection was stopped.
     #[error("the MQTT connection is stopped")]
     Stopped,
+    /// The connection's thread could not start.
     #[error("could not start the MQTT thread: {0}")]
     Thread(String),
 }
@@ -112,8 +129,11 @@ pub type Hook = Arc<dyn Fn() + Send + Sync>;
 /// A broker address from `MQTT_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
+    /// `mqtts://`: TLS to the broker.
     pub tls: bool,
+    /// The broker's host name or address.
     pub host: String,
+    /// Its port (1883, 8883 with TLS, unless given).
     pub port: u16,
 }
 
@@ -217,6 +237,7 @@ impl MqttStats {
         self.counters[counter as usize].load(Ordering::Relaxed)
     }
 
+    /// Whether the broker connection is up now.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
@@ -226,18 +247,22 @@ impl MqttStats {
         self.add(Counter::Malformed);
     }
 
+    /// Messages refused for their size since the start.
     pub fn oversize(&self) -> u64 {
         self.get(Counter::Oversize)
     }
 
+    /// Messages their handler could not use since the start.
     pub fn malformed(&self) -> u64 {
         self.get(Counter::Malformed)
     }
 
+    /// Messages received since the start.
     pub fn received(&self) -> u64 {
         self.get(Counter::Received)
     }
 
+    /// Connections made since the start (reconnects included).
     pub fn connects(&self) -> u64 {
         self.get(Counter::Connects)
     }
@@ -445,10 +470,12 @@ impl Mqtt {
         }))
     }
 
+    /// This box's id in topics (`MQTT_BOX_ID`).
     pub fn box_id(&self) -> &str {
         &self.shared.box_id
     }
 
+    /// The topics' prefix (`MQTT_TOPIC_PREFIX`).
     pub fn topic_prefix(&self) -> &str {
         &self.shared.prefix
     }
@@ -458,10 +485,12 @@ impl Mqtt {
         self.shared.topic(suffix)
     }
 
+    /// Whether the broker connection is up now.
     pub fn is_connected(&self) -> bool {
         self.shared.stats.connected()
     }
 
+    /// The connection's counters.
     pub fn stats(&self) -> &Arc<MqttStats> {
         &self.shared.stats
     }

@@ -16,6 +16,8 @@ use crate::events::{Outgoing, Report, Sink, Status};
 /// How long one attempt waits for the PUBACK by default.
 pub const DEFAULT_EVENT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Publishes each event to `<prefix>/<box_id>/events` (QoS 1, waiting for the PUBACK): a durable
+/// sink, as the webhook.
 pub struct MqttSink {
     mqtt: Arc<Mqtt>,
     topic: String,
@@ -23,6 +25,7 @@ pub struct MqttSink {
 }
 
 impl MqttSink {
+    /// The sink over `mqtt`, each attempt waiting at most `timeout` for the PUBACK.
     pub fn new(mqtt: Arc<Mqtt>, timeout: Duration) -> MqttSink {
         let topic = mqtt.topic("events");
         MqttSink {

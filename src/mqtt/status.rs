@@ -188,6 +188,7 @@ pub struct LastPersonSink {
 }
 
 impl LastPersonSink {
+    /// The sink over `mqtt`, retained on `<prefix>/<box_id>/last_person`.
     pub fn new(mqtt: Arc<Mqtt>) -> LastPersonSink {
         let topic = mqtt.topic("last_person");
         LastPersonSink { mqtt, topic }

@@ -21,13 +21,13 @@ pub use serve::{
 use std::path::PathBuf;
 
 use crate::engine::{EngineConfig, DEFAULT_DETECT_MAX_PIXELS};
-use crate::enroll_quality::{
-    QualityLimits, DEFAULT_ENROLL_JITTERS, DEFAULT_MAX_YAW, DEFAULT_MIN_FACE_PX,
-    DEFAULT_MIN_SHARPNESS,
-};
 use crate::error::Error;
 use crate::gallery::{CropPolicy, Gallery, LoadReport};
 use crate::image_io::DEFAULT_MAX_PIXELS;
+use crate::quality::{
+    QualityLimits, DEFAULT_ENROLL_JITTERS, DEFAULT_MAX_YAW, DEFAULT_MIN_FACE_PX,
+    DEFAULT_MIN_SHARPNESS,
+};
 use crate::recognizer::EnrollPolicy;
 use crate::unknowns::{self, UnknownSettings};
 
@@ -225,11 +225,11 @@ impl Settings {
     /// What a face needs to be enrolled (ENROLL_MIN_FACE, ENROLL_MIN_SHARPNESS,
     /// ENROLL_MAX_YAW); an error naming the setting when one makes no sense.
     pub fn quality_limits(&self) -> Result<QualityLimits, Error> {
-        QualityLimits::new(
+        Ok(QualityLimits::new(
             self.enroll_min_face,
             self.enroll_min_sharpness,
             self.enroll_max_yaw,
-        )
+        )?)
     }
 
     /// What enrollment checks: the duplicate distance and the quality limits.

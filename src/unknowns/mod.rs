@@ -44,7 +44,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::engine::{Encoding, FaceBox, ENCODING_LEN};
+use crate::engine::{Encoding, FaceBox};
 use crate::fsutil;
 use crate::image_io::{self, RgbImage};
 
@@ -69,15 +69,20 @@ pub const DEFAULT_CLUSTER_DISTANCE: f64 = 0.55;
 pub const CROP_MARGIN: f64 = 0.5;
 /// Compaction: when the journal has more lines than `COMPACT_FACTOR * live + COMPACT_SLACK`.
 pub const COMPACT_FACTOR: usize = 4;
+/// See [`COMPACT_FACTOR`].
 pub const COMPACT_SLACK: usize = 64;
 /// Most samples a cluster offers for enrollment (the best ones).
 pub const ENROLL_SAMPLES: usize = 5;
 
+/// Why the unknown faces' store could not do something.
 #[derive(Debug, Error)]
 pub enum UnknownsError {
+    /// A file of the store could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -122,14 +127,17 @@ impl UnknownSettings {
         }
     }
 
+    /// Most faces kept (`UNKNOWN_MAX`).
     pub fn max(&self) -> usize {
         self.max
     }
 
+    /// Whether face crops are kept (`FACE_CROPS`).
     pub fn keep_crops(&self) -> bool {
         self.keep_crops
     }
 
+    /// Distance under which two faces are the same person's (`UNKNOWN_CLUSTER_DISTANCE`).
     pub fn cluster_distance(&self) -> f64 {
         self.cluster_distance
     }
@@ -199,14 +207,17 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// Faces the journal holds.
     pub fn faces(&self) -> usize {
         self.faces.len()
     }
 
+    /// The id the next face gets.
     pub fn next_id(&self) -> u64 {
         self.next_id
     }
 
+    /// Lines that could not be read.
     pub fn bad_lines(&self) -> usize {
         self.bad_lines
     }
@@ -283,8 +294,11 @@ fn to_encoding(values: &[f64]) -> Option<Encoding> {
 /// One cluster as `GET /unknowns` lists it. Times are Unix milliseconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSummary {
+    /// The cluster's id, as `/unknowns/{cluster}` takes it.
     pub cluster: u64,
+    /// When its first face was seen.
     pub first_seen_ms: u64,
+    /// When its last face was seen.
     pub last_seen_ms: u64,
     /// The members' ids, oldest first, each with whether it has a crop.
     pub faces: Vec<(u64, bool)>,
@@ -313,9 +327,13 @@ impl ClusterSummary {
 /// with the quality the camera measured.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// The face's id in the store.
     pub entry: u64,
+    /// Its encoding.
     pub encoding: Encoding,
+    /// Its size in pixels, as the camera measured it.
     pub face_px: u32,
+    /// Its sharpness, as the camera measured it.
     pub sharpness: f64,
     /// The JPEG crop (with its margin), when kept and readable.
     pub crop: Option<Vec<u8>>,
@@ -325,7 +343,9 @@ pub struct Sample {
 /// (to forget once enrolled).
 #[derive(Debug, Clone)]
 pub struct EnrollOffer {
+    /// The best faces, best first.
     pub samples: Vec<Sample>,
+    /// Every member's id.
     pub members: Vec<u64>,
 }
 
@@ -337,6 +357,8 @@ struct State {
     clusters: Option<Vec<ClusterSummary>>,
 }
 
+/// The unknown faces the camera kept, for review: a journal (`data/unknowns/faces.jsonl`), crops
+/// (`data/unknowns/crops/`), a bound on how many, and their clusters.
 pub struct Unknowns {
     dir: PathBuf,
     journal: PathBuf,
@@ -452,6 +474,7 @@ impl Unknowns {
         Ok(store)
     }
 
+    /// The store's settings.
     pub fn settings(&self) -> &UnknownSettings {
         &self.settings
     }
@@ -461,6 +484,7 @@ impl Unknowns {
         sync_lock(&self.state).faces.len()
     }
 
+    /// Whether no face is kept.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -803,8 +827,8 @@ pub fn crop_with_margin(image: &RgbImage, bbox: &FaceBox) -> RgbImage {
 
 /// The journal reader, for the fuzz target: whatever it reads must write back (compacted) and
 /// read again as the same faces (encodings within float printing's rounding) and next id.
-#[doc(hidden)]
-pub fn fuzz_journal(data: &[u8]) {
+#[cfg(any(fuzzing, test))]
+pub(crate) fn fuzz_journal(data: &[u8]) {
     let first = replay(data);
     let mut bytes = Vec::new();
     let mut lines = vec![Line::Next { id: first.next_id }];
@@ -825,7 +849,7 @@ pub fn fuzz_journal(data: &[u8]) {
             (b.id, b.time_ms, b.face_px, b.crop)
         );
         assert!(
-            a.encoding.len() == ENCODING_LEN
+            a.encoding.len() == crate::engine::ENCODING_LEN
                 && crate::engine::distance(&a.encoding, &b.encoding) <= 1e-9
         );
     }

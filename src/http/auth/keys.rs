@@ -28,18 +28,50 @@ pub const RECOMMENDED_KEY_LEN: usize = 32;
 /// Why the configured keys cannot be used. Never shows a key, only where it came from.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum KeyError {
+    /// A key shorter than [`MIN_KEY_LEN`].
     #[error("the API key in {origin} has {len} characters; use at least {MIN_KEY_LEN} (e.g. `openssl rand -hex 32`)")]
-    TooShort { origin: String, len: usize },
+    TooShort {
+        /// Where the key was written (`FACE_API_KEY`, or the file and line).
+        origin: String,
+        /// Its length.
+        len: usize,
+    },
+    /// A key with characters outside printable ASCII.
     #[error("the API key in {origin} holds characters outside printable ASCII")]
-    BadCharacters { origin: String },
+    BadCharacters {
+        /// Where the key was written (`FACE_API_KEY`, or the file and line).
+        origin: String,
+    },
+    /// A line naming a role that does not exist.
     #[error("{origin} names the role {role:?}; the roles are kiosk, viewer, operator, admin")]
-    BadRole { origin: String, role: String },
+    BadRole {
+        /// Where the key was written (`FACE_API_KEY`, or the file and line).
+        origin: String,
+        /// The role named.
+        role: String,
+    },
+    /// A line of the keys file with too many or too few words.
     #[error("{origin} has {words} words; a line is KEY, LABEL KEY or LABEL ROLE KEY")]
-    BadLine { origin: String, words: usize },
+    BadLine {
+        /// Where the key was written (`FACE_API_KEY`, or the file and line).
+        origin: String,
+        /// Its words.
+        words: usize,
+    },
+    /// The keys file cannot be read.
     #[error("cannot read FACE_API_KEYS_FILE {path}: {reason}")]
-    Unreadable { path: String, reason: String },
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The keys file holds no key.
     #[error("FACE_API_KEYS_FILE {path} holds no keys (one key per line; `#` starts a comment)")]
-    NoKeys { path: String },
+    NoKeys {
+        /// The file.
+        path: String,
+    },
 }
 
 /// Who a valid credential belongs to: its label (for the audit log) and its role.
@@ -50,6 +82,7 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A caller labelled `label` with `role`.
     pub fn new(label: impl Into<String>, role: Role) -> Caller {
         Caller {
             label: label.into(),
@@ -62,10 +95,12 @@ impl Caller {
         Caller::new("anyone", Role::Admin)
     }
 
+    /// The key's label ("anyone" on a box without keys).
     pub fn label(&self) -> &str {
         &self.label
     }
 
+    /// The key's role.
     pub fn role(&self) -> Role {
         self.role
     }
@@ -99,9 +134,13 @@ fn digest(key: &[u8]) -> [u8; 32] {
 /// One key as configured: where it was written (for errors), its label, role and text.
 #[derive(Debug, Clone)]
 pub struct KeyLine {
+    /// Where the key was written (`FACE_API_KEY`, or the file and line), for errors.
     pub origin: String,
+    /// Its label, for the audit log and the log.
     pub label: String,
+    /// What it may do.
     pub role: Role,
+    /// The key itself (never shown).
     pub key: String,
 }
 
@@ -159,6 +198,7 @@ impl ApiKeys {
         Ok(ApiKeys { keys, short })
     }
 
+    /// The keys configured.
     pub fn len(&self) -> usize {
         self.keys.len()
     }

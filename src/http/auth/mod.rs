@@ -41,8 +41,11 @@ pub const TICKET_PARAM: &str = "ticket";
 /// The one credential a request carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
+    /// No credential.
     None,
+    /// An API key (`X-API-Key`, `Authorization: Bearer`, or `?api_key=` where allowed).
     Key(String),
+    /// A single-use ticket (`?ticket=`).
     Ticket(String),
 }
 
@@ -141,6 +144,7 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// Checks against `keys`; `key_in_url` lets `?api_key=` in (`FACE_ALLOW_KEY_IN_URL`).
     pub fn new(keys: ApiKeys, key_in_url: bool) -> Auth {
         Auth {
             keys,
@@ -149,6 +153,7 @@ impl Auth {
         }
     }
 
+    /// The keys configured.
     pub fn keys(&self) -> &ApiKeys {
         &self.keys
     }
@@ -158,6 +163,7 @@ impl Auth {
         !self.keys.is_empty()
     }
 
+    /// The wrong-key throttle.
     pub fn throttle(&self) -> &Throttle {
         &self.throttle
     }

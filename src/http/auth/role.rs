@@ -15,15 +15,21 @@ use std::fmt;
 /// A key's role. Ordered: a role may do everything a lower one may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
+    /// A greeting screen: its session, tickets, the recognitions feed.
     Kiosk,
+    /// Adds reading: the page's data, the live view, the event log, people, unknowns, `/metrics`.
     Viewer,
+    /// Adds enrolling, capturing, rejecting, the unknowns' enrollment, recognition.
     Operator,
+    /// Adds deleting, renaming, gallery export and import, `/config`.
     Admin,
 }
 
 impl Role {
+    /// Every role, lowest first.
     pub const ALL: [Role; 4] = [Role::Kiosk, Role::Viewer, Role::Operator, Role::Admin];
 
+    /// The role as keys files and answers spell it (`kiosk`, `viewer`, `operator`, `admin`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Kiosk => "kiosk",

@@ -34,11 +34,13 @@ pub const BURST: f64 = 5.0;
 pub const REFILL: Duration = Duration::from_secs(3);
 /// The first hold once the allowance is spent; each wrong credential while held doubles it.
 pub const FIRST_HOLD: Duration = Duration::from_secs(3);
+/// The longest hold.
 pub const MAX_HOLD: Duration = Duration::from_secs(300);
 /// Addresses remembered at most.
 pub const MAX_ADDRESSES: usize = 4096;
 /// Log lines about failures, overall, per window.
 pub const LOG_LINES: u32 = 10;
+/// The window of [`LOG_LINES`].
 pub const LOG_WINDOW: Duration = Duration::from_secs(60);
 
 /// One address's record.

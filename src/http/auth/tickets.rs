@@ -35,8 +35,10 @@ pub struct Tickets {
 /// Why no ticket could be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TicketError {
+    /// As many tickets as allowed are outstanding: 503.
     #[error("too many tickets outstanding")]
     TooMany,
+    /// No random bytes for a ticket (the reason).
     #[error("the system's random source failed: {0}")]
     Random(String),
 }

@@ -1,5 +1,7 @@
-//! Cheap checks that spare the encoder faces it cannot recognize well: too small, or blurred by
-//! motion or focus. Both are off unless configured.
+//! Cheap measures of a face box, from its pixels alone: [`sharpness`] (blur by motion or focus),
+//! [`width`], and a [`Thumbnail`] to tell whether a box still shows the same face. The camera
+//! uses them to spare the encoder faces it cannot recognize well (off unless configured);
+//! enrollment's quality check uses the sharpness.
 
 use crate::engine::FaceBox;
 use crate::image_io::RgbImage;
@@ -55,6 +57,7 @@ const THUMB: usize = 16;
 pub struct Thumbnail([f32; THUMB * THUMB]);
 
 impl Thumbnail {
+    /// The thumbnail of the face at `bbox` in `image` (all zeros for an empty box).
     pub fn of(image: &RgbImage, bbox: &FaceBox) -> Thumbnail {
         let mut cells = [0f32; THUMB * THUMB];
         let (left, top) = (bbox.left.max(0) as usize, bbox.top.max(0) as usize);

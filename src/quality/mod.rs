@@ -1,12 +1,14 @@
-//! How well a face can be enrolled: its size, sharpness and yaw, and the limits below which an
-//! enrollment is refused. A gallery encoding is compared against every later camera frame, so a
+//! Face quality: the cheap measures of a face box (sharpness, width, a thumbnail fingerprint:
+//! [`sharpness`], [`width`], [`Thumbnail`]), which the camera uses to spare the encoder faces
+//! it cannot recognize well, and how well a face can be enrolled: its size, sharpness and yaw,
+//! and the limits below which an enrollment is refused. A gallery encoding is compared against every later camera frame, so a
 //! poor one (tiny, blurred, turned) costs recognitions for as long as it stays enrolled.
 //!
 //! All three are measured on the face the encoding came from, from what the engine already
 //! computed (its box and five landmarks, [`crate::engine::Face`]): no second detection.
 //!
 //! - `face_px`: the smaller side of the face box, in pixels of the upright photo.
-//! - `sharpness`: [`crate::camera::quality::sharpness`] of the box (variance of the Laplacian of
+//! - `sharpness`: [`sharpness`] of the box (variance of the Laplacian of
 //!   its grey levels on a 64x64 grid, so one threshold fits small and large faces).
 //! - `yaw`: the head's turn left or right, in degrees, estimated from the landmarks ([`yaw`]).
 //!
@@ -32,12 +34,13 @@
 //! faces, places its points less well, so large angles are underestimated. Good enough to
 //! refuse a face clearly turned away, which is what enrollment needs.
 
+mod measures;
+
 use serde::Serialize;
 
-use crate::camera::quality::sharpness;
 use crate::engine::{FaceBox, Landmarks};
-use crate::error::Error;
 use crate::image_io::RgbImage;
+pub use measures::{sharpness, width, Thumbnail};
 
 /// Depth of the nose base in front of the eyes, in half eye distances (see the module docs).
 pub const NOSE_DEPTH_RATIO: f64 = 0.8;
@@ -129,8 +132,11 @@ pub fn yaw(landmarks: &Landmarks) -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailedLimit {
+    /// Smaller than `ENROLL_MIN_FACE`.
     FaceTooSmall,
+    /// Less sharp than `ENROLL_MIN_SHARPNESS`.
     Blurred,
+    /// Turned further than `ENROLL_MAX_YAW`.
     Turned,
 }
 
@@ -139,10 +145,20 @@ pub enum FailedLimit {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct QualityRefusal {
+    /// The limit it failed.
     pub failed: FailedLimit,
+    /// What the client is told: the figure, the limit, what to do.
     pub message: String,
+    /// The face's measured quality.
     pub quality: FaceQuality,
 }
+
+/// A quality limit out of its range: the sentence names the setting (`ENROLL_MIN_FACE`,
+/// `ENROLL_MIN_SHARPNESS` or `ENROLL_MAX_YAW`) and the value given. `crate::Error` carries it
+/// as an invalid setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidLimit(pub String);
 
 /// The least quality a face needs to be enrolled (`ENROLL_MIN_FACE`, `ENROLL_MIN_SHARPNESS`,
 /// `ENROLL_MAX_YAW`).
@@ -167,19 +183,19 @@ impl QualityLimits {
     /// Checked limits: `min_face_px` at most [`MAX_MIN_FACE_PX`] (0 lets any size through),
     /// `min_sharpness` finite and not negative (0: any), `max_yaw` in (0, 90] degrees (90: any).
     /// The error names the setting.
-    pub fn new(min_face_px: u32, min_sharpness: f64, max_yaw: f64) -> Result<Self, Error> {
+    pub fn new(min_face_px: u32, min_sharpness: f64, max_yaw: f64) -> Result<Self, InvalidLimit> {
         if min_face_px > MAX_MIN_FACE_PX {
-            return Err(Error::Config(format!(
+            return Err(InvalidLimit(format!(
                 "ENROLL_MIN_FACE must be 0 to {MAX_MIN_FACE_PX} pixels, got {min_face_px}"
             )));
         }
         if !(min_sharpness.is_finite() && min_sharpness >= 0.0) {
-            return Err(Error::Config(format!(
+            return Err(InvalidLimit(format!(
                 "ENROLL_MIN_SHARPNESS must be a number of at least 0, got {min_sharpness}"
             )));
         }
         if !(max_yaw > 0.0 && max_yaw <= 90.0) {
-            return Err(Error::Config(format!(
+            return Err(InvalidLimit(format!(
                 "ENROLL_MAX_YAW must be above 0 and at most 90 degrees, got {max_yaw}"
             )));
         }
@@ -190,14 +206,17 @@ impl QualityLimits {
         })
     }
 
+    /// `ENROLL_MIN_FACE`, in pixels.
     pub fn min_face_px(&self) -> u32 {
         self.min_face_px
     }
 
+    /// `ENROLL_MIN_SHARPNESS`.
     pub fn min_sharpness(&self) -> f64 {
         self.min_sharpness
     }
 
+    /// `ENROLL_MAX_YAW`, in degrees.
     pub fn max_yaw(&self) -> f64 {
         self.max_yaw
     }

@@ -1,0 +1,284 @@
+//! `/people` and `/people/{id}/...`: who is enrolled, their samples, renames, captures from the
+//! camera, rejections and deletion.
+
+use serde_json::json;
+
+use super::unknowns::{no_cluster, unknowns_store};
+use crate::gallery::{GalleryError, StudentId};
+use crate::http::app::App;
+use crate::http::call::Call;
+use crate::http::error::ApiError;
+use crate::http::form::Form;
+use crate::http::query::{self, value as query_value};
+use crate::http::respond::Answer;
+use crate::recognizer::{EnrollRequest, Photo};
+
+/// People per page of `GET /people` unless `limit` says otherwise, and the most it may say.
+const PEOPLE_PAGE: usize = 100;
+const PEOPLE_PAGE_MAX: usize = 1000;
+
+/// `GET /people?q=&limit=&offset=`: enrolled people whose id starts with `q`, by id.
+pub(super) fn people(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let prefix = query_value(&call.query, "q").unwrap_or_default();
+    let number = |name: &str, default: usize, max: usize| match query_value(&call.query, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{name} must be a whole number up to {max}, got {v:?}"
+                ))
+            }),
+    };
+    let limit = number("limit", PEOPLE_PAGE, PEOPLE_PAGE_MAX)?;
+    let offset = number("offset", 0, usize::MAX)?;
+    let (total, page) = app.recognizer.gallery().people_page(&prefix, offset, limit);
+    Ok(Answer::Json(
+        json!({"ok": true, "total": total, "people": page}),
+    ))
+}
+
+/// The `{id}` of the path, checked as enrollment checks it (400 otherwise).
+fn person_id(call: &Call) -> Result<StudentId, ApiError> {
+    StudentId::parse(call.params.get("id")?).map_err(ApiError::BadRequest)
+}
+
+/// `GET /people/{id}`.
+pub(super) fn person(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let id = person_id(call)?;
+    let gallery = &app.recognizer.gallery();
+    let detail = gallery
+        .person_detail(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("person {id}")))?;
+    Ok(Answer::Json(detail.to_json(&gallery.history(&id))))
+}
+
+/// The `{n}` of the path: a sample's index.
+fn sample_index(call: &Call) -> Result<usize, ApiError> {
+    let n = call.params.get("n")?;
+    n.parse::<usize>()
+        .map_err(|_| ApiError::BadRequest(format!("a sample index is a whole number, got {n:?}")))
+}
+
+/// `GET /people/{id}/samples/{n}.jpg`: the face crop.
+pub(super) fn sample_crop(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let (id, n) = (person_id(call)?, sample_index(call)?);
+    let jpeg = app
+        .recognizer
+        .gallery()
+        .sample_crop(&id, n)
+        .ok_or_else(|| ApiError::NotFound(format!("a face crop for sample {n} of {id}")))?;
+    Ok(Answer::Bytes("image/jpeg", jpeg))
+}
+
+/// `DELETE /people/{id}/samples/{n}`; the last sample takes the person with it.
+pub(super) fn delete_sample(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let (id, n) = (person_id(call)?, sample_index(call)?);
+    let left = app
+        .recognizer
+        .gallery()
+        .remove_sample(&id, n, &call.by)
+        .map_err(|e| ApiError::from(crate::Error::from(e)))?;
+    log::info!("deleted sample {n} of {id} ({left} left)");
+    Ok(Answer::Json(
+        json!({"ok": true, "student_id": id.as_str(), "samples": left}),
+    ))
+}
+
+/// `POST /people/{id}/rename` with `student_id` (JSON or form): 409 when it is taken.
+pub(super) fn rename(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
+    let from = person_id(call)?;
+    let to = StudentId::parse_new(&form.text("student_id")?)
+        .map_err(|e| ApiError::BadRequest(format!("invalid student_id: {e}")))?;
+    let samples = app
+        .recognizer
+        .gallery()
+        .rename(&from, &to, &call.by)
+        .map_err(|e| ApiError::from(crate::Error::from(e)))?;
+    log::info!("renamed {from} to {to}");
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "student_id": to.as_str(),
+        "from": from.as_str(),
+        "samples": samples,
+    })))
+}
+
+/// `POST /people/{id}/capture?samples=3&seconds=20`: enrolls the next camera frames that show
+/// exactly one face, through the same checks as `/enroll` (a frame refused by them is skipped
+/// and the next one tried), waiting at most `seconds`.
+pub(super) fn capture(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
+    let id = person_id(call)?;
+    let captures = app.captures.as_ref().ok_or_else(|| ApiError::Conflict {
+        message: "this box runs no camera (CAMERA_DEVICE or CAMERA_FRAMES)".into(),
+        details: json!({}),
+    })?;
+    let (mut samples, mut seconds) = (3u64, 20u64);
+    for (key, value) in query::pairs(&call.query) {
+        let number = || {
+            value.parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(format!("{key} must be a whole number, got {value:?}"))
+            })
+        };
+        match key {
+            "samples" => samples = number()?,
+            "seconds" => seconds = number()?,
+            _ => {}
+        }
+    }
+    if !(1..=10).contains(&samples) {
+        return Err(ApiError::BadRequest(format!(
+            "samples must be 1 to 10, got {samples}"
+        )));
+    }
+    let most = crate::camera::capture::MAX_CAPTURE_WAIT.as_secs();
+    if !(1..=most).contains(&seconds) {
+        return Err(ApiError::BadRequest(format!(
+            "seconds must be 1 to {most}, got {seconds}"
+        )));
+    }
+    let request = EnrollRequest {
+        force: form.flag("force")?,
+        by: call.by.clone(),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let (mut saved, mut after, mut refused) = (0u64, 0u64, Vec::new());
+    let mut last_refusal = None;
+    while saved < samples {
+        let Some((n, frame)) = captures.next_after(after, deadline) else {
+            break;
+        };
+        after = n;
+        let recognizer = &app.recognizer;
+        let Some(_place) = app.budget.images.take_within(app.budget.queue_wait) else {
+            return Err(ApiError::Busy("too many images in progress"));
+        };
+        match recognizer
+            .engine()
+            .install(|| recognizer.enroll(id.as_str(), Photo::Image(&frame), &request))
+        {
+            Ok(outcome) if outcome.saved > 0 => saved += 1,
+            Ok(_) => refused.push("no face found in the frame".to_string()),
+            Err(e @ crate::Error::PoorFace { .. }) => {
+                refused.push(e.to_string());
+                last_refusal = Some(e);
+            }
+            // Somebody else's face: the next frames of it would be too.
+            Err(e @ crate::Error::Gallery(GalleryError::Duplicate { .. })) => {
+                refused.push(e.to_string());
+                last_refusal = Some(e);
+                break;
+            }
+            Err(e) => return Err(ApiError::from(e)),
+        }
+    }
+    if saved == 0 {
+        return Err(match last_refusal {
+            Some(e) => ApiError::from(e),
+            None => ApiError::Unprocessable {
+                message: format!(
+                    "no frame with one face good enough to enroll came from the camera in {seconds} s"
+                ),
+                details: json!({"refused": refused}),
+            },
+        });
+    }
+    log::info!("captured {saved} sample(s) of {id} from the camera");
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "student_id": id.as_str(),
+        "saved": saved,
+        "asked": samples,
+        "refused": refused,
+    })))
+}
+
+/// Where the face of `POST /people/{id}/reject` comes from.
+enum RejectSource<'a> {
+    /// A photo (`image`, as `/enroll` takes it): its largest face.
+    Image(&'a [u8]),
+    /// A cluster of unknown faces the camera kept (`unknown`, its id in `GET /unknowns`): its
+    /// best faces.
+    Unknown(u64),
+}
+
+impl<'a> RejectSource<'a> {
+    fn of(form: &'a Form) -> Result<RejectSource<'a>, ApiError> {
+        match form.text("unknown") {
+            Ok(cluster) => cluster
+                .parse::<u64>()
+                .map(RejectSource::Unknown)
+                .map_err(|_| {
+                    ApiError::BadRequest(format!("unknown is a cluster id, got {cluster:?}"))
+                }),
+            Err(ApiError::MissingField(_)) => Ok(RejectSource::Image(form.file("image")?)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// `POST /people/{id}/reject`: the face is not this person (see [`crate::gallery::rejected`]).
+/// 404 before any image work when the person is not enrolled.
+pub(super) fn reject(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
+    let id = person_id(call)?;
+    let recognizer = &app.recognizer;
+    if recognizer.gallery().person(&id).is_none() {
+        return Err(ApiError::NotFound(format!("person {id}")));
+    }
+    let rejection = match RejectSource::of(&form)? {
+        RejectSource::Image(image) => app.image_work(image, || {
+            recognizer.reject(&id, Photo::Bytes(image), &call.by)
+        })?,
+        RejectSource::Unknown(cluster) => {
+            let offer = unknowns_store(app)?
+                .enroll_samples(cluster)
+                .ok_or_else(|| no_cluster(cluster))?;
+            let faces: Vec<_> = offer.samples.iter().map(|s| s.encoding).collect();
+            recognizer
+                .gallery()
+                .reject(&id, &faces, &call.by)
+                .map_err(|e| ApiError::from(crate::Error::from(e)))?
+        }
+    };
+    log::info!(
+        "a face was rejected as not {id} (distance {:.3}; {} rejected)",
+        rejection.distance,
+        rejection.rejected
+    );
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "student_id": id.as_str(),
+        "rejected": rejection.rejected,
+        "distance": rejection.distance,
+    })))
+}
+
+/// `DELETE /people/{id}/rejected`: every rejection of the person forgotten.
+pub(super) fn forget_rejections(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let id = person_id(call)?;
+    let forgotten = app.recognizer.gallery().forget_rejections(&id, &call.by)?;
+    log::info!("forgot {forgotten} rejected face(s) of {id}");
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "student_id": id.as_str(),
+        "rejected": 0,
+        "forgotten": forgotten,
+    })))
+}
+
+/// `DELETE /people/{id}`: encodings and crops gone from disk and from matching.
+pub(super) fn delete_person(app: &App, call: &Call) -> Result<Answer, ApiError> {
+    let id = person_id(call)?;
+    let samples = app
+        .recognizer
+        .gallery()
+        .remove(&id, &call.by)
+        .map_err(|e| ApiError::from(crate::Error::from(e)))?
+        .ok_or_else(|| ApiError::NotFound(format!("person {id}")))?;
+    log::info!("deleted {id} ({samples} samples)");
+    Ok(Answer::Json(
+        json!({"ok": true, "deleted": id.as_str(), "samples": samples}),
+    ))
+}
