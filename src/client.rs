@@ -33,7 +33,9 @@ pub struct Server {
 
 /// The stream of a WebSocket client: TCP, or TLS over TCP.
 pub enum WsStream {
+    /// `ws://`: plain TCP.
     Plain(TcpStream),
+    /// `wss://`: TLS over TCP.
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
@@ -184,10 +186,15 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
 
 /// One part of a form: text, or a file with its name and content type.
 pub enum Part<'a> {
+    /// A text field's value.
     Text(&'a str),
+    /// A file field.
     File {
+        /// The `filename` of its `Content-Disposition`.
         file_name: &'a str,
+        /// Its `Content-Type`.
         content_type: &'a str,
+        /// Its bytes.
         data: &'a [u8],
     },
 }

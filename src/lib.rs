@@ -1,7 +1,11 @@
-//! face-attendance: a face-recognition attendance box (see DESIGN.md for the picture).
+//! face-attendance: a face-recognition attendance box. ARCHITECTURE.md is the map: the layers
+//! (what may import what, checked by tests/architecture.rs), the threads, where a frame and a
+//! request go, which module owns which file on disk.
 //!
-//! Requests flow: `cli` or `http` → `recognizer` → `engine` (dlib) and
-//! `gallery` (the `.npy` files); images come in through `image_io`.
+//! Requests flow: `cli` or `http` → `recognizer` → `pipeline` → `engine` (dlib) and `gallery`
+//! (the `.npy` files); `service` assembles the running box.
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod bulk_enroll;
 pub mod camera;

@@ -67,6 +67,7 @@ pub enum Command {
     },
     /// Print who is in each photo, one JSON object per file
     Recognize {
+        /// Photos (JPEG or PNG), one answer each
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// The gallery, the models and how photos are recognized.
