@@ -11,21 +11,21 @@ pub mod bulk_enroll;
 pub mod camera;
 pub mod cli;
 pub mod client;
-pub mod client_tls;
-pub mod clock;
+mod client_tls;
+mod clock;
 pub mod engine;
-pub mod error;
+mod error;
 pub mod events;
-pub mod fsutil;
+mod fsutil;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gallery;
 pub mod http;
 pub mod image_io;
-pub mod liveness;
-pub mod locks;
-pub mod metrics;
+mod liveness;
+mod locks;
+mod metrics;
 pub mod mqtt;
 pub mod pipeline;
 pub mod quality;
@@ -33,7 +33,7 @@ pub mod recognizer;
 pub mod replication;
 pub mod service;
 pub mod settings;
-pub mod systemd;
+mod systemd;
 pub mod unknowns;
 
 pub use error::Error;

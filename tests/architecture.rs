@@ -1330,7 +1330,10 @@ mod checker {
         // that counts). No loop. Then b.rs uses a.rs and a.rs uses b.rs: a loop of parts.
         let parts = [
             ("lib.rs", "pub mod g;"),
-            ("g/mod.rs", "mod a; mod b; pub struct G; fn f() { a::f(); b::f(); }"),
+            (
+                "g/mod.rs",
+                "mod a; mod b; pub struct G; fn f() { a::f(); b::f(); }",
+            ),
             ("g/a.rs", "use super::G; pub fn f() {}"),
         ];
         let a = arch(&[("g", 0)]);
@@ -1340,10 +1343,7 @@ mod checker {
         let mut looped = parts.to_vec();
         looped[2] = ("g/a.rs", "use super::G; pub fn f() { super::b::f(); }");
         looped.push(("g/b.rs", "use super::G; pub fn f() { super::a::f(); }"));
-        assert_eq!(
-            keys(&krate(&looped), &a),
-            ["cycle: src/g/a.rs, src/g/b.rs"]
-        );
+        assert_eq!(keys(&krate(&looped), &a), ["cycle: src/g/a.rs, src/g/b.rs"]);
     }
 
     #[test]

@@ -3,16 +3,16 @@
 //! event dispatcher in `serve`, to the terminal in `cam-demo`). A source that fails or
 //! disappears is reopened with back-off; nothing here exits or spins on errors.
 
-pub mod annotate;
-pub mod capture;
+pub(crate) mod annotate;
+pub(crate) mod capture;
 pub mod confirm;
 pub mod frame;
-pub mod live;
-pub mod pipeline;
-pub mod slot;
-pub mod source;
+pub(crate) mod live;
+mod pipeline;
+mod slot;
+mod source;
 pub mod tracker;
-pub mod v4l2;
+pub(crate) mod v4l2;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! [`serve_args`]), turns them into [`crate::settings`] and calls the library
 //! (`serve`: [`crate::service`]).
 
-pub mod args;
+mod args;
 pub mod bench;
 mod cam_demo;
 mod enroll;
@@ -12,8 +12,8 @@ mod people;
 mod recognize;
 mod rt_client;
 mod serve;
-pub mod serve_args;
-pub mod server_args;
+mod serve_args;
+mod server_args;
 
 use std::path::PathBuf;
 

@@ -27,7 +27,7 @@ mod face;
 mod frame;
 pub mod hog;
 mod lender;
-pub mod models;
+mod models;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

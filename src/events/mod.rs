@@ -6,12 +6,12 @@
 //! log (log.rs) that `GET /events` reads (as JSON, or CSV: csv.rs); stats.rs counts for
 //! `/health` and `/metrics`.
 
-pub mod csv;
+pub(crate) mod csv;
 mod dispatcher;
-pub mod log;
+pub(crate) mod log;
 pub mod outbox;
 mod runner;
-pub mod sink;
+mod sink;
 mod stats;
 pub mod utc;
 mod webhook;

@@ -29,15 +29,15 @@
 //!   the change is answered).
 
 pub mod archive;
-pub mod audit;
-pub mod crops;
-pub mod enroll;
-pub mod matrix;
+pub(crate) mod audit;
+mod crops;
+mod enroll;
+mod matrix;
 pub mod npy;
-pub mod people;
-pub mod received;
-pub mod rejected;
-pub mod samples;
+mod people;
+pub(crate) mod received;
+pub(crate) mod rejected;
+mod samples;
 mod student_id;
 
 use std::fs;

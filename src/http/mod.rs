@@ -17,7 +17,7 @@
 
 mod app;
 pub mod auth;
-pub mod budget;
+pub(crate) mod budget;
 mod call;
 mod error;
 mod events;
@@ -28,7 +28,7 @@ mod query;
 mod respond;
 mod routes;
 mod stream;
-pub mod tls;
+pub(crate) mod tls;
 mod uploads;
 mod ws;
 

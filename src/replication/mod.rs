@@ -76,11 +76,11 @@
 
 mod replicator;
 mod rules;
-pub mod state;
+mod state;
 mod stats;
 #[cfg(test)]
 mod tests;
-pub mod topics;
+pub(crate) mod topics;
 pub mod wire;
 
 use thiserror::Error;

@@ -5,7 +5,7 @@
 //! graceful stop). The command line (`face-attendance serve`) only turns arguments into
 //! settings and calls [`run`].
 
-pub mod frames;
+pub(crate) mod frames;
 mod open;
 mod run;
 

@@ -8,7 +8,7 @@
 //!   ([`CameraSettings`]) and broker ([`MqttOptions`]).
 
 mod camera;
-pub mod document;
+pub(crate) mod document;
 mod mqtt;
 mod serve;
 

@@ -15,7 +15,7 @@
 
 mod keys;
 mod role;
-pub mod throttle;
+mod throttle;
 mod tickets;
 
 use std::net::IpAddr;
