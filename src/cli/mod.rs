@@ -15,6 +15,7 @@ mod serve;
 mod serve_args;
 mod server_args;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -113,6 +114,48 @@ pub enum Command {
     RtClient(rt_client::RtClientArgs),
 }
 
+impl Cli {
+    /// Parses the process's arguments (exits with clap's message on a bad command line), after
+    /// [`settings_after_command`].
+    pub fn from_env() -> Cli {
+        Cli::parse_from(settings_after_command(std::env::args_os().collect()))
+    }
+}
+
+/// Until issue 23 the shared settings (`--data`, `--models`, `--tolerance`, ...) were global
+/// flags, also taken before the command (`face-attendance --data /srv/box serve`); now each
+/// command takes the ones it uses, after its name. So that such command lines (a site's own
+/// unit file or script) keep working, `--flag value` / `--flag=value` pairs before the first
+/// word that is not a flag are moved after it. Every one of those old settings took a value;
+/// anything else before the command (`--help`, `-V`, a lone flag) is left where it is for clap
+/// to answer as before.
+pub fn settings_after_command(mut args: Vec<OsString>) -> Vec<OsString> {
+    let is_flag = |a: &OsString| {
+        a.to_str()
+            .is_some_and(|s| s.starts_with("--") && s.len() > 2)
+    };
+    let mut i = 1;
+    while i < args.len() && is_flag(&args[i]) {
+        let with_value = args[i].to_str().is_some_and(|s| s.contains('='));
+        let step = if with_value { 1 } else { 2 };
+        let name = args[i].to_str().unwrap_or_default();
+        if matches!(name, "--help" | "--version") || i + step > args.len() {
+            return args;
+        }
+        if !with_value && is_flag(&args[i + 1]) {
+            return args;
+        }
+        i += step;
+    }
+    if i == 1 || i >= args.len() {
+        return args;
+    }
+    let leading: Vec<OsString> = args.drain(1..i).collect();
+    let at = 2.min(args.len());
+    args.splice(at..at, leading);
+    args
+}
+
 /// Exit statuses: 0 all done, 1 some input failed, 2 cannot start (settings, models, data).
 pub const EXIT_INPUT: i32 = 1;
 /// See [`EXIT_INPUT`].
@@ -185,4 +228,57 @@ pub(crate) fn init_logging() {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|buf, record| writeln!(buf, "{} {}", record.level(), record.args()))
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<OsString> {
+        line.split(' ').map(OsString::from).collect()
+    }
+
+    fn moved(line: &str) -> String {
+        let out = settings_after_command(args(line));
+        out.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn settings_given_before_the_command_go_after_it() {
+        assert_eq!(
+            moved("fa --data /srv/box --tolerance=0.5 serve --bind 0.0.0.0:8000"),
+            "fa serve --data /srv/box --tolerance=0.5 --bind 0.0.0.0:8000"
+        );
+        assert_eq!(moved("fa serve --data d"), "fa serve --data d");
+        // Left for clap to answer as before: help, version, a missing value, no command.
+        for line in [
+            "fa --help serve",
+            "fa --version",
+            "fa --data",
+            "fa --data d",
+            "fa -h",
+        ] {
+            assert_eq!(moved(line), line);
+        }
+        assert_eq!(
+            moved("fa --force --data d people list"),
+            "fa --force --data d people list"
+        );
+        // The old command lines parse to the same settings as the new ones.
+        let old = Cli::try_parse_from(settings_after_command(args(
+            "fa --data /srv/box --tolerance 0.5 recognize p.jpg",
+        )))
+        .unwrap();
+        let new = Cli::try_parse_from(args("fa recognize --data /srv/box --tolerance 0.5 p.jpg"))
+            .unwrap();
+        assert_eq!(format!("{old:?}"), format!("{new:?}"));
+        // A setting the command does not take is refused, not ignored.
+        assert!(Cli::try_parse_from(settings_after_command(args(
+            "fa --face-crops-max-age-days 3 rt-client p.jpg"
+        )))
+        .is_err());
+    }
 }
