@@ -85,7 +85,7 @@ pub struct App {
 /// What `/health` and `/metrics` read of the MQTT side.
 struct MqttParts {
     mqtt: Arc<MqttStats>,
-    sync: Option<Arc<ReplicationStats>>,
+    replication: Option<Arc<ReplicationStats>>,
 }
 
 impl App {
@@ -133,8 +133,12 @@ impl App {
     }
 
     /// The app with the broker connection's counters (and the gallery sync's, when on).
-    pub fn with_mqtt(mut self, mqtt: Arc<MqttStats>, sync: Option<Arc<ReplicationStats>>) -> App {
-        self.mqtt = Some(MqttParts { mqtt, sync });
+    pub fn with_mqtt(
+        mut self,
+        mqtt: Arc<MqttStats>,
+        replication: Option<Arc<ReplicationStats>>,
+    ) -> App {
+        self.mqtt = Some(MqttParts { mqtt, replication });
         self
     }
 
@@ -143,7 +147,7 @@ impl App {
         let parts = self.mqtt.as_ref()?;
         Some((
             parts.mqtt.to_json(),
-            parts.sync.as_ref().map(|s| s.to_json()),
+            parts.replication.as_ref().map(|r| r.to_json()),
         ))
     }
 
@@ -277,8 +281,8 @@ impl App {
         );
         if let Some(parts) = &self.mqtt {
             families.extend(parts.mqtt.families());
-            if let Some(sync) = &parts.sync {
-                families.extend(sync.families());
+            if let Some(replication) = &parts.replication {
+                families.extend(replication.families());
             }
         }
         families.extend(self.dispatcher.stats().families());

@@ -57,7 +57,7 @@ struct Broker {
     mqtt: Arc<Mqtt>,
     status: BoxStatus,
     gallery: Option<GalleryLink>,
-    sync: Option<Arc<Replicator>>,
+    replicator: Option<Arc<Replicator>>,
 }
 
 impl Service {
@@ -198,8 +198,8 @@ pub fn start(
         (Some(mqtt), Some(s)) => {
             let summary = health_summary(&app, camera.as_ref());
             let broker = start_broker(mqtt, &s, app.recognizer.gallery(), summary)?;
-            let sync = broker.sync.as_ref().map(|s| s.stats());
-            app = app.with_mqtt(broker.mqtt.stats().clone(), sync);
+            let replication = broker.replicator.as_ref().map(|r| r.stats());
+            app = app.with_mqtt(broker.mqtt.stats().clone(), replication);
             Some(broker)
         }
         _ => None,
@@ -249,21 +249,22 @@ fn start_broker(
 ) -> std::io::Result<Broker> {
     let status = BoxStatus::start(&mqtt, settings.status_every, settings.ha_discovery, summary)
         .map_err(std::io::Error::other)?;
-    let (gallery, sync) = match settings.gallery_sync {
+    let (gallery, replicator) = match settings.gallery_sync {
         ReplicationMode::Off => (None, None),
         mode => {
-            let sync = Replicator::new(gallery.clone(), &settings.box_id, mode)
+            let replicator = Replicator::new(gallery.clone(), &settings.box_id, mode)
                 .map_err(std::io::Error::other)?;
-            let sync = Arc::new(sync);
-            let link = GalleryLink::start(&mqtt, sync.clone()).map_err(std::io::Error::other)?;
-            (Some(link), Some(sync))
+            let replicator = Arc::new(replicator);
+            let link =
+                GalleryLink::start(&mqtt, replicator.clone()).map_err(std::io::Error::other)?;
+            (Some(link), Some(replicator))
         }
     };
     Ok(Broker {
         mqtt,
         status,
         gallery,
-        sync,
+        replicator,
     })
 }
 

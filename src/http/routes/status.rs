@@ -70,11 +70,11 @@ pub(super) fn health(app: &App, call: &Call) -> Result<Answer, ApiError> {
         // Its trouble is shown, not counted against `ok`: events go on without it.
         answer["event_log"] = log.stats().to_json();
     }
-    if let Some((mqtt, sync)) = app.mqtt_json() {
+    if let Some((mqtt, replication)) = app.mqtt_json() {
         // The broker's trouble is shown, not counted against `ok`: the box works without it.
         answer["mqtt"] = mqtt;
-        if let Some(sync) = sync {
-            answer["gallery_sync"] = sync;
+        if let Some(replication) = replication {
+            answer["gallery_sync"] = replication;
         }
     }
     answer["http"] = app.http_stats();
