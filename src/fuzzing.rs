@@ -157,3 +157,62 @@ pub fn gallery_sync(data: &[u8]) {
         }
     }
 }
+
+/// A signed gallery message ([`crate::replication::envelope`]): `data` is the topic's id (up to
+/// the first newline) and the payload. Its signature is read and verified against a list that
+/// trusts one fixed key; an unsigned person or tombstone is sealed with that key, and must then
+/// verify and parse exactly as it did unsigned (the added fields change nothing for readers).
+pub fn gallery_envelope(data: &[u8]) {
+    use crate::replication::envelope::{self, Refusal};
+    use crate::replication::keys::BoxKey;
+    use crate::replication::trust::{Role, TrustList, Trusted};
+    use crate::replication::{wire, Kind};
+    let (head, payload) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &data[..0]),
+    };
+    let topic_id = String::from_utf8_lossy(head);
+    let key = BoxKey::from_seed([7; 32]);
+    let mut trust = TrustList::empty();
+    trust.add(Trusted {
+        box_id: "fz-1".into(),
+        key: key.public_key(),
+        role: Role::Admin,
+    });
+    if let Ok(seal) = envelope::open(payload) {
+        assert!(wire::check_box_id(seal.signed_by).is_ok());
+        let _ = seal.verify(Kind::Person, &key.public_key());
+    }
+    for kind in [Kind::Person, Kind::Deleted] {
+        match envelope::verify(kind, payload, &trust) {
+            Ok(t) => assert_eq!(t.box_id, "fz-1"),
+            Err(Refusal::UnknownSigner(who) | Refusal::BadSignature(who)) => {
+                assert!(who.chars().count() <= 80)
+            }
+            Err(Refusal::Unsigned) => {}
+        }
+    }
+    let now = crate::clock::unix_ms();
+    if !payload.ends_with(b"}") {
+        return;
+    }
+    let person = wire::parse_message(&topic_id, payload, now);
+    if person.is_ok() {
+        let sealed = envelope::seal(Kind::Person, payload, "fz-1", &key);
+        assert_eq!(
+            envelope::verify(Kind::Person, &sealed, &trust)
+                .ok()
+                .map(|t| t.role),
+            Some(Role::Admin)
+        );
+        assert!(envelope::verify(Kind::Deleted, &sealed, &trust).is_err());
+        assert_eq!(wire::parse_message(&topic_id, &sealed, now), person);
+    }
+    let tombstone = wire::parse_tombstone(&topic_id, payload, now);
+    if tombstone.is_ok() {
+        let sealed = envelope::seal(Kind::Deleted, payload, "fz-1", &key);
+        assert!(envelope::verify(Kind::Deleted, &sealed, &trust).is_ok());
+        assert!(envelope::verify(Kind::Person, &sealed, &trust).is_err());
+        assert_eq!(wire::parse_tombstone(&topic_id, &sealed, now), tombstone);
+    }
+}

@@ -74,6 +74,8 @@
 //! writes compared-and-set on that digest); the MQTT connection only carries its bytes
 //! ([`crate::mqtt::GalleryLink`]).
 
+pub mod envelope;
+pub mod keys;
 mod replicator;
 mod rules;
 mod state;
@@ -81,6 +83,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 pub(crate) mod topics;
+pub mod trust;
 pub mod wire;
 
 use thiserror::Error;
