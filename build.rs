@@ -5,6 +5,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/engine/dlib_ext.rs");
     println!("cargo:rerun-if-changed=src/engine/hog.rs");
     println!("cargo:rerun-if-changed=src/engine/hog.hpp");
+    build_time();
     let engine_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine");
     warn_if_this_cpu_cannot_run_it();
     cpp_build::Config::new()
@@ -45,4 +46,21 @@ fn warn_if_this_cpu_cannot_run_it() {
             return;
         }
     }
+}
+
+/// `FACE_BUILD_UNIX_MS`: when this build was made (`SOURCE_DATE_EPOCH` when set, for
+/// reproducible builds). Gallery replication takes a clock that reads earlier as not set yet
+/// (src/replication/wire.rs).
+fn build_time() {
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let ms = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|s| s * 1000)
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        });
+    println!("cargo:rustc-env=FACE_BUILD_UNIX_MS={ms}");
 }

@@ -132,7 +132,9 @@ pub fn gallery_sync(data: &[u8]) {
         Ok(other) => panic!("a tombstone parsed as {other:?}"),
         Err(_) => {}
     }
-    if let Ok(Incoming::Person { id, version, rows }) = wire::parse_message(&topic_id, payload, now)
+    if let Ok(Incoming::Person {
+        id, version, rows, ..
+    }) = wire::parse_message(&topic_id, payload, now)
     {
         assert_eq!(id.as_str(), topic_id);
         assert!((1..=wire::MAX_SAMPLES).contains(&rows.len()));

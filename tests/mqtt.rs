@@ -28,6 +28,10 @@ fn settings(url: &str, box_id: &str) -> MqttSettings {
         status_every: Duration::from_secs(60),
         ha_discovery: false,
         gallery_sync: ReplicationMode::Off,
+        gallery_trusted_keys: None,
+        gallery_people_per_hour: 2000,
+        gallery_encodings_per_hour: 10000,
+        gallery_max_waiting: 5000,
     }
 }
 

@@ -112,6 +112,54 @@ impl Drop for Box {
     }
 }
 
+/// `face-attendance` run as the IT admin would, beside the boxes; its stdout, or a failure.
+fn cli(args: &[&str], env: &[(&str, &Path)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_face-attendance"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The public key of the box `box_id` whose data folder is `data` (made if it has none):
+/// `face-attendance box key` on that box.
+fn box_key(data: &Path, box_id: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_face-attendance"))
+        .args(["box", "key"])
+        .env("FACE_DATA_DIR", data)
+        .env("BOX_ID", box_id)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace()
+        .find(|w| w.starts_with("ed25519:"))
+        .unwrap_or_else(|| panic!("no key in {text:?}"))
+        .to_string()
+}
+
+/// The site's trust list at `file`: `box trust add` of each box (its data folder is
+/// `site/<box id>`) with its role.
+fn trust(file: &Path, site: &Path, boxes: &[(&str, &str)]) {
+    for (box_id, role) in boxes {
+        let key = box_key(&site.join(box_id), box_id);
+        cli(
+            &["box", "trust", "add", box_id, &key, role],
+            &[("GALLERY_TRUSTED_KEYS", file)],
+        );
+    }
+}
+
 fn known(person: &str) -> PathBuf {
     common::photos(&common::faces_dir().join("known").join(person))[0].clone()
 }
@@ -138,8 +186,17 @@ fn the_gallery_follows_every_change_on_any_box_and_ignores_hostile_messages() {
     });
     let url = broker.url();
     let site = tempfile::tempdir().unwrap();
-    let dirs: Vec<PathBuf> = ["a", "b", "c"].map(|x| site.path().join(x)).to_vec();
-    let env = [("MQTT_URL", url.as_str())];
+    let dirs: Vec<PathBuf> = ["box-a", "box-b", "box-c"]
+        .map(|x| site.path().join(x))
+        .to_vec();
+    let keys = site.path().join("gallery-trusted-keys");
+    trust(
+        &keys,
+        site.path(),
+        &[("box-a", "admin"), ("box-b", "admin"), ("box-c", "admin")],
+    );
+    let keys = keys.to_str().unwrap();
+    let env = [("MQTT_URL", url.as_str()), ("GALLERY_TRUSTED_KEYS", keys)];
     let a = Box::start("box-a", &dirs[0], &env);
     let b = Box::start("box-b", &dirs[1], &env);
     let mut c = Box::start("box-c", &dirs[2], &env);
@@ -289,9 +346,16 @@ fn a_broker_that_loses_its_retained_messages_deletes_nobody() {
     let mut broker = Mosquitto::start();
     let url = broker.url();
     let site = tempfile::tempdir().unwrap();
-    let env = [("MQTT_URL", url.as_str())];
-    let a = Box::start("box-a", &site.path().join("a"), &env);
-    let b = Box::start("box-b", &site.path().join("b"), &env);
+    let keys = site.path().join("gallery-trusted-keys");
+    trust(
+        &keys,
+        site.path(),
+        &[("box-a", "admin"), ("box-b", "admin"), ("box-d", "enroll")],
+    );
+    let keys = keys.to_str().unwrap();
+    let env = [("MQTT_URL", url.as_str()), ("GALLERY_TRUSTED_KEYS", keys)];
+    let a = Box::start("box-a", &site.path().join("box-a"), &env);
+    let b = Box::start("box-b", &site.path().join("box-b"), &env);
     a.enroll("obama");
     b.enroll("amy");
     a.enroll("biden");
@@ -314,7 +378,7 @@ fn a_broker_that_loses_its_retained_messages_deletes_nobody() {
         });
     }
     // A box started now gets everyone from the broker again, and the deletion with them.
-    let d = Box::start("box-d", &site.path().join("d"), &env);
+    let d = Box::start("box-d", &site.path().join("box-d"), &env);
     wait_for("everyone on D", SPREAD, || d.has("obama") && d.has("amy"));
     assert_eq!(d.recognize(&probe("obama")), "obama");
     wait_for("the tombstone of biden on D", SPREAD, || {

@@ -248,6 +248,19 @@ pub struct MqttArgs {
     /// ours). Default: both when MQTT_URL is set
     #[arg(long, env = "GALLERY_SYNC")]
     pub gallery_sync: Option<String>,
+    /// The trust list of gallery sync: `box_id public-key role` lines, managed with
+    /// `face-attendance box trust` (default: <data dir>/gallery-trusted-keys)
+    #[arg(long, env = "GALLERY_TRUSTED_KEYS")]
+    pub gallery_trusted_keys: Option<PathBuf>,
+    /// People one box may change per hour through gallery sync (more wait their turn)
+    #[arg(long, env = "GALLERY_SYNC_PEOPLE_PER_HOUR", default_value_t = crate::replication::policy::DEFAULT_PEOPLE_PER_HOUR)]
+    pub gallery_sync_people_per_hour: u32,
+    /// Encodings one box may send per hour through gallery sync (more wait their turn)
+    #[arg(long, env = "GALLERY_SYNC_ENCODINGS_PER_HOUR", default_value_t = crate::replication::policy::DEFAULT_ENCODINGS_PER_HOUR)]
+    pub gallery_sync_encodings_per_hour: u32,
+    /// Gallery messages that may wait at most (over it, refused and counted)
+    #[arg(long, env = "GALLERY_SYNC_MAX_WAITING", default_value_t = crate::replication::policy::DEFAULT_MAX_WAITING)]
+    pub gallery_sync_max_waiting: usize,
 }
 
 impl From<&MqttArgs> for MqttOptions {
@@ -262,6 +275,10 @@ impl From<&MqttArgs> for MqttOptions {
             mqtt_status_seconds: a.mqtt_status_seconds,
             mqtt_ha_discovery: a.mqtt_ha_discovery,
             gallery_sync: a.gallery_sync.clone(),
+            gallery_trusted_keys: a.gallery_trusted_keys.clone(),
+            gallery_sync_people_per_hour: a.gallery_sync_people_per_hour,
+            gallery_sync_encodings_per_hour: a.gallery_sync_encodings_per_hour,
+            gallery_sync_max_waiting: a.gallery_sync_max_waiting,
         }
     }
 }

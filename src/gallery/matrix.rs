@@ -251,15 +251,42 @@ impl Gallery {
     /// The enrolled person other than `except` closest to `encoding`, with the distance: what
     /// the duplicate check of enrollment compares with `ENROLL_DUPLICATE_DISTANCE`.
     pub fn nearest_other(&self, encoding: &Encoding, except: &StudentId) -> Option<(String, f64)> {
+        self.nearest_except(encoding, &[except])
+    }
+
+    /// [`Gallery::nearest_other`] leaving out every person of `except` (a rename received:
+    /// the new id and the old one).
+    pub fn nearest_except(
+        &self,
+        encoding: &Encoding,
+        except: &[&StudentId],
+    ) -> Option<(String, f64)> {
         let m = locks::read(&self.matrix);
-        let skip = m.index.get(except.as_str()).copied();
+        let skip: Vec<u32> = except
+            .iter()
+            .filter_map(|id| m.index.get(id.as_str()).copied())
+            .collect();
         m.encodings
             .iter()
             .zip(&m.owners)
-            .filter(|(_, o)| Some(**o) != skip)
+            .filter(|(_, o)| !skip.contains(o))
             .map(|(e, o)| (distance(e, encoding), *o))
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(d, o)| (m.labels[o as usize].clone(), d))
+    }
+
+    /// The person's rejected faces as matching holds them (none: no rejection, or not enrolled).
+    pub fn rejected_in_memory(&self, id: &StudentId) -> Vec<Encoding> {
+        let m = locks::read(&self.matrix);
+        let Some(&owner) = m.index.get(id.as_str()) else {
+            return Vec::new();
+        };
+        m.rejected
+            .iter()
+            .zip(&m.rejected_owners)
+            .filter(|(_, o)| **o == owner)
+            .map(|(e, _)| *e)
+            .collect()
     }
 
     /// (encodings, people) currently enrolled.

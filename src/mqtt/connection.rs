@@ -901,6 +901,10 @@ mod tests {
             status_every: Duration::from_secs(60),
             ha_discovery: false,
             gallery_sync: crate::replication::ReplicationMode::Off,
+            gallery_trusted_keys: None,
+            gallery_people_per_hour: 1,
+            gallery_encodings_per_hour: 1,
+            gallery_max_waiting: 1,
         };
         let err = Mqtt::start(&settings).unwrap_err();
         assert!(err.to_string().contains("MQTT_CA_FILE"), "{err}");

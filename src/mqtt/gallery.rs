@@ -30,6 +30,8 @@ use crate::replication::{topics, Kind, ReplicationMode, Replicator};
 
 /// Retained messages are taken as all there once none came for this long.
 pub const QUIET: Duration = Duration::from_secs(2);
+/// How often the applying thread applies the messages waiting and looks at the trust list.
+const TICK: Duration = Duration::from_secs(1);
 /// Messages waiting for the applying thread.
 const QUEUE: usize = 256;
 /// How long one gallery publication waits for the broker's PUBACK.
@@ -138,10 +140,11 @@ impl Drop for GalleryLink {
 /// The applying thread: applies what arrives, reconciles once a session's retained messages are in.
 fn apply(rx: Receiver<Inbound>, replicator: &Replicator, ready: &AtomicBool, mqtt: &Weak<Mqtt>) {
     let mut reconcile_at: Option<Instant> = None;
+    let mut tick_at = Instant::now() + TICK;
     loop {
         let timeout = reconcile_at
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_secs(3600));
+            .map_or(tick_at, |t| t.min(tick_at))
+            .saturating_duration_since(Instant::now());
         match rx.recv_timeout(timeout) {
             Ok(Inbound::Connected) => {
                 replicator.connected();
@@ -159,6 +162,11 @@ fn apply(rx: Receiver<Inbound>, replicator: &Replicator, ready: &AtomicBool, mqt
             }
             Ok(Inbound::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
+        }
+        if Instant::now() >= tick_at {
+            // Messages waiting (bounds, clock, trust) and the trust list's file.
+            replicator.tick();
+            tick_at = Instant::now() + TICK;
         }
         if reconcile_at.is_some_and(|t| Instant::now() >= t) {
             reconcile_at = None;

@@ -65,4 +65,12 @@ pub struct MqttSettings {
     pub ha_discovery: bool,
     /// How this box takes part in gallery replication (`GALLERY_SYNC`).
     pub gallery_sync: ReplicationMode,
+    /// The trust list (`GALLERY_TRUSTED_KEYS`; none: `<data dir>/gallery-trusted-keys`).
+    pub gallery_trusted_keys: Option<PathBuf>,
+    /// People one publisher may change per hour (`GALLERY_SYNC_PEOPLE_PER_HOUR`).
+    pub gallery_people_per_hour: u32,
+    /// Encodings one publisher may send per hour (`GALLERY_SYNC_ENCODINGS_PER_HOUR`).
+    pub gallery_encodings_per_hour: u32,
+    /// Most gallery messages waiting (`GALLERY_SYNC_MAX_WAITING`).
+    pub gallery_max_waiting: usize,
 }

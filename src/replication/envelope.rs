@@ -237,7 +237,12 @@ mod tests {
             })
             .collect();
         let version = Version::new(clock::unix_ms() - 1000, box_id);
-        encode_message(&StudentId::parse("alip").unwrap(), &version, &rows)
+        encode_message(
+            &StudentId::parse("alip").unwrap(),
+            &version,
+            &rows,
+            &Default::default(),
+        )
     }
 
     fn tombstone(box_id: &str) -> Vec<u8> {

@@ -74,10 +74,14 @@
 //! writes compared-and-set on that digest); the MQTT connection only carries its bytes
 //! ([`crate::mqtt::GalleryLink`]).
 
+mod bounds;
+mod checks;
 pub mod envelope;
 pub mod keys;
+pub mod policy;
 mod replicator;
 mod rules;
+mod signers;
 mod state;
 mod stats;
 #[cfg(test)]
@@ -89,10 +93,12 @@ pub mod wire;
 use thiserror::Error;
 
 use crate::gallery::GalleryError;
+pub use policy::Policy;
 pub use replicator::Replicator;
 pub use state::{state_path, MAX_TOMBSTONES};
 pub use stats::ReplicationStats;
 pub use topics::{Kind, Outgoing};
+pub use trust::Role;
 pub use wire::{Incoming, Malformed, Version};
 
 /// How a box takes part in replication (`GALLERY_SYNC`).
@@ -120,9 +126,110 @@ pub enum ReplicationError {
     /// This box's id (`BOX_ID`) cannot be used in topics and versions: the id, and why.
     #[error("box id {0:?}: {1}")]
     BoxId(String, String),
+    /// A message from the broker that was well formed but not allowed (it changed nothing).
+    #[error("gallery message for {topic_id:?} refused: {reason}")]
+    Refused {
+        /// The topic's id, clipped to 80 characters.
+        topic_id: String,
+        /// Why.
+        reason: Refused,
+    },
+    /// This box's key could not be read or made.
+    #[error(transparent)]
+    Key(keys::KeyError),
+    /// The trust list could not be read.
+    #[error(transparent)]
+    Trust(trust::TrustError),
     /// The gallery could not be read or written.
     #[error(transparent)]
     Gallery(#[from] GalleryError),
+}
+
+/// Why a well-formed message was not applied (see the module docs: signatures, roles, the
+/// enrollment checks, the bounds).
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum Refused {
+    /// Not signed (a box of an older release, or anyone with the broker's password); an empty
+    /// person message for someone this box has without their tombstone is one too.
+    #[error("not signed")]
+    Unsigned,
+    /// Signed by a box the trust list does not hold (its id, clipped).
+    #[error("signed by {0:?}, which the trust list does not hold")]
+    Untrusted(String),
+    /// The signature does not verify with the listed key of that box.
+    #[error("the signature of {0:?} does not verify")]
+    BadSignature(String),
+    /// The version names another box than the signer.
+    #[error("signed by {signer:?} but its version names {claimed:?}")]
+    ForgedBoxId {
+        /// The signer.
+        signer: String,
+        /// The version's box id.
+        claimed: String,
+    },
+    /// The signer's role does not allow this change.
+    #[error("{signer:?} (role {role}) may not {change}")]
+    NotAllowed {
+        /// The signer.
+        signer: String,
+        /// Its role.
+        role: Role,
+        /// What it tried.
+        change: &'static str,
+    },
+    /// A face within the duplicate distance of another person's, not forced by an admin.
+    #[error("a face {distance:.3} from {of:?}'s (a duplicate)")]
+    Duplicate {
+        /// The other person.
+        of: String,
+        /// The distance.
+        distance: f64,
+    },
+    /// A face this box was told is not this person (`POST /people/{id}/reject`).
+    #[error("a face within {distance:.3} of one this box was told is not this person")]
+    RejectedFace {
+        /// The distance to the rejected face.
+        distance: f64,
+    },
+    /// A box of role `enroll` added a face that does not match the person's samples.
+    #[error("a new face {distance:.3} from the person's samples, beyond the tolerance")]
+    NotThisPerson {
+        /// The distance to their closest sample.
+        distance: f64,
+    },
+    /// Too many messages wait already.
+    #[error("too many gallery messages waiting")]
+    OverCap,
+}
+
+impl Refused {
+    /// The reason's name in `/health` and `/metrics`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refused::Unsigned => "unsigned",
+            Refused::Untrusted(_) => "untrusted",
+            Refused::BadSignature(_) => "bad_signature",
+            Refused::ForgedBoxId { .. } => "forged_box_id",
+            Refused::NotAllowed { .. } => "not_allowed",
+            Refused::Duplicate { .. } => "duplicate",
+            Refused::RejectedFace { .. } => "rejected_face",
+            Refused::NotThisPerson { .. } => "not_this_person",
+            Refused::OverCap => "over_cap",
+        }
+    }
+
+    /// Every reason's name, in `/health`'s order.
+    pub const REASONS: [&'static str; 9] = [
+        "unsigned",
+        "untrusted",
+        "bad_signature",
+        "forged_box_id",
+        "not_allowed",
+        "duplicate",
+        "rejected_face",
+        "not_this_person",
+        "over_cap",
+    ];
 }
 
 /// What receiving a message did.
@@ -143,6 +250,9 @@ pub enum Applied {
     /// The person changed locally while the message was applied: left to the local change,
     /// which is newer.
     Conflict,
+    /// Waiting: over its publisher's bounds, or this box's clock is not set or its key not
+    /// trusted yet; applied later.
+    Waiting,
     /// Replication is off.
     Off,
 }

@@ -1,21 +1,45 @@
 //! One box's side of replication ([`Replicator`]): its state loaded and persisted, what arrives
 //! from the broker checked and handed to the rules ([`super::rules`]), and what goes out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::bounds::{Buckets, Parked};
+use super::checks::PersonChange;
+use super::envelope;
+use super::policy::{Policy, MAX_WAITING_BYTES};
+use super::signers::Signers;
 use super::state::{Inner, State, STATE_FILE};
 use super::stats::ReplicationStats;
 use super::topics::{Kind, Outgoing};
 use super::wire::{
-    check_box_id, clip, encode_message, encode_tombstone, parse_message, parse_tombstone, Incoming,
-    Malformed,
+    check_box_id, clip, clock_is_set, encode_message, encode_tombstone, parse_message,
+    parse_tombstone, Change, Incoming, Malformed,
 };
-use super::{Applied, ReplicationError, ReplicationMode};
+use super::{Applied, Refused, ReplicationError, ReplicationMode};
 use crate::gallery::{encodings_digest, Gallery, GalleryError, StudentId};
 use crate::{clock, fsutil, locks};
+
+/// A refusal of one publisher is logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Why a received change stopped before it was applied.
+pub(super) enum Stop {
+    /// Not allowed: counted, logged, nothing changed.
+    Refused(Refused),
+    /// Over its publisher's bounds: it waits.
+    Wait,
+    /// The gallery failed.
+    Failed(ReplicationError),
+}
+
+impl From<GalleryError> for Stop {
+    fn from(e: GalleryError) -> Stop {
+        Stop::Failed(e.into())
+    }
+}
 
 /// One box's side of gallery replication (see the module docs).
 pub struct Replicator {
@@ -23,18 +47,21 @@ pub struct Replicator {
     pub(super) box_id: String,
     pub(super) mode: ReplicationMode,
     pub(super) path: PathBuf,
+    pub(super) policy: Policy,
     pub(super) inner: Mutex<Inner>,
     pub(super) stats: Arc<ReplicationStats>,
 }
 
 impl Replicator {
     /// Loads `data/gallery-sync.json` of the gallery's data folder (a damaged one is logged and
-    /// started afresh) and compares the gallery with it: changes made while the service was
+    /// started afresh), this box's key (`data/box-key`, made at first start) and the trust list
+    /// of `policy`, and compares the gallery with the state: changes made while the service was
     /// off (by the CLI) are stamped as this box's.
     pub fn new(
         gallery: Arc<Gallery>,
         box_id: &str,
         mode: ReplicationMode,
+        policy: Policy,
     ) -> Result<Replicator, ReplicationError> {
         check_box_id(box_id).map_err(|e| ReplicationError::BoxId(clip(box_id), e))?;
         let path = gallery.data_dir().join(STATE_FILE);
@@ -49,24 +76,47 @@ impl Replicator {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(ReplicationError::Gallery(io_err(&path, e))),
         };
+        let signers = Signers::open(gallery.data_dir(), box_id, policy.trust_file())?;
+        let own_role = signers.own_role();
+        let buckets = Buckets::new(policy.people_per_hour(), policy.encodings_per_hour());
         let replicator = Replicator {
             gallery,
             box_id: box_id.to_string(),
             mode,
             path,
+            policy,
             inner: Mutex::new(Inner {
                 state,
                 scanned: None,
                 seen: None,
                 seen_deleted: BTreeMap::new(),
                 dirty: false,
+                signers,
+                own_role,
+                buckets,
+                waiting: Default::default(),
+                logged: HashMap::new(),
             }),
             stats: Arc::new(ReplicationStats::default()),
         };
-        if mode != ReplicationMode::Off {
+        {
             let mut inner = locks::lock(&replicator.inner);
-            replicator.scan(&mut inner);
-            replicator.persist(&mut inner)?;
+            replicator.note_trust(&inner);
+            if mode != ReplicationMode::Off {
+                if mode == ReplicationMode::Both && own_role.is_none() {
+                    log::warn!(
+                        "gallery sync: this box's key is not in the trust list {}: it publishes \
+                         and applies nothing until it is (face-attendance box key, then box \
+                         trust add on every box)",
+                        replicator.policy.trust_file().display()
+                    );
+                }
+                replicator.scan(&mut inner);
+                if mode == ReplicationMode::Both && own_role.is_some() && !inner.state.signed {
+                    replicator.republish_all(&mut inner);
+                }
+                replicator.persist(&mut inner)?;
+            }
         }
         Ok(replicator)
     }
@@ -95,29 +145,66 @@ impl Replicator {
         Some(now) != scanned
     }
 
-    /// The messages to publish (retained, QoS 1, on [`Outgoing::topic`]): people changed
-    /// locally first (each followed by an empty tombstone: a deletion before it no longer
-    /// holds), then deletions (the tombstone, then an empty person message), each handed out
-    /// once. Empty unless the mode is `both`. A message lost on the way is published again after
-    /// the next reconnection ([`Replicator::reconcile`], or when the stale copy comes back).
+    /// The messages to publish (retained, QoS 1, on [`Outgoing::topic`]), each signed by this
+    /// box: people changed locally first (each followed by an empty tombstone: a deletion
+    /// before it no longer holds; a person whose digest is that of a person deleted in the
+    /// same change is published as their rename), then deletions (the tombstone, then an empty
+    /// person message), each handed out once. A person or deletion last written by another box
+    /// (published again because the broker lost it, or answering a refused copy) gets a new
+    /// version of this box. Empty unless the mode is `both`, this box's key is trusted and its
+    /// clock is set; deletions only from a box of role `admin`. A message lost on the way is
+    /// published again after the next reconnection ([`Replicator::reconcile`], or when the
+    /// stale copy comes back).
     pub fn outgoing(&self) -> Vec<Outgoing> {
         if self.mode == ReplicationMode::Off {
             return Vec::new();
         }
         let mut inner = locks::lock(&self.inner);
+        self.refresh(&mut inner);
         self.scan(&mut inner);
         let mut out = Vec::new();
-        if self.mode == ReplicationMode::Both {
-            let Inner { state, dirty, .. } = &mut *inner;
-            for (id, person) in state.people.iter_mut().filter(|(_, p)| !p.sent) {
-                let rows = self.gallery.rows_in_memory(id);
+        if self.mode == ReplicationMode::Both && !self.must_wait(&inner) {
+            let own_role = inner.own_role;
+            let deletions = Self::may_publish_deletion(own_role);
+            let renames: HashMap<String, StudentId> = inner
+                .state
+                .tombstones
+                .iter()
+                .filter(|(_, t)| !t.sent && deletions)
+                .filter_map(|(id, t)| Some((t.digest.clone()?, id.clone())))
+                .collect();
+            let people: Vec<StudentId> = inner
+                .state
+                .people
+                .iter()
+                .filter(|(_, p)| !p.sent)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in people {
+                let rows = self.gallery.rows_in_memory(&id);
+                let Some(person) = inner.state.people.get(&id) else {
+                    continue;
+                };
                 if encodings_digest(&rows) != person.digest {
                     // Changed since the comparison: the next one stamps it and sends that.
                     continue;
                 }
-                let payload = encode_message(id, &person.version, &rows);
-                person.sent = true;
-                *dirty = true;
+                let version = if person.version.box_id() == self.box_id {
+                    person.version.clone()
+                } else {
+                    self.stamp(&id, Some(&person.version), false)
+                };
+                let change = Change {
+                    force: self.has_duplicate(&id, &rows),
+                    renamed_from: renames.get(&person.digest).cloned(),
+                };
+                let unsigned = encode_message(&id, &version, &rows, &change);
+                let payload = inner.signers.seal(Kind::Person, &unsigned);
+                if let Some(person) = inner.state.people.get_mut(&id) {
+                    person.version = version;
+                    person.sent = true;
+                }
+                inner.dirty = true;
                 match parse_message(id.as_str(), &payload, clock::unix_ms()) {
                     Ok(_) => {
                         ReplicationStats::add(&self.stats.published);
@@ -139,25 +226,61 @@ impl Replicator {
                     }
                 }
             }
-            for (id, tombstone) in state.tombstones.iter_mut().filter(|(_, t)| !t.sent) {
-                tombstone.sent = true;
-                *dirty = true;
-                ReplicationStats::add(&self.stats.published_deletions);
-                // The tombstone first: a box that sees the person gone sees why.
-                out.push(Outgoing {
-                    kind: Kind::Deleted,
-                    id: id.clone(),
-                    payload: encode_tombstone(id, &tombstone.version),
-                });
-                out.push(Outgoing {
-                    kind: Kind::Person,
-                    id: id.clone(),
-                    payload: Vec::new(),
-                });
+            if deletions {
+                let ids: Vec<StudentId> = inner
+                    .state
+                    .tombstones
+                    .iter()
+                    .filter(|(_, t)| !t.sent)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in ids {
+                    let Some(tombstone) = inner.state.tombstones.get(&id) else {
+                        continue;
+                    };
+                    let version = if tombstone.version.box_id() == self.box_id {
+                        tombstone.version.clone()
+                    } else {
+                        self.stamp(&id, Some(&tombstone.version), true)
+                    };
+                    let payload = inner
+                        .signers
+                        .seal(Kind::Deleted, &encode_tombstone(&id, &version));
+                    if let Some(tombstone) = inner.state.tombstones.get_mut(&id) {
+                        tombstone.version = version;
+                        tombstone.sent = true;
+                    }
+                    inner.dirty = true;
+                    ReplicationStats::add(&self.stats.published_deletions);
+                    // The tombstone first: a box that sees the person gone sees why.
+                    out.push(Outgoing {
+                        kind: Kind::Deleted,
+                        id: id.clone(),
+                        payload,
+                    });
+                    out.push(Outgoing {
+                        kind: Kind::Person,
+                        id: id.clone(),
+                        payload: Vec::new(),
+                    });
+                }
             }
         }
         self.persist_logged(&mut inner);
         out
+    }
+
+    /// Whether one of the person's faces is within the duplicate distance of another person's
+    /// (enrolled with force: twins).
+    fn has_duplicate(&self, id: &StudentId, rows: &crate::gallery::Rows) -> bool {
+        let Some(limit) = self.policy.duplicate_limit() else {
+            return false;
+        };
+        rows.iter().any(|(e, _)| {
+            self.gallery
+                .nearest_other(e, id)
+                .is_some_and(|(_, d)| d <= limit)
+        })
     }
 
     /// A session with the broker starts: call it before subscribing, so that what arrives from
@@ -170,30 +293,52 @@ impl Replicator {
 
     /// Applies a message from the broker: `topic_id` is the topic's last level
     /// ([`super::topics::topic_id`]), `payload` as received (empty: a deletion). A malformed
-    /// message changes nothing and is [`ReplicationError::Malformed`].
+    /// message changes nothing and is [`ReplicationError::Malformed`]; one not allowed (not
+    /// signed by a trusted key with the role it needs, or failing the enrollment checks)
+    /// changes nothing and is [`ReplicationError::Refused`]; one that must wait is
+    /// [`Applied::Waiting`].
     pub fn receive(&self, topic_id: &str, payload: &[u8]) -> Result<Applied, ReplicationError> {
-        if self.mode == ReplicationMode::Off {
-            return Ok(Applied::Off);
-        }
-        ReplicationStats::add(&self.stats.received);
-        let parsed = parse_message(topic_id, payload, clock::unix_ms());
-        let mut inner = locks::lock(&self.inner);
-        // Any message under a valid id is something on the broker: even one this box cannot
-        // read keeps reconcile from taking the person as deleted.
-        if let (Ok(id), Some(seen)) = (StudentId::parse(topic_id), inner.seen.as_mut()) {
-            match payload.is_empty() {
-                true => seen.remove(&id),
-                false => seen.insert(id),
-            };
-        }
-        self.apply(&mut inner, topic_id, parsed)
+        self.take(Kind::Person, topic_id, payload)
     }
 
     /// Applies a tombstone from the broker (`<prefix>/gallery-deleted/<id>`): `topic_id` is the
     /// topic's last level ([`super::topics::topic_deleted_id`]), `payload` as received (empty:
-    /// cleared). A malformed one changes nothing and is [`ReplicationError::Malformed`].
+    /// cleared). As [`Replicator::receive`].
     pub fn receive_deleted(
         &self,
+        topic_id: &str,
+        payload: &[u8],
+    ) -> Result<Applied, ReplicationError> {
+        self.take(Kind::Deleted, topic_id, payload)
+    }
+
+    /// Applies the messages waiting that may go now (the clock set, this box trusted, their
+    /// publishers' bounds refilled), and reads the trust list again if it changed. For the
+    /// applying thread, about once a second.
+    pub fn tick(&self) {
+        if self.mode == ReplicationMode::Off {
+            return;
+        }
+        let mut inner = locks::lock(&self.inner);
+        self.refresh(&mut inner);
+        if self.must_wait(&inner) || inner.waiting.len() == 0 {
+            return;
+        }
+        for parked in inner.waiting.drain() {
+            let Parked {
+                kind,
+                topic_id,
+                payload,
+            } = parked;
+            // Errors are counted and logged on the way.
+            let _ = self.admit(&mut inner, kind, &topic_id, &payload);
+        }
+        self.note_waiting(&inner);
+    }
+
+    fn take(
+        &self,
+        kind: Kind,
         topic_id: &str,
         payload: &[u8],
     ) -> Result<Applied, ReplicationError> {
@@ -201,41 +346,95 @@ impl Replicator {
             return Ok(Applied::Off);
         }
         ReplicationStats::add(&self.stats.received);
-        let parsed = parse_tombstone(topic_id, payload, clock::unix_ms());
         let mut inner = locks::lock(&self.inner);
-        self.apply(&mut inner, topic_id, parsed)
+        // Any message under a valid id is something on the broker: even one this box cannot
+        // read keeps reconcile from taking the person as deleted.
+        if kind == Kind::Person {
+            if let (Ok(id), Some(seen)) = (StudentId::parse(topic_id), inner.seen.as_mut()) {
+                match payload.is_empty() {
+                    true => seen.remove(&id),
+                    false => seen.insert(id),
+                };
+            }
+        }
+        self.refresh(&mut inner);
+        if self.must_wait(&inner) || inner.waiting.has_person(topic_id) {
+            return self.park(&mut inner, kind, topic_id, payload);
+        }
+        self.admit(&mut inner, kind, topic_id, payload)
     }
 
-    pub(super) fn apply(
+    /// Checks a message (its form, then its signature) and hands it to the rules.
+    fn admit(
         &self,
         inner: &mut Inner,
+        kind: Kind,
         topic_id: &str,
-        parsed: Result<Incoming, Malformed>,
+        payload: &[u8],
     ) -> Result<Applied, ReplicationError> {
-        let result = match parsed {
-            Ok(Incoming::Deleted(id)) => self.apply_deletion(inner, &id),
-            Ok(Incoming::Person { id, version, rows }) => {
-                self.apply_person(inner, &id, version, rows)
+        let now = clock::unix_ms();
+        let parsed = match kind {
+            Kind::Person => parse_message(topic_id, payload, now),
+            Kind::Deleted => parse_tombstone(topic_id, payload, now),
+        };
+        let incoming = match parsed {
+            Ok(incoming) => incoming,
+            Err(reason) => return Err(self.malformed(topic_id, reason)),
+        };
+        let signer = match &incoming {
+            Incoming::Person { version, .. } | Incoming::Tombstone { version, .. } => {
+                match inner.signers.verify(kind, payload) {
+                    Ok(signer) if signer.box_id != version.box_id() => {
+                        let reason = Refused::ForgedBoxId {
+                            signer: signer.box_id,
+                            claimed: version.box_id().to_string(),
+                        };
+                        return self.refused(inner, kind, topic_id, payload, reason);
+                    }
+                    Ok(signer) => Some(signer),
+                    Err(reason) => return self.refused(inner, kind, topic_id, payload, reason),
+                }
             }
-            Ok(Incoming::Tombstone { id, version }) => {
+            Incoming::Deleted(_) | Incoming::TombstoneCleared(_) => None,
+        };
+        let result = match (incoming, signer) {
+            (Incoming::Deleted(id), _) => self.apply_deletion(inner, &id),
+            (
+                Incoming::Person {
+                    id,
+                    version,
+                    rows,
+                    force,
+                    renamed_from,
+                },
+                Some(signer),
+            ) => {
+                let change = PersonChange {
+                    id: &id,
+                    rows: &rows,
+                    force,
+                    renamed_from: renamed_from.as_ref(),
+                };
+                self.apply_person(inner, &signer, &change, version)
+            }
+            (Incoming::Tombstone { id, version }, Some(signer)) => {
                 inner.seen_deleted.insert(id.clone(), version.clone());
-                self.apply_tombstone(inner, &id, version)
+                self.apply_tombstone(inner, &signer, &id, version)
             }
-            Ok(Incoming::TombstoneCleared(id)) => {
+            (Incoming::TombstoneCleared(id), _) => {
                 inner.seen_deleted.remove(&id);
                 Ok(Applied::Unchanged)
             }
-            Err(reason) => {
-                self.stats.error(&self.stats.malformed, &reason);
-                log::warn!(
-                    "gallery sync: message for {:?} refused: {reason}",
-                    clip(topic_id)
-                );
-                return Err(ReplicationError::Malformed {
-                    topic_id: clip(topic_id),
-                    reason,
-                });
+            // Signed kinds always have a signer (above).
+            (_, None) => Ok(Applied::Unchanged),
+        };
+        let result = match result {
+            Ok(applied) => Ok(applied),
+            Err(Stop::Wait) => return self.park(inner, kind, topic_id, payload),
+            Err(Stop::Refused(reason)) => {
+                return self.refused(inner, kind, topic_id, payload, reason)
             }
+            Err(Stop::Failed(e)) => Err(e),
         };
         self.persist_logged(inner);
         match &result {
@@ -246,6 +445,154 @@ impl Replicator {
             }
         }
         result
+    }
+
+    fn malformed(&self, topic_id: &str, reason: Malformed) -> ReplicationError {
+        self.stats.error(&self.stats.malformed, &reason);
+        log::warn!(
+            "gallery sync: message for {:?} refused: {reason}",
+            clip(topic_id)
+        );
+        ReplicationError::Malformed {
+            topic_id: clip(topic_id),
+            reason,
+        }
+    }
+
+    /// A message not allowed: counted, logged at most once a minute per publisher, and, for a
+    /// person this box has (in mode `both`, trusted), answered with this box's copy so that the
+    /// broker holds a good one again.
+    fn refused(
+        &self,
+        inner: &mut Inner,
+        kind: Kind,
+        topic_id: &str,
+        payload: &[u8],
+        reason: Refused,
+    ) -> Result<Applied, ReplicationError> {
+        self.stats.refuse(&reason);
+        let publisher = match envelope::open(payload) {
+            Ok(seal) => clip(seal.signed_by),
+            Err(_) => "(unsigned)".to_string(),
+        };
+        let now = Instant::now();
+        let due = inner
+            .logged
+            .get(&publisher)
+            .is_none_or(|t| now.saturating_duration_since(*t) >= LOG_EVERY);
+        if due {
+            if inner.logged.len() >= 1_000 {
+                inner.logged.clear();
+            }
+            inner.logged.insert(publisher.clone(), now);
+            log::warn!(
+                "gallery sync: {} message for {:?} from {publisher} refused: {reason} (refusals \
+                 of this publisher are logged once a minute; /health counts them all)",
+                match kind {
+                    Kind::Person => "person",
+                    Kind::Deleted => "deletion",
+                },
+                clip(topic_id)
+            );
+        }
+        if self.mode == ReplicationMode::Both && inner.own_role.is_some() {
+            if let Ok(id) = StudentId::parse(topic_id) {
+                if let Some(person) = inner.state.people.get_mut(&id) {
+                    if person.sent {
+                        person.broker = None;
+                        person.sent = false;
+                        inner.dirty = true;
+                        self.persist_logged(inner);
+                    }
+                }
+            }
+        }
+        Err(ReplicationError::Refused {
+            topic_id: clip(topic_id),
+            reason,
+        })
+    }
+
+    /// Parks a message until it may be applied; refused ([`Refused::OverCap`]) when too many
+    /// wait.
+    fn park(
+        &self,
+        inner: &mut Inner,
+        kind: Kind,
+        topic_id: &str,
+        payload: &[u8],
+    ) -> Result<Applied, ReplicationError> {
+        let parked = Parked {
+            kind,
+            topic_id: topic_id.to_string(),
+            payload: payload.to_vec(),
+        };
+        let parked = inner
+            .waiting
+            .park(parked, self.policy.max_waiting(), MAX_WAITING_BYTES);
+        self.note_waiting(inner);
+        match parked {
+            Ok(()) => Ok(Applied::Waiting),
+            Err(_) => self.refused(inner, kind, topic_id, payload, Refused::OverCap),
+        }
+    }
+
+    /// Whether messages must wait: the clock is not set, or (in mode `both`) this box's key is
+    /// not trusted.
+    pub(super) fn must_wait(&self, inner: &Inner) -> bool {
+        !clock_is_set(clock::unix_ms())
+            || (self.mode == ReplicationMode::Both && inner.own_role.is_none())
+    }
+
+    /// Reads the trust list again if it changed; a box that becomes trusted publishes what it
+    /// has again, signed.
+    pub(super) fn refresh(&self, inner: &mut Inner) {
+        if inner.signers.refresh(Instant::now()) {
+            let role = inner.signers.own_role();
+            if role.is_some() && inner.own_role.is_none() && self.mode == ReplicationMode::Both {
+                self.republish_all(inner);
+            }
+            if role.is_none() {
+                // Trusted again later: everything goes again.
+                inner.state.signed = false;
+                inner.dirty = true;
+            }
+            inner.own_role = role;
+        }
+        self.note_trust(inner);
+    }
+
+    /// Marks everything this box has for publication, signed (it became trusted).
+    fn republish_all(&self, inner: &mut Inner) {
+        log::info!(
+            "gallery sync: this box's key is trusted: everything it has is published again, \
+             signed"
+        );
+        for person in inner.state.people.values_mut() {
+            person.sent = false;
+        }
+        for tombstone in inner.state.tombstones.values_mut() {
+            tombstone.sent = false;
+        }
+        inner.state.signed = true;
+        inner.dirty = true;
+    }
+
+    fn note_trust(&self, inner: &Inner) {
+        use std::sync::atomic::Ordering;
+        let trusted = self.mode != ReplicationMode::Both || inner.own_role.is_some();
+        self.stats.trusted.store(trusted, Ordering::Relaxed);
+        self.stats
+            .clock_set
+            .store(clock_is_set(clock::unix_ms()), Ordering::Relaxed);
+        *locks::lock(&self.stats.trust) = inner.signers.to_json();
+    }
+
+    fn note_waiting(&self, inner: &Inner) {
+        use std::sync::atomic::Ordering;
+        self.stats
+            .waiting
+            .store(inner.waiting.len() as u64, Ordering::Relaxed);
     }
 
     pub(super) fn persist(&self, inner: &mut Inner) -> Result<(), ReplicationError> {

@@ -4,13 +4,17 @@
 //! [`Replicator::apply_tombstone`], [`Replicator::apply_deletion`]); and once a session's
 //! retained messages are in, [`Replicator::reconcile`] converges on what the broker holds.
 
-use super::replicator::Replicator;
+use std::time::Instant;
+
+use super::checks::PersonChange;
+use super::replicator::{Replicator, Stop};
 use super::state::{prune_tombstones, Inner, PersonState, Tombstone};
 use super::stats::ReplicationStats;
+use super::trust::Trusted;
 use super::wire::Version;
-use super::{Applied, Reconciled, ReplicationError, ReplicationMode};
+use super::{Applied, Reconciled, Refused, ReplicationError, ReplicationMode};
 use crate::clock;
-use crate::gallery::{encodings_digest, Rows, StudentId};
+use crate::gallery::{encodings_digest, StudentId};
 use crate::locks;
 
 impl Replicator {
@@ -24,6 +28,11 @@ impl Replicator {
             return Ok(done);
         }
         let mut inner = locks::lock(&self.inner);
+        self.refresh(&mut inner);
+        if self.must_wait(&inner) {
+            // Nothing applied yet: the messages wait, and the next session reconciles.
+            return Ok(done);
+        }
         self.scan(&mut inner);
         let Some(seen) = inner.seen.clone() else {
             return Ok(done);
@@ -150,6 +159,7 @@ impl Replicator {
                         version,
                         broker: person.broker,
                         sent: false,
+                        digest: Some(person.digest),
                     },
                 );
                 prune_tombstones(&mut state.tombstones);
@@ -198,13 +208,18 @@ impl Replicator {
         inner.scanned = Some(count);
     }
 
+    /// A person signed by `signer`: applied when newer than this box's version (or
+    /// deletion), the signer's role allows it and its faces pass the enrollment checks
+    /// ([`Replicator::check_person`]), within the signer's bounds (else it waits). A rename
+    /// removes the old id in the same step.
     pub(super) fn apply_person(
         &self,
         inner: &mut Inner,
-        id: &StudentId,
+        signer: &Trusted,
+        change: &PersonChange<'_>,
         version: Version,
-        rows: Rows,
-    ) -> Result<Applied, ReplicationError> {
+    ) -> Result<Applied, Stop> {
+        let id = change.id;
         // A local change not compared yet is stamped first, so that it competes by its time.
         let current = self.gallery.person_digest(id);
         self.observe(inner, id, current);
@@ -231,15 +246,38 @@ impl Replicator {
                 });
             }
         }
-        let new_digest = encodings_digest(&rows);
+        let new_digest = encodings_digest(change.rows);
         let expected = state.people.get(id).map(|p| p.digest.clone());
-        if expected.as_deref() != Some(new_digest.as_str()) {
-            let by = format!("sync:{}", version.box_id);
-            if !self
-                .gallery
-                .put_received(id, &rows, expected.as_deref(), &by)?
+        let old = change
+            .renamed_from
+            .filter(|old| state.people.contains_key(*old));
+        if expected.as_deref() != Some(new_digest.as_str()) || old.is_some() {
+            self.check_person(signer, change).map_err(Stop::Refused)?;
+            if !inner
+                .buckets
+                .take(&signer.box_id, change.rows.len(), Instant::now())
             {
-                return Ok(Applied::Conflict);
+                return Err(Stop::Wait);
+            }
+        }
+        let by = format!("sync:{}", version.box_id());
+        if expected.as_deref() != Some(new_digest.as_str())
+            && !self
+                .gallery
+                .put_received(id, change.rows, expected.as_deref(), &by)?
+        {
+            return Ok(Applied::Conflict);
+        }
+        let state = &mut inner.state;
+        if let Some(old) = old {
+            // The rename's other half: the old id goes with it (its tombstone follows).
+            let expected_old = state.people.get(old).map(|p| p.digest.clone());
+            if self
+                .gallery
+                .remove_received(old, expected_old.as_deref(), &by)?
+            {
+                state.people.remove(old);
+                ReplicationStats::add(&self.stats.removed);
             }
         }
         let deleted = match state.tombstones.remove(id) {
@@ -260,13 +298,16 @@ impl Replicator {
         Ok(Applied::Updated)
     }
 
-    /// A tombstone: the deletion wins over an older person, loses to a newer one.
+    /// A tombstone signed by `signer` (an admin: only they may delete): the deletion wins over
+    /// an older person, loses to a newer one.
     pub(super) fn apply_tombstone(
         &self,
         inner: &mut Inner,
+        signer: &Trusted,
         id: &StudentId,
         version: Version,
-    ) -> Result<Applied, ReplicationError> {
+    ) -> Result<Applied, Stop> {
+        self.check_deletion(signer).map_err(Stop::Refused)?;
         let current = self.gallery.person_digest(id);
         self.observe(inner, id, current);
         let both = self.mode == ReplicationMode::Both;
@@ -281,7 +322,10 @@ impl Replicator {
                 return Ok(Applied::Older);
             }
             let expected = person.digest.clone();
-            let by = format!("sync:{}", version.box_id);
+            if !inner.buckets.take(&signer.box_id, 0, Instant::now()) {
+                return Err(Stop::Wait);
+            }
+            let by = format!("sync:{}", version.box_id());
             if !self.gallery.remove_received(id, Some(&expected), &by)? {
                 return Ok(Applied::Conflict);
             }
@@ -292,6 +336,7 @@ impl Replicator {
                     version,
                     broker: person.and_then(|p| p.broker),
                     sent: true,
+                    digest: None,
                 },
             );
             prune_tombstones(&mut inner.state.tombstones);
@@ -322,6 +367,7 @@ impl Replicator {
                         version,
                         broker: None,
                         sent: true,
+                        digest: None,
                     },
                 );
                 prune_tombstones(&mut inner.state.tombstones);
@@ -331,51 +377,18 @@ impl Replicator {
         }
     }
 
+    /// An empty person message: it carries no signature, so it removes nobody. It is the
+    /// companion of a tombstone (which says all), or it is refused ([`Refused::Unsigned`]) when
+    /// this box has the person, who is then published again (mode `both`).
     pub(super) fn apply_deletion(
         &self,
         inner: &mut Inner,
         id: &StudentId,
-    ) -> Result<Applied, ReplicationError> {
+    ) -> Result<Applied, Stop> {
         let current = self.gallery.person_digest(id);
         self.observe(inner, id, current);
-        let both = self.mode == ReplicationMode::Both;
-        if let Some(person) = inner.state.people.get_mut(id) {
-            // Came back after a deletion: an empty message without a newer tombstone is that
-            // older deletion's (its tombstone goes first), not a new one.
-            if person.deleted.is_some() {
-                if both {
-                    person.broker = None;
-                    person.sent = false;
-                    inner.dirty = true;
-                }
-                return Ok(Applied::Older);
-            }
-            let changed_here = person.broker.as_ref().is_none_or(|b| person.version > *b);
-            if both && changed_here {
-                person.broker = None;
-                person.sent = false;
-                inner.dirty = true;
-                return Ok(Applied::KeptLocal);
-            }
-            let expected = person.digest.clone();
-            if !self.gallery.remove_received(id, Some(&expected), "sync")? {
-                return Ok(Applied::Conflict);
-            }
-            // A deletion without a version (an older release, or by hand): this box records it
-            // as its own, now, and publishes its tombstone, so that a box away converges.
-            let person = inner.state.people.remove(id);
-            let version = self.stamp(id, person.as_ref().map(|p| &p.version), true);
-            inner.state.tombstones.insert(
-                id.clone(),
-                Tombstone {
-                    version,
-                    broker: None,
-                    sent: !both,
-                },
-            );
-            prune_tombstones(&mut inner.state.tombstones);
-            inner.dirty = true;
-            return Ok(Applied::Removed);
+        if inner.state.people.contains_key(id) {
+            return Err(Stop::Refused(Refused::Unsigned));
         }
         if inner.state.tombstones.contains_key(id) {
             // The deletion's companion: its tombstone says all.

@@ -3,11 +3,15 @@
 //! atomically), not in the `.npy` or samples files that the Python service and the CLI write
 //! without knowing of replication.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::bounds::{Buckets, Waiting};
+use super::signers::Signers;
+use super::trust::Role;
 use super::wire::Version;
 use crate::gallery::StudentId;
 
@@ -43,6 +47,10 @@ pub(super) struct Tombstone {
     pub(super) broker: Option<Version>,
     #[serde(default)]
     pub(super) sent: bool,
+    /// The person's digest when this box deleted them (a rename publishes the new id with the
+    /// old one's deletion as one change when the digests are equal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) digest: Option<String>,
 }
 
 /// `data/gallery-sync.json`.
@@ -52,6 +60,10 @@ pub(super) struct State {
     pub(super) people: BTreeMap<StudentId, PersonState>,
     #[serde(default)]
     pub(super) tombstones: BTreeMap<StudentId, Tombstone>,
+    /// Everything here was published signed since this box was last trusted (a box upgraded
+    /// from a release that did not sign publishes everything again, signed, once trusted).
+    #[serde(default)]
+    pub(super) signed: bool,
 }
 
 pub(super) struct Inner {
@@ -63,6 +75,16 @@ pub(super) struct Inner {
     /// Tombstones on the broker since [`Replicator::connected`], with their versions.
     pub(super) seen_deleted: BTreeMap<StudentId, Version>,
     pub(super) dirty: bool,
+    /// This box's key and the trust list.
+    pub(super) signers: Signers,
+    /// This box's role when last looked at (none: not trusted).
+    pub(super) own_role: Option<Role>,
+    /// The bounds per publisher.
+    pub(super) buckets: Buckets,
+    /// Messages waiting.
+    pub(super) waiting: Waiting,
+    /// When a refusal of each publisher was last logged.
+    pub(super) logged: HashMap<String, Instant>,
 }
 
 /// Keeps at most [`MAX_TOMBSTONES`], dropping the oldest.

@@ -9,18 +9,81 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::keys::BoxKey;
 use super::topics::{
     topic, topic_deleted, topic_deleted_filter, topic_deleted_id, topic_filter, topic_id,
 };
-use super::wire::{encode_message, encode_tombstone, parse_message, MAX_FUTURE_MS};
+use super::trust::{TrustList, Trusted};
+use super::wire::{encode_message, encode_tombstone, parse_message, Change, MAX_FUTURE_MS};
 use super::*;
 use crate::clock;
 use crate::gallery::tests::enc;
-use crate::gallery::{Gallery, Sample, StudentId};
+use crate::gallery::{Gallery, Rows, Sample, StudentId};
 use crate::gallery::{NewSample, UNKNOWN};
 
 fn id(s: &str) -> StudentId {
     StudentId::parse(s).unwrap()
+}
+
+/// The boxes of the tests' site: each has a key of a known seed, in every box's trust list as
+/// an admin (unless a test writes another list).
+const SITE: [&str; 12] = [
+    "a", "b", "c", "d", "m", "n", "x", "z", "pull", "off", "gate-1", "e",
+];
+
+/// The key of a test box.
+fn key_of(box_id: &str) -> BoxKey {
+    use sha2::{Digest, Sha256};
+    BoxKey::from_seed(Sha256::digest(format!("test key of {box_id}")).into())
+}
+
+/// A trust list of `boxes`, with their roles.
+fn trust_list(boxes: &[(&str, Role)]) -> TrustList {
+    let mut list = TrustList::empty();
+    for (box_id, role) in boxes {
+        list.add(Trusted {
+            box_id: box_id.to_string(),
+            key: key_of(box_id).public_key(),
+            role: *role,
+        });
+    }
+    list
+}
+
+/// Gives the data folder `dir` the key of `box_id` and the site's trust list (everyone admin),
+/// and returns the policy that reads it (no duplicate check: the tests' encodings are close).
+fn site_policy(dir: &Path, box_id: &str) -> Policy {
+    use base64::Engine;
+    let key_file = dir.join("box-key");
+    if !key_file.exists() {
+        // The key file's format (keys.rs): the seed of `key_of`.
+        use sha2::{Digest, Sha256};
+        let seed: [u8; 32] = Sha256::digest(format!("test key of {box_id}")).into();
+        let text = format!(
+            "ed25519-secret:{}\n",
+            base64::engine::general_purpose::STANDARD.encode(seed)
+        );
+        std::fs::write(&key_file, text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let trust = dir.join("gallery-trusted-keys");
+    if !trust.exists() {
+        let everyone: Vec<(&str, Role)> = SITE.iter().map(|b| (*b, Role::Admin)).collect();
+        trust_list(&everyone).save(&trust).unwrap();
+    }
+    Policy::new(&trust, 0.6, None)
+}
+
+/// A person's message signed by `box_id`.
+fn signed(student_id: &str, version: &Version, rows: &Rows, change: &Change) -> Vec<u8> {
+    let unsigned = encode_message(&id(student_id), version, rows, change);
+    super::envelope::seal(
+        Kind::Person,
+        &unsigned,
+        version.box_id(),
+        &key_of(version.box_id()),
+    )
 }
 
 /// One box: its data folder, gallery and replicator.
@@ -35,7 +98,8 @@ impl TestBox {
     fn new(box_id: &str, mode: ReplicationMode) -> TestBox {
         let dir = tempfile::tempdir().unwrap();
         let gallery = Arc::new(Gallery::open(dir.path()).unwrap().0);
-        let replicator = Replicator::new(gallery.clone(), box_id, mode).unwrap();
+        let policy = site_policy(dir.path(), box_id);
+        let replicator = Replicator::new(gallery.clone(), box_id, mode, policy).unwrap();
         TestBox {
             dir,
             gallery,
@@ -44,10 +108,41 @@ impl TestBox {
         }
     }
 
+    /// A box whose trust list is `list` (written before it starts) and whose duplicate check is
+    /// at `duplicate` (none: off).
+    fn with(
+        box_id: &str,
+        mode: ReplicationMode,
+        list: &TrustList,
+        duplicate: Option<f64>,
+    ) -> TestBox {
+        let dir = tempfile::tempdir().unwrap();
+        list.save(&dir.path().join("gallery-trusted-keys")).unwrap();
+        let gallery = Arc::new(Gallery::open(dir.path()).unwrap().0);
+        let policy = site_policy(dir.path(), box_id);
+        let policy = Policy::new(policy.trust_file(), 0.6, duplicate);
+        let replicator = Replicator::new(gallery.clone(), box_id, mode, policy).unwrap();
+        TestBox {
+            dir,
+            gallery,
+            replicator,
+            online: true,
+        }
+    }
+
+    /// Writes a new trust list and lets the box see it (it looks every [`signers::RECHECK`]).
+    fn trust(&self, list: &TrustList) {
+        list.save(&self.dir.path().join("gallery-trusted-keys"))
+            .unwrap();
+        std::thread::sleep(super::signers::RECHECK + Duration::from_millis(100));
+        self.replicator.tick();
+    }
+
     /// The service restarted: a new gallery and replicator on the same folder.
     fn restart(&mut self, box_id: &str, mode: ReplicationMode) {
         self.gallery = Arc::new(Gallery::open(self.dir.path()).unwrap().0);
-        self.replicator = Replicator::new(self.gallery.clone(), box_id, mode).unwrap();
+        let policy = site_policy(self.dir.path(), box_id);
+        self.replicator = Replicator::new(self.gallery.clone(), box_id, mode, policy).unwrap();
     }
 
     fn label(&self, v: f64) -> String {
@@ -185,7 +280,12 @@ fn enroll_rename_and_delete_reach_every_box_and_nothing_is_published_twice() {
 
 fn message(student_id: &str, ms: u64, box_id: &str, v: f64) -> Vec<u8> {
     let rows = vec![(enc(v), Sample::plain(&enc(v), 1_700_000_000))];
-    encode_message(&id(student_id), &Version::new(ms, box_id), &rows)
+    signed(
+        student_id,
+        &Version::new(ms, box_id),
+        &rows,
+        &Change::default(),
+    )
 }
 
 #[test]
@@ -206,10 +306,17 @@ fn the_last_writer_wins_with_ties_broken_by_box_id() {
     assert_eq!(b.label(3.0), "p");
     assert_eq!(got(t, "m", 4.0), Applied::Older);
     assert_eq!(b.label(3.0), "p");
-    // The broker held a stale copy: b answers with the newest it has, as it was written.
+    // The broker held a stale copy: b answers with the newest it has, signed by b (a newer
+    // version of b's: a box signs only its own versions).
     let out = persons(b.replicator.outgoing());
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].1, message("p", t, "n", 3.0));
+    let Ok(Incoming::Person { version, rows, .. }) =
+        parse_message("p", &out[0].1, clock::unix_ms())
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!((version.box_id(), rows[0].0), ("b", enc(3.0)));
+    assert!(version.updated_ms() > t);
     assert!(persons(b.replicator.outgoing()).is_empty());
 
     // A local change is newer than what it changed, and beats an older message.
@@ -356,7 +463,8 @@ fn a_broker_without_retained_messages_is_refilled_not_obeyed() {
 }
 
 fn tombstone(student_id: &str, ms: u64, box_id: &str) -> Vec<u8> {
-    encode_tombstone(&id(student_id), &Version::new(ms, box_id))
+    let unsigned = encode_tombstone(&id(student_id), &Version::new(ms, box_id));
+    super::envelope::seal(Kind::Deleted, &unsigned, box_id, &key_of(box_id))
 }
 
 fn ids(b: &TestBox) -> Vec<String> {
@@ -438,16 +546,19 @@ fn a_tombstone_wins_over_an_older_person_and_loses_to_a_newer_one() {
     assert_eq!(b.label(1.0), "p");
     let out = b.replicator.outgoing();
     assert_eq!(out.len(), 2);
-    assert_eq!(
-        (out[0].kind, &out[0].payload),
-        (Kind::Person, &message("p", t, "a", 1.0))
+    assert_eq!(out[0].kind, Kind::Person);
+    assert!(
+        matches!(parse_message("p", &out[0].payload, clock::unix_ms()),
+            Ok(Incoming::Person { version, .. }) if version.box_id() == "b")
     );
     assert_eq!(
         (out[1].kind, out[1].payload.is_empty()),
         (Kind::Deleted, true)
     );
     assert_eq!(out[1].topic("fa"), "fa/gallery-deleted/p");
-    // Newer: removed, and remembered (an older copy is not added again but answered).
+    // Newer (than b's version of p, now b's own): removed, and remembered (an older copy is
+    // not added again but answered).
+    let t = clock::unix_ms() + 10_000;
     assert_eq!(deleted(t + 10), Applied::Removed);
     assert_eq!(b.label(1.0), UNKNOWN);
     let history = b.gallery.history(&id("p"));
@@ -458,19 +569,29 @@ fn a_tombstone_wins_over_an_older_person_and_loses_to_a_newer_one() {
     assert_eq!(b.label(2.0), UNKNOWN);
     let out = b.replicator.outgoing();
     assert_eq!(out[0].kind, Kind::Deleted);
-    assert_eq!(out[0].payload, tombstone("p", t + 10, "c"));
+    assert!(matches!(
+        super::wire::parse_tombstone("p", &out[0].payload, clock::unix_ms()),
+        Ok(Incoming::Tombstone { version, .. }) if version.box_id() == "b"
+            && version.updated_ms() > t + 10
+    ));
     assert!(out[1].payload.is_empty());
     // The empty person message that goes with it changes nothing more.
     assert_eq!(b.replicator.receive("p", b"").unwrap(), Applied::Unchanged);
     // Enrolled again elsewhere after the deletion: the newer person wins.
     assert_eq!(person(t + 20, 3.0), Applied::Updated);
     assert_eq!(b.label(3.0), "p");
-    // An empty person message alone now (the deletion's, arriving late): the person stays
-    // and goes again.
-    assert_eq!(b.replicator.receive("p", b"").unwrap(), Applied::Older);
+    // An empty person message alone now: it is not signed, the person stays and goes again.
+    assert!(matches!(
+        b.replicator.receive("p", b""),
+        Err(ReplicationError::Refused {
+            reason: Refused::Unsigned,
+            ..
+        })
+    ));
     assert_eq!(b.label(3.0), "p");
     assert_eq!(persons(b.replicator.outgoing()).len(), 1);
     // A tombstone for someone this box never had: remembered.
+    let t = t - 10_000;
     assert_eq!(
         b.replicator
             .receive_deleted("q", &tombstone("q", t, "c"))
@@ -487,7 +608,7 @@ fn a_tombstone_wins_over_an_older_person_and_loses_to_a_newer_one() {
 }
 
 #[test]
-fn a_deletion_without_a_tombstone_still_removes_and_gets_one() {
+fn an_empty_message_removes_nobody_and_the_person_goes_back_to_the_broker() {
     let (a, b) = (
         TestBox::new("a", ReplicationMode::Both),
         TestBox::new("b", ReplicationMode::Both),
@@ -500,18 +621,24 @@ fn a_deletion_without_a_tombstone_still_removes_and_gets_one() {
     // `mosquitto_pub -r -n -t fa/gallery/p`, or a box of an older release.
     broker.retained.remove(&id("p"));
     for x in [&a, &b] {
-        assert_eq!(x.replicator.receive("p", b"").unwrap(), Applied::Removed);
+        assert!(matches!(
+            x.replicator.receive("p", b""),
+            Err(ReplicationError::Refused {
+                reason: Refused::Unsigned,
+                ..
+            })
+        ));
+        assert_eq!(x.replicator.stats().refused("unsigned"), 1);
     }
     broker.pump(&[&a, &b]);
-    assert!(broker.retained.is_empty());
-    assert!(broker.deleted.contains_key(&id("p")));
-    // c, away meanwhile, goes by the tombstone.
+    // Both answered with their copy: the broker holds p again, and nobody lost them.
+    assert!(broker.retained.contains_key(&id("p")));
     broker.connect(&mut c);
     broker.pump(&[&a, &b, &c]);
     for x in [&a, &b, &c] {
-        assert!(ids(x).is_empty(), "{}", x.replicator.box_id());
+        assert_eq!(ids(x), ["p"], "{}", x.replicator.box_id());
     }
-    assert!(broker.retained.is_empty());
+    assert!(broker.deleted.is_empty());
 }
 
 #[test]
@@ -619,30 +746,6 @@ fn hostile_tombstones_are_refused_counted_and_change_nothing() {
 }
 
 #[test]
-fn a_deletion_loses_to_a_change_made_after_the_box_last_heard() {
-    let (a, b) = (
-        TestBox::new("a", ReplicationMode::Both),
-        TestBox::new("b", ReplicationMode::Both),
-    );
-    let mut broker = Broker::default();
-    a.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
-    broker.pump(&[&a, &b]);
-    // b adds a sample; before it is published, a's deletion arrives.
-    b.gallery.append(&id("p"), &[enc(1.5)], "k").unwrap();
-    assert_eq!(b.replicator.receive("p", b"").unwrap(), Applied::KeptLocal);
-    assert_eq!(b.gallery.people(), [("p".into(), 2)]);
-    assert_eq!(persons(b.replicator.outgoing()).len(), 1);
-    // Unchanged since: the deletion wins.
-    let c = TestBox::new("c", ReplicationMode::Both);
-    c.replicator
-        .receive("p", &broker.retained[&id("p")])
-        .unwrap();
-    assert_eq!(c.replicator.receive("p", b"").unwrap(), Applied::Removed);
-    assert_eq!(c.gallery.counts(), (0, 0));
-    assert_eq!(c.replicator.receive("p", b"").unwrap(), Applied::Unchanged);
-}
-
-#[test]
 fn pull_applies_and_never_publishes_and_off_does_nothing() {
     let a = TestBox::new("a", ReplicationMode::Both);
     let pull = TestBox::new("p", ReplicationMode::Pull);
@@ -660,13 +763,20 @@ fn pull_applies_and_never_publishes_and_off_does_nothing() {
             && persons(off.replicator.outgoing()).is_empty()
     );
     // A deletion from the broker wins over a pull box's local change.
-    assert_eq!(pull.replicator.receive("x", b"").unwrap(), Applied::Removed);
+    let t = clock::unix_ms() + 1000;
+    assert_eq!(
+        pull.replicator
+            .receive_deleted("x", &tombstone("x", t, "a"))
+            .unwrap(),
+        Applied::Removed
+    );
     assert_eq!(off.replicator.receive("x", b"").unwrap(), Applied::Off);
     assert_eq!(pull.gallery.people(), [("mine".into(), 1)]);
     assert!(!state_path(off.dir.path()).exists());
 }
 
-/// Every file of the data folder with its bytes.
+/// Every file of the data folder with its bytes (but replication's state, which notes what
+/// to publish again).
 fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -675,7 +785,10 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             let path = e.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.file_name().is_some_and(|n| n != ".lock") {
+            } else if path
+                .file_name()
+                .is_some_and(|n| n != ".lock" && n != "gallery-sync.json")
+            {
                 out.push((path.clone(), std::fs::read(&path).unwrap()));
             }
         }
@@ -788,7 +901,7 @@ fn hostile_messages_are_refused_counted_and_change_nothing() {
     );
     let json = b.replicator.stats().to_json();
     assert_eq!(json["outcomes"]["malformed"], n + 1);
-    assert_eq!(b.replicator.stats().families().len(), 3);
+    assert_eq!(b.replicator.stats().families().len(), 7);
 }
 
 #[test]
@@ -819,7 +932,7 @@ fn box_ids_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let g = Arc::new(Gallery::open(dir.path()).unwrap().0);
         assert!(matches!(
-            Replicator::new(g, bad, ReplicationMode::Both),
+            Replicator::new(g, bad, ReplicationMode::Both, site_policy(dir.path(), "a")),
             Err(ReplicationError::BoxId(..))
         ));
     }
@@ -833,4 +946,300 @@ fn box_ids_are_checked() {
     );
     assert_eq!(topic_deleted_id("fa", &topic("fa", &id("p"))), None);
     assert_eq!(topic_id("fa", &topic_deleted("fa", &id("p"))), None);
+}
+
+/// The person `student_id` with the faces `values`, signed by `box_id` at `ms`.
+fn person(student_id: &str, ms: u64, box_id: &str, values: &[f64], change: &Change) -> Vec<u8> {
+    let rows: Rows = values
+        .iter()
+        .map(|v| (enc(*v), Sample::plain(&enc(*v), 1_700_000_000)))
+        .collect();
+    signed(student_id, &Version::new(ms, box_id), &rows, change)
+}
+
+fn refusal(result: Result<Applied, ReplicationError>) -> String {
+    match result {
+        Err(ReplicationError::Refused { reason, .. }) => reason.reason().to_string(),
+        other => format!("not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn an_enrolling_box_adds_people_but_cannot_change_who_is_who() {
+    let list = trust_list(&[("a", Role::Admin), ("b", Role::Admin), ("e", Role::Enroll)]);
+    let b = TestBox::with("b", ReplicationMode::Both, &list, Some(0.3));
+    b.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
+    persons(b.replicator.outgoing());
+    let t = clock::unix_ms() + 1000;
+    let none = Change::default();
+    // A new person: yes.
+    let got = b
+        .replicator
+        .receive("q", &person("q", t, "e", &[5.0], &none));
+    assert_eq!(got.unwrap(), Applied::Updated);
+    // Someone else's face under p (a stolen enrolling box putting its own face there): no.
+    let got = b
+        .replicator
+        .receive("p", &person("p", t, "e", &[1.0, 2.0], &none));
+    assert_eq!(refusal(got), "not_this_person");
+    // p's samples replaced, or one removed: no.
+    let got = b
+        .replicator
+        .receive("p", &person("p", t, "e", &[1.1], &none));
+    assert_eq!(refusal(got), "not_allowed");
+    // A deletion: no.
+    let got = b.replicator.receive_deleted("p", &tombstone("p", t, "e"));
+    assert_eq!(refusal(got), "not_allowed");
+    // A rename, a forced duplicate: no.
+    let renamed = Change {
+        renamed_from: Some(id("p")),
+        ..Change::default()
+    };
+    let got = b
+        .replicator
+        .receive("r", &person("r", t, "e", &[1.0], &renamed));
+    assert_eq!(refusal(got), "not_allowed");
+    let forced = Change {
+        force: true,
+        ..Change::default()
+    };
+    let got = b
+        .replicator
+        .receive("s", &person("s", t, "e", &[5.1], &forced));
+    assert_eq!(refusal(got), "not_allowed");
+    assert_eq!(b.gallery.people(), [("p".into(), 1), ("q".into(), 1)]);
+    // A face of p's that matches them (within the tolerance): yes.
+    let got = b
+        .replicator
+        .receive("p", &person("p", t, "e", &[1.0, 1.2], &none));
+    assert_eq!(got.unwrap(), Applied::Updated);
+    assert_eq!(b.gallery.people(), [("p".into(), 2), ("q".into(), 1)]);
+    // An admin may replace and delete.
+    let got = b
+        .replicator
+        .receive("p", &person("p", t + 1, "a", &[1.5], &none));
+    assert_eq!(got.unwrap(), Applied::Updated);
+    let got = b
+        .replicator
+        .receive_deleted("p", &tombstone("p", t + 2, "a"));
+    assert_eq!(got.unwrap(), Applied::Removed);
+    assert_eq!(b.gallery.people(), [("q".into(), 1)]);
+    assert_eq!(b.replicator.stats().refused("not_allowed"), 4);
+    let health = b.replicator.stats().to_json();
+    assert_eq!(health["refused"]["not_this_person"], 1, "{health}");
+}
+
+#[test]
+fn a_synced_duplicate_or_rejected_face_is_refused_unless_an_admin_forced_it() {
+    let list = trust_list(&[("a", Role::Admin), ("b", Role::Admin), ("e", Role::Enroll)]);
+    let b = TestBox::with("b", ReplicationMode::Both, &list, Some(0.3));
+    b.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
+    b.gallery.append(&id("q"), &[enc(3.0)], "k").unwrap();
+    b.gallery.reject(&id("q"), &[enc(3.5)], "k").unwrap();
+    persons(b.replicator.outgoing());
+    let t = clock::unix_ms() + 1000;
+    let none = Change::default();
+    // Within 0.3 of p, under another id: a duplicate, from an admin too.
+    for signer in ["a", "e"] {
+        let got = b
+            .replicator
+            .receive("twin", &person("twin", t, signer, &[1.2], &none));
+        assert_eq!(refusal(got), "duplicate", "{signer}");
+    }
+    // A face this box was told is not q, added to q by an admin: refused.
+    let got = b
+        .replicator
+        .receive("q", &person("q", t, "a", &[3.0, 3.4], &none));
+    assert_eq!(refusal(got), "rejected_face");
+    // Twins, forced by an admin: accepted.
+    let forced = Change {
+        force: true,
+        ..Change::default()
+    };
+    let got = b
+        .replicator
+        .receive("twin", &person("twin", t, "a", &[1.2], &forced));
+    assert_eq!(got.unwrap(), Applied::Updated);
+    assert_eq!(b.gallery.people().len(), 3);
+    // What this box publishes of a duplicate says it was forced.
+    b.gallery.append(&id("twin2"), &[enc(3.1)], "k").unwrap();
+    let out = persons(b.replicator.outgoing());
+    let text = String::from_utf8(out[0].1.clone()).unwrap();
+    assert!(text.contains(r#""force":true"#), "{text}");
+}
+
+#[test]
+fn a_rename_is_applied_as_one_change() {
+    let list = trust_list(&[("a", Role::Admin), ("b", Role::Admin)]);
+    let a = TestBox::with("a", ReplicationMode::Both, &list, Some(0.3));
+    let b = TestBox::with("b", ReplicationMode::Both, &list, Some(0.3));
+    let mut broker = Broker::default();
+    a.gallery.append(&id("alip"), &[enc(1.0)], "k").unwrap();
+    broker.pump(&[&a, &b]);
+    a.gallery.rename(&id("alip"), &id("alif"), "k").unwrap();
+    let out = a.replicator.outgoing();
+    let text = String::from_utf8(out[0].payload.clone()).unwrap();
+    assert!(text.contains(r#""renamed_from":"alip""#), "{text}");
+    // The new id first: not a duplicate of the old one, which goes with it.
+    assert_eq!(
+        b.replicator.receive("alif", &out[0].payload).unwrap(),
+        Applied::Updated
+    );
+    assert_eq!(b.gallery.people(), [("alif".into(), 1)]);
+    for o in &out[1..] {
+        match o.kind {
+            Kind::Person => b.replicator.receive(o.id.as_str(), &o.payload),
+            Kind::Deleted => b.replicator.receive_deleted(o.id.as_str(), &o.payload),
+        }
+        .unwrap();
+    }
+    assert_eq!(b.gallery.people(), [("alif".into(), 1)]);
+    assert_eq!(b.replicator.stats().refused("duplicate"), 0);
+}
+
+#[test]
+fn unsigned_untrusted_forged_and_tampered_messages_change_nothing() {
+    let b = TestBox::new("b", ReplicationMode::Both);
+    b.gallery.append(&id("p"), &[enc(1.0)], "k").unwrap();
+    persons(b.replicator.outgoing());
+    let before = snapshot(b.dir.path());
+    let t = clock::unix_ms() + 1000;
+    let rows: Rows = vec![(enc(7.0), Sample::plain(&enc(7.0), 1_700_000_000))];
+    let unsigned = encode_message(&id("p"), &Version::new(t, "a"), &rows, &Change::default());
+    assert_eq!(refusal(b.replicator.receive("p", &unsigned)), "unsigned");
+    // A key the list does not hold, under a listed box id and under its own.
+    let stranger = BoxKey::from_seed([7; 32]);
+    let forged = super::envelope::seal(Kind::Person, &unsigned, "a", &stranger);
+    assert_eq!(refusal(b.replicator.receive("p", &forged)), "bad_signature");
+    let other = encode_message(&id("p"), &Version::new(t, "zz"), &rows, &Change::default());
+    let other = super::envelope::seal(Kind::Person, &other, "zz", &stranger);
+    assert_eq!(refusal(b.replicator.receive("p", &other)), "untrusted");
+    // Signed by a listed box, its version naming another.
+    let claimed = super::envelope::seal(Kind::Person, &unsigned, "c", &key_of("c"));
+    assert_eq!(
+        refusal(b.replicator.receive("p", &claimed)),
+        "forged_box_id"
+    );
+    // Tampered after signing.
+    let good = person("p", t, "a", &[7.0], &Change::default());
+    let tampered = String::from_utf8(good.clone())
+        .unwrap()
+        .replacen("7.0", "7.5", 1);
+    assert_eq!(
+        refusal(b.replicator.receive("p", tampered.as_bytes())),
+        "bad_signature"
+    );
+    // A tombstone forged from a person's message (the same bytes on the deletion topic).
+    assert!(b.replicator.receive_deleted("p", &good).is_err());
+    assert_eq!(snapshot(b.dir.path()), before);
+    assert_eq!(b.label(1.0), "p");
+    // The good one passes; replayed later, it changes nothing.
+    assert_eq!(b.replicator.receive("p", &good).unwrap(), Applied::Updated);
+    let newer = person("p", t + 5, "a", &[8.0], &Change::default());
+    assert_eq!(b.replicator.receive("p", &newer).unwrap(), Applied::Updated);
+    assert_eq!(b.replicator.receive("p", &good).unwrap(), Applied::Older);
+    assert_eq!(b.label(8.0), "p");
+    let stats = b.replicator.stats();
+    assert_eq!(
+        ["unsigned", "untrusted", "bad_signature", "forged_box_id"].map(|r| stats.refused(r)),
+        [1, 1, 3, 1]
+    );
+}
+
+#[test]
+fn a_removed_key_is_ignored_from_then_on_and_what_it_did_stays() {
+    let b = TestBox::new("b", ReplicationMode::Both);
+    let t = clock::unix_ms() + 1000;
+    let none = Change::default();
+    let got = b
+        .replicator
+        .receive("p", &person("p", t, "a", &[1.0], &none));
+    assert_eq!(got.unwrap(), Applied::Updated);
+    let everyone_but_a: Vec<(&str, Role)> = SITE
+        .iter()
+        .filter(|x| **x != "a")
+        .map(|x| (*x, Role::Admin))
+        .collect();
+    b.trust(&trust_list(&everyone_but_a));
+    let got = b
+        .replicator
+        .receive("q", &person("q", t, "a", &[5.0], &none));
+    assert_eq!(refusal(got), "untrusted");
+    let got = b
+        .replicator
+        .receive_deleted("p", &tombstone("p", t + 1, "a"));
+    assert_eq!(refusal(got), "untrusted");
+    assert_eq!(b.gallery.people(), [("p".into(), 1)]);
+    // The audit log names who made p.
+    assert_eq!(b.gallery.history(&id("p"))[0].by, "sync:a");
+}
+
+#[test]
+fn an_untrusted_box_keeps_its_gallery_and_waits_until_it_is_trusted() {
+    let list = trust_list(&[("a", Role::Admin)]);
+    let u = TestBox::with("u", ReplicationMode::Both, &list, None);
+    u.gallery.append(&id("mine"), &[enc(2.0)], "k").unwrap();
+    assert!(u.replicator.outgoing().is_empty());
+    let t = clock::unix_ms() + 1000;
+    let got = u
+        .replicator
+        .receive("p", &person("p", t, "a", &[1.0], &Change::default()));
+    assert_eq!(got.unwrap(), Applied::Waiting);
+    assert_eq!(u.gallery.people(), [("mine".into(), 1)]);
+    let health = u.replicator.stats().to_json();
+    assert_eq!(health["state"], "not_trusted", "{health}");
+    assert_eq!(health["waiting"], 1, "{health}");
+    assert!(health["trust"]["key"]
+        .as_str()
+        .unwrap()
+        .starts_with("ed25519:"));
+    // Trusted: the message waiting is applied, and what it has is published, signed.
+    u.trust(&trust_list(&[("a", Role::Admin), ("u", Role::Enroll)]));
+    assert_eq!(u.gallery.people(), [("mine".into(), 1), ("p".into(), 1)]);
+    let out = persons(u.replicator.outgoing());
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, id("mine"));
+    let health = u.replicator.stats().to_json();
+    assert_eq!(
+        (health["state"].as_str(), health["waiting"].as_u64()),
+        (Some("ok"), Some(0))
+    );
+    assert_eq!(health["trust"]["role"], "enroll");
+}
+
+#[test]
+fn over_its_bounds_a_publisher_waits_and_beyond_the_cap_is_refused() {
+    let b = TestBox::new("b", ReplicationMode::Both);
+    let policy =
+        Policy::new(&b.dir.path().join("gallery-trusted-keys"), 0.6, None).with_bounds(2, 1000, 2);
+    let b = TestBox {
+        replicator: Replicator::new(b.gallery.clone(), "b", ReplicationMode::Both, policy).unwrap(),
+        ..b
+    };
+    let t = clock::unix_ms() + 1000;
+    let none = Change::default();
+    let mut got = Vec::new();
+    for (i, name) in ["p1", "p2", "p3", "p4", "p5"].iter().enumerate() {
+        let message = person(name, t, "a", &[i as f64], &none);
+        got.push(match b.replicator.receive(name, &message) {
+            Ok(applied) => format!("{applied:?}"),
+            Err(e) => refusal(Err(e)),
+        });
+    }
+    assert_eq!(
+        got,
+        ["Updated", "Updated", "Waiting", "Waiting", "over_cap"]
+    );
+    // Another publisher is not held up by a's bounds.
+    let got = b
+        .replicator
+        .receive("q", &person("q", t, "c", &[9.0], &none));
+    assert_eq!(got.unwrap(), Applied::Updated);
+    assert_eq!(b.replicator.stats().to_json()["waiting"], 2);
+    // A newer message of a person waiting replaces theirs (as the broker retains the newest).
+    let got = b
+        .replicator
+        .receive("p3", &person("p3", t + 1, "a", &[3.5], &none));
+    assert_eq!(got.unwrap(), Applied::Waiting);
+    assert_eq!(b.replicator.stats().to_json()["waiting"], 2);
 }

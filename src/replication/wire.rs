@@ -34,8 +34,30 @@ pub const MAX_QUALITY_BYTES: usize = 1024;
 /// How far ahead of this box's clock a version may be: more would pin the person for ever.
 pub const MAX_FUTURE_MS: u64 = 3_600_000;
 
-/// Before this (2024-01-01), the clock is taken as unset (a board without RTC before NTP).
-pub(super) const CLOCK_SET_MS: u64 = 1_704_067_200_000;
+/// No version is after the year 3000 (in milliseconds): a version near `u64::MAX` would pin a
+/// person or a tombstone for good.
+pub const MAX_VERSION_MS: u64 = 32_503_680_000_000;
+
+/// When this binary was built (Unix milliseconds; `SOURCE_DATE_EPOCH` when the build set it): a
+/// clock that reads earlier is not set yet (a board without a real-time clock before NTP), and
+/// the box neither publishes nor applies until it is.
+pub const BUILD_MS: u64 = parse_build_ms(env!("FACE_BUILD_UNIX_MS"));
+
+const fn parse_build_ms(text: &str) -> u64 {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut n: u64 = 0;
+    while i < bytes.len() {
+        n = n * 10 + (bytes[i] - b'0') as u64;
+        i += 1;
+    }
+    n
+}
+
+/// Whether a clock reading `now_ms` is set (not earlier than this binary's build).
+pub fn clock_is_set(now_ms: u64) -> bool {
+    now_ms >= BUILD_MS
+}
 
 /// No sample is enrolled after the year 3000.
 pub(super) const MAX_ENROLLED_AT: u64 = 32_503_680_000;
@@ -93,7 +115,8 @@ pub enum Malformed {
     /// The version's box id is not one [`check_box_id`] accepts (why).
     #[error("box_id: {0}")]
     BadBoxId(String),
-    /// The version is more than [`MAX_FUTURE_MS`] ahead of this box's clock.
+    /// The version is more than [`MAX_FUTURE_MS`] ahead of this box's clock, or after
+    /// [`MAX_VERSION_MS`].
     #[error("version {updated_ms} is more than {MAX_FUTURE_MS} ms ahead of this box's clock")]
     FromTheFuture {
         /// The version's time.
@@ -157,6 +180,11 @@ pub enum Incoming {
         version: Version,
         /// Their samples, in order, described plainly (time and quality).
         rows: Rows,
+        /// Enrolled although a face is within the duplicate distance of another person's (twins;
+        /// honoured only when an admin signed it).
+        force: bool,
+        /// A rename: the person's previous id, removed with this change.
+        renamed_from: Option<StudentId>,
     },
 }
 
@@ -166,6 +194,14 @@ pub(super) struct Message {
     student_id: String,
     version: Version,
     samples: Vec<WireSample>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    force: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    renamed_from: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Serialize, Deserialize)]
@@ -241,6 +277,13 @@ pub fn parse_message(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Inco
     let message: Message =
         serde_json::from_slice(payload).map_err(|e| Malformed::BadJson(e.to_string()))?;
     let version = check_head(&id, &message.student_id, message.version, now_ms)?;
+    let renamed_from = match &message.renamed_from {
+        Some(old) => {
+            let old = StudentId::parse_new(old).map_err(Malformed::BadId)?;
+            (old != id).then_some(old)
+        }
+        None => None,
+    };
     if message.samples.is_empty() || message.samples.len() > MAX_SAMPLES {
         return Err(Malformed::SampleCount(message.samples.len()));
     }
@@ -277,7 +320,13 @@ pub fn parse_message(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Inco
         described.quality = sample.quality;
         rows.push((encoding, described));
     }
-    Ok(Incoming::Person { id, version, rows })
+    Ok(Incoming::Person {
+        id,
+        version,
+        rows,
+        force: message.force,
+        renamed_from,
+    })
 }
 
 /// The body's id and version of a message for `id`, checked.
@@ -294,7 +343,9 @@ pub(super) fn check_head(
         });
     }
     check_box_id(&version.box_id).map_err(Malformed::BadBoxId)?;
-    if now_ms >= CLOCK_SET_MS && version.updated_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
+    if version.updated_ms > now_ms.saturating_add(MAX_FUTURE_MS)
+        || version.updated_ms > MAX_VERSION_MS
+    {
         return Err(Malformed::FromTheFuture {
             updated_ms: version.updated_ms,
         });
@@ -326,13 +377,25 @@ pub(super) fn encode_tombstone(id: &StudentId, version: &Version) -> Vec<u8> {
     serde_json::to_vec(&message).unwrap_or_default()
 }
 
-/// The payload of a person (their rows, in order), unchecked.
+/// How a person's message says what kind of change it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Change {
+    /// Enrolled despite a duplicate (see [`Incoming::Person`]).
+    pub(super) force: bool,
+    /// A rename from this id.
+    pub(super) renamed_from: Option<StudentId>,
+}
+
+/// The payload of a person (their rows, in order), unsigned and unchecked.
 pub(super) fn encode_message(
     id: &StudentId,
     version: &Version,
     rows: &[(Encoding, Sample)],
+    change: &Change,
 ) -> Vec<u8> {
     let message = Message {
+        force: change.force,
+        renamed_from: change.renamed_from.as_ref().map(|id| id.to_string()),
         format: FORMAT,
         student_id: id.to_string(),
         version: version.clone(),
@@ -352,5 +415,5 @@ pub(super) fn encode_message(
 /// [`encode_message`], for the fuzz target's round trip.
 #[doc(hidden)]
 pub fn fuzz_encode(id: &StudentId, version: &Version, rows: &[(Encoding, Sample)]) -> Vec<u8> {
-    encode_message(id, version, rows)
+    encode_message(id, version, rows, &Change::default())
 }

@@ -18,7 +18,6 @@ use crate::camera::capture::Captures;
 use crate::camera::live::Live;
 use crate::camera::{Camera, Pipeline};
 use crate::events::{Destinations, Dispatcher, EventLog, Sink, WebhookSink};
-use crate::gallery::Gallery;
 use crate::http::budget::{self, Budget};
 use crate::http::{self, App, Hub, Limits};
 use crate::liveness::Stall;
@@ -27,7 +26,8 @@ use crate::mqtt::{
     DEFAULT_EVENT_TIMEOUT,
 };
 use crate::recognizer::Recognizer;
-use crate::replication::{ReplicationMode, Replicator};
+use crate::replication::{Policy, ReplicationMode, Replicator};
+use crate::settings::default_trust_file;
 use crate::settings::document::ConfigDocument;
 use crate::settings::{ServeSettings, Settings};
 use crate::unknowns::Unknowns;
@@ -197,7 +197,7 @@ pub fn start(
     let broker = match (mqtt, mqtt_settings) {
         (Some(mqtt), Some(s)) => {
             let summary = health_summary(&app, camera.as_ref());
-            let broker = start_broker(mqtt, &s, app.recognizer.gallery(), summary)?;
+            let broker = start_broker(mqtt, &s, &app.recognizer, summary)?;
             let replication = broker.replicator.as_ref().map(|r| r.stats());
             app = app.with_mqtt(broker.mqtt.stats().clone(), replication);
             Some(broker)
@@ -244,15 +244,27 @@ pub fn start(
 fn start_broker(
     mqtt: Arc<Mqtt>,
     settings: &MqttSettings,
-    gallery: &Arc<Gallery>,
+    recognizer: &Recognizer,
     summary: HealthSummary,
 ) -> std::io::Result<Broker> {
+    let gallery = recognizer.gallery();
     let status = BoxStatus::start(&mqtt, settings.status_every, settings.ha_discovery, summary)
         .map_err(std::io::Error::other)?;
     let (gallery, replicator) = match settings.gallery_sync {
         ReplicationMode::Off => (None, None),
         mode => {
-            let replicator = Replicator::new(gallery.clone(), &settings.box_id, mode)
+            let trust_file = settings
+                .gallery_trusted_keys
+                .clone()
+                .unwrap_or_else(|| default_trust_file(gallery.data_dir()));
+            let tolerance = recognizer.tolerance();
+            let duplicate = recognizer.enroll_policy().duplicate_limit(tolerance, false);
+            let policy = Policy::new(&trust_file, tolerance, duplicate).with_bounds(
+                settings.gallery_people_per_hour,
+                settings.gallery_encodings_per_hour,
+                settings.gallery_max_waiting,
+            );
+            let replicator = Replicator::new(gallery.clone(), &settings.box_id, mode, policy)
                 .map_err(std::io::Error::other)?;
             let replicator = Arc::new(replicator);
             let link =

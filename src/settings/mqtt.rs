@@ -26,6 +26,20 @@ pub struct MqttOptions {
     /// Gallery sync between boxes: off, pull (apply others' people) or both (also publish
     /// ours). Default: both when MQTT_URL is set
     pub gallery_sync: Option<String>,
+    /// The trust list of gallery sync: `box_id public-key role` lines (default:
+    /// <data dir>/gallery-trusted-keys)
+    pub gallery_trusted_keys: Option<PathBuf>,
+    /// People one box may change per hour through gallery sync (more wait)
+    pub gallery_sync_people_per_hour: u32,
+    /// Encodings one box may send per hour through gallery sync (more wait)
+    pub gallery_sync_encodings_per_hour: u32,
+    /// Gallery messages that may wait at most (over it, refused and counted)
+    pub gallery_sync_max_waiting: usize,
+}
+
+/// `GALLERY_TRUSTED_KEYS`'s default: `gallery-trusted-keys` in the data folder.
+pub fn default_trust_file(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("gallery-trusted-keys")
 }
 
 /// `MQTT_TOPIC_PREFIX`'s default.
@@ -133,6 +147,28 @@ impl MqttOptions {
                 )))
             }
         };
+        for (name, value) in [
+            (
+                "GALLERY_SYNC_PEOPLE_PER_HOUR",
+                u64::from(self.gallery_sync_people_per_hour),
+            ),
+            (
+                "GALLERY_SYNC_ENCODINGS_PER_HOUR",
+                u64::from(self.gallery_sync_encodings_per_hour),
+            ),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                return Err(Error::Config(format!(
+                    "{name} must be 1 to 1000000, got {value}"
+                )));
+            }
+        }
+        if !(1..=100_000).contains(&self.gallery_sync_max_waiting) {
+            return Err(Error::Config(format!(
+                "GALLERY_SYNC_MAX_WAITING must be 1 to 100000, got {}",
+                self.gallery_sync_max_waiting
+            )));
+        }
         let text = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         Ok(Some(MqttSettings {
             url: url.to_string(),
@@ -144,6 +180,13 @@ impl MqttOptions {
             status_every: std::time::Duration::from_secs(self.mqtt_status_seconds),
             ha_discovery: self.mqtt_ha_discovery,
             gallery_sync,
+            gallery_trusted_keys: self
+                .gallery_trusted_keys
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
+            gallery_people_per_hour: self.gallery_sync_people_per_hour,
+            gallery_encodings_per_hour: self.gallery_sync_encodings_per_hour,
+            gallery_max_waiting: self.gallery_sync_max_waiting,
         }))
     }
 }
