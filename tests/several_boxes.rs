@@ -27,11 +27,26 @@ struct Box {
     port: u16,
     env: Vec<(String, String)>,
     child: Option<Child>,
+    /// The binary it runs (the current build's, or another release's: set it, then
+    /// `start_again`, to upgrade a stopped box in place).
+    binary: PathBuf,
 }
 
 impl Box {
     fn start(id: &str, data: &Path, env: &[(&str, &str)]) -> Box {
+        Box::start_with_binary(
+            Path::new(env!("CARGO_BIN_EXE_face-attendance")),
+            id,
+            data,
+            env,
+        )
+    }
+
+    /// A box running `binary`, e.g. `common::previous_release_binary()` for a fleet of mixed
+    /// versions (check `common::previous_release::available()` first).
+    fn start_with_binary(binary: &Path, id: &str, data: &Path, env: &[(&str, &str)]) -> Box {
         let mut b = Box {
+            binary: binary.to_path_buf(),
             id: id.to_string(),
             data: data.to_path_buf(),
             port: common::free_port(),
@@ -46,7 +61,7 @@ impl Box {
     }
 
     fn start_again(&mut self) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_face-attendance"));
+        let mut command = Command::new(&self.binary);
         command
             .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)])
             .env("FACE_MODELS_DIR", common::models_dir())

@@ -1,8 +1,10 @@
 //! Shared helpers for the end-to-end tests: where the real photos and models are.
 #![allow(dead_code)]
 
+pub mod faketime;
 pub mod http;
 pub mod mosquitto;
+pub mod previous_release;
 pub mod serve_process;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +42,12 @@ pub fn skip_unless_required(why: &str) {
         panic!("{why} (FACE_TESTS_REQUIRE_TOOLS is set: scripts/install-deps should have installed it)");
     }
     eprintln!("SKIPPED: {why}");
+}
+
+/// The previous release's binary (see [`previous_release`]: skip with
+/// `previous_release::available()` first).
+pub fn previous_release_binary() -> PathBuf {
+    previous_release::binary()
 }
 
 /// `models/` of the repository, or `FACE_MODELS_DIR`.
