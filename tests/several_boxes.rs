@@ -573,3 +573,346 @@ fn a_broker_outage_loses_no_event_and_never_holds_up_the_webhook() {
     assert!(metrics.contains("face_mqtt_connected 1"), "{metrics}");
     assert_eq!(hits.lock().unwrap().len(), 6);
 }
+
+// ---- Trust between boxes (issue 24): signed gallery changes, roles, a stolen box, an
+// ---- upgrading fleet, a clock that is not set.
+
+/// Publishes `payload` retained on `topic` (QoS 1) as anyone with the broker's password can.
+fn publish(broker: &Mosquitto, topic: &str, payload: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("payload");
+    std::fs::write(&file, payload).unwrap();
+    broker.publish_file(topic, &file, true);
+}
+
+/// The retained message on `topic` (none within 5 s: empty).
+fn retained(broker: &Mosquitto, topic: &str) -> Vec<u8> {
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port().to_string()])
+        .args(["-t", topic, "-C", "1", "-W", "5"])
+        .output()
+        .unwrap();
+    let mut bytes = out.stdout;
+    while bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    bytes
+}
+
+/// A message of `person` with `samples` (as the broker carries them) at `ms` by `box_id`, not
+/// signed.
+fn forged(person: &str, ms: u64, box_id: &str, samples: &Value) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "format": 1,
+        "student_id": person,
+        "version": {"updated_ms": ms, "box_id": box_id},
+        "samples": samples,
+    }))
+    .unwrap()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn refused(x: &Box, reason: &str) -> u64 {
+    counter(&x.health(), &["gallery_sync", "refused", reason])
+}
+
+fn stranger() -> PathBuf {
+    common::faces_dir().join("strangers/stranger_angry.jpg")
+}
+
+#[test]
+fn broker_credentials_or_a_stolen_enrolling_box_cannot_change_who_is_who() {
+    use face_attendance::replication::{envelope, keys::BoxKey, Kind};
+    if !common::mosquitto::available() {
+        return;
+    }
+    let broker = Mosquitto::start_with(Options {
+        persistence: true,
+        ..Options::default()
+    });
+    let url = broker.url();
+    let site = tempfile::tempdir().unwrap();
+    let list = site.path().join("site-keys");
+    trust(
+        &list,
+        site.path(),
+        &[("box-a", "admin"), ("box-b", "admin"), ("box-e", "enroll")],
+    );
+    // Each box its own copy of the site's list (as /etc/face-attendance on each box).
+    let copy = |box_id: &str| {
+        let path = site.path().join(format!("{box_id}.keys"));
+        std::fs::copy(&list, &path).unwrap();
+        path
+    };
+    let files = ["box-a", "box-b", "box-e"].map(copy);
+    let start = |i: usize, box_id: &str| {
+        let keys = files[i].to_str().unwrap();
+        let env = [("MQTT_URL", url.as_str()), ("GALLERY_TRUSTED_KEYS", keys)];
+        Box::start(box_id, &site.path().join(box_id), &env)
+    };
+    let (a, b, e) = (start(0, "box-a"), start(1, "box-b"), start(2, "box-e"));
+    let boxes = [&a, &b, &e];
+    a.enroll("obama");
+    a.enroll("biden");
+    for x in boxes {
+        wait_for(&format!("obama and biden on {}", x.id), SPREAD, || {
+            x.has("obama") && x.has("biden")
+        });
+        assert_eq!(x.health()["gallery_sync"]["state"], "ok");
+    }
+    let crops_of_obama = common::tree(&a.data.join("faces/obama"));
+    assert!(!crops_of_obama.is_empty());
+
+    // 1. Anyone with the broker's password, no trusted key: biden's face under obama's id with
+    // a version 58 minutes ahead; the same signed with a key of their own, claiming box-b's id
+    // and their own; an empty retained message on biden; a tombstone of obama 58 minutes
+    // ahead; 40 invented ids with 256 samples each.
+    let biden_message: Value =
+        serde_json::from_slice(&retained(&broker, "face-attendance/gallery/biden")).unwrap();
+    let faces = biden_message["samples"].clone();
+    let ahead = now_ms() + 58 * 60 * 1000;
+    let swap = forged("obama", ahead, "boxb", &faces);
+    publish(&broker, "face-attendance/gallery/obama", &swap);
+    let rogue = BoxKey::from_seed([9; 32]);
+    let claimed = forged("obama", ahead, "box-b", &faces);
+    let claimed = envelope::seal(Kind::Person, &claimed, "box-b", &rogue);
+    publish(&broker, "face-attendance/gallery/obama", &claimed);
+    let own = forged("obama", ahead, "rogue", &faces);
+    let own = envelope::seal(Kind::Person, &own, "rogue", &rogue);
+    publish(&broker, "face-attendance/gallery/obama", &own);
+    publish(&broker, "face-attendance/gallery/biden", b"");
+    let tombstone = serde_json::to_vec(&serde_json::json!({
+        "format": 1, "student_id": "obama",
+        "version": {"updated_ms": ahead, "box_id": "box-a"},
+    }))
+    .unwrap();
+    publish(&broker, "face-attendance/gallery-deleted/obama", &tombstone);
+    let many: Vec<Value> = (0..256).map(|_| faces[0].clone()).collect();
+    let many = Value::Array(many);
+    for i in 0..40 {
+        let id = format!("invented{i}");
+        let message = forged(&id, now_ms(), "boxb", &many);
+        publish(&broker, &format!("face-attendance/gallery/{id}"), &message);
+    }
+    for x in boxes {
+        wait_for(&format!("{} to refuse them all", x.id), SPREAD, || {
+            refused(x, "unsigned") >= 43
+                && refused(x, "bad_signature") >= 1
+                && refused(x, "untrusted") >= 1
+        });
+        assert_eq!(x.people(), ["biden", "obama"], "{}", x.id);
+        assert_eq!(x.recognize(&probe("obama")), "obama", "{}", x.id);
+        assert_eq!(x.recognize(&probe("biden")), "biden", "{}", x.id);
+    }
+    assert_eq!(common::tree(&a.data.join("faces/obama")), crops_of_obama);
+    // The boxes put obama's and biden's good copies back on the broker.
+    wait_for(
+        "the broker to hold obama's signed copy again",
+        SPREAD,
+        || {
+            let m = retained(&broker, "face-attendance/gallery/obama");
+            serde_json::from_slice::<Value>(&m)
+                .is_ok_and(|v| v["signed_by"].is_string() && v["samples"] != faces)
+        },
+    );
+
+    // 2. A stolen enrolling box: a stranger's face added to obama is refused elsewhere; a new
+    // person still reaches every box; it cannot delete, force a duplicate or rename.
+    let (status, body) = h::post_image(&e.url("/enroll"), &stranger(), &[("student_id", "obama")]);
+    assert_eq!(status, 200, "{body}");
+    e.enroll("amy");
+    for x in [&a, &b] {
+        wait_for(&format!("amy on {}", x.id), SPREAD, || x.has("amy"));
+        wait_for(
+            &format!("{} to refuse obama's new face", x.id),
+            SPREAD,
+            || refused(x, "not_this_person") >= 1,
+        );
+        assert_eq!(x.recognize(&stranger()), "Unknown", "{}", x.id);
+    }
+    let (status, body) = h::post_image(
+        &e.url("/enroll"),
+        &known("biden"),
+        &[("student_id", "joe"), ("force", "true")],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h::delete(&e.url("/people/amy")).0, 200);
+    // An admin's forced twin reaches everyone.
+    let (status, body) = h::post_image(
+        &a.url("/enroll"),
+        &known("obama"),
+        &[("student_id", "barack"), ("force", "true")],
+    );
+    assert_eq!(status, 200, "{body}");
+    for x in [&b, &e] {
+        wait_for(&format!("barack on {}", x.id), SPREAD, || x.has("barack"));
+    }
+    assert!(!a.has("joe") && !b.has("joe"));
+    assert!(
+        a.has("amy") && b.has("amy"),
+        "an enrolling box cannot delete"
+    );
+    assert!(refused(&a, "not_allowed") >= 1);
+
+    // 3. A replayed old message and a forged box id change nothing.
+    let old = retained(&broker, "face-attendance/gallery/amy");
+    let (status, body) = h::post_image(&a.url("/enroll"), &probe("amy"), &[("student_id", "amy")]);
+    assert_eq!(status, 200, "{body}");
+    wait_for("amy's second face on B", SPREAD, || {
+        h::get(&b.url("/people/amy")).1["samples"]
+            .as_array()
+            .map(Vec::len)
+            == Some(2)
+    });
+    let newer = retained(&broker, "face-attendance/gallery/amy");
+    publish(&broker, "face-attendance/gallery/amy", &old);
+    let moved = String::from_utf8(newer.clone()).unwrap().replacen(
+        r#""box_id":"box-a""#,
+        r#""box_id":"box-b""#,
+        1,
+    );
+    publish(&broker, "face-attendance/gallery/amy", moved.as_bytes());
+    for x in [&a, &b] {
+        wait_for(&format!("{} to refuse the forged id", x.id), SPREAD, || {
+            refused(x, "bad_signature") >= 2
+        });
+        let samples = h::get(&x.url("/people/amy")).1["samples"]
+            .as_array()
+            .map(Vec::len);
+        assert_eq!(samples, Some(2), "{}", x.id);
+    }
+
+    // 4. The stolen box's key removed from the site's lists (it keeps its own copy): what it
+    // publishes from then on changes nothing; what it did before stays, and the audit log
+    // names it.
+    for file in &files[..2] {
+        cli(
+            &["box", "trust", "remove", "box-e"],
+            &[("GALLERY_TRUSTED_KEYS", file)],
+        );
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    e.enroll("raj");
+    for x in [&a, &b] {
+        wait_for(&format!("{} to refuse box-e", x.id), SPREAD, || {
+            refused(x, "untrusted") >= 2
+        });
+        assert!(!x.has("raj") && x.has("amy"), "{}", x.id);
+    }
+    let history = h::get(&b.url("/people/amy")).1;
+    assert!(history.to_string().contains("sync:box-e"), "{history}");
+}
+
+#[test]
+fn a_fleet_of_mixed_versions_upgrades_without_losing_people() {
+    if !common::mosquitto::available() || !common::previous_release::available() {
+        return;
+    }
+    let broker = Mosquitto::start_with(Options {
+        persistence: true,
+        ..Options::default()
+    });
+    let url = broker.url();
+    let site = tempfile::tempdir().unwrap();
+    let list = site.path().join("gallery-trusted-keys");
+    trust(
+        &list,
+        site.path(),
+        &[("box-a", "admin"), ("box-b", "admin")],
+    );
+    let keys = list.to_str().unwrap();
+    let env = [("MQTT_URL", url.as_str()), ("GALLERY_TRUSTED_KEYS", keys)];
+    let a = Box::start("box-a", &site.path().join("box-a"), &env);
+    let b = Box::start("box-b", &site.path().join("box-b"), &env);
+    // Today's release, not upgraded yet.
+    let old = common::previous_release_binary();
+    let mut o = Box::start_with_binary(&old, "box-o", &site.path().join("box-o"), &env);
+
+    // The new boxes' signed changes reach the old one (it reads format 1 and ignores the
+    // signature's fields).
+    a.enroll("obama");
+    for x in [&b, &o] {
+        wait_for(&format!("obama on {}", x.id), SPREAD, || x.has("obama"));
+    }
+    assert_eq!(o.recognize(&probe("obama")), "obama");
+    // The old box's unsigned changes are refused by the new ones, counted, and delete nobody.
+    o.enroll("amy");
+    assert_eq!(h::delete(&o.url("/people/obama")).0, 200);
+    for x in [&a, &b] {
+        wait_for(&format!("{} to refuse box-o", x.id), SPREAD, || {
+            refused(x, "unsigned") >= 2
+        });
+        assert_eq!(x.people(), ["obama"], "{}", x.id);
+    }
+    // Upgraded: its key in the list, the new binary on the same data folder. It publishes
+    // what it has, signed; the deletion it made before the upgrade was never accepted, so
+    // obama comes back to it from the others.
+    let key = box_key(&o.data, "box-o");
+    cli(
+        &["box", "trust", "add", "box-o", &key, "enroll"],
+        &[("GALLERY_TRUSTED_KEYS", &list)],
+    );
+    o.stop();
+    o.binary = PathBuf::from(env!("CARGO_BIN_EXE_face-attendance"));
+    o.start_again();
+    for x in [&a, &b, &o] {
+        wait_for(&format!("everyone on {}", x.id), SPREAD, || {
+            x.people() == ["amy", "obama"]
+        });
+        assert_eq!(x.health()["gallery_sync"]["state"], "ok", "{}", x.id);
+    }
+    assert_eq!(a.recognize(&probe("amy")), "amy");
+}
+
+#[test]
+fn a_box_whose_clock_is_not_set_neither_publishes_nor_applies_until_it_is() {
+    use common::faketime::{self, Clock};
+    if !common::mosquitto::available() || !faketime::available() {
+        return;
+    }
+    let broker = Mosquitto::start_with(Options {
+        persistence: true,
+        ..Options::default()
+    });
+    let url = broker.url();
+    let site = tempfile::tempdir().unwrap();
+    let list = site.path().join("gallery-trusted-keys");
+    trust(
+        &list,
+        site.path(),
+        &[("box-a", "admin"), ("box-f", "admin")],
+    );
+    let keys = list.to_str().unwrap();
+    let env = [("MQTT_URL", url.as_str()), ("GALLERY_TRUSTED_KEYS", keys)];
+    let a = Box::start("box-a", &site.path().join("box-a"), &env);
+    // A board without a real-time clock, before NTP answers: its clock reads 2020.
+    let clock = Clock::starting_at(site.path(), "2020-01-01 12:00:00");
+    let fake: Vec<(String, String)> = clock.env();
+    let mut env_f: Vec<(&str, &str)> = env.to_vec();
+    env_f.extend(fake.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let f = Box::start("box-f", &site.path().join("box-f"), &env_f);
+    wait_for("F to say its clock is not set", SPREAD, || {
+        f.health()["gallery_sync"]["state"] == "clock_not_set"
+    });
+    a.enroll("obama");
+    f.enroll("amy");
+    wait_for("F to hold obama's message back", SPREAD, || {
+        counter(&f.health(), &["gallery_sync", "waiting"]) >= 1
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!f.has("obama"), "applied before the clock was set");
+    assert!(!a.has("amy"), "published before the clock was set");
+    // NTP answers.
+    clock.real();
+    wait_for("obama on F", SPREAD, || f.has("obama"));
+    wait_for("amy on A", SPREAD, || a.has("amy"));
+    let health = f.health();
+    assert_eq!(health["gallery_sync"]["state"], "ok", "{health}");
+    assert_eq!(health["gallery_sync"]["waiting"], 0, "{health}");
+}

@@ -96,6 +96,7 @@ impl Replicator {
                 buckets,
                 waiting: Default::default(),
                 logged: HashMap::new(),
+                answered: HashMap::new(),
             }),
             stats: Arc::new(ReplicationStats::default()),
         };
@@ -497,11 +498,19 @@ impl Replicator {
         }
         if self.mode == ReplicationMode::Both && inner.own_role.is_some() {
             if let Ok(id) = StudentId::parse(topic_id) {
+                let recently = inner
+                    .answered
+                    .get(&id)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < LOG_EVERY);
                 if let Some(person) = inner.state.people.get_mut(&id) {
-                    if person.sent {
+                    if person.sent && !recently {
                         person.broker = None;
                         person.sent = false;
                         inner.dirty = true;
+                        if inner.answered.len() >= 10_000 {
+                            inner.answered.clear();
+                        }
+                        inner.answered.insert(id, now);
                         self.persist_logged(inner);
                     }
                 }

@@ -224,9 +224,13 @@ impl Replicator {
         let current = self.gallery.person_digest(id);
         self.observe(inner, id, current);
         let both = self.mode == ReplicationMode::Both;
+        // A deletion of this box's that it may not publish (it is not an admin) holds here
+        // only: the site's person wins over it.
+        let local_only = !Self::may_publish_deletion(inner.own_role);
         let state = &mut inner.state;
         let local = match (state.people.get_mut(id), state.tombstones.get_mut(id)) {
             (Some(person), _) => Some((&person.version, &mut person.broker, &mut person.sent)),
+            (None, Some(t)) if local_only && t.version.box_id() == self.box_id => None,
             (None, Some(t)) => Some((&t.version, &mut t.broker, &mut t.sent)),
             (None, None) => None,
         };

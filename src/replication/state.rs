@@ -85,6 +85,9 @@ pub(super) struct Inner {
     pub(super) waiting: Waiting,
     /// When a refusal of each publisher was last logged.
     pub(super) logged: HashMap<String, Instant>,
+    /// When each person was last published again to answer a refused message (at most once a
+    /// minute: an old release answering with its own copy would otherwise ping-pong).
+    pub(super) answered: HashMap<StudentId, Instant>,
 }
 
 /// Keeps at most [`MAX_TOMBSTONES`], dropping the oldest.
