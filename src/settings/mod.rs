@@ -13,7 +13,7 @@ mod mqtt;
 mod serve;
 
 pub use camera::CameraSettings;
-pub use mqtt::{host_box_id, MqttOptions, DEFAULT_TOPIC_PREFIX};
+pub use mqtt::{default_trust_file, host_box_id, MqttOptions, DEFAULT_TOPIC_PREFIX};
 pub use serve::{
     bind_is_loopback, ServeSettings, TlsSettings, DEFAULT_BIND, DEFAULT_BIND_WITH_KEY,
 };
