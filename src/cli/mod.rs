@@ -1,11 +1,12 @@
 //! The command line (clap lives only here): `enroll`, `recognize`, `serve`, `people`,
-//! `gallery`, `unknowns`, `cam-demo`, `rt-client`; and [`bench`], the benchmarks' binary
+//! `gallery`, `unknowns`, `cam-demo`, `rt-client`, `box`; and [`bench`], the benchmarks' binary
 //! (`face-attendance-bench http|camera`). Each command takes the settings it uses ([`args`],
 //! [`serve_args`]), turns them into [`crate::settings`] and calls the library
 //! (`serve`: [`crate::service`]).
 
 mod args;
 pub mod bench;
+mod box_cmd;
 mod cam_demo;
 mod enroll;
 mod people;
@@ -112,6 +113,14 @@ pub enum Command {
     CamDemo(cam_demo::CamDemoArgs),
     /// Post images to a server's /recognize/realtime and print its WebSocket stream
     RtClient(rt_client::RtClientArgs),
+    /// This box's key for gallery sync (`box key`) and the boxes trusted to change the gallery
+    /// (`box trust add|remove|list`)
+    #[command(name = "box")]
+    Boxes {
+        /// What to do.
+        #[command(subcommand)]
+        command: box_cmd::BoxCommand,
+    },
 }
 
 impl Cli {
@@ -167,6 +176,7 @@ pub fn run(cli: Cli) -> i32 {
     // The clients need no models or data; the gallery commands only the data folder.
     match cli.command {
         Command::RtClient(args) => rt_client::run(&args),
+        Command::Boxes { command } => box_cmd::run(&command),
         Command::People {
             command,
             recognizer,
