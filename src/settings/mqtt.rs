@@ -42,11 +42,6 @@ pub fn default_trust_file(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("gallery-trusted-keys")
 }
 
-/// `GALLERY_TRUSTED_KEYS`'s default: `gallery-trusted-keys` in the data folder.
-pub fn default_trust_file(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("gallery-trusted-keys")
-}
-
 /// `MQTT_TOPIC_PREFIX`'s default.
 pub const DEFAULT_TOPIC_PREFIX: &str = "face-attendance";
 /// Most seconds between two health summaries (a day).
