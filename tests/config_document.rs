@@ -88,6 +88,10 @@ const SETTINGS: &[&str] = &[
     "MQTT_STATUS_SECONDS",
     "MQTT_HA_DISCOVERY",
     "GALLERY_SYNC",
+    "GALLERY_TRUSTED_KEYS",
+    "GALLERY_SYNC_PEOPLE_PER_HOUR",
+    "GALLERY_SYNC_ENCODINGS_PER_HOUR",
+    "GALLERY_SYNC_MAX_WAITING",
 ];
 
 /// `serve` in `site` with exactly `env` of the settings (and the models).

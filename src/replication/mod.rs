@@ -9,14 +9,43 @@
 //! Messages (retained, QoS 1, JSON, at most [`wire::MAX_PAYLOAD`] bytes):
 //! - person, on [`topics::topic`]: `{"format":1,"student_id":"alip","version":{"updated_ms":…,
 //!   "box_id":"gate-1"},"samples":[{"encoding":[128 numbers],"enrolled_at":<unix s>,
-//!   "quality":{…}}]}`; an empty payload: the person is deleted (their message gone from the
-//!   broker).
-//! - tombstone, on [`topics::topic_deleted`]: `{"format":1,"student_id":"alip","version":{…}}`,
-//!   the deletion's version; an empty payload: no tombstone (cleared when the person comes back).
+//!   "quality":{…}}],"force":true,"renamed_from":"alif","signed_by":"gate-1",
+//!   "signature":"…"}` (`force`: enrolled despite a duplicate; `renamed_from`: a rename; both
+//!   only when so); an empty payload: the person's message gone from the broker (it deletes
+//!   nobody: a deletion is a signed tombstone).
+//! - tombstone, on [`topics::topic_deleted`]: `{"format":1,"student_id":"alip","version":{…},
+//!   "signed_by":…,"signature":…}`, the deletion's version; an empty payload: no tombstone
+//!   (cleared when the person comes back).
 //!
 //! A deletion is published as its tombstone, then the empty person message; a person as their
-//! message, then an empty tombstone. Face crops and rejections stay on their box. A rename is a
-//! deletion of the old id and a person under the new one, with a new version.
+//! message, then an empty tombstone. Face crops and rejections stay on their box. A rename is
+//! the new id's message naming the old id (`renamed_from`), then the old id's tombstone.
+//!
+//! Trust ([`envelope`], [`keys`], [`trust`], `signers.rs`, `checks.rs`):
+//! - Every message with a body is signed by the box that wrote its version (Ed25519, its key in
+//!   `data/box-key`, made at first start): `signed_by` must be the version's box id and a box
+//!   of the trust list (`GALLERY_TRUSTED_KEYS`, read again when the file changes), and the
+//!   signature must verify over every byte of the message but itself, for its kind. Otherwise
+//!   the message changes nothing, is counted ([`Refused::reason`]: `/health`'s
+//!   `gallery_sync.refused`, `/metrics`' `gallery_sync_refused`) and logged once a minute per
+//!   publisher; a box in mode `both` answers it with its own copy of the person (at most once a
+//!   minute per person), so that the broker holds a good one again.
+//! - Roles: `enroll` may add new people, and samples to a person only when each new face is
+//!   within the tolerance of theirs; `admin` may also replace or remove samples, delete, rename
+//!   and force a duplicate. Every new face passes the checks of a local enrollment: the
+//!   duplicate check against other people (unless an admin forced it) and this box's
+//!   rejections. A box publishes only what its role allows (deletions: admins only); a deletion
+//!   a non-admin box made holds on that box only.
+//! - A box in mode `both` whose own key is not in its trust list keeps its gallery, publishes
+//!   nothing and applies nothing (its messages wait) and says so in `/health`
+//!   (`gallery_sync.state`: `not_trusted`); once trusted, and once after an upgrade from a
+//!   release that did not sign, it publishes everything it has again, signed. A person or a
+//!   deletion last written by another box is published with a new version of this box's.
+//! - A clock earlier than this binary's build ([`wire::BUILD_MS`]: a board without RTC before
+//!   NTP) publishes nothing and applies nothing until it is set (`clock_not_set`); versions more
+//!   than [`wire::MAX_FUTURE_MS`] ahead, or after [`wire::MAX_VERSION_MS`], are refused.
+//! - Bounds per publisher ([`Policy`]: people and encodings per hour): over them, messages wait
+//!   and are applied as the bounds refill, in order; over the waiting cap, refused and counted.
 //!
 //! Contract:
 //! - Versions: a person's version is `(updated_ms, box_id)`, ordered by time then box id (so
@@ -42,13 +71,9 @@
 //!   (in `both`, answered with the deletion again); a newer one (enrolled again) wins. At most
 //!   [`state::MAX_TOMBSTONES`] are kept locally, the oldest dropped first; on the broker there is
 //!   one per deleted id.
-//! - An empty person message (no version: a box of an older release, or `mosquitto_pub -r -n`)
-//!   removes the person as before: unless this box changed them since it last saw them on the
-//!   broker (mode `both`: that change is newer, and is published again). A box that removes
-//!   someone so records the deletion as its own tombstone, at its time, and (in `both`)
-//!   publishes it, so that a box away converges on it. A person who came back after a deletion
-//!   this box knew is not removed by an empty message alone (it is taken as that older
-//!   deletion's, arriving late: the person is published again); a newer tombstone removes them.
+//! - An empty person message (a box of an older release, or `mosquitto_pub -r -n`) removes
+//!   nobody: for a person this box has it is refused as unsigned (and answered with their
+//!   copy); after a tombstone it is that deletion's companion.
 //! - Convergence on connect: [`Replicator::connected`] when the session starts (before the
 //!   subscriptions), then [`Replicator::reconcile`] once the retained messages have arrived. A
 //!   person with no retained message is removed only when a tombstone newer than them was seen
@@ -60,16 +85,18 @@
 //! - Input from the broker is hostile: size, id rules ([`crate::gallery::StudentId::parse`]), the
 //!   topic's id equal to the body's, format (tombstones too, and their version as below), 1 to
 //!   [`wire::MAX_SAMPLES`] samples of exactly 128 finite values within ±[`wire::MAX_ABS_VALUE`], a
-//!   topic-safe box id, a version at most [`wire::MAX_FUTURE_MS`] ahead of this box's clock
-//!   (unchecked while the clock is unset, before 2024). A bad message is a typed error, counted and
-//!   logged, and changes nothing.
-//! - [`ReplicationMode::Pull`]: applies, never publishes (local changes keep versions; a tombstone
-//!   wins over them by version; an empty person message removes them whatever their version, unless
-//!   they came back after a deletion); [`ReplicationMode::Off`]: does nothing.
+//!   topic-safe box id, a version at most [`wire::MAX_FUTURE_MS`] ahead of this box's clock. A
+//!   bad message is a typed error, counted and logged, and changes nothing.
+//! - [`ReplicationMode::Pull`]: applies, never publishes, and needs no trust for its own key
+//!   (local changes keep versions; a tombstone wins over them by version);
+//!   [`ReplicationMode::Off`]: does nothing.
 //!
 //! Files: [`wire`] (the messages and their limits), [`topics`], [`state`] (what this box knows,
-//! `data/gallery-sync.json`), `rules.rs` (reconcile rules), `stats.rs` and [`Replicator`] (one
-//! box's side, tying them together). Replication depends on the gallery store's public API only
+//! `data/gallery-sync.json`), [`keys`], [`trust`] and [`envelope`] (keys, the trust list, the
+//! signature on the wire), `signers.rs` (this box's key and list, read again when changed),
+//! `checks.rs` (roles and the enrollment checks), `bounds.rs` (bounds per publisher and the
+//! messages waiting), [`policy`], `rules.rs` (reconcile rules), `stats.rs` and [`Replicator`]
+//! (one box's side, tying them together). Replication depends on the gallery store's public API only
 //! ([`crate::gallery::received`]: each person's rows and digest as matching holds them, and
 //! writes compared-and-set on that digest); the MQTT connection only carries its bytes
 //! ([`crate::mqtt::GalleryLink`]).
