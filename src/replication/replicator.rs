@@ -24,6 +24,12 @@ use crate::{clock, fsutil, locks};
 
 /// A refusal of one publisher is logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(60);
+/// At most this many publishers' refusals are logged per [`LOG_EVERY`] (`/health` counts all).
+const LOG_PUBLISHERS: usize = 20;
+/// A person is published again to answer refused messages at most this often (a box of an
+/// older release answers with its own copy: without a limit the two would ping-pong); a
+/// refusal meanwhile is answered once this has passed.
+const ANSWER_EVERY: Duration = Duration::from_secs(30);
 
 /// Why a received change stopped before it was applied.
 pub(super) enum Stop {
@@ -97,6 +103,7 @@ impl Replicator {
                 waiting: Default::default(),
                 logged: HashMap::new(),
                 answered: HashMap::new(),
+                owed: BTreeSet::new(),
             }),
             stats: Arc::new(ReplicationStats::default()),
         };
@@ -322,6 +329,22 @@ impl Replicator {
         }
         let mut inner = locks::lock(&self.inner);
         self.refresh(&mut inner);
+        let now = Instant::now();
+        let due: Vec<StudentId> = inner
+            .owed
+            .iter()
+            .filter(|id| {
+                inner
+                    .answered
+                    .get(*id)
+                    .is_none_or(|t| now.saturating_duration_since(*t) >= ANSWER_EVERY)
+            })
+            .cloned()
+            .collect();
+        for id in due {
+            inner.owed.remove(&id);
+            self.answer(&mut inner, id, now);
+        }
         if self.must_wait(&inner) || inner.waiting.len() == 0 {
             return;
         }
@@ -360,6 +383,13 @@ impl Replicator {
         }
         self.refresh(&mut inner);
         if self.must_wait(&inner) || inner.waiting.has_person(topic_id) {
+            // Only what a trusted box signed may take a place (an empty message has no
+            // signature, and is that of a deletion the box waits for, or refused later).
+            if !payload.is_empty() {
+                if let Err(reason) = inner.signers.verify(kind, payload) {
+                    return self.refused(&mut inner, kind, topic_id, payload, reason);
+                }
+            }
             return self.park(&mut inner, kind, topic_id, payload);
         }
         self.admit(&mut inner, kind, topic_id, payload)
@@ -481,9 +511,17 @@ impl Replicator {
             .logged
             .get(&publisher)
             .is_none_or(|t| now.saturating_duration_since(*t) >= LOG_EVERY);
-        if due {
+        // Publishers are names anyone may claim: at most LOG_PUBLISHERS of them a minute.
+        let recent = inner
+            .logged
+            .values()
+            .filter(|t| now.saturating_duration_since(**t) < LOG_EVERY)
+            .count();
+        if due && recent < LOG_PUBLISHERS {
             if inner.logged.len() >= 1_000 {
-                inner.logged.clear();
+                inner
+                    .logged
+                    .retain(|_, t| now.saturating_duration_since(*t) < LOG_EVERY);
             }
             inner.logged.insert(publisher.clone(), now);
             log::warn!(
@@ -496,30 +534,46 @@ impl Replicator {
                 clip(topic_id)
             );
         }
-        if self.mode == ReplicationMode::Both && inner.own_role.is_some() {
-            if let Ok(id) = StudentId::parse(topic_id) {
-                let recently = inner
-                    .answered
-                    .get(&id)
-                    .is_some_and(|t| now.saturating_duration_since(*t) < LOG_EVERY);
-                if let Some(person) = inner.state.people.get_mut(&id) {
-                    if person.sent && !recently {
-                        person.broker = None;
-                        person.sent = false;
-                        inner.dirty = true;
-                        if inner.answered.len() >= 10_000 {
-                            inner.answered.clear();
-                        }
-                        inner.answered.insert(id, now);
-                        self.persist_logged(inner);
-                    }
-                }
-            }
+        if let Ok(id) = StudentId::parse(topic_id) {
+            self.answer(inner, id, now);
         }
         Err(ReplicationError::Refused {
             topic_id: clip(topic_id),
             reason,
         })
+    }
+
+    /// Publishes this box's copy of `id` again (mode `both`, trusted, a person it has), at most
+    /// once per [`ANSWER_EVERY`]; held back, it is owed and answered by [`Replicator::tick`].
+    fn answer(&self, inner: &mut Inner, id: StudentId, now: Instant) {
+        if self.mode != ReplicationMode::Both
+            || inner.own_role.is_none()
+            || !inner.state.people.contains_key(&id)
+        {
+            return;
+        }
+        let recently = inner
+            .answered
+            .get(&id)
+            .is_some_and(|t| now.saturating_duration_since(*t) < ANSWER_EVERY);
+        if recently {
+            if inner.owed.len() < 10_000 {
+                inner.owed.insert(id);
+            }
+            return;
+        }
+        if let Some(person) = inner.state.people.get_mut(&id) {
+            person.broker = None;
+            person.sent = false;
+            inner.dirty = true;
+        }
+        if inner.answered.len() >= 10_000 {
+            inner
+                .answered
+                .retain(|_, t| now.saturating_duration_since(*t) < ANSWER_EVERY);
+        }
+        inner.answered.insert(id, now);
+        self.persist_logged(inner);
     }
 
     /// Parks a message until it may be applied; refused ([`Refused::OverCap`]) when too many
@@ -590,11 +644,14 @@ impl Replicator {
     fn note_trust(&self, inner: &Inner) {
         use std::sync::atomic::Ordering;
         let trusted = self.mode != ReplicationMode::Both || inner.own_role.is_some();
-        self.stats.trusted.store(trusted, Ordering::Relaxed);
+        let was = self.stats.trusted.swap(trusted, Ordering::Relaxed);
         self.stats
             .clock_set
             .store(clock_is_set(clock::unix_ms()), Ordering::Relaxed);
-        *locks::lock(&self.stats.trust) = inner.signers.to_json();
+        let mut shown = locks::lock(&self.stats.trust);
+        if was != trusted || shown.is_null() || inner.signers.changed_since_shown() {
+            *shown = inner.signers.to_json();
+        }
     }
 
     fn note_waiting(&self, inner: &Inner) {

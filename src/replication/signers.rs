@@ -28,6 +28,8 @@ pub(super) struct Signers {
     read: Option<(SystemTime, u64)>,
     checked: Instant,
     problem: Option<String>,
+    /// The list or its problem changed since [`Signers::to_json`] was last asked.
+    changed: std::sync::atomic::AtomicBool,
 }
 
 impl Signers {
@@ -50,6 +52,7 @@ impl Signers {
             read,
             checked: Instant::now(),
             problem: None,
+            changed: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -65,6 +68,8 @@ impl Signers {
             return false;
         }
         self.read = read;
+        self.changed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         match TrustList::load(&self.path) {
             Ok(list) => {
                 self.problem = None;
@@ -106,8 +111,15 @@ impl Signers {
         envelope::seal(kind, unsigned, &self.box_id, &self.key)
     }
 
+    /// Whether the list (or its problem) changed since [`Signers::to_json`] was last asked.
+    pub(super) fn changed_since_shown(&self) -> bool {
+        self.changed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// What `/health` says of trust (`gallery_sync.trust`).
     pub(super) fn to_json(&self) -> Value {
+        self.changed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         json!({
             "box_id": self.box_id,
             "key": self.public.to_string(),

@@ -88,6 +88,8 @@ pub(super) struct Inner {
     /// When each person was last published again to answer a refused message (at most once a
     /// minute: an old release answering with its own copy would otherwise ping-pong).
     pub(super) answered: HashMap<StudentId, Instant>,
+    /// People whose answer was held back by that limit: answered once it has passed.
+    pub(super) owed: BTreeSet<StudentId>,
 }
 
 /// Keeps at most [`MAX_TOMBSTONES`], dropping the oldest.
