@@ -68,9 +68,7 @@ pub fn export_person(
     tolerance: f64,
     out: &mut dyn Write,
 ) -> Result<ExportedPerson, PrivacyError> {
-    let outcome =
-        gallery.with_person_files(id, |files| write(gallery, id, files, tolerance, out))?;
-    outcome
+    gallery.with_person_files(id, |files| write(gallery, id, files, tolerance, out))?
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PrivacyError + '_ {
