@@ -28,6 +28,7 @@ mod locks;
 mod metrics;
 pub mod mqtt;
 pub mod pipeline;
+pub mod privacy;
 pub mod quality;
 pub mod recognizer;
 pub mod replication;

@@ -30,6 +30,7 @@ const SETTINGS: &[&str] = &[
     "FACE_CROPS_MAX_AGE_DAYS",
     "MATCH_MARGIN",
     "UNKNOWN_MAX",
+    "UNKNOWN_MAX_AGE_DAYS",
     "UNKNOWN_CLUSTER_DISTANCE",
     "EVENTS_KEEP_DAYS",
     "FACE_BIND",
@@ -190,6 +191,7 @@ fn the_default_configuration_document() {
         "http_max_images": 2,
         "http_queue_seconds": 5.0,
         "unknown_max": 200,
+        "unknown_max_age_days": 7,
         "unknown_cluster_distance": 0.55,
         "stream_max_fps": 5.0,
         "stream_max_clients": 4,
@@ -250,6 +252,7 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         ("FACE_CROPS_MAX_AGE_DAYS", "30".into()),
         ("MATCH_MARGIN", "0.05".into()),
         ("UNKNOWN_MAX", "150".into()),
+        ("UNKNOWN_MAX_AGE_DAYS", "3".into()),
         ("UNKNOWN_CLUSTER_DISTANCE", "0.4".into()),
         ("EVENTS_KEEP_DAYS", "7".into()),
         ("HTTP_WORKERS", "3".into()),
@@ -344,6 +347,7 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         "http_max_images": 1,
         "http_queue_seconds": 2.5,
         "unknown_max": 150,
+        "unknown_max_age_days": 3,
         "unknown_cluster_distance": 0.4,
         "stream_max_fps": 2.0,
         "stream_max_clients": 1,
@@ -432,7 +436,11 @@ fn each_command_shows_the_settings_it_uses() {
         "ENROLL_MAX_YAW",
         "ENROLL_DUPLICATE_DISTANCE",
     ];
-    let unknowns = ["UNKNOWN_MAX", "UNKNOWN_CLUSTER_DISTANCE"];
+    let unknowns = [
+        "UNKNOWN_MAX",
+        "UNKNOWN_MAX_AGE_DAYS",
+        "UNKNOWN_CLUSTER_DISTANCE",
+    ];
     let camera = &SETTINGS[SETTINGS.iter().position(|s| *s == "CAMERA_DEVICE").unwrap()..][..17];
     assert_eq!(camera.last(), Some(&"CAMERA_CONFIRM_SECONDS"));
     let recognizer: Vec<&str> = [&gallery[..], &engine, &photos].concat();

@@ -599,7 +599,7 @@ fn people_are_listed_shown_and_deleted() {
     assert_eq!(status, 200, "{deleted}");
     assert_eq!(
         deleted,
-        json!({"ok": true, "deleted": "obama", "samples": enrolled["obama"]})
+        json!({"ok": true, "deleted": "obama", "samples": enrolled["obama"], "unknown_faces": 0})
     );
     let (_, after) = h::post_image(&url(&server, "/recognize"), &probe, &[]);
     assert_ne!(after["results"][0]["label"], "obama", "{after}");

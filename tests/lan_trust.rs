@@ -455,6 +455,7 @@ const MATRIX: &[(&str, &str, Option<&str>)] = &[
     ("DELETE", "/people/nobody/samples/0", Some("admin")),
     ("POST", "/people/nobody/rename", Some("admin")),
     ("GET", "/gallery/export", Some("admin")),
+    ("GET", "/people/nobody/export", Some("admin")),
     ("POST", "/gallery/import", Some("admin")),
     ("GET", "/config", Some("admin")),
 ];

@@ -189,9 +189,18 @@ impl Apply for EnrollArgs {
 #[derive(Debug, Clone, Args)]
 pub struct UnknownArgs {
     /// Most unknown faces kept for review (faces the camera saw that match nobody, in
-    /// data/unknowns/); past it the oldest go
+    /// data/unknowns/); past it the oldest go; 0 keeps none (and removes data/unknowns/)
     #[arg(long, env = "UNKNOWN_MAX", default_value_t = unknowns::DEFAULT_MAX, global = true)]
     pub unknown_max: usize,
+    /// Days an unknown face is kept for review: older ones go with their crops (at start, then
+    /// hourly); 0: no age limit
+    #[arg(
+        long,
+        env = "UNKNOWN_MAX_AGE_DAYS",
+        default_value_t = unknowns::DEFAULT_MAX_AGE_DAYS,
+        global = true
+    )]
+    pub unknown_max_age_days: u32,
     /// Two unknown faces closer than this are taken as one person when they are grouped for
     /// review (see the README for how it was measured)
     #[arg(
@@ -206,6 +215,7 @@ pub struct UnknownArgs {
 impl Apply for UnknownArgs {
     fn apply(&self, settings: &mut Settings) {
         settings.unknown_max = self.unknown_max;
+        settings.unknown_max_age_days = self.unknown_max_age_days;
         settings.unknown_cluster_distance = self.unknown_cluster_distance;
     }
 }

@@ -79,7 +79,7 @@ pub enum Command {
     /// Serve the HTTP API (the original service's endpoints, WebSocket feed and webhook)
     // Boxed: the largest settings by far, and a command is parsed once.
     Serve(Box<ServeCommand>),
-    /// Enrolled people: list, show, delete, rename, reject (one JSON answer, as the HTTP API's)
+    /// Enrolled people: list, show, delete, rename, reject, export (one JSON answer, as the HTTP API's)
     People {
         /// What to do with them.
         #[command(subcommand)]

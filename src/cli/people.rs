@@ -1,4 +1,4 @@
-//! `face-attendance people list|show|delete|rename|reject` and `gallery export|import`: the
+//! `face-attendance people list|show|delete|rename|reject|export` and `gallery export|import`: the
 //! gallery without a server (and without the models: only the data folder is opened; `reject`
 //! with an IMAGE loads them, to find its face). Each command
 //! prints one JSON object, the HTTP API's answer; a failure prints `{"ok":false,"error":…}` and
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::{EXIT_INPUT, EXIT_SETUP};
 use crate::gallery::archive::{ImportError, ImportMode, MAX_ARCHIVE_BYTES};
 use crate::gallery::{Gallery, GalleryError, StudentId};
+use crate::privacy::PrivacyError;
 use crate::recognizer::Photo;
 use crate::settings::Settings;
 
@@ -38,6 +39,17 @@ pub enum PeopleCommand {
         /// Remove only this sample (its index, as `show` lists them)
         #[arg(long)]
         sample: Option<usize>,
+    },
+    /// Write everything the box holds about a person (samples, quality, crops, rejections,
+    /// unknown faces like theirs, event log records, audit lines) as one tar archive, as GET
+    /// /people/{id}/export does
+    Export {
+        /// The person's id
+        id: String,
+        /// Where to write the archive (written to FILE.tmp, then renamed; `-`: standard
+        /// output); default face-attendance-ID.tar in the current folder
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Give a person another id (refused if NEW is enrolled)
     Rename {
@@ -153,7 +165,7 @@ pub fn run_people(settings: &Settings, command: &PeopleCommand) -> i32 {
     {
         return finish(reject(settings, id, image));
     }
-    finish(open(settings).and_then(|gallery| people(&gallery, command)))
+    finish(open(settings).and_then(|gallery| people(&gallery, command, settings.tolerance)))
 }
 
 /// `people reject ID IMAGE`: the models are needed to find the face, so the whole recognizer
@@ -191,11 +203,9 @@ pub enum UnknownsCommand {
 pub fn run_unknowns(settings: &Settings, command: &UnknownsCommand) -> i32 {
     finish(match command {
         UnknownsCommand::List => {
-            crate::unknowns::list(&settings.data_dir, &settings.unknown_settings())
-                .map(|clusters| {
-                    let clusters: Vec<Value> = clusters.iter().map(|c| c.to_json()).collect();
-                    json!({"ok": true, "clusters": clusters})
-                })
+            let unknowns = settings.unknown_settings();
+            crate::unknowns::list(&settings.data_dir, &unknowns)
+                .map(|clusters| crate::unknowns::list_json(&unknowns, &clusters))
                 .map_err(|e| Failure::setup(e.to_string()))
         }
     })
@@ -215,7 +225,7 @@ pub fn run_gallery(settings: &Settings, command: &GalleryCommand) -> i32 {
     }))
 }
 
-fn people(gallery: &Gallery, command: &PeopleCommand) -> Result<Value, Failure> {
+fn people(gallery: &Gallery, command: &PeopleCommand, tolerance: f64) -> Result<Value, Failure> {
     match command {
         PeopleCommand::List(args) => {
             let (total, page) = gallery.people_page(&args.q, args.offset, args.limit);
@@ -254,6 +264,21 @@ fn people(gallery: &Gallery, command: &PeopleCommand) -> Result<Value, Failure> 
                 json!({"ok": true, "student_id": id.as_str(), "rejected": 0, "forgotten": forgotten}),
             )
         }
+        PeopleCommand::Export { id, output } => {
+            let id = StudentId::parse_new(id)
+                .map_err(|e| Failure::input(format!("invalid student_id: {e}")))?;
+            let file = output
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("face-attendance-{id}.tar")));
+            let exported = write_archive(&file, |out| {
+                crate::privacy::export_person(gallery, &id, tolerance, out).map_err(|e| match e {
+                    PrivacyError::NotFound(_) => Failure::input(e.to_string()),
+                    PrivacyError::Gallery(g) => g.into(),
+                    e => Failure::setup(e.to_string()),
+                })
+            })?;
+            Ok(to_answer(&file, "exported", exported))
+        }
         PeopleCommand::Rename { old, new } => {
             let to = StudentId::parse_new(new)
                 .map_err(|e| Failure::input(format!("invalid student_id: {e}")))?;
@@ -273,16 +298,35 @@ fn is_stdio(file: &Path) -> bool {
 /// Writes the archive to `file` through `file.tmp` (a cut export never leaves a half archive
 /// under the final name), or to standard output, where the summary then goes to stderr.
 fn export(gallery: &Gallery, file: &Path) -> Result<Value, Failure> {
+    let summary = write_archive(file, |out| Ok(gallery.export(out)?))?;
+    Ok(to_answer(file, "exported", summary))
+}
+
+/// The answer of an export to `file`: `{"ok":true,"file":…,"<key>":summary}`, or nothing when
+/// standard output held the archive (the summary then went to stderr).
+fn to_answer<T: serde::Serialize>(file: &Path, key: &str, summary: Option<T>) -> Value {
+    match summary {
+        Some(summary) => json!({"ok": true, "file": file.display().to_string(), key: summary}),
+        None => Value::Null,
+    }
+}
+
+/// Runs `write` into `file` through `file.tmp` (renamed once complete and synced), or into
+/// standard output (`-`), where its summary then goes to stderr and `None` is returned.
+fn write_archive<T: serde::Serialize>(
+    file: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<T, Failure>,
+) -> Result<Option<T>, Failure> {
     if is_stdio(file) {
         let stdout = io::stdout();
         let mut out = io::BufWriter::new(stdout.lock());
-        let summary = gallery.export(&mut out)?;
+        let summary = write(&mut out)?;
         out.flush()
             .map_err(|e| Failure::setup(format!("standard output: {e}")))?;
         drop(out);
         eprintln!("{}", json!({"ok": true, "exported": summary}));
         // Nothing more on stdout: it holds the archive.
-        return Ok(Value::Null);
+        return Ok(None);
     }
     let mut temp = file.as_os_str().to_owned();
     temp.push(".tmp");
@@ -290,16 +334,14 @@ fn export(gallery: &Gallery, file: &Path) -> Result<Value, Failure> {
     let failed = |e: io::Error| Failure::setup(format!("{}: {e}", temp.display()));
     let result = (|| {
         let mut out = io::BufWriter::new(fs::File::create(&temp).map_err(failed)?);
-        let summary = gallery.export(&mut out)?;
+        let summary = write(&mut out)?;
         let written = out.into_inner().map_err(|e| failed(e.into_error()))?;
         written.sync_all().map_err(failed)?;
         fs::rename(&temp, file).map_err(|e| Failure::setup(format!("{}: {e}", file.display())))?;
         Ok(summary)
     })();
     match result {
-        Ok(summary) => {
-            Ok(json!({"ok": true, "file": file.display().to_string(), "exported": summary}))
-        }
+        Ok(summary) => Ok(Some(summary)),
         Err(e) => {
             let _ = fs::remove_file(&temp);
             Err(e)

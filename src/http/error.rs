@@ -256,6 +256,23 @@ impl From<UnknownsError> for ApiError {
     }
 }
 
+/// A person's export: nothing held is 404, the gallery's and the store's trouble as theirs, a
+/// log or temp file's the server's own (507 when the disk is full).
+impl From<crate::privacy::PrivacyError> for ApiError {
+    fn from(e: crate::privacy::PrivacyError) -> ApiError {
+        use crate::privacy::PrivacyError;
+        match e {
+            PrivacyError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            PrivacyError::Gallery(g) => ApiError::from(g),
+            PrivacyError::Unknowns(u) => ApiError::from(u),
+            PrivacyError::Io { ref source, .. } if is_disk_full(source) => {
+                ApiError::InsufficientStorage(e.to_string())
+            }
+            PrivacyError::Io { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,7 +74,7 @@ pub fn keep_unknowns(
     min_face_px: u32,
 ) -> impl FnMut(&FrameResult) + Send {
     move |f: &FrameResult| {
-        let Some(store) = unknowns.as_ref() else {
+        let Some(store) = unknowns.as_ref().filter(|s| !s.settings().is_off()) else {
             return;
         };
         let strangers = f.decided.iter().filter(|d| {

@@ -15,7 +15,8 @@ use crate::systemd::{self, Notifier, Watchdog};
 /// How often the service looks whether a CLI command beside it changed the gallery.
 const GALLERY_CHECK_EVERY: Duration = Duration::from_secs(2);
 
-/// How often crops past `FACE_CROPS_MAX_AGE_DAYS` are looked for (also at every start).
+/// How often crops past `FACE_CROPS_MAX_AGE_DAYS`, and unknown faces past
+/// `UNKNOWN_MAX_AGE_DAYS`, are looked for (also at every start).
 const CROP_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// Why the service could not start (each message is the one `serve` prints after `error: `).
@@ -131,7 +132,7 @@ fn status_line(server: &Service) -> String {
 }
 
 /// The periodic chores of a running service: reloading a gallery another process changed,
-/// sweeping face crops past their age.
+/// sweeping face crops and unknown faces past their age.
 struct Housekeeping {
     last_sweep: Instant,
     last_reload_check: Instant,
@@ -168,6 +169,13 @@ impl Housekeeping {
                 Ok(0) => {}
                 Ok(n) => log::info!("removed {n} face crop(s) past FACE_CROPS_MAX_AGE_DAYS"),
                 Err(e) => log::warn!("face crops not swept: {e}"),
+            }
+            if let Some(unknowns) = server.app().unknowns() {
+                match unknowns.sweep_old() {
+                    Ok(0) => {}
+                    Ok(n) => log::info!("removed {n} unknown face(s) past UNKNOWN_MAX_AGE_DAYS"),
+                    Err(e) => log::warn!("unknown faces not swept: {e}"),
+                }
             }
         }
     }

@@ -84,8 +84,11 @@ pub struct Settings {
     /// answers)
     pub match_margin: f64,
     /// Most unknown faces kept for review (faces the camera saw that match nobody, in
-    /// data/unknowns/); past it the oldest go
+    /// data/unknowns/); past it the oldest go; 0 keeps none (and removes data/unknowns/)
     pub unknown_max: usize,
+    /// Days an unknown face is kept for review: older ones go with their crops (at start, then
+    /// hourly); 0: no age limit
+    pub unknown_max_age_days: u32,
     /// Two unknown faces closer than this are taken as one person when they are grouped for
     /// review (see the README for how it was measured)
     pub unknown_cluster_distance: f64,
@@ -139,6 +142,7 @@ impl Default for Settings {
             face_crops_max_age_days: None,
             match_margin: 0.0,
             unknown_max: unknowns::DEFAULT_MAX,
+            unknown_max_age_days: unknowns::DEFAULT_MAX_AGE_DAYS,
             unknown_cluster_distance: unknowns::DEFAULT_CLUSTER_DISTANCE,
             events_keep_days: DEFAULT_EVENTS_KEEP_DAYS,
         }
@@ -190,11 +194,18 @@ impl Settings {
                 )));
             }
         }
-        if !(1..=unknowns::MAX_MAX).contains(&self.unknown_max) {
+        if self.unknown_max > unknowns::MAX_MAX {
             return Err(Error::Config(format!(
-                "UNKNOWN_MAX must be 1 to {}, got {}",
+                "UNKNOWN_MAX must be 0 (keep none) to {}, got {}",
                 unknowns::MAX_MAX,
                 self.unknown_max
+            )));
+        }
+        if self.unknown_max_age_days > unknowns::MAX_MAX_AGE_DAYS {
+            return Err(Error::Config(format!(
+                "UNKNOWN_MAX_AGE_DAYS must be 0 (no age limit) to {}, got {}",
+                unknowns::MAX_MAX_AGE_DAYS,
+                self.unknown_max_age_days
             )));
         }
         let d = self.unknown_cluster_distance;
@@ -212,14 +223,15 @@ impl Settings {
         Ok(())
     }
 
-    /// How the unknown faces are kept: UNKNOWN_MAX, UNKNOWN_CLUSTER_DISTANCE, and crops as
-    /// FACE_CROPS says.
+    /// How the unknown faces are kept: UNKNOWN_MAX, UNKNOWN_MAX_AGE_DAYS,
+    /// UNKNOWN_CLUSTER_DISTANCE, and crops as FACE_CROPS says.
     pub fn unknown_settings(&self) -> UnknownSettings {
         UnknownSettings::new(
             self.unknown_max,
             self.crop_policy().keeps_crops(),
             self.unknown_cluster_distance,
         )
+        .with_max_age_days(Some(self.unknown_max_age_days))
     }
 
     /// What a face needs to be enrolled (ENROLL_MIN_FACE, ENROLL_MIN_SHARPNESS,
@@ -360,10 +372,17 @@ mod tests {
             ),
             (
                 Settings {
-                    unknown_max: 0,
+                    unknown_max: unknowns::MAX_MAX + 1,
                     ..Default::default()
                 },
                 "UNKNOWN_MAX",
+            ),
+            (
+                Settings {
+                    unknown_max_age_days: unknowns::MAX_MAX_AGE_DAYS + 1,
+                    ..Default::default()
+                },
+                "UNKNOWN_MAX_AGE_DAYS",
             ),
             (
                 Settings {

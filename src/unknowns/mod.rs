@@ -20,6 +20,12 @@
 //! - One writing process (the service); within it, one change at a time under a mutex.
 //! - Bounded: at most `UNKNOWN_MAX` faces; recording one more drops the oldest (its crop
 //!   deleted).
+//! - Off: with `UNKNOWN_MAX=0` nothing is kept: opening removes `data/unknowns/` whole (faces,
+//!   crops, journals moved aside) and writes nothing there, [`Unknowns::record`] refuses
+//!   ([`UnknownsError::Off`]) and the clusters are always none.
+//! - Aged: a face older than `UNKNOWN_MAX_AGE_DAYS` (by its recorded time) is dropped with its
+//!   crop at open and by [`Unknowns::sweep_old`] (the service calls it hourly); a journal moved
+//!   aside as damaged goes once its name's time is that old. 0: no age limit.
 //! - Ids are never reused: they increase across restarts.
 //! - A kill at any point leaves a store that opens: a crop without its journal line (killed
 //!   between the two) or a dropped face's crop not yet deleted is removed at the next open; a
@@ -32,6 +38,10 @@
 //! - Clusters are recomputed when asked for after a change, and cached until the next one.
 
 pub mod cluster;
+mod matching;
+
+use matching::nearest;
+pub use matching::{matching, KeptFace};
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
@@ -50,6 +60,11 @@ use crate::image_io::{self, RgbImage};
 
 /// Faces kept by default (`UNKNOWN_MAX`).
 pub const DEFAULT_MAX: usize = 200;
+/// Days an unknown face is kept by default (`UNKNOWN_MAX_AGE_DAYS`): a week, time enough to
+/// enroll a newcomer seen on Monday by Friday.
+pub const DEFAULT_MAX_AGE_DAYS: u32 = 7;
+/// Largest `UNKNOWN_MAX_AGE_DAYS` (0, no limit, aside): a century, past it a mistake.
+pub const MAX_MAX_AGE_DAYS: u32 = 36_500;
 /// Most faces `UNKNOWN_MAX` may ask for: clustering costs n²/2 distances (1000: 0.5 M, tens of
 /// milliseconds on a Pi 4), done again after each change.
 pub const MAX_MAX: usize = 1000;
@@ -89,6 +104,9 @@ pub enum UnknownsError {
     /// A face that cannot be kept (an encoding with NaN, a crop that does not encode).
     #[error("unknown face not recorded: {0}")]
     Invalid(String),
+    /// No unknown face is kept (`UNKNOWN_MAX=0`).
+    #[error("unknown faces are not kept (UNKNOWN_MAX=0)")]
+    Off,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> UnknownsError + '_ {
@@ -98,10 +116,12 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> UnknownsError + '_ {
     }
 }
 
-/// How the store behaves (`UNKNOWN_MAX`, `FACE_CROPS`, `UNKNOWN_CLUSTER_DISTANCE`).
+/// How the store behaves (`UNKNOWN_MAX`, `UNKNOWN_MAX_AGE_DAYS`, `FACE_CROPS`,
+/// `UNKNOWN_CLUSTER_DISTANCE`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UnknownSettings {
     max: usize,
+    max_age_days: Option<u32>,
     keep_crops: bool,
     cluster_distance: f64,
 }
@@ -110,6 +130,7 @@ impl Default for UnknownSettings {
     fn default() -> Self {
         UnknownSettings {
             max: DEFAULT_MAX,
+            max_age_days: Some(DEFAULT_MAX_AGE_DAYS),
             keep_crops: true,
             cluster_distance: DEFAULT_CLUSTER_DISTANCE,
         }
@@ -117,19 +138,45 @@ impl Default for UnknownSettings {
 }
 
 impl UnknownSettings {
-    /// `max` is held to 1..=[`MAX_MAX`]; the settings layer ([`crate::config`]) refuses values
-    /// outside it before they come here.
+    /// `max` is held to 0..=[`MAX_MAX`] (0: none kept); the settings layer
+    /// ([`crate::settings`]) refuses values outside it before they come here. The age limit is
+    /// the default one ([`UnknownSettings::with_max_age_days`]).
     pub fn new(max: usize, keep_crops: bool, cluster_distance: f64) -> UnknownSettings {
         UnknownSettings {
-            max: max.clamp(1, MAX_MAX),
+            max: max.min(MAX_MAX),
             keep_crops,
             cluster_distance,
+            ..UnknownSettings::default()
         }
     }
 
-    /// Most faces kept (`UNKNOWN_MAX`).
+    /// The same with faces kept at most `days` days (`None` or `Some(0)`: no age limit).
+    pub fn with_max_age_days(self, days: Option<u32>) -> UnknownSettings {
+        UnknownSettings {
+            max_age_days: days.filter(|d| *d > 0),
+            ..self
+        }
+    }
+
+    /// Most faces kept (`UNKNOWN_MAX`; 0: none).
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// Whether no unknown face is kept at all (`UNKNOWN_MAX=0`).
+    pub fn is_off(&self) -> bool {
+        self.max == 0
+    }
+
+    /// Days a face is kept (`UNKNOWN_MAX_AGE_DAYS`; `None`: no age limit).
+    pub fn max_age_days(&self) -> Option<u32> {
+        self.max_age_days
+    }
+
+    /// The oldest recorded time (Unix ms) a face may have to be kept now, if there is a limit.
+    fn oldest_kept_ms(&self, now_ms: u64) -> Option<u64> {
+        self.max_age_days
+            .map(|d| now_ms.saturating_sub(u64::from(d) * 86_400_000))
     }
 
     /// Whether face crops are kept (`FACE_CROPS`).
@@ -383,6 +430,9 @@ impl Unknowns {
     pub fn open(data_dir: &Path, settings: UnknownSettings) -> Result<Unknowns, UnknownsError> {
         let dir = data_dir.join("unknowns");
         let crops_dir = dir.join("crops");
+        if settings.is_off() {
+            return Unknowns::open_off(dir, crops_dir, settings);
+        }
         fs::create_dir_all(&crops_dir).map_err(io_err(&crops_dir))?;
         fsutil::remove_stale_temps(&dir, fsutil::STALE_TEMP_AGE);
         fsutil::remove_stale_temps(&crops_dir, fsutil::STALE_TEMP_AGE);
@@ -435,6 +485,18 @@ impl Unknowns {
             state.faces.drain(..excess);
             rewrite = true;
         }
+        if let Some(oldest) = settings.oldest_kept_ms(now_ms()) {
+            let before = state.faces.len();
+            state.faces.retain(|f| f.time_ms >= oldest);
+            if state.faces.len() < before {
+                log::info!(
+                    "unknown faces: {} older than UNKNOWN_MAX_AGE_DAYS removed",
+                    before - state.faces.len()
+                );
+                rewrite = true;
+            }
+        }
+        store.remove_old_damaged();
         // The crops on disk that no kept face names: a kill between writing a crop and its
         // journal line, a drop whose deletion was cut, or FACE_CROPS turned to none.
         let named: HashSet<u64> = state
@@ -474,6 +536,95 @@ impl Unknowns {
         Ok(store)
     }
 
+    /// The store of `UNKNOWN_MAX=0`: `dir` (what an earlier setting kept) removed whole,
+    /// nothing created.
+    fn open_off(
+        dir: PathBuf,
+        crops_dir: PathBuf,
+        settings: UnknownSettings,
+    ) -> Result<Unknowns, UnknownsError> {
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                log::info!(
+                    "unknown faces: UNKNOWN_MAX=0, {} removed; none will be kept",
+                    dir.display()
+                );
+                if let Some(parent) = dir.parent() {
+                    let _ = fsutil::sync_dir(parent);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&dir)(e)),
+        }
+        Ok(Unknowns {
+            journal: dir.join("faces.jsonl"),
+            dir,
+            crops_dir,
+            settings,
+            cluster_count: AtomicUsize::new(0),
+            state: Mutex::new(State {
+                faces: Vec::new(),
+                next_id: 1,
+                journal_lines: 0,
+                clusters: Some(Vec::new()),
+            }),
+        })
+    }
+
+    /// Drops the faces past `UNKNOWN_MAX_AGE_DAYS` (with their crops) and journals moved aside
+    /// that old; returns how many faces went. Nothing to do without an age limit.
+    pub fn sweep_old(&self) -> Result<usize, UnknownsError> {
+        let Some(oldest) = self.settings.oldest_kept_ms(now_ms()) else {
+            return Ok(0);
+        };
+        if self.settings.is_off() {
+            return Ok(0);
+        }
+        self.remove_old_damaged();
+        let mut state = sync_lock(&self.state);
+        let old: Vec<u64> = state
+            .faces
+            .iter()
+            .filter(|f| f.time_ms < oldest)
+            .map(|f| f.id)
+            .collect();
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let done = self.drop_locked(&mut state, &old);
+        self.changed(&mut state);
+        done?;
+        self.compact_if_long(&mut state)?;
+        Ok(old.len())
+    }
+
+    /// Removes the journals moved aside as damaged (`faces.jsonl.damaged-<unix ms>`: they hold
+    /// faces too) once older than the age limit.
+    fn remove_old_damaged(&self) {
+        let Some(oldest) = self.settings.oldest_kept_ms(now_ms()) else {
+            return;
+        };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let made = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("faces.jsonl.damaged-"))
+                .and_then(|ms| ms.parse::<u64>().ok());
+            if made.is_some_and(|ms| ms < oldest) {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => log::info!(
+                        "{}: older than UNKNOWN_MAX_AGE_DAYS, removed",
+                        entry.path().display()
+                    ),
+                    Err(e) => log::warn!("cannot remove {}: {e}", entry.path().display()),
+                }
+            }
+        }
+    }
+
     /// The store's settings.
     pub fn settings(&self) -> &UnknownSettings {
         &self.settings
@@ -504,6 +655,9 @@ impl Unknowns {
         face_px: u32,
         sharpness: f64,
     ) -> Result<u64, UnknownsError> {
+        if self.settings.is_off() {
+            return Err(UnknownsError::Off);
+        }
         if !encoding.iter().all(|v| v.is_finite()) {
             return Err(UnknownsError::Invalid(
                 "the encoding holds a value that is not a number".into(),
@@ -662,6 +816,22 @@ impl Unknowns {
         Ok(kept.len())
     }
 
+    /// Forgets the faces within `tolerance` of one of `encodings` (a person's samples, when the
+    /// person is deleted: their faces kept as nobody's go with them); how many went.
+    pub fn forget_matching(
+        &self,
+        encodings: &[Encoding],
+        tolerance: f64,
+    ) -> Result<usize, UnknownsError> {
+        let ids: Vec<u64> = sync_lock(&self.state)
+            .faces
+            .iter()
+            .filter(|f| nearest(&f.encoding, encodings).is_some_and(|d| d <= tolerance))
+            .map(|f| f.id)
+            .collect();
+        self.forget(&ids)
+    }
+
     /// Journals the drop of `ids`, then deletes their crops (a kill between leaves crops the
     /// next open removes).
     fn drop_locked(&self, state: &mut State, ids: &[u64]) -> Result<(), UnknownsError> {
@@ -780,6 +950,34 @@ pub fn list(
     data_dir: &Path,
     settings: &UnknownSettings,
 ) -> Result<Vec<ClusterSummary>, UnknownsError> {
+    if settings.is_off() {
+        return Ok(Vec::new());
+    }
+    Ok(summarize(
+        &faces_on_disk(data_dir)?,
+        settings.cluster_distance,
+    ))
+}
+
+/// The answer of `GET /unknowns` and `unknowns list`: `{"ok":true,"clusters":[…],
+/// "collecting":true}`; with `UNKNOWN_MAX=0` no cluster, `"collecting":false` and a message
+/// saying why.
+pub fn list_json(settings: &UnknownSettings, clusters: &[ClusterSummary]) -> serde_json::Value {
+    if settings.is_off() {
+        return serde_json::json!({
+            "ok": true,
+            "clusters": [],
+            "collecting": false,
+            "message": "unknown faces are not kept (UNKNOWN_MAX=0)",
+        });
+    }
+    let clusters: Vec<serde_json::Value> = clusters.iter().map(|c| c.to_json()).collect();
+    serde_json::json!({"ok": true, "clusters": clusters, "collecting": true})
+}
+
+/// The faces of the journal in `data_dir` as it is on disk (a crop counts when its file is
+/// there), oldest first.
+fn faces_on_disk(data_dir: &Path) -> Result<Vec<Face>, UnknownsError> {
     let dir = data_dir.join("unknowns");
     let journal = dir.join("faces.jsonl");
     let bytes = match fs::read(&journal) {
@@ -791,7 +989,7 @@ pub fn list(
     for face in faces.iter_mut() {
         face.crop = face.crop && dir.join("crops").join(format!("{}.jpg", face.id)).is_file();
     }
-    Ok(summarize(&faces, settings.cluster_distance))
+    Ok(faces)
 }
 
 fn sync_lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -1127,6 +1325,104 @@ mod tests {
             fuzz_journal(data);
         }
         assert_eq!(replay(&journal).faces(), 3);
+    }
+
+    #[test]
+    fn with_max_zero_nothing_is_kept_and_the_folder_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        two_faces(dir.path(), true);
+        fs::write(dir.path().join("unknowns/faces.jsonl.damaged-1"), b"x").unwrap();
+        let off = settings(0, true);
+        assert!(off.is_off());
+        let store = Unknowns::open(dir.path(), off).unwrap();
+        assert!(!dir.path().join("unknowns").exists());
+        let (image, bbox) = frame();
+        assert!(matches!(
+            store.record(&image, bbox, &person(0, 0), 40, 500.0),
+            Err(UnknownsError::Off)
+        ));
+        assert!(store.clusters().is_empty() && store.is_empty());
+        assert_eq!(store.sweep_old().unwrap(), 0);
+        assert_eq!(store.forget_matching(&[person(0, 0)], 0.6).unwrap(), 0);
+        assert!(!dir.path().join("unknowns").exists(), "nothing written");
+        assert!(list(dir.path(), &off).unwrap().is_empty());
+        assert_eq!(list_json(&off, &[])["collecting"], false);
+    }
+
+    /// Sets every face's recorded time in the journal of `dir` to `days` days ago.
+    fn age_journal(dir: &Path, ids: &[u64], days: u64) {
+        let journal = dir.join("unknowns/faces.jsonl");
+        let old = now_ms() - days * 86_400_000;
+        let text: Vec<String> = fs::read_to_string(&journal)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                if v["op"] == "add" && ids.contains(&v["id"].as_u64().unwrap()) {
+                    v["time_ms"] = old.into();
+                }
+                v.to_string()
+            })
+            .collect();
+        fs::write(&journal, text.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn faces_past_the_age_limit_go_with_their_crops() {
+        let dir = tempfile::tempdir().unwrap();
+        two_faces(dir.path(), true);
+        age_journal(dir.path(), &[1], 8);
+        let old_aside = format!("faces.jsonl.damaged-{}", now_ms() - 8 * 86_400_000);
+        let new_aside = format!("faces.jsonl.damaged-{}", now_ms());
+        for name in [&old_aside, &new_aside] {
+            fs::write(dir.path().join("unknowns").join(name), b"x").unwrap();
+        }
+        // No age limit: kept.
+        let store =
+            Unknowns::open(dir.path(), settings(10, true).with_max_age_days(Some(0))).unwrap();
+        assert_eq!(store.ids(), [1, 2]);
+        assert_eq!(store.sweep_old().unwrap(), 0);
+        drop(store);
+        // A week: face 1 (8 days) goes at open, with its crop and the old journal aside.
+        let week = settings(10, true).with_max_age_days(Some(7));
+        let store = Unknowns::open(dir.path(), week).unwrap();
+        assert_eq!(store.ids(), [2]);
+        assert_eq!(crop_files(dir.path()), ["2.jpg"]);
+        assert!(!dir.path().join("unknowns").join(&old_aside).exists());
+        assert!(dir.path().join("unknowns").join(&new_aside).exists());
+        drop(store);
+        // The hourly sweep does the same for a face that aged while the service ran.
+        let store = Unknowns::open(dir.path(), week).unwrap();
+        record(&store, 3, 0);
+        assert_eq!(store.sweep_old().unwrap(), 0);
+        {
+            let mut state = sync_lock(&store.state);
+            assert_eq!(state.faces[0].id, 2);
+            state.faces[0].time_ms = now_ms() - 30 * 86_400_000;
+        }
+        assert_eq!(store.sweep_old().unwrap(), 1);
+        assert_eq!(store.ids(), [3]);
+        assert_eq!(crop_files(dir.path()), ["3.jpg"]);
+        drop(store);
+        let store = Unknowns::open(dir.path(), week).unwrap();
+        assert_eq!(store.ids(), [3], "the drop was journalled");
+    }
+
+    #[test]
+    fn the_faces_near_a_persons_samples_are_found_and_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Unknowns::open(dir.path(), settings(10, true)).unwrap();
+        record(&store, 0, 0);
+        record(&store, 1, 0);
+        record(&store, 0, 1);
+        let near = matching(dir.path(), &[person(0, 0)], 0.1).unwrap();
+        let ids: Vec<u64> = near.iter().map(|f| f.id).collect();
+        assert_eq!(ids, [1, 3]);
+        assert!(near.iter().all(|f| f.crop.is_some() && f.distance <= 0.1));
+        assert!(matching(dir.path(), &[], 0.1).unwrap().is_empty());
+        assert_eq!(store.forget_matching(&[person(0, 0)], 0.1).unwrap(), 2);
+        assert_eq!(store.ids(), [2]);
+        assert_eq!(crop_files(dir.path()), ["2.jpg"]);
     }
 
     #[test]

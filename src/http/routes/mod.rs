@@ -32,7 +32,8 @@ use super::{events, stream, uploads, ws, App};
 use gallery::{export, import};
 use page::{docs, openapi, page, page_asset};
 use people::{
-    capture, delete_person, delete_sample, forget_rejections, person, reject, rename, sample_crop,
+    capture, delete_person, delete_sample, export_person, forget_rejections, person, reject,
+    rename, sample_crop,
 };
 #[cfg(any(fuzzing, test))]
 pub(super) use recognize::realtime_params;
@@ -111,6 +112,16 @@ pub static ROUTES: &[Route] = &[
         path: "/people/{id}",
         access: Access::Role(Role::Admin),
         handler: Handler::Light(delete_person),
+    },
+    Route {
+        method: "GET",
+        path: "/people/{id}/export",
+        access: Access::Role(Role::Admin),
+        handler: Handler::Upload {
+            limit: Limit::Empty,
+            body: Body::Raw,
+            handle: export_person,
+        },
     },
     Route {
         method: "GET",

@@ -268,17 +268,60 @@ pub(super) fn forget_rejections(app: &App, call: &Call) -> Result<Answer, ApiErr
     })))
 }
 
-/// `DELETE /people/{id}`: encodings and crops gone from disk and from matching.
+/// `DELETE /people/{id}`: encodings, descriptions, crops and rejections gone from disk and
+/// from matching, then the unknown faces the camera kept that match their samples (within the
+/// tolerance: their faces kept as nobody's) with their crops.
 pub(super) fn delete_person(app: &App, call: &Call) -> Result<Answer, ApiError> {
     let id = person_id(call)?;
-    let samples = app
-        .recognizer
-        .gallery()
+    let gallery = app.recognizer.gallery();
+    let encodings: Vec<_> = gallery
+        .rows_in_memory(&id)
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
+    let samples = gallery
         .remove(&id, &call.by)
         .map_err(|e| ApiError::from(crate::Error::from(e)))?
         .ok_or_else(|| ApiError::NotFound(format!("person {id}")))?;
-    log::info!("deleted {id} ({samples} samples)");
-    Ok(Answer::Json(
-        json!({"ok": true, "deleted": id.as_str(), "samples": samples}),
-    ))
+    let unknown_faces = match app.unknowns() {
+        Some(store) => store.forget_matching(&encodings, app.recognizer.tolerance())?,
+        None => 0,
+    };
+    log::info!("deleted {id} ({samples} samples, {unknown_faces} unknown faces like theirs)");
+    Ok(Answer::Json(json!({
+        "ok": true,
+        "deleted": id.as_str(),
+        "samples": samples,
+        "unknown_faces": unknown_faces,
+    })))
+}
+
+/// `GET /people/{id}/export`: everything the box holds about the person as one tar archive
+/// ([`crate::privacy`]), written to a temp file in the data folder first (the gallery's lock
+/// is not held while a slow client downloads). 404 when nothing is held about the id; a
+/// reserved id (`Unknown`) is no person: 400.
+pub(super) fn export_person(app: &App, _form: Form, call: &Call) -> Result<Answer, ApiError> {
+    let id = StudentId::parse_new(call.params.get("id")?).map_err(ApiError::BadRequest)?;
+    let recognizer = &app.recognizer;
+    let gallery = recognizer.gallery();
+    let internal = |e: std::io::Error| {
+        ApiError::from(GalleryError::Io {
+            path: gallery.data_dir().to_path_buf(),
+            source: e,
+        })
+    };
+    let mut file =
+        crate::fsutil::unlinked_temp(gallery.data_dir(), "person-export.tar").map_err(internal)?;
+    let summary = crate::privacy::export_person(gallery, &id, recognizer.tolerance(), &mut file)?;
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0)).map_err(internal)?;
+    log::info!(
+        "exported what the box holds about {id} for {}: {summary:?}",
+        call.by
+    );
+    Ok(Answer::File {
+        content_type: "application/x-tar",
+        file,
+        name: Some(format!("face-attendance-{id}.tar")),
+    })
 }

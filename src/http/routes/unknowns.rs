@@ -1,6 +1,6 @@
 //! `/unknowns/...`: the unknown faces the camera kept, for review: list, crops, forget, enroll.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::gallery::StudentId;
 use crate::http::app::App;
@@ -29,14 +29,14 @@ pub(super) fn no_cluster(cluster: u64) -> ApiError {
     ApiError::NotFound(format!("unknown-face cluster {cluster}"))
 }
 
-/// `GET /unknowns`: the clusters, newest `last_seen` first.
+/// `GET /unknowns`: the clusters, newest `last_seen` first, and whether faces are collected
+/// (`"collecting":false` with `UNKNOWN_MAX=0`: then never any cluster).
 pub(super) fn unknowns_list(app: &App, _call: &Call) -> Result<Answer, ApiError> {
-    let clusters: Vec<Value> = unknowns_store(app)?
-        .clusters()
-        .iter()
-        .map(|c| c.to_json())
-        .collect();
-    Ok(Answer::Json(json!({"ok": true, "clusters": clusters})))
+    let store = unknowns_store(app)?;
+    Ok(Answer::Json(crate::unknowns::list_json(
+        store.settings(),
+        &store.clusters(),
+    )))
 }
 
 /// `GET /unknowns/{cluster}/faces/{entry}.jpg`: a face's crop (404 when it has none).
