@@ -20,6 +20,7 @@ use super::wire::{
 };
 use super::{Applied, Refused, ReplicationError, ReplicationMode};
 use crate::gallery::{encodings_digest, Gallery, GalleryError, StudentId};
+use crate::unknowns::Unknowns;
 use crate::{clock, fsutil, locks};
 
 /// A refusal of one publisher is logged at most this often.
@@ -56,6 +57,8 @@ pub struct Replicator {
     pub(super) policy: Policy,
     pub(super) inner: Mutex<Inner>,
     pub(super) stats: Arc<ReplicationStats>,
+    /// The unknown faces this box keeps: a person deleted from another box takes theirs too.
+    pub(super) unknowns: Option<Arc<Unknowns>>,
 }
 
 impl Replicator {
@@ -106,6 +109,7 @@ impl Replicator {
                 owed: BTreeSet::new(),
             }),
             stats: Arc::new(ReplicationStats::default()),
+            unknowns: None,
         };
         {
             let mut inner = locks::lock(&replicator.inner);
@@ -127,6 +131,25 @@ impl Replicator {
             }
         }
         Ok(replicator)
+    }
+
+    /// With the unknown faces store of this box: a person deleted through replication takes
+    /// the unknown faces like theirs (within the tolerance) with them, as a local deletion does.
+    pub fn with_unknowns(mut self, unknowns: Arc<Unknowns>) -> Replicator {
+        self.unknowns = Some(unknowns);
+        self
+    }
+
+    /// Forgets the unknown faces like `encodings` (a person just deleted through replication).
+    pub(super) fn forget_unknowns(&self, encodings: &[crate::engine::Encoding]) {
+        let Some(unknowns) = &self.unknowns else {
+            return;
+        };
+        match unknowns.forget_matching(encodings, self.policy.tolerance()) {
+            Ok(0) => {}
+            Ok(n) => log::info!("gallery sync: {n} unknown faces like a deleted person forgotten"),
+            Err(e) => log::warn!("gallery sync: unknown faces like a deleted person: {e}"),
+        }
     }
 
     /// How this box takes part.

@@ -70,11 +70,18 @@ impl Replicator {
                 continue;
             }
             let expected = person.digest.clone();
+            let faces: Vec<_> = self
+                .gallery
+                .rows_in_memory(&id)
+                .into_iter()
+                .map(|(e, _)| e)
+                .collect();
             match self
                 .gallery
                 .remove_received(&id, Some(&expected), "sync:reconcile")
             {
                 Ok(true) => {
+                    self.forget_unknowns(&faces);
                     inner.state.people.remove(&id);
                     inner.dirty = true;
                     done.removed += 1;
@@ -330,9 +337,16 @@ impl Replicator {
                 return Err(Stop::Wait);
             }
             let by = format!("sync:{}", version.box_id());
+            let faces: Vec<_> = self
+                .gallery
+                .rows_in_memory(id)
+                .into_iter()
+                .map(|(e, _)| e)
+                .collect();
             if !self.gallery.remove_received(id, Some(&expected), &by)? {
                 return Ok(Applied::Conflict);
             }
+            self.forget_unknowns(&faces);
             let person = inner.state.people.remove(id);
             inner.state.tombstones.insert(
                 id.clone(),

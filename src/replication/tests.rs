@@ -1243,3 +1243,44 @@ fn over_its_bounds_a_publisher_waits_and_beyond_the_cap_is_refused() {
     assert_eq!(got.unwrap(), Applied::Waiting);
     assert_eq!(b.replicator.stats().to_json()["waiting"], 2);
 }
+
+#[test]
+fn a_person_deleted_through_replication_takes_the_unknown_faces_like_theirs() {
+    use crate::engine::FaceBox;
+    use crate::image_io::RgbImage;
+    use crate::unknowns::{UnknownSettings, Unknowns};
+    let b = TestBox::new("b", ReplicationMode::Both);
+    let unknowns =
+        Arc::new(Unknowns::open(b.dir.path(), UnknownSettings::new(10, false, 0.5)).unwrap());
+    let b = TestBox {
+        replicator: Replicator::new(
+            b.gallery.clone(),
+            "b",
+            ReplicationMode::Both,
+            site_policy(b.dir.path(), "b"),
+        )
+        .unwrap()
+        .with_unknowns(unknowns.clone()),
+        ..b
+    };
+    let t = clock::unix_ms() + 1000;
+    let got = b
+        .replicator
+        .receive("p", &person("p", t, "a", &[1.0], &Change::default()));
+    assert_eq!(got.unwrap(), Applied::Updated);
+    let image = RgbImage::from_raw(60, 60, vec![128; 60 * 60 * 3]).unwrap();
+    let bbox = FaceBox {
+        top: 10,
+        right: 50,
+        bottom: 50,
+        left: 10,
+    };
+    // One face like p's (seen by the camera before p was enrolled), one of someone else.
+    unknowns.record(&image, bbox, &enc(1.1), 40, 500.0).unwrap();
+    unknowns.record(&image, bbox, &enc(5.0), 40, 500.0).unwrap();
+    let got = b
+        .replicator
+        .receive_deleted("p", &tombstone("p", t + 1, "a"));
+    assert_eq!(got.unwrap(), Applied::Removed);
+    assert_eq!(unknowns.len(), 1);
+}

@@ -197,7 +197,7 @@ pub fn start(
     let broker = match (mqtt, mqtt_settings) {
         (Some(mqtt), Some(s)) => {
             let summary = health_summary(&app, camera.as_ref());
-            let broker = start_broker(mqtt, &s, &app.recognizer, summary)?;
+            let broker = start_broker(mqtt, &s, &app.recognizer, app.unknowns(), summary)?;
             let replication = broker.replicator.as_ref().map(|r| r.stats());
             app = app.with_mqtt(broker.mqtt.stats().clone(), replication);
             Some(broker)
@@ -245,6 +245,7 @@ fn start_broker(
     mqtt: Arc<Mqtt>,
     settings: &MqttSettings,
     recognizer: &Recognizer,
+    unknowns: Option<&Arc<Unknowns>>,
     summary: HealthSummary,
 ) -> std::io::Result<Broker> {
     let gallery = recognizer.gallery();
@@ -264,8 +265,11 @@ fn start_broker(
                 settings.gallery_encodings_per_hour,
                 settings.gallery_max_waiting,
             );
-            let replicator = Replicator::new(gallery.clone(), &settings.box_id, mode, policy)
+            let mut replicator = Replicator::new(gallery.clone(), &settings.box_id, mode, policy)
                 .map_err(std::io::Error::other)?;
+            if let Some(unknowns) = unknowns {
+                replicator = replicator.with_unknowns(unknowns.clone());
+            }
             let replicator = Arc::new(replicator);
             let link =
                 GalleryLink::start(&mqtt, replicator.clone()).map_err(std::io::Error::other)?;
