@@ -11,17 +11,8 @@
 
 use super::replicator::Replicator;
 use super::trust::{Role, Trusted};
-use super::Refused;
+use super::{PersonChange, Refused};
 use crate::engine::distance;
-use crate::gallery::{Rows, StudentId};
-
-/// A person's change as received, for [`Replicator::check_person`].
-pub(super) struct PersonChange<'a> {
-    pub(super) id: &'a StudentId,
-    pub(super) rows: &'a Rows,
-    pub(super) force: bool,
-    pub(super) renamed_from: Option<&'a StudentId>,
-}
 
 /// Whether two encodings are the same face's: equal but for the last bits a JSON round trip of
 /// an older release may have changed (its parser was not exact).

@@ -139,6 +139,14 @@ pub enum ReplicationMode {
     Both,
 }
 
+/// A person's change as received, for the checks (`checks.rs`) and the rules (`rules.rs`).
+pub(crate) struct PersonChange<'a> {
+    pub(crate) id: &'a crate::gallery::StudentId,
+    pub(crate) rows: &'a crate::gallery::Rows,
+    pub(crate) force: bool,
+    pub(crate) renamed_from: Option<&'a crate::gallery::StudentId>,
+}
+
 /// What replication can fail with.
 #[derive(Debug, Error)]
 pub enum ReplicationError {

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::bounds::{Buckets, Parked};
-use super::checks::PersonChange;
 use super::envelope;
 use super::policy::{Policy, MAX_WAITING_BYTES};
 use super::signers::Signers;
@@ -18,7 +17,7 @@ use super::wire::{
     check_box_id, clip, clock_is_set, encode_message, encode_tombstone, parse_message,
     parse_tombstone, Change, Incoming, Malformed,
 };
-use super::{Applied, Refused, ReplicationError, ReplicationMode};
+use super::{Applied, PersonChange, Refused, ReplicationError, ReplicationMode};
 use crate::gallery::{encodings_digest, Gallery, GalleryError, StudentId};
 use crate::unknowns::Unknowns;
 use crate::{clock, fsutil, locks};

@@ -6,13 +6,12 @@
 
 use std::time::Instant;
 
-use super::checks::PersonChange;
 use super::replicator::{Replicator, Stop};
 use super::state::{prune_tombstones, Inner, PersonState, Tombstone};
 use super::stats::ReplicationStats;
 use super::trust::Trusted;
 use super::wire::Version;
-use super::{Applied, Reconciled, Refused, ReplicationError, ReplicationMode};
+use super::{Applied, PersonChange, Reconciled, Refused, ReplicationError, ReplicationMode};
 use crate::clock;
 use crate::gallery::{encodings_digest, StudentId};
 use crate::locks;
