@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::lines::{audit_lines, day_files, event_lines};
 use super::{PrivacyError, FORMAT, VERSION};
+use crate::fsutil::Counting;
 use crate::gallery::{Gallery, PersonFiles, StudentId};
 use crate::unknowns::{self, KeptFace};
 
@@ -214,10 +215,7 @@ fn write(
         path: PathBuf::from("(export archive)"),
         source: e,
     };
-    let mut tar = tar::Builder::new(Counting {
-        inner: out,
-        bytes: 0,
-    });
+    let mut tar = tar::Builder::new(Counting::new(out));
     let manifest =
         serde_json::to_vec_pretty(&manifest).map_err(|e| sink_err(io::Error::other(e)))?;
     append(
@@ -245,26 +243,8 @@ fn write(
     }
     let mut counting = tar.into_inner().map_err(sink_err)?;
     counting.flush().map_err(sink_err)?;
-    summary.bytes = counting.bytes;
+    summary.bytes = counting.bytes();
     Ok(summary)
-}
-
-/// Counts what goes through to the sink.
-struct Counting<'a> {
-    inner: &'a mut dyn Write,
-    bytes: u64,
-}
-
-impl Write for Counting<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// A regular file of `len` bytes read from `data`: mode 0644, owner 0, mtime `now`.

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::format::{FORMAT, MARKER, VERSION};
 use crate::engine::Encoding;
+use crate::fsutil::Counting;
 use crate::gallery::samples::SamplesFile;
 use crate::gallery::{now_secs, npy, Gallery, GalleryError, Rows, StudentId};
 
@@ -26,24 +27,6 @@ pub struct ExportSummary {
     /// People left out because their `.npy` is damaged (an import would refuse it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
-}
-
-/// Counts what goes through to the export's sink.
-pub(super) struct Counting<'a> {
-    inner: &'a mut dyn Write,
-    bytes: u64,
-}
-
-impl Write for Counting<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// A regular file of the archive: mode 0644, owner 0, mtime `now`.
@@ -89,10 +72,7 @@ impl Gallery {
         summary.people = people.len();
         summary.samples = people.iter().map(|(_, rows)| rows.len()).sum();
         let now = now_secs();
-        let mut tar = tar::Builder::new(Counting {
-            inner: out,
-            bytes: 0,
-        });
+        let mut tar = tar::Builder::new(Counting::new(out));
         let marker = serde_json::json!({
             "format": FORMAT,
             "version": VERSION,
@@ -145,7 +125,7 @@ impl Gallery {
         }
         let mut counting = tar.into_inner().map_err(stream_err)?;
         counting.flush().map_err(stream_err)?;
-        summary.bytes = counting.bytes;
+        summary.bytes = counting.bytes();
         Ok(summary)
     }
 }
