@@ -150,6 +150,37 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// A writer that counts the bytes that went through it to `inner` (an archive's size, as
+/// written).
+pub struct Counting<'a> {
+    inner: &'a mut dyn std::io::Write,
+    bytes: u64,
+}
+
+impl<'a> Counting<'a> {
+    /// Counts what is written to `inner`.
+    pub fn new(inner: &'a mut dyn std::io::Write) -> Counting<'a> {
+        Counting { inner, bytes: 0 }
+    }
+
+    /// The bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl std::io::Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,36 +272,5 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("no/such/dir/a.npy");
         assert!(atomic_write(&missing, b"x").is_err());
-    }
-}
-
-/// A writer that counts the bytes that went through it to `inner` (an archive's size, as
-/// written).
-pub struct Counting<'a> {
-    inner: &'a mut dyn std::io::Write,
-    bytes: u64,
-}
-
-impl<'a> Counting<'a> {
-    /// Counts what is written to `inner`.
-    pub fn new(inner: &'a mut dyn std::io::Write) -> Counting<'a> {
-        Counting { inner, bytes: 0 }
-    }
-
-    /// The bytes written so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-}
-
-impl std::io::Write for Counting<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
