@@ -59,14 +59,12 @@ pub(super) fn event_lines(
     events: &mut HashSet<String>,
     out: &mut impl Write,
 ) -> io::Result<usize> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
+    let Some(file) = open_if_there(path)? else {
+        return Ok(0);
     };
     let mut copied = 0;
     for_each_line(file, |line| {
-        // Cheap first: a line that does not hold the id or an event id kept is no one's here.
+        // Every line is read: a delivery status line names its event, not the person.
         let Ok(value) = serde_json::from_slice::<Value>(line) else {
             return Ok(());
         };
@@ -97,13 +95,20 @@ pub(super) fn event_lines(
     Ok(copied)
 }
 
+/// The file at `path`, or `None` when there is none.
+fn open_if_there(path: &Path) -> io::Result<Option<File>> {
+    match File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Copies into `out` the lines of the audit log `path` naming `id` (`student_id`, or `from`
 /// for a rename); returns how many. A missing file copies nothing.
 pub(super) fn audit_lines(path: &Path, id: &str, out: &mut impl Write) -> io::Result<usize> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
+    let Some(file) = open_if_there(path)? else {
+        return Ok(0);
     };
     let mut copied = 0;
     for_each_line(file, |line| {

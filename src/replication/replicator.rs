@@ -15,7 +15,7 @@ use super::stats::ReplicationStats;
 use super::topics::{Kind, Outgoing};
 use super::wire::{
     check_box_id, clip, clock_is_set, encode_message, encode_tombstone, parse_message,
-    parse_tombstone, Change, Incoming, Malformed,
+    parse_tombstone, Change, Incoming, Malformed, Version,
 };
 use super::{Applied, PersonChange, Refused, ReplicationError, ReplicationMode};
 use crate::gallery::{encodings_digest, Gallery, GalleryError, StudentId};
@@ -112,7 +112,7 @@ impl Replicator {
         };
         {
             let mut inner = locks::lock(&replicator.inner);
-            replicator.note_trust(&inner);
+            replicator.note_trust(&mut inner);
             if mode != ReplicationMode::Off {
                 if mode == ReplicationMode::Both && own_role.is_none() {
                     log::warn!(
@@ -219,11 +219,7 @@ impl Replicator {
                     // Changed since the comparison: the next one stamps it and sends that.
                     continue;
                 }
-                let version = if person.version.box_id() == self.box_id {
-                    person.version.clone()
-                } else {
-                    self.stamp(&id, Some(&person.version), false)
-                };
+                let version = self.own_version(&id, &person.version, false);
                 let change = Change {
                     force: self.has_duplicate(&id, &rows),
                     renamed_from: renames.get(&person.digest).cloned(),
@@ -268,11 +264,7 @@ impl Replicator {
                     let Some(tombstone) = inner.state.tombstones.get(&id) else {
                         continue;
                     };
-                    let version = if tombstone.version.box_id() == self.box_id {
-                        tombstone.version.clone()
-                    } else {
-                        self.stamp(&id, Some(&tombstone.version), true)
-                    };
+                    let version = self.own_version(&id, &tombstone.version, true);
                     let payload = inner
                         .signers
                         .seal(Kind::Deleted, &encode_tombstone(&id, &version));
@@ -298,6 +290,16 @@ impl Replicator {
         }
         self.persist_logged(&mut inner);
         out
+    }
+
+    /// `version` when this box wrote it, else a newer one of this box's (a box signs only its
+    /// own versions).
+    fn own_version(&self, id: &StudentId, version: &Version, deleted: bool) -> Version {
+        if version.box_id() == self.box_id {
+            version.clone()
+        } else {
+            self.stamp(id, Some(version), deleted)
+        }
     }
 
     /// Whether one of the person's faces is within the duplicate distance of another person's
@@ -663,7 +665,7 @@ impl Replicator {
         inner.dirty = true;
     }
 
-    fn note_trust(&self, inner: &Inner) {
+    fn note_trust(&self, inner: &mut Inner) {
         use std::sync::atomic::Ordering;
         let trusted = self.mode != ReplicationMode::Both || inner.own_role.is_some();
         let was = self.stats.trusted.swap(trusted, Ordering::Relaxed);
@@ -672,7 +674,7 @@ impl Replicator {
             .store(clock_is_set(clock::unix_ms()), Ordering::Relaxed);
         let mut shown = locks::lock(&self.stats.trust);
         if was != trusted || shown.is_null() || inner.signers.changed_since_shown() {
-            *shown = inner.signers.to_json();
+            *shown = inner.signers.show();
         }
     }
 

@@ -173,7 +173,6 @@ impl Replicator {
             (None, Some(d)) => {
                 let tombstone = state.tombstones.remove(id);
                 let version = self.stamp(id, tombstone.as_ref().map(|t| &t.version), false);
-                let deleted = tombstone.as_ref().map(|t| t.version.clone());
                 state.people.insert(
                     id.clone(),
                     PersonState {
@@ -181,7 +180,6 @@ impl Replicator {
                         digest: d,
                         broker: tombstone.and_then(|t| t.broker),
                         sent: false,
-                        deleted,
                     },
                 );
             }
@@ -290,10 +288,7 @@ impl Replicator {
                 ReplicationStats::add(&self.stats.removed);
             }
         }
-        let deleted = match state.tombstones.remove(id) {
-            Some(t) => Some(t.version),
-            None => state.people.get(id).and_then(|p| p.deleted.clone()),
-        };
+        state.tombstones.remove(id);
         state.people.insert(
             id.clone(),
             PersonState {
@@ -301,7 +296,6 @@ impl Replicator {
                 digest: new_digest,
                 broker: Some(version),
                 sent: true,
-                deleted,
             },
         );
         inner.dirty = true;

@@ -28,8 +28,8 @@ pub(super) struct Signers {
     read: Option<(SystemTime, u64)>,
     checked: Instant,
     problem: Option<String>,
-    /// The list or its problem changed since [`Signers::to_json`] was last asked.
-    changed: std::sync::atomic::AtomicBool,
+    /// The list or its problem changed since [`Signers::show`] was last asked.
+    changed: bool,
 }
 
 impl Signers {
@@ -52,7 +52,7 @@ impl Signers {
             read,
             checked: Instant::now(),
             problem: None,
-            changed: std::sync::atomic::AtomicBool::new(true),
+            changed: true,
         })
     }
 
@@ -68,8 +68,7 @@ impl Signers {
             return false;
         }
         self.read = read;
-        self.changed
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.changed = true;
         match TrustList::load(&self.path) {
             Ok(list) => {
                 self.problem = None;
@@ -111,15 +110,14 @@ impl Signers {
         envelope::seal(kind, unsigned, &self.box_id, &self.key)
     }
 
-    /// Whether the list (or its problem) changed since [`Signers::to_json`] was last asked.
+    /// Whether the list (or its problem) changed since [`Signers::show`] was last asked.
     pub(super) fn changed_since_shown(&self) -> bool {
-        self.changed.load(std::sync::atomic::Ordering::Relaxed)
+        self.changed
     }
 
     /// What `/health` says of trust (`gallery_sync.trust`).
-    pub(super) fn to_json(&self) -> Value {
-        self.changed
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+    pub(super) fn show(&mut self) -> Value {
+        self.changed = false;
         json!({
             "box_id": self.box_id,
             "key": self.public.to_string(),

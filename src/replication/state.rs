@@ -33,10 +33,6 @@ pub(super) struct PersonState {
     /// Handed out for publication since the last change.
     #[serde(default)]
     pub(super) sent: bool,
-    /// The newest deletion of theirs this box knew of when they came back (enrolled again):
-    /// an empty person message alone is then taken as that older deletion's, not obeyed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) deleted: Option<Version>,
 }
 
 /// A person deleted (here, or elsewhere: a tombstone received).

@@ -436,19 +436,7 @@ impl Unknowns {
         fs::create_dir_all(&crops_dir).map_err(io_err(&crops_dir))?;
         fsutil::remove_stale_temps(&dir, fsutil::STALE_TEMP_AGE);
         fsutil::remove_stale_temps(&crops_dir, fsutil::STALE_TEMP_AGE);
-        let store = Unknowns {
-            journal: dir.join("faces.jsonl"),
-            dir,
-            crops_dir,
-            settings,
-            cluster_count: AtomicUsize::new(0),
-            state: Mutex::new(State {
-                faces: Vec::new(),
-                next_id: 1,
-                journal_lines: 0,
-                clusters: None,
-            }),
-        };
+        let store = Unknowns::empty(dir, crops_dir, settings, None);
         let bytes = match fs::read(&store.journal) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -556,7 +544,17 @@ impl Unknowns {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&dir)(e)),
         }
-        Ok(Unknowns {
+        Ok(Unknowns::empty(dir, crops_dir, settings, Some(Vec::new())))
+    }
+
+    /// A store with no face yet in `dir` (its journal `faces.jsonl`), with `clusters` cached.
+    fn empty(
+        dir: PathBuf,
+        crops_dir: PathBuf,
+        settings: UnknownSettings,
+        clusters: Option<Vec<ClusterSummary>>,
+    ) -> Unknowns {
+        Unknowns {
             journal: dir.join("faces.jsonl"),
             dir,
             crops_dir,
@@ -566,9 +564,9 @@ impl Unknowns {
                 faces: Vec::new(),
                 next_id: 1,
                 journal_lines: 0,
-                clusters: Some(Vec::new()),
+                clusters,
             }),
-        })
+        }
     }
 
     /// Drops the faces past `UNKNOWN_MAX_AGE_DAYS` (with their crops) and journals moved aside
