@@ -10,9 +10,8 @@ pub mod frame;
 pub(crate) mod live;
 mod pipeline;
 mod slot;
-mod source;
+pub mod sources;
 pub mod tracker;
-pub(crate) mod v4l2;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +29,7 @@ pub use confirm::{ConfirmSettings, Decided};
 use frame::RawFrame;
 pub use pipeline::{Pipeline, PipelineSettings, DEFAULT_CAMERA_MATCH_MARGIN};
 use slot::LatestSlot;
-pub use source::{FrameSource, ReplaySource, SourceError};
+pub use sources::{FrameSource, ReplaySource, SourceError, SourceSpec};
 pub use tracker::{Measured, Seen};
 
 /// Opens (or reopens) the frame source.
@@ -81,6 +80,10 @@ pub struct CameraStats {
     confirmed: AtomicU64,
     confirmed_ambiguous: AtomicU64,
     confirmed_unknown: AtomicU64,
+    /// What stream sources skipped ([`sources::Skipped`]).
+    frames_oversize: AtomicU64,
+    frames_truncated: AtomicU64,
+    stream_garbage_bytes: AtomicU64,
 }
 
 use crate::clock::unix_ms as now_ms;
@@ -115,7 +118,7 @@ impl CameraStats {
 
     /// The counters, as `/health` names them, with what each counts: the one list that both
     /// `/health` and `/metrics` read.
-    fn counters(&self) -> [(&'static str, &'static str, u64); 15] {
+    fn counters(&self) -> [(&'static str, &'static str, u64); 18] {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             (
@@ -189,6 +192,21 @@ impl CameraStats {
                 "Times the source failed while open.",
                 n(&self.source_errors),
             ),
+            (
+                "frames_oversize",
+                "Frames of a stream larger than CAMERA_MAX_FRAME_KB, skipped.",
+                n(&self.frames_oversize),
+            ),
+            (
+                "frames_truncated",
+                "Frames of a stream cut short, skipped.",
+                n(&self.frames_truncated),
+            ),
+            (
+                "stream_garbage_bytes",
+                "Bytes of a stream that belonged to no frame, skipped.",
+                n(&self.stream_garbage_bytes),
+            ),
         ]
     }
 
@@ -257,6 +275,9 @@ pub struct Camera {
     liveness: Liveness,
 }
 
+/// The first wait before a failed source is opened again; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest wait between two tries of a failed source.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Camera {
@@ -338,6 +359,17 @@ fn note_outage(stats: &CameraStats, why: &str, complained: &mut bool) {
     set(&stats.state, format!("retrying: {why}"));
 }
 
+fn count_skipped(stats: &CameraStats, skipped: sources::Skipped) {
+    let add = |c: &AtomicU64, n: u64| {
+        if n > 0 {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    };
+    add(&stats.frames_oversize, skipped.oversize);
+    add(&stats.frames_truncated, skipped.truncated);
+    add(&stats.stream_garbage_bytes, skipped.garbage_bytes);
+}
+
 fn capture(
     mut open: OpenSource,
     slot: &LatestSlot<(RawFrame, Instant)>,
@@ -345,8 +377,15 @@ fn capture(
     stop: &AtomicBool,
     heartbeat: Heartbeat,
 ) {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = FIRST_BACKOFF;
     let mut complained = false;
+    // A source is back, and the back-off starts again from the shortest, only once it gives a
+    // frame: a program that starts and dies at once is retried ever more slowly, not in a loop.
+    let retry = |why: &str, complained: &mut bool, backoff: &mut Duration| {
+        note_outage(stats, why, complained);
+        nap(*backoff, stop);
+        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    };
     'reopen: while !stop.load(Ordering::Relaxed) {
         heartbeat.beat();
         let mut source = match open() {
@@ -355,38 +394,49 @@ fn capture(
                 set(&stats.state, "ended".into());
                 break;
             }
+            Err(SourceError::NoFrameYet) => continue,
             Err(SourceError::Unavailable(why)) => {
-                note_outage(stats, &why, &mut complained);
-                nap(backoff, stop);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                retry(&why, &mut complained, &mut backoff);
                 continue;
             }
         };
-        if complained {
-            log::info!("camera: back");
-        }
-        complained = false;
-        backoff = Duration::from_millis(250);
-        stats.unavailable_since_ms.store(0, Ordering::Relaxed);
         set(&stats.source, source.describe());
-        set(&stats.state, "running".into());
+        if !complained {
+            set(&stats.state, "starting".into());
+        }
         log::info!("camera: {}", source.describe());
+        let mut delivering = false;
         while !stop.load(Ordering::Relaxed) {
             heartbeat.beat();
-            match source.next_frame() {
+            let got = source.next_frame();
+            count_skipped(stats, source.skipped());
+            match got {
                 Ok(frame) => {
+                    if !delivering {
+                        delivering = true;
+                        if complained {
+                            log::info!("camera: back");
+                        }
+                        complained = false;
+                        backoff = FIRST_BACKOFF;
+                        stats.unavailable_since_ms.store(0, Ordering::Relaxed);
+                        set(&stats.state, "running".into());
+                    }
                     stats.captured.fetch_add(1, Ordering::Relaxed);
                     stats.last_frame_ms.store(now_ms(), Ordering::Relaxed);
                     slot.put((frame, Instant::now()));
                     stats.dropped.store(slot.dropped(), Ordering::Relaxed);
                 }
+                Err(SourceError::NoFrameYet) => {}
                 Err(SourceError::Ended) => {
                     set(&stats.state, "ended".into());
                     break 'reopen;
                 }
                 Err(SourceError::Unavailable(why)) => {
                     stats.source_errors.fetch_add(1, Ordering::Relaxed);
-                    note_outage(stats, &why, &mut complained);
+                    // Whatever the source started ends before it is started again.
+                    drop(source);
+                    retry(&why, &mut complained, &mut backoff);
                     continue 'reopen;
                 }
             }

@@ -148,7 +148,7 @@ impl CameraSettings {
         if let Some(device) = self.camera.clone() {
             let (w, h, fps) = (self.camera_width, self.camera_height, self.camera_fps);
             return Some(Box::new(move || {
-                crate::camera::v4l2::V4l2Source::open(&device, w, h, fps)
+                crate::camera::sources::v4l2::V4l2Source::open(&device, w, h, fps)
                     .map(|s| Box::new(s) as Box<dyn crate::camera::FrameSource>)
             }));
         }

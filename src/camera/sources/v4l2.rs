@@ -11,8 +11,8 @@ use v4l::video::capture::Parameters;
 use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
-use super::frame::RawFrame;
-use super::source::{FrameSource, SourceError};
+use super::{FrameSource, SourceError};
+use crate::camera::frame::RawFrame;
 
 /// Mapped buffers: enough to keep the driver busy while one frame is copied out.
 const BUFFERS: u32 = 4;

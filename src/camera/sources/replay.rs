@@ -1,33 +1,13 @@
-//! Where frames come from. The capture thread sees only [`FrameSource`]: the V4L2 driver is one
-//! implementation, [`ReplaySource`] (a folder of JPEGs, one JPEG, or an MJPEG file, at a set
-//! rate) is another, so everything after the driver runs the same on real frames in tests.
+//! `frames:PATH`: a folder of JPEGs, one image, or an MJPEG file replayed at a set rate as a
+//! camera would deliver them, so everything after the driver runs the same on real frames in
+//! tests and demos.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use thiserror::Error;
-
-use super::frame::RawFrame;
+use super::{FrameSource, SourceError};
 use crate::bulk_enroll::is_photo;
-
-/// Why a frame source gave no frame.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum SourceError {
-    /// The stream is over (end of a replay without looping).
-    #[error("the frame source ended")]
-    Ended,
-    /// The device (or folder) is not there, or failed: worth retrying later.
-    #[error("frame source unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// Where frames come from: a V4L2 camera, or files replayed as one.
-pub trait FrameSource: Send {
-    /// The next frame, waiting for it as a camera would.
-    fn next_frame(&mut self) -> Result<RawFrame, SourceError>;
-    /// A short description for logs and `/health` (device, format, size).
-    fn describe(&self) -> String;
-}
+use crate::camera::frame::RawFrame;
 
 /// Replays frames from disk at `fps`: a folder of `.jpg`/`.jpeg`/`.png` files (read as each
 /// frame is due, so files may change between loops), one image, or an `.mjpeg`/`.mjpg` file.
