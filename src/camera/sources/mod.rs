@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use super::frame::RawFrame;
 
+pub mod mjpeg;
 pub mod replay;
 pub mod spec;
 pub(crate) mod v4l2;
@@ -50,7 +51,8 @@ pub enum SourceError {
 pub struct Skipped {
     /// Frames larger than the size cap.
     pub oversize: u64,
-    /// Frames cut short (a new frame started before the end of the last).
+    /// Frames cut short (a new frame started before the end of the last) or broken (no scan
+    /// data, or a byte where a JPEG marker must be).
     pub truncated: u64,
     /// Bytes between frames that belonged to no frame.
     pub garbage_bytes: u64,
