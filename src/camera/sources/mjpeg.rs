@@ -321,22 +321,21 @@ impl MjpegScanner {
     }
 }
 
+/// A photo of `../shared/faces` (or `FACES_DIR`), for tests.
+#[cfg(test)]
+pub(crate) fn photo(name: &str) -> Vec<u8> {
+    let faces = std::env::var_os("FACES_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/faces")
+        });
+    let path = faces.join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
-
     use super::*;
-
-    fn faces() -> PathBuf {
-        std::env::var_os("FACES_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/faces"))
-    }
-
-    fn photo(name: &str) -> Vec<u8> {
-        let path = faces().join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
 
     /// Real photos of several sizes (the smallest BBT crops to a 215 kB one).
     fn photos() -> Vec<Vec<u8>> {
