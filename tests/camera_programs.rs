@@ -411,3 +411,55 @@ fn an_rtsp_camera_that_is_not_there_is_unavailable_without_its_password() {
         assert!(!why.contains(secret), "{why}");
     }
 }
+
+#[test]
+fn frames_of_a_fifo_that_ffmpeg_writes_are_read_as_they_come() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("camera.mjpg");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let options = SourceOptions {
+        replay_fps: 100.0,
+        ..SourceOptions::default()
+    };
+    // Opened before anything writes: no wait.
+    let mut source = open(&format!("frames:{}", fifo.display()), &options);
+    assert_eq!(source.next_frame(), Err(SourceError::NoFrameYet));
+    let mut ffmpeg = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-y", "-re", "-loop", "1"])
+        .args(["-framerate", "10", "-i", &photo("known/obama/obama_2.jpg")])
+        .args([
+            "-frames:v",
+            "8",
+            "-vf",
+            "scale=640:480",
+            "-f",
+            "mjpeg",
+            "-q:v",
+            "5",
+        ])
+        .arg(&fifo)
+        .spawn()
+        .unwrap();
+    let mut frames = 0;
+    loop {
+        match next_answer(source.as_mut(), Duration::from_secs(20)) {
+            Ok(frame) => {
+                let rgb = frame.to_rgb(1 << 24).unwrap();
+                assert_eq!((rgb.width, rgb.height), (640, 480));
+                frames += 1;
+            }
+            Err(SourceError::Ended) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(ffmpeg.wait().unwrap().success());
+    assert_eq!(frames, 8);
+    assert_eq!(source.skipped(), Skipped::default());
+}

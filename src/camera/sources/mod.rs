@@ -174,10 +174,11 @@ pub fn open(
             options.height,
             options.fps,
         )?)),
-        SourceSpec::Frames(path) => boxed(Box::new(ReplaySource::open(
+        SourceSpec::Frames(path) => boxed(Box::new(ReplaySource::open_capped(
             path,
             options.replay_fps,
             options.replay_loop,
+            options.max_frame_bytes,
         )?)),
         SourceSpec::Exec(command) => child(&programs::exec(command), spec, options),
         SourceSpec::Libcamera(index) => {
