@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `/dev/video0`, `/dev/v4l/by-id/...` | the V4L2 driver (MJPEG, else YUYV) | [`v4l2`] |
 //! | `frames:PATH` | replayed JPEGs or an MJPEG file | [`replay`] |
+//! | `http://...`, `https://...` | an MJPEG stream or a polled JPEG snapshot | [`http`] |
 //!
 //! Contract of every source: `next_frame` waits at most about a second ([`POLL`]) and then
 //! answers [`SourceError::NoFrameYet`], so the capture thread keeps beating (the systemd
@@ -20,6 +21,7 @@ use thiserror::Error;
 
 use super::frame::RawFrame;
 
+pub mod http;
 pub mod mjpeg;
 pub mod replay;
 pub mod spec;
@@ -139,7 +141,6 @@ pub fn open(
     access: &HttpAccess,
     options: &SourceOptions,
 ) -> Result<Box<dyn FrameSource>, SourceError> {
-    let _ = access;
     let boxed = |s: Box<dyn FrameSource>| Ok(s);
     match spec {
         SourceSpec::V4l2(path) => boxed(Box::new(v4l2::V4l2Source::open(
@@ -153,6 +154,7 @@ pub fn open(
             options.replay_fps,
             options.replay_loop,
         )?)),
+        SourceSpec::Http(_) => boxed(Box::new(http::HttpSource::open(spec, access, options)?)),
         other => Err(SourceError::Unavailable(format!(
             "{}: this kind of camera is not built yet",
             other.redacted()
