@@ -11,8 +11,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,7 @@ use face_attendance::camera::sources::{
 };
 use face_attendance::image_io;
 
+use common::certificate::Cert;
 use common::serve_process::Running;
 
 const KEY: &str = "camera-http-test-key-0123456789abcdef";
@@ -180,42 +180,13 @@ fn parse_fingerprint(printed: &str) -> Option<[u8; 32]> {
     bytes.try_into().ok()
 }
 
-/// A self-signed certificate for localhost and 127.0.0.1 made by `openssl req -x509` (as the
-/// install helper makes one), its key, and its fingerprint as openssl prints it.
-fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
-    let (cert, key) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    );
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .arg("ec_paramgen_curve:prime256v1")
-        .args(["-nodes", "-days", "3650", "-subj", "/CN=camera-http test"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl must be installed");
-    assert!(out.status.success(), "{out:?}");
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let fingerprint = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    (cert, key, fingerprint)
-}
-
 #[test]
 fn another_box_over_https_is_read_with_its_certificate_pinned() {
     let _serial = one_at_a_time();
     let site = tempfile::tempdir().unwrap();
     let frames = frames_dir();
-    let (cert, cert_key, fingerprint) = certificate(site.path(), "box");
-    let (_, _, other_fingerprint) = certificate(site.path(), "other");
+    let cert = Cert::make(site.path(), "box");
+    let other = Cert::make(site.path(), "other");
     let (plain, tls) = (common::free_port(), common::free_port());
     let _run = other_box(
         site.path(),
@@ -223,12 +194,12 @@ fn another_box_over_https_is_read_with_its_certificate_pinned() {
         &[
             ("FACE_BIND", &format!("127.0.0.1:{plain}")),
             ("FACE_TLS_BIND", &format!("127.0.0.1:{tls}")),
-            ("FACE_TLS_CERT", cert.to_str().unwrap()),
-            ("FACE_TLS_KEY", cert_key.to_str().unwrap()),
+            ("FACE_TLS_CERT", cert.cert.to_str().unwrap()),
+            ("FACE_TLS_KEY", cert.key.to_str().unwrap()),
         ],
     );
     let url = format!("https://127.0.0.1:{tls}/stream.mjpg");
-    let pin = parse_fingerprint(&fingerprint).unwrap();
+    let pin = parse_fingerprint(&cert.fingerprint()).unwrap();
 
     // The box's own certificate, as `openssl x509 -fingerprint -sha256` printed it.
     let mut source = open(&url, &access(Some(KEY), Some(pin)), &options(10));
@@ -236,7 +207,7 @@ fn another_box_over_https_is_read_with_its_certificate_pinned() {
     drop(source);
 
     // Another certificate's fingerprint: the handshake is refused.
-    let wrong = parse_fingerprint(&other_fingerprint).unwrap();
+    let wrong = parse_fingerprint(&other.fingerprint()).unwrap();
     let mut source = open(&url, &access(Some(KEY), Some(wrong)), &options(10));
     let why = refused(source.as_mut(), Duration::from_secs(10));
     assert!(
