@@ -3,7 +3,8 @@
 //! over HTTPS with its certificate pinned; a wrong or missing key, a wrong certificate refused);
 //! a JPEG snapshot URL served by a small server here (polled over one kept-alive connection, the
 //! key on every request; redirects not followed, other content types and oversize snapshots
-//! refused); servers that send their headers (or a frame) and then nothing: the source answers
+//! refused); a stream with a frame above the cap and a frame cut short (counted, skipped, the
+//! stream goes on); servers that send their headers (or a frame) and then nothing: the source answers
 //! `Unavailable` after the stale time, and no thread of it outlives it. The tests run one at a
 //! time, as they count this process's threads.
 
@@ -424,18 +425,8 @@ fn silent_server(head: Vec<u8>) -> u16 {
 fn a_server_that_goes_silent_never_holds_a_thread() {
     let _serial = one_at_a_time();
     let jpeg = photo("probe/obama/obama_3.jpg");
-    let mut head =
-        b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n"
-            .to_vec();
-    head.extend_from_slice(
-        format!(
-            "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-            jpeg.len()
-        )
-        .as_bytes(),
-    );
-    head.extend_from_slice(&jpeg);
-    head.extend_from_slice(b"\r\n");
+    let mut head = STREAM_HEAD.to_vec();
+    head.extend(part(&jpeg));
     let one_frame = silent_server(head);
     // Accepts, and never says a word.
     let mute = silent_server(Vec::new());
@@ -504,5 +495,72 @@ fn a_server_that_goes_silent_never_holds_a_thread() {
     assert!(
         after.0 <= before.0 + 1,
         "before {before:?}, after {after:?}"
+    );
+}
+
+/// The head of an MJPEG stream's answer.
+const STREAM_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n";
+
+/// `jpeg` as one part of a `multipart/x-mixed-replace` body.
+fn part(jpeg: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+        jpeg.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(jpeg);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[test]
+fn a_frame_above_the_cap_and_a_cut_frame_in_a_stream_are_counted_and_it_goes_on() {
+    let _serial = one_at_a_time();
+    let small = photo("group/voc_2008_001009.jpg");
+    let large = photo("known/obama/obama_1.jpg");
+    let cut = photo("probe/obama/obama_3.jpg");
+    let last = photo("group/bbt3.jpg");
+    let mut body = STREAM_HEAD.to_vec();
+    body.extend(part(&small));
+    body.extend(part(&large));
+    body.extend(part(&cut[..cut.len() / 2]));
+    body.extend(part(&last));
+    let port = silent_server(body);
+    let capped = SourceOptions {
+        max_frame_bytes: 100_000,
+        ..options(2)
+    };
+    assert!(small.len() < 100_000 && last.len() < 100_000 && large.len() > 100_000);
+    let url = format!("http://127.0.0.1:{port}/video.mjpg");
+    let mut source = open(&url, &access(None, None), &capped);
+    let mut got = Vec::new();
+    let why = loop {
+        match settle(source.as_mut(), Duration::from_secs(10)) {
+            Ok(frame) => got.push(frame),
+            Err(SourceError::Unavailable(why)) => break why,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // The newest frame wins the hand-over: the first may have been replaced by the last.
+    assert_eq!(
+        got.last(),
+        Some(&last),
+        "the stream went on to its last frame"
+    );
+    assert!(
+        got.iter().all(|f| *f == small || *f == last),
+        "only whole frames"
+    );
+    let skipped = source.skipped();
+    assert_eq!(skipped.oversize, 1, "{skipped:?}");
+    assert_eq!(skipped.truncated, 1, "{skipped:?}");
+    assert_eq!(
+        skipped.garbage_bytes, 0,
+        "part headers are expected: {skipped:?}"
+    );
+    assert!(
+        why.contains("no frame for 2 s") || why.contains("no data for 2 s"),
+        "{why}"
     );
 }
