@@ -8,6 +8,7 @@
 //! | `exec:COMMAND` | a program's MJPEG output (`sh -c COMMAND`) | [`child`], [`programs`] |
 //! | `libcamera[:N]` | `rpicam-vid` (or `libcamera-vid`) writing MJPEG | [`child`], [`programs`] |
 //! | `rtsp://`, `rtsps://` | an IP camera decoded by FFmpeg into MJPEG | [`child`], [`programs`] |
+//! | `http://...`, `https://...` | an MJPEG stream or a polled JPEG snapshot | [`http`] |
 //!
 //! Stream sources cut their bytes into frames with [`mjpeg::MjpegScanner`].
 //!
@@ -26,6 +27,7 @@ use thiserror::Error;
 use super::frame::RawFrame;
 
 pub mod child;
+pub mod http;
 pub mod mjpeg;
 pub mod programs;
 pub mod replay;
@@ -165,7 +167,6 @@ pub fn open(
     access: &HttpAccess,
     options: &SourceOptions,
 ) -> Result<Box<dyn FrameSource>, SourceError> {
-    let _ = access;
     let boxed = |s: Box<dyn FrameSource>| Ok(s);
     match spec {
         SourceSpec::V4l2(path) => boxed(Box::new(v4l2::V4l2Source::open(
@@ -185,9 +186,6 @@ pub fn open(
             child(&programs::libcamera_here(*index, options)?, spec, options)
         }
         SourceSpec::Rtsp(url) => child(&programs::rtsp_here(url, options)?, spec, options),
-        other => Err(SourceError::Unavailable(format!(
-            "{}: this kind of camera is not built yet",
-            other.redacted()
-        ))),
+        SourceSpec::Http(_) => boxed(Box::new(http::HttpSource::open(spec, access, options)?)),
     }
 }
