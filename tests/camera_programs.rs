@@ -467,3 +467,23 @@ fn frames_of_a_fifo_that_ffmpeg_writes_are_read_as_they_come() {
     assert_eq!(frames, 8);
     assert_eq!(source.skipped(), Skipped::default());
 }
+
+#[test]
+fn a_program_gets_no_secret_of_the_service_from_its_environment() {
+    // The service's settings carry its keys; a camera program needs none of them. (Set once,
+    // before the program starts; no other test of this file reads these variables.)
+    std::env::set_var("ATTENDANCE_API_KEY", "main-api-secret-in-env");
+    std::env::set_var("LIBCAMERA_LOG_LEVELS", "*:ERROR");
+    let spec = "exec:env >&2; if env | grep -q main-api-secret-in-env; then echo LEAKED >&2; \
+                else echo KEPT-OUT >&2; fi; exit 4";
+    let mut source = open(spec, &SourceOptions::default());
+    let why = why_unavailable(next_answer(source.as_mut(), Duration::from_secs(10)));
+    assert!(why.contains("KEPT-OUT"), "{why}");
+    drop(source);
+    // What libcamera reads is passed on, and a search path to find programs by.
+    let spec = "exec:test \"$LIBCAMERA_LOG_LEVELS\" = '*:ERROR' && test -n \"$PATH\" \
+                && echo PASSED-ON >&2; exit 5";
+    let mut source = open(spec, &SourceOptions::default());
+    let why = why_unavailable(next_answer(source.as_mut(), Duration::from_secs(10)));
+    assert!(why.contains("PASSED-ON"), "{why}");
+}

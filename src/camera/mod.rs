@@ -349,9 +349,10 @@ impl Camera {
         let capture = {
             let (stop, slot, stats) = (stop.clone(), slot.clone(), stats.clone());
             let heartbeat = liveness.watch(format!("camera-capture ({name})"));
+            let name = name.to_string();
             std::thread::Builder::new()
                 .name("camera-capture".into())
-                .spawn(move || capture(open, &slot, &stats, &stop, heartbeat))?
+                .spawn(move || capture(&name, open, &slot, &stats, &stop, heartbeat))?
         };
         let process = {
             let (stop, slot, stats) = (stop.clone(), slot.clone(), stats.clone());
@@ -403,9 +404,9 @@ fn nap(d: Duration, stop: &AtomicBool) {
 }
 
 /// Records that the source is gone. Said once per outage, not once per retry.
-fn note_outage(stats: &CameraStats, why: &str, complained: &mut bool) {
+fn note_outage(name: &str, stats: &CameraStats, why: &str, complained: &mut bool) {
     if !*complained {
-        log::warn!("camera: {why}; retrying");
+        log::warn!("camera {name}: {why}; retrying");
         *complained = true;
         stats
             .unavailable_since_ms
@@ -426,6 +427,7 @@ fn count_skipped(stats: &CameraStats, skipped: sources::Skipped) {
 }
 
 fn capture(
+    name: &str,
     mut open: OpenSource,
     slot: &LatestSlot<(RawFrame, Instant)>,
     stats: &CameraStats,
@@ -437,7 +439,7 @@ fn capture(
     // A source is back, and the back-off starts again from the shortest, only once it gives a
     // frame: a program that starts and dies at once is retried ever more slowly, not in a loop.
     let retry = |why: &str, complained: &mut bool, backoff: &mut Duration| {
-        note_outage(stats, why, complained);
+        note_outage(name, stats, why, complained);
         nap(*backoff, stop);
         *backoff = (*backoff * 2).min(MAX_BACKOFF);
     };
@@ -459,7 +461,7 @@ fn capture(
         if !complained {
             set(&stats.state, "starting".into());
         }
-        log::info!("camera: {}", source.describe());
+        log::info!("camera {name}: {}", source.describe());
         let mut delivering = false;
         while !stop.load(Ordering::Relaxed) {
             heartbeat.beat();
@@ -470,8 +472,10 @@ fn capture(
                     if !delivering {
                         delivering = true;
                         if complained {
-                            log::info!("camera: back");
+                            log::info!("camera {name}: back");
                         }
+                        // A stream knows what it is once it answered (an HTTP camera).
+                        set(&stats.source, source.describe());
                         complained = false;
                         backoff = FIRST_BACKOFF;
                         stats.unavailable_since_ms.store(0, Ordering::Relaxed);

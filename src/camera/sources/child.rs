@@ -3,7 +3,8 @@
 //!
 //! Contract:
 //! - the program runs in a process group of its own (with whatever it starts), standard input
-//!   closed; dropping the source kills the whole group (SIGKILL), reaps the program and joins the
+//!   closed, with only the environment a program needs to run ([`passes_to_program`]: never the
+//!   service's keys and passwords); dropping the source kills the whole group (SIGKILL), reaps the program and joins the
 //!   two reader threads, which close the pipes: no process, zombie, thread or descriptor outlives
 //!   the source (the threads poll their pipe with a short timeout, so a grandchild that keeps a
 //!   pipe open cannot hold them);
@@ -45,6 +46,28 @@ const READ_POLL_MS: i32 = 100;
 const READ_BUFFER: usize = 64 * 1024;
 /// How long, once the output closed, the program is given to exit and finish its last words.
 const EXIT_GRACE: Duration = Duration::from_millis(1000);
+
+/// Whether the environment variable `name` is passed to a camera program: the locale, time zone,
+/// search path and home, and libcamera's and rpicam-apps' own (`LIBCAMERA_*`, `RPICAM_*`).
+/// Everything else stays with the service: its settings carry keys and passwords
+/// (`FACE_API_KEY`, `ATTENDANCE_API_KEY`, `MQTT_PASSWORD`, `CAMERA_HTTP_KEY`, camera URLs).
+pub fn passes_to_program(name: &str) -> bool {
+    const PLAIN: [&str; 9] = [
+        "PATH",
+        "HOME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "USER",
+        "LOGNAME",
+        "XDG_RUNTIME_DIR",
+    ];
+    PLAIN.contains(&name)
+        || ["LC_", "LIBCAMERA_", "RPICAM_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
 
 /// What the reader threads hand over to `next_frame`.
 #[derive(Default)]
@@ -98,6 +121,11 @@ impl ChildSource {
     ) -> Result<ChildSource, SourceError> {
         let mut command = Command::new(&program.program);
         command
+            .env_clear()
+            .envs(
+                std::env::vars_os()
+                    .filter(|(name, _)| name.to_str().is_some_and(passes_to_program)),
+            )
             .args(&program.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
