@@ -9,8 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The camera settings `serve` reads, removed so that only what a test sets counts.
-const CAMERA_SETTINGS: [&str; 8] = [
+const CAMERA_SETTINGS: [&str; 13] = [
     "CAMERA_DEVICE",
+    "CAMERA_NAME",
+    "CAMERA_DIRECTION",
+    "CAMERA_HTTP_KEY",
+    "CAMERA_TLS_FINGERPRINT",
+    "CAMERA_MAX_FRAME_KB",
     "CAMERA_FRAMES",
     "CAMERA_FPS",
     "CAMERA_LOOP",
@@ -26,6 +31,13 @@ fn cameras(path: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
     command.arg("cameras").args(args).env("PATH", path);
     for name in CAMERA_SETTINGS {
         command.env_remove(name);
+    }
+    // And any further camera (CAMERA_<N>_...) the test's own environment may hold.
+    for (name, _) in std::env::vars_os() {
+        let numbered = name.to_str().and_then(|n| n.strip_prefix("CAMERA_"));
+        if numbered.is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit())) {
+            command.env_remove(name);
+        }
     }
     for (name, value) in env {
         command.env(name, value);
@@ -95,7 +107,9 @@ fn no_camera_at_all_is_said_plainly_with_exit_status_1() {
         "{all}"
     );
     assert!(
-        all.contains("Configured cameras: none (CAMERA_DEVICE and CAMERA_FRAMES unset)"),
+        all.contains(
+            "Configured cameras: none (CAMERA_DEVICE, CAMERA_FRAMES and CAMERA_<N>_DEVICE unset)"
+        ),
         "{all}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -124,7 +138,7 @@ fn replayed_frames_are_reported_with_their_size() {
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     let line = format!(
-        "  camera1 (CAMERA_FRAMES=frames:{}): first frame {size} after ",
+        "  camera1, frames:{}: first frame {size} after ",
         photo.display()
     );
     assert!(all.contains(&line), "{all}");
@@ -145,7 +159,7 @@ fn replayed_frames_are_reported_with_their_size() {
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(
         all.contains(&format!(
-            "  camera1 (CAMERA_DEVICE={spec}): first frame {}x{} after ",
+            "  camera1, {spec}: first frame {}x{} after ",
             first.width, first.height
         )),
         "{all}"
@@ -156,10 +170,75 @@ fn replayed_frames_are_reported_with_their_size() {
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(
-        all.contains(&format!("  camera1 (CAMERA_DEVICE={spec}): no frame: ")),
+        all.contains(&format!("  camera1, {spec}: no frame: ")),
         "{all}"
     );
     assert!(all.contains("no frames"), "{all}");
+}
+
+#[test]
+fn every_configured_camera_is_opened_with_its_name_and_direction() {
+    let faces = common::faces_dir();
+    let entrance = common::photos(&faces.join("probe/obama"))[0].clone();
+    let exit = common::photos(&faces.join("known/penny"))[0].clone();
+    let size = |p: &Path| {
+        let image = face_attendance::image_io::decode(&std::fs::read(p).unwrap(), 1 << 26).unwrap();
+        format!("{}x{}", image.width, image.height)
+    };
+    let (entrance_spec, exit_spec) = (
+        format!("frames:{}", entrance.display()),
+        format!("frames:{}", exit.display()),
+    );
+    let out = cameras(
+        SYSTEM_PATH,
+        &[
+            ("CAMERA_DEVICE", &entrance_spec),
+            ("CAMERA_NAME", "entrance"),
+            ("CAMERA_DIRECTION", "in"),
+            ("CAMERA_2_DEVICE", &exit_spec),
+            ("CAMERA_2_NAME", "exit"),
+            ("CAMERA_2_DIRECTION", "out"),
+        ],
+        &[],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let first = format!(
+        "  entrance (in), {entrance_spec}: first frame {} after ",
+        size(&entrance)
+    );
+    let second = format!(
+        "  exit (out), {exit_spec}: first frame {} after ",
+        size(&exit)
+    );
+    let (a, b) = (all.find(&first), all.find(&second));
+    assert!(a.is_some() && b.is_some() && a < b, "{all}");
+
+    // One camera that gives nothing fails the check (exit 1), the other is still reported.
+    let out = cameras(
+        SYSTEM_PATH,
+        &[
+            ("CAMERA_DEVICE", &entrance_spec),
+            ("CAMERA_2_DEVICE", "frames:/nonexistent/frames"),
+        ],
+        &[],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(&format!("  camera1, {entrance_spec}: first frame ")),
+        "{all}"
+    );
+    assert!(
+        all.contains("  camera2, frames:/nonexistent/frames: no frame: "),
+        "{all}"
+    );
+
+    // A misspelt numbered setting is a settings error, not a camera silently off.
+    let out = cameras(SYSTEM_PATH, &[("CAMERA_9_DEVICE", &exit_spec)], &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("CAMERA_9_DEVICE"), "{all}");
 }
 
 #[test]
@@ -174,7 +253,7 @@ fn camera_credentials_are_never_printed_and_bad_settings_refused() {
     );
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(all.contains("  camera1 (CAMERA_DEVICE=rtsp://"), "{all}");
+    assert!(all.contains("  camera1, rtsp://"), "{all}");
     assert!(all.contains("***"), "{all}");
     for secret in ["s3cret-pass", "hunter22"] {
         assert!(!all.contains(secret), "{secret} printed: {all}");
@@ -196,7 +275,10 @@ fn camera_credentials_are_never_printed_and_bad_settings_refused() {
     let out = cameras(SYSTEM_PATH, &[("CAMERA_DEVICE", "ftp://cam/x")], &[]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(2), "{all}");
-    assert!(all.contains("error: CAMERA_DEVICE: "), "{all}");
+    assert!(
+        all.contains("ftp://cam/x: not a camera this box knows"),
+        "{all}"
+    );
     assert!(all.contains("libcamera"), "{all}");
 }
 

@@ -596,10 +596,10 @@ pub fn first_frame(
 /// A camera `serve` would run, by its settings.
 #[derive(Debug, Clone)]
 pub struct Configured {
-    /// Its name (`CAMERA_NAME`, ...).
+    /// Its name (`CAMERA_NAME`, `CAMERA_<N>_NAME`).
     pub name: String,
-    /// The setting it comes from, e.g. `CAMERA_DEVICE`, `CAMERA_2_DEVICE`.
-    pub setting: String,
+    /// Its direction (`in`, `out`), when set.
+    pub direction: Option<&'static str>,
     /// Where its frames come from.
     pub spec: SourceSpec,
     /// Its HTTP key and certificate fingerprint.
@@ -755,16 +755,21 @@ impl Report {
     fn render_configured(&self, out: &mut String) {
         use std::fmt::Write;
         if self.configured.is_empty() {
-            out.push_str("Configured cameras: none (CAMERA_DEVICE and CAMERA_FRAMES unset)\n");
+            out.push_str(
+                "Configured cameras: none (CAMERA_DEVICE, CAMERA_FRAMES and CAMERA_<N>_DEVICE unset)\n",
+            );
             return;
         }
         out.push_str("Configured cameras:\n");
         for (camera, frame) in &self.configured {
+            let direction = camera
+                .direction
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
             let _ = write!(
                 out,
-                "  {} ({}={}): ",
+                "  {}{direction}, {}: ",
                 camera.name,
-                camera.setting,
                 camera.spec.redacted()
             );
             let _ = match frame {

@@ -1,6 +1,7 @@
 //! `face-attendance cameras`: what cameras this machine has, and what each configured camera
 //! gives (the logic is [`crate::camera::probe`]). It reads the camera settings as `serve` does
-//! (the same flags and environment variables), so on a box
+//! (the same flags and environment variables: `CAMERA_DEVICE` or `CAMERA_FRAMES`, and
+//! `CAMERA_<N>_DEVICE` with their names, directions and HTTP keys), so on a box
 //! `set -a; . /etc/face-attendance/env; set +a; face-attendance cameras` checks the service's
 //! own cameras.
 //!
@@ -15,7 +16,6 @@ use clap::Args;
 
 use super::serve_args::CameraArgs;
 use crate::camera::probe::{self, Configured, Report};
-use crate::camera::sources::{HttpAccess, SourceOptions, SourceSpec};
 use crate::settings::CameraSettings;
 
 #[derive(Debug, Clone, Args)]
@@ -38,7 +38,7 @@ pub fn run(args: &CamerasArgs) -> i32 {
             return super::EXIT_SETUP;
         }
     };
-    let options = source_options(&camera);
+    let options = camera.source_options();
     // A first frame may take a program's start or a server's answer; as long as `serve` waits
     // before calling a camera stale, within reason.
     let limit = Duration::from_secs(camera.camera_stale_seconds.clamp(3, 60));
@@ -68,44 +68,17 @@ pub fn run(args: &CamerasArgs) -> i32 {
     }
 }
 
-// ---- MERGE (issue 25, lead): replace the body of `configured_cameras` with the settings'
-// `cameras()` list (CAMERA_NAME, CAMERA_<N>_DEVICE / _NAME / _HTTP_KEY / _TLS_FINGERPRINT),
-// and `source_options` with the settings' own, when settings/camera.rs lands; nothing else
-// here reads the camera settings.
-
-/// The cameras `serve` would run, in order: today `CAMERA_DEVICE` (any form: a V4L2 path,
-/// `libcamera[:N]`, `rtsp://`, `http(s)://`, `exec:`, `frames:`) or `CAMERA_FRAMES`.
+/// The cameras `serve` would run, in its order: the first (`CAMERA_DEVICE`, else
+/// `CAMERA_FRAMES`), then `CAMERA_<N>_DEVICE`, each with its name, direction and HTTP access.
 fn configured_cameras(camera: &CameraSettings) -> Result<Vec<Configured>, String> {
-    let (setting, spec) = match (&camera.camera, &camera.frames) {
-        (Some(device), _) => (
-            "CAMERA_DEVICE",
-            device
-                .to_string_lossy()
-                .parse::<SourceSpec>()
-                .map_err(|e| format!("CAMERA_DEVICE: {e}"))?,
-        ),
-        (None, Some(frames)) => ("CAMERA_FRAMES", SourceSpec::Frames(frames.clone())),
-        (None, None) => return Ok(Vec::new()),
-    };
-    Ok(vec![Configured {
-        name: "camera1".into(),
-        setting: setting.into(),
-        spec,
-        access: HttpAccess::default(),
-    }])
+    let cameras = camera.cameras().map_err(|e| e.to_string())?;
+    Ok(cameras
+        .into_iter()
+        .map(|c| Configured {
+            name: c.name().to_string(),
+            direction: c.direction().map(|d| d.as_str()),
+            spec: c.spec().clone(),
+            access: c.access().clone(),
+        })
+        .collect())
 }
-
-/// How the cameras are asked for frames, from the shared camera settings.
-fn source_options(camera: &CameraSettings) -> SourceOptions {
-    SourceOptions {
-        width: camera.camera_width,
-        height: camera.camera_height,
-        fps: camera.camera_fps,
-        replay_fps: camera.frames_fps,
-        replay_loop: camera.frames_loop,
-        stale: Duration::from_secs(camera.camera_stale_seconds.max(1)),
-        ..SourceOptions::default()
-    }
-}
-
-// ---- end of MERGE
