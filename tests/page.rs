@@ -1,6 +1,7 @@
 //! The box's page (`GET /`) and the API reference (`/docs`) in a real browser: the real server
 //! with a keys file of every role and a replayed camera of real photos, and a second one without
-//! keys or camera, driven by tests/browser/page.test.mjs (playwright-core and Debian's headless
+//! keys or camera, and a third without keys with two cameras (its live view switches between
+//! them), driven by tests/browser/page.test.mjs (playwright-core and Debian's headless
 //! Chromium, both installed by scripts/install-deps). It checks the pages run under the server's
 //! Content-Security-Policy without a violation, that no key ever appears in a URL (the live view
 //! and the WebSocket are opened with single-use tickets) and that each role's page shows only
@@ -85,6 +86,35 @@ fn the_page_drives_the_box_in_a_real_browser() {
     // the WebSocket with a ticket all the same.
     let open_data = tempfile::tempdir().unwrap();
     let open = h::start(open_data.path(), h::serve_settings());
+    // Two cameras, told apart by their pictures' shapes: the entrance replays a 1280x720 photo
+    // (16:9 in the live view), the exit a 150x150 one (square).
+    let two_data = tempfile::tempdir().unwrap();
+    let (entrance, exit) = (
+        two_data.path().join("entrance"),
+        two_data.path().join("exit"),
+    );
+    for (dir, rel) in [
+        (&entrance, "probe/obama/obama_3.jpg"),
+        (&exit, "known/penny/penny_1.jpg"),
+    ] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(common::faces_dir().join(rel), dir.join("0.jpg")).unwrap();
+    }
+    let mut two_settings = h::serve_settings();
+    two_settings.camera.frames = Some(entrance);
+    two_settings.camera.camera_name = "entrance".into();
+    two_settings.camera.camera_direction = Some("in".into());
+    two_settings.camera.numbered = vec![
+        (
+            "CAMERA_2_DEVICE".into(),
+            format!("frames:{}", exit.display()),
+        ),
+        ("CAMERA_2_NAME".into(), "exit".into()),
+        ("CAMERA_2_DIRECTION".into(), "out".into()),
+    ];
+    two_settings.camera.frames_loop = true;
+    two_settings.camera.frames_fps = 4.0;
+    let two = h::start(two_data.path(), two_settings);
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts/page");
     let _ = std::fs::remove_dir_all(&artifacts);
 
@@ -93,6 +123,7 @@ fn the_page_drives_the_box_in_a_real_browser() {
         .current_dir(browser_dir())
         .env("BASE_URL", format!("http://{}", server.addr()))
         .env("OPEN_URL", format!("http://{}", open.addr()))
+        .env("TWO_URL", format!("http://{}", two.addr()))
         .env("API_KEY", KEY)
         .env("OPERATOR_KEY", OPERATOR_KEY)
         .env("VIEWER_KEY", VIEWER_KEY)
@@ -118,6 +149,7 @@ fn the_page_drives_the_box_in_a_real_browser() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     server.shutdown();
     open.shutdown();
+    two.shutdown();
     println!("{stdout}");
     assert!(
         out.status.success() && stdout.contains("PAGE OK"),
@@ -137,6 +169,7 @@ fn the_page_drives_the_box_in_a_real_browser() {
         "09-kiosk",
         "10-docs",
         "11-keyless",
+        "12-two-cameras",
     ] {
         assert!(artifacts.join(format!("{shot}.png")).exists(), "{shot}");
     }

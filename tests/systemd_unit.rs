@@ -84,3 +84,49 @@ fn env_example_names_only_settings_the_service_reads() {
     }
     assert!(names >= 5, "parsed only {names} settings from env.example");
 }
+
+/// The unit's device rights are exactly what the cameras need (a USB webcam: V4L2; the Camera
+/// Module through libcamera: V4L2, the media controller and the DMA heaps) and its groups
+/// exactly `video` and `render`; each of those lines is explained by the comment above it.
+#[test]
+fn devices_and_groups_are_the_cameras_and_nothing_more() {
+    let unit = std::fs::read_to_string(repo("systemd/face-attendance.service")).unwrap();
+    let lines: Vec<&str> = unit.lines().collect();
+    let values = |key: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.trim().to_string())
+            .collect()
+    };
+    assert_eq!(values("DevicePolicy"), ["closed"]);
+    assert_eq!(
+        values("DeviceAllow"),
+        ["char-video4linux rw", "char-media rw", "char-dma_heap rw"]
+    );
+    assert_eq!(values("SupplementaryGroups"), ["video render"]);
+    // No other way to a device or a privilege.
+    for key in [
+        "PrivateDevices",
+        "AmbientCapabilities",
+        "CapabilityBoundingSet",
+        "BindPaths",
+    ] {
+        assert!(values(key).is_empty(), "{key} set in the unit");
+    }
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("DeviceAllow=") || line.starts_with("SupplementaryGroups=") {
+            assert!(
+                i > 0 && lines[i - 1].starts_with('#'),
+                "no comment explains {line:?}"
+            );
+        }
+    }
+    // The comments name what each class is for.
+    for words in ["/dev/video*", "/dev/media*", "/dev/dma_heap/*", "render"] {
+        assert!(
+            unit.contains(words),
+            "the unit's comments do not mention {words}"
+        );
+    }
+}

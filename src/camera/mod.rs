@@ -9,6 +9,7 @@ pub mod confirm;
 pub mod frame;
 pub(crate) mod live;
 mod pipeline;
+pub mod probe;
 mod slot;
 pub mod sources;
 pub mod tracker;

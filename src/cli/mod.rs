@@ -8,6 +8,7 @@ mod args;
 pub mod bench;
 mod box_cmd;
 mod cam_demo;
+mod cameras;
 mod enroll;
 mod people;
 mod recognize;
@@ -121,6 +122,10 @@ pub enum Command {
         #[command(subcommand)]
         command: box_cmd::BoxCommand,
     },
+    /// The cameras this machine has (V4L2 devices with their formats, libcamera cameras) and
+    /// the first frame of each configured camera (CAMERA_DEVICE, CAMERA_FRAMES), with the
+    /// setting to use for each
+    Cameras(cameras::CamerasArgs),
 }
 
 impl Cli {
@@ -177,6 +182,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::RtClient(args) => rt_client::run(&args),
         Command::Boxes { command } => box_cmd::run(&command),
+        Command::Cameras(args) => cameras::run(&args),
         Command::People {
             command,
             recognizer,

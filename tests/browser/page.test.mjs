@@ -3,6 +3,8 @@
 // one without keys or camera, and runs this with:
 //   BASE_URL     the keyed server, http://127.0.0.1:PORT
 //   OPEN_URL     the server without keys
+//   TWO_URL      a server without keys with two cameras: `entrance` (in, a 16:9 picture) and
+//                `exit` (out, a square one)
 //   API_KEY      its admin key (label `admin`); OPERATOR_KEY (`desk`), VIEWER_KEY (`hall`),
 //                KIOSK_KEY (`lobby`): keys of the other roles
 //   FACES_DIR    the shared real photos
@@ -19,6 +21,7 @@ import { join } from "node:path";
 
 const base = process.env.BASE_URL;
 const openBase = process.env.OPEN_URL;
+const twoBase = process.env.TWO_URL;
 const keys = {
   admin: process.env.API_KEY,
   operator: process.env.OPERATOR_KEY,
@@ -280,6 +283,8 @@ try {
   });
   const src = await page.locator("#live-image").getAttribute("src");
   check(/^\/stream\.mjpg\?ticket=[^&]+$/.test(src), "the live view's address: " + src);
+  check((await page.locator("#live-cameras").count()) === 1, "the page has no camera switch");
+  check(await page.locator("#live-cameras").isHidden(), "a one-camera box shows a camera switch");
 
   step = "a used ticket opens nothing";
   const replay = await fetch(base + src);
@@ -404,6 +409,53 @@ try {
       "the keyless page's WebSocket: " + JSON.stringify(socketsOf("keyless")));
     await open.shot("11-keyless");
     await open.context.close();
+  }
+
+  step = "a box with two cameras: the live view switches between them";
+  {
+    const two = await newPage("two");
+    await two.page.goto(twoBase + "/");
+    await two.page.locator("#tabs").waitFor({ state: "visible" });
+    const buttons = two.page.locator("#live-cameras button");
+    await buttons.first().waitFor();
+    const labels = await buttons.allTextContents();
+    check(labels.join(",") === "entrance (in),exit (out)", "the camera switch shows " + JSON.stringify(labels));
+    const pressed = async () =>
+      two.page.locator("#live-cameras button.on").allTextContents();
+    check((await pressed()).join(",") === "entrance (in)", "the first camera is not the one shown");
+    // The picture's shape tells which camera it is (the live view keeps the aspect).
+    const shape = () =>
+      two.page.evaluate(() => {
+        const img = document.getElementById("live-image");
+        return img.complete && img.naturalWidth > 0 ? img.naturalWidth / img.naturalHeight : 0;
+      });
+    await liveImageShows(two.page);
+    check(Math.abs((await shape()) - 16 / 9) < 0.02, "the entrance's picture is not 16:9: " + (await shape()));
+    const first = streams("two");
+    check(first.length === 1 && /^\/stream\.mjpg\?ticket=[0-9a-f]{64}$/.test(new URL(first[0].url).pathname + new URL(first[0].url).search),
+      "the first camera's live view: " + JSON.stringify(first.map((r) => r.url)));
+
+    await two.page.click('#live-cameras button[data-camera="exit"]');
+    await waitFor("the exit's square picture", async () => Math.abs((await shape()) - 1) < 0.02);
+    check((await pressed()).join(",") === "exit (out)", "the switch does not mark the exit");
+    const exit = streams("two").slice(1);
+    check(exit.length === 1 && new URL(exit[0].url).searchParams.get("camera") === "exit" && ticketOf(exit[0].url),
+      "the exit's live view: " + JSON.stringify(exit.map((r) => r.url)));
+    await waitFor("the box to have one viewer, on the exit", async () => {
+      const h = await (await fetch(twoBase + "/health")).json();
+      const viewers = Object.fromEntries(h.cameras.map((c) => [c.name, c.live.viewers]));
+      return viewers.exit === 1 && viewers.entrance === 0;
+    });
+    await two.shot("12-two-cameras");
+
+    // Back to the entrance, and a name the box does not have is refused (404), not shown.
+    await two.page.click('#live-cameras button[data-camera="entrance"]');
+    await waitFor("the entrance's picture again", async () => Math.abs((await shape()) - 16 / 9) < 0.02);
+    const t = await (await fetch(twoBase + "/tickets", { method: "POST" })).json();
+    const unknown = await fetch(twoBase + "/stream.mjpg?camera=nowhere&ticket=" + t.ticket);
+    check(unknown.status === 404, "an unknown camera's live view: HTTP " + unknown.status);
+    await unknown.body?.cancel();
+    await two.context.close();
   }
 
   step = "tickets everywhere, each used once, no key in any URL";

@@ -16,6 +16,10 @@ let key = sessionStorage.getItem(KEY_STORE) || "";
 let session = null;
 // Whether to show the camera's live view (false only when /health says there is no camera).
 let camera = false;
+// The box's cameras, from /health `cameras` ({name, direction}); a switch shows when there are
+// several. `liveCamera`: the one watched, by name ("" = the box's first).
+let cameras = [];
+let liveCamera = "";
 let feed = null;
 let feedOpening = false;
 // Bumped whenever the live view stops (or its image restarts), so answers that arrive for an
@@ -158,11 +162,15 @@ async function boot() {
   show(location.hash.slice(1) || "live");
 }
 
-// Whether the box runs a camera, from /health (its full answer names the camera). When the
-// answer says nothing either way, the live view is tried.
+// Whether the box runs a camera, from /health (its full answer names the camera), and which
+// cameras (`cameras`). When the answer says nothing either way, the live view is tried.
 async function cameraRuns() {
   try {
     const h = await apiJson("/health");
+    cameras = Array.isArray(h.cameras)
+      ? h.cameras.filter((c) => c && typeof c.name === "string" && c.name !== "")
+      : [];
+    if (!cameras.some((c) => c.name === liveCamera)) liveCamera = "";
     return h.camera !== undefined || h.http === undefined;
   } catch (_) {
     return true;
@@ -202,8 +210,34 @@ async function openLive() {
   $("no-camera").hidden = camera;
   $("live-image").hidden = !view;
   $("no-view").hidden = true;
+  showCameraSwitch(view);
   if (view) startImage();
   if (!feed) connectFeed();
+}
+
+// One button per camera when the box has several; the one watched is marked. Names are the
+// box's settings, shown as text.
+function showCameraSwitch(view) {
+  const box = $("live-cameras");
+  box.replaceChildren();
+  box.hidden = !view || cameras.length < 2;
+  if (box.hidden) return;
+  const watched = liveCamera || cameras[0].name;
+  for (const c of cameras) {
+    const label = c.name + (typeof c.direction === "string" && c.direction ? " (" + c.direction + ")" : "");
+    const b = el("button", label, c.name === watched ? "on" : "");
+    b.type = "button";
+    b.dataset.camera = c.name;
+    b.setAttribute("aria-pressed", String(c.name === watched));
+    b.onclick = () => {
+      if (c.name === (liveCamera || cameras[0].name)) return;
+      liveCamera = c.name;
+      showCameraSwitch(true);
+      $("no-view").hidden = true;
+      startImage();
+    };
+    box.append(b);
+  }
 }
 
 function stopLive() {
@@ -235,7 +269,8 @@ async function startImage() {
     return;
   }
   if (run !== imageRun || $("live").hidden) return;
-  $("live-image").src = "/stream.mjpg?ticket=" + encodeURIComponent(t);
+  const which = liveCamera ? "camera=" + encodeURIComponent(liveCamera) + "&" : "";
+  $("live-image").src = "/stream.mjpg?" + which + "ticket=" + encodeURIComponent(t);
 }
 
 function showNoView(text) {
