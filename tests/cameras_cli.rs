@@ -280,6 +280,19 @@ fn camera_credentials_are_never_printed_and_bad_settings_refused() {
         "{all}"
     );
     assert!(all.contains("libcamera"), "{all}");
+
+    // A refused value is not repeated as given: its password would reach the journal.
+    let out = cameras(
+        SYSTEM_PATH,
+        &[("CAMERA_DEVICE", "rtsp://u:s3cret-pass@cam/x y?pwd=hunter22")],
+        &[],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("a URL with spaces in it"), "{all}");
+    for secret in ["s3cret-pass", "hunter22"] {
+        assert!(!all.contains(secret), "{secret} printed: {all}");
+    }
 }
 
 /// A folder holding the stand-in listing program under `name`, first on PATH.

@@ -296,7 +296,8 @@ pub struct CameraArgs {
         long,
         env = "CAMERA_DEVICE",
         conflicts_with = "frames",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = CameraParser
     )]
     pub camera: Option<crate::camera::SourceSpec>,
     /// The camera's name, in its events, /health, /metrics and ?camera=
@@ -370,6 +371,35 @@ pub struct CameraArgs {
     /// ... within this many seconds
     #[arg(long, env = "CAMERA_CONFIRM_SECONDS", default_value_t = 2.0)]
     pub confirm_seconds: f64,
+}
+
+/// `--camera` / `CAMERA_DEVICE`: parsed as [`crate::camera::SourceSpec`], refused with the
+/// parser's own message only. Clap's usual "invalid value '<value>'" would repeat a camera URL
+/// with its password into the journal.
+#[derive(Debug, Clone, Copy)]
+struct CameraParser;
+
+impl clap::builder::TypedValueParser for CameraParser {
+    type Value = crate::camera::SourceSpec;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("the camera (--camera, CAMERA_DEVICE): {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("not UTF-8 text".into()))?;
+        text.parse().map_err(refuse)
+    }
 }
 
 /// The environment's `CAMERA_<digit>...` variables (further cameras), checked by
