@@ -14,7 +14,8 @@
 //!
 //! Contract of every source: `next_frame` waits at most about a second ([`POLL`]) and then
 //! answers [`SourceError::NoFrameYet`], so the capture thread keeps beating (the systemd
-//! watchdog) and can stop; a source that failed, or gave no frame for the stale time, answers
+//! watchdog) and can stop (V4L2 alone waits up to its 5 s time-out and then answers
+//! `Unavailable`, so a wedged device is opened again); a source that failed, or gave no frame for the stale time, answers
 //! [`SourceError::Unavailable`] and is dropped and opened again with back-off by the capture
 //! thread (dropping a source ends whatever it started: threads, child programs, connections);
 //! frames above the size cap, truncated frames and garbage between frames are skipped, and
