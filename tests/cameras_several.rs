@@ -180,3 +180,76 @@ fn two_cameras_each_count_a_person_once_and_say_who_saw_them() {
     assert_eq!(status, 404, "{answer}");
     server.shutdown();
 }
+
+/// A camera that never rests (a program writing frames as fast as it can, three faces each)
+/// beside one that shows a person now and then: the second still decides and sends its
+/// person. Each camera's processing thread has at most one piece of work queued on the shared
+/// engine pool, which takes work first come, first served.
+#[test]
+fn a_busy_camera_does_not_starve_another() {
+    let ffmpeg = std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ffmpeg {
+        common::skip_unless_required("ffmpeg is not installed");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    enroll(data.path(), &[("obama", "known/obama/obama_1.jpg")]);
+    let frames = tempfile::tempdir().unwrap();
+    let quiet = frames.path().join("quiet");
+    frames_of(&quiet, &["probe/obama/obama_3.jpg"]);
+    let crowd = common::faces_dir().join("group/bbt1.jpg");
+
+    let (hook, received) = h::receiver(Behaviour::Ok);
+    let mut settings = h::serve_settings();
+    settings.webhook_url = hook;
+    settings.cooldown_seconds = 600.0;
+    // No pacing: as many frames as FFmpeg can write, each with several faces to encode.
+    settings.camera.camera = Some(
+        format!(
+            "exec:ffmpeg -nostdin -loglevel error -loop 1 -i {} -vf scale=640:-2 -f mjpeg -q:v 5 -",
+            crowd.display()
+        )
+        .parse()
+        .unwrap(),
+    );
+    settings.camera.camera_name = "busy".into();
+    settings.camera.numbered = vec![
+        (
+            "CAMERA_2_DEVICE".into(),
+            format!("frames:{}", quiet.display()),
+        ),
+        ("CAMERA_2_NAME".into(), "quiet".into()),
+    ];
+    settings.camera.frames_fps = 4.0;
+    // A loaded test machine may process the quiet camera's frames slowly: the decision's window
+    // is wide, the point is only that it is reached.
+    settings.camera.confirm_seconds = 30.0;
+    let server = h::start(data.path(), settings);
+    wait_for(
+        "the quiet camera's replay",
+        Duration::from_secs(120),
+        || server.cameras()[1].finished(),
+    );
+    let got: Vec<(String, String)> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|hit| {
+            let s = |k: &str| hit.body[k].as_str().unwrap_or_default().to_string();
+            (s("camera"), s("student_id"))
+        })
+        .collect();
+    assert!(
+        got.contains(&("quiet".to_string(), "obama".to_string())),
+        "{got:?}"
+    );
+    let busy = server.cameras()[0].stats().processed();
+    let quiet = server.cameras()[1].stats().processed();
+    assert_eq!(quiet, 5, "every frame of the quiet camera was processed");
+    assert!(busy > 5, "the busy camera was busy: {busy} frames");
+    eprintln!("processed: busy {busy}, quiet {quiet}");
+    server.shutdown();
+}
