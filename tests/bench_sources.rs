@@ -127,14 +127,14 @@ fn every_source_is_measured_through_the_camera_loop_and_credentials_do_not_show(
     for (label, decoder) in [
         ("frames: (replay)", false),
         ("exec: ffmpeg MJPEG", true),
-        ("rtsp:// H.264 640x480", true),
-        ("rtsp:// H.264 1280x720", true),
+        ("rtsp:// H.264 640x480 1M", true),
+        ("rtsp:// H.264 1280x720 2M", true),
         (redacted.as_str(), true),
         ("frames: x2 [camera1]", false),
         ("frames: x2 [camera2]", false),
-        ("frames: unpaced", false),
-        ("frames: unpaced x2 [camera1]", false),
-        ("frames: unpaced x2 [camera2]", false),
+        ("frames: 1 photo, unpaced", false),
+        ("frames: 1 photo, unpaced x2 [camera1]", false),
+        ("frames: 1 photo, unpaced x2 [camera2]", false),
     ] {
         let fields = rows
             .iter()

@@ -7,11 +7,12 @@
 //! The sources, all asked for the same size and rate (`--size`, `--fps`: the camera settings):
 //! - `frames:` a folder of JPEGs made from the photos (each photo for two seconds of frames);
 //! - `exec:` FFmpeg reading those JPEGs in real time and writing MJPEG (decode and re-encode);
-//! - `rtsp://` H.264 at 640x480 and at 1280x720, served by `tests/fixtures/rtsp-server` (GStreamer's
-//!   RTSP server; clips made by FFmpeg's libx264 from the photos) and decoded by FFmpeg as the box
-//!   does, scaled down to the capture width; `--rtsp URL` adds your own cameras;
-//! - two cameras at once (two `frames:` sources), beside one, at the asked rate and unpaced (the
-//!   replay faster than the pipeline: what the box can process at most).
+//! - `rtsp://` H.264 at 640x480 (1 Mbit/s) and at 1280x720 (2 Mbit/s), served by
+//!   `tests/fixtures/rtsp-server` (GStreamer's RTSP server; clips made by FFmpeg's libx264 from
+//!   the photos, with sensor-like noise so each frame costs what a camera's does) and decoded by
+//!   FFmpeg as the box does, scaled down to the capture width; `--rtsp URL` adds your cameras;
+//! - two cameras at once (two `frames:` sources), beside one, at the asked rate and unpaced (one
+//!   photo replayed faster than the pipeline: what the box can process at most).
 //!
 //! The RTSP server is not part of the box: it is started by the benchmark and not counted.
 //! Figures, not assertions: run it on the board as well.
@@ -28,7 +29,7 @@ use clap::Args;
 use super::cpu;
 use crate::camera::sources::{self, HttpAccess, SourceOptions, SourceSpec};
 use crate::camera::{Camera, CameraStats, OpenSource, Pipeline, PipelineSettings};
-use crate::events::{Destinations, Dispatcher, Seer};
+use crate::events::Seer;
 use crate::image_io;
 use crate::recognizer::Recognizer;
 use crate::service::frames::camera_events;
@@ -65,6 +66,9 @@ pub struct BenchSourcesArgs {
 const WARM_UP: u64 = 10;
 /// The replay rate of the unpaced rows: faster than any processing.
 const UNPACED_FPS: f64 = 500.0;
+/// The RTSP streams served: width, height, kbit/s (H.264 with sensor-like noise, at bitrates
+/// IP cameras are commonly set to for such sizes).
+const RTSP_STREAMS: [(u32, u32, u32); 2] = [(640, 480, 1000), (1280, 720, 2000)];
 /// Seconds each photo is shown.
 const PHOTO_SECONDS: u32 = 2;
 
@@ -96,7 +100,7 @@ pub fn run(args: &BenchSourcesArgs, recognizer: Recognizer) -> i32 {
         "CPU: ms per frame (this process: per processed frame, all its threads; decoder: the source's program and its children, per captured frame) and % of one core"
     );
     println!(
-        "{:<34} {:>9} {:>9} {:>6} | {:>8} {:>6} | {:>8} {:>6}",
+        "{:<38} {:>9} {:>9} {:>6} | {:>8} {:>6} | {:>8} {:>6}",
         "source", "captured", "processed", "faces", "this ms", "%core", "decoder", "%core"
     );
     let options = |fps: f64| SourceOptions {
@@ -124,7 +128,7 @@ pub fn run(args: &BenchSourcesArgs, recognizer: Recognizer) -> i32 {
                 true
             }
             Err(e) => {
-                println!("{label:<34} not measured: {e}");
+                println!("{label:<38} not measured: {e}");
                 false
             }
         };
@@ -134,13 +138,13 @@ pub fn run(args: &BenchSourcesArgs, recognizer: Recognizer) -> i32 {
         &paced,
     );
     ok &= row("exec: ffmpeg MJPEG", Ok(&[exec]), &paced);
-    for (w, h) in [(640, 480), (1280, 720)] {
-        let server = RtspServer::start(&args.rtsp_server, &work, args, (w, h));
+    for (w, h, kbps) in RTSP_STREAMS {
+        let server = RtspServer::start(&args.rtsp_server, &work, args, (w, h, kbps));
         let spec = server
             .as_ref()
             .map(|s| vec![s.spec.clone()])
             .map_err(|e| e.clone());
-        let label = format!("rtsp:// H.264 {w}x{h}");
+        let label = format!("rtsp:// H.264 {w}x{h} {}M", kbps / 1000);
         ok &= row(&label, spec.as_deref().map_err(|e| e.clone()), &paced);
     }
     for url in &args.rtsp {
@@ -152,13 +156,20 @@ pub fn run(args: &BenchSourcesArgs, recognizer: Recognizer) -> i32 {
     }
     let two = [frames.clone(), frames.clone()];
     ok &= row("frames: x2", Ok(&two), &paced);
+    // Unpaced, the folder's photos would change every few processed frames (each lasts two
+    // seconds of frames at the asked rate): one photo instead, its face tracked as in a camera.
     let unpaced = options(UNPACED_FPS);
+    let one = SourceSpec::Frames(work.photos[0].clone());
     ok &= row(
-        "frames: unpaced",
-        Ok(std::slice::from_ref(&frames)),
+        "frames: 1 photo, unpaced",
+        Ok(std::slice::from_ref(&one)),
         &unpaced,
     );
-    ok &= row("frames: unpaced x2", Ok(&two), &unpaced);
+    ok &= row(
+        "frames: 1 photo, unpaced x2",
+        Ok(&[one.clone(), one]),
+        &unpaced,
+    );
     if ok {
         0
     } else {
@@ -183,7 +194,7 @@ struct Workdir {
     dir: PathBuf,
     /// The frames: folder (`0001.jpg`...: each photo for [`PHOTO_SECONDS`]).
     frames: PathBuf,
-    /// Each photo letterboxed to the size, once.
+    /// Each photo letterboxed to the size, once (the unpaced rows replay the first).
     photos: Vec<PathBuf>,
 }
 
@@ -243,7 +254,7 @@ impl RtspServer {
         program: &Path,
         work: &Workdir,
         args: &BenchSourcesArgs,
-        (w, h): (u32, u32),
+        (w, h, kbps): (u32, u32, u32),
     ) -> Result<RtspServer, String> {
         if !program.is_file() {
             return Err(format!(
@@ -255,14 +266,16 @@ impl RtspServer {
         // three times over; a client is served the clip from its start.
         let seconds = (WARM_UP + args.frames) as f64 / f64::from(args.fps) * 3.0 + 15.0;
         let rounds =
-            (seconds / f64::from(PHOTO_SECONDS * work.photos.len() as u32)).ceil() as usize;
+            (seconds / f64::from(PHOTO_SECONDS * args.photos.len() as u32)).ceil() as usize;
+        // The photos themselves (not the frames made for --size), so a 1280x720 clip is not an
+        // upscaled 640x480 one.
         let scenes = (0..rounds.max(1))
-            .flat_map(|_| work.photos.iter())
+            .flat_map(|_| args.photos.iter())
             .map(|p| format!("{}:{PHOTO_SECONDS}", p.display()));
-        let clip = work.dir.join(format!("clip-{w}x{h}.mp4"));
+        let still = work.dir.join(format!("still-{w}x{h}.mp4"));
         let made = Command::new(program)
             .args(["clip", "--out"])
-            .arg(&clip)
+            .arg(&still)
             .args([
                 "--size",
                 &format!("{w}x{h}"),
@@ -274,6 +287,30 @@ impl RtspServer {
             .map_err(|e| format!("{}: {e}", program.display()))?;
         if !made.success() {
             return Err(format!("making the clip failed ({made})"));
+        }
+        // A camera's picture is never still: sensor noise changes every frame, and the encoder
+        // spends its bitrate on it. Without it a still photo's P-frames cost little to decode
+        // (less than half, measured at 640x480), which no camera shows.
+        let clip = work.dir.join(format!("clip-{w}x{h}.mp4"));
+        let rate = format!("{kbps}k");
+        let noisy = Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(&still)
+            .args([
+                "-vf",
+                "noise=alls=10:allf=t",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+            ])
+            .args(["-g", &args.fps.to_string(), "-bf", "0", "-b:v", &rate])
+            .args(["-maxrate", &rate, "-bufsize", &rate, "-pix_fmt", "yuv420p"])
+            .arg(&clip)
+            .status()
+            .map_err(|e| format!("ffmpeg: {e}"))?;
+        if !noisy.success() {
+            return Err(format!("adding noise to the clip failed ({noisy})"));
         }
         let mut child = Command::new(program)
             .args(["serve", "--port", "0", "--path", "/bench", "--clip"])
@@ -380,7 +417,7 @@ impl Window {
                 format!("{:>8} {:>6} | {:>8} {:>6}", "\"", "\"", "\"", "\"")
             };
             println!(
-                "{name:<34} {:>9.1} {:>9.1} {:>6.2} | {cpu}",
+                "{name:<38} {:>9.1} {:>9.1} {:>6.2} | {cpu}",
                 c.captured as f64 / secs,
                 c.processed as f64 / secs,
                 c.faces as f64 / c.processed.max(1) as f64,
@@ -400,11 +437,7 @@ fn measure(
     options: &SourceOptions,
     frames: u64,
 ) -> Result<Window, String> {
-    let dispatcher = Arc::new(Dispatcher::start(
-        Destinations::live_only(),
-        Duration::from_secs(5),
-        None,
-    ));
+    let dispatcher = super::camera::dispatcher();
     let mut cameras = Vec::new();
     let mut opened = Vec::new();
     let mut failure = None;
