@@ -232,6 +232,15 @@ struct Measured {
     found: u64,
 }
 
+/// `serve`'s event path for the camera loop's frames, without a webhook (shut it down after).
+pub(super) fn dispatcher() -> Arc<Dispatcher> {
+    Arc::new(Dispatcher::start(
+        Destinations::live_only(),
+        Duration::from_secs(5),
+        None,
+    ))
+}
+
 /// Runs the camera loop on `jpeg` over and over until `frames` frames (after warm-up) are done.
 fn measure(
     recognizer: &Recognizer,
@@ -239,11 +248,7 @@ fn measure(
     jpeg: &[u8],
     frames: u64,
 ) -> Result<Measured, String> {
-    let dispatcher = Arc::new(Dispatcher::start(
-        Destinations::live_only(),
-        Duration::from_secs(5),
-        None,
-    ));
+    let dispatcher = dispatcher();
     let seer = crate::events::Seer {
         name: "bench".into(),
         direction: None,

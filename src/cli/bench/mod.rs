@@ -1,9 +1,12 @@
 //! The command line of `face-attendance-bench`, the benchmarks' own binary (they stay out of
-//! the service's): `http` measures a running server's `/recognize`, `camera` the camera loop.
+//! the service's): `http` measures a running server's `/recognize`, `camera` the camera loop,
+//! `camera-sources` what each kind of camera source costs.
 //! The figures in the README come from here; run them on the board itself too.
 
 mod camera;
+mod cpu;
 mod http;
+mod sources;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +32,9 @@ pub enum BenchCommand {
     Http(http::BenchHttpArgs),
     /// Measure the camera loop: frames/s and per-stage ms on frames made from photos
     Camera(camera::BenchCameraArgs),
+    /// Measure each kind of camera source (frames:, exec:, RTSP H.264, two cameras): frames/s
+    /// captured and processed, CPU per frame of this process and of the decoder program
+    CameraSources(sources::BenchSourcesArgs),
 }
 
 /// Runs a parsed benchmark command line; returns the process exit status (as
@@ -39,6 +45,9 @@ pub fn run(cli: BenchCli) -> i32 {
         BenchCommand::Http(args) => http::run(&args),
         BenchCommand::Camera(args) => {
             super::with_recognizer(&args.common.settings(), |r| camera::run(&args, r))
+        }
+        BenchCommand::CameraSources(args) => {
+            super::with_recognizer(&args.common.settings(), |r| sources::run(&args, r))
         }
     }
 }
