@@ -12,8 +12,9 @@
 //!   continue it, `FFD9` ends it, `FFD8` means it was cut short (a new frame begins there), and
 //!   any other marker (a progressive JPEG's next DHT or SOS) is walked as a segment again;
 //! - a frame without scan data, or with a byte where a marker must be, is dropped and counted as
-//!   truncated; bytes between frames that are no frame are counted as garbage (unless
-//!   [`MjpegScanner::expecting_gaps`]: multipart part headers are expected there);
+//!   truncated; bytes between frames that are no frame are counted as garbage (with
+//!   [`MjpegScanner::expecting_gaps`], all but the first [`EXPECTED_GAP_BYTES`] of each gap:
+//!   multipart part headers are expected there);
 //! - memory: the scanner keeps at most `max_frame_bytes` of the frame under way (its buffer never
 //!   grows beyond that); a frame that would be larger is skipped to its end (EOI, or the next
 //!   SOI in its scan data) without being kept, and counted as oversize. The frames one `push`
@@ -41,11 +42,17 @@ enum State {
     Entropy { ff: bool },
 }
 
+/// With [`MjpegScanner::expecting_gaps`], how many bytes between two frames are taken as part
+/// headers (a multipart part's boundary and headers are a few hundred bytes at most).
+pub const EXPECTED_GAP_BYTES: usize = 1024;
+
 /// Cuts an MJPEG byte stream into JPEG images (see the module doc).
 #[derive(Debug)]
 pub struct MjpegScanner {
     max_frame_bytes: usize,
     gaps_expected: bool,
+    /// Bytes between the last frame and the next one so far.
+    gap: usize,
     state: State,
     /// The frame under way (empty while `too_big`).
     frame: Vec<u8>,
@@ -68,6 +75,7 @@ impl MjpegScanner {
         MjpegScanner {
             max_frame_bytes,
             gaps_expected: false,
+            gap: 0,
             state: State::Seeking { ff: false },
             frame: Vec::new(),
             frame_len: 0,
@@ -79,7 +87,9 @@ impl MjpegScanner {
         }
     }
 
-    /// Bytes between frames are expected (multipart part headers): not counted as garbage.
+    /// Bytes between frames are expected (multipart part headers): the first
+    /// [`EXPECTED_GAP_BYTES`] of each gap are not counted as garbage, the rest are (a hostile
+    /// camera's junk between its parts still shows).
     pub fn expecting_gaps(mut self) -> MjpegScanner {
         self.gaps_expected = true;
         self
@@ -249,13 +259,18 @@ impl MjpegScanner {
     }
 
     fn garbage(&mut self, n: usize) {
-        if !self.gaps_expected {
-            self.skipped.garbage_bytes += n as u64;
-        }
+        let expected = if self.gaps_expected {
+            EXPECTED_GAP_BYTES.saturating_sub(self.gap)
+        } else {
+            0
+        };
+        self.gap = self.gap.saturating_add(n);
+        self.skipped.garbage_bytes += n.saturating_sub(expected) as u64;
     }
 
     /// Starts a frame at an SOI just seen.
     fn start_frame(&mut self) {
+        self.gap = 0;
         self.frame = Vec::with_capacity(self.last_len.clamp(2, self.max_frame_bytes.max(2)));
         self.frame_len = 0;
         self.too_big = false;
@@ -438,8 +453,18 @@ mod tests {
         assert_eq!(skipped.garbage_bytes, (2 * part.len() + 2) as u64);
         assert_eq!(counted.take_skipped(), Skipped::default(), "taken once");
         let mut multipart = MjpegScanner::new(1 << 20).expecting_gaps();
-        assert_eq!(scan(&mut multipart, &stream), vec![a.clone(), a]);
+        assert_eq!(scan(&mut multipart, &stream), vec![a.clone(), a.clone()]);
         assert_eq!(multipart.take_skipped(), Skipped::default());
+        // Beyond a part's headers, junk between parts is garbage even in a multipart stream.
+        let junk = vec![b'x'; 5000];
+        let hostile = [&part[..], &a, &part[..], &junk, &a].concat();
+        let mut multipart = MjpegScanner::new(1 << 20).expecting_gaps();
+        assert_eq!(scan(&mut multipart, &hostile), vec![a.clone(), a]);
+        let skipped = multipart.take_skipped();
+        assert_eq!(
+            skipped.garbage_bytes,
+            (part.len() + junk.len() - EXPECTED_GAP_BYTES) as u64
+        );
     }
 
     #[test]
