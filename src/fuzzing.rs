@@ -218,3 +218,39 @@ pub fn gallery_envelope(data: &[u8]) {
         assert_eq!(wire::parse_tombstone(&topic_id, &sealed, now), tombstone);
     }
 }
+
+/// The MJPEG stream scanner (child programs' output, HTTP multipart bodies, MJPEG files):
+/// `data`'s first two bytes choose the frame cap (up to 64 KiB) and the piece sizes the rest is
+/// fed in; every frame out is SOI..EOI within the cap, the pieces give the same frames and
+/// counts as the whole, and the frames plus what was skipped account for no more than the input.
+pub fn mjpeg_stream(data: &[u8]) {
+    use crate::camera::sources::mjpeg::MjpegScanner;
+    let [cap, piece, stream @ ..] = data else {
+        return;
+    };
+    let cap = (usize::from(*cap) + 1) * 256;
+    let piece = usize::from(*piece) + 1;
+    let mut whole = MjpegScanner::new(cap);
+    let mut want = Vec::new();
+    whole.push(stream, &mut want);
+    let want_skipped = whole.take_skipped();
+    let mut pieces = MjpegScanner::new(cap);
+    let mut frames = Vec::new();
+    for chunk in stream.chunks(piece) {
+        pieces.push(chunk, &mut frames);
+    }
+    assert_eq!(frames, want);
+    assert_eq!(pieces.take_skipped(), want_skipped);
+    let mut kept = 0;
+    for frame in &frames {
+        assert!(frame.len() >= 4 && frame.len() <= cap);
+        assert!(frame.starts_with(&[0xFF, 0xD8]) && frame.ends_with(&[0xFF, 0xD9]));
+        kept += frame.len() as u64;
+    }
+    assert!(kept + want_skipped.garbage_bytes <= stream.len() as u64);
+    let mut gaps = MjpegScanner::new(cap).expecting_gaps();
+    let mut same = Vec::new();
+    gaps.push(stream, &mut same);
+    assert_eq!(same, want);
+    assert_eq!(gaps.take_skipped().garbage_bytes, 0);
+}

@@ -273,6 +273,7 @@ fn a_slow_consumer_drops_stale_frames_instead_of_queueing_them() {
     let counted = calls.clone();
     let stats = Arc::new(CameraStats::default());
     let camera = Camera::start(
+        "camera1",
         Box::new(move || {
             source
                 .take()

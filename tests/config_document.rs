@@ -64,6 +64,11 @@ const SETTINGS: &[&str] = &[
     "FACE_TLS_KEY",
     "FACE_PLAIN_HTTP",
     "CAMERA_DEVICE",
+    "CAMERA_NAME",
+    "CAMERA_DIRECTION",
+    "CAMERA_HTTP_KEY",
+    "CAMERA_TLS_FINGERPRINT",
+    "CAMERA_MAX_FRAME_KB",
     "CAMERA_WIDTH",
     "CAMERA_HEIGHT",
     "CAMERA_CAPTURE_FPS",
@@ -196,6 +201,7 @@ fn the_default_configuration_document() {
         "stream_max_fps": 5.0,
         "stream_max_clients": 4,
         "events_keep_days": 90,
+        "cameras": [],
     });
     assert_document(&config_text(port, None), &want);
 }
@@ -305,6 +311,15 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         ("MQTT_STATUS_SECONDS", "30".into()),
         ("MQTT_HA_DISCOVERY", "true".into()),
         ("GALLERY_SYNC", "pull".into()),
+        ("CAMERA_NAME", "gate".into()),
+        ("CAMERA_DIRECTION", "in".into()),
+        (
+            "CAMERA_2_DEVICE",
+            "rtsp://viewer:cam-secret@127.0.0.1:9/live?pwd=cam-pass".into(),
+        ),
+        ("CAMERA_2_NAME", "exit".into()),
+        ("CAMERA_2_DIRECTION", "out".into()),
+        ("CAMERA_2_HTTP_KEY", "cam-key".into()),
     ];
     let serve = serve(site.path(), &env);
     assert!(
@@ -312,7 +327,7 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         "{:?}",
         serve.early
     );
-    let want = json!({
+    let mut want = json!({
         "tolerance": 0.5,
         "webhook_enabled": true,
         "cooldown_seconds": 7.5,
@@ -353,10 +368,22 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         "stream_max_clients": 1,
         "events_keep_days": 7,
     });
+    // Every camera, its source redacted (the macro above is at its recursion limit).
+    want["cameras"] = json!([
+        {"name": "gate", "direction": "in", "source": format!("frames:{}", frames.display())},
+        {"name": "exit", "direction": "out", "source": "rtsp://***@127.0.0.1:9/live?***"},
+    ]);
     let text = config_text(port, Some(admin));
     assert_document(&text, &want);
     // No secret is shown.
-    for secret in [admin, "main-api-secret", "broker-secret"] {
+    for secret in [
+        admin,
+        "main-api-secret",
+        "broker-secret",
+        "cam-secret",
+        "cam-pass",
+        "cam-key",
+    ] {
         assert!(!text.contains(secret), "{text}");
     }
 }
@@ -441,7 +468,7 @@ fn each_command_shows_the_settings_it_uses() {
         "UNKNOWN_MAX_AGE_DAYS",
         "UNKNOWN_CLUSTER_DISTANCE",
     ];
-    let camera = &SETTINGS[SETTINGS.iter().position(|s| *s == "CAMERA_DEVICE").unwrap()..][..17];
+    let camera = &SETTINGS[SETTINGS.iter().position(|s| *s == "CAMERA_DEVICE").unwrap()..][..22];
     assert_eq!(camera.last(), Some(&"CAMERA_CONFIRM_SECONDS"));
     let recognizer: Vec<&str> = [&gallery[..], &engine, &photos].concat();
     let sorted = |names: Vec<&str>| {

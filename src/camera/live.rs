@@ -253,14 +253,22 @@ impl Live {
         ]
     }
 
-    /// The live view's part of `/metrics`.
-    pub fn families(&self) -> Vec<Family> {
-        let mut families = vec![
-            Family::gauge("stream_viewers", "Viewers of /stream.mjpg now.")
-                .value(self.viewers() as f64),
-        ];
-        for (name, help, value) in self.counters() {
-            families.push(Family::counter(&format!("stream_{name}"), help).value(value as f64));
+    /// The cameras' live views' part of `/metrics`, labelled `camera="NAME"`.
+    pub fn families(lives: &[(&str, &Live)]) -> Vec<Family> {
+        let Some((_, first)) = lives.first() else {
+            return Vec::new();
+        };
+        let mut families = vec![lives.iter().fold(
+            Family::gauge("stream_viewers", "Viewers of /stream.mjpg now."),
+            |family, (camera, live)| family.sample(&[("camera", camera)], live.viewers() as f64),
+        )];
+        for (i, (name, help, _)) in first.counters().iter().enumerate() {
+            families.push(lives.iter().fold(
+                Family::counter(&format!("stream_{name}"), help),
+                |family, (camera, live)| {
+                    family.sample(&[("camera", camera)], live.counters()[i].2 as f64)
+                },
+            ));
         }
         families
     }

@@ -12,6 +12,7 @@ mod pipeline;
 mod slot;
 pub mod sources;
 pub mod tracker;
+mod view;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,39 @@ pub use pipeline::{Pipeline, PipelineSettings, DEFAULT_CAMERA_MATCH_MARGIN};
 use slot::LatestSlot;
 pub use sources::{FrameSource, ReplaySource, SourceError, SourceSpec};
 pub use tracker::{Measured, Seen};
+pub use view::CameraView;
+
+/// Which way people pass a camera: an entrance's camera sees them come `in`, an exit's go `out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// People coming in.
+    In,
+    /// People going out.
+    Out,
+}
+
+impl Direction {
+    /// `in` or `out`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+impl std::str::FromStr for Direction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Direction, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "in" => Ok(Direction::In),
+            "out" => Ok(Direction::Out),
+            other => Err(format!("a direction is in or out, got {other:?}")),
+        }
+    }
+}
 
 /// Opens (or reopens) the frame source.
 pub type OpenSource = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>;
@@ -225,43 +259,63 @@ impl CameraStats {
         answer
     }
 
-    /// The camera's part of `/metrics`: its counters, whether it is healthy, its state and the
-    /// age of its last frame.
-    pub fn families(&self, stale_after: Duration) -> Vec<Family> {
-        let mut families: Vec<Family> = self
+    /// Counters for a camera reading `source` (as it may be shown), before it is opened.
+    pub fn for_source(source: String) -> CameraStats {
+        let stats = CameraStats::default();
+        set(&stats.source, source);
+        set(&stats.state, "starting".into());
+        stats
+    }
+
+    /// The cameras' part of `/metrics`: each camera's counters, whether it is healthy, its state
+    /// and the age of its last frame, labelled `camera="NAME"`.
+    pub fn families(cameras: &[(&str, &CameraStats)], stale_after: Duration) -> Vec<Family> {
+        let Some((_, first)) = cameras.first() else {
+            return Vec::new();
+        };
+        let mut families: Vec<Family> = first
             .counters()
-            .into_iter()
-            .map(|(name, help, value)| {
-                Family::counter(&format!("camera_{name}"), help).value(value as f64)
+            .iter()
+            .enumerate()
+            .map(|(i, (name, help, _))| {
+                cameras.iter().fold(
+                    Family::counter(&format!("camera_{name}"), help),
+                    |family, (camera, stats)| {
+                        family.sample(&[("camera", camera)], stats.counters()[i].2 as f64)
+                    },
+                )
             })
             .collect();
-        let state = self.state();
-        // The state's words after a colon are the reason (free text): not a label value.
-        let state = state.split(':').next().unwrap_or_default().to_string();
-        families.push(
-            Family::gauge(
-                "camera_up",
-                "1 while the camera delivers frames (as /health's ok).",
-            )
-            .value(f64::from(u8::from(self.healthy(stale_after)))),
+        let mut up = Family::gauge(
+            "camera_up",
+            "1 while the camera delivers frames (as /health's ok).",
         );
-        families.push(
-            Family::gauge(
-                "camera_state",
-                "The camera loop's state: running, retrying, ended.",
-            )
-            .sample(&[("state", &state)], 1.0),
+        let mut state = Family::gauge(
+            "camera_state",
+            "The camera loop's state: starting, running, retrying, ended.",
         );
-        let last = self.last_frame_ms.load(Ordering::Relaxed);
-        if last != 0 {
-            families.push(
-                Family::gauge(
-                    "camera_last_frame_age_seconds",
-                    "Since the last frame captured.",
-                )
-                .value(now_ms().saturating_sub(last) as f64 / 1000.0),
+        let mut age = Family::gauge(
+            "camera_last_frame_age_seconds",
+            "Since the last frame captured.",
+        );
+        for (camera, stats) in cameras {
+            up = up.sample(
+                &[("camera", camera)],
+                f64::from(u8::from(stats.healthy(stale_after))),
             );
+            // The state's words after a colon are the reason (free text): not a label value.
+            let now = stats.state();
+            let now = now.split(':').next().unwrap_or_default();
+            state = state.sample(&[("camera", camera), ("state", now)], 1.0);
+            let last = stats.last_frame_ms.load(Ordering::Relaxed);
+            if last != 0 {
+                age = age.sample(
+                    &[("camera", camera)],
+                    now_ms().saturating_sub(last) as f64 / 1000.0,
+                );
+            }
         }
+        families.extend([up, state, age]);
         families
     }
 }
@@ -281,8 +335,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Camera {
-    /// Starts capture and processing threads.
+    /// Starts camera `name`'s capture and processing threads.
     pub fn start(
+        name: &str,
         open: OpenSource,
         pipeline: Pipeline,
         stats: Arc<CameraStats>,
@@ -293,14 +348,14 @@ impl Camera {
         let liveness = Liveness::default();
         let capture = {
             let (stop, slot, stats) = (stop.clone(), slot.clone(), stats.clone());
-            let heartbeat = liveness.watch("camera-capture");
+            let heartbeat = liveness.watch(format!("camera-capture ({name})"));
             std::thread::Builder::new()
                 .name("camera-capture".into())
                 .spawn(move || capture(open, &slot, &stats, &stop, heartbeat))?
         };
         let process = {
             let (stop, slot, stats) = (stop.clone(), slot.clone(), stats.clone());
-            let heartbeat = liveness.watch("camera-process");
+            let heartbeat = liveness.watch(format!("camera-process ({name})"));
             std::thread::Builder::new()
                 .name("camera-process".into())
                 .spawn(move || process(pipeline, &slot, &stats, &stop, on_frame, heartbeat))?

@@ -87,7 +87,7 @@ pub fn run(args: &CamDemoArgs, recognizer: Recognizer) -> i32 {
         }
     });
     let pipeline = Pipeline::new(recognizer.clone(), camera.pipeline());
-    let camera = match Camera::start(open, pipeline, Arc::default(), on_frame) {
+    let camera = match Camera::start("camera1", open, pipeline, Arc::default(), on_frame) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: cannot start the camera loop: {e}");

@@ -286,9 +286,35 @@ impl From<&MqttArgs> for MqttOptions {
 /// The camera flags of `serve` and `cam-demo`.
 #[derive(Debug, Clone, Args)]
 pub struct CameraArgs {
-    /// The V4L2 camera device to capture from
-    #[arg(long, env = "CAMERA_DEVICE", conflicts_with = "frames")]
-    pub camera: Option<std::path::PathBuf>,
+    /// The camera: a V4L2 device (/dev/video0, /dev/v4l/by-id/...), libcamera or libcamera:N
+    /// (a Raspberry Pi Camera Module, through rpicam-vid), rtsp://... or rtsps://... (an IP
+    /// camera, through FFmpeg), http(s)://... (an MJPEG stream or a JPEG snapshot),
+    /// exec:COMMAND (a program writing MJPEG) or frames:PATH (replayed frames). Further cameras:
+    /// CAMERA_2_DEVICE ... CAMERA_8_DEVICE, with CAMERA_<N>_NAME, _DIRECTION, _HTTP_KEY and
+    /// _TLS_FINGERPRINT
+    #[arg(
+        long,
+        env = "CAMERA_DEVICE",
+        conflicts_with = "frames",
+        hide_env_values = true
+    )]
+    pub camera: Option<crate::camera::SourceSpec>,
+    /// The camera's name, in its events, /health, /metrics and ?camera=
+    #[arg(long, env = "CAMERA_NAME", default_value = "camera1")]
+    pub camera_name: String,
+    /// The camera's direction: in (an entrance) or out (an exit); its events say it
+    #[arg(long, env = "CAMERA_DIRECTION")]
+    pub camera_direction: Option<String>,
+    /// The API key sent to an http(s):// camera as X-API-Key (another box's /stream.mjpg)
+    #[arg(long, env = "CAMERA_HTTP_KEY", hide_env_values = true)]
+    pub camera_http_key: Option<String>,
+    /// SHA-256 fingerprint of an https:// camera's certificate (as `openssl x509 -noout
+    /// -fingerprint -sha256` prints it): exactly that certificate is accepted
+    #[arg(long, env = "CAMERA_TLS_FINGERPRINT")]
+    pub camera_tls_fingerprint: Option<String>,
+    /// Frames of a stream larger than this many KiB are skipped (and counted)
+    #[arg(long, env = "CAMERA_MAX_FRAME_KB", default_value_t = 8192)]
+    pub camera_max_frame_kb: u32,
     /// Capture width in pixels
     #[arg(long, env = "CAMERA_WIDTH", default_value_t = 640)]
     pub camera_width: u32,
@@ -311,7 +337,8 @@ pub struct CameraArgs {
     /// Unknown faces seen by the camera also produce events
     #[arg(long, env = "CAMERA_SEND_UNKNOWN")]
     pub camera_send_unknown: bool,
-    /// /health says ok:false when the camera has been gone or silent this many seconds
+    /// /health says ok:false when the camera has been gone or silent this many seconds; a
+    /// program or stream that gives no frame this long is restarted
     #[arg(long, env = "CAMERA_STALE_SECONDS", default_value_t = 10)]
     pub camera_stale_seconds: u64,
     /// Detect faces on the frame scaled by this (0.1 to 1): detection cost follows the pixel
@@ -345,10 +372,32 @@ pub struct CameraArgs {
     pub confirm_seconds: f64,
 }
 
+/// The environment's `CAMERA_<digit>...` variables (further cameras), checked by
+/// [`CameraSettings::cameras`]. A value that is not UTF-8 is kept as lossy text, so that it is
+/// refused there with its name rather than ignored.
+fn numbered_camera_variables(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(String, String)> {
+    vars.filter_map(|(name, value)| {
+        let name = name.to_string_lossy().into_owned();
+        let numbered = name
+            .strip_prefix("CAMERA_")
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+        numbered.then(|| (name, value.to_string_lossy().into_owned()))
+    })
+    .collect()
+}
+
 impl From<&CameraArgs> for CameraSettings {
     fn from(a: &CameraArgs) -> CameraSettings {
         CameraSettings {
             camera: a.camera.clone(),
+            camera_name: a.camera_name.clone(),
+            camera_direction: a.camera_direction.clone(),
+            camera_http_key: a.camera_http_key.clone(),
+            camera_tls_fingerprint: a.camera_tls_fingerprint.clone(),
+            camera_max_frame_kb: a.camera_max_frame_kb,
+            numbered: numbered_camera_variables(std::env::vars_os()),
             camera_width: a.camera_width,
             camera_height: a.camera_height,
             camera_fps: a.camera_fps,

@@ -103,6 +103,8 @@ mod tests {
             ts: 1_727_580_000,
             candidates: Some(vec!["-budi".into(), "alip".into()]),
             decision: None,
+            camera: None,
+            direction: None,
             delivery: Report {
                 status: Status::Queued,
                 http_status: Some(500),

@@ -107,6 +107,12 @@ pub struct EventRecord {
     /// What a camera decision rested on (camera events only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<Value>,
+    /// The camera that saw the face (camera events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<String>,
+    /// That camera's direction, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
     /// What became of the event when it was logged.
     pub delivery: Report,
 }
@@ -123,6 +129,11 @@ impl EventRecord {
             ts: event.ts,
             candidates: event.candidates().map(|c| c.to_vec()),
             decision: event.decision().map(|d| json!(d)),
+            camera: event.camera().map(|c| c.name.clone()),
+            direction: event
+                .camera()
+                .and_then(|c| c.direction)
+                .map(|d| d.as_str().to_string()),
             delivery: delivery.clone(),
         }
     }

@@ -19,6 +19,7 @@ mod webhook;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::camera::Direction;
 use crate::engine::FaceBox;
 use crate::gallery::UNKNOWN;
 use crate::recognizer::Recognition;
@@ -48,6 +49,21 @@ pub struct Event {
     candidates: Option<[String; 2]>,
     /// What the camera's decision rested on (camera events only; boxed: most events have none).
     decision: Option<Box<Decision>>,
+    /// The camera that saw the face (camera events only).
+    camera: Option<Box<Seer>>,
+}
+
+/// The camera that saw a face: its name and direction, and whether its events keep a cooldown
+/// of their own (a box with several cameras: a person seen at the entrance and then at the exit
+/// is two events).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seer {
+    /// The camera's name (`CAMERA_NAME`, `CAMERA_<N>_NAME`).
+    pub name: String,
+    /// Its direction, when set.
+    pub direction: Option<Direction>,
+    /// Its events' cooldown is its own.
+    pub own_cooldown: bool,
 }
 
 /// What a camera event's decision rested on: the agreeing frames, the closest of them, its
@@ -86,6 +102,7 @@ impl Event {
             bbox,
             candidates: None,
             decision: None,
+            camera: None,
         }
     }
 
@@ -100,6 +117,17 @@ impl Event {
     pub fn with_decision(mut self, decision: Decision) -> Event {
         self.decision = Some(Box::new(decision));
         self
+    }
+
+    /// The event was seen by `camera`.
+    pub fn with_camera(mut self, camera: Seer) -> Event {
+        self.camera = Some(Box::new(camera));
+        self
+    }
+
+    /// The camera that saw it, for camera events.
+    pub fn camera(&self) -> Option<&Seer> {
+        self.camera.as_deref()
     }
 
     /// What the camera's decision rested on, for camera events.
@@ -122,18 +150,24 @@ impl Event {
 
     /// Events of one key share a cooldown: a person's, strangers', and each pair of people a
     /// face was ambiguous between.
+    /// A camera with a cooldown of its own (several cameras) keys its events by its name too.
     pub fn cooldown_key(&self) -> String {
-        match &self.candidates {
+        let key = match &self.candidates {
             Some([a, b]) => {
                 let (a, b) = if a <= b { (a, b) } else { (b, a) };
                 format!("{UNKNOWN}:{a}:{b}")
             }
             None => self.student_id.clone(),
+        };
+        match self.camera() {
+            // Camera names have no `/`: the key cannot be forged by an id.
+            Some(camera) if camera.own_cooldown => format!("{}/{key}", camera.name),
+            _ => key,
         }
     }
 
-    /// The webhook body: the original service's, plus `event_id` (and `candidates` and
-    /// `decision` when there are).
+    /// The webhook body: the original service's, plus `event_id` (and `candidates`,
+    /// `decision`, `camera` and `direction` when there are).
     pub fn webhook_payload(&self) -> serde_json::Value {
         let mut payload = json!({
             "event": self.name(),
@@ -159,6 +193,12 @@ impl Event {
         }
         if let Some(decision) = &self.decision {
             body["decision"] = json!(decision);
+        }
+        if let Some(camera) = self.camera() {
+            body["camera"] = json!(camera.name);
+            if let Some(direction) = camera.direction {
+                body["direction"] = json!(direction);
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::guard::Guard;
 use super::ws::Hub;
 use crate::camera::live::Live;
-use crate::camera::CameraStats;
+use crate::camera::{CameraStats, CameraView};
 use crate::events::Dispatcher;
 use crate::metrics::{Family, Metrics};
 use crate::mqtt::MqttStats;
@@ -49,10 +49,6 @@ pub struct App {
     pub dispatcher: Arc<Dispatcher>,
     /// The `/ws/recognitions` clients.
     pub hub: Hub,
-    /// The camera loop's counters, when `serve` runs one.
-    pub camera: Option<Arc<CameraStats>>,
-    /// Camera frames for `POST /people/{id}/capture`, when `serve` runs a camera.
-    pub captures: Option<Arc<crate::camera::capture::Captures>>,
     /// The limits on what one client may take.
     pub limits: Limits,
     /// What `GET /config` shows (never the API key).
@@ -67,8 +63,8 @@ pub struct App {
     /// The unknown faces the camera kept, for review (`/unknowns`); `None` when the store could
     /// not be opened (a data folder this user may only read).
     unknowns: Option<Arc<Unknowns>>,
-    /// The camera's live view (`/stream.mjpg`), when `serve` runs a camera.
-    live: Option<Arc<Live>>,
+    /// The cameras `serve` runs (their counters, captures and live views), the first first.
+    cameras: Vec<CameraView>,
     /// The broker connection's and the gallery sync's counters, when the box uses MQTT.
     mqtt: Option<MqttParts>,
     /// Open connections, from the server once it runs.
@@ -103,15 +99,13 @@ impl App {
             recognizer,
             dispatcher,
             hub,
-            camera: None,
-            captures: None,
             limits,
             config_json,
             auth: Auth::default(),
             guard: Guard::new(None, &[], &[]),
             budget,
             unknowns: None,
-            live: None,
+            cameras: Vec::new(),
             mqtt: None,
             connections: std::sync::OnceLock::new(),
             listeners: std::sync::OnceLock::new(),
@@ -126,9 +120,10 @@ impl App {
         self
     }
 
-    /// The app with the camera's live view behind `/stream.mjpg`.
-    pub fn with_live(mut self, live: Arc<Live>) -> App {
-        self.live = Some(live);
+    /// The app with the cameras `serve` runs (behind `/health`, `/metrics`, `/stream.mjpg` and
+    /// `/people/{id}/capture`).
+    pub fn with_cameras(mut self, cameras: Vec<CameraView>) -> App {
+        self.cameras = cameras;
         self
     }
 
@@ -151,9 +146,37 @@ impl App {
         ))
     }
 
-    /// The camera's live view, when the service runs a camera.
-    pub fn live(&self) -> Option<&Arc<Live>> {
-        self.live.as_ref()
+    /// The cameras the service runs, the first first.
+    pub fn cameras(&self) -> &[CameraView] {
+        &self.cameras
+    }
+
+    /// The camera a request's query names (`camera=NAME`), else the first: 409 when the box
+    /// runs no camera, 404 naming the cameras there are when none has that name.
+    pub fn camera_for(&self, query: &str) -> Result<&CameraView, ApiError> {
+        let first = self.cameras.first().ok_or_else(|| ApiError::Conflict {
+            message: "this box runs no camera (CAMERA_DEVICE or CAMERA_FRAMES)".into(),
+            details: serde_json::json!({}),
+        })?;
+        let Some((_, name)) = super::query::pairs(query).find(|(k, _)| *k == "camera") else {
+            return Ok(first);
+        };
+        self.cameras
+            .iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.cameras.iter().map(|c| c.name()).collect();
+                ApiError::NotFound(format!(
+                    "no camera named {name:?}; this box has {}",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    /// Whether every camera delivers frames (true without a camera): `/health`'s `ok`.
+    pub fn cameras_healthy(&self) -> bool {
+        let stale_after = self.limits.camera_stale_after;
+        self.cameras.iter().all(|c| c.healthy(stale_after))
     }
 
     /// The unknown-faces store, when the service keeps one.
@@ -204,7 +227,7 @@ impl App {
             "images": self.budget.images.to_json(),
             "large_images": self.budget.large_images.to_json(),
             "websocket_clients": self.hub.clients(),
-            "stream_clients": self.live.as_ref().map_or(0, |l| l.viewers()),
+            "stream_clients": self.cameras.iter().map(|c| c.live().viewers()).sum::<usize>(),
         })
     }
 }
@@ -286,12 +309,21 @@ impl App {
             }
         }
         families.extend(self.dispatcher.stats().families());
-        if let Some(camera) = &self.camera {
-            families.extend(camera.families(self.limits.camera_stale_after));
-        }
-        if let Some(live) = self.live() {
-            families.extend(live.families());
-        }
+        let cameras: Vec<(&str, &CameraStats)> = self
+            .cameras
+            .iter()
+            .map(|c| (c.name(), c.stats().as_ref()))
+            .collect();
+        families.extend(CameraStats::families(
+            &cameras,
+            self.limits.camera_stale_after,
+        ));
+        let lives: Vec<(&str, &Live)> = self
+            .cameras
+            .iter()
+            .map(|c| (c.name(), c.live().as_ref()))
+            .collect();
+        families.extend(Live::families(&lives));
         if let Some(unknowns) = self.unknowns() {
             families.push(
                 Family::gauge(

@@ -316,8 +316,8 @@ impl RunningServer {
         drop(self.second);
         drop(self.server);
         // Live viewers end at once (their threads hold no worker, so nothing above waited).
-        if let Some(live) = self.app.live() {
-            live.close();
+        for camera in self.app.cameras() {
+            camera.live().close();
         }
         self.app.dispatcher.shutdown();
     }

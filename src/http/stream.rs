@@ -49,17 +49,10 @@ impl TimedWrite for std::net::TcpStream {
 /// `Retry-After`) when every viewer's place is taken, else the stream, on a thread of its own.
 /// Returns the status answered.
 pub fn serve(app: &App, request: Request) -> u16 {
-    let live = match app.live() {
-        None => {
-            return respond(
-                request,
-                Err(ApiError::Conflict {
-                    message: "this box runs no camera (CAMERA_DEVICE or CAMERA_FRAMES)".into(),
-                    details: json!({}),
-                }),
-            )
-        }
-        Some(live) if live.settings().max_viewers == 0 => {
+    let query = request.url().split_once('?').map_or("", |(_, q)| q);
+    let live = match app.camera_for(query).map(|c| c.live()) {
+        Err(e) => return respond(request, Err(e)),
+        Ok(live) if live.settings().max_viewers == 0 => {
             return respond(
                 request,
                 Err(ApiError::Conflict {
@@ -68,7 +61,7 @@ pub fn serve(app: &App, request: Request) -> u16 {
                 }),
             )
         }
-        Some(live) => live,
+        Ok(live) => live,
     };
     let Some(viewer) = live.join() else {
         return respond(request, Err(ApiError::Busy("too many live viewers")));

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use crate::camera::capture::Captures;
 use crate::camera::live::Live;
 use crate::camera::{FrameResult, OnFrame};
-use crate::events::{Dispatcher, Event};
+use crate::events::{Dispatcher, Event, Seer};
 use crate::gallery::UNKNOWN;
 use crate::unknowns::Unknowns;
 
 /// Where the camera's frames go; [`FrameWiring::into_handler`] makes the camera's callback.
 pub struct FrameWiring {
+    /// The camera whose frames these are (its events say so).
+    pub camera: Seer,
     /// The events of decided faces (cooldown, webhook, WebSocket, MQTT).
     pub dispatcher: Arc<Dispatcher>,
     /// Strangers and ambiguous faces also become events (`CAMERA_SEND_UNKNOWN`).
@@ -32,7 +34,7 @@ impl FrameWiring {
     /// events, its strangers are kept, and last it is moved to the live view (kept only while
     /// someone watches).
     pub fn into_handler(self) -> OnFrame {
-        let mut events = camera_events(self.dispatcher, self.send_unknown);
+        let mut events = camera_events(self.dispatcher, self.send_unknown, self.camera);
         let mut keep = keep_unknowns(self.unknowns, self.min_face_px);
         let (to_capture, to_viewers) = (self.captures, self.live);
         Box::new(move |f: FrameResult| {
@@ -46,11 +48,12 @@ impl FrameWiring {
 
 /// What `serve` does with each camera frame: the faces whose identity it decided (confirmed
 /// over frames) become events carrying their decision, through the same path as
-/// `/recognize/realtime` (cooldown, webhook, WebSocket). Strangers and ambiguous faces only
-/// with `send_unknown`.
+/// `/recognize/realtime` (cooldown, webhook, WebSocket), saying which camera saw them.
+/// Strangers and ambiguous faces only with `send_unknown`.
 pub fn camera_events(
     dispatcher: Arc<Dispatcher>,
     send_unknown: bool,
+    camera: Seer,
 ) -> impl FnMut(&FrameResult) + Send {
     move |f: &FrameResult| {
         let frame = (f.image.width, f.image.height);
@@ -58,7 +61,11 @@ pub fn camera_events(
             .decided
             .iter()
             .filter(|d| send_unknown || d.recognition.label != UNKNOWN)
-            .map(|d| Event::of(&d.recognition, frame).with_decision(d.decision.clone()))
+            .map(|d| {
+                Event::of(&d.recognition, frame)
+                    .with_decision(d.decision.clone())
+                    .with_camera(camera.clone())
+            })
             .collect();
         if !batch.is_empty() {
             dispatcher.submit(batch);

@@ -16,8 +16,8 @@ use serde_json::json;
 
 use crate::camera::capture::Captures;
 use crate::camera::live::Live;
-use crate::camera::{Camera, Pipeline};
-use crate::events::{Destinations, Dispatcher, EventLog, Sink, WebhookSink};
+use crate::camera::{Camera, CameraStats, CameraView, Pipeline};
+use crate::events::{Destinations, Dispatcher, EventLog, Seer, Sink, WebhookSink};
 use crate::http::budget::{self, Budget};
 use crate::http::{self, App, Hub, Limits};
 use crate::liveness::Stall;
@@ -46,7 +46,7 @@ const MIN_STALL_LIMIT: Duration = Duration::from_secs(120);
 /// The running service: the HTTP server and, when configured, the camera loop.
 pub struct Service {
     server: http::RunningServer,
-    camera: Option<Camera>,
+    cameras: Vec<Camera>,
     /// The broker connection and what runs on it, when `MQTT_URL` is set.
     broker: Option<Broker>,
     stall_limit: Duration,
@@ -85,24 +85,29 @@ impl Service {
         self.server.app()
     }
 
-    /// The camera loop, when one is configured.
+    /// The first camera's loop, when one is configured.
     pub fn camera(&self) -> Option<&Camera> {
-        self.camera.as_ref()
+        self.cameras.first()
+    }
+
+    /// Every camera's loop, the first first.
+    pub fn cameras(&self) -> &[Camera] {
+        &self.cameras
     }
 
     /// Ok while every HTTP worker and camera thread is turning (see [`MIN_STALL_LIMIT`]).
     pub fn check_alive(&self) -> Result<(), Stall> {
         self.server.liveness().check(self.stall_limit)?;
-        match &self.camera {
-            Some(camera) => camera.liveness().check(self.stall_limit),
-            None => Ok(()),
+        for camera in &self.cameras {
+            camera.liveness().check(self.stall_limit)?;
         }
+        Ok(())
     }
 
     /// Stops the camera, then the server (which delivers the pending events, to the broker
     /// too), then what runs on the broker connection and the connection (`offline`).
     pub fn shutdown(self) {
-        if let Some(camera) = self.camera {
+        for camera in self.cameras {
             camera.stop();
         }
         self.server.shutdown();
@@ -161,42 +166,59 @@ pub fn start(
         serve.max_images,
         Duration::from_secs_f64(serve.queue_seconds),
     );
-    let captures = Arc::new(Captures::default());
     let unknowns = open_unknowns(settings);
-    let live = Arc::new(Live::new(serve.live()));
-    let camera = match serve.camera.source() {
-        None => None,
-        Some(open) => {
-            // Camera results go through the same path as /recognize/realtime: cooldown,
-            // webhook, WebSocket.
-            let on_frame = FrameWiring {
-                dispatcher: dispatcher.clone(),
-                send_unknown: serve.camera.camera_send_unknown,
-                unknowns: unknowns.clone(),
-                min_face_px: recognizer.enroll_policy().quality().min_face_px(),
-                captures: captures.clone(),
-                live: live.clone(),
-            }
-            .into_handler();
-            let pipeline = Pipeline::new(recognizer.clone(), serve.camera.pipeline());
-            Some(Camera::start(open, pipeline, Arc::default(), on_frame)?)
+    let entries = serve.camera.cameras().map_err(std::io::Error::other)?;
+    let mut cameras = Vec::new();
+    let mut views = Vec::new();
+    for entry in &entries {
+        let source = entry.spec().redacted();
+        let stats = Arc::new(CameraStats::for_source(source.clone()));
+        let view = CameraView::new(
+            entry.name(),
+            entry.direction(),
+            source,
+            stats.clone(),
+            Arc::new(Captures::default()),
+            Arc::new(Live::new(serve.live())),
+        );
+        // Camera results go through the same path as /recognize/realtime: cooldown,
+        // webhook, WebSocket.
+        let on_frame = FrameWiring {
+            camera: Seer {
+                name: entry.name().to_string(),
+                direction: entry.direction(),
+                own_cooldown: entries.len() > 1,
+            },
+            dispatcher: dispatcher.clone(),
+            send_unknown: serve.camera.camera_send_unknown,
+            unknowns: unknowns.clone(),
+            min_face_px: recognizer.enroll_policy().quality().min_face_px(),
+            captures: view.captures().clone(),
+            live: view.live().clone(),
         }
-    };
+        .into_handler();
+        let pipeline = Pipeline::new(recognizer.clone(), serve.camera.pipeline());
+        let opener = serve.camera.opener(entry);
+        cameras.push(Camera::start(
+            entry.name(),
+            opener,
+            pipeline,
+            stats,
+            on_frame,
+        )?);
+        views.push(view);
+    }
     let stall_limit = MIN_STALL_LIMIT.max(limits.io_timeout * 2);
     let mut app = App::new(recognizer, dispatcher, hub, limits, budget, config_json);
     if let Some(unknowns) = unknowns {
         app = app.with_unknowns(unknowns);
     }
-    app.camera = camera.as_ref().map(|c| c.stats().clone());
-    app.captures = camera.as_ref().map(|_| captures);
-    if camera.is_some() {
-        app = app.with_live(live);
-    }
+    app = app.with_cameras(views);
     app.metrics_require_key = serve.metrics_require_key(!keys.is_empty());
     app.auth = http::Auth::new(keys, serve.allow_key_in_url);
     let broker = match (mqtt, mqtt_settings) {
         (Some(mqtt), Some(s)) => {
-            let summary = health_summary(&app, camera.as_ref());
+            let summary = health_summary(&app);
             let broker = start_broker(mqtt, &s, &app.recognizer, app.unknowns(), summary)?;
             let replication = broker.replicator.as_ref().map(|r| r.stats());
             app = app.with_mqtt(broker.mqtt.stats().clone(), replication);
@@ -234,7 +256,7 @@ pub fn start(
     warn_if_open(server.addr(), server.app().auth.keys());
     Ok(Service {
         server,
-        camera,
+        cameras,
         broker,
         stall_limit,
     })
@@ -286,23 +308,38 @@ fn start_broker(
 
 /// The retained health summary: what `/health` says of the box, in short (Home Assistant reads
 /// `camera.state` and `outbox.pending`).
-fn health_summary(app: &App, camera: Option<&Camera>) -> HealthSummary {
+fn health_summary(app: &App) -> HealthSummary {
     let dispatcher = app.dispatcher.clone();
     let gallery = app.recognizer.gallery().clone();
-    let camera = camera.map(|c| c.stats().clone());
+    let cameras: Vec<(String, Option<crate::camera::Direction>, Arc<CameraStats>)> = app
+        .cameras()
+        .iter()
+        .map(|c| (c.name().to_string(), c.direction(), c.stats().clone()))
+        .collect();
     let stale_after = app.limits.camera_stale_after;
     Arc::new(move || {
         let (encodings, people) = gallery.counts();
         let mut summary = json!({
-            "ok": camera.as_ref().is_none_or(|c| c.healthy(stale_after)),
+            "ok": cameras.iter().all(|(_, _, c)| c.healthy(stale_after)),
             "version": env!("CARGO_PKG_VERSION"),
             "people": people,
             "encodings": encodings,
             "outbox": dispatcher.stats().to_json(),
             "at": crate::clock::unix_secs(),
         });
-        if let Some(camera) = &camera {
-            summary["camera"] = camera.to_json();
+        if let Some((_, _, first)) = cameras.first() {
+            summary["camera"] = first.to_json();
+        }
+        if !cameras.is_empty() {
+            summary["cameras"] = cameras
+                .iter()
+                .map(|(name, direction, stats)| {
+                    let mut camera = stats.to_json();
+                    camera["name"] = json!(name);
+                    camera["direction"] = json!(direction);
+                    camera
+                })
+                .collect();
         }
         summary
     })

@@ -52,6 +52,16 @@ pub struct ConfigDocument {
     stream_max_fps: f64,
     stream_max_clients: usize,
     events_keep_days: u32,
+    /// Every camera: its name, direction and source (credentials redacted).
+    cameras: Vec<ConfigCamera>,
+}
+
+/// One camera in `GET /config`.
+#[derive(Debug, Clone, Serialize)]
+struct ConfigCamera {
+    name: String,
+    direction: Option<crate::camera::Direction>,
+    source: String,
 }
 
 impl ConfigDocument {
@@ -85,11 +95,10 @@ impl ConfigDocument {
             face_crops_max_age_days: settings.face_crops_max_age_days,
             detect_max_pixels: settings.detect_max_pixels,
             webhook_timeout_seconds: serve.webhook_timeout_seconds,
-            camera: camera
-                .camera
-                .as_ref()
-                .or(camera.frames.as_ref())
-                .map(|p| p.display().to_string()),
+            camera: match (&camera.camera, &camera.frames) {
+                (Some(spec), _) => Some(spec.redacted()),
+                (None, frames) => frames.as_ref().map(|p| p.display().to_string()),
+            },
             camera_send_unknown: camera.camera_send_unknown,
             detect_scale: camera.detect_scale,
             camera_upsample: camera.camera_upsample,
@@ -115,6 +124,16 @@ impl ConfigDocument {
             stream_max_fps: serve.stream_max_fps,
             stream_max_clients: serve.stream_max_clients,
             events_keep_days: settings.events_keep_days,
+            cameras: camera
+                .cameras()
+                .unwrap_or_default()
+                .iter()
+                .map(|c| ConfigCamera {
+                    name: c.name().to_string(),
+                    direction: c.direction(),
+                    source: c.spec().redacted(),
+                })
+                .collect(),
         }
     }
 

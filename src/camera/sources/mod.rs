@@ -4,7 +4,13 @@
 //! | spec | source | file |
 //! |---|---|---|
 //! | `/dev/video0`, `/dev/v4l/by-id/...` | the V4L2 driver (MJPEG, else YUYV) | [`v4l2`] |
-//! | `frames:PATH` | replayed JPEGs or an MJPEG file | [`replay`] |
+//! | `frames:PATH` | replayed JPEGs, or an MJPEG file or pipe read as it comes | [`replay`] |
+//! | `exec:COMMAND` | a program's MJPEG output (`sh -c COMMAND`) | [`child`], [`programs`] |
+//! | `libcamera[:N]` | `rpicam-vid` (or `libcamera-vid`) writing MJPEG | [`child`], [`programs`] |
+//! | `rtsp://`, `rtsps://` | an IP camera decoded by FFmpeg into MJPEG | [`child`], [`programs`] |
+//! | `http://...`, `https://...` | an MJPEG stream or a polled JPEG snapshot | [`http`] |
+//!
+//! Stream sources cut their bytes into frames with [`mjpeg::MjpegScanner`].
 //!
 //! Contract of every source: `next_frame` waits at most about a second ([`POLL`]) and then
 //! answers [`SourceError::NoFrameYet`], so the capture thread keeps beating (the systemd
@@ -20,6 +26,10 @@ use thiserror::Error;
 
 use super::frame::RawFrame;
 
+pub mod child;
+pub mod http;
+pub mod mjpeg;
+pub mod programs;
 pub mod replay;
 pub mod spec;
 pub(crate) mod v4l2;
@@ -50,7 +60,8 @@ pub enum SourceError {
 pub struct Skipped {
     /// Frames larger than the size cap.
     pub oversize: u64,
-    /// Frames cut short (a new frame started before the end of the last).
+    /// Frames cut short (a new frame started before the end of the last) or broken (no scan
+    /// data, or a byte where a JPEG marker must be).
     pub truncated: u64,
     /// Bytes between frames that belonged to no frame.
     pub garbage_bytes: u64,
@@ -74,6 +85,11 @@ pub trait FrameSource: Send {
     /// What was skipped since the last call (stream sources; others skip nothing).
     fn skipped(&mut self) -> Skipped {
         Skipped::default()
+    }
+    /// The process id of the program this source runs (`exec:`, libcamera, RTSP), for a
+    /// benchmark's CPU accounting; `None` for sources that run none.
+    fn child_pid(&self) -> Option<u32> {
+        None
     }
 }
 
@@ -131,13 +147,26 @@ impl std::fmt::Debug for HttpAccess {
     }
 }
 
+/// A [`child::ChildSource`] running `program` for `spec`.
+fn child(
+    program: &programs::Program,
+    spec: &SourceSpec,
+    options: &SourceOptions,
+) -> Result<Box<dyn FrameSource>, SourceError> {
+    Ok(Box::new(child::ChildSource::spawn(
+        program,
+        spec.redacted(),
+        spec.secrets(),
+        options,
+    )?))
+}
+
 /// Opens the source `spec` names (the capture thread calls this again after a failure).
 pub fn open(
     spec: &SourceSpec,
     access: &HttpAccess,
     options: &SourceOptions,
 ) -> Result<Box<dyn FrameSource>, SourceError> {
-    let _ = access;
     let boxed = |s: Box<dyn FrameSource>| Ok(s);
     match spec {
         SourceSpec::V4l2(path) => boxed(Box::new(v4l2::V4l2Source::open(
@@ -146,14 +175,17 @@ pub fn open(
             options.height,
             options.fps,
         )?)),
-        SourceSpec::Frames(path) => boxed(Box::new(ReplaySource::open(
+        SourceSpec::Frames(path) => boxed(Box::new(ReplaySource::open_capped(
             path,
             options.replay_fps,
             options.replay_loop,
+            options.max_frame_bytes,
         )?)),
-        other => Err(SourceError::Unavailable(format!(
-            "{}: this kind of camera is not built yet",
-            other.redacted()
-        ))),
+        SourceSpec::Exec(command) => child(&programs::exec(command), spec, options),
+        SourceSpec::Libcamera(index) => {
+            child(&programs::libcamera_here(*index, options)?, spec, options)
+        }
+        SourceSpec::Rtsp(url) => child(&programs::rtsp_here(url, options)?, spec, options),
+        SourceSpec::Http(_) => boxed(Box::new(http::HttpSource::open(spec, access, options)?)),
     }
 }

@@ -244,7 +244,12 @@ fn measure(
         Duration::from_secs(5),
         None,
     ));
-    let mut events = camera_events(dispatcher.clone(), false);
+    let seer = crate::events::Seer {
+        name: "bench".into(),
+        direction: None,
+        own_cooldown: false,
+    };
+    let mut events = camera_events(dispatcher.clone(), false, seer);
     let (done_tx, done_rx) = mpsc::channel();
     let mut seen = 0u64;
     let mut m = Measured::default();
@@ -279,6 +284,7 @@ fn measure(
         )) as Box<dyn crate::camera::FrameSource>)
     };
     let camera = Camera::start(
+        "camera1",
         Box::new(source),
         Pipeline::new(recognizer.clone(), settings),
         Arc::default(),

@@ -111,10 +111,7 @@ pub(super) fn rename(app: &App, form: Form, call: &Call) -> Result<Answer, ApiEr
 /// and the next one tried), waiting at most `seconds`.
 pub(super) fn capture(app: &App, form: Form, call: &Call) -> Result<Answer, ApiError> {
     let id = person_id(call)?;
-    let captures = app.captures.as_ref().ok_or_else(|| ApiError::Conflict {
-        message: "this box runs no camera (CAMERA_DEVICE or CAMERA_FRAMES)".into(),
-        details: json!({}),
-    })?;
+    let captures = app.camera_for(&call.query)?.captures();
     let (mut samples, mut seconds) = (3u64, 20u64);
     for (key, value) in query::pairs(&call.query) {
         let number = || {
@@ -125,6 +122,7 @@ pub(super) fn capture(app: &App, form: Form, call: &Call) -> Result<Answer, ApiE
         match key {
             "samples" => samples = number()?,
             "seconds" => seconds = number()?,
+            // The camera (`?camera=NAME`) was chosen above.
             _ => {}
         }
     }

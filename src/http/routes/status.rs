@@ -40,10 +40,7 @@ pub(super) fn ticket(app: &App, call: &Call) -> Result<Answer, ApiError> {
 /// without keys.
 pub(super) fn health(app: &App, call: &Call) -> Result<Answer, ApiError> {
     let (encodings, labels) = app.recognizer.gallery().counts();
-    let ok = app
-        .camera
-        .as_ref()
-        .is_none_or(|camera| camera.healthy(app.limits.camera_stale_after));
+    let ok = app.cameras_healthy();
     let mut answer = json!({
         "ok": ok,
         "encodings": encodings,
@@ -53,11 +50,11 @@ pub(super) fn health(app: &App, call: &Call) -> Result<Answer, ApiError> {
     if call.caller.is_none() {
         return Ok(Answer::Json(answer));
     }
-    if let Some(camera) = &app.camera {
-        answer["camera"] = camera.to_json();
-        if let Some(live) = app.live() {
-            answer["camera"]["live"] = live.to_json();
-        }
+    if let Some(first) = app.cameras().first() {
+        // `camera` is the first camera, as it always was (monitors and Home Assistant read it).
+        answer["camera"] = first.stats().to_json();
+        answer["camera"]["live"] = first.live().to_json();
+        answer["cameras"] = app.cameras().iter().map(|c| c.to_json()).collect();
     }
     if app.dispatcher.durable() {
         // The main API's (or the broker's) own trouble: shown, but the box itself is fine.
