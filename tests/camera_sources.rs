@@ -29,6 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::procfs::{processes, status_number};
 use common::serve_process;
 use common::wait_for;
 use face_attendance::image_io;
@@ -115,6 +116,13 @@ fn make_clip(dir: &Path, name: &str, size: &str, fps: u32, scenes: &[String]) ->
     out
 }
 
+/// Two minutes of an empty scene at 320x240: for tests of connections, not faces. 25 fps as IP
+/// cameras send (the boxes here take 5): FFmpeg's RTSP probing waits for about 25 frames before
+/// the first one comes out (1 s here; 5 s at 5 fps, longer than a short stale time).
+fn empty_clip(dir: &Path) -> PathBuf {
+    make_clip(dir, "empty.mp4", "320x240", 25, &["empty:120".into()])
+}
+
 /// The RTSP server fixture serving one clip, killed when dropped.
 struct RtspServer {
     child: Child,
@@ -184,6 +192,11 @@ fn site_with_obama() -> tempfile::TempDir {
         String::from_utf8_lossy(&out.stderr)
     );
     site
+}
+
+/// [`site_with_obama`] when FFmpeg is installed (else the test is skipped, or fails in CI).
+fn obama_site_with_ffmpeg() -> Option<tempfile::TempDir> {
+    ffmpeg_available().then(site_with_obama)
 }
 
 /// A running `serve` whose whole log is kept (the credentials test reads all of it).
@@ -339,50 +352,15 @@ fn find_all(haystack: &[u8], needle: &[u8]) -> Vec<usize> {
 // ---------------------------------------------------------------------------------------------
 // /proc
 
-/// A line of /proc/PID/status as a number (`Threads:`, `VmRSS:` in kB).
-fn proc_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-/// (pid, parent pid, state) of every process.
-fn processes() -> Vec<(u32, u32, char)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = after.split_whitespace();
-        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        out.push((pid, ppid, state));
-    }
-    out
-}
-
 /// Every process below `pid` (children, their children, ...).
 fn descendants(pid: u32) -> Vec<u32> {
     let all = processes();
     let mut found = vec![];
     let mut parents = vec![pid];
     while let Some(parent) = parents.pop() {
-        for (p, pp, _) in &all {
-            if *pp == parent {
-                found.push(*p);
-                parents.push(*p);
-            }
+        for p in all.iter().filter(|p| p.parent == parent) {
+            found.push(p.pid);
+            parents.push(p.pid);
         }
     }
     found
@@ -390,7 +368,7 @@ fn descendants(pid: u32) -> Vec<u32> {
 
 /// Whether `pid` still runs (a zombie has ended).
 fn alive(pid: u32) -> bool {
-    processes().iter().any(|(p, _, s)| *p == pid && *s != 'Z')
+    processes().iter().any(|p| p.pid == pid && p.state != 'Z')
 }
 
 fn cmdline(pid: u32) -> String {
@@ -455,10 +433,9 @@ fn env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
 
 #[test]
 fn exec_ffmpeg_writing_mjpeg_of_a_real_photo_fires_exactly_one_event() {
-    if !ffmpeg_available() {
+    let Some(site) = obama_site_with_ffmpeg() else {
         return;
-    }
-    let site = site_with_obama();
+    };
     // Obama for 4 s, then an empty scene for as long as the box reads (5 frames a second).
     let command = format!(
         "exec ffmpeg -hide_banner -loglevel error -nostdin -re -loop 1 -framerate 5 -t 4 -i {} \
@@ -650,16 +627,8 @@ fn an_rtsp_camera_stopped_and_started_10_times_is_reconnected_without_growth_or_
     }
     let started = Instant::now();
     let site = tempfile::tempdir().unwrap();
-    // Small frames, and a short stale time: the proof needs reconnections, not pixels. 25 fps
-    // as IP cameras send (the box takes 5): FFmpeg's RTSP probing waits for about 25 frames
-    // before the first one comes out (1 s here; 5 s at 5 fps, more than the stale time).
-    let clip = make_clip(
-        site.path(),
-        "empty.mp4",
-        "320x240",
-        25,
-        &["empty:120".into()],
-    );
+    // Small frames, and a short stale time: the proof needs reconnections, not pixels.
+    let clip = empty_clip(site.path());
     let port = common::free_port();
     let systemd = Notifications::listen(site.path());
     const WATCHDOG: Duration = Duration::from_secs(3);
@@ -696,7 +665,7 @@ fn an_rtsp_camera_stopped_and_started_10_times_is_reconnected_without_growth_or_
         });
     };
     running_past(0);
-    let mut samples = vec![(proc_status(pid, "Threads:"), proc_status(pid, "VmRSS:"))];
+    let mut samples = vec![(status_number(pid, "Threads:"), status_number(pid, "VmRSS:"))];
     for cycle in 1..=10 {
         camera.take().unwrap().stop();
         // Away: `retrying` once the box has noticed, and it stays so while the camera is away.
@@ -725,7 +694,7 @@ fn an_rtsp_camera_stopped_and_started_10_times_is_reconnected_without_growth_or_
         camera = Some(RtspServer::start(port, &clip, &[]));
         running_past(captured);
         assert_eq!(server.health()["ok"], true);
-        samples.push((proc_status(pid, "Threads:"), proc_status(pid, "VmRSS:")));
+        samples.push((status_number(pid, "Threads:"), status_number(pid, "VmRSS:")));
     }
     eprintln!("threads, VmRSS kB at the start and after each reconnection: {samples:?}");
     let (threads_first, rss_first) = samples[0];
@@ -739,17 +708,12 @@ fn an_rtsp_camera_stopped_and_started_10_times_is_reconnected_without_growth_or_
         "VmRSS grew from {rss_first} kB to {rss_last} kB: {samples:?}"
     );
     // One decoder runs (the last connection's), and none is left unreaped.
-    let children: Vec<(u32, char)> = processes()
+    let children: Vec<_> = processes()
         .into_iter()
-        .filter(|(_, parent, _)| *parent == pid)
-        .map(|(p, _, s)| (p, s))
+        .filter(|p| p.parent == pid)
         .collect();
-    let running: Vec<_> = children.iter().filter(|(_, s)| *s != 'Z').collect();
-    assert_eq!(running.len(), 1, "{children:?}");
-    assert!(
-        children.iter().all(|(_, s)| *s != 'Z'),
-        "zombies: {children:?}"
-    );
+    assert_eq!(children.len(), 1, "{children:?}");
+    assert_ne!(children[0].state, 'Z', "{children:?}");
     let camera_stats = server.camera();
     assert!(
         camera_stats["source_errors"].as_u64().unwrap() >= 10,
@@ -800,10 +764,9 @@ fn option_value<'a>(args: &'a [&'a str], long: &str, short: Option<&str>) -> Opt
 
 #[test]
 fn libcamera_runs_rpicam_vid_with_documented_options_only_and_fires_exactly_one_event() {
-    if !ffmpeg_available() {
+    let Some(site) = obama_site_with_ffmpeg() else {
         return;
-    }
-    let site = site_with_obama();
+    };
     let bin = site.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     std::os::unix::fs::symlink(fixture("rpicam-vid"), bin.join("rpicam-vid")).unwrap();
@@ -888,13 +851,7 @@ fn credentials_in_an_rtsp_url_never_reach_the_log_health_config_metrics_or_mqtt(
         return;
     }
     let site = tempfile::tempdir().unwrap();
-    let clip = make_clip(
-        site.path(),
-        "empty.mp4",
-        "320x240",
-        25,
-        &["empty:120".into()],
-    );
+    let clip = empty_clip(site.path());
     let broker = common::mosquitto::Mosquitto::start();
     // Everything the box publishes on its health topic, from the start.
     let mut watcher = Command::new("mosquitto_sub")
