@@ -109,34 +109,12 @@ fn assert_shows_none(text: &str, secrets: &[&str]) {
     }
 }
 
-/// `(pid, state, pgid)` of every process on the machine.
-fn processes() -> Vec<(u32, char, u32)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ')'.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let state = fields[0].chars().next().unwrap_or('?');
-        let pgid = fields[2].parse().unwrap_or(0);
-        out.push((pid, state, pgid));
-    }
-    out
-}
-
 /// Live (not zombie) processes of the process group `pgid`.
 fn live_in_group(pgid: u32) -> Vec<u32> {
-    processes()
+    common::procfs::processes()
         .into_iter()
-        .filter(|&(_, state, g)| g == pgid && state != 'Z')
-        .map(|(pid, _, _)| pid)
+        .filter(|p| p.group == pgid && p.state != 'Z')
+        .map(|p| p.pid)
         .collect()
 }
 

@@ -6,6 +6,7 @@ pub mod faketime;
 pub mod http;
 pub mod mosquitto;
 pub mod previous_release;
+pub mod procfs;
 pub mod serve_process;
 
 use std::path::{Path, PathBuf};
