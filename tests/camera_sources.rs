@@ -956,7 +956,7 @@ fn credentials_in_an_rtsp_url_never_reach_the_log_health_config_metrics_or_mqtt(
         "no health summary with the camera on the broker: {mqtt}"
     );
     assert!(
-        log.contains("camera:"),
+        log.contains("camera camera1: rtsp://***@127.0.0.1"),
         "the log says nothing of the camera: {log}"
     );
     for secret in secrets {

@@ -15,8 +15,8 @@
 //!   [`scrub`]bed of the source's secrets and of control characters, at most [`LOG_BURST`] lines
 //!   per [`LOG_WINDOW`] (the rest counted in one line);
 //! - the program ending (or closing its output) makes `next_frame` answer `Unavailable` naming
-//!   the exit status and its last standard error line; no frame for the stale time (from the
-//!   start, or since the last frame) answers `Unavailable("... no frame for N s")`. Either way
+//!   the exit status and its last standard error line; no frame for the stale time since the
+//!   last frame (from the start: the stale time plus [`STARTUP_GRACE`]) answers `Unavailable("... no frame for N s")`. Either way
 //!   the capture thread drops the source and opens it again with back-off.
 
 use std::io::{self, Read};
@@ -69,6 +69,11 @@ pub fn passes_to_program(name: &str) -> bool {
             .any(|prefix| name.starts_with(prefix))
 }
 
+/// How much longer than the stale time a program may take to its first frame: FFmpeg probes an
+/// RTSP stream for about 25 frames before it writes one (5 s for a 5 frames/s camera, 12 s at
+/// 2 frames/s), and rpicam-vid sets the sensor up first.
+pub const STARTUP_GRACE: Duration = Duration::from_secs(15);
+
 /// What the reader threads hand over to `next_frame`.
 #[derive(Default)]
 struct Hand {
@@ -107,6 +112,8 @@ pub struct ChildSource {
     threads: Vec<JoinHandle<()>>,
     stale: Duration,
     last_frame: Instant,
+    /// Whether a frame came yet: the first may take [`STARTUP_GRACE`] more than the stale time.
+    delivered: bool,
     failed: Option<String>,
 }
 
@@ -154,6 +161,7 @@ impl ChildSource {
             threads: Vec::new(),
             stale: options.stale,
             last_frame: Instant::now(),
+            delivered: false,
             failed: None,
         };
         let max_frame_bytes = options.max_frame_bytes;
@@ -420,6 +428,7 @@ impl FrameSource for ChildSource {
         loop {
             if let Some(frame) = hand.frame.take() {
                 self.last_frame = Instant::now();
+                self.delivered = true;
                 return Ok(RawFrame::Mjpeg(frame));
             }
             if let Some(closed) = hand.output_closed.clone() {
@@ -429,12 +438,17 @@ impl FrameSource for ChildSource {
                 return Err(SourceError::Unavailable(why));
             }
             let now = Instant::now();
-            let stale_at = self.last_frame + self.stale;
+            let allowed = if self.delivered {
+                self.stale
+            } else {
+                self.stale + STARTUP_GRACE
+            };
+            let stale_at = self.last_frame + allowed;
             if now >= stale_at {
                 let why = format!(
                     "{}: no frame for {} s",
                     self.what,
-                    self.stale.as_secs_f64().round()
+                    allowed.as_secs_f64().round()
                 );
                 self.failed = Some(why.clone());
                 return Err(SourceError::Unavailable(why));
