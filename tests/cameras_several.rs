@@ -253,3 +253,72 @@ fn a_busy_camera_does_not_starve_another() {
     eprintln!("processed: busy {busy}, quiet {quiet}");
     server.shutdown();
 }
+
+/// One box reads another's live view as its camera (`CAMERA_DEVICE=http://.../stream.mjpg`,
+/// with that box's key in `CAMERA_HTTP_KEY`): the person the other box sees is counted, once,
+/// by this one; without the key it gets nothing and says which setting to fix.
+#[test]
+fn a_box_counts_the_person_in_another_boxs_live_view() {
+    // The other box: a camera replaying a person, and keys.
+    let other_data = tempfile::tempdir().unwrap();
+    let frames = tempfile::tempdir().unwrap();
+    frames_of(frames.path(), &["probe/obama/obama_3.jpg"]);
+    let key = "b0x-2-viewer-key-0123456789abcdef";
+    let mut other = h::serve_settings();
+    other.api_key = Some(key.into());
+    other.camera.frames = Some(frames.path().to_path_buf());
+    other.camera.frames_loop = true;
+    other.camera.frames_fps = 5.0;
+    let other = h::start(other_data.path(), other);
+    let stream = format!("http://{}/stream.mjpg", other.addr());
+
+    let data = tempfile::tempdir().unwrap();
+    enroll(data.path(), &[("obama", "known/obama/obama_1.jpg")]);
+    let (hook, received) = h::receiver(Behaviour::Ok);
+    let mut settings = h::serve_settings();
+    settings.webhook_url = hook;
+    settings.cooldown_seconds = 600.0;
+    settings.camera.camera = Some(stream.parse().unwrap());
+    settings.camera.camera_http_key = Some(key.into());
+    let server = h::start(data.path(), settings);
+    wait_for("the event", Duration::from_secs(90), || {
+        !received.lock().unwrap().is_empty()
+    });
+    // More frames of the same person: no second event within the cooldown.
+    let processed = server.camera().unwrap().stats().processed();
+    wait_for("more frames", Duration::from_secs(60), || {
+        server.camera().unwrap().stats().processed() >= processed + 10
+    });
+    let hits = received.lock().unwrap().clone();
+    assert_eq!(
+        hits.len(),
+        1,
+        "{:?}",
+        hits.iter().map(|h| &h.body).collect::<Vec<_>>()
+    );
+    assert_eq!(hits[0].body["student_id"], "obama");
+    assert_eq!(hits[0].body["camera"], "camera1");
+    let (_, health) = h::get(&format!("http://{}/health", server.addr()));
+    let source = health["camera"]["source"].as_str().unwrap();
+    assert!(source.contains("MJPEG stream"), "{health}");
+    server.shutdown();
+
+    // Without the key: no frame, and /health says what to set.
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = h::serve_settings();
+    settings.camera.camera = Some(stream.parse().unwrap());
+    let keyless = h::start(data.path(), settings);
+    let mut state = String::new();
+    wait_for("the refusal", Duration::from_secs(30), || {
+        let (_, health) = h::get(&format!("http://{}/health", keyless.addr()));
+        state = health["camera"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        state.starts_with("retrying")
+    });
+    assert!(state.contains("CAMERA_HTTP_KEY"), "{state}");
+    assert_eq!(keyless.camera().unwrap().stats().processed(), 0);
+    keyless.shutdown();
+    other.shutdown();
+}
