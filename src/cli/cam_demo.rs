@@ -37,7 +37,7 @@ pub fn run(args: &CamDemoArgs, recognizer: Recognizer) -> i32 {
         return super::EXIT_SETUP;
     }
     let Some(open) = camera.source() else {
-        eprintln!("error: give --camera /dev/videoN, or --frames PATH (a folder of JPEGs, an image or an MJPEG file)");
+        eprintln!("error: give --camera (/dev/videoN, libcamera, rtsp://..., http(s)://..., exec:COMMAND or frames:PATH), or --frames PATH (a folder of JPEGs, an image or an MJPEG file)");
         return super::EXIT_SETUP;
     };
     if let Some(dir) = &args.save_annotated {
