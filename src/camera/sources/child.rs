@@ -273,14 +273,7 @@ fn wait_readable(fd: RawFd, stop: &AtomicBool) -> bool {
         if stop.load(Ordering::Relaxed) {
             return false;
         }
-        let mut poll = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd on the stack for the call; `fd` is owned by the caller's
-        // pipe, open for the whole call.
-        let ready = unsafe { libc::poll(&mut poll, 1, READ_POLL_MS) };
+        let ready = super::poll_readable(fd, READ_POLL_MS);
         if ready > 0
             || (ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted)
         {

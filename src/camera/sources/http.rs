@@ -46,8 +46,6 @@ use crate::camera::frame::RawFrame;
 use crate::camera::slot::LatestSlot;
 use crate::client_tls::{ureq_tls::TlsConnector, Trust};
 
-/// The header another box reads its API key from.
-const KEY_HEADER: &str = "X-API-Key";
 /// Bytes asked of the socket at a time for a stream.
 const READ_BUFFER: usize = 64 * 1024;
 /// How long dropping a source waits for its worker before leaving it to its time-outs.
@@ -224,7 +222,7 @@ impl Job {
     fn get(&self) -> Result<Response<Body>, String> {
         let mut request = self.agent.get(&self.url);
         if let Some(key) = &self.key {
-            request = request.header(KEY_HEADER, key);
+            request = request.header(crate::client::API_KEY_HEADER, key);
         }
         let response = request.call().map_err(|e| self.failure(e))?;
         let status = response.status().as_u16();

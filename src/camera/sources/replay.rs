@@ -86,15 +86,8 @@ impl MjpegFile {
                 return Ok(Read1::Frame(frame));
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut poll = libc::pollfd {
-                fd: self.file.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
             let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
-            // SAFETY: one valid pollfd on the stack for the call; the descriptor is our open
-            // file's.
-            let ready = unsafe { libc::poll(&mut poll, 1, ms) };
+            let ready = super::poll_readable(self.file.as_raw_fd(), ms);
             if ready == 0 {
                 return Ok(Read1::Waiting);
             }
