@@ -24,6 +24,7 @@ pub mod gallery;
 pub mod http;
 pub mod image_io;
 mod liveness;
+pub mod localtime;
 mod locks;
 mod metrics;
 pub mod mqtt;

@@ -33,6 +33,7 @@ const SETTINGS: &[&str] = &[
     "UNKNOWN_MAX_AGE_DAYS",
     "UNKNOWN_CLUSTER_DISTANCE",
     "EVENTS_KEEP_DAYS",
+    "BOX_TIMEZONE",
     "FACE_BIND",
     "FACE_API_KEY",
     "FACE_API_KEYS_FILE",
@@ -161,7 +162,7 @@ fn the_default_configuration_document() {
         .iter()
         .find_map(|l| connections(l.split("; ").nth(1)?))
         .unwrap_or_else(|| panic!("no limits line: {:?}", serve.early));
-    let want = json!({
+    let mut want = json!({
         "tolerance": 0.45,
         "webhook_enabled": false,
         "cooldown_seconds": 5.0,
@@ -203,6 +204,8 @@ fn the_default_configuration_document() {
         "events_keep_days": 90,
         "cameras": [],
     });
+    // The system's zone (serve inherits this process's TZ and /etc/localtime).
+    want["box_timezone"] = json!(face_attendance::localtime::BoxZone::system().name());
     assert_document(&config_text(port, None), &want);
 }
 
@@ -261,6 +264,7 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         ("UNKNOWN_MAX_AGE_DAYS", "3".into()),
         ("UNKNOWN_CLUSTER_DISTANCE", "0.4".into()),
         ("EVENTS_KEEP_DAYS", "7".into()),
+        ("BOX_TIMEZONE", "Asia/Jakarta".into()),
         ("HTTP_WORKERS", "3".into()),
         ("MAX_UPLOAD_BYTES", "2000000".into()),
         ("GALLERY_IMPORT_MAX_BYTES", "3000000".into()),
@@ -373,6 +377,7 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         {"name": "gate", "direction": "in", "source": format!("frames:{}", frames.display())},
         {"name": "exit", "direction": "out", "source": "rtsp://***@127.0.0.1:9/live?***"},
     ]);
+    want["box_timezone"] = json!("Asia/Jakarta");
     let text = config_text(port, Some(admin));
     assert_document(&text, &want);
     // No secret is shown.

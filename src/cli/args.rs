@@ -227,11 +227,16 @@ pub struct EventsArgs {
     /// this many days before today are removed (at start, then hourly); 0 keeps them forever
     #[arg(long, env = "EVENTS_KEEP_DAYS", default_value_t = DEFAULT_EVENTS_KEEP_DAYS, global = true)]
     pub events_keep_days: u32,
+    /// The box's time zone, an IANA name (Asia/Jakarta): the local day of punches and of the
+    /// daily report [default: the system's]
+    #[arg(long, env = "BOX_TIMEZONE", global = true)]
+    pub box_timezone: Option<String>,
 }
 
 impl Apply for EventsArgs {
     fn apply(&self, settings: &mut Settings) {
         settings.events_keep_days = self.events_keep_days;
+        settings.box_timezone = self.box_timezone.clone();
     }
 }
 

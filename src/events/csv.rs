@@ -105,6 +105,9 @@ mod tests {
             decision: None,
             camera: None,
             direction: None,
+            name: None,
+            group: None,
+            punch: None,
             delivery: Report {
                 status: Status::Queued,
                 http_status: Some(500),

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::utc;
-use super::{Event, Report, Status};
+use super::{Event, Punch, Report, Status};
 use crate::clock::unix_ms;
 use crate::fsutil;
 use crate::gallery::UNKNOWN;
@@ -113,6 +113,15 @@ pub struct EventRecord {
     /// That camera's direction, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction: Option<String>,
+    /// The person's display name, when the gallery had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The person's group, when the gallery had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// In or out (attendance events; none in logs written before punches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub punch: Option<Punch>,
     /// What became of the event when it was logged.
     pub delivery: Report,
 }
@@ -134,6 +143,9 @@ impl EventRecord {
                 .camera()
                 .and_then(|c| c.direction)
                 .map(|d| d.as_str().to_string()),
+            name: event.name().map(str::to_string),
+            group: event.group().map(str::to_string),
+            punch: event.punch(),
             delivery: delivery.clone(),
         }
     }

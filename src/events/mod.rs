@@ -10,6 +10,7 @@ pub(crate) mod csv;
 mod dispatcher;
 pub(crate) mod log;
 pub mod outbox;
+mod punch;
 mod runner;
 mod sink;
 mod stats;
@@ -25,6 +26,7 @@ use crate::gallery::UNKNOWN;
 use crate::recognizer::Recognition;
 pub use dispatcher::{Delivered, Destinations, Dispatcher, FnSink};
 pub use log::{EventLog, EventLogReader};
+pub use punch::Punch;
 pub use sink::{Outgoing, Sink};
 pub use stats::{OutboxStats, SinkStats};
 pub use webhook::{WebhookConfig, WebhookSender, WebhookSink};
@@ -51,6 +53,19 @@ pub struct Event {
     decision: Option<Box<Decision>>,
     /// The camera that saw the face (camera events only).
     camera: Option<Box<Seer>>,
+    /// The person's display name and group, when the gallery has them.
+    label: Option<Box<Label>>,
+    /// In or out (attendance events, once the dispatcher decided).
+    punch: Option<Punch>,
+}
+
+/// A person's display name and group, as the gallery has them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Label {
+    /// Their display name (`Alip Nugraha`).
+    pub name: Option<String>,
+    /// Their group: a class, a department.
+    pub group: Option<String>,
 }
 
 /// The camera that saw a face: its name and direction, and whether its events keep a cooldown
@@ -103,6 +118,8 @@ impl Event {
             candidates: None,
             decision: None,
             camera: None,
+            label: None,
+            punch: None,
         }
     }
 
@@ -125,6 +142,43 @@ impl Event {
         self
     }
 
+    /// The person's name and group (nothing when both are unknown).
+    pub fn with_label(mut self, label: Label) -> Event {
+        self.set_label(label);
+        self
+    }
+
+    /// Sets the person's name and group (nothing when both are unknown).
+    pub fn set_label(&mut self, label: Label) {
+        self.label = (label.name.is_some() || label.group.is_some()).then(|| Box::new(label));
+    }
+
+    /// The person's display name, when known.
+    pub fn name(&self) -> Option<&str> {
+        self.label.as_ref().and_then(|l| l.name.as_deref())
+    }
+
+    /// The person's group, when known.
+    pub fn group(&self) -> Option<&str> {
+        self.label.as_ref().and_then(|l| l.group.as_deref())
+    }
+
+    /// In or out.
+    pub fn with_punch(mut self, punch: Punch) -> Event {
+        self.punch = Some(punch);
+        self
+    }
+
+    /// Sets in or out.
+    pub fn set_punch(&mut self, punch: Option<Punch>) {
+        self.punch = punch;
+    }
+
+    /// In or out, once decided.
+    pub fn punch(&self) -> Option<Punch> {
+        self.punch
+    }
+
     /// The camera that saw it, for camera events.
     pub fn camera(&self) -> Option<&Seer> {
         self.camera.as_deref()
@@ -140,7 +194,9 @@ impl Event {
         self.candidates.as_ref()
     }
 
-    fn name(&self) -> &'static str {
+    /// The event's kind as the webhook names it: `attendance.recognized` or
+    /// `attendance.ambiguous`.
+    pub fn kind_name(&self) -> &'static str {
         if self.candidates.is_some() {
             "attendance.ambiguous"
         } else {
@@ -167,10 +223,10 @@ impl Event {
     }
 
     /// The webhook body: the original service's, plus `event_id` (and `candidates`,
-    /// `decision`, `camera` and `direction` when there are).
+    /// `decision`, `camera`, `direction`, `name`, `group` and `punch` when there are).
     pub fn webhook_payload(&self) -> serde_json::Value {
         let mut payload = json!({
-            "event": self.name(),
+            "event": self.kind_name(),
             "event_id": self.event_id,
             "student_id": self.student_id,
             "distance": self.distance,
@@ -199,6 +255,15 @@ impl Event {
             if let Some(direction) = camera.direction {
                 body["direction"] = json!(direction);
             }
+        }
+        if let Some(name) = self.name() {
+            body["name"] = json!(name);
+        }
+        if let Some(group) = self.group() {
+            body["group"] = json!(group);
+        }
+        if let Some(punch) = self.punch {
+            body["punch"] = json!(punch);
         }
     }
 

@@ -15,6 +15,7 @@ use super::ws::Hub;
 use crate::camera::live::Live;
 use crate::camera::{CameraStats, CameraView};
 use crate::events::Dispatcher;
+use crate::localtime::BoxZone;
 use crate::metrics::{Family, Metrics};
 use crate::mqtt::MqttStats;
 use crate::recognizer::Recognizer;
@@ -65,6 +66,8 @@ pub struct App {
     unknowns: Option<Arc<Unknowns>>,
     /// The cameras `serve` runs (their counters, captures and live views), the first first.
     cameras: Vec<CameraView>,
+    /// The box's time zone (`BOX_TIMEZONE`): local days and times of reports and greetings.
+    zone: BoxZone,
     /// The broker connection's and the gallery sync's counters, when the box uses MQTT.
     mqtt: Option<MqttParts>,
     /// Open connections, from the server once it runs.
@@ -106,6 +109,7 @@ impl App {
             budget,
             unknowns: None,
             cameras: Vec::new(),
+            zone: BoxZone::utc(),
             mqtt: None,
             connections: std::sync::OnceLock::new(),
             listeners: std::sync::OnceLock::new(),
@@ -125,6 +129,17 @@ impl App {
     pub fn with_cameras(mut self, cameras: Vec<CameraView>) -> App {
         self.cameras = cameras;
         self
+    }
+
+    /// The app in the box's time zone (UTC until given).
+    pub fn with_zone(mut self, zone: BoxZone) -> App {
+        self.zone = zone;
+        self
+    }
+
+    /// The box's time zone.
+    pub fn zone(&self) -> &BoxZone {
+        &self.zone
     }
 
     /// The app with the broker connection's counters (and the gallery sync's, when on).

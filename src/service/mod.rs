@@ -213,7 +213,9 @@ pub fn start(
     if let Some(unknowns) = unknowns {
         app = app.with_unknowns(unknowns);
     }
-    app = app.with_cameras(views);
+    app = app
+        .with_cameras(views)
+        .with_zone(settings.zone().map_err(std::io::Error::other)?);
     app.metrics_require_key = serve.metrics_require_key(!keys.is_empty());
     app.auth = http::Auth::new(keys, serve.allow_key_in_url);
     let broker = match (mqtt, mqtt_settings) {

@@ -54,6 +54,8 @@ pub struct ConfigDocument {
     events_keep_days: u32,
     /// Every camera: its name, direction and source (credentials redacted).
     cameras: Vec<ConfigCamera>,
+    /// The box's time zone (`BOX_TIMEZONE`, else the system's).
+    box_timezone: String,
 }
 
 /// One camera in `GET /config`.
@@ -134,6 +136,9 @@ impl ConfigDocument {
                     source: c.spec().redacted(),
                 })
                 .collect(),
+            box_timezone: settings
+                .zone()
+                .map_or_else(|_| "invalid".to_string(), |z| z.name().to_string()),
         }
     }
 

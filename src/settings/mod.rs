@@ -24,6 +24,7 @@ use crate::engine::{EngineConfig, DEFAULT_DETECT_MAX_PIXELS};
 use crate::error::Error;
 use crate::gallery::{CropPolicy, Gallery, LoadReport};
 use crate::image_io::DEFAULT_MAX_PIXELS;
+use crate::localtime::BoxZone;
 use crate::quality::{
     QualityLimits, DEFAULT_ENROLL_JITTERS, DEFAULT_MAX_YAW, DEFAULT_MIN_FACE_PX,
     DEFAULT_MIN_SHARPNESS,
@@ -95,6 +96,9 @@ pub struct Settings {
     /// Days the local event log (data/events/, one file per UTC day) is kept: files more than
     /// this many days before today are removed (at start, then hourly); 0 keeps them forever
     pub events_keep_days: u32,
+    /// The box's time zone, an IANA name (Asia/Jakarta): the local day of punches and of the
+    /// daily report [default: the system's]
+    pub box_timezone: Option<String>,
 }
 
 /// `EVENTS_KEEP_DAYS` unless set: a school term's worth of attendance.
@@ -145,11 +149,22 @@ impl Default for Settings {
             unknown_max_age_days: unknowns::DEFAULT_MAX_AGE_DAYS,
             unknown_cluster_distance: unknowns::DEFAULT_CLUSTER_DISTANCE,
             events_keep_days: DEFAULT_EVENTS_KEEP_DAYS,
+            box_timezone: None,
         }
     }
 }
 
 impl Settings {
+    /// The box's time zone: `BOX_TIMEZONE`, else the system's.
+    pub fn zone(&self) -> Result<BoxZone, Error> {
+        match &self.box_timezone {
+            Some(name) => {
+                BoxZone::named(name).map_err(|e| Error::Config(format!("BOX_TIMEZONE: {e}")))
+            }
+            None => Ok(BoxZone::system()),
+        }
+    }
+
     /// Checks every setting; the error names the environment variable at fault.
     pub fn validate(&self) -> Result<(), Error> {
         if !(self.tolerance.is_finite() && self.tolerance > 0.0 && self.tolerance <= 2.0) {
@@ -214,6 +229,7 @@ impl Settings {
                 "UNKNOWN_CLUSTER_DISTANCE must be in (0, 2], got {d}"
             )));
         }
+        self.zone()?;
         if self.events_keep_days > MAX_EVENTS_KEEP_DAYS {
             return Err(Error::Config(format!(
                 "EVENTS_KEEP_DAYS must be 0 (keep forever) to {MAX_EVENTS_KEEP_DAYS}, got {}",
