@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -61,15 +60,7 @@ fn camera_with_password(dir: &Path, photo: &Path, user: &str, password: &str) ->
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("rtsp-server ready ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_string();
+    let url = common::rtsp::ready_url(&mut child);
     Camera { child, url }
 }
 

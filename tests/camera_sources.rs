@@ -144,15 +144,7 @@ impl RtspServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("tests/fixtures/rtsp-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("rtsp-server ready ")
-            .unwrap_or_else(|| panic!("rtsp-server did not start: {line:?}"))
-            .to_string();
+        let url = common::rtsp::ready_url(&mut child);
         RtspServer { child, url }
     }
 

@@ -7,6 +7,7 @@ pub mod http;
 pub mod mosquitto;
 pub mod previous_release;
 pub mod procfs;
+pub mod rtsp;
 pub mod serve_process;
 
 use std::path::{Path, PathBuf};
