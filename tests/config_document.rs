@@ -98,6 +98,10 @@ const SETTINGS: &[&str] = &[
     "GALLERY_SYNC_PEOPLE_PER_HOUR",
     "GALLERY_SYNC_ENCODINGS_PER_HOUR",
     "GALLERY_SYNC_MAX_WAITING",
+    // The greeting screen.
+    "KIOSK_GREETING_SECONDS",
+    "KIOSK_SOUND",
+    "KIOSK_LOOPBACK_WITHOUT_KEY",
 ];
 
 /// `serve` in `site` with exactly `env` of the settings (and the models).
@@ -202,6 +206,9 @@ fn the_default_configuration_document() {
         "stream_max_clients": 4,
         "events_keep_days": 90,
         "cameras": [],
+        "kiosk_greeting_seconds": 5.0,
+        "kiosk_sound": true,
+        "kiosk_loopback_without_key": true,
     });
     assert_document(&config_text(port, None), &want);
 }
@@ -320,6 +327,9 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         ("CAMERA_2_NAME", "exit".into()),
         ("CAMERA_2_DIRECTION", "out".into()),
         ("CAMERA_2_HTTP_KEY", "cam-key".into()),
+        ("KIOSK_GREETING_SECONDS", "2.5".into()),
+        ("KIOSK_SOUND", "false".into()),
+        ("KIOSK_LOOPBACK_WITHOUT_KEY", "false".into()),
     ];
     let serve = serve(site.path(), &env);
     assert!(
@@ -373,6 +383,9 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         {"name": "gate", "direction": "in", "source": format!("frames:{}", frames.display())},
         {"name": "exit", "direction": "out", "source": "rtsp://***@127.0.0.1:9/live?***"},
     ]);
+    want["kiosk_greeting_seconds"] = json!(2.5);
+    want["kiosk_sound"] = json!(false);
+    want["kiosk_loopback_without_key"] = json!(false);
     let text = config_text(port, Some(admin));
     assert_document(&text, &want);
     // No secret is shown.

@@ -54,6 +54,10 @@ pub struct ConfigDocument {
     events_keep_days: u32,
     /// Every camera: its name, direction and source (credentials redacted).
     cameras: Vec<ConfigCamera>,
+    // The greeting screen (`/kiosk`).
+    kiosk_greeting_seconds: f64,
+    kiosk_sound: bool,
+    kiosk_loopback_without_key: bool,
 }
 
 /// One camera in `GET /config`.
@@ -134,6 +138,9 @@ impl ConfigDocument {
                     source: c.spec().redacted(),
                 })
                 .collect(),
+            kiosk_greeting_seconds: serve.kiosk.greeting_seconds,
+            kiosk_sound: serve.kiosk.sound,
+            kiosk_loopback_without_key: serve.kiosk.loopback_without_key,
         }
     }
 
