@@ -165,7 +165,7 @@ fn the_default_configuration_document() {
         .iter()
         .find_map(|l| connections(l.split("; ").nth(1)?))
         .unwrap_or_else(|| panic!("no limits line: {:?}", serve.early));
-    let want = json!({
+    let mut want = json!({
         "tolerance": 0.45,
         "webhook_enabled": false,
         "cooldown_seconds": 5.0,
@@ -206,10 +206,11 @@ fn the_default_configuration_document() {
         "stream_max_clients": 4,
         "events_keep_days": 90,
         "cameras": [],
-        "kiosk_greeting_seconds": 5.0,
-        "kiosk_sound": true,
-        "kiosk_loopback_without_key": true,
     });
+    // The greeting screen (the macro above is at its recursion limit).
+    want["kiosk_greeting_seconds"] = json!(5.0);
+    want["kiosk_sound"] = json!(true);
+    want["kiosk_loopback_without_key"] = json!(true);
     assert_document(&config_text(port, None), &want);
 }
 
