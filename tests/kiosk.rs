@@ -12,9 +12,10 @@ mod common;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::browser;
 use common::http as h;
 use common::serve_process;
 use face_attendance::image_io::{encode_jpeg, RgbImage};
@@ -26,7 +27,6 @@ use serde_json::Value;
 const ADMIN: &str = "kiosk-test-admin-key-0123456789";
 const VIEWER: &str = "kiosk-test-viewer-key-0123456789";
 const KIOSK: &str = "kiosk-test-kiosk-key-0123456789";
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// A curl answer: status and body.
 struct Reply {
@@ -380,14 +380,9 @@ fn the_camera_s_person_is_greeted_with_this_sighting_s_crop_and_a_stranger_is_to
     server.shutdown();
 }
 
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
 #[test]
 fn the_screen_in_chromium_at_800x480_and_1024x600() {
-    let runner = browser_dir().join("node_modules/playwright-core");
-    if !Path::new(CHROMIUM).exists() || !runner.exists() {
+    if !browser::available() {
         return common::skip_unless_required(
             "Chromium or tests/browser/node_modules missing (scripts/install-deps installs them)",
         );
@@ -398,40 +393,31 @@ fn the_screen_in_chromium_at_800x480_and_1024x600() {
     std::fs::write(&blank, blank_jpeg()).unwrap();
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts/kiosk");
     let _ = std::fs::remove_dir_all(&artifacts);
-    let mut child = Command::new("node")
-        .arg(browser_dir().join("kiosk.test.mjs"))
-        .current_dir(browser_dir())
-        .env("BASE_URL", format!("http://{}", server.addr()))
-        .env("FRAMES_DIR", &frames)
-        .env("FRAME_FILES", FRAME_FILES.to_string())
-        .env("BLANK", &blank)
-        .env("PERSON", photo("probe/obama/obama_3.jpg"))
-        .env("STRANGER", photo("strangers/stuart_2.jpg"))
-        .env("ARTIFACTS", &artifacts)
-        .env("CHROMIUM", CHROMIUM)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node (scripts/install-deps installs it)");
-    // A browser that hangs must not hang the suite.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (base, files) = (format!("http://{}", server.addr()), FRAME_FILES.to_string());
+    let (person, stranger) = (
+        photo("probe/obama/obama_3.jpg"),
+        photo("strangers/stuart_2.jpg"),
+    );
+    let out = browser::run(
+        "kiosk.test.mjs",
+        &[
+            ("BASE_URL", base.as_ref()),
+            ("FRAMES_DIR", frames.as_ref()),
+            ("FRAME_FILES", files.as_ref()),
+            ("BLANK", blank.as_ref()),
+            ("PERSON", person.as_ref()),
+            ("STRANGER", stranger.as_ref()),
+            ("ARTIFACTS", artifacts.as_ref()),
+        ],
+    );
     server.shutdown();
-    println!("{stdout}");
+    println!("{}", out.stdout);
     assert!(
-        out.status.success() && stdout.contains("KIOSK OK"),
-        "the kiosk test failed ({}); screenshots in {}\n{stdout}\n{stderr}",
-        out.status,
-        artifacts.display()
+        out.success && out.stdout.contains("KIOSK OK"),
+        "the kiosk test failed; screenshots in {}\n{}\n{}",
+        artifacts.display(),
+        out.stdout,
+        out.stderr
     );
     for size in ["800x480", "1024x600"] {
         for shot in ["greeting", "stranger", "idle"] {

@@ -14,7 +14,7 @@
 // first: no sound plays, and the switch is remembered across a reload. Every request went to the
 // box, with no page error, console error or CSP violation. Exits 0 and prints KIOSK OK when all
 // held.
-import { chromium } from "playwright-core";
+import { check, launch } from "./common.mjs";
 import { copyFileSync, mkdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 
@@ -22,7 +22,6 @@ const base = process.env.BASE_URL;
 const framesDir = process.env.FRAMES_DIR;
 const frameFiles = Number(process.env.FRAME_FILES || "8");
 const artifacts = process.env.ARTIFACTS;
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const STEP_WAIT = 60_000;
 
 mkdirSync(artifacts, { recursive: true });
@@ -32,10 +31,6 @@ const consoleErrors = [];
 const cspViolations = [];
 let step = "start";
 let current = null;
-
-function check(condition, what) {
-  if (!condition) throw new Error(what);
-}
 
 // The camera now sees `photo` (every frame file, each replaced atomically).
 function camera(photo) {
@@ -49,21 +44,7 @@ function camera(photo) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
-});
+const browser = await launch(["--autoplay-policy=no-user-gesture-required"]);
 
 async function screen(width, height) {
   const who = width + "x" + height;
