@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod gallery;
 pub mod http;
 pub mod image_io;
+pub mod kiosk;
 mod liveness;
 pub mod localtime;
 mod locks;

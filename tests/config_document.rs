@@ -99,6 +99,10 @@ const SETTINGS: &[&str] = &[
     "GALLERY_SYNC_PEOPLE_PER_HOUR",
     "GALLERY_SYNC_ENCODINGS_PER_HOUR",
     "GALLERY_SYNC_MAX_WAITING",
+    // The greeting screen.
+    "KIOSK_GREETING_SECONDS",
+    "KIOSK_SOUND",
+    "KIOSK_LOOPBACK_WITHOUT_KEY",
 ];
 
 /// `serve` in `site` with exactly `env` of the settings (and the models).
@@ -206,6 +210,10 @@ fn the_default_configuration_document() {
     });
     // The system's zone (serve inherits this process's TZ and /etc/localtime).
     want["box_timezone"] = json!(face_attendance::localtime::BoxZone::system().name());
+    // The greeting screen (the macro above is at its recursion limit).
+    want["kiosk_greeting_seconds"] = json!(5.0);
+    want["kiosk_sound"] = json!(true);
+    want["kiosk_loopback_without_key"] = json!(true);
     assert_document(&config_text(port, None), &want);
 }
 
@@ -324,6 +332,9 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         ("CAMERA_2_NAME", "exit".into()),
         ("CAMERA_2_DIRECTION", "out".into()),
         ("CAMERA_2_HTTP_KEY", "cam-key".into()),
+        ("KIOSK_GREETING_SECONDS", "2.5".into()),
+        ("KIOSK_SOUND", "false".into()),
+        ("KIOSK_LOOPBACK_WITHOUT_KEY", "false".into()),
     ];
     let serve = serve(site.path(), &env);
     assert!(
@@ -378,6 +389,9 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         {"name": "exit", "direction": "out", "source": "rtsp://***@127.0.0.1:9/live?***"},
     ]);
     want["box_timezone"] = json!("Asia/Jakarta");
+    want["kiosk_greeting_seconds"] = json!(2.5);
+    want["kiosk_sound"] = json!(false);
+    want["kiosk_loopback_without_key"] = json!(false);
     let text = config_text(port, Some(admin));
     assert_document(&text, &want);
     // No secret is shown.

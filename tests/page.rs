@@ -10,23 +10,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
+use common::browser;
 use common::http as h;
 use face_attendance::recognizer::{EnrollRequest, Photo};
 use face_attendance::settings::Settings;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const KEY: &str = "page-test-admin-key-0123456789";
 const OPERATOR_KEY: &str = "page-test-operator-key-0123456789";
 const VIEWER_KEY: &str = "page-test-viewer-key-0123456789";
 const KIOSK_KEY: &str = "page-test-kiosk-key-0123456789";
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
 
 /// The camera's frames: a known face and a stranger, one after the other, looping.
 fn frames(dir: &Path) {
@@ -45,8 +39,7 @@ fn frames(dir: &Path) {
 
 #[test]
 fn the_page_drives_the_box_in_a_real_browser() {
-    let runner = browser_dir().join("node_modules/playwright-core");
-    if !Path::new(CHROMIUM).exists() || !runner.exists() {
+    if !browser::available() {
         return common::skip_unless_required(
             "Chromium or tests/browser/node_modules missing (scripts/install-deps installs them)",
         );
@@ -118,43 +111,34 @@ fn the_page_drives_the_box_in_a_real_browser() {
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts/page");
     let _ = std::fs::remove_dir_all(&artifacts);
 
-    let mut child = Command::new("node")
-        .arg(browser_dir().join("page.test.mjs"))
-        .current_dir(browser_dir())
-        .env("BASE_URL", format!("http://{}", server.addr()))
-        .env("OPEN_URL", format!("http://{}", open.addr()))
-        .env("TWO_URL", format!("http://{}", two.addr()))
-        .env("API_KEY", KEY)
-        .env("OPERATOR_KEY", OPERATOR_KEY)
-        .env("VIEWER_KEY", VIEWER_KEY)
-        .env("KIOSK_KEY", KIOSK_KEY)
-        .env("FACES_DIR", common::faces_dir())
-        .env("ARTIFACTS", &artifacts)
-        .env("CHROMIUM", CHROMIUM)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node (scripts/install-deps installs it)");
-    // A browser that hangs must not hang the suite.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (base, open_url, two_url) = (
+        format!("http://{}", server.addr()),
+        format!("http://{}", open.addr()),
+        format!("http://{}", two.addr()),
+    );
+    let faces = common::faces_dir();
+    let out = browser::run(
+        "page.test.mjs",
+        &[
+            ("BASE_URL", base.as_ref()),
+            ("OPEN_URL", open_url.as_ref()),
+            ("TWO_URL", two_url.as_ref()),
+            ("API_KEY", KEY.as_ref()),
+            ("OPERATOR_KEY", OPERATOR_KEY.as_ref()),
+            ("VIEWER_KEY", VIEWER_KEY.as_ref()),
+            ("KIOSK_KEY", KIOSK_KEY.as_ref()),
+            ("FACES_DIR", faces.as_ref()),
+            ("ARTIFACTS", artifacts.as_ref()),
+        ],
+    );
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
     server.shutdown();
     open.shutdown();
     two.shutdown();
     println!("{stdout}");
     assert!(
-        out.status.success() && stdout.contains("PAGE OK"),
-        "the page test failed ({}); screenshots in {}\n{stdout}\n{stderr}",
-        out.status,
+        out.success && stdout.contains("PAGE OK"),
+        "the page test failed; screenshots in {}\n{stdout}\n{stderr}",
         artifacts.display()
     );
     for shot in [

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::{Apply, EnrollArgs, EventsArgs, RecognizerArgs, UnknownArgs};
-use crate::settings::{CameraSettings, MqttOptions, ServeSettings, Settings, TlsSettings};
+use crate::settings::{
+    CameraSettings, KioskOptions, MqttOptions, ServeSettings, Settings, TlsSettings,
+};
 
 /// Everything `serve` takes: every group of settings and its own.
 #[derive(Debug, Clone, Args)]
@@ -146,6 +148,9 @@ pub struct ServeArgs {
     /// The broker.
     #[command(flatten)]
     pub mqtt: MqttArgs,
+    /// The greeting screen.
+    #[command(flatten)]
+    pub kiosk: KioskArgs,
 }
 
 impl From<&ServeArgs> for ServeSettings {
@@ -180,6 +185,7 @@ impl From<&ServeArgs> for ServeSettings {
             tls: (&a.tls).into(),
             camera: (&a.camera).into(),
             mqtt: (&a.mqtt).into(),
+            kiosk: (&a.kiosk).into(),
         }
     }
 }
@@ -279,6 +285,45 @@ impl From<&MqttArgs> for MqttOptions {
             gallery_sync_people_per_hour: a.gallery_sync_people_per_hour,
             gallery_sync_encodings_per_hour: a.gallery_sync_encodings_per_hour,
             gallery_sync_max_waiting: a.gallery_sync_max_waiting,
+        }
+    }
+}
+
+/// The greeting screen's flags of `serve` (`GET /kiosk`).
+#[derive(Debug, Clone, Args)]
+pub struct KioskArgs {
+    /// Seconds a greeting (or a stranger's notice) stays on the greeting screen (/kiosk) before
+    /// its idle clock; 0.5 to 600
+    #[arg(long, env = "KIOSK_GREETING_SECONDS", default_value_t = 5.0)]
+    pub kiosk_greeting_seconds: f64,
+    /// The greeting screen plays a short sound for each greeting and notice (it also has a mute
+    /// switch of its own)
+    #[arg(
+        long,
+        env = "KIOSK_SOUND",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub kiosk_sound: bool,
+    /// A client on the box itself (loopback: its own screen) opens /kiosk without a key; false
+    /// for a box behind a reverse proxy on the box (every client would be loopback then)
+    #[arg(
+        long,
+        env = "KIOSK_LOOPBACK_WITHOUT_KEY",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub kiosk_loopback_without_key: bool,
+}
+
+impl From<&KioskArgs> for KioskOptions {
+    fn from(a: &KioskArgs) -> KioskOptions {
+        KioskOptions {
+            greeting_seconds: a.kiosk_greeting_seconds,
+            sound: a.kiosk_sound,
+            loopback_without_key: a.kiosk_loopback_without_key,
         }
     }
 }

@@ -15,6 +15,7 @@ use super::ws::Hub;
 use crate::camera::live::Live;
 use crate::camera::{CameraStats, CameraView};
 use crate::events::Dispatcher;
+use crate::kiosk::{Kiosk, KioskSettings};
 use crate::localtime::BoxZone;
 use crate::metrics::{Family, Metrics};
 use crate::mqtt::MqttStats;
@@ -79,6 +80,10 @@ pub struct App {
     /// `/metrics` needs a viewer key (`METRICS_REQUIRE_KEY`, true by default on a box with
     /// keys), else it is open like `/health`.
     pub metrics_require_key: bool,
+    /// The greeting screen's board (`/kiosk`).
+    pub kiosk: Arc<Kiosk>,
+    /// A loopback client opens the greeting screen without a key (`KIOSK_LOOPBACK_WITHOUT_KEY`).
+    pub kiosk_loopback_without_key: bool,
 }
 
 /// What `/health` and `/metrics` read of the MQTT side.
@@ -115,6 +120,8 @@ impl App {
             listeners: std::sync::OnceLock::new(),
             metrics: Metrics::new(),
             metrics_require_key: false,
+            kiosk: Arc::new(Kiosk::new(KioskSettings::default(), BoxZone::utc())),
+            kiosk_loopback_without_key: true,
         }
     }
 

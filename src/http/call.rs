@@ -28,6 +28,9 @@ pub enum Access {
     /// The same, or a ticket of at least this role in `?ticket=` (browsers cannot set headers
     /// on a WebSocket or an image).
     RoleOrTicket(Role),
+    /// The greeting screen: a `kiosk` key or above; a client on the box itself (loopback: its
+    /// own screen) without any credential too, unless `KIOSK_LOOPBACK_WITHOUT_KEY=false`.
+    Kiosk,
 }
 
 impl Access {
@@ -37,6 +40,7 @@ impl Access {
             Access::Open | Access::Health => None,
             Access::Monitoring => metrics_require_key.then_some(Role::Viewer),
             Access::Role(role) | Access::RoleOrTicket(role) => Some(role),
+            Access::Kiosk => Some(Role::Kiosk),
         }
     }
 }

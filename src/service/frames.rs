@@ -1,6 +1,6 @@
 //! What the service does with each camera frame: the faces whose identity the camera decided
-//! become events, strangers are kept for review, the frame is offered to the captures and
-//! handed to the live view.
+//! become events, strangers are kept for review, the greeting screen hears of them (`/kiosk`),
+//! the frame is offered to the captures and handed to the live view.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use crate::camera::live::Live;
 use crate::camera::{FrameResult, OnFrame};
 use crate::events::{Dispatcher, Event, Seer};
 use crate::gallery::UNKNOWN;
+use crate::kiosk::Kiosk;
 use crate::unknowns::Unknowns;
 
 /// Where the camera's frames go; [`FrameWiring::into_handler`] makes the camera's callback.
@@ -27,6 +28,8 @@ pub struct FrameWiring {
     pub captures: Arc<Captures>,
     /// The live view (`/stream.mjpg`).
     pub live: Arc<Live>,
+    /// The greeting screen's board (`/kiosk`).
+    pub kiosk: Arc<Kiosk>,
 }
 
 impl FrameWiring {
@@ -34,7 +37,12 @@ impl FrameWiring {
     /// events, its strangers are kept, and last it is moved to the live view (kept only while
     /// someone watches).
     pub fn into_handler(self) -> OnFrame {
-        let mut events = camera_events(self.dispatcher, self.send_unknown, self.camera);
+        let mut events = camera_events_shown(
+            self.dispatcher,
+            self.send_unknown,
+            self.camera,
+            Some(self.kiosk),
+        );
         let mut keep = keep_unknowns(self.unknowns, self.min_face_px);
         let (to_capture, to_viewers) = (self.captures, self.live);
         Box::new(move |f: FrameResult| {
@@ -55,18 +63,39 @@ pub fn camera_events(
     send_unknown: bool,
     camera: Seer,
 ) -> impl FnMut(&FrameResult) + Send {
+    camera_events_shown(dispatcher, send_unknown, camera, None)
+}
+
+/// [`camera_events`], and the greeting screen told of each decided face before its event goes:
+/// a recognized face's crop under its event's id (for the greeting the `kiosk` sink makes of
+/// that event), a stranger or an ambiguous face at once, whether or not it makes an event.
+fn camera_events_shown(
+    dispatcher: Arc<Dispatcher>,
+    send_unknown: bool,
+    camera: Seer,
+    kiosk: Option<Arc<Kiosk>>,
+) -> impl FnMut(&FrameResult) + Send {
     move |f: &FrameResult| {
         let frame = (f.image.width, f.image.height);
-        let batch: Vec<Event> = f
-            .decided
-            .iter()
-            .filter(|d| send_unknown || d.recognition.label != UNKNOWN)
-            .map(|d| {
-                Event::of(&d.recognition, frame)
+        let mut batch: Vec<Event> = Vec::new();
+        for d in &f.decided {
+            let r = &d.recognition;
+            let known = r.label != UNKNOWN;
+            let event = (send_unknown || known).then(|| {
+                Event::of(r, frame)
                     .with_decision(d.decision.clone())
                     .with_camera(camera.clone())
-            })
-            .collect();
+            });
+            if let Some(kiosk) = &kiosk {
+                match (&event, known, r.ambiguous.is_some()) {
+                    (Some(e), true, _) => kiosk.recognized_face(&e.event_id, &f.image, &r.bbox),
+                    (_, false, true) => kiosk.ambiguous(),
+                    (_, false, false) => kiosk.stranger(),
+                    (None, true, _) => {}
+                }
+            }
+            batch.extend(event);
+        }
         if !batch.is_empty() {
             dispatcher.submit(batch);
         }

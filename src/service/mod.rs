@@ -20,6 +20,7 @@ use crate::camera::{Camera, CameraStats, CameraView, Pipeline};
 use crate::events::{Destinations, Dispatcher, EventLog, Seer, Sink, WebhookSink};
 use crate::http::budget::{self, Budget};
 use crate::http::{self, App, Hub, Limits};
+use crate::kiosk::{Kiosk, KioskSink};
 use crate::liveness::Stall;
 use crate::mqtt::{
     BoxStatus, GalleryLink, HealthSummary, LastPersonSink, Mqtt, MqttSettings, MqttSink,
@@ -148,8 +149,12 @@ pub fn start(
     if let Some(mqtt) = &mqtt {
         durable.push(Box::new(MqttSink::new(mqtt.clone(), DEFAULT_EVENT_TIMEOUT)));
     }
-    let mut destinations =
-        open_destinations(settings, serve, durable)?.with_live(Box::new(hub.clone()));
+    // The greeting screen (`/kiosk`) greets each resolved recognized event, live.
+    let zone = settings.zone().map_err(std::io::Error::other)?;
+    let kiosk = Arc::new(Kiosk::new(serve.kiosk.board(), zone.clone()));
+    let mut destinations = open_destinations(settings, serve, durable)?
+        .with_live(Box::new(hub.clone()))
+        .with_live(Box::new(KioskSink(kiosk.clone())));
     if let Some(mqtt) = &mqtt {
         destinations = destinations.with_live(Box::new(LastPersonSink::new(mqtt.clone())));
     }
@@ -195,6 +200,7 @@ pub fn start(
             min_face_px: recognizer.enroll_policy().quality().min_face_px(),
             captures: view.captures().clone(),
             live: view.live().clone(),
+            kiosk: kiosk.clone(),
         }
         .into_handler();
         let pipeline = Pipeline::new(recognizer.clone(), serve.camera.pipeline());
@@ -213,10 +219,10 @@ pub fn start(
     if let Some(unknowns) = unknowns {
         app = app.with_unknowns(unknowns);
     }
-    app = app
-        .with_cameras(views)
-        .with_zone(settings.zone().map_err(std::io::Error::other)?);
+    app = app.with_cameras(views).with_zone(zone);
     app.metrics_require_key = serve.metrics_require_key(!keys.is_empty());
+    app.kiosk = kiosk;
+    app.kiosk_loopback_without_key = serve.kiosk.loopback_without_key;
     app.auth = http::Auth::new(keys, serve.allow_key_in_url);
     let broker = match (mqtt, mqtt_settings) {
         (Some(mqtt), Some(s)) => {

@@ -56,6 +56,10 @@ pub struct ConfigDocument {
     cameras: Vec<ConfigCamera>,
     /// The box's time zone (`BOX_TIMEZONE`, else the system's).
     box_timezone: String,
+    // The greeting screen (`/kiosk`).
+    kiosk_greeting_seconds: f64,
+    kiosk_sound: bool,
+    kiosk_loopback_without_key: bool,
 }
 
 /// One camera in `GET /config`.
@@ -139,6 +143,9 @@ impl ConfigDocument {
             box_timezone: settings
                 .zone()
                 .map_or_else(|_| "invalid".to_string(), |z| z.name().to_string()),
+            kiosk_greeting_seconds: serve.kiosk.greeting_seconds,
+            kiosk_sound: serve.kiosk.sound,
+            kiosk_loopback_without_key: serve.kiosk.loopback_without_key,
         }
     }
 

@@ -9,10 +9,12 @@
 
 mod camera;
 pub(crate) mod document;
+mod kiosk;
 mod mqtt;
 mod serve;
 
 pub use camera::CameraSettings;
+pub use kiosk::{KioskOptions, KIOSK_GREETING_RANGE};
 pub use mqtt::{default_trust_file, host_box_id, MqttOptions, DEFAULT_TOPIC_PREFIX};
 pub use serve::{
     bind_is_loopback, ServeSettings, TlsSettings, DEFAULT_BIND, DEFAULT_BIND_WITH_KEY,

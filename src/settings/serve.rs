@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{CameraSettings, MqttOptions};
+use super::{CameraSettings, KioskOptions, MqttOptions};
 use crate::error::Error;
 use crate::http::ApiKeys;
 
@@ -101,6 +101,8 @@ pub struct ServeSettings {
     pub camera: CameraSettings,
     /// The broker (none without `MQTT_URL`).
     pub mqtt: MqttOptions,
+    /// The greeting screen (`/kiosk`).
+    pub kiosk: KioskOptions,
 }
 
 /// The HTTPS listener of `serve` (src/http/tls.rs) and the plain one's switch.
@@ -246,6 +248,7 @@ impl ServeSettings {
         }
         self.mqtt()?;
         self.tls_setup()?;
+        self.kiosk.validate()?;
         Ok(())
     }
 

@@ -15,7 +15,7 @@
 // and the WebSocket are opened with single-use tickets, a new one for each opening, reconnects
 // included); each role's page shows only what the role may do; and the page works end to end.
 // It exits 0 when every step held, else prints the failed step and exits 1.
-import { chromium } from "playwright-core";
+import { check, launch } from "./common.mjs";
 import { readFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -31,7 +31,6 @@ const keys = {
 const apiKey = keys.admin;
 const faces = process.env.FACES_DIR;
 const artifacts = process.env.ARTIFACTS;
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const STEP_WAIT = 45_000;
 
 mkdirSync(artifacts, { recursive: true });
@@ -44,10 +43,6 @@ const sockets = [];
 const cspViolations = [];
 const consoleErrors = [];
 let step = "start";
-
-function check(condition, what) {
-  if (!condition) throw new Error(what);
-}
 
 async function health() {
   const response = await fetch(base + "/health", { headers: { "X-API-Key": apiKey } });
@@ -79,20 +74,7 @@ function checkCsp(what, headers) {
   check(!/unsafe-inline|unsafe-eval/.test(csp), what + "'s CSP allows inline code: " + csp);
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-  ],
-});
+const browser = await launch();
 
 // A fresh browser profile (own session storage) for one key: a phone held next to the box.
 async function newPage(who) {

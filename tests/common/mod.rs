@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: where the real photos and models are.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod certificate;
 pub mod faketime;
 pub mod http;

@@ -8,9 +8,11 @@
 //!
 //! The handlers live by area: [`status`] (health, metrics, config, session, tickets), [`page`]
 //! (the box's page and the API reference), [`people`], [`unknowns`], [`gallery`] (export,
-//! import) and [`recognize`] (enroll, recognize, realtime, the mock webhook).
+//! import), [`recognize`] (enroll, recognize, realtime, the mock webhook) and [`kiosk`] (the
+//! greeting screen).
 
 mod gallery;
+mod kiosk;
 mod page;
 mod people;
 mod recognize;
@@ -30,6 +32,7 @@ use super::query::{percent_decode, split_url};
 use super::respond::{respond, respond_off_worker};
 use super::{events, stream, uploads, ws, App};
 use gallery::{export, import};
+use kiosk::{kiosk_page, kiosk_photo, kiosk_state};
 use page::{docs, openapi, page, page_asset};
 use people::{
     capture, delete_person, delete_sample, export_person, forget_rejections, person, reject,
@@ -261,6 +264,24 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/kiosk",
+        access: Access::Kiosk,
+        handler: Handler::Light(kiosk_page),
+    },
+    Route {
+        method: "GET",
+        path: "/kiosk/state",
+        access: Access::Kiosk,
+        handler: Handler::Light(kiosk_state),
+    },
+    Route {
+        method: "GET",
+        path: "/kiosk/photo/{seq}.jpg",
+        access: Access::Kiosk,
+        handler: Handler::Light(kiosk_photo),
+    },
+    Route {
+        method: "GET",
         path: "/",
         access: Access::Open,
         handler: Handler::Light(page),
@@ -429,7 +450,9 @@ fn admit(
         app.auth.sources(ticketed),
     )?;
     let ip = request.remote_addr().map(|a| a.ip());
-    let caller = match app.auth.identify(credential, ip) {
+    let identity = app.auth.identify(credential, ip);
+    let anonymous = identity == Identity::Anonymous;
+    let caller = match identity {
         Identity::Known(caller) => Some(caller),
         Identity::Anonymous | Identity::Wrong(Verdict::Refuse) => None,
         Identity::Wrong(Verdict::HoldOff(seconds)) => {
@@ -440,6 +463,8 @@ fn admit(
     if (caller.is_none() || !app.auth.required()) && !app.guard.host_allowed(host) {
         return Err(ApiError::WrongHost(host.unwrap_or_default().to_string()));
     }
+    // Past the `Host` check: a rebinding page on the box's own browser is still refused.
+    let caller = caller.or_else(|| own_screen(app, access, anonymous, ip));
     let needed = access.map(|a| a.role(app.metrics_require_key));
     let Some(caller) = caller else {
         // Without a valid key only the open routes answer; every other path is 401 alike.
@@ -476,6 +501,35 @@ fn admit(
         }
     }
     Ok((route, params, Some(caller)))
+}
+
+/// The box's own screen (`Access::Kiosk`): a client on loopback that sent no credential at all
+/// (a wrong one stays wrong), while `KIOSK_LOOPBACK_WITHOUT_KEY` lets it in, is a kiosk.
+fn own_screen(
+    app: &App,
+    access: Option<Access>,
+    anonymous: bool,
+    ip: Option<std::net::IpAddr>,
+) -> Option<Caller> {
+    let screen = access == Some(Access::Kiosk)
+        && anonymous
+        && app.kiosk_loopback_without_key
+        && ip.is_some_and(is_loopback);
+    screen.then(|| Caller::new(OWN_SCREEN, Role::Kiosk))
+}
+
+/// The label of the box's own screen (a loopback client of `/kiosk` without a key).
+const OWN_SCREEN: &str = "own-screen";
+
+/// Whether `ip` is a loopback address, an IPv4 one seen on an IPv6 socket (`::ffff:127.0.0.1`)
+/// included.
+fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+    }
 }
 
 #[cfg(test)]
@@ -523,6 +577,22 @@ mod tests {
         assert_eq!((route.method, p.get("id").unwrap()), ("DELETE", "alip"));
         let wrong = find(&Method::Put, "/people/alip").unwrap_err();
         assert_eq!(wrong.headers(), Some(("Allow", "GET, DELETE".to_string())));
+    }
+
+    #[test]
+    fn loopback_is_loopback_on_either_socket() {
+        for (ip, want) in [
+            ("127.0.0.1", true),
+            ("127.8.9.1", true),
+            ("::1", true),
+            ("::ffff:127.0.0.1", true),
+            ("::ffff:192.168.1.20", false),
+            ("192.168.1.20", false),
+            ("0.0.0.0", false),
+            ("fe80::1", false),
+        ] {
+            assert_eq!(is_loopback(ip.parse().unwrap()), want, "{ip}");
+        }
     }
 
     #[test]

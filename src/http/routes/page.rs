@@ -22,6 +22,16 @@ const PAGE_ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../page/app.css"),
     ),
     (
+        "kiosk.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../page/kiosk.js"),
+    ),
+    (
+        "kiosk.css",
+        "text/css; charset=utf-8",
+        include_str!("../page/kiosk.css"),
+    ),
+    (
         "docs.js",
         "text/javascript; charset=utf-8",
         include_str!("../page/docs.js"),
