@@ -2,6 +2,8 @@
 //! real binary configured only through its environment variables (so the names of the
 //! settings are pinned too), with the defaults and with nearly every setting changed (API keys,
 //! a camera, MQTT, HTTPS, the webhook). Also: the environment variables `serve --help` names.
+// The documents below are longer than `json!`'s default recursion limit.
+#![recursion_limit = "256"]
 
 mod common;
 
@@ -84,6 +86,7 @@ const SETTINGS: &[&str] = &[
     "CAMERA_MIN_FACE",
     "CAMERA_MIN_SHARPNESS",
     "CAMERA_MATCH_MARGIN",
+    "CAMERA_TOLERANCE",
     "CAMERA_CONFIRM_FRAMES",
     "CAMERA_CONFIRM_SECONDS",
     "MQTT_URL",
@@ -187,6 +190,8 @@ fn the_default_configuration_document() {
         "camera_recheck_frames": 10,
         "match_margin": 0.0,
         "camera_match_margin": 0.05,
+        "camera_tolerance": face_attendance::camera::DEFAULT_CAMERA_TOLERANCE,
+        "camera_tolerance_from": "default",
         "camera_confirm_frames": 3,
         "camera_confirm_seconds": 2.0,
         "api_key_required": false,
@@ -312,6 +317,7 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         ("CAMERA_MIN_FACE", "40".into()),
         ("CAMERA_MIN_SHARPNESS", "20".into()),
         ("CAMERA_MATCH_MARGIN", "0.08".into()),
+        ("CAMERA_TOLERANCE", "0.55".into()),
         ("CAMERA_CONFIRM_FRAMES", "2".into()),
         ("CAMERA_CONFIRM_SECONDS", "1.5".into()),
         // No broker there: the service starts anyway and keeps trying.
@@ -363,6 +369,8 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         "camera_recheck_frames": 4,
         "match_margin": 0.05,
         "camera_match_margin": 0.08,
+        "camera_tolerance": 0.55,
+        "camera_tolerance_from": "CAMERA_TOLERANCE",
         "camera_confirm_frames": 2,
         "camera_confirm_seconds": 1.5,
         "api_key_required": true,
@@ -487,7 +495,7 @@ fn each_command_shows_the_settings_it_uses() {
         "UNKNOWN_MAX_AGE_DAYS",
         "UNKNOWN_CLUSTER_DISTANCE",
     ];
-    let camera = &SETTINGS[SETTINGS.iter().position(|s| *s == "CAMERA_DEVICE").unwrap()..][..22];
+    let camera = &SETTINGS[SETTINGS.iter().position(|s| *s == "CAMERA_DEVICE").unwrap()..][..23];
     assert_eq!(camera.last(), Some(&"CAMERA_CONFIRM_SECONDS"));
     let recognizer: Vec<&str> = [&gallery[..], &engine, &photos].concat();
     let sorted = |names: Vec<&str>| {
@@ -541,6 +549,12 @@ fn each_command_shows_the_settings_it_uses() {
         (bench, &["camera"], {
             let mut names = vec!["FACE_DATA_DIR"];
             names.extend_from_slice(&engine);
+            sorted(names)
+        }),
+        (bench, &["open-set"], {
+            let mut names = vec!["FACES_DIR"];
+            names.extend_from_slice(&engine);
+            names.extend_from_slice(camera);
             sorted(names)
         }),
     ] {

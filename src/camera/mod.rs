@@ -29,7 +29,10 @@ use crate::metrics::{self, Family};
 pub use crate::pipeline::StageTimes;
 pub use confirm::{ConfirmSettings, Decided};
 use frame::RawFrame;
-pub use pipeline::{Pipeline, PipelineSettings, DEFAULT_CAMERA_MATCH_MARGIN};
+pub use pipeline::{
+    Decider, Looked, Pipeline, PipelineSettings, Stepped, DEFAULT_CAMERA_MATCH_MARGIN,
+    DEFAULT_CAMERA_TOLERANCE,
+};
 use slot::LatestSlot;
 pub use sources::{FrameSource, ReplaySource, SourceError, SourceSpec};
 pub use tracker::{Measured, Seen};

@@ -95,9 +95,10 @@ pub struct EngineArgs {
         global = true
     )]
     pub models_dir: PathBuf,
-    /// Largest distance that still counts as a match (smaller is stricter)
-    #[arg(long, env = "FACE_TOLERANCE", default_value_t = 0.45, global = true)]
-    pub tolerance: f64,
+    /// Largest distance that still counts as a match (smaller is stricter) [default: 0.45]. The
+    /// camera follows it when set here or in the environment, unless CAMERA_TOLERANCE is set
+    #[arg(long, env = "FACE_TOLERANCE", global = true)]
+    pub tolerance: Option<f64>,
     /// Jittered re-encodings averaged per face (1 = none; 10 is ~10x slower, a bit steadier)
     #[arg(long, env = "FACE_JITTERS", default_value_t = 1, global = true)]
     pub jitters: u32,
@@ -106,7 +107,10 @@ pub struct EngineArgs {
 impl Apply for EngineArgs {
     fn apply(&self, settings: &mut Settings) {
         settings.models_dir = self.models_dir.clone();
-        settings.tolerance = self.tolerance;
+        if let Some(tolerance) = self.tolerance {
+            settings.tolerance = tolerance;
+        }
+        settings.tolerance_given = self.tolerance.is_some();
         settings.jitters = self.jitters;
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::args::CameraEngineArgs;
+use super::args::{Apply, CameraEngineArgs};
 use super::serve_args::CameraArgs;
 use crate::camera::{annotate, Camera, FrameResult, Pipeline};
 use crate::image_io;
@@ -86,7 +86,7 @@ pub fn run(args: &CamDemoArgs, recognizer: Recognizer) -> i32 {
             saver.save(frames, &f.image);
         }
     });
-    let pipeline = Pipeline::new(recognizer.clone(), camera.pipeline());
+    let pipeline = Pipeline::new(recognizer.clone(), camera.pipeline(&args.common.settings()));
     let camera = match Camera::start("camera1", open, pipeline, Arc::default(), on_frame) {
         Ok(c) => c,
         Err(e) => {

@@ -405,6 +405,11 @@ pub struct CameraArgs {
     /// faces score from several hundred to a few thousand; 0 = off)
     #[arg(long, env = "CAMERA_MIN_SHARPNESS", default_value_t = 0.0)]
     pub min_sharpness: f64,
+    /// The camera's match tolerance. Unset: FACE_TOLERANCE when that is set, else the default
+    /// chosen by `face-attendance-bench open-set` (see the README); HTTP answers keep
+    /// FACE_TOLERANCE [default: 0.5]
+    #[arg(long, env = "CAMERA_TOLERANCE")]
+    pub camera_tolerance: Option<f64>,
     /// A camera match counts only when the closest person is this much closer than the closest
     /// other person; otherwise the face is ambiguous (0 = off)
     #[arg(long, env = "CAMERA_MATCH_MARGIN", default_value_t = crate::camera::DEFAULT_CAMERA_MATCH_MARGIN)]
@@ -486,6 +491,7 @@ impl From<&CameraArgs> for CameraSettings {
             recheck_frames: a.recheck_frames,
             min_face: a.min_face,
             min_sharpness: a.min_sharpness,
+            camera_tolerance: a.camera_tolerance,
             camera_match_margin: a.camera_match_margin,
             confirm_frames: a.confirm_frames,
             confirm_seconds: a.confirm_seconds,

@@ -203,7 +203,7 @@ pub fn start(
             kiosk: kiosk.clone(),
         }
         .into_handler();
-        let pipeline = Pipeline::new(recognizer.clone(), serve.camera.pipeline());
+        let pipeline = Pipeline::new(recognizer.clone(), serve.camera.pipeline(settings));
         let opener = serve.camera.opener(entry);
         cameras.push(Camera::start(
             entry.name(),

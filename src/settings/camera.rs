@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use super::{check_margin, MAX_UPSAMPLE};
+use super::{check_margin, Settings, MAX_UPSAMPLE};
 use crate::camera::sources::{HttpAccess, SourceOptions, SourceSpec};
-use crate::camera::{Direction, DEFAULT_CAMERA_MATCH_MARGIN};
+use crate::camera::{Direction, DEFAULT_CAMERA_MATCH_MARGIN, DEFAULT_CAMERA_TOLERANCE};
 use crate::client_tls::parse_fingerprint;
 use crate::error::Error;
 
@@ -100,6 +100,20 @@ fn parse_access(
     })
 }
 
+/// Where the camera's match tolerance came from (`/config`'s `camera_tolerance_from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ToleranceFrom {
+    /// `CAMERA_TOLERANCE`.
+    #[serde(rename = "CAMERA_TOLERANCE")]
+    CameraTolerance,
+    /// `FACE_TOLERANCE`, given and followed.
+    #[serde(rename = "FACE_TOLERANCE")]
+    FaceTolerance,
+    /// Neither: [`DEFAULT_CAMERA_TOLERANCE`].
+    #[serde(rename = "default")]
+    Default,
+}
+
 /// The camera loop of `serve` (and `cam-demo`).
 #[derive(Debug, Clone)]
 pub struct CameraSettings {
@@ -149,6 +163,9 @@ pub struct CameraSettings {
     /// Ignore faces less sharp than this (variance of the Laplacian on a 64x64 sample; sharp
     /// faces score from several hundred to a few thousand; 0 = off)
     pub min_sharpness: f64,
+    /// The camera's match tolerance (`CAMERA_TOLERANCE`); `None`: see
+    /// [`CameraSettings::tolerance`]
+    pub camera_tolerance: Option<f64>,
     /// A camera match counts only when the closest person is this much closer than the closest
     /// other person; otherwise the face is ambiguous (0 = off)
     pub camera_match_margin: f64,
@@ -182,6 +199,7 @@ impl Default for CameraSettings {
             recheck_frames: 10,
             min_face: 0,
             min_sharpness: 0.0,
+            camera_tolerance: None,
             camera_match_margin: DEFAULT_CAMERA_MATCH_MARGIN,
             confirm_frames: 3,
             confirm_seconds: 2.0,
@@ -227,6 +245,13 @@ impl CameraSettings {
                 self.min_sharpness
             )));
         }
+        if let Some(t) = self.camera_tolerance {
+            if !(t.is_finite() && t > 0.0 && t <= 2.0) {
+                return Err(Error::Config(format!(
+                    "CAMERA_TOLERANCE must be in (0, 2], got {t}"
+                )));
+            }
+        }
         check_margin("CAMERA_MATCH_MARGIN", self.camera_match_margin)?;
         if !(16..=65536).contains(&self.camera_max_frame_kb) {
             return Err(Error::Config(format!(
@@ -255,9 +280,23 @@ impl CameraSettings {
         Ok(())
     }
 
-    /// How the camera pipeline trades accuracy for speed.
-    pub fn pipeline(&self) -> crate::camera::PipelineSettings {
+    /// The camera's match tolerance and where it came from: `CAMERA_TOLERANCE` when set; else
+    /// `FACE_TOLERANCE` when that was given (a site's own choice stays in force for the camera
+    /// too); else [`DEFAULT_CAMERA_TOLERANCE`], which the open-set benchmark chose. HTTP answers
+    /// always use `FACE_TOLERANCE` (0.45 unless set, the original service's).
+    pub fn tolerance(&self, settings: &Settings) -> (f64, ToleranceFrom) {
+        match (self.camera_tolerance, settings.tolerance_given) {
+            (Some(t), _) => (t, ToleranceFrom::CameraTolerance),
+            (None, true) => (settings.tolerance, ToleranceFrom::FaceTolerance),
+            (None, false) => (DEFAULT_CAMERA_TOLERANCE, ToleranceFrom::Default),
+        }
+    }
+
+    /// How the camera pipeline trades accuracy for speed, and its match rule (`settings`: for
+    /// the tolerance, [`CameraSettings::tolerance`]).
+    pub fn pipeline(&self, settings: &Settings) -> crate::camera::PipelineSettings {
         crate::camera::PipelineSettings {
+            tolerance: self.tolerance(settings).0,
             detect_scale: self.detect_scale,
             upsample: self.camera_upsample,
             recheck_frames: self.recheck_frames,

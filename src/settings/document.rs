@@ -2,12 +2,15 @@
 //! it. A serialization of the settings (key names and order are the document's contract, pinned
 //! by tests/config_document.rs); secrets (API keys, the webhook's key, the broker's password)
 //! are never part of it. A few entries are what the service made of the settings rather than
-//! the settings as given (the duplicate distance defaulting to the tolerance, the connection
-//! budget the open-files limit gave, whether a key is needed).
+//! the settings as given (the duplicate distance defaulting to the tolerance, the camera's
+//! tolerance and where it came from, the connection budget the open-files limit gave, whether a
+//! key is needed).
 
 use serde::Serialize;
 
-use super::{FaceCrops, ServeSettings, Settings};
+#[cfg(doc)]
+use super::CameraSettings;
+use super::{FaceCrops, ServeSettings, Settings, ToleranceFrom};
 
 /// The `GET /config` document, in its key order.
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +36,9 @@ pub struct ConfigDocument {
     camera_recheck_frames: u32,
     match_margin: f64,
     camera_match_margin: f64,
+    /// The camera's match tolerance and where it came from ([`CameraSettings::tolerance`]).
+    camera_tolerance: f64,
+    camera_tolerance_from: ToleranceFrom,
     camera_confirm_frames: u32,
     camera_confirm_seconds: f64,
     api_key_required: bool,
@@ -111,6 +117,8 @@ impl ConfigDocument {
             camera_recheck_frames: camera.recheck_frames,
             match_margin: settings.match_margin,
             camera_match_margin: camera.camera_match_margin,
+            camera_tolerance: camera.tolerance(settings).0,
+            camera_tolerance_from: camera.tolerance(settings).1,
             camera_confirm_frames: camera.confirm_frames,
             camera_confirm_seconds: camera.confirm_seconds,
             api_key_required: keyed,

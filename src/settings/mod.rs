@@ -13,7 +13,7 @@ mod kiosk;
 mod mqtt;
 mod serve;
 
-pub use camera::CameraSettings;
+pub use camera::{CameraSettings, ToleranceFrom};
 pub use kiosk::{KioskOptions, KIOSK_GREETING_RANGE};
 pub use mqtt::{default_trust_file, host_box_id, MqttOptions, DEFAULT_TOPIC_PREFIX};
 pub use serve::{
@@ -53,6 +53,10 @@ pub struct Settings {
     pub models_dir: PathBuf,
     /// Largest distance that still counts as a match (smaller is stricter)
     pub tolerance: f64,
+    /// Whether `FACE_TOLERANCE` was given (environment or flag) rather than left at its
+    /// default: the camera then follows it unless `CAMERA_TOLERANCE` is set
+    /// ([`CameraSettings::tolerance`])
+    pub tolerance_given: bool,
     /// Times the image is upsampled before face detection (finds smaller faces, ~4x slower each)
     pub upsample: u32,
     /// Jittered re-encodings averaged per face (1 = none; 10 is ~10x slower, a bit steadier)
@@ -135,6 +139,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("data"),
             models_dir: PathBuf::from("models"),
             tolerance: 0.45,
+            tolerance_given: false,
             upsample: 1,
             jitters: 1,
             max_pixels: DEFAULT_MAX_PIXELS,

@@ -1,11 +1,13 @@
 //! The command line of `face-attendance-bench`, the benchmarks' own binary (they stay out of
 //! the service's): `http` measures a running server's `/recognize`, `camera` the camera loop,
-//! `camera-sources` what each kind of camera source costs.
+//! `camera-sources` what each kind of camera source costs, `open-set` how the camera's match
+//! tolerance trades genuine accepts against false accepts (it chose `DEFAULT_CAMERA_TOLERANCE`).
 //! The figures in the README come from here; run them on the board itself too.
 
 mod camera;
 mod cpu;
 mod http;
+mod open_set;
 mod sources;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +37,10 @@ pub enum BenchCommand {
     /// Measure each kind of camera source (frames:, exec:, RTSP H.264, two cameras): frames/s
     /// captured and processed, CPU per frame of this process and of the decoder program
     CameraSources(sources::BenchSourcesArgs),
+    /// The camera's decisions as an open set: genuine and false accepts per tolerance (0.40 to
+    /// 0.70), each enrolled person in turn left out of the gallery as a stranger; the tolerance
+    /// the camera's default should be
+    OpenSet(open_set::BenchOpenSetArgs),
 }
 
 /// Runs a parsed benchmark command line; returns the process exit status (as
@@ -49,5 +55,6 @@ pub fn run(cli: BenchCli) -> i32 {
         BenchCommand::CameraSources(args) => {
             super::with_recognizer(&args.common.settings(), |r| sources::run(&args, r))
         }
+        BenchCommand::OpenSet(args) => open_set::run(&args),
     }
 }
