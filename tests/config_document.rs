@@ -2,6 +2,8 @@
 //! real binary configured only through its environment variables (so the names of the
 //! settings are pinned too), with the defaults and with nearly every setting changed (API keys,
 //! a camera, MQTT, HTTPS, the webhook). Also: the environment variables `serve --help` names.
+// The documents' `json!` grew past the macro's default recursion limit.
+#![recursion_limit = "256"]
 
 mod common;
 
@@ -98,6 +100,10 @@ const SETTINGS: &[&str] = &[
     "GALLERY_SYNC_PEOPLE_PER_HOUR",
     "GALLERY_SYNC_ENCODINGS_PER_HOUR",
     "GALLERY_SYNC_MAX_WAITING",
+    // The event command.
+    "EVENT_COMMAND",
+    "EVENT_COMMAND_TIMEOUT_SECONDS",
+    "EVENT_COMMAND_QUEUE",
 ];
 
 /// `serve` in `site` with exactly `env` of the settings (and the models).
@@ -175,6 +181,9 @@ fn the_default_configuration_document() {
         "face_crops_max_age_days": null,
         "detect_max_pixels": 2100000,
         "webhook_timeout_seconds": 5.0,
+        "event_command": null,
+        "event_command_timeout_seconds": 5.0,
+        "event_command_queue": 16,
         "camera": null,
         "camera_send_unknown": false,
         "detect_scale": 0.5,
@@ -320,6 +329,9 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         ("CAMERA_2_NAME", "exit".into()),
         ("CAMERA_2_DIRECTION", "out".into()),
         ("CAMERA_2_HTTP_KEY", "cam-key".into()),
+        ("EVENT_COMMAND", "/bin/true".into()),
+        ("EVENT_COMMAND_TIMEOUT_SECONDS", "0.5".into()),
+        ("EVENT_COMMAND_QUEUE", "3".into()),
     ];
     let serve = serve(site.path(), &env);
     assert!(
@@ -341,6 +353,9 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         "face_crops_max_age_days": 30,
         "detect_max_pixels": 1500000,
         "webhook_timeout_seconds": 2.0,
+        "event_command": "/bin/true",
+        "event_command_timeout_seconds": 0.5,
+        "event_command_queue": 3,
         "camera": frames.display().to_string(),
         "camera_send_unknown": true,
         "detect_scale": 0.75,

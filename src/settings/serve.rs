@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{CameraSettings, MqttOptions};
+use super::{CameraSettings, EventCommandSettings, MqttOptions};
 use crate::error::Error;
 use crate::http::ApiKeys;
 
@@ -101,6 +101,8 @@ pub struct ServeSettings {
     pub camera: CameraSettings,
     /// The broker (none without `MQTT_URL`).
     pub mqtt: MqttOptions,
+    /// The program run for every event (none without `EVENT_COMMAND`).
+    pub event_command: EventCommandSettings,
 }
 
 /// The HTTPS listener of `serve` (src/http/tls.rs) and the plain one's switch.
@@ -246,6 +248,7 @@ impl ServeSettings {
         }
         self.mqtt()?;
         self.tls_setup()?;
+        self.event_command.validate()?;
         Ok(())
     }
 

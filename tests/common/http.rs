@@ -44,6 +44,7 @@ pub fn serve_settings() -> ServeSettings {
         tls: Default::default(),
         camera: Default::default(),
         mqtt: Default::default(),
+        event_command: Default::default(),
     }
 }
 
