@@ -356,6 +356,8 @@ mod tests {
             let report = sink.deliver(&Outgoing {
                 event_id: "x",
                 payload,
+                webhook: None,
+                repeat: false,
             });
             assert_eq!(report.status, Status::Skipped, "{payload}");
         }

@@ -36,6 +36,7 @@ pub mod recognizer;
 pub mod replication;
 pub mod service;
 pub mod settings;
+mod subprocess;
 mod systemd;
 pub mod unknowns;
 

@@ -106,6 +106,10 @@ const SETTINGS: &[&str] = &[
     "KIOSK_GREETING_SECONDS",
     "KIOSK_SOUND",
     "KIOSK_LOOPBACK_WITHOUT_KEY",
+    // The event command.
+    "EVENT_COMMAND",
+    "EVENT_COMMAND_TIMEOUT_SECONDS",
+    "EVENT_COMMAND_QUEUE",
 ];
 
 /// `serve` in `site` with exactly `env` of the settings (and the models).
@@ -183,6 +187,9 @@ fn the_default_configuration_document() {
         "face_crops_max_age_days": null,
         "detect_max_pixels": 2100000,
         "webhook_timeout_seconds": 5.0,
+        "event_command": null,
+        "event_command_timeout_seconds": 5.0,
+        "event_command_queue": 16,
         "camera": null,
         "camera_send_unknown": false,
         "detect_scale": 0.5,
@@ -341,6 +348,9 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         ("KIOSK_GREETING_SECONDS", "2.5".into()),
         ("KIOSK_SOUND", "false".into()),
         ("KIOSK_LOOPBACK_WITHOUT_KEY", "false".into()),
+        ("EVENT_COMMAND", "/bin/true".into()),
+        ("EVENT_COMMAND_TIMEOUT_SECONDS", "0.5".into()),
+        ("EVENT_COMMAND_QUEUE", "3".into()),
     ];
     let serve = serve(site.path(), &env);
     assert!(
@@ -362,6 +372,9 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         "face_crops_max_age_days": 30,
         "detect_max_pixels": 1500000,
         "webhook_timeout_seconds": 2.0,
+        "event_command": "/bin/true",
+        "event_command_timeout_seconds": 0.5,
+        "event_command_queue": 3,
         "camera": frames.display().to_string(),
         "camera_send_unknown": true,
         "detect_scale": 0.75,

@@ -225,6 +225,8 @@ fn the_sink_sends_with_box_id_queues_at_once_while_the_broker_is_down_then_sends
     let event = Outgoing {
         event_id: "e-1",
         payload: &body,
+        webhook: None,
+        repeat: false,
     };
     let report = sink.deliver(&event);
     assert_eq!(report.status, Status::Sent, "{report:?}");
@@ -251,6 +253,8 @@ fn the_sink_sends_with_box_id_queues_at_once_while_the_broker_is_down_then_sends
     let report = sink.deliver(&Outgoing {
         event_id: "e-2",
         payload: &json!({"event_id": "e-2"}).to_string(),
+        webhook: None,
+        repeat: false,
     });
     assert_eq!(report.status, Status::Sent, "{report:?}");
     wait_for("the event after the outage", LIMIT, || {

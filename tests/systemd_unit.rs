@@ -1,5 +1,6 @@
-//! `systemd/face-attendance.service` passes `systemd-analyze verify` without a single warning,
-//! and every variable of `systemd/env.example` is one the service reads.
+//! `systemd/face-attendance.service` passes `systemd-analyze verify` without a single warning
+//! (alone and with the event command's drop-in, `systemd/event-command.conf`), and every
+//! variable of `systemd/env.example` is one the service reads.
 
 mod common;
 
@@ -19,9 +20,40 @@ fn systemd_analyze() -> Option<std::path::PathBuf> {
 
 #[test]
 fn unit_file_verifies() {
+    if let Some(said) = verify_unit(None) {
+        // Unknown keys and bad values are only warnings for verify: none may appear.
+        assert!(said.trim().is_empty(), "systemd-analyze verify: {said}");
+    }
+}
+
+/// The unit with the event command's drop-in (README: "A buzzer, a light or a door").
+#[test]
+fn unit_file_verifies_with_the_event_command_drop_in() {
+    let drop_in = std::fs::read_to_string(repo("systemd/event-command.conf")).unwrap();
+    for line in [
+        "SupplementaryGroups=gpio audio",
+        "DeviceAllow=char-gpiochip rw",
+        "DeviceAllow=char-alsa rw",
+    ] {
+        assert!(
+            drop_in.lines().any(|l| l == line),
+            "{line} not in the drop-in"
+        );
+    }
+    if let Some(said) = verify_unit(Some(&drop_in)) {
+        assert!(said.trim().is_empty(), "systemd-analyze verify: {said}");
+        // The drop-in is read: a wrong key in it is named.
+        let said = verify_unit(Some(&format!("{drop_in}DeviceAlow=char-alsa rw\n"))).unwrap();
+        assert!(said.contains("DeviceAlow"), "{said}");
+    }
+}
+
+/// What `systemd-analyze verify` of the unit (with `drop_in` in its `.d` folder) says, once it
+/// succeeded (`None`: no systemd-analyze here).
+fn verify_unit(drop_in: Option<&str>) -> Option<String> {
     let Some(analyze) = systemd_analyze() else {
         common::skip_unless_required("systemd-analyze is not installed (Debian package systemd)");
-        return;
+        return None;
     };
     let unit = std::fs::read_to_string(repo("systemd/face-attendance.service")).unwrap();
     // verify checks that ExecStart's binary exists: point it at the one just built.
@@ -37,6 +69,11 @@ fn unit_file_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("face-attendance.service");
     std::fs::write(&path, unit).unwrap();
+    if let Some(drop_in) = drop_in {
+        let folder = dir.path().join("face-attendance.service.d");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("event-command.conf"), drop_in).unwrap();
+    }
 
     let out = Command::new(analyze)
         .arg("verify")
@@ -45,8 +82,7 @@ fn unit_file_verifies() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "systemd-analyze verify: {stderr}");
-    // Unknown keys and bad values are only warnings for verify: none may appear.
-    assert!(stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
+    Some(stderr.into_owned())
 }
 
 #[test]

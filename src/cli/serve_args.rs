@@ -7,7 +7,8 @@ use clap::Args;
 
 use super::args::{Apply, EnrollArgs, EventsArgs, RecognizerArgs, UnknownArgs};
 use crate::settings::{
-    CameraSettings, KioskOptions, MqttOptions, ServeSettings, Settings, TlsSettings,
+    CameraSettings, EventCommandSettings, KioskOptions, MqttOptions, ServeSettings, Settings,
+    TlsSettings,
 };
 
 /// Everything `serve` takes: every group of settings and its own.
@@ -151,6 +152,9 @@ pub struct ServeArgs {
     /// The greeting screen.
     #[command(flatten)]
     pub kiosk: KioskArgs,
+    /// The program run for every event.
+    #[command(flatten)]
+    pub event_command: EventCommandArgs,
 }
 
 impl From<&ServeArgs> for ServeSettings {
@@ -186,6 +190,7 @@ impl From<&ServeArgs> for ServeSettings {
             camera: (&a.camera).into(),
             mqtt: (&a.mqtt).into(),
             kiosk: (&a.kiosk).into(),
+            event_command: (&a.event_command).into(),
         }
     }
 }
@@ -324,6 +329,35 @@ impl From<&KioskArgs> for KioskOptions {
             greeting_seconds: a.kiosk_greeting_seconds,
             sound: a.kiosk_sound,
             loopback_without_key: a.kiosk_loopback_without_key,
+        }
+    }
+}
+
+/// The event command flags of `serve` (src/events/command.rs): a program run for every event.
+#[derive(Debug, Clone, Args)]
+pub struct EventCommandArgs {
+    /// A program run for every event (a buzzer, a light, a door): the absolute path of an
+    /// executable file, run directly (no shell) with the event's JSON on standard input and
+    /// FACE_EVENT_ID, FACE_EVENT_KIND, FACE_STUDENT_ID, FACE_PUNCH in its environment; one at a
+    /// time, never replayed (unset: none)
+    #[arg(long, env = "EVENT_COMMAND")]
+    pub event_command: Option<PathBuf>,
+    /// Seconds one run of EVENT_COMMAND may take before it (and what it started) is killed;
+    /// 0.1 to 300
+    #[arg(long, env = "EVENT_COMMAND_TIMEOUT_SECONDS", default_value_t = 5.0)]
+    pub event_command_timeout_seconds: f64,
+    /// Most events waiting for their run of EVENT_COMMAND; past it events are dropped
+    /// (counted in /health); 1 to 1000
+    #[arg(long, env = "EVENT_COMMAND_QUEUE", default_value_t = 16)]
+    pub event_command_queue: usize,
+}
+
+impl From<&EventCommandArgs> for EventCommandSettings {
+    fn from(a: &EventCommandArgs) -> EventCommandSettings {
+        EventCommandSettings {
+            command: a.event_command.clone(),
+            timeout_seconds: a.event_command_timeout_seconds,
+            queue: a.event_command_queue,
         }
     }
 }
@@ -645,6 +679,33 @@ mod tests {
         }
         let nested = with(&["--mqtt-topic-prefix", "school/a", "--box-id", "b"]).unwrap();
         assert_eq!(nested.unwrap().topic_prefix, "school/a");
+    }
+
+    #[test]
+    fn the_event_command_defaults_are_the_settings_and_its_errors_name_it() {
+        // (No EVENT_COMMAND* in the test's environment.)
+        let s = parse(&[]).event_command;
+        let default = EventCommandSettings::default();
+        assert_eq!(
+            (s.command, s.timeout_seconds, s.queue),
+            (None, default.timeout_seconds, default.queue)
+        );
+        for (args, named) in [
+            (&["--event-command", "beep.sh"][..], "EVENT_COMMAND must"),
+            (
+                &["--event-command", "/nonexistent/beep"][..],
+                "EVENT_COMMAND must",
+            ),
+            (
+                &["--event-command-timeout-seconds", "0"][..],
+                "EVENT_COMMAND_TIMEOUT_SECONDS",
+            ),
+            (&["--event-command-queue", "0"][..], "EVENT_COMMAND_QUEUE"),
+        ] {
+            let err = parse(args).validate().unwrap_err().to_string();
+            assert!(err.contains(named), "{args:?}: {err}");
+        }
+        assert!(parse(&["--event-command", "/bin/true"]).validate().is_ok());
     }
 
     #[test]

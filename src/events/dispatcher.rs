@@ -531,13 +531,19 @@ impl Worker {
                 .count_resolved(&s.event, s.delivered.report.status);
             if !self.live.is_empty() {
                 let message = s.event.live_message(&s.delivered);
+                let webhook = s.event.webhook_payload().to_string();
                 for (sink, stats) in self.live.iter_mut().zip(&self.live_stats) {
                     let report = sink.deliver(&Outgoing {
                         event_id: &s.event.event_id,
                         payload: &message,
+                        webhook: Some(&webhook),
+                        repeat: !s.logged,
                     });
                     match report.status {
-                        Status::Sent => stats.count_delivered(),
+                        Status::Sent => {
+                            stats.count_delivered();
+                            stats.recovered();
+                        }
                         // Not for this sink (a stranger for the last person's topic).
                         Status::Skipped | Status::Disabled => {}
                         _ => stats.failed(report.message.unwrap_or_default()),

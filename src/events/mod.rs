@@ -4,8 +4,10 @@
 //! src/mqtt/) each follow the outbox on a thread of their own (runner.rs), live ones (the
 //! WebSocket hub) get each event once it is resolved. Every event is kept in the local event
 //! log (log.rs) that `GET /events` reads (as JSON, or CSV: csv.rs); stats.rs counts for
-//! `/health` and `/metrics`.
+//! `/health` and `/metrics`. The event command (`EVENT_COMMAND`, command.rs) is a live sink
+//! with a bounded queue and a thread of its own.
 
+mod command;
 pub(crate) mod csv;
 mod dispatcher;
 pub(crate) mod log;
@@ -24,6 +26,7 @@ use crate::camera::Direction;
 use crate::engine::FaceBox;
 use crate::gallery::UNKNOWN;
 use crate::recognizer::Recognition;
+pub use command::{CommandConfig, CommandSink, CommandStats, COMMAND};
 pub use dispatcher::{Delivered, Destinations, Dispatcher, FnSink};
 pub use log::{EventLog, EventLogReader};
 pub use punch::Punch;

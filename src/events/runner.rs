@@ -95,6 +95,8 @@ impl Runner {
             let report = self.sink.deliver(&Outgoing {
                 event_id: &event.event_id,
                 payload: &event.payload,
+                webhook: None,
+                repeat: false,
             });
             if report.status == Status::Sent {
                 self.taken(&event.event_id);

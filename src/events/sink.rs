@@ -25,6 +25,10 @@ pub struct Outgoing<'a> {
     /// Durable sinks: the webhook body (JSON text), the event as the original service sent it.
     /// Live sinks: the live message (the event with its reports, see `Event::live_message`).
     pub payload: &'a str,
+    /// Live sinks: the webhook body too (durable sinks: `None`, `payload` is it).
+    pub webhook: Option<&'a str>,
+    /// Live sinks: a repeat within the cooldown (not logged, `skipped` by durable sinks).
+    pub repeat: bool,
 }
 
 /// A destination of events. Durable sinks (webhook, MQTT) follow the outbox and are retried until

@@ -14,7 +14,7 @@ use super::guard::Guard;
 use super::ws::Hub;
 use crate::camera::live::Live;
 use crate::camera::{CameraStats, CameraView};
-use crate::events::Dispatcher;
+use crate::events::{CommandStats, Dispatcher};
 use crate::kiosk::{Kiosk, KioskSettings};
 use crate::localtime::BoxZone;
 use crate::metrics::{Family, Metrics};
@@ -71,6 +71,8 @@ pub struct App {
     zone: BoxZone,
     /// The broker connection's and the gallery sync's counters, when the box uses MQTT.
     mqtt: Option<MqttParts>,
+    /// The event command's counters, when `EVENT_COMMAND` is set.
+    event_command: Option<Arc<CommandStats>>,
     /// Open connections, from the server once it runs.
     pub(super) connections: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
     /// The listeners (`{"http": addr, "https": addr}`), once the server runs.
@@ -116,6 +118,7 @@ impl App {
             cameras: Vec::new(),
             zone: BoxZone::utc(),
             mqtt: None,
+            event_command: None,
             connections: std::sync::OnceLock::new(),
             listeners: std::sync::OnceLock::new(),
             metrics: Metrics::new(),
@@ -157,6 +160,17 @@ impl App {
     ) -> App {
         self.mqtt = Some(MqttParts { mqtt, replication });
         self
+    }
+
+    /// The app with the event command's counters (behind `/health` and `/metrics`).
+    pub fn with_event_command(mut self, stats: Arc<CommandStats>) -> App {
+        self.event_command = Some(stats);
+        self
+    }
+
+    /// The event command's counters, when `EVENT_COMMAND` is set.
+    pub fn event_command(&self) -> Option<&CommandStats> {
+        self.event_command.as_deref()
     }
 
     /// `/health`'s `mqtt` and `gallery_sync`, when the box uses MQTT.
@@ -331,6 +345,9 @@ impl App {
             }
         }
         families.extend(self.dispatcher.stats().families());
+        if let Some(command) = self.event_command() {
+            families.extend(command.families());
+        }
         let cameras: Vec<(&str, &CameraStats)> = self
             .cameras
             .iter()

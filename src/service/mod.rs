@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::camera::capture::Captures;
 use crate::camera::live::Live;
 use crate::camera::{Camera, CameraStats, CameraView, Pipeline};
-use crate::events::{Destinations, Dispatcher, EventLog, Seer, Sink, WebhookSink};
+use crate::events::{CommandSink, Destinations, Dispatcher, EventLog, Seer, Sink, WebhookSink};
 use crate::http::budget::{self, Budget};
 use crate::http::{self, App, Hub, Limits};
 use crate::kiosk::{Kiosk, KioskSink};
@@ -158,6 +158,13 @@ pub fn start(
     if let Some(mqtt) = &mqtt {
         destinations = destinations.with_live(Box::new(LastPersonSink::new(mqtt.clone())));
     }
+    // The event command: live only (never replayed), its queue and thread its own.
+    let mut event_command = None;
+    if let Some(config) = serve.event_command.config() {
+        let sink = CommandSink::start(config)?;
+        event_command = Some(sink.stats());
+        destinations = destinations.with_live(Box::new(sink));
+    }
     let dispatcher = Arc::new(Dispatcher::start(
         destinations,
         Duration::from_secs_f64(serve.cooldown_seconds),
@@ -220,6 +227,9 @@ pub fn start(
         app = app.with_unknowns(unknowns);
     }
     app = app.with_cameras(views).with_zone(zone);
+    if let Some(stats) = event_command {
+        app = app.with_event_command(stats);
+    }
     app.metrics_require_key = serve.metrics_require_key(!keys.is_empty());
     app.kiosk = kiosk;
     app.kiosk_loopback_without_key = serve.kiosk.loopback_without_key;

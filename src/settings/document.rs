@@ -28,6 +28,10 @@ pub struct ConfigDocument {
     face_crops_max_age_days: Option<u32>,
     detect_max_pixels: u64,
     webhook_timeout_seconds: f64,
+    /// The event command's program (`EVENT_COMMAND`), when set.
+    event_command: Option<String>,
+    event_command_timeout_seconds: f64,
+    event_command_queue: usize,
     /// The camera device, else the replayed frames.
     camera: Option<String>,
     camera_send_unknown: bool,
@@ -107,6 +111,12 @@ impl ConfigDocument {
             face_crops_max_age_days: settings.face_crops_max_age_days,
             detect_max_pixels: settings.detect_max_pixels,
             webhook_timeout_seconds: serve.webhook_timeout_seconds,
+            event_command: serve
+                .event_command
+                .config()
+                .map(|c| c.program.display().to_string()),
+            event_command_timeout_seconds: serve.event_command.timeout_seconds,
+            event_command_queue: serve.event_command.queue,
             camera: match (&camera.camera, &camera.frames) {
                 (Some(spec), _) => Some(spec.redacted()),
                 (None, frames) => frames.as_ref().map(|p| p.display().to_string()),

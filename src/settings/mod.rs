@@ -5,15 +5,18 @@
 //! - [`Settings`]: the data folder, the models, recognition, enrollment, unknown faces and the
 //!   event log (each command uses its share of them);
 //! - [`ServeSettings`]: `serve`'s HTTP API, webhook, WebSocket, HTTPS ([`TlsSettings`]), camera
-//!   ([`CameraSettings`]) and broker ([`MqttOptions`]).
+//!   ([`CameraSettings`]), broker ([`MqttOptions`]) and event command
+//!   ([`EventCommandSettings`]).
 
 mod camera;
+mod command;
 pub(crate) mod document;
 mod kiosk;
 mod mqtt;
 mod serve;
 
 pub use camera::{CameraSettings, ToleranceFrom};
+pub use command::EventCommandSettings;
 pub use kiosk::{KioskOptions, KIOSK_GREETING_RANGE};
 pub use mqtt::{default_trust_file, host_box_id, MqttOptions, DEFAULT_TOPIC_PREFIX};
 pub use serve::{

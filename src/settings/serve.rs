@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{CameraSettings, KioskOptions, MqttOptions};
+use super::{CameraSettings, EventCommandSettings, KioskOptions, MqttOptions};
 use crate::error::Error;
 use crate::http::ApiKeys;
 
@@ -103,6 +103,8 @@ pub struct ServeSettings {
     pub mqtt: MqttOptions,
     /// The greeting screen (`/kiosk`).
     pub kiosk: KioskOptions,
+    /// The program run for every event (none without `EVENT_COMMAND`).
+    pub event_command: EventCommandSettings,
 }
 
 /// The HTTPS listener of `serve` (src/http/tls.rs) and the plain one's switch.
@@ -249,6 +251,7 @@ impl ServeSettings {
         self.mqtt()?;
         self.tls_setup()?;
         self.kiosk.validate()?;
+        self.event_command.validate()?;
         Ok(())
     }
 

@@ -45,6 +45,7 @@ pub fn serve_settings() -> ServeSettings {
         camera: Default::default(),
         mqtt: Default::default(),
         kiosk: Default::default(),
+        event_command: Default::default(),
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Contract:
 //! - the program runs in a process group of its own (with whatever it starts), standard input
-//!   closed, with only the environment a program needs to run ([`passes_to_program`]: never the
-//!   service's keys and passwords); dropping the source kills the whole group (SIGKILL), reaps the program and joins the
+//!   closed, with only the environment a program needs to run
+//!   ([`crate::subprocess::passes_to_program`]: never the service's keys and passwords);
+//!   dropping the source kills the whole group (SIGKILL), reaps the program and joins the
 //!   two reader threads, which close the pipes: no process, zombie, thread or descriptor outlives
 //!   the source (the threads poll their pipe with a short timeout, so a grandchild that keeps a
 //!   pipe open cannot hold them);
@@ -33,6 +34,7 @@ use super::programs::Program;
 use super::spec::scrub;
 use super::{FrameSource, Skipped, SourceError, SourceOptions, POLL};
 use crate::camera::frame::RawFrame;
+use crate::subprocess::{kill_group, peek_exit, poll_readable, program_env};
 
 /// Standard error lines longer than this are cut.
 pub const MAX_LINE: usize = 400;
@@ -46,28 +48,6 @@ const READ_POLL_MS: i32 = 100;
 const READ_BUFFER: usize = 64 * 1024;
 /// How long, once the output closed, the program is given to exit and finish its last words.
 const EXIT_GRACE: Duration = Duration::from_millis(1000);
-
-/// Whether the environment variable `name` is passed to a camera program: the locale, time zone,
-/// search path and home, and libcamera's and rpicam-apps' own (`LIBCAMERA_*`, `RPICAM_*`).
-/// Everything else stays with the service: its settings carry keys and passwords
-/// (`FACE_API_KEY`, `ATTENDANCE_API_KEY`, `MQTT_PASSWORD`, `CAMERA_HTTP_KEY`, camera URLs).
-pub fn passes_to_program(name: &str) -> bool {
-    const PLAIN: [&str; 9] = [
-        "PATH",
-        "HOME",
-        "LANG",
-        "LANGUAGE",
-        "TZ",
-        "TMPDIR",
-        "USER",
-        "LOGNAME",
-        "XDG_RUNTIME_DIR",
-    ];
-    PLAIN.contains(&name)
-        || ["LC_", "LIBCAMERA_", "RPICAM_"]
-            .iter()
-            .any(|prefix| name.starts_with(prefix))
-}
 
 /// How much longer than the stale time a program may take to its first frame: FFmpeg probes an
 /// RTSP stream for about 25 frames before it writes one (5 s for a 5 frames/s camera, 12 s at
@@ -129,10 +109,7 @@ impl ChildSource {
         let mut command = Command::new(&program.program);
         command
             .env_clear()
-            .envs(
-                std::env::vars_os()
-                    .filter(|(name, _)| name.to_str().is_some_and(passes_to_program)),
-            )
+            .envs(program_env())
             .args(&program.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -219,51 +196,8 @@ impl ChildSource {
     }
 }
 
-/// How the program `pid` ended ("exited with status N", "was killed by signal N"), once it has,
-/// without reaping it.
-fn peek_exit(pid: u32) -> Option<String> {
-    let id = libc::id_t::try_from(pid).ok()?;
-    // SAFETY: siginfo_t is a plain C struct for which all-zero bytes are a valid value.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: waitid(2) on our own child, writing only into `info`, which lives on the stack
-    // for the call; WNOWAIT leaves the child waitable (std's Child::wait reaps it later).
-    let done = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            id,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    // SAFETY: waitid filled `info` (si_pid stays 0 while the child runs); these read its
-    // SIGCHLD fields, which is what waitid writes.
-    let (who, status) = unsafe { (info.si_pid(), info.si_status()) };
-    if done != 0 || who == 0 {
-        return None;
-    }
-    Some(if info.si_code == libc::CLD_EXITED {
-        format!("exited with status {status}")
-    } else {
-        format!("was killed by signal {status}")
-    })
-}
-
 fn thread_error(what: &str, e: io::Error) -> SourceError {
     SourceError::Unavailable(format!("{what}: cannot start a reader thread: {e}"))
-}
-
-/// Kills the process group `pid` leads (the program and whatever it started).
-fn kill_group(pid: u32) {
-    let Ok(pgid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    if pgid > 1 {
-        // SAFETY: kill(2) with a negative pid signals the process group this source started
-        // (the program was spawned as its leader); it touches no memory of ours.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
 }
 
 /// Waits until `fd` is readable (or hung up, or failed: the read says which); false once
@@ -273,7 +207,7 @@ fn wait_readable(fd: RawFd, stop: &AtomicBool) -> bool {
         if stop.load(Ordering::Relaxed) {
             return false;
         }
-        let ready = super::poll_readable(fd, READ_POLL_MS);
+        let ready = poll_readable(fd, READ_POLL_MS);
         if ready > 0
             || (ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted)
         {

@@ -56,19 +56,6 @@ pub enum SourceError {
     Unavailable(String),
 }
 
-/// `poll(2)` on one descriptor for reading, at most `timeout_ms`: above 0 when it is readable
-/// (or at its end), 0 on time-out, below 0 on an error (`EINTR` among them).
-pub(crate) fn poll_readable(fd: std::os::fd::RawFd, timeout_ms: libc::c_int) -> libc::c_int {
-    let mut poll = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd on the stack for the call; the caller owns `fd` and keeps it open
-    // for the call.
-    unsafe { libc::poll(&mut poll, 1, timeout_ms) }
-}
-
 /// What a stream source skipped since it was last asked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Skipped {

@@ -87,7 +87,7 @@ impl MjpegFile {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
-            let ready = super::poll_readable(self.file.as_raw_fd(), ms);
+            let ready = crate::subprocess::poll_readable(self.file.as_raw_fd(), ms);
             if ready == 0 {
                 return Ok(Read1::Waiting);
             }

@@ -60,6 +60,10 @@ pub(super) fn health(app: &App, call: &Call) -> Result<Answer, ApiError> {
         // The main API's (or the broker's) own trouble: shown, but the box itself is fine.
         answer["outbox"] = app.dispatcher.stats().to_json();
     }
+    if let Some(command) = app.event_command() {
+        // The program's trouble is shown, not counted against `ok`: events go on without it.
+        answer["event_command"] = command.to_json();
+    }
     if let Some(unknowns) = app.unknowns() {
         answer["unknown_clusters"] = json!(unknowns.cluster_count());
     }
