@@ -1,5 +1,9 @@
 //! Bulk enrollment from `known_faces/<id>/*.{jpg,jpeg,png}`, the original `bulk_enroll`.
-//! Photos are decoded and encoded in parallel; each person's file is written once.
+//! Photos are decoded and encoded in parallel; each person's file is written once. A
+//! `known_faces/<id>/person.json` (`{"name": "Alip Nugraha", "group": "7A"}`, both optional)
+//! sets the person's name and group ([`crate::gallery::label`]'s rules); a folder whose
+//! `person.json` cannot be read, is not such an object or breaks the rules is skipped whole,
+//! with the reason.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -7,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::error::Error;
-use crate::gallery::{GalleryError, NewSample, StudentId};
+use crate::gallery::{GalleryError, Label, LabelChange, NewSample, StudentId};
 use crate::recognizer::{Photo, Recognizer};
 
 /// What happened to one person's folder.
@@ -41,8 +45,44 @@ pub fn is_photo(path: &Path) -> bool {
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
 }
 
-/// Each person's id with the paths of their photos.
-pub type People = Vec<(StudentId, Vec<PathBuf>)>;
+/// Each person's id with the paths of their photos and the name and group of their
+/// `person.json` (none: no such file).
+pub type People = Vec<(StudentId, Vec<PathBuf>, Label)>;
+
+/// The name of the file in a person's folder that gives their name and group.
+pub const PERSON_FILE: &str = "person.json";
+
+/// Most bytes of a `person.json`.
+const PERSON_FILE_MAX: u64 = 4096;
+
+/// The name and group of `folder/person.json` (none when there is no such file), or why the
+/// folder is skipped.
+pub fn read_person_file(folder: &Path) -> Result<Label, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PersonFile {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        group: Option<String>,
+    }
+    let path = folder.join(PERSON_FILE);
+    match fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Label::default()),
+        Err(e) => return Err(format!("{PERSON_FILE}: {e}")),
+        Ok(m) if !m.is_file() => return Err(format!("{PERSON_FILE} is not a file")),
+        Ok(m) if m.len() > PERSON_FILE_MAX => {
+            return Err(format!("{PERSON_FILE} is over {PERSON_FILE_MAX} bytes"))
+        }
+        Ok(_) => {}
+    }
+    let bytes = fs::read(&path).map_err(|e| format!("{PERSON_FILE}: {e}"))?;
+    let file: PersonFile = serde_json::from_slice(&bytes).map_err(|e| {
+        format!("{PERSON_FILE}: {e} (expected {{\"name\": \"...\", \"group\": \"...\"}})")
+    })?;
+    Label::checked(file.name.as_deref(), file.group.as_deref())
+        .map_err(|e| format!("{PERSON_FILE}: {e}"))
+}
 
 /// The people folders and their photos, sorted, ready to enroll.
 pub fn scan(known_dir: &Path) -> Result<(People, Vec<SkippedFolder>), Error> {
@@ -89,7 +129,17 @@ pub fn scan(known_dir: &Path) -> Result<(People, Vec<SkippedFolder>), Error> {
             }
         };
         photos.sort();
-        people.push((id, photos));
+        let label = match read_person_file(&folder) {
+            Ok(label) => label,
+            Err(reason) => {
+                skipped.push(SkippedFolder {
+                    path: folder,
+                    reason,
+                });
+                continue;
+            }
+        };
+        people.push((id, photos, label));
     }
     Ok((people, skipped))
 }
@@ -114,14 +164,14 @@ pub struct BulkOptions {
 /// reported, unless `options.force`. `progress` is called once per photo done.
 pub fn enroll_all(
     recognizer: &Recognizer,
-    people: &[(StudentId, Vec<PathBuf>)],
+    people: &[(StudentId, Vec<PathBuf>, Label)],
     options: BulkOptions,
     progress: &(dyn Fn(&Path) + Sync),
 ) -> Vec<PersonSummary> {
     let jobs: Vec<(usize, &PathBuf)> = people
         .iter()
         .enumerate()
-        .flat_map(|(i, (_, photos))| photos.iter().map(move |p| (i, p)))
+        .flat_map(|(i, (_, photos, _))| photos.iter().map(move |p| (i, p)))
         .collect();
     // On the engine's pool: one photo per core, decoding included.
     let mut results: Vec<(usize, &PathBuf, PhotoResult)> = recognizer.engine().install(|| {
@@ -139,7 +189,7 @@ pub fn enroll_all(
     let gallery = &recognizer.gallery();
 
     let mut report = Vec::with_capacity(people.len());
-    for (i, (id, photos)) in people.iter().enumerate() {
+    for (i, (id, photos, label)) in people.iter().enumerate() {
         let mut summary = PersonSummary {
             id: id.to_string(),
             photos: photos.len(),
@@ -166,15 +216,21 @@ pub fn enroll_all(
                 PhotoResult::Skipped(reason) => summary.skipped.push(((*path).clone(), reason)),
             }
         }
+        // The file's name and group are set; a value it does not give is kept.
+        let change = LabelChange::setting(label.clone());
         if samples.is_empty() && !options.replace {
+            if !change.is_empty() && gallery.person(id).is_some() {
+                if let Err(e) = gallery.set_label(id, &change, "cli") {
+                    summary.error = Some(e.to_string());
+                }
+            }
             report.push(summary);
             continue;
         }
         let count = samples.len();
-        let written = match (options.replace, limit) {
-            (true, _) => gallery.replace(id, samples, "cli"),
-            (false, Some(l)) => gallery.enroll_unique(id, samples, l, "cli"),
-            (false, None) => gallery.enroll(id, samples, "cli"),
+        let written = match options.replace {
+            true => gallery.replace(id, samples, &change, "cli"),
+            false => gallery.enroll_labelled(id, samples, limit, &change, "cli"),
         };
         match written {
             Ok(_) => summary.saved = count,
@@ -231,9 +287,51 @@ mod tests {
         let (people, skipped) = scan(dir.path()).unwrap();
         let ids: Vec<_> = people
             .iter()
-            .map(|(id, p)| (id.to_string(), p.len()))
+            .map(|(id, p, _)| (id.to_string(), p.len()))
             .collect();
         assert_eq!(ids, vec![("alip".into(), 1), ("yoga".into(), 0)]);
         assert_eq!(skipped.len(), 2);
+    }
+
+    #[test]
+    fn person_files_give_names_or_skip_the_folder_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: [(&str, &[u8]); 6] = [
+            ("alip", br#"{"name": " Alip Nugraha ", "group": "7A"}"#),
+            ("budi", br#"{"group": "7B"}"#),
+            ("rlo", "{\"name\": \"Al\u{202E}ip\"}".as_bytes()),
+            ("typo", br#"{"nmae": "x"}"#),
+            ("wrong", br#"{"name": 5}"#),
+            ("broken", b"{"),
+        ];
+        for (id, body) in files {
+            fs::create_dir_all(dir.path().join(id)).unwrap();
+            fs::write(dir.path().join(id).join(PERSON_FILE), body).unwrap();
+        }
+        fs::create_dir_all(dir.path().join("plain")).unwrap();
+        let (people, skipped) = scan(dir.path()).unwrap();
+        let got: Vec<_> = people
+            .iter()
+            .map(|(id, _, l)| (id.as_str(), l.name.as_deref(), l.group.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("alip", Some("Alip Nugraha"), Some("7A")),
+                ("budi", None, Some("7B")),
+                ("plain", None, None)
+            ]
+        );
+        let reasons: Vec<_> = skipped
+            .iter()
+            .map(|s| {
+                let name = s.path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, s.reason.clone())
+            })
+            .collect();
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert!(reasons.iter().all(|(_, r)| r.starts_with("person.json")));
+        let rlo = &reasons.iter().find(|(n, _)| n == "rlo").unwrap().1;
+        assert!(rlo.contains("name") && rlo.contains("U+202E"), "{rlo}");
     }
 }

@@ -6,12 +6,21 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::bulk_enroll::{self, BulkOptions};
+use crate::gallery::LabelChange;
 use crate::recognizer::{EnrollRequest, Photo, Recognizer};
 
-/// Prints the `/enroll` answer for each file.
-pub fn one_person(recognizer: &Recognizer, id: &str, files: &[PathBuf], force: bool) -> i32 {
+/// Prints the `/enroll` answer for each file; the name and group change with the first face
+/// saved (`label`).
+pub fn one_person(
+    recognizer: &Recognizer,
+    id: &str,
+    files: &[PathBuf],
+    force: bool,
+    label: LabelChange,
+) -> i32 {
     let request = EnrollRequest {
         force,
+        label,
         ..EnrollRequest::default()
     };
     let mut status = 0;
@@ -54,7 +63,7 @@ pub fn bulk(recognizer: &Recognizer, known: &Path, options: BulkOptions) -> i32 
             folder.reason
         );
     }
-    let total: usize = people.iter().map(|(_, photos)| photos.len()).sum();
+    let total: usize = people.iter().map(|(_, photos, _)| photos.len()).sum();
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} photos {msg}")

@@ -121,6 +121,17 @@ impl Service {
     }
 }
 
+/// The events' names and groups: the gallery's label map, as the gallery has it when each
+/// event is taken.
+fn label_lookup(gallery: Arc<crate::gallery::Gallery>) -> crate::events::LabelLookup {
+    Box::new(move |id| {
+        gallery.label(id).map(|l| crate::events::Label {
+            name: l.name,
+            group: l.group,
+        })
+    })
+}
+
 /// Builds the app from the settings and starts the server and, when configured, the camera
 /// and what runs on the broker connection (the tests call this too).
 pub fn start(
@@ -153,6 +164,7 @@ pub fn start(
     if let Some(mqtt) = &mqtt {
         destinations = destinations.with_live(Box::new(LastPersonSink::new(mqtt.clone())));
     }
+    destinations = destinations.with_labels(label_lookup(recognizer.gallery().clone()));
     let dispatcher = Arc::new(Dispatcher::start(
         destinations,
         Duration::from_secs_f64(serve.cooldown_seconds),

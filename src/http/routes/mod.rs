@@ -114,6 +114,16 @@ pub static ROUTES: &[Route] = &[
         handler: Handler::Light(delete_person),
     },
     Route {
+        method: "PATCH",
+        path: "/people/{id}",
+        access: Access::Role(Role::Admin),
+        handler: Handler::Upload {
+            limit: Limit::Small,
+            body: Body::Raw,
+            handle: people::set_label,
+        },
+    },
+    Route {
         method: "GET",
         path: "/people/{id}/export",
         access: Access::Role(Role::Admin),
