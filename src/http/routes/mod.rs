@@ -532,7 +532,10 @@ mod tests {
         let (route, p) = find(&Method::Delete, "/people/alip").unwrap();
         assert_eq!((route.method, p.get("id").unwrap()), ("DELETE", "alip"));
         let wrong = find(&Method::Put, "/people/alip").unwrap_err();
-        assert_eq!(wrong.headers(), Some(("Allow", "GET, DELETE".to_string())));
+        assert_eq!(
+            wrong.headers(),
+            Some(("Allow", "GET, DELETE, PATCH".to_string()))
+        );
     }
 
     #[test]
