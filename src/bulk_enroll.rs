@@ -5,6 +5,7 @@
 //! `person.json` cannot be read, is not such an object or breaks the rules is skipped whole,
 //! with the reason.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -45,9 +46,11 @@ pub fn is_photo(path: &Path) -> bool {
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
 }
 
-/// Each person's id with the paths of their photos and the name and group of their
-/// `person.json` (none: no such file).
-pub type People = Vec<(StudentId, Vec<PathBuf>, Label)>;
+/// Each person's id with the paths of their photos.
+pub type People = Vec<(StudentId, Vec<PathBuf>)>;
+
+/// The name and group of each person whose folder has a `person.json` with either.
+pub type Labels = HashMap<StudentId, Label>;
 
 /// The name of the file in a person's folder that gives their name and group.
 pub const PERSON_FILE: &str = "person.json";
@@ -84,8 +87,14 @@ pub fn read_person_file(folder: &Path) -> Result<Label, String> {
         .map_err(|e| format!("{PERSON_FILE}: {e}"))
 }
 
-/// The people folders and their photos, sorted, ready to enroll.
+/// The people folders and their photos, sorted, ready to enroll (a folder whose `person.json`
+/// is bad is skipped: [`scan_labelled`]).
 pub fn scan(known_dir: &Path) -> Result<(People, Vec<SkippedFolder>), Error> {
+    scan_labelled(known_dir).map(|(people, _, skipped)| (people, skipped))
+}
+
+/// [`scan`], with the names and groups of the folders' `person.json` files.
+pub fn scan_labelled(known_dir: &Path) -> Result<(People, Labels, Vec<SkippedFolder>), Error> {
     let io = |e| {
         Error::Gallery(GalleryError::Io {
             path: known_dir.to_path_buf(),
@@ -99,6 +108,7 @@ pub fn scan(known_dir: &Path) -> Result<(People, Vec<SkippedFolder>), Error> {
         .collect();
     folders.sort();
     let mut people = Vec::new();
+    let mut labels = Labels::new();
     let mut skipped = Vec::new();
     for folder in folders {
         let name = folder
@@ -139,9 +149,12 @@ pub fn scan(known_dir: &Path) -> Result<(People, Vec<SkippedFolder>), Error> {
                 continue;
             }
         };
-        people.push((id, photos, label));
+        if !label.is_empty() {
+            labels.insert(id.clone(), label);
+        }
+        people.push((id, photos));
     }
-    Ok((people, skipped))
+    Ok((people, labels, skipped))
 }
 
 enum PhotoResult {
@@ -164,14 +177,27 @@ pub struct BulkOptions {
 /// reported, unless `options.force`. `progress` is called once per photo done.
 pub fn enroll_all(
     recognizer: &Recognizer,
-    people: &[(StudentId, Vec<PathBuf>, Label)],
+    people: &[(StudentId, Vec<PathBuf>)],
+    options: BulkOptions,
+    progress: &(dyn Fn(&Path) + Sync),
+) -> Vec<PersonSummary> {
+    enroll_all_labelled(recognizer, people, &Labels::new(), options, progress)
+}
+
+/// [`enroll_all`], setting each person's name and group from `labels` ([`scan_labelled`]):
+/// the values given are set (with their photos, or alone for a person enrolled already whose
+/// photos added nothing), the others kept.
+pub fn enroll_all_labelled(
+    recognizer: &Recognizer,
+    people: &[(StudentId, Vec<PathBuf>)],
+    labels: &Labels,
     options: BulkOptions,
     progress: &(dyn Fn(&Path) + Sync),
 ) -> Vec<PersonSummary> {
     let jobs: Vec<(usize, &PathBuf)> = people
         .iter()
         .enumerate()
-        .flat_map(|(i, (_, photos, _))| photos.iter().map(move |p| (i, p)))
+        .flat_map(|(i, (_, photos))| photos.iter().map(move |p| (i, p)))
         .collect();
     // On the engine's pool: one photo per core, decoding included.
     let mut results: Vec<(usize, &PathBuf, PhotoResult)> = recognizer.engine().install(|| {
@@ -189,7 +215,7 @@ pub fn enroll_all(
     let gallery = &recognizer.gallery();
 
     let mut report = Vec::with_capacity(people.len());
-    for (i, (id, photos, label)) in people.iter().enumerate() {
+    for (i, (id, photos)) in people.iter().enumerate() {
         let mut summary = PersonSummary {
             id: id.to_string(),
             photos: photos.len(),
@@ -217,7 +243,7 @@ pub fn enroll_all(
             }
         }
         // The file's name and group are set; a value it does not give is kept.
-        let change = LabelChange::setting(label.clone());
+        let change = LabelChange::setting(labels.get(id).cloned().unwrap_or_default());
         if samples.is_empty() && !options.replace {
             if !change.is_empty() && gallery.person(id).is_some() {
                 if let Err(e) = gallery.set_label(id, &change, "cli") {
@@ -229,7 +255,7 @@ pub fn enroll_all(
         }
         let count = samples.len();
         let written = match options.replace {
-            true => gallery.replace(id, samples, &change, "cli"),
+            true => gallery.replace_labelled(id, samples, &change, "cli"),
             false => gallery.enroll_labelled(id, samples, limit, &change, "cli"),
         };
         match written {
@@ -287,7 +313,7 @@ mod tests {
         let (people, skipped) = scan(dir.path()).unwrap();
         let ids: Vec<_> = people
             .iter()
-            .map(|(id, p, _)| (id.to_string(), p.len()))
+            .map(|(id, p)| (id.to_string(), p.len()))
             .collect();
         assert_eq!(ids, vec![("alip".into(), 1), ("yoga".into(), 0)]);
         assert_eq!(skipped.len(), 2);
@@ -309,17 +335,21 @@ mod tests {
             fs::write(dir.path().join(id).join(PERSON_FILE), body).unwrap();
         }
         fs::create_dir_all(dir.path().join("plain")).unwrap();
-        let (people, skipped) = scan(dir.path()).unwrap();
+        let (people, labels, skipped) = scan_labelled(dir.path()).unwrap();
         let got: Vec<_> = people
             .iter()
-            .map(|(id, _, l)| (id.as_str(), l.name.as_deref(), l.group.as_deref()))
+            .map(|(id, _)| {
+                let l = labels.get(id).cloned().unwrap_or_default();
+                (id.to_string(), l.name, l.group)
+            })
             .collect();
+        let some = |s: &str| Some(s.to_string());
         assert_eq!(
             got,
             [
-                ("alip", Some("Alip Nugraha"), Some("7A")),
-                ("budi", None, Some("7B")),
-                ("plain", None, None)
+                ("alip".into(), some("Alip Nugraha"), some("7A")),
+                ("budi".into(), None, some("7B")),
+                ("plain".into(), None, None)
             ]
         );
         let reasons: Vec<_> = skipped

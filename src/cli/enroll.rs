@@ -46,7 +46,7 @@ pub fn one_person(
 
 /// Enrolls every person folder and prints one summary line per person.
 pub fn bulk(recognizer: &Recognizer, known: &Path, options: BulkOptions) -> i32 {
-    let (people, skipped_folders) = match bulk_enroll::scan(known) {
+    let (people, labels, skipped_folders) = match bulk_enroll::scan_labelled(known) {
         Ok(found) => found,
         Err(e) => {
             eprintln!(
@@ -63,16 +63,17 @@ pub fn bulk(recognizer: &Recognizer, known: &Path, options: BulkOptions) -> i32 
             folder.reason
         );
     }
-    let total: usize = people.iter().map(|(_, photos, _)| photos.len()).sum();
+    let total: usize = people.iter().map(|(_, photos)| photos.len()).sum();
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} photos {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let summaries = bulk_enroll::enroll_all(recognizer, &people, options, &|path: &Path| {
-        bar.set_message(path.display().to_string());
-        bar.inc(1);
-    });
+    let summaries =
+        bulk_enroll::enroll_all_labelled(recognizer, &people, &labels, options, &|path: &Path| {
+            bar.set_message(path.display().to_string());
+            bar.inc(1);
+        });
     bar.finish_and_clear();
 
     let mut status = 0;

@@ -106,8 +106,18 @@ impl Gallery {
     }
 
     /// Replaces everything enrolled for the person by `new` (bulk enroll `--replace`): the old
-    /// crops go once the new rows are written; the name and group change by `label`.
+    /// crops go once the new rows are written.
     pub fn replace(
+        &self,
+        id: &StudentId,
+        new: Vec<NewSample>,
+        by: &str,
+    ) -> Result<usize, GalleryError> {
+        self.replace_labelled(id, new, &LabelChange::default(), by)
+    }
+
+    /// [`Gallery::replace`] that also changes the person's name and group in the same write.
+    pub fn replace_labelled(
         &self,
         id: &StudentId,
         new: Vec<NewSample>,
@@ -254,13 +264,8 @@ mod tests {
         let b = StudentId::parse("b").unwrap();
         g.append(&a, &[enc(0.0), enc(0.1)], "test").unwrap();
         g.append(&b, &[enc(5.0)], "test").unwrap();
-        g.replace(
-            &a,
-            vec![NewSample::new(enc(2.0))],
-            &LabelChange::default(),
-            "test",
-        )
-        .unwrap();
+        g.replace(&a, vec![NewSample::new(enc(2.0))], "test")
+            .unwrap();
         assert_eq!(g.people(), vec![("a".into(), 1), ("b".into(), 1)]);
         assert_eq!(g.best_match(&enc(2.0), 0.1).label, "a");
         assert_eq!(g.best_match(&enc(5.0), 0.1).label, "b");
