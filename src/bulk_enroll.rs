@@ -1,13 +1,18 @@
 //! Bulk enrollment from `known_faces/<id>/*.{jpg,jpeg,png}`, the original `bulk_enroll`.
-//! Photos are decoded and encoded in parallel; each person's file is written once.
+//! Photos are decoded and encoded in parallel; each person's file is written once. A
+//! `known_faces/<id>/person.json` (`{"name": "Alip Nugraha", "group": "7A"}`, both optional)
+//! sets the person's name and group ([`crate::gallery::label`]'s rules); a folder whose
+//! `person.json` cannot be read, is not such an object or breaks the rules is skipped whole,
+//! with the reason.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use crate::error::Error;
-use crate::gallery::{GalleryError, NewSample, StudentId};
+use crate::gallery::{GalleryError, Label, LabelChange, NewSample, StudentId};
 use crate::recognizer::{Photo, Recognizer};
 
 /// What happened to one person's folder.
@@ -44,8 +49,52 @@ pub fn is_photo(path: &Path) -> bool {
 /// Each person's id with the paths of their photos.
 pub type People = Vec<(StudentId, Vec<PathBuf>)>;
 
-/// The people folders and their photos, sorted, ready to enroll.
+/// The name and group of each person whose folder has a `person.json` with either.
+pub type Labels = HashMap<StudentId, Label>;
+
+/// The name of the file in a person's folder that gives their name and group.
+pub const PERSON_FILE: &str = "person.json";
+
+/// Most bytes of a `person.json`.
+const PERSON_FILE_MAX: u64 = 4096;
+
+/// The name and group of `folder/person.json` (none when there is no such file), or why the
+/// folder is skipped.
+pub fn read_person_file(folder: &Path) -> Result<Label, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PersonFile {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        group: Option<String>,
+    }
+    let path = folder.join(PERSON_FILE);
+    match fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Label::default()),
+        Err(e) => return Err(format!("{PERSON_FILE}: {e}")),
+        Ok(m) if !m.is_file() => return Err(format!("{PERSON_FILE} is not a file")),
+        Ok(m) if m.len() > PERSON_FILE_MAX => {
+            return Err(format!("{PERSON_FILE} is over {PERSON_FILE_MAX} bytes"))
+        }
+        Ok(_) => {}
+    }
+    let bytes = fs::read(&path).map_err(|e| format!("{PERSON_FILE}: {e}"))?;
+    let file: PersonFile = serde_json::from_slice(&bytes).map_err(|e| {
+        format!("{PERSON_FILE}: {e} (expected {{\"name\": \"...\", \"group\": \"...\"}})")
+    })?;
+    Label::checked(file.name.as_deref(), file.group.as_deref())
+        .map_err(|e| format!("{PERSON_FILE}: {e}"))
+}
+
+/// The people folders and their photos, sorted, ready to enroll (a folder whose `person.json`
+/// is bad is skipped: [`scan_labelled`]).
 pub fn scan(known_dir: &Path) -> Result<(People, Vec<SkippedFolder>), Error> {
+    scan_labelled(known_dir).map(|(people, _, skipped)| (people, skipped))
+}
+
+/// [`scan`], with the names and groups of the folders' `person.json` files.
+pub fn scan_labelled(known_dir: &Path) -> Result<(People, Labels, Vec<SkippedFolder>), Error> {
     let io = |e| {
         Error::Gallery(GalleryError::Io {
             path: known_dir.to_path_buf(),
@@ -59,6 +108,7 @@ pub fn scan(known_dir: &Path) -> Result<(People, Vec<SkippedFolder>), Error> {
         .collect();
     folders.sort();
     let mut people = Vec::new();
+    let mut labels = Labels::new();
     let mut skipped = Vec::new();
     for folder in folders {
         let name = folder
@@ -89,9 +139,22 @@ pub fn scan(known_dir: &Path) -> Result<(People, Vec<SkippedFolder>), Error> {
             }
         };
         photos.sort();
+        let label = match read_person_file(&folder) {
+            Ok(label) => label,
+            Err(reason) => {
+                skipped.push(SkippedFolder {
+                    path: folder,
+                    reason,
+                });
+                continue;
+            }
+        };
+        if !label.is_empty() {
+            labels.insert(id.clone(), label);
+        }
         people.push((id, photos));
     }
-    Ok((people, skipped))
+    Ok((people, labels, skipped))
 }
 
 enum PhotoResult {
@@ -115,6 +178,19 @@ pub struct BulkOptions {
 pub fn enroll_all(
     recognizer: &Recognizer,
     people: &[(StudentId, Vec<PathBuf>)],
+    options: BulkOptions,
+    progress: &(dyn Fn(&Path) + Sync),
+) -> Vec<PersonSummary> {
+    enroll_all_labelled(recognizer, people, &Labels::new(), options, progress)
+}
+
+/// [`enroll_all`], setting each person's name and group from `labels` ([`scan_labelled`]):
+/// the values given are set (with their photos, or alone for a person enrolled already whose
+/// photos added nothing), the others kept.
+pub fn enroll_all_labelled(
+    recognizer: &Recognizer,
+    people: &[(StudentId, Vec<PathBuf>)],
+    labels: &Labels,
     options: BulkOptions,
     progress: &(dyn Fn(&Path) + Sync),
 ) -> Vec<PersonSummary> {
@@ -166,15 +242,21 @@ pub fn enroll_all(
                 PhotoResult::Skipped(reason) => summary.skipped.push(((*path).clone(), reason)),
             }
         }
+        // The file's name and group are set; a value it does not give is kept.
+        let change = LabelChange::setting(labels.get(id).cloned().unwrap_or_default());
         if samples.is_empty() && !options.replace {
+            if !change.is_empty() && gallery.person(id).is_some() {
+                if let Err(e) = gallery.set_label(id, &change, "cli") {
+                    summary.error = Some(e.to_string());
+                }
+            }
             report.push(summary);
             continue;
         }
         let count = samples.len();
-        let written = match (options.replace, limit) {
-            (true, _) => gallery.replace(id, samples, "cli"),
-            (false, Some(l)) => gallery.enroll_unique(id, samples, l, "cli"),
-            (false, None) => gallery.enroll(id, samples, "cli"),
+        let written = match options.replace {
+            true => gallery.replace_labelled(id, samples, &change, "cli"),
+            false => gallery.enroll_labelled(id, samples, limit, &change, "cli"),
         };
         match written {
             Ok(_) => summary.saved = count,
@@ -235,5 +317,51 @@ mod tests {
             .collect();
         assert_eq!(ids, vec![("alip".into(), 1), ("yoga".into(), 0)]);
         assert_eq!(skipped.len(), 2);
+    }
+
+    #[test]
+    fn person_files_give_names_or_skip_the_folder_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: [(&str, &[u8]); 6] = [
+            ("alip", br#"{"name": " Alip Nugraha ", "group": "7A"}"#),
+            ("budi", br#"{"group": "7B"}"#),
+            ("rlo", "{\"name\": \"Al\u{202E}ip\"}".as_bytes()),
+            ("typo", br#"{"nmae": "x"}"#),
+            ("wrong", br#"{"name": 5}"#),
+            ("broken", b"{"),
+        ];
+        for (id, body) in files {
+            fs::create_dir_all(dir.path().join(id)).unwrap();
+            fs::write(dir.path().join(id).join(PERSON_FILE), body).unwrap();
+        }
+        fs::create_dir_all(dir.path().join("plain")).unwrap();
+        let (people, labels, skipped) = scan_labelled(dir.path()).unwrap();
+        let got: Vec<_> = people
+            .iter()
+            .map(|(id, _)| {
+                let l = labels.get(id).cloned().unwrap_or_default();
+                (id.to_string(), l.name, l.group)
+            })
+            .collect();
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            got,
+            [
+                ("alip".into(), some("Alip Nugraha"), some("7A")),
+                ("budi".into(), None, some("7B")),
+                ("plain".into(), None, None)
+            ]
+        );
+        let reasons: Vec<_> = skipped
+            .iter()
+            .map(|s| {
+                let name = s.path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, s.reason.clone())
+            })
+            .collect();
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert!(reasons.iter().all(|(_, r)| r.starts_with("person.json")));
+        let rlo = &reasons.iter().find(|(n, _)| n == "rlo").unwrap().1;
+        assert!(rlo.contains("name") && rlo.contains("U+202E"), "{rlo}");
     }
 }

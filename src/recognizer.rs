@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::engine::{Encoding, Engine, Face, FaceBox};
 use crate::error::Error;
-use crate::gallery::{Gallery, NewSample, Rejection, StudentId};
+use crate::gallery::{Gallery, LabelChange, NewSample, Rejection, StudentId};
 use crate::image_io::{self, RgbImage, DEFAULT_MAX_PIXELS};
 use crate::metrics::Path::Request;
 use crate::pipeline::{self, timed, Analysis, Purpose};
@@ -99,6 +99,8 @@ pub struct EnrollRequest {
     pub force: bool,
     /// The API key's label, or `cli`: for the audit log.
     pub by: String,
+    /// The person's name and group, set by this enrollment (nothing by default).
+    pub label: LabelChange,
 }
 
 impl Default for EnrollRequest {
@@ -106,6 +108,7 @@ impl Default for EnrollRequest {
         EnrollRequest {
             force: false,
             by: "cli".into(),
+            label: LabelChange::default(),
         }
     }
 }
@@ -410,14 +413,11 @@ impl Recognizer {
             });
         };
         let sample = self.checked_sample(face, jpeg, candidate.quality, candidate.faces_found)?;
-        let gallery = &self.gallery;
-        match self
+        let limit = self
             .enroll_policy
-            .duplicate_limit(self.tolerance, request.force)
-        {
-            Some(limit) => gallery.enroll_unique(id, vec![sample], limit, &request.by)?,
-            None => gallery.enroll(id, vec![sample], &request.by)?,
-        };
+            .duplicate_limit(self.tolerance, request.force);
+        self.gallery
+            .enroll_labelled(id, vec![sample], limit, &request.label, &request.by)?;
         Ok(EnrollOutcome {
             faces_found: candidate.faces_found,
             saved: 1,
@@ -500,15 +500,11 @@ impl Recognizer {
             });
         }
         let saved = samples.len();
-        match self
+        let limit = self
             .enroll_policy
-            .duplicate_limit(self.tolerance, request.force)
-        {
-            Some(limit) => self
-                .gallery
-                .enroll_unique(&id, samples, limit, &request.by)?,
-            None => self.gallery.enroll(&id, samples, &request.by)?,
-        };
+            .duplicate_limit(self.tolerance, request.force);
+        self.gallery
+            .enroll_labelled(&id, samples, limit, &request.label, &request.by)?;
         Ok(OfferedOutcome {
             offered: offered.len(),
             faces_found,

@@ -590,7 +590,7 @@ fn people_are_listed_shown_and_deleted() {
         .send_empty()
         .unwrap();
     assert_eq!(wrong.status().as_u16(), 405);
-    assert_eq!(wrong.headers()["Allow"], "GET, DELETE");
+    assert_eq!(wrong.headers()["Allow"], "GET, DELETE, PATCH");
 
     let probe = faces("probe/obama/obama_3.jpg");
     let (_, before) = h::post_image(&url(&server, "/recognize"), &probe, &[]);

@@ -918,3 +918,116 @@ fn a_box_whose_clock_is_not_set_neither_publishes_nor_applies_until_it_is() {
         health["gallery_sync"]["state"] == "ok" && health["gallery_sync"]["waiting"] == 0
     });
 }
+
+/// `PATCH /people/{id}` on box `x`; its answer.
+fn set_label(x: &Box, person: &str, body: &str) -> Value {
+    let (status, answer) = h::patch(
+        &x.url(&format!("/people/{person}")),
+        "application/json",
+        body.as_bytes().to_vec(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// A person's name and group as box `x` shows them (`null`: none).
+fn label_on(x: &Box, person: &str) -> (Value, Value) {
+    let (status, detail) = h::get(&x.url(&format!("/people/{person}")));
+    if status != 200 {
+        return (Value::Null, Value::Null);
+    }
+    (detail["name"].clone(), detail["group"].clone())
+}
+
+#[test]
+fn names_and_groups_travel_inside_the_signed_message_and_older_boxes_keep_working() {
+    if !common::mosquitto::available() {
+        return;
+    }
+    let broker = Mosquitto::start_with(Options {
+        persistence: true,
+        ..Options::default()
+    });
+    let url = broker.url();
+    let site = tempfile::tempdir().unwrap();
+    let list = site.path().join("gallery-trusted-keys");
+    trust(
+        &list,
+        site.path(),
+        &[("box-a", "admin"), ("box-b", "admin"), ("box-o", "admin")],
+    );
+    let keys = list.to_str().unwrap();
+    let env = [("MQTT_URL", url.as_str()), ("GALLERY_TRUSTED_KEYS", keys)];
+    let a = Box::start("box-a", &site.path().join("box-a"), &env);
+    let b = Box::start("box-b", &site.path().join("box-b"), &env);
+    // A box of the previous release, when it is built: it reads the message and ignores the
+    // names.
+    let old = common::previous_release::available().then(|| {
+        let binary = common::previous_release_binary();
+        Box::start_with_binary(&binary, "box-o", &site.path().join("box-o"), &env)
+    });
+
+    // Enrolled with a name on A: the name arrives on B.
+    let (status, body) = h::post_image(
+        &a.url("/enroll"),
+        &known("obama"),
+        &[
+            ("student_id", "obama"),
+            ("name", "Barack Obama"),
+            ("group", "7A"),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    let named = (Value::from("Barack Obama"), Value::from("7A"));
+    wait_for("obama's name on B", SPREAD, || {
+        label_on(&b, "obama") == named
+    });
+    // It is inside what is signed: the retained message carries it before the signature.
+    let message = retained(&broker, "face-attendance/gallery/obama");
+    let text = String::from_utf8_lossy(&message);
+    let name_at = text
+        .find(r#""name":"Barack Obama""#)
+        .expect("name in the message");
+    assert!(name_at < text.find(r#","signature":"#).unwrap(), "{text}");
+
+    // Changed on A (a label-only change): a new version, and B follows.
+    set_label(&a, "obama", r#"{"name": "Barack H. Obama", "group": null}"#);
+    let renamed = (Value::from("Barack H. Obama"), Value::Null);
+    wait_for("the new name on B", SPREAD, || {
+        label_on(&b, "obama") == renamed
+    });
+    // And the other way: changed on B, A follows; B published only that change.
+    set_label(&b, "obama", r#"{"group": "8A"}"#);
+    let regrouped = (Value::from("Barack H. Obama"), Value::from("8A"));
+    wait_for("the new group on A", SPREAD, || {
+        label_on(&a, "obama") == regrouped
+    });
+    assert_eq!(counter(&b.health(), &["gallery_sync", "published"]), 1);
+    // The events on B name them.
+    let (status, answer) = h::post_image(&b.url("/recognize/realtime"), &probe("obama"), &[]);
+    assert_eq!(status, 200, "{answer}");
+    let (_, events) = h::get(&b.url("/events?student_id=obama"));
+    assert_eq!(events["events"][0]["name"], "Barack H. Obama", "{events}");
+
+    if let Some(o) = &old {
+        // The older box got the person and their changes (it recognizes them) without the
+        // names. (It checks no signature: the forgery below would fool it, so it goes first.)
+        wait_for("obama on the older box", SPREAD, || o.has("obama"));
+        assert_eq!(o.recognize(&probe("obama")), "obama");
+        let (_, detail) = h::get(&o.url("/people/obama"));
+        assert!(detail.get("name").is_none(), "{detail}");
+    }
+
+    // A forged name (not signed by a trusted box) changes nothing.
+    let forged_name = serde_json::to_vec(&serde_json::json!({
+        "format": 1, "student_id": "obama", "name": "Mallory",
+        "version": {"updated_ms": now_ms(), "box_id": "box-a"},
+        "samples": [{"encoding": vec![0.01; 128], "enrolled_at": 1}],
+    }))
+    .unwrap();
+    publish(&broker, "face-attendance/gallery/obama", &forged_name);
+    wait_for("the forgery to be refused", SPREAD, || {
+        refused(&a, "unsigned") >= 1
+    });
+    assert_eq!(label_on(&a, "obama"), regrouped);
+}

@@ -6,12 +6,21 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::bulk_enroll::{self, BulkOptions};
+use crate::gallery::LabelChange;
 use crate::recognizer::{EnrollRequest, Photo, Recognizer};
 
-/// Prints the `/enroll` answer for each file.
-pub fn one_person(recognizer: &Recognizer, id: &str, files: &[PathBuf], force: bool) -> i32 {
+/// Prints the `/enroll` answer for each file; the name and group change with the first face
+/// saved (`label`).
+pub fn one_person(
+    recognizer: &Recognizer,
+    id: &str,
+    files: &[PathBuf],
+    force: bool,
+    label: LabelChange,
+) -> i32 {
     let request = EnrollRequest {
         force,
+        label,
         ..EnrollRequest::default()
     };
     let mut status = 0;
@@ -37,7 +46,7 @@ pub fn one_person(recognizer: &Recognizer, id: &str, files: &[PathBuf], force: b
 
 /// Enrolls every person folder and prints one summary line per person.
 pub fn bulk(recognizer: &Recognizer, known: &Path, options: BulkOptions) -> i32 {
-    let (people, skipped_folders) = match bulk_enroll::scan(known) {
+    let (people, labels, skipped_folders) = match bulk_enroll::scan_labelled(known) {
         Ok(found) => found,
         Err(e) => {
             eprintln!(
@@ -60,10 +69,11 @@ pub fn bulk(recognizer: &Recognizer, known: &Path, options: BulkOptions) -> i32 
         ProgressStyle::with_template("{bar:40} {pos}/{len} photos {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let summaries = bulk_enroll::enroll_all(recognizer, &people, options, &|path: &Path| {
-        bar.set_message(path.display().to_string());
-        bar.inc(1);
-    });
+    let summaries =
+        bulk_enroll::enroll_all_labelled(recognizer, &people, &labels, options, &|path: &Path| {
+            bar.set_message(path.display().to_string());
+            bar.inc(1);
+        });
     bar.finish_and_clear();
 
     let mut status = 0;

@@ -58,6 +58,13 @@ pub enum Command {
         /// Enroll faces that look like another enrolled person's (skipped otherwise)
         #[arg(long)]
         force: bool,
+        /// With --id: the person's display name (1-100 characters; bulk enrollment reads
+        /// known_faces/<id>/person.json instead)
+        #[arg(long, requires = "id", value_parser = people::name_arg)]
+        name: Option<String>,
+        /// With --id: the person's group, a class or a department (1-64 characters)
+        #[arg(long, requires = "id", value_parser = people::group_arg)]
+        group: Option<String>,
         /// Photos of the person named by --id
         #[arg(requires = "id")]
         files: Vec<PathBuf>,
@@ -198,11 +205,17 @@ pub fn run(cli: Cli) -> i32 {
             known,
             replace,
             force,
+            name,
+            group,
             files,
             recognizer,
             enroll,
         } => with_recognizer(&(&recognizer, &enroll).settings(), |recognizer| match id {
-            Some(id) => enroll::one_person(&recognizer, &id, &files, force),
+            Some(id) => {
+                let label =
+                    crate::gallery::LabelChange::setting(crate::gallery::Label { name, group });
+                enroll::one_person(&recognizer, &id, &files, force, label)
+            }
             None => enroll::bulk(&recognizer, &known, BulkOptions { replace, force }),
         }),
         Command::Recognize { files, recognizer } => {

@@ -1,4 +1,4 @@
-//! `face-attendance people list|show|delete|rename|reject|export` and `gallery export|import`: the
+//! `face-attendance people list|show|set|delete|rename|reject|export` and `gallery export|import`: the
 //! gallery without a server (and without the models: only the data folder is opened; `reject`
 //! with an IMAGE loads them, to find its face). Each command
 //! prints one JSON object, the HTTP API's answer; a failure prints `{"ok":false,"error":…}` and
@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 
 use super::{EXIT_INPUT, EXIT_SETUP};
 use crate::gallery::archive::{ImportError, ImportMode, MAX_ARCHIVE_BYTES};
-use crate::gallery::{Gallery, GalleryError, StudentId};
+use crate::gallery::label::{self, Field};
+use crate::gallery::{Gallery, GalleryError, LabelChange, StudentId};
 use crate::privacy::PrivacyError;
 use crate::recognizer::Photo;
 use crate::settings::Settings;
@@ -31,6 +32,23 @@ pub enum PeopleCommand {
     Show {
         /// The person's id
         id: String,
+    },
+    /// Set or clear a person's display name and group, as PATCH /people/{id} does
+    Set {
+        /// The person's id
+        id: String,
+        /// Their display name (1-100 characters)
+        #[arg(long, value_parser = name_arg, conflicts_with = "clear_name")]
+        name: Option<String>,
+        /// Their group: a class, a department (1-64 characters)
+        #[arg(long, value_parser = group_arg, conflicts_with = "clear_group")]
+        group: Option<String>,
+        /// Remove their display name
+        #[arg(long)]
+        clear_name: bool,
+        /// Remove their group
+        #[arg(long)]
+        clear_group: bool,
     },
     /// Remove a person (every file of theirs), or one sample with --sample
     Delete {
@@ -72,11 +90,24 @@ pub enum PeopleCommand {
     },
 }
 
+/// `--name`: a display name, checked as the API checks it.
+pub fn name_arg(raw: &str) -> Result<String, String> {
+    label::check(Field::Name, raw).map_err(|e| e.reason)
+}
+
+/// `--group`: a group, checked as the API checks it.
+pub fn group_arg(raw: &str) -> Result<String, String> {
+    label::check(Field::Group, raw).map_err(|e| e.reason)
+}
+
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only ids starting with this
     #[arg(long, default_value = "")]
     q: String,
+    /// Only people of this group
+    #[arg(long, value_parser = group_arg)]
+    group: Option<String>,
     /// At most this many people
     #[arg(long, default_value_t = 100)]
     limit: usize,
@@ -228,7 +259,8 @@ pub fn run_gallery(settings: &Settings, command: &GalleryCommand) -> i32 {
 fn people(gallery: &Gallery, command: &PeopleCommand, tolerance: f64) -> Result<Value, Failure> {
     match command {
         PeopleCommand::List(args) => {
-            let (total, page) = gallery.people_page(&args.q, args.offset, args.limit);
+            let (total, page) =
+                gallery.people_page(&args.q, args.group.as_deref(), args.offset, args.limit);
             Ok(json!({"ok": true, "total": total, "people": page}))
         }
         PeopleCommand::Show { id } => {
@@ -237,6 +269,31 @@ fn people(gallery: &Gallery, command: &PeopleCommand, tolerance: f64) -> Result<
                 .person_detail(&id)
                 .ok_or_else(|| Failure::input(format!("not found: person {id}")))?;
             Ok(detail.to_json(&gallery.history(&id)))
+        }
+        PeopleCommand::Set {
+            id,
+            name,
+            group,
+            clear_name,
+            clear_group,
+        } => {
+            let id = parse_id(id)?;
+            let change = LabelChange {
+                name: name.clone().map(Some).or(clear_name.then_some(None)),
+                group: group.clone().map(Some).or(clear_group.then_some(None)),
+            };
+            if change.is_empty() {
+                return Err(Failure::input(
+                    "nothing to change: give --name, --group, --clear-name or --clear-group",
+                ));
+            }
+            let label = gallery.set_label(&id, &change, BY)?;
+            Ok(json!({
+                "ok": true,
+                "student_id": id.as_str(),
+                "name": label.name,
+                "group": label.group,
+            }))
         }
         PeopleCommand::Delete { id, sample: None } => {
             let id = parse_id(id)?;

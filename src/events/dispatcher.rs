@@ -21,14 +21,21 @@ use super::outbox::{Outbox, Pending, Recovered, WEBHOOK};
 use super::runner::{Journal, News, Runner};
 use super::sink::{Outgoing, Sink};
 use super::stats::{OutboxStats, SinkStats};
-use super::{Event, Report, Status};
+use super::{Event, Label, Report, Status};
+use crate::gallery::UNKNOWN;
 use crate::locks::lock;
 
-/// Where events go: the outbox with its durable sinks, and the live sinks.
+/// The name and group of a person by id (`None`: neither known), asked once per recognized
+/// event; it must be cheap (the gallery's: one hash lookup under a read lock).
+pub type LabelLookup = Box<dyn Fn(&str) -> Option<Label> + Send>;
+
+/// Where events go: the outbox with its durable sinks, and the live sinks; and where the
+/// names of the people in them come from.
 pub struct Destinations {
     outbox: Option<Outbox>,
     durable: Vec<Box<dyn Sink>>,
     live: Vec<Box<dyn Sink>>,
+    labels: Option<LabelLookup>,
 }
 
 impl Destinations {
@@ -38,6 +45,7 @@ impl Destinations {
             outbox: None,
             durable: Vec::new(),
             live: Vec::new(),
+            labels: None,
         }
     }
 
@@ -58,6 +66,7 @@ impl Destinations {
             outbox: Some(outbox),
             durable,
             live: Vec::new(),
+            labels: None,
         };
         Ok((destinations, recovered))
     }
@@ -65,6 +74,14 @@ impl Destinations {
     /// Adds a live sink (each event once, as it is resolved).
     pub fn with_live(mut self, sink: Box<dyn Sink>) -> Destinations {
         self.live.push(sink);
+        self
+    }
+
+    /// Names the people of recognized events ([`Event::set_label`]) by `lookup`, when each
+    /// event is taken, before the cooldown: every sink, the event log and the outbox get the
+    /// name and group the person has at that moment.
+    pub fn with_labels(mut self, lookup: LabelLookup) -> Destinations {
+        self.labels = Some(lookup);
         self
     }
 }
@@ -146,6 +163,7 @@ impl Dispatcher {
             outbox,
             durable,
             live,
+            labels,
         } = destinations;
         let names: Vec<&'static str> = durable.iter().map(|s| s.name()).collect();
         let webhook = names.iter().position(|n| *n == WEBHOOK);
@@ -198,6 +216,7 @@ impl Dispatcher {
             live,
             live_stats,
             runners,
+            labels,
             cooldown,
             wait,
             stats: stats.clone(),
@@ -340,6 +359,7 @@ struct Worker {
     live: Vec<Box<dyn Sink>>,
     live_stats: Vec<Arc<SinkStats>>,
     runners: Vec<JoinHandle<()>>,
+    labels: Option<LabelLookup>,
     cooldown: Duration,
     wait: Duration,
     stats: Arc<OutboxStats>,
@@ -585,7 +605,14 @@ impl Worker {
     /// Cooldown, then the journal (one write, one fsync), then the runners are woken.
     fn accept(&mut self, events: Vec<(Event, Sender<Delivered>)>) {
         let mut accepted = Vec::new();
-        for (event, reply) in events {
+        for (mut event, reply) in events {
+            if let Some(lookup) = &self.labels {
+                if event.student_id != UNKNOWN {
+                    if let Some(label) = lookup(&event.student_id) {
+                        event.set_label(label);
+                    }
+                }
+            }
             let repeat = self.cooling_down(event.cooldown_key());
             if self.journal.is_none() || repeat {
                 // Without a durable sink every event is answered `disabled`, as it always was;

@@ -27,7 +27,7 @@ use crate::engine::FaceBox;
 use crate::gallery::UNKNOWN;
 use crate::recognizer::Recognition;
 pub use command::{CommandConfig, CommandSink, CommandStats, COMMAND};
-pub use dispatcher::{Delivered, Destinations, Dispatcher, FnSink};
+pub use dispatcher::{Delivered, Destinations, Dispatcher, FnSink, LabelLookup};
 pub use log::{EventLog, EventLogReader};
 pub use punch::Punch;
 pub use sink::{Outgoing, Sink};

@@ -1,5 +1,5 @@
 //! `data/audit.jsonl`: one JSON line per change to the gallery (enroll, delete, rename,
-//! import, reject, unreject), appended and synced before the change is answered, so who changed what survives
+//! import, reject, unreject, name or group), appended and synced before the change is answered, so who changed what survives
 //! a power cut. Lines are only ever appended; a line cut by a crash is skipped when read.
 
 use std::fs::OpenOptions;
@@ -14,7 +14,7 @@ pub struct Entry {
     /// Unix seconds.
     pub time: u64,
     /// What was done: `enroll`, `replace`, `delete`, `delete_sample`, `rename`, `import`,
-    /// `reject`, `unreject`, `sync`.
+    /// `reject`, `unreject`, `sync`, `label` (name or group changed).
     pub action: String,
     /// The person (after the change, for a rename).
     pub student_id: String,
@@ -31,6 +31,10 @@ pub struct Entry {
     /// For a rejection (`reject`, `unreject`): how many rejected faces the person has after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<usize>,
+    /// For a change of name or group (`label`, or an enrollment that set them): the name and
+    /// group after it (a value absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<super::Label>,
 }
 
 /// Most entries `history` gives for one person: the newest.
@@ -114,6 +118,7 @@ mod tests {
             from: None,
             index: None,
             rejected: None,
+            label: None,
         };
         assert!(log.history("alip").is_empty());
         log.append(&entry("enroll", "alip", 1)).unwrap();

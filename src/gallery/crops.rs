@@ -187,7 +187,7 @@ mod tests {
         let mut sample = Sample::plain(&enc(0.2), old_ms / 1000);
         sample.crop = Some(old.clone());
         rows.push((enc(0.2), sample));
-        g.write_person(&id, &rows).unwrap();
+        g.write_person(&id, &rows, &g.read_label(&id)).unwrap();
         drop(g);
 
         let policy = CropPolicy::keep().max_age_days(Some(30));

@@ -10,7 +10,10 @@ use std::fs;
 
 use serde_json::Value;
 
-use super::{io_err, now_secs, remove_file_synced, Gallery, GalleryError, Rows, Sample, StudentId};
+use super::{
+    io_err, now_secs, remove_file_synced, Gallery, GalleryError, LabelChange, Rows, Sample,
+    StudentId,
+};
 use crate::engine::Encoding;
 use crate::{fsutil, locks};
 
@@ -66,7 +69,20 @@ impl Gallery {
         new: Vec<NewSample>,
         by: &str,
     ) -> Result<usize, GalleryError> {
-        self.change(id, new, Change::Add, None, by)
+        self.change(id, new, Change::Add, None, &LabelChange::default(), by)
+    }
+
+    /// [`Gallery::enroll`] (or [`Gallery::enroll_unique`] with `unique`: its largest distance)
+    /// that also changes the person's name and group in the same write ([`LabelChange`]).
+    pub fn enroll_labelled(
+        &self,
+        id: &StudentId,
+        new: Vec<NewSample>,
+        unique: Option<f64>,
+        label: &LabelChange,
+        by: &str,
+    ) -> Result<usize, GalleryError> {
+        self.change(id, new, Change::Add, unique, label, by)
     }
 
     /// [`Gallery::enroll`], refused with [`GalleryError::Duplicate`] when a face is within
@@ -79,7 +95,14 @@ impl Gallery {
         max_distance: f64,
         by: &str,
     ) -> Result<usize, GalleryError> {
-        self.change(id, new, Change::Add, Some(max_distance), by)
+        self.change(
+            id,
+            new,
+            Change::Add,
+            Some(max_distance),
+            &LabelChange::default(),
+            by,
+        )
     }
 
     /// Replaces everything enrolled for the person by `new` (bulk enroll `--replace`): the old
@@ -90,7 +113,18 @@ impl Gallery {
         new: Vec<NewSample>,
         by: &str,
     ) -> Result<usize, GalleryError> {
-        self.change(id, new, Change::Replace, None, by)
+        self.replace_labelled(id, new, &LabelChange::default(), by)
+    }
+
+    /// [`Gallery::replace`] that also changes the person's name and group in the same write.
+    pub fn replace_labelled(
+        &self,
+        id: &StudentId,
+        new: Vec<NewSample>,
+        label: &LabelChange,
+        by: &str,
+    ) -> Result<usize, GalleryError> {
+        self.change(id, new, Change::Replace, None, label, by)
     }
 
     /// Encodings only, without crops: [`Gallery::enroll`] by `by`.
@@ -109,6 +143,7 @@ impl Gallery {
         new: Vec<NewSample>,
         how: Change,
         unique: Option<f64>,
+        label: &LabelChange,
         by: &str,
     ) -> Result<usize, GalleryError> {
         let (replace, action) = match how {
@@ -147,7 +182,9 @@ impl Gallery {
             }
             rows.push((sample.encoding, described));
         }
-        self.write_person(id, &rows)?;
+        let old_label = self.read_label(id);
+        let names = label.apply(&old_label);
+        self.write_person(id, &rows, &names)?;
         if !crops.is_empty() {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
@@ -170,8 +207,10 @@ impl Gallery {
                 }
             }
         }
-        locks::write(&self.matrix).set_person(id.as_str(), &rows);
-        self.record(Self::entry(action, id, rows.len(), by));
+        locks::write(&self.matrix).set_labelled(id.as_str(), &rows, &names);
+        let mut entry = Self::entry(action, id, rows.len(), by);
+        entry.label = (names != old_label).then_some(names);
+        self.record(entry);
         Ok(rows.len())
     }
 
@@ -201,8 +240,9 @@ impl Gallery {
         if let Some(crop) = &gone.crop {
             remove_file_synced(&self.crops_dir(id).join(crop))?;
         }
-        self.write_person(id, &rows)?;
-        locks::write(&self.matrix).set_person(id.as_str(), &rows);
+        let label = self.read_label(id);
+        self.write_person(id, &rows, &label)?;
+        locks::write(&self.matrix).set_labelled(id.as_str(), &rows, &label);
         let mut entry = Self::entry("delete_sample", id, rows.len(), by);
         entry.index = Some(index);
         self.record(entry);

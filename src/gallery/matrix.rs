@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::{Gallery, Sample, StudentId, UNKNOWN};
+use super::{Gallery, Label, Sample, StudentId, UNKNOWN};
 use crate::engine::{distance, Encoding};
 use crate::locks;
 
@@ -52,6 +52,9 @@ pub(super) struct Matrix {
     /// it must not be matched to. Empty in most galleries, and matching then never looks here.
     pub(super) rejected: Vec<Encoding>,
     pub(super) rejected_owners: Vec<u32>,
+    /// Each person's name and group, by id (only people who have one): the events' label
+    /// lookup is one hash lookup ([`Gallery::label`]).
+    pub(super) names: HashMap<String, Label>,
 }
 
 impl Matrix {
@@ -75,6 +78,7 @@ impl Matrix {
         }
         if rows.is_empty() {
             self.set_rejected(label, &[]);
+            self.names.remove(label);
             return;
         }
         let i = self.label_index(label);
@@ -82,6 +86,24 @@ impl Matrix {
             self.encodings.push(*encoding);
             self.owners.push(i);
             self.samples.push(sample.clone());
+        }
+    }
+
+    /// The person's name and group become `names` (empty: none). Set after their rows.
+    pub(super) fn set_label(&mut self, label: &str, names: &Label) {
+        if names.is_empty() {
+            self.names.remove(label);
+        } else {
+            self.names.insert(label.to_string(), names.clone());
+        }
+    }
+
+    /// The person's rows and name and group together ([`Matrix::set_person`] then
+    /// [`Matrix::set_label`]).
+    pub(super) fn set_labelled(&mut self, label: &str, rows: &[(Encoding, Sample)], names: &Label) {
+        self.set_person(label, rows);
+        if !rows.is_empty() {
+            self.set_label(label, names);
         }
     }
 

@@ -32,6 +32,7 @@ pub mod archive;
 pub(crate) mod audit;
 mod crops;
 mod enroll;
+pub mod label;
 mod matrix;
 pub mod npy;
 mod people;
@@ -56,11 +57,12 @@ use audit::AuditLog;
 pub use audit::Entry as AuditEntry;
 pub use crops::CropPolicy;
 pub use enroll::NewSample;
+pub use label::{Label, LabelChange, LabelError};
 pub use matrix::Match;
 use matrix::Matrix;
 pub use people::{Person, PersonDetail};
 pub use person_files::PersonFiles;
-pub use received::encodings_digest;
+pub use received::{encodings_digest, person_digest_of};
 pub use rejected::Rejection;
 pub use samples::Sample;
 pub use student_id::StudentId;
@@ -104,6 +106,9 @@ pub enum GalleryError {
     /// The id (a rename's target) is taken.
     #[error("{0} is already enrolled")]
     AlreadyEnrolled(String),
+    /// A name or group that breaks the rules ([`label`]).
+    #[error("{0}")]
+    InvalidLabel(#[from] LabelError),
     /// Enrollment's duplicate check: the face is another person's.
     #[error("this face is already enrolled as {duplicate_of} (distance {distance:.3}); send force=true to enroll it anyway")]
     Duplicate {
@@ -337,7 +342,7 @@ impl Gallery {
                 Ok(Some(rows)) => {
                     loaded.files += 1;
                     loaded.encodings += rows.len();
-                    matrix.set_person(id.as_str(), &rows);
+                    matrix.set_labelled(id.as_str(), &rows, &self.read_label(&id));
                 }
                 Ok(None) => {}
                 Err(GalleryError::Damaged { reason, .. }) => loaded.skipped.push((path, reason)),
@@ -488,6 +493,7 @@ impl Gallery {
             from: None,
             index: None,
             rejected: None,
+            label: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The people of the gallery: reading and writing a person's files (`embeddings/<id>.npy`,
 //! then `people/<id>.json`), the listings and details that `GET /people` answers, and the
-//! changes that concern a person whole: removal and rename.
+//! changes that concern a person whole: removal, rename, their name and group.
 //!
 //! Contract ([`super`]'s writer contract): a removal takes the crops, the metadata, the
 //! rejections, then the `.npy` (a cut removal leaves a person still enrolled, who can be
@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::{
     io_err, modified_secs, move_if_there, npy, remove_file_synced, samples, AuditEntry, Gallery,
-    GalleryError, Rows, Sample, StudentId,
+    GalleryError, Label, LabelChange, Rows, Sample, StudentId,
 };
 use crate::engine::Encoding;
 use crate::{fsutil, locks};
@@ -34,6 +34,12 @@ pub struct Person {
     pub enrolled_at: u64,
     /// When their encodings file last changed.
     pub updated_at: u64,
+    /// Their display name, when they have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Their group, when they have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// A person with their samples in order (index = row of the `.npy` file).
@@ -48,9 +54,9 @@ pub struct PersonDetail {
 }
 
 impl PersonDetail {
-    /// The answer of `GET /people/{id}` (and `people show`): each sample with its index, time,
-    /// crop URL (`null` when no crop is kept) and quality, how many faces were rejected as not
-    /// them, then `history`.
+    /// The answer of `GET /people/{id}` (and `people show`): their name and group (`null` when
+    /// none), each sample with its index, time, crop URL (`null` when no crop is kept) and
+    /// quality, how many faces were rejected as not them, then `history`.
     pub fn to_json(&self, history: &[AuditEntry]) -> Value {
         let id = &self.person.student_id;
         let samples: Vec<Value> = self
@@ -69,6 +75,8 @@ impl PersonDetail {
         serde_json::json!({
             "ok": true,
             "student_id": id,
+            "name": self.person.name,
+            "group": self.person.group,
             "samples": samples,
             "rejected": self.rejected,
             "enrolled_at": self.person.enrolled_at,
@@ -122,11 +130,29 @@ impl Gallery {
         Ok(Some(rows.into_iter().zip(described).collect()))
     }
 
-    /// Writes the person's `.npy` then metadata (both atomically); `rows` must not be empty.
+    /// The person's name and group as `people/<id>.json` has them (none when there is no
+    /// such file). A value that breaks the rules (a file edited by hand) is dropped, logged.
+    pub(super) fn read_label(&self, id: &StudentId) -> Label {
+        let meta = self.meta_path(id);
+        let Ok(bytes) = fs::read(&meta) else {
+            return Label::default();
+        };
+        let Ok(file) = serde_json::from_slice::<samples::SamplesFile>(&bytes) else {
+            return Label::default();
+        };
+        file.label.rechecked().unwrap_or_else(|e| {
+            log::warn!("{}: {e}; its name and group are ignored", meta.display());
+            Label::default()
+        })
+    }
+
+    /// Writes the person's `.npy` then metadata (both atomically) with their name and group;
+    /// `rows` must not be empty.
     pub(super) fn write_person(
         &self,
         id: &StudentId,
         rows: &[(Encoding, Sample)],
+        label: &Label,
     ) -> Result<(), GalleryError> {
         let encodings: Vec<Encoding> = rows.iter().map(|(e, _)| *e).collect();
         let path = self.npy_path(id);
@@ -134,6 +160,7 @@ impl Gallery {
         let meta = self.meta_path(id);
         let file = samples::SamplesFile {
             samples: rows.iter().map(|(_, s)| s.clone()).collect(),
+            label: label.clone(),
         };
         let bytes = serde_json::to_vec(&file).map_err(|e| GalleryError::Io {
             path: meta.clone(),
@@ -214,8 +241,9 @@ impl Gallery {
         self.finish_rename()?;
         {
             let mut m = locks::write(&self.matrix);
+            let names = m.names.get(from.as_str()).cloned().unwrap_or_default();
             m.set_person(from.as_str(), &[]);
-            m.set_person(to.as_str(), &rows);
+            m.set_labelled(to.as_str(), &rows, &names);
             m.set_rejected(to.as_str(), &rejected);
         }
         let mut entry = Self::entry("rename", to, rows.len(), by);
@@ -273,7 +301,7 @@ impl Gallery {
         out
     }
 
-    pub(super) fn describe(&self, id: &str, samples: &[&Sample]) -> Person {
+    pub(super) fn describe(&self, id: &str, samples: &[&Sample], label: Option<&Label>) -> Person {
         let updated_at = modified_secs(&self.embeddings_dir.join(format!("{id}.npy")));
         let enrolled_at = samples
             .iter()
@@ -285,29 +313,71 @@ impl Gallery {
             samples: samples.len(),
             enrolled_at,
             updated_at: updated_at.max(enrolled_at),
+            name: label.and_then(|l| l.name.clone()),
+            group: label.and_then(|l| l.group.clone()),
         }
     }
 
-    /// Enrolled people whose id starts with `prefix`, sorted by id: how many match in all, and
-    /// at most `limit` of them from `offset` on.
-    pub fn people_page(&self, prefix: &str, offset: usize, limit: usize) -> (usize, Vec<Person>) {
-        let matching: Vec<String> = self
-            .people()
+    /// Enrolled people whose id starts with `prefix` (and whose group is `group`, when given),
+    /// sorted by id: how many match in all, and at most `limit` of them from `offset` on.
+    pub fn people_page(
+        &self,
+        prefix: &str,
+        group: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> (usize, Vec<Person>) {
+        let people = self.people();
+        let m = locks::read(&self.matrix);
+        let matching: Vec<String> = people
             .into_iter()
             .map(|(id, _)| id)
             .filter(|id| id.starts_with(prefix))
+            .filter(|id| {
+                group.is_none_or(|g| m.names.get(id).and_then(|l| l.group.as_deref()) == Some(g))
+            })
             .collect();
-        let m = locks::read(&self.matrix);
         let page = matching
             .iter()
             .skip(offset)
             .take(limit)
             .map(|id| {
                 let rows: Vec<&Sample> = m.rows_of(id).iter().map(|r| &m.samples[*r]).collect();
-                self.describe(id, &rows)
+                self.describe(id, &rows, m.names.get(id))
             })
             .collect();
         (matching.len(), page)
+    }
+
+    /// The person's name and group (`None`: neither, or not enrolled): one hash lookup under
+    /// the matrix's read lock, what each event costs ([`crate::events`]' label lookup).
+    pub fn label(&self, id: &str) -> Option<Label> {
+        locks::read(&self.matrix).names.get(id).cloned()
+    }
+
+    /// Changes the person's name and/or group ([`LabelChange`]: each kept, cleared or set);
+    /// returns them after. The metadata and `.npy` are written again (the `.npy` unchanged: its
+    /// time is the change's, which replication stamps), then matching, then an audit line
+    /// `label` with the name and group after. A change that changes nothing writes nothing.
+    pub fn set_label(
+        &self,
+        id: &StudentId,
+        change: &LabelChange,
+        by: &str,
+    ) -> Result<Label, GalleryError> {
+        let _writing = self.writing()?;
+        let rows = self.enrolled_rows(id)?;
+        let old = self.read_label(id);
+        let new = change.apply(&old);
+        if new == old {
+            return Ok(new);
+        }
+        self.write_person(id, &rows, &new)?;
+        locks::write(&self.matrix).set_label(id.as_str(), &new);
+        let mut entry = Self::entry("label", id, rows.len(), by);
+        entry.label = Some(new.clone());
+        self.record(entry);
+        Ok(new)
     }
 
     /// The person with their samples, or `None` when not enrolled.
@@ -319,7 +389,7 @@ impl Gallery {
             .map(|r| &m.samples[*r])
             .collect();
         (!rows.is_empty()).then(|| PersonDetail {
-            person: self.describe(id.as_str(), &rows),
+            person: self.describe(id.as_str(), &rows, m.names.get(id.as_str())),
             samples: rows.into_iter().cloned().collect(),
             rejected: m.rejected_count(id.as_str()),
         })
@@ -405,12 +475,12 @@ mod tests {
             "test",
         )
         .unwrap();
-        let (total, page) = g.people_page("al", 0, 10);
+        let (total, page) = g.people_page("al", None, 0, 10);
         assert_eq!(total, 2);
         let ids: Vec<_> = page.iter().map(|p| p.student_id.as_str()).collect();
         assert_eq!(ids, ["alice", "alip"]);
-        assert_eq!(g.people_page("", 1, 1).1[0].student_id, "alip");
-        assert_eq!(g.people_page("", 5, 10), (3, vec![]));
+        assert_eq!(g.people_page("", None, 1, 1).1[0].student_id, "alip");
+        assert_eq!(g.people_page("", None, 5, 10), (3, vec![]));
         let alip = g.person(&id("alip")).unwrap();
         assert_eq!(alip.samples, 3);
         assert!(alip.enrolled_at > 0 && alip.enrolled_at <= alip.updated_at);

@@ -21,7 +21,8 @@ pub struct PersonFiles {
     pub encodings: Vec<Encoding>,
     /// `embeddings/<id>.npy` as the gallery writes it.
     pub encodings_npy: Vec<u8>,
-    /// `people/<id>.json`: each sample's fingerprint, enrollment time, crop name and quality.
+    /// `people/<id>.json`: each sample's fingerprint, enrollment time, crop name and quality,
+    /// and the person's name and group.
     pub samples_json: Vec<u8>,
     /// `rejected/<id>.npy`, when faces were rejected as not them.
     pub rejected_npy: Option<Vec<u8>>,
@@ -64,6 +65,7 @@ impl Gallery {
         let encodings: Vec<Encoding> = rows.iter().map(|(e, _)| *e).collect();
         let meta = SamplesFile {
             samples: rows.into_iter().map(|(_, s)| s).collect(),
+            label: self.read_label(id),
         };
         let samples_json = serde_json::to_vec_pretty(&meta).map_err(|e| GalleryError::Io {
             path: self.meta_path(id),

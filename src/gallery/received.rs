@@ -1,6 +1,6 @@
 //! Changes that come from another box (through [`crate::replication`]), and the reads
 //! replication compares with: each person's rows as matching holds them and a digest of their
-//! encodings ([`encodings_digest`]).
+//! encodings and their name and group ([`person_digest_of`]).
 //!
 //! Contract: a received change goes through the store's write path (write lock, `.npy` then
 //! metadata atomically, matching, `data/.generation`, an audit line with `by`), but only when
@@ -14,7 +14,7 @@ use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
-use super::{remove_file_synced, samples, Gallery, GalleryError, Rows, Sample, StudentId};
+use super::{remove_file_synced, samples, Gallery, GalleryError, Label, Rows, Sample, StudentId};
 use crate::engine::Encoding;
 use crate::locks;
 
@@ -25,13 +25,31 @@ pub fn encodings_digest(rows: &[(Encoding, Sample)]) -> String {
     digest_of(rows.iter().map(|(e, _)| e))
 }
 
+/// What tells a change of a person apart, names included: [`encodings_digest`] for a person
+/// without name and group (so a person of an earlier release keeps their digest, and is not
+/// published again after an upgrade), else a digest of their encodings then their name and
+/// group.
+pub fn person_digest_of(rows: &[(Encoding, Sample)], label: &Label) -> String {
+    digest_with(rows.iter().map(|(e, _)| e), label)
+}
+
 /// [`encodings_digest`] of encodings given one by one.
 fn digest_of<'a>(encodings: impl IntoIterator<Item = &'a Encoding>) -> String {
+    digest_with(encodings, &Label::default())
+}
+
+/// [`person_digest_of`] of encodings given one by one.
+fn digest_with<'a>(encodings: impl IntoIterator<Item = &'a Encoding>, label: &Label) -> String {
     let mut hasher = Sha256::new();
     for encoding in encodings {
         for v in encoding {
             hasher.update(v.to_le_bytes());
         }
+    }
+    if !label.is_empty() {
+        hasher.update(b"\0label\0");
+        // Two optional strings: serializing cannot fail.
+        hasher.update(serde_json::to_vec(label).unwrap_or_default());
     }
     hasher.finalize()[..16]
         .iter()
@@ -40,7 +58,7 @@ fn digest_of<'a>(encodings: impl IntoIterator<Item = &'a Encoding>) -> String {
 }
 
 impl Gallery {
-    /// Each enrolled person's [`encodings_digest`], as matching sees them.
+    /// Each enrolled person's [`person_digest_of`], as matching sees them.
     pub fn person_digests(&self) -> BTreeMap<StudentId, String> {
         let m = locks::read(&self.matrix);
         let mut rows: HashMap<u32, Vec<&Encoding>> = HashMap::new();
@@ -49,16 +67,30 @@ impl Gallery {
         }
         rows.into_iter()
             .filter_map(|(o, encodings)| {
-                let id = StudentId::parse(&m.labels[o as usize]).ok()?;
-                Some((id, digest_of(encodings)))
+                let label = &m.labels[o as usize];
+                let id = StudentId::parse(label).ok()?;
+                let names = m.names.get(label).cloned().unwrap_or_default();
+                Some((id, digest_with(encodings, &names)))
             })
             .collect()
     }
 
-    /// The person's [`encodings_digest`] as matching sees them; `None` when not enrolled.
+    /// The person's [`person_digest_of`] as matching sees them; `None` when not enrolled.
     pub fn person_digest(&self, id: &StudentId) -> Option<String> {
-        let rows = self.rows_in_memory(id);
-        (!rows.is_empty()).then(|| encodings_digest(&rows))
+        let (rows, label) = self.person_in_memory(id);
+        (!rows.is_empty()).then(|| person_digest_of(&rows, &label))
+    }
+
+    /// The person's rows and their name and group as matching holds them, read together (no
+    /// rows: not enrolled).
+    pub fn person_in_memory(&self, id: &StudentId) -> (Rows, Label) {
+        let m = locks::read(&self.matrix);
+        let rows = m
+            .rows_of(id.as_str())
+            .into_iter()
+            .map(|r| (m.encodings[r], m.samples[r].clone()))
+            .collect();
+        (rows, m.names.get(id.as_str()).cloned().unwrap_or_default())
     }
 
     /// The person's rows as matching holds them, in order (none: not enrolled).
@@ -86,14 +118,16 @@ impl Gallery {
         self.npy_path(id).exists()
     }
 
-    /// The person's rows become `rows` (received from another box), when the files still hold
-    /// the encodings whose [`encodings_digest`] is `expected` (none: not enrolled); `false` when
-    /// they changed meanwhile. Crops of rows kept stay; rejections stay. Audit action `sync` by
-    /// `by`; not a local change.
+    /// The person's rows and name and group become `rows` and `label` (received from another
+    /// box), when the files still hold the person whose [`person_digest_of`] is `expected`
+    /// (none: not enrolled); `false` when they changed meanwhile. Crops of rows kept stay;
+    /// rejections stay. Audit action `sync` by `by` (with the name and group when they
+    /// changed); not a local change.
     pub fn put_received(
         &self,
         id: &StudentId,
         rows: &[(Encoding, Sample)],
+        label: &Label,
         expected: Option<&str>,
         by: &str,
     ) -> Result<bool, GalleryError> {
@@ -104,7 +138,10 @@ impl Gallery {
             Err(GalleryError::Damaged { .. }) => None,
             Err(e) => return Err(e),
         };
-        let now = old.as_deref().map(encodings_digest);
+        let old_label = self.read_label(id);
+        let now = old
+            .as_deref()
+            .map(|rows| person_digest_of(rows, &old_label));
         let changed = match (now.as_deref(), expected) {
             (Some(now), expected) => Some(now) != expected,
             // Unreadable (damaged) is overwritten; gone meanwhile is a local deletion.
@@ -127,18 +164,20 @@ impl Gallery {
                 (*e, s)
             })
             .collect();
-        self.write_person(id, &rows)?;
+        self.write_person(id, &rows, label)?;
         let dir = self.crops_dir(id);
         for crop in crops.values() {
             let _ = remove_file_synced(&dir.join(crop));
         }
-        locks::write(&self.matrix).set_person(id.as_str(), &rows);
-        self.record_quiet(Self::entry("sync", id, rows.len(), by));
+        locks::write(&self.matrix).set_labelled(id.as_str(), &rows, label);
+        let mut entry = Self::entry("sync", id, rows.len(), by);
+        entry.label = (*label != old_label).then(|| label.clone());
+        self.record_quiet(entry);
         Ok(true)
     }
 
-    /// Removes the person (every file, as [`Gallery::remove`] does) when they still have the
-    /// encodings whose [`encodings_digest`] is `expected`; `false` when they changed meanwhile
+    /// Removes the person (every file, as [`Gallery::remove`] does) when they are still the
+    /// person whose [`person_digest_of`] is `expected`; `false` when they changed meanwhile
     /// (or their `.npy` is damaged). Audit action `delete` by `by`; not a local change.
     pub fn remove_received(
         &self,
@@ -148,7 +187,7 @@ impl Gallery {
     ) -> Result<bool, GalleryError> {
         let _writing = self.writing()?;
         let now = match self.read_person(id) {
-            Ok(rows) => rows.map(|rows| encodings_digest(&rows)),
+            Ok(rows) => rows.map(|rows| person_digest_of(&rows, &self.read_label(id))),
             Err(GalleryError::Damaged { .. }) => return Ok(false),
             Err(e) => return Err(e),
         };

@@ -1,5 +1,6 @@
 //! What is known of each enrolled face besides its encoding: when it was enrolled, its crop and
-//! its measured quality, in `data/people/<id>.json` beside `data/embeddings/<id>.npy`.
+//! its measured quality, in `data/people/<id>.json` beside `data/embeddings/<id>.npy` (with the
+//! person's name and group, [`super::label`]).
 //!
 //! Contract: the `.npy` file is the truth (the original service's format, read by its tools);
 //! the metadata file only describes its rows. Each entry names its row by a fingerprint of the
@@ -43,11 +44,16 @@ impl Sample {
     }
 }
 
-/// The metadata file's content.
+/// The metadata file's content: the samples' descriptions, and the person's name and group
+/// (`"name"`, `"group"` beside `"samples"`, absent when none: files of earlier releases read
+/// as they are).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SamplesFile {
     /// One entry per row (matched by fingerprint, see the module docs).
     pub samples: Vec<Sample>,
+    /// The person's name and group ([`super::label`]).
+    #[serde(flatten)]
+    pub label: super::Label,
 }
 
 /// 16 hex digits of the SHA-256 of the encoding's little-endian bytes: enough to tell a

@@ -209,6 +209,9 @@ impl From<Error> for ApiError {
             Error::Gallery(GalleryError::NotEnrolled(_) | GalleryError::NoSuchSample { .. }) => {
                 ApiError::NotFound(e.to_string())
             }
+            Error::Gallery(GalleryError::InvalidLabel(ref l)) => {
+                ApiError::BadRequest(l.to_string())
+            }
             Error::Gallery(GalleryError::AlreadyEnrolled(_)) => ApiError::Conflict {
                 message: e.to_string(),
                 details: Value::Null,

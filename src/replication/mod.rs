@@ -9,9 +9,10 @@
 //! Messages (retained, QoS 1, JSON, at most [`wire::MAX_PAYLOAD`] bytes):
 //! - person, on [`topics::topic`]: `{"format":1,"student_id":"alip","version":{"updated_ms":…,
 //!   "box_id":"gate-1"},"samples":[{"encoding":[128 numbers],"enrolled_at":<unix s>,
-//!   "quality":{…}}],"force":true,"renamed_from":"alif","signed_by":"gate-1",
-//!   "signature":"…"}` (`force`: enrolled despite a duplicate; `renamed_from`: a rename; both
-//!   only when so); an empty payload: the person's message gone from the broker (it deletes
+//!   "quality":{…}}],"force":true,"renamed_from":"alif","name":"Alip Nugraha","group":"7A",
+//!   "signed_by":"gate-1","signature":"…"}` (`force`: enrolled despite a duplicate;
+//!   `renamed_from`: a rename; `name`, `group`: the person's, inside what is signed; each only
+//!   when so; a box of an earlier release ignores the names); an empty payload: the person's message gone from the broker (it deletes
 //!   nobody: a deletion is a signed tombstone).
 //! - tombstone, on [`topics::topic_deleted`]: `{"format":1,"student_id":"alip","version":{…},
 //!   "signed_by":…,"signature":…}`, the deletion's version; an empty payload: no tombstone
@@ -58,7 +59,8 @@
 //! - Local changes are found by comparison, not by a list: every change of the gallery (this
 //!   process's, or another's found by `reload_if_changed`) wakes replication
 //!   ([`crate::gallery::Gallery::wait_local_change`]), which compares a digest of each person's
-//!   encodings with the one it recorded. Changes applied from the broker record their digest and do
+//!   encodings (and name and group, [`crate::gallery::person_digest_of`]) with the one it
+//!   recorded: a change of name or group is a new version, published as a sample change is. Changes applied from the broker record their digest and do
 //!   not wake it: a box never publishes again what it received.
 //! - Last writer wins: a received person newer than the local version replaces the person
 //!   (through the gallery's write path: `.npy`, metadata, matching, audit `by: sync:<box>`);
@@ -145,6 +147,7 @@ pub(crate) struct PersonChange<'a> {
     pub(crate) rows: &'a crate::gallery::Rows,
     pub(crate) force: bool,
     pub(crate) renamed_from: Option<&'a crate::gallery::StudentId>,
+    pub(crate) label: &'a crate::gallery::Label,
 }
 
 /// What replication can fail with.

@@ -18,7 +18,7 @@ use super::wire::{
     parse_tombstone, Change, Incoming, Malformed, Version,
 };
 use super::{Applied, PersonChange, Refused, ReplicationError, ReplicationMode};
-use crate::gallery::{encodings_digest, Gallery, GalleryError, StudentId};
+use crate::gallery::{person_digest_of, Gallery, GalleryError, StudentId};
 use crate::unknowns::Unknowns;
 use crate::{clock, fsutil, locks};
 
@@ -211,11 +211,11 @@ impl Replicator {
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in people {
-                let rows = self.gallery.rows_in_memory(&id);
+                let (rows, label) = self.gallery.person_in_memory(&id);
                 let Some(person) = inner.state.people.get(&id) else {
                     continue;
                 };
-                if encodings_digest(&rows) != person.digest {
+                if person_digest_of(&rows, &label) != person.digest {
                     // Changed since the comparison: the next one stamps it and sends that.
                     continue;
                 }
@@ -223,6 +223,7 @@ impl Replicator {
                 let change = Change {
                     force: self.has_duplicate(&id, &rows),
                     renamed_from: renames.get(&person.digest).cloned(),
+                    label,
                 };
                 let unsigned = encode_message(&id, &version, &rows, &change);
                 let payload = inner.signers.seal(Kind::Person, &unsigned);
@@ -461,6 +462,7 @@ impl Replicator {
                     rows,
                     force,
                     renamed_from,
+                    label,
                 },
                 Some(signer),
             ) => {
@@ -469,6 +471,7 @@ impl Replicator {
                     rows: &rows,
                     force,
                     renamed_from: renamed_from.as_ref(),
+                    label: &label,
                 };
                 self.apply_person(inner, &signer, &change, version)
             }

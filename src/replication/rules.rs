@@ -13,7 +13,7 @@ use super::trust::Trusted;
 use super::wire::Version;
 use super::{Applied, PersonChange, Reconciled, Refused, ReplicationError, ReplicationMode};
 use crate::clock;
-use crate::gallery::{encodings_digest, StudentId};
+use crate::gallery::{person_digest_of, StudentId};
 use crate::locks;
 
 impl Replicator {
@@ -254,7 +254,7 @@ impl Replicator {
                 });
             }
         }
-        let new_digest = encodings_digest(change.rows);
+        let new_digest = person_digest_of(change.rows, change.label);
         let expected = state.people.get(id).map(|p| p.digest.clone());
         let old = change
             .renamed_from
@@ -270,9 +270,13 @@ impl Replicator {
         }
         let by = format!("sync:{}", version.box_id());
         if expected.as_deref() != Some(new_digest.as_str())
-            && !self
-                .gallery
-                .put_received(id, change.rows, expected.as_deref(), &by)?
+            && !self.gallery.put_received(
+                id,
+                change.rows,
+                change.label,
+                expected.as_deref(),
+                &by,
+            )?
         {
             return Ok(Applied::Conflict);
         }

@@ -25,7 +25,7 @@ pub(super) const STATE_FILE: &str = "gallery-sync.json";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct PersonState {
     pub(super) version: Version,
-    /// [`crate::gallery::encodings_digest`] of the encodings at that version.
+    /// [`crate::gallery::person_digest_of`] of the person at that version.
     pub(super) digest: String,
     /// The last version of theirs seen on the broker (none: never, or gone from it).
     #[serde(default)]

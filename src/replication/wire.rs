@@ -3,7 +3,9 @@
 //! trusted before they return) and how this box's are written.
 //!
 //! - person: `{"format":1,"student_id":"alip","version":{"updated_ms":…,"box_id":"gate-1"},
-//!   "samples":[{"encoding":[128 numbers],"enrolled_at":<unix s>,"quality":{…}}]}`;
+//!   "samples":[{"encoding":[128 numbers],"enrolled_at":<unix s>,"quality":{…}}],
+//!   "name":"Alip Nugraha","group":"7A"}` (`name` and `group` only when set; checked as an API
+//!   field is, [`crate::gallery::label`]; a box of an earlier release ignores them);
 //! - tombstone: `{"format":1,"student_id":"alip","version":{…}}`;
 //! - an empty payload: a person deleted, or a tombstone cleared.
 
@@ -12,7 +14,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::engine::{Encoding, ENCODING_LEN};
-use crate::gallery::{Rows, Sample, StudentId};
+use crate::gallery::{Label, Rows, Sample, StudentId};
 
 /// The message format this box writes and reads.
 pub const FORMAT: u64 = 1;
@@ -149,6 +151,9 @@ pub enum Malformed {
         /// Its `enrolled_at`.
         enrolled_at: u64,
     },
+    /// The name or group breaks the rules of [`crate::gallery::label`] (which, and why).
+    #[error("{0}")]
+    BadLabel(String),
     /// A sample's quality is not a JSON object of at most [`MAX_QUALITY_BYTES`] bytes.
     #[error("sample {index}: quality must be a JSON object of at most {MAX_QUALITY_BYTES} bytes")]
     BadQuality {
@@ -185,6 +190,8 @@ pub enum Incoming {
         force: bool,
         /// A rename: the person's previous id, removed with this change.
         renamed_from: Option<StudentId>,
+        /// Their name and group (none: the message has neither, or is of an earlier release).
+        label: Label,
     },
 }
 
@@ -198,6 +205,10 @@ pub(super) struct Message {
     force: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     renamed_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -284,6 +295,8 @@ pub fn parse_message(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Inco
         }
         None => None,
     };
+    let label = Label::checked(message.name.as_deref(), message.group.as_deref())
+        .map_err(|e| Malformed::BadLabel(clip(&e.to_string())))?;
     if message.samples.is_empty() || message.samples.len() > MAX_SAMPLES {
         return Err(Malformed::SampleCount(message.samples.len()));
     }
@@ -326,6 +339,7 @@ pub fn parse_message(topic_id: &str, payload: &[u8], now_ms: u64) -> Result<Inco
         rows,
         force: message.force,
         renamed_from,
+        label,
     })
 }
 
@@ -384,6 +398,8 @@ pub(super) struct Change {
     pub(super) force: bool,
     /// A rename from this id.
     pub(super) renamed_from: Option<StudentId>,
+    /// The person's name and group.
+    pub(super) label: Label,
 }
 
 /// The payload of a person (their rows, in order), unsigned and unchecked.
@@ -396,6 +412,8 @@ pub(super) fn encode_message(
     let message = Message {
         force: change.force,
         renamed_from: change.renamed_from.as_ref().map(|id| id.to_string()),
+        name: change.label.name.clone(),
+        group: change.label.group.clone(),
         format: FORMAT,
         student_id: id.to_string(),
         version: version.clone(),

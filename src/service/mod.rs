@@ -122,6 +122,17 @@ impl Service {
     }
 }
 
+/// The events' names and groups: the gallery's label map, as the gallery has it when each
+/// event is taken.
+fn label_lookup(gallery: Arc<crate::gallery::Gallery>) -> crate::events::LabelLookup {
+    Box::new(move |id| {
+        gallery.label(id).map(|l| crate::events::Label {
+            name: l.name,
+            group: l.group,
+        })
+    })
+}
+
 /// Builds the app from the settings and starts the server and, when configured, the camera
 /// and what runs on the broker connection (the tests call this too).
 pub fn start(
@@ -165,6 +176,7 @@ pub fn start(
         event_command = Some(sink.stats());
         destinations = destinations.with_live(Box::new(sink));
     }
+    destinations = destinations.with_labels(label_lookup(recognizer.gallery().clone()));
     let dispatcher = Arc::new(Dispatcher::start(
         destinations,
         Duration::from_secs_f64(serve.cooldown_seconds),

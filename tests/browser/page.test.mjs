@@ -179,7 +179,7 @@ async function rolePage(role, label, shotName) {
   await page.locator("#person").waitFor({ state: "visible" });
   await page.locator("#person-samples li").first().waitFor();
   const enroll = await page.locator("#enroll").isVisible();
-  const rename = await page.locator("#rename").isVisible();
+  const rename = await page.locator("#rename").isVisible() || await page.locator("#label").isVisible();
   const deletePerson = await page.locator("#person-delete").isVisible();
   const deleteSample = await page.locator("#person-samples button", { hasText: "Delete" }).count();
   await page.click("#tabs button[data-tab=unknowns]");
@@ -288,6 +288,8 @@ try {
   step = "enroll a person by upload and see them listed with a crop";
   await page.click("#tabs button[data-tab=people]");
   await page.fill("#enroll-id", "amy");
+  await page.fill("#enroll-name", "Amy Farrah Fowler");
+  await page.fill("#enroll-group", "neuro");
   await page.setInputFiles("#enroll-file", join(faces, "known/amy/amy_1.jpg"));
   await page.click("#enroll-upload");
   const amy = page.locator('#people-list li[data-id="amy"]');
@@ -298,9 +300,21 @@ try {
   });
   await shot("03-people");
 
-  step = "an admin sees rename and delete; delete them";
+  await amy.locator(".name", { hasText: "Amy Farrah Fowler" }).waitFor();
+
+  step = "an admin edits the name and group on the person's view";
   await amy.locator("button", { hasText: "Open" }).click();
   await page.locator("#person").waitFor({ state: "visible" });
+  await page.locator("#person-id", { hasText: "Amy Farrah Fowler (amy)" }).waitFor();
+  await page.fill("#label-name", "Dr. Amy Fowler");
+  await page.fill("#label-group", "");
+  await page.click("#label button[type=submit]");
+  await page.locator("#person-id", { hasText: "Dr. Amy Fowler (amy)" }).waitFor();
+  const edited = await (await fetch(base + "/people/amy", { headers: { "X-API-Key": apiKey } })).json();
+  check(edited.name === "Dr. Amy Fowler" && edited.group === null, "the edit was not saved: " + JSON.stringify(edited));
+  await shot("03b-person-label");
+
+  step = "an admin sees rename and delete; delete them";
   await page.locator("#person-samples button", { hasText: "Delete sample" }).first().waitFor();
   check(await page.locator("#rename").isVisible(), "an admin gets no rename form");
   await page.click("#person-delete");

@@ -95,6 +95,17 @@ pub fn post(url: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
     )
 }
 
+/// PATCHes a body; returns (status, the body as JSON, else as a JSON string).
+pub fn patch(url: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    answer(
+        agent()
+            .patch(url)
+            .header("Content-Type", content_type)
+            .send(body)
+            .unwrap(),
+    )
+}
+
 /// The status and the body (parsed JSON, else the text as a JSON string).
 fn answer(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
     let status = response.status().as_u16();

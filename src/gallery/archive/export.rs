@@ -100,6 +100,7 @@ impl Gallery {
             let encodings: Vec<Encoding> = rows.iter().map(|(e, _)| *e).collect();
             let meta = serde_json::to_vec(&SamplesFile {
                 samples: rows.into_iter().map(|(_, s)| s).collect(),
+                label: self.read_label(&id),
             })
             .map_err(|e| stream_err(io::Error::other(e)))?;
             append(

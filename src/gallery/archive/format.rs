@@ -174,9 +174,16 @@ pub(super) fn check_marker(bytes: &[u8]) -> Result<Marker, String> {
     })
 }
 
-/// A description file's entries.
+/// A description file's entries, and the person's name and group (checked as an API field
+/// is: [`crate::gallery::label`]).
 pub(super) fn parse_samples(data: &[u8], path: &str) -> Result<SamplesFile, ArchiveError> {
-    serde_json::from_slice(data).map_err(|e| refuse(path, format!("not a samples file: {e}")))
+    let mut file: SamplesFile = serde_json::from_slice(data)
+        .map_err(|e| refuse(path, format!("not a samples file: {e}")))?;
+    file.label = file
+        .label
+        .rechecked()
+        .map_err(|e| refuse(path, e.to_string()))?;
+    Ok(file)
 }
 
 /// An `.npy` of rows: at least one.

@@ -16,7 +16,8 @@ use super::validate::{validate_from, ArchivedPerson, Rejected, ValidArchive};
 use crate::engine::Encoding;
 use crate::gallery::samples::{self, SamplesFile};
 use crate::gallery::{
-    io_err, npy, remove_file_synced, Gallery, GalleryError, Rows, Sample, StudentId,
+    io_err, npy, remove_file_synced, Gallery, GalleryError, Label, LabelChange, Rows, Sample,
+    StudentId,
 };
 use crate::{fsutil, locks};
 
@@ -63,6 +64,8 @@ pub struct ImportSummary {
 /// A person's planned import: the rows to write, crops to write and old crops to remove.
 pub(super) struct Plan {
     rows: Rows,
+    /// The person's name and group after the import.
+    label: Label,
     /// The person's rejections after the import; `None`: as they are.
     rejected: Option<Rejected>,
     /// Crops to write: their name in the gallery and where their bytes lie in the archive.
@@ -241,6 +244,15 @@ impl Gallery {
         let dir = self.crops_dir(id);
         let on_disk: Vec<String> = samples::crop_files(&dir);
         let added = old.is_none();
+        // Merge keeps a name or group the archive does not have; replace takes the archive's.
+        let old_label = match added {
+            true => Label::default(),
+            false => self.read_label(id),
+        };
+        let label = match mode {
+            ImportMode::Merge => LabelChange::setting(person.label.clone()).apply(&old_label),
+            ImportMode::Replace => person.label.clone(),
+        };
         let old = old.unwrap_or_default();
         let mut taken: HashSet<String> = on_disk.iter().cloned().collect();
         let (mut rows, present): (Rows, HashSet<String>) = match mode {
@@ -307,9 +319,11 @@ impl Gallery {
         };
         let unchanged = rejected.is_none()
             && match mode {
-                ImportMode::Merge => samples == 0,
+                ImportMode::Merge => samples == 0 && label == old_label,
                 ImportMode::Replace => {
-                    write_crops.is_empty() && remove_crops.is_empty() && self.files_hold(id, &rows)
+                    write_crops.is_empty()
+                        && remove_crops.is_empty()
+                        && self.files_hold(id, &rows, &label)
                 }
             };
         if unchanged {
@@ -320,6 +334,7 @@ impl Gallery {
         }
         Ok(Planned::Change(Plan {
             rows,
+            label,
             rejected,
             write_crops,
             remove_crops,
@@ -329,11 +344,12 @@ impl Gallery {
         }))
     }
 
-    /// Whether the person's `.npy` and metadata files hold exactly `rows` already.
-    fn files_hold(&self, id: &StudentId, rows: &[(Encoding, Sample)]) -> bool {
+    /// Whether the person's `.npy` and metadata files hold exactly `rows` and `label` already.
+    fn files_hold(&self, id: &StudentId, rows: &[(Encoding, Sample)], label: &Label) -> bool {
         let encodings: Vec<Encoding> = rows.iter().map(|(e, _)| *e).collect();
         let meta = serde_json::to_vec(&SamplesFile {
             samples: rows.iter().map(|(_, s)| s.clone()).collect(),
+            label: label.clone(),
         });
         fs::read(self.npy_path(id)).is_ok_and(|b| b == npy::write_encodings(&encodings))
             && meta.is_ok_and(|m| fs::read(self.meta_path(id)).is_ok_and(|b| b == m))
@@ -348,7 +364,7 @@ impl Gallery {
         archive: &mut R,
         by: &str,
     ) -> Result<(), GalleryError> {
-        self.write_person(id, &plan.rows)?;
+        self.write_person(id, &plan.rows, &plan.label)?;
         if let Some(rejected) = &plan.rejected {
             self.write_rejected(id, rejected)?;
         }
@@ -366,13 +382,14 @@ impl Gallery {
         }
         {
             let mut m = locks::write(&self.matrix);
-            m.set_person(id.as_str(), &plan.rows);
+            m.set_labelled(id.as_str(), &plan.rows, &plan.label);
             if let Some(rejected) = &plan.rejected {
                 m.set_rejected(id.as_str(), rejected);
             }
         }
         let mut entry = Self::entry("import", id, plan.rows.len(), by);
         entry.rejected = plan.rejected.as_ref().map(Vec::len);
+        entry.label = (!plan.label.is_empty()).then_some(plan.label);
         self.record(entry);
         Ok(())
     }
@@ -386,8 +403,9 @@ impl Gallery {
                     true => Vec::new(),
                     false => self.read_rejected(id).unwrap_or_default(),
                 };
+                let label = self.read_label(id);
                 let mut m = locks::write(&self.matrix);
-                m.set_person(id.as_str(), &rows);
+                m.set_labelled(id.as_str(), &rows, &label);
                 m.set_rejected(id.as_str(), &rejected);
             }
             Err(e) => log::warn!("{id}: {e}"),

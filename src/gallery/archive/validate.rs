@@ -16,13 +16,15 @@ use super::format::{
 };
 use crate::engine::Encoding;
 use crate::gallery::samples;
-use crate::gallery::{Rows, StudentId};
+use crate::gallery::{Label, Rows, StudentId};
 
 /// One person of a checked archive: rows with their descriptions (crops named only when the
 /// archive holds them) and where each crop's bytes lie in the archive, by name.
 #[derive(Debug)]
 pub(super) struct ArchivedPerson {
     pub(super) rows: Rows,
+    /// Their name and group (none: the archive has neither, or no description).
+    pub(super) label: Label,
     pub(super) crops: HashMap<String, Span>,
     pub(super) rejected: Rejected,
 }
@@ -274,14 +276,15 @@ impl Found {
             let mut files = self.crops.remove(&id).unwrap_or_default();
             let rejected = self.rejecteds.remove(&id).unwrap_or_default();
             let names: Vec<String> = files.keys().cloned().collect();
-            let written = match self.jsons.remove(&id) {
+            let (written, label) = match self.jsons.remove(&id) {
                 Some(span) => {
                     let path = format!("people/{id}.json");
                     let data = read_span(archive, span)
                         .map_err(|e| refuse(&path, format!("cannot read: {e}")))?;
-                    Some(parse_samples(&data, &path)?.samples)
+                    let file = parse_samples(&data, &path)?;
+                    (Some(file.samples), file.label)
                 }
-                None => None,
+                None => (None, Label::default()),
             };
             // Without a description, a row is described plainly (its crops are then not
             // paired by time: `Some`).
@@ -297,6 +300,7 @@ impl Found {
                 id,
                 ArchivedPerson {
                     rows: rows.into_iter().zip(described).collect(),
+                    label,
                     crops: files,
                     rejected,
                 },

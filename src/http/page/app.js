@@ -356,7 +356,9 @@ function addRecognition(e) {
 
 async function loadPeople() {
   const q = $("people-search").value.trim();
-  const answer = await apiJson("/people?limit=200&q=" + encodeURIComponent(q));
+  const group = $("people-group").value.trim();
+  const answer = await apiJson("/people?limit=200&q=" + encodeURIComponent(q) +
+    (group ? "&group=" + encodeURIComponent(group) : ""));
   $("people-total").textContent = "(" + answer.total + ")";
   const list = $("people-list");
   list.replaceChildren();
@@ -368,7 +370,10 @@ async function loadPeople() {
     keyedImage(img, "/people/" + encodeURIComponent(p.student_id) + "/samples/0.jpg");
     const open = el("button", "Open");
     open.onclick = () => openPerson(p.student_id);
-    li.append(img, el("span", p.student_id, "id"), el("span", p.samples + " samples", "muted"), open);
+    li.append(img, el("span", p.student_id, "id"));
+    if (p.name) li.append(el("span", p.name, "name"));
+    if (p.group) li.append(el("span", p.group, "muted group"));
+    li.append(el("span", p.samples + " samples", "muted"), open);
     list.append(li);
   }
 }
@@ -377,7 +382,10 @@ async function openPerson(id) {
   const p = await apiJson("/people/" + encodeURIComponent(id));
   $("person").hidden = false;
   $("person").dataset.id = id;
-  $("person-id").textContent = id;
+  $("person-id").textContent = p.name ? p.name + " (" + id + ")" : id;
+  $("person-label").textContent = p.group ? "Group: " + p.group : "";
+  $("label-name").value = p.name || "";
+  $("label-group").value = p.group || "";
   const samples = $("person-samples");
   samples.replaceChildren();
   for (const s of p.samples) {
@@ -444,10 +452,13 @@ async function enrollUpload(event) {
   }
   const form = new FormData();
   form.append("student_id", id);
+  appendLabel(form);
   form.append("image", file);
   const ok = await act(() => apiJson("/enroll", { method: "POST", body: form }), "Enrolled " + id + ".");
   if (ok) {
     $("enroll-file").value = "";
+    $("enroll-name").value = "";
+    $("enroll-group").value = "";
     await loadPeople();
   }
 }
@@ -457,9 +468,38 @@ async function enrollCapture() {
   if (!id) return;
   say("Look at the camera: taking 3 photos (up to 20 s)…");
   const ok = await act(
-    () => apiJson("/people/" + encodeURIComponent(id) + "/capture?samples=3&seconds=20", { method: "POST" }),
+    () => {
+      const form = new FormData();
+      appendLabel(form);
+      return apiJson("/people/" + encodeURIComponent(id) + "/capture?samples=3&seconds=20",
+        { method: "POST", body: form });
+    },
     "Enrolled " + id + " from the camera.");
   if (ok) await loadPeople();
+}
+
+// Saves the person's name and group: an empty field clears it.
+async function saveLabel(event) {
+  event.preventDefault();
+  const id = $("person").dataset.id;
+  const name = $("label-name").value.trim();
+  const group = $("label-group").value.trim();
+  const body = JSON.stringify({ name: name || null, group: group || null });
+  const ok = await act(() => apiJson("/people/" + encodeURIComponent(id), {
+    method: "PATCH", headers: { "Content-Type": "application/json" }, body,
+  }), "Saved the name and group of " + id + ".");
+  if (ok) {
+    await openPerson(id);
+    await loadPeople();
+  }
+}
+
+// The enroll form's name and group, added to `form` when given.
+function appendLabel(form) {
+  for (const field of ["name", "group"]) {
+    const value = $("enroll-" + field).value.trim();
+    if (value) form.append(field, value);
+  }
 }
 
 async function renamePerson(event) {
@@ -640,6 +680,7 @@ document.addEventListener("DOMContentLoaded", () => {
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => loadPeople().catch((e) => say(e.message, true)), 250);
   };
+  $("people-group").oninput = $("people-search").oninput;
   $("change-key").onclick = () => {
     // A fresh page: nothing the old key could see stays in it.
     sessionStorage.removeItem(KEY_STORE);
@@ -650,6 +691,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("enroll").onsubmit = enrollUpload;
   $("enroll-capture").onclick = enrollCapture;
   $("rename").onsubmit = renamePerson;
+  $("label").onsubmit = saveLabel;
   $("person-delete").onclick = deletePerson;
   $("today-csv").onclick = downloadToday;
   boot();

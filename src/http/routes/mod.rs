@@ -117,6 +117,16 @@ pub static ROUTES: &[Route] = &[
         handler: Handler::Light(delete_person),
     },
     Route {
+        method: "PATCH",
+        path: "/people/{id}",
+        access: Access::Role(Role::Admin),
+        handler: Handler::Upload {
+            limit: Limit::Small,
+            body: Body::Raw,
+            handle: people::set_label,
+        },
+    },
+    Route {
         method: "GET",
         path: "/people/{id}/export",
         access: Access::Role(Role::Admin),
@@ -576,7 +586,10 @@ mod tests {
         let (route, p) = find(&Method::Delete, "/people/alip").unwrap();
         assert_eq!((route.method, p.get("id").unwrap()), ("DELETE", "alip"));
         let wrong = find(&Method::Put, "/people/alip").unwrap_err();
-        assert_eq!(wrong.headers(), Some(("Allow", "GET, DELETE".to_string())));
+        assert_eq!(
+            wrong.headers(),
+            Some(("Allow", "GET, DELETE, PATCH".to_string()))
+        );
     }
 
     #[test]
