@@ -1,10 +1,11 @@
-//! The dispatcher thread: per-person cooldown, then the durable outbox, then every sink
-//! (sink.rs). Durable sinks (the webhook, MQTT) each follow the outbox on a thread of their own
-//! (runner.rs); live sinks (the WebSocket hub) get each event once it is resolved. Callers
-//! (`/recognize/realtime`, the camera loop) never wait on a sink longer than a short, fixed
-//! time: past it, or at once while a sink is failing, that sink's report is `queued`.
-//! Every event it resolves, repeats within the cooldown aside, goes to the local event log
-//! (log.rs) before its caller hears of it, and so do later webhook deliveries of `queued` ones.
+//! The dispatcher thread: per-person cooldown, then in or out (punch.rs), then the durable
+//! outbox, then every sink (sink.rs). Durable sinks (the webhook, MQTT) each follow the outbox
+//! on a thread of their own (runner.rs); live sinks (the WebSocket hub) get each event once it
+//! is resolved. Callers (`/recognize/realtime`, the camera loop) never wait on a sink longer
+//! than a short, fixed time: past it, or at once while a sink is failing, that sink's report
+//! is `queued`. Every event it resolves, repeats within the cooldown aside, goes to the local
+//! event log (log.rs) before its caller hears of it, and so do later webhook deliveries of
+//! `queued` ones.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -18,6 +19,7 @@ use serde_json::{Map, Value};
 
 use super::log::{EventLog, EventLogReader, EventRecord, Line, StatusRecord};
 use super::outbox::{Outbox, Pending, Recovered, WEBHOOK};
+use super::punch::Punches;
 use super::runner::{Journal, News, Runner};
 use super::sink::{Outgoing, Sink};
 use super::stats::{OutboxStats, SinkStats};
@@ -29,6 +31,8 @@ pub struct Destinations {
     outbox: Option<Outbox>,
     durable: Vec<Box<dyn Sink>>,
     live: Vec<Box<dyn Sink>>,
+    /// Decides in or out (punch.rs): the system's zone, no schedule, unless given.
+    punches: Option<Punches>,
 }
 
 impl Destinations {
@@ -38,6 +42,7 @@ impl Destinations {
             outbox: None,
             durable: Vec::new(),
             live: Vec::new(),
+            punches: None,
         }
     }
 
@@ -58,6 +63,7 @@ impl Destinations {
             outbox: Some(outbox),
             durable,
             live: Vec::new(),
+            punches: None,
         };
         Ok((destinations, recovered))
     }
@@ -65,6 +71,12 @@ impl Destinations {
     /// Adds a live sink (each event once, as it is resolved).
     pub fn with_live(mut self, sink: Box<dyn Sink>) -> Destinations {
         self.live.push(sink);
+        self
+    }
+
+    /// How attendance events get their punch (in or out): the box's zone and schedule.
+    pub fn with_punches(mut self, punches: Punches) -> Destinations {
+        self.punches = Some(punches);
         self
     }
 }
@@ -146,6 +158,7 @@ impl Dispatcher {
             outbox,
             durable,
             live,
+            punches,
         } = destinations;
         let names: Vec<&'static str> = durable.iter().map(|s| s.name()).collect();
         let webhook = names.iter().position(|n| *n == WEBHOOK);
@@ -191,6 +204,9 @@ impl Dispatcher {
             }
         }
         let reader = event_log.as_ref().map(EventLog::reader);
+        let mut punches =
+            punches.unwrap_or_else(|| Punches::new(crate::localtime::BoxZone::system(), None));
+        punches.start(reader.clone(), super::unix_now_ms());
         let worker = Worker {
             journal,
             names,
@@ -201,6 +217,7 @@ impl Dispatcher {
             cooldown,
             wait,
             stats: stats.clone(),
+            punches,
             event_log,
             settled: Vec::new(),
             statuses: Vec::new(),
@@ -343,6 +360,8 @@ struct Worker {
     cooldown: Duration,
     wait: Duration,
     stats: Arc<OutboxStats>,
+    /// In or out, for each counted attendance event.
+    punches: Punches,
     event_log: Option<EventLog>,
     /// Resolved since the last [`Worker::settle`].
     settled: Vec<Settled>,
@@ -579,8 +598,11 @@ impl Worker {
     /// Cooldown, then the journal (one write, one fsync), then the runners are woken.
     fn accept(&mut self, events: Vec<(Event, Sender<Delivered>)>) {
         let mut accepted = Vec::new();
-        for (event, reply) in events {
+        for (mut event, reply) in events {
             let repeat = self.cooling_down(event.cooldown_key());
+            if !repeat {
+                self.punches.decide(&mut event);
+            }
             if self.journal.is_none() || repeat {
                 // Without a durable sink every event is answered `disabled`, as it always was;
                 // the cooldown only keeps repeats out of the event log. With one, a repeat is

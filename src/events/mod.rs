@@ -26,7 +26,7 @@ use crate::gallery::UNKNOWN;
 use crate::recognizer::Recognition;
 pub use dispatcher::{Delivered, Destinations, Dispatcher, FnSink};
 pub use log::{EventLog, EventLogReader};
-pub use punch::Punch;
+pub use punch::{Punch, Punches, Schedule};
 pub use sink::{Outgoing, Sink};
 pub use stats::{OutboxStats, SinkStats};
 pub use webhook::{WebhookConfig, WebhookSender, WebhookSink};

@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::camera::capture::Captures;
 use crate::camera::live::Live;
 use crate::camera::{Camera, CameraStats, CameraView, Pipeline};
-use crate::events::{Destinations, Dispatcher, EventLog, Seer, Sink, WebhookSink};
+use crate::events::{Destinations, Dispatcher, EventLog, Punches, Seer, Sink, WebhookSink};
 use crate::http::budget::{self, Budget};
 use crate::http::{self, App, Hub, Limits};
 use crate::liveness::Stall;
@@ -153,6 +153,10 @@ pub fn start(
     if let Some(mqtt) = &mqtt {
         destinations = destinations.with_live(Box::new(LastPersonSink::new(mqtt.clone())));
     }
+    // In or out (events/punch.rs): the box's zone and PUNCH_SCHEDULE.
+    let zone = settings.zone().map_err(std::io::Error::other)?;
+    let schedule = settings.punch_schedule().map_err(std::io::Error::other)?;
+    destinations = destinations.with_punches(Punches::new(zone.clone(), schedule));
     let dispatcher = Arc::new(Dispatcher::start(
         destinations,
         Duration::from_secs_f64(serve.cooldown_seconds),
@@ -213,9 +217,7 @@ pub fn start(
     if let Some(unknowns) = unknowns {
         app = app.with_unknowns(unknowns);
     }
-    app = app
-        .with_cameras(views)
-        .with_zone(settings.zone().map_err(std::io::Error::other)?);
+    app = app.with_cameras(views).with_zone(zone);
     app.metrics_require_key = serve.metrics_require_key(!keys.is_empty());
     app.auth = http::Auth::new(keys, serve.allow_key_in_url);
     let broker = match (mqtt, mqtt_settings) {

@@ -56,6 +56,8 @@ pub struct ConfigDocument {
     cameras: Vec<ConfigCamera>,
     /// The box's time zone (`BOX_TIMEZONE`, else the system's).
     box_timezone: String,
+    /// `PUNCH_SCHEDULE` as read (`00:00-10:30 in, 10:30-24:00 out`); null without one.
+    punch_schedule: Option<String>,
 }
 
 /// One camera in `GET /config`.
@@ -139,6 +141,11 @@ impl ConfigDocument {
             box_timezone: settings
                 .zone()
                 .map_or_else(|_| "invalid".to_string(), |z| z.name().to_string()),
+            punch_schedule: settings
+                .punch_schedule()
+                .ok()
+                .flatten()
+                .map(|s| s.to_string()),
         }
     }
 
