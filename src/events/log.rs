@@ -165,6 +165,9 @@ pub struct StatusRecord {
 }
 
 /// A line of the log.
+// Lines live only while a batch is written or a file is read, one at a time: boxing the
+// record would cost an allocation per event for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Line {

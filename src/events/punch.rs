@@ -164,7 +164,7 @@ impl Part {
             "out" => Punch::Out,
             _ => {
                 return Err(format!(
-                    "{} says {}, not in or out (parts are separated by commas)",
+                    "{} says {}, not in or out",
                     quote(piece),
                     quote(punch.trim())
                 ))
@@ -246,9 +246,10 @@ impl Punches {
         self.roll(today);
         if !self.seen.is_empty() {
             log::info!(
-                "punches: {} people already seen today ({today} in {}): their next sighting is out",
-                self.seen.len(),
-                self.zone.name()
+                "punches: seen today ({today} in {}) before this start: {}; their next sighting \
+                 is out (unless a camera direction or PUNCH_SCHEDULE says otherwise)",
+                self.zone.name(),
+                self.seen.len()
             );
         }
     }
