@@ -36,6 +36,7 @@ const SETTINGS: &[&str] = &[
     "UNKNOWN_CLUSTER_DISTANCE",
     "EVENTS_KEEP_DAYS",
     "BOX_TIMEZONE",
+    "PUNCH_SCHEDULE",
     "FACE_BIND",
     "FACE_API_KEY",
     "FACE_API_KEYS_FILE",
@@ -222,6 +223,7 @@ fn the_default_configuration_document() {
     });
     // The system's zone (serve inherits this process's TZ and /etc/localtime).
     want["box_timezone"] = json!(face_attendance::localtime::BoxZone::system().name());
+    want["punch_schedule"] = Value::Null;
     // The greeting screen (the macro above is at its recursion limit).
     want["kiosk_greeting_seconds"] = json!(5.0);
     want["kiosk_sound"] = json!(true);
@@ -285,6 +287,7 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         ("UNKNOWN_CLUSTER_DISTANCE", "0.4".into()),
         ("EVENTS_KEEP_DAYS", "7".into()),
         ("BOX_TIMEZONE", "Asia/Jakarta".into()),
+        ("PUNCH_SCHEDULE", " 00:00-10:30 IN,10:30-24:00 out ".into()),
         ("HTTP_WORKERS", "3".into()),
         ("MAX_UPLOAD_BYTES", "2000000".into()),
         ("GALLERY_IMPORT_MAX_BYTES", "3000000".into()),
@@ -410,6 +413,8 @@ fn a_configuration_with_keys_camera_mqtt_https_and_a_webhook() {
         {"name": "exit", "direction": "out", "source": "rtsp://***@127.0.0.1:9/live?***"},
     ]);
     want["box_timezone"] = json!("Asia/Jakarta");
+    // As read: one space after each comma, in and out in lower case.
+    want["punch_schedule"] = json!("00:00-10:30 in, 10:30-24:00 out");
     want["kiosk_greeting_seconds"] = json!(2.5);
     want["kiosk_sound"] = json!(false);
     want["kiosk_loopback_without_key"] = json!(false);

@@ -235,12 +235,18 @@ pub struct EventsArgs {
     /// daily report [default: the system's]
     #[arg(long, env = "BOX_TIMEZONE", global = true)]
     pub box_timezone: Option<String>,
+    /// In or out by the local time of day (`00:00-10:30 in, 10:30-24:00 out`), for events whose
+    /// camera has no direction [default: none: a person's first sighting of the day is in,
+    /// later ones out]
+    #[arg(long, env = "PUNCH_SCHEDULE", global = true)]
+    pub punch_schedule: Option<String>,
 }
 
 impl Apply for EventsArgs {
     fn apply(&self, settings: &mut Settings) {
         settings.events_keep_days = self.events_keep_days;
         settings.box_timezone = self.box_timezone.clone();
+        settings.punch_schedule = self.punch_schedule.clone();
     }
 }
 

@@ -1,10 +1,11 @@
-//! The dispatcher thread: per-person cooldown, then the durable outbox, then every sink
-//! (sink.rs). Durable sinks (the webhook, MQTT) each follow the outbox on a thread of their own
-//! (runner.rs); live sinks (the WebSocket hub) get each event once it is resolved. Callers
-//! (`/recognize/realtime`, the camera loop) never wait on a sink longer than a short, fixed
-//! time: past it, or at once while a sink is failing, that sink's report is `queued`.
-//! Every event it resolves, repeats within the cooldown aside, goes to the local event log
-//! (log.rs) before its caller hears of it, and so do later webhook deliveries of `queued` ones.
+//! The dispatcher thread: per-person cooldown, then in or out (punch.rs), then the durable
+//! outbox, then every sink (sink.rs). Durable sinks (the webhook, MQTT) each follow the outbox
+//! on a thread of their own (runner.rs); live sinks (the WebSocket hub) get each event once it
+//! is resolved. Callers (`/recognize/realtime`, the camera loop) never wait on a sink longer
+//! than a short, fixed time: past it, or at once while a sink is failing, that sink's report
+//! is `queued`. Every event it resolves, repeats within the cooldown aside, goes to the local
+//! event log (log.rs) before its caller hears of it, and so do later webhook deliveries of
+//! `queued` ones.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -18,6 +19,7 @@ use serde_json::{Map, Value};
 
 use super::log::{EventLog, EventLogReader, EventRecord, Line, StatusRecord};
 use super::outbox::{Outbox, Pending, Recovered, WEBHOOK};
+use super::punch::Punches;
 use super::runner::{Journal, News, Runner};
 use super::sink::{Outgoing, Sink};
 use super::stats::{OutboxStats, SinkStats};
@@ -36,6 +38,8 @@ pub struct Destinations {
     durable: Vec<Box<dyn Sink>>,
     live: Vec<Box<dyn Sink>>,
     labels: Option<LabelLookup>,
+    /// Decides in or out (punch.rs): the system's zone, no schedule, unless given.
+    punches: Option<Punches>,
 }
 
 impl Destinations {
@@ -46,6 +50,7 @@ impl Destinations {
             durable: Vec::new(),
             live: Vec::new(),
             labels: None,
+            punches: None,
         }
     }
 
@@ -67,6 +72,7 @@ impl Destinations {
             durable,
             live: Vec::new(),
             labels: None,
+            punches: None,
         };
         Ok((destinations, recovered))
     }
@@ -82,6 +88,12 @@ impl Destinations {
     /// name and group the person has at that moment.
     pub fn with_labels(mut self, lookup: LabelLookup) -> Destinations {
         self.labels = Some(lookup);
+        self
+    }
+
+    /// How attendance events get their punch (in or out): the box's zone and schedule.
+    pub fn with_punches(mut self, punches: Punches) -> Destinations {
+        self.punches = Some(punches);
         self
     }
 }
@@ -164,6 +176,7 @@ impl Dispatcher {
             durable,
             live,
             labels,
+            punches,
         } = destinations;
         let names: Vec<&'static str> = durable.iter().map(|s| s.name()).collect();
         let webhook = names.iter().position(|n| *n == WEBHOOK);
@@ -209,6 +222,9 @@ impl Dispatcher {
             }
         }
         let reader = event_log.as_ref().map(EventLog::reader);
+        let mut punches =
+            punches.unwrap_or_else(|| Punches::new(crate::localtime::BoxZone::system(), None));
+        punches.start(reader.clone(), super::unix_now_ms());
         let worker = Worker {
             journal,
             names,
@@ -220,6 +236,7 @@ impl Dispatcher {
             cooldown,
             wait,
             stats: stats.clone(),
+            punches,
             event_log,
             settled: Vec::new(),
             statuses: Vec::new(),
@@ -363,6 +380,8 @@ struct Worker {
     cooldown: Duration,
     wait: Duration,
     stats: Arc<OutboxStats>,
+    /// In or out, for each counted attendance event.
+    punches: Punches,
     event_log: Option<EventLog>,
     /// Resolved since the last [`Worker::settle`].
     settled: Vec<Settled>,
@@ -614,6 +633,9 @@ impl Worker {
                 }
             }
             let repeat = self.cooling_down(event.cooldown_key());
+            if !repeat {
+                self.punches.decide(&mut event);
+            }
             if self.journal.is_none() || repeat {
                 // Without a durable sink every event is answered `disabled`, as it always was;
                 // the cooldown only keeps repeats out of the event log. With one, a repeat is

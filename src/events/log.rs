@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use jiff::civil::Date;
+use jiff::Span;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -163,6 +165,9 @@ pub struct StatusRecord {
 }
 
 /// A line of the log.
+// Lines live only while a batch is written or a file is read, one at a time: boxing the
+// record would cost an allocation per event for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Line {
@@ -236,7 +241,7 @@ impl EventLogStats {
 
 /// The day file being appended to.
 struct DayFile {
-    day: i64,
+    day: Date,
     file: File,
 }
 
@@ -257,21 +262,21 @@ pub struct EventLogReader {
 }
 
 /// `YYYY-MM-DD.jsonl` of a day.
-fn file_name(day: i64) -> String {
-    format!("{}.jsonl", utc::format_day(day))
+fn file_name(day: Date) -> String {
+    format!("{day}.jsonl")
 }
 
 /// The day of a log file's name, `None` for any other file.
-fn day_of_name(name: &str) -> Option<i64> {
+fn day_of_name(name: &str) -> Option<Date> {
     utc::parse_day(name.strip_suffix(".jsonl")?)
 }
 
 /// The day files in `dir`, oldest first (none when it cannot be read).
-fn day_files(dir: &Path) -> Vec<(i64, PathBuf)> {
+fn day_files(dir: &Path) -> Vec<(Date, PathBuf)> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut files: Vec<(i64, PathBuf)> = entries
+    let mut files: Vec<(Date, PathBuf)> = entries
         .flatten()
         .filter_map(|e| Some((day_of_name(e.file_name().to_str()?)?, e.path())))
         .collect();
@@ -343,7 +348,7 @@ impl EventLog {
         }
     }
 
-    fn write_day(&mut self, day: i64, lines: &[Line]) -> io::Result<()> {
+    fn write_day(&mut self, day: Date, lines: &[Line]) -> io::Result<()> {
         let mut bytes = Vec::new();
         for line in lines {
             serde_json::to_writer(&mut bytes, line)?;
@@ -363,7 +368,7 @@ impl EventLog {
 
     /// Opens a day's file for appending. A file cut short mid-line (a kill or power cut) gets
     /// a newline first, so the torn line stays one unreadable line and the next record whole.
-    fn open_day(&self, day: i64) -> io::Result<File> {
+    fn open_day(&self, day: Date) -> io::Result<File> {
         fs::create_dir_all(&self.dir)?;
         let path = self.dir.join(file_name(day));
         let existed = path.exists();
@@ -393,7 +398,11 @@ impl EventLog {
         if self.keep_days == 0 {
             return;
         }
-        let oldest_kept = utc::day_of(now_ms) - i64::from(self.keep_days);
+        // Past jiff's span of days (far beyond EVENTS_KEEP_DAYS' bound): nothing is that old.
+        let Ok(keep) = Span::new().try_days(i64::from(self.keep_days)) else {
+            return;
+        };
+        let oldest_kept = utc::day_of(now_ms).saturating_sub(keep);
         for (day, path) in day_files(&self.dir) {
             if day >= oldest_kept {
                 break;
@@ -450,7 +459,7 @@ impl Query {
     }
 
     /// Whether day files of `day` may hold events asked for.
-    fn covers_day(&self, day: i64) -> bool {
+    fn covers_day(&self, day: Date) -> bool {
         self.since_ms.is_none_or(|s| day >= utc::day_of(s))
             && self
                 .until_ms

@@ -29,7 +29,7 @@ use crate::recognizer::Recognition;
 pub use command::{CommandConfig, CommandSink, CommandStats, COMMAND};
 pub use dispatcher::{Delivered, Destinations, Dispatcher, FnSink, LabelLookup};
 pub use log::{EventLog, EventLogReader};
-pub use punch::Punch;
+pub use punch::{Punch, Punches, Schedule};
 pub use sink::{Outgoing, Sink};
 pub use stats::{OutboxStats, SinkStats};
 pub use webhook::{WebhookConfig, WebhookSender, WebhookSink};

@@ -152,10 +152,10 @@ fn write_csv(out: &mut impl Write, found: &Found) -> std::io::Result<()> {
 /// `events-2024-09-29.csv` for one day, `events-2024-09-01_2024-09-30.csv` for a range
 /// (`start` / `now` for an open end).
 fn csv_file_name(query: &Query) -> String {
-    let from = query.since_ms.map(|s| utc::format_day(utc::day_of(s)));
+    let from = query.since_ms.map(|s| utc::day_of(s).to_string());
     let to = query
         .until_ms
-        .map(|u| utc::format_day(utc::day_of(u.saturating_sub(1))));
+        .map(|u| utc::day_of(u.saturating_sub(1)).to_string());
     match (from, to) {
         (Some(a), Some(b)) if a == b => format!("events-{a}.csv"),
         (a, b) => format!(

@@ -17,7 +17,9 @@ use serde_json::json;
 use crate::camera::capture::Captures;
 use crate::camera::live::Live;
 use crate::camera::{Camera, CameraStats, CameraView, Pipeline};
-use crate::events::{CommandSink, Destinations, Dispatcher, EventLog, Seer, Sink, WebhookSink};
+use crate::events::{
+    CommandSink, Destinations, Dispatcher, EventLog, Punches, Seer, Sink, WebhookSink,
+};
 use crate::http::budget::{self, Budget};
 use crate::http::{self, App, Hub, Limits};
 use crate::kiosk::{Kiosk, KioskSink};
@@ -177,6 +179,9 @@ pub fn start(
         destinations = destinations.with_live(Box::new(sink));
     }
     destinations = destinations.with_labels(label_lookup(recognizer.gallery().clone()));
+    // In or out (events/punch.rs): the box's zone and PUNCH_SCHEDULE.
+    let schedule = settings.punch_schedule().map_err(std::io::Error::other)?;
+    destinations = destinations.with_punches(Punches::new(zone.clone(), schedule));
     let dispatcher = Arc::new(Dispatcher::start(
         destinations,
         Duration::from_secs_f64(serve.cooldown_seconds),

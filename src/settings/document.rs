@@ -66,6 +66,8 @@ pub struct ConfigDocument {
     cameras: Vec<ConfigCamera>,
     /// The box's time zone (`BOX_TIMEZONE`, else the system's).
     box_timezone: String,
+    /// `PUNCH_SCHEDULE` as read (`00:00-10:30 in, 10:30-24:00 out`); null without one.
+    punch_schedule: Option<String>,
     // The greeting screen (`/kiosk`).
     kiosk_greeting_seconds: f64,
     kiosk_sound: bool,
@@ -161,6 +163,11 @@ impl ConfigDocument {
             box_timezone: settings
                 .zone()
                 .map_or_else(|_| "invalid".to_string(), |z| z.name().to_string()),
+            punch_schedule: settings
+                .punch_schedule()
+                .ok()
+                .flatten()
+                .map(|s| s.to_string()),
             kiosk_greeting_seconds: serve.kiosk.greeting_seconds,
             kiosk_sound: serve.kiosk.sound,
             kiosk_loopback_without_key: serve.kiosk.loopback_without_key,

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 
 use crate::engine::{EngineConfig, DEFAULT_DETECT_MAX_PIXELS};
 use crate::error::Error;
+use crate::events::Schedule;
 use crate::gallery::{CropPolicy, Gallery, LoadReport};
 use crate::image_io::DEFAULT_MAX_PIXELS;
 use crate::localtime::BoxZone;
@@ -108,6 +109,10 @@ pub struct Settings {
     /// The box's time zone, an IANA name (Asia/Jakarta): the local day of punches and of the
     /// daily report [default: the system's]
     pub box_timezone: Option<String>,
+    /// In or out by the local time of day (`00:00-10:30 in, 10:30-24:00 out`), for events whose
+    /// camera has no direction [default: none: a person's first sighting of the day is in,
+    /// later ones out]
+    pub punch_schedule: Option<String>,
 }
 
 /// `EVENTS_KEEP_DAYS` unless set: a school term's worth of attendance.
@@ -160,6 +165,7 @@ impl Default for Settings {
             unknown_cluster_distance: unknowns::DEFAULT_CLUSTER_DISTANCE,
             events_keep_days: DEFAULT_EVENTS_KEEP_DAYS,
             box_timezone: None,
+            punch_schedule: None,
         }
     }
 }
@@ -173,6 +179,17 @@ impl Settings {
             }
             None => Ok(BoxZone::system()),
         }
+    }
+
+    /// `PUNCH_SCHEDULE`, read; `None` when unset or blank.
+    pub fn punch_schedule(&self) -> Result<Option<Schedule>, Error> {
+        let text = self.punch_schedule.as_deref().unwrap_or_default();
+        Schedule::parse(text).map_err(|e| {
+            Error::Config(format!(
+                "PUNCH_SCHEDULE: {e}; it takes HH:MM-HH:MM in|out parts, comma separated, in \
+                 order from 00:00 to 24:00 (00:00-10:30 in, 10:30-24:00 out)"
+            ))
+        })
     }
 
     /// Checks every setting; the error names the environment variable at fault.
@@ -240,6 +257,7 @@ impl Settings {
             )));
         }
         self.zone()?;
+        self.punch_schedule()?;
         if self.events_keep_days > MAX_EVENTS_KEEP_DAYS {
             return Err(Error::Config(format!(
                 "EVENTS_KEEP_DAYS must be 0 (keep forever) to {MAX_EVENTS_KEEP_DAYS}, got {}",
