@@ -141,12 +141,12 @@ fn write_json(out: &mut impl Write, found: &Found) -> std::io::Result<()> {
 }
 
 fn write_csv(out: &mut impl Write, found: &Found) -> std::io::Result<()> {
-    out.write_all(csv::HEADER.as_bytes())?;
-    out.write_all(b"\r\n")?;
+    let mut out = csv::writer(out);
+    csv::write_header(&mut out)?;
     for event in &found.events {
-        out.write_all(csv::event_row(event).as_bytes())?;
+        csv::write_event(&mut out, event)?;
     }
-    Ok(())
+    out.flush()
 }
 
 /// `events-2024-09-29.csv` for one day, `events-2024-09-01_2024-09-30.csv` for a range
