@@ -89,6 +89,7 @@ pub fn write_event<W: Write>(out: &mut csv::Writer<W>, e: &EventRecord) -> csv::
 }
 
 /// One event's row, with its line break (the fuzz target's and the tests' way in).
+#[cfg(any(fuzzing, test))]
 pub fn event_row(e: &EventRecord) -> String {
     let mut out = writer(Vec::new());
     // Writing to memory fails only on a bug of the writer: then the row is empty.
