@@ -210,7 +210,7 @@ fn realtime_events_are_logged_with_their_delivery_and_download_as_the_same_csv()
     let rows = parse_csv(&text);
     assert_eq!(
         rows[0].join(","),
-        "time,event_id,kind,student_id,distance,delivery,http_status,candidates"
+        "time,event_id,kind,student_id,distance,delivery,http_status,candidates,name,group,punch"
     );
     assert_eq!(rows.len(), 4, "{text}");
     for (row, e) in rows[1..].iter().zip(logged) {
@@ -223,6 +223,10 @@ fn realtime_events_are_logged_with_their_delivery_and_download_as_the_same_csv()
             "sent".to_string(),
             "200".to_string(),
             String::new(),
+            String::new(),
+            String::new(),
+            // The punch helper's dispatcher marks recognized events in or out; before it, none.
+            e["punch"].as_str().unwrap_or_default().to_string(),
         ];
         assert_eq!(row.as_slice(), want.as_slice());
     }

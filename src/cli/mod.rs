@@ -12,6 +12,7 @@ mod cameras;
 mod enroll;
 mod people;
 mod recognize;
+mod report;
 mod rt_client;
 mod serve;
 mod serve_args;
@@ -133,6 +134,14 @@ pub enum Command {
     /// the first frame of each configured camera (CAMERA_DEVICE, CAMERA_FRAMES), with the
     /// setting to use for each
     Cameras(cameras::CamerasArgs),
+    /// Attendance reports from the data folder's files, without the service (`report daily`:
+    /// the day's first in, last out and sightings of every enrolled person, as GET
+    /// /reports/daily answers)
+    Report {
+        /// Which report.
+        #[command(subcommand)]
+        command: report::ReportCommand,
+    },
 }
 
 impl Cli {
@@ -190,6 +199,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::RtClient(args) => rt_client::run(&args),
         Command::Boxes { command } => box_cmd::run(&command),
         Command::Cameras(args) => cameras::run(&args),
+        Command::Report { command } => report::run(&command),
         Command::People {
             command,
             recognizer,

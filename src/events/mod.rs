@@ -5,14 +5,18 @@
 //! WebSocket hub) get each event once it is resolved. Every event is kept in the local event
 //! log (log.rs) that `GET /events` reads (as JSON, or CSV: csv.rs); stats.rs counts for
 //! `/health` and `/metrics`. The event command (`EVENT_COMMAND`, command.rs) is a live sink
-//! with a bounded queue and a thread of its own.
+//! with a bounded queue and a thread of its own. report.rs makes the day's attendance report
+//! from the log's records (daily.rs gives it the roster and the records, for
+//! `GET /reports/daily` and `report daily`).
 
 mod command;
 pub(crate) mod csv;
+pub mod daily;
 mod dispatcher;
 pub(crate) mod log;
 pub mod outbox;
 mod punch;
+pub mod report;
 mod runner;
 mod sink;
 mod stats;

@@ -72,6 +72,9 @@ pub struct Call {
     pub by: String,
     /// Who calls, when a valid key or ticket was presented (or the box has no keys).
     pub caller: Option<Caller>,
+    /// The request's `Accept` names `text/csv`: a CSV answer where a route has one and no
+    /// `format` was given.
+    pub wants_csv: bool,
     /// The route and when it was found, for `/metrics`.
     pub(super) route: &'static Route,
     pub(super) started: Instant,

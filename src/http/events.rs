@@ -1,5 +1,6 @@
 //! `GET /events?since=&until=&student_id=&kind=&format=json|csv&limit=`: the local event log
-//! ([`crate::events::log`]) as JSON or as a CSV download.
+//! ([`crate::events::log`]) as JSON or as a CSV download (`format=csv`, or `Accept: text/csv`
+//! when no `format` is given).
 //!
 //! `since` (inclusive) and `until` (exclusive) are Unix milliseconds, a `YYYY-MM-DD` date (its
 //! UTC midnight) or an RFC 3339 time; `student_id` matches exactly (it is a filter, never a
@@ -30,6 +31,8 @@ pub const MAX_LIMIT: usize = 100_000;
 pub struct EventsRequest {
     pub query: Query,
     pub csv: bool,
+    /// `format` was given (else `Accept: text/csv` asks for CSV).
+    pub format_given: bool,
 }
 
 /// The query string of `GET /events`; a clear 400 for any value that does not read. Other
@@ -38,6 +41,7 @@ pub fn parse_params(query: &str) -> Result<EventsRequest, ApiError> {
     let mut request = EventsRequest {
         query: Query::all(DEFAULT_LIMIT),
         csv: false,
+        format_given: false,
     };
     for (key, raw) in query::pairs(query) {
         let bad = |what: &str| ApiError::BadRequest(format!("{key} must be {what}, got {raw:?}"));
@@ -58,6 +62,7 @@ pub fn parse_params(query: &str) -> Result<EventsRequest, ApiError> {
                     Some(kind.ok_or_else(|| bad("attendance, unknown or ambiguous"))?)
             }
             "format" => {
+                request.format_given = true;
                 request.csv = match decode()?.as_str() {
                     "json" => false,
                     "csv" => true,
@@ -87,7 +92,8 @@ pub fn parse_params(query: &str) -> Result<EventsRequest, ApiError> {
 /// The route's handler (an upload route with no body: it runs on a thread of its own, as
 /// reading many day files may take a while on a small board).
 pub fn answer(app: &App, _form: Form, call: &Call) -> Result<Answer, ApiError> {
-    let request = parse_params(&call.query)?;
+    let mut request = parse_params(&call.query)?;
+    request.csv |= !request.format_given && call.wants_csv;
     let log = app
         .dispatcher
         .event_log()
@@ -141,12 +147,12 @@ fn write_json(out: &mut impl Write, found: &Found) -> std::io::Result<()> {
 }
 
 fn write_csv(out: &mut impl Write, found: &Found) -> std::io::Result<()> {
-    out.write_all(csv::HEADER.as_bytes())?;
-    out.write_all(b"\r\n")?;
+    let mut out = csv::writer(out);
+    csv::write_header(&mut out)?;
     for event in &found.events {
-        out.write_all(csv::event_row(event).as_bytes())?;
+        csv::write_event(&mut out, event)?;
     }
-    Ok(())
+    out.flush()
 }
 
 /// `events-2024-09-29.csv` for one day, `events-2024-09-01_2024-09-30.csv` for a range

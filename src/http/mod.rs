@@ -25,6 +25,7 @@ mod form;
 mod guard;
 mod headers;
 mod query;
+mod reports;
 mod respond;
 mod routes;
 mod stream;

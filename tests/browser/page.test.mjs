@@ -347,21 +347,36 @@ try {
   const stuart = await fetch(base + "/people/stuart", { headers: { "X-API-Key": apiKey } });
   check(stuart.status === 200, "the cluster was not enrolled as stuart: " + stuart.status);
 
-  step = "download today's CSV and check its rows";
+  step = "today's report: counts, the list, its CSV and the day's events CSV";
   await page.click("#tabs button[data-tab=today]");
-  await page.locator("#today-table tbody tr", { hasText: "obama" }).first().waitFor();
+  await page.locator("#today-table tbody tr.present", { hasText: "obama" }).first().waitFor();
   await shot("05-today");
-  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#today-csv")]);
+  const report = await (await fetch(base + "/reports/daily", { headers: { "X-API-Key": apiKey } })).json();
+  // The camera may see someone between the page's answer and this one: the counts add up to
+  // everyone enrolled, obama among those present.
+  const shown = Number(await page.locator("#today-present").textContent());
+  const notShown = Number(await page.locator("#today-absent").textContent());
+  check(shown >= 1 && shown + notShown === report.total, "present/absent counts on the page: " + shown + "/" + notShown);
+  check((await page.locator("#today-table tbody tr").count()) === report.total, "one row per enrolled person");
+  const [reportDownload] = await Promise.all([page.waitForEvent("download"), page.click("#today-csv")]);
+  const reportPath = join(artifacts, "today-report.csv");
+  await reportDownload.saveAs(reportPath);
+  const reportRows = readFileSync(reportPath, "utf8").trim().split(/\r?\n/);
+  check(reportRows[0] === "date,student_id,name,group,present,first_in,last_out,sightings", "report CSV header: " + reportRows[0]);
+  const obamaRow = reportRows.slice(1).find((r) => r.split(",")[1] === "obama");
+  check(obamaRow && obamaRow.split(",")[4] === "yes" && obamaRow.split(",")[0] === report.date, "obama present in the report CSV:\n" + reportRows.join("\n"));
+  check(reportRows.length - 1 === report.total, "one CSV row per enrolled person");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#today-events-csv")]);
   const csvPath = join(artifacts, "today.csv");
   await download.saveAs(csvPath);
   const rows = readFileSync(csvPath, "utf8").trim().split(/\r?\n/);
   check(rows[0].startsWith("time,event_id,kind,student_id,distance,delivery"), "CSV header: " + rows[0]);
   const obama = rows.slice(1).filter((r) => r.split(",")[3] === "obama");
   check(obama.length >= 1, "no obama row in the CSV:\n" + rows.join("\n"));
-  const today = new Date().toISOString().slice(0, 10);
+  const today = report.date;
   check(obama.every((r) => r.split(",")[1].length === 36), "event ids in the CSV");
   check(rows.slice(1).every((r) => r.split(",")[0].length >= 10), "times in the CSV");
-  console.log("CSV rows: " + (rows.length - 1) + " (" + obama.length + " of obama), " + today);
+  console.log("CSV rows: " + (rows.length - 1) + " (" + obama.length + " of obama), " + today + "; report: " + report.present + " present, " + report.absent + " absent");
 
   step = "status";
   await page.click("#tabs button[data-tab=status]");

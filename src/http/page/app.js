@@ -574,31 +574,52 @@ async function loadUnknowns() {
 
 // --- Today --------------------------------------------------------------------------------
 
-function todayRange() {
-  const start = new Date();
-  start.setHours(0, 0, 0, 0);
-  return "since=" + start.getTime();
+// The report shown last: its day's bounds give the events CSV its range.
+let todayReport = null;
+
+// The report's query: the day picked (else the box's today) and the group, if any.
+function todayQuery() {
+  const q = new URLSearchParams();
+  if ($("today-date").value) q.set("date", $("today-date").value);
+  const group = $("today-group").value.trim();
+  if (group) q.set("group", group);
+  return q.toString();
+}
+
+// `2026-10-25T07:42:10+01:00` as the box's local `07:42` (its own clock, not this browser's).
+function boxTime(t) {
+  return t ? t.slice(11, 16) : "–";
 }
 
 async function loadToday() {
-  const answer = await apiJson("/events?" + todayRange());
-  $("today-count").textContent = "(" + answer.count + (answer.truncated ? "+" : "") + " events)";
+  const r = await apiJson("/reports/daily?" + todayQuery());
+  todayReport = r;
+  if (!$("today-date").value) $("today-date").value = r.date;
+  $("today-day").textContent = "(" + r.date + ", " + r.timezone + (r.group ? ", " + r.group : "") + ")";
+  $("today-present").textContent = r.present;
+  $("today-absent").textContent = r.absent;
   const body = $("today-table").tBodies[0];
   body.replaceChildren();
-  for (const e of answer.events.slice().reverse()) {
-    const tr = el("tr");
-    const who = e.candidates ? e.candidates.join(" or ") + "?" : e.student_id;
-    const distance = typeof e.distance === "number" ? e.distance.toFixed(3) : "";
-    const delivery = e.delivery ? e.delivery.status : "";
-    for (const v of [new Date(e.at_ms).toLocaleTimeString(), who, e.kind, distance, delivery]) {
+  // Those who came first, by their first sighting; then those not seen.
+  const people = r.people.slice().sort((a, b) => {
+    if (a.present !== b.present) return a.present ? -1 : 1;
+    return (a.first_seen || "").localeCompare(b.first_seen || "") || a.student_id.localeCompare(b.student_id);
+  });
+  for (const p of people) {
+    const tr = el("tr", null, p.present ? "present" : "absent");
+    tr.dataset.id = p.student_id;
+    const who = p.name ? p.name + " (" + p.student_id + ")" : p.student_id;
+    const seen = p.present ? p.sightings : "not seen";
+    for (const v of [who, p.group || "", boxTime(p.first_in), boxTime(p.last_out), seen]) {
       tr.append(el("td", v));
     }
     body.append(tr);
   }
 }
 
-async function downloadToday() {
-  const response = await api("/events?format=csv&" + todayRange());
+// Saves the answer of `path` as the file `name` (or says why not).
+async function download(path, name) {
+  const response = await api(path);
   if (!response.ok) {
     let why = response.statusText;
     try {
@@ -612,11 +633,25 @@ async function downloadToday() {
   const url = URL.createObjectURL(await response.blob());
   const a = el("a");
   a.href = url;
-  a.download = "attendance-" + new Date().toISOString().slice(0, 10) + ".csv";
+  a.download = name;
   document.body.append(a);
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+async function downloadToday() {
+  const date = $("today-date").value || (todayReport && todayReport.date) || "today";
+  const group = $("today-group").value.trim();
+  const name = "attendance-" + date + (group ? "-" + group.replace(/[^A-Za-z0-9_-]/g, "_") : "") + ".csv";
+  await download("/reports/daily?format=csv&" + todayQuery(), name);
+}
+
+// The events of the day shown (its local bounds, from the report).
+async function downloadTodayEvents() {
+  if (!todayReport) await loadToday();
+  const q = new URLSearchParams({ format: "csv", since: todayReport.day.start, until: todayReport.day.end });
+  await download("/events?" + q.toString(), "events-" + todayReport.date + ".csv");
 }
 
 // --- Status -------------------------------------------------------------------------------
@@ -693,6 +728,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("rename").onsubmit = renamePerson;
   $("label").onsubmit = saveLabel;
   $("person-delete").onclick = deletePerson;
-  $("today-csv").onclick = downloadToday;
+  $("today-form").onsubmit = (e) => {
+    e.preventDefault();
+    loadToday().catch((err) => say(err.message, true));
+  };
+  $("today-csv").onclick = () => downloadToday().catch((e) => say(e.message, true));
+  $("today-events-csv").onclick = () => downloadTodayEvents().catch((e) => say(e.message, true));
   boot();
 });

@@ -30,7 +30,7 @@ use super::error::ApiError;
 use super::headers::header;
 use super::query::{percent_decode, split_url};
 use super::respond::{respond, respond_off_worker};
-use super::{events, stream, uploads, ws, App};
+use super::{events, reports, stream, uploads, ws, App};
 use gallery::{export, import};
 use kiosk::{kiosk_page, kiosk_photo, kiosk_state};
 use page::{docs, openapi, page, page_asset};
@@ -240,6 +240,16 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/reports/daily",
+        access: Access::Role(Role::Viewer),
+        handler: Handler::Upload {
+            limit: Limit::Empty,
+            body: Body::Raw,
+            handle: reports::answer,
+        },
+    },
+    Route {
+        method: "GET",
         path: "/ws/recognitions",
         access: Access::RoleOrTicket(Role::Kiosk),
         handler: Handler::WebSocket,
@@ -412,6 +422,7 @@ pub fn handle(app: &Arc<App>, request: Request) {
         params,
         by: caller.as_ref().map_or("anyone", |c| c.label()).to_string(),
         caller,
+        wants_csv: header(&request, "Accept").is_some_and(|a| a.contains("text/csv")),
         route,
         started,
     };
