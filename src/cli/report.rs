@@ -111,7 +111,7 @@ fn daily(args: &DailyArgs) -> Result<(), (String, i32)> {
         log::warn!("skipped {}: {reason}", path.display());
     }
     let log = EventLogReader::at(&args.data_dir.join("events"));
-    let report = daily_report(&log, &gallery, &zone, date, group);
+    let report = daily_report(&log, &gallery, &zone, date, group.as_deref());
     let text = match args.format {
         Format::Text => report.to_text(),
         Format::Json => report.to_json() + "\n",

@@ -27,11 +27,9 @@ pub fn roster(gallery: &Gallery) -> Vec<Member> {
         .collect()
 }
 
-/// A person's name and group as the gallery has them. The one place the report asks: the
-/// gallery's label map (issue 26's `names` part) answers here once it is merged; until then
-/// nobody has either.
-fn label_of(_gallery: &Gallery, _student_id: &str) -> Label {
-    Label::default()
+/// A person's name and group as the gallery has them (its label map).
+fn label_of(gallery: &Gallery, student_id: &str) -> Label {
+    gallery.label(student_id).unwrap_or_default()
 }
 
 /// The report of the local day `date` in `zone` (of `group`'s members when given).

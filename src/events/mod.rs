@@ -28,6 +28,7 @@ use serde_json::json;
 
 use crate::camera::Direction;
 use crate::engine::FaceBox;
+pub use crate::gallery::Label;
 use crate::gallery::UNKNOWN;
 use crate::recognizer::Recognition;
 pub use command::{CommandConfig, CommandSink, CommandStats, COMMAND};
@@ -64,15 +65,6 @@ pub struct Event {
     label: Option<Box<Label>>,
     /// In or out (attendance events, once the dispatcher decided).
     punch: Option<Punch>,
-}
-
-/// A person's display name and group, as the gallery has them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Label {
-    /// Their display name (`Alip Nugraha`).
-    pub name: Option<String>,
-    /// Their group: a class, a department.
-    pub group: Option<String>,
 }
 
 /// The camera that saw a face: its name and direction, and whether its events keep a cooldown

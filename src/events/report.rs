@@ -25,6 +25,7 @@ use serde::Serialize;
 use super::csv;
 use super::log::{EventRecord, Kind};
 use super::Punch;
+use crate::gallery::label::{self, Field, GROUP_MAX};
 use crate::localtime::BoxZone;
 
 /// A person on the roster: every enrolled person, with the name and group the gallery has.
@@ -110,34 +111,13 @@ pub const CSV_HEADER: [&str; 8] = [
 ];
 
 /// The longest group asked for, in characters (a person's group is at most this long).
-pub const MAX_GROUP_CHARS: usize = 64;
+pub const MAX_GROUP_CHARS: usize = GROUP_MAX;
 
-/// A group as asked for (`?group=`, `--group`): trimmed, 1 to [`MAX_GROUP_CHARS`] characters,
-/// no control or invisible formatting characters (a right-to-left override, a zero-width
-/// space); or why not.
-pub fn parse_group(text: &str) -> Result<&str, String> {
-    let group = text.trim();
-    let count = group.chars().count();
-    if count == 0 || count > MAX_GROUP_CHARS {
-        return Err(format!(
-            "group must be 1 to {MAX_GROUP_CHARS} characters, got {count}"
-        ));
-    }
-    if let Some(c) = group.chars().find(|&c| c.is_control() || is_format(c)) {
-        return Err(format!(
-            "group must not hold control or formatting characters, got U+{:04X}",
-            u32::from(c)
-        ));
-    }
-    Ok(group)
-}
-
-/// Unicode's invisible formatting characters (category Cf) that matter in names: bidi
-/// overrides and isolates, zero-width characters, the soft hyphen, the byte order mark.
-fn is_format(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+/// A group as asked for (`?group=`, `--group`): the rules of a person's group
+/// ([`crate::gallery::label`]: trimmed, 1 to [`MAX_GROUP_CHARS`] characters, no control or
+/// invisible formatting characters); or why not (`group: ...`).
+pub fn parse_group(text: &str) -> Result<String, String> {
+    label::check(Field::Group, text).map_err(|e| e.to_string())
 }
 
 /// One person's sightings so far (Unix ms).
@@ -460,8 +440,8 @@ mod tests {
 
     #[test]
     fn groups_are_checked() {
-        assert_eq!(parse_group(" 7A "), Ok("7A"));
-        assert_eq!(parse_group(&"x".repeat(64)).map(str::len), Ok(64));
+        assert_eq!(parse_group(" 7A "), Ok("7A".to_string()));
+        assert_eq!(parse_group(&"x".repeat(64)).map(|g| g.len()), Ok(64));
         for bad in ["", "  ", &"x".repeat(65), "7\u{202E}A", "7\nA", "\u{200B}"] {
             assert!(
                 parse_group(bad).unwrap_err().starts_with("group"),

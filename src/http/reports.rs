@@ -52,7 +52,7 @@ pub fn parse_params(query: &str) -> Result<ReportRequest, ApiError> {
             "group" => {
                 let value = value()?;
                 let group = parse_group(&value).map_err(ApiError::BadRequest)?;
-                request.group = Some(group.to_string());
+                request.group = Some(group);
             }
             "format" => {
                 request.csv = Some(match value()?.as_str() {

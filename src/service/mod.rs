@@ -127,12 +127,7 @@ impl Service {
 /// The events' names and groups: the gallery's label map, as the gallery has it when each
 /// event is taken.
 fn label_lookup(gallery: Arc<crate::gallery::Gallery>) -> crate::events::LabelLookup {
-    Box::new(move |id| {
-        gallery.label(id).map(|l| crate::events::Label {
-            name: l.name,
-            group: l.group,
-        })
-    })
+    Box::new(move |id| gallery.label(id))
 }
 
 /// Builds the app from the settings and starts the server and, when configured, the camera
