@@ -4,13 +4,15 @@
 //! src/mqtt/) each follow the outbox on a thread of their own (runner.rs), live ones (the
 //! WebSocket hub) get each event once it is resolved. Every event is kept in the local event
 //! log (log.rs) that `GET /events` reads (as JSON, or CSV: csv.rs); stats.rs counts for
-//! `/health` and `/metrics`.
+//! `/health` and `/metrics`. Each counted attendance event gets its punch, in or out, from the
+//! dispatcher (punches.rs; `PUNCH_SCHEDULE`: punch.rs).
 
 pub(crate) mod csv;
 mod dispatcher;
 pub(crate) mod log;
 pub mod outbox;
 mod punch;
+mod punches;
 mod runner;
 mod sink;
 mod stats;
@@ -26,7 +28,8 @@ use crate::gallery::UNKNOWN;
 use crate::recognizer::Recognition;
 pub use dispatcher::{Delivered, Destinations, Dispatcher, FnSink};
 pub use log::{EventLog, EventLogReader};
-pub use punch::{Punch, Punches, Schedule};
+pub use punch::{Punch, Schedule};
+pub use punches::Punches;
 pub use sink::{Outgoing, Sink};
 pub use stats::{OutboxStats, SinkStats};
 pub use webhook::{WebhookConfig, WebhookSender, WebhookSink};
