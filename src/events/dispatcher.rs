@@ -1,4 +1,4 @@
-//! The dispatcher thread: per-person cooldown, then in or out (punch.rs), then the durable
+//! The dispatcher thread: per-person cooldown, then in or out (punches.rs), then the durable
 //! outbox, then every sink (sink.rs). Durable sinks (the webhook, MQTT) each follow the outbox
 //! on a thread of their own (runner.rs); live sinks (the WebSocket hub) get each event once it
 //! is resolved. Callers (`/recognize/realtime`, the camera loop) never wait on a sink longer
@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use super::log::{EventLog, EventLogReader, EventRecord, Line, StatusRecord};
 use super::outbox::{Outbox, Pending, Recovered, WEBHOOK};
-use super::punch::Punches;
+use super::punches::Punches;
 use super::runner::{Journal, News, Runner};
 use super::sink::{Outgoing, Sink};
 use super::stats::{OutboxStats, SinkStats};
@@ -38,7 +38,7 @@ pub struct Destinations {
     durable: Vec<Box<dyn Sink>>,
     live: Vec<Box<dyn Sink>>,
     labels: Option<LabelLookup>,
-    /// Decides in or out (punch.rs): the system's zone, no schedule, unless given.
+    /// Decides in or out (punches.rs): the system's zone, no schedule, unless given.
     punches: Option<Punches>,
 }
 

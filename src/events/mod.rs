@@ -5,9 +5,10 @@
 //! WebSocket hub) get each event once it is resolved. Every event is kept in the local event
 //! log (log.rs) that `GET /events` reads (as JSON, or CSV: csv.rs); stats.rs counts for
 //! `/health` and `/metrics`. The event command (`EVENT_COMMAND`, command.rs) is a live sink
-//! with a bounded queue and a thread of its own. report.rs makes the day's attendance report
-//! from the log's records (daily.rs gives it the roster and the records, for
-//! `GET /reports/daily` and `report daily`).
+//! with a bounded queue and a thread of its own. Each counted attendance event gets its punch,
+//! in or out, from the dispatcher (punches.rs; `PUNCH_SCHEDULE`: punch.rs). report.rs makes
+//! the day's attendance report from the log's records (daily.rs gives it the roster and the
+//! records, for `GET /reports/daily` and `report daily`).
 
 mod command;
 pub(crate) mod csv;
@@ -16,6 +17,7 @@ mod dispatcher;
 pub(crate) mod log;
 pub mod outbox;
 mod punch;
+mod punches;
 pub mod report;
 mod runner;
 mod sink;
@@ -34,7 +36,8 @@ use crate::recognizer::Recognition;
 pub use command::{CommandConfig, CommandSink, CommandStats, COMMAND};
 pub use dispatcher::{Delivered, Destinations, Dispatcher, FnSink, LabelLookup};
 pub use log::{EventLog, EventLogReader};
-pub use punch::{Punch, Punches, Schedule};
+pub use punch::{Punch, Schedule};
+pub use punches::Punches;
 pub use sink::{Outgoing, Sink};
 pub use stats::{OutboxStats, SinkStats};
 pub use webhook::{WebhookConfig, WebhookSender, WebhookSink};

@@ -1,31 +1,16 @@
-//! In or out: what an attendance event says the person did, and how the dispatcher decides it.
+//! In or out: what an attendance event says the person did, and `PUNCH_SCHEDULE`, which
+//! says it by the local time of day (punches.rs decides each event's).
 //!
-//! Contract:
-//! - Only attendance events (a recognized person; not strangers, not ambiguous faces) that the
-//!   cooldown let through get a punch; the dispatcher asks [`Punches::decide`] once per such
-//!   event, in the order it accepts them. A repeat within the cooldown gets none.
-//! - The punch is, in order: the camera's direction (`CAMERA_DIRECTION`, when the event's
-//!   camera has one); else the schedule (`PUNCH_SCHEDULE`) at the local time of day the face
-//!   was seen (the event's `ts` in `BOX_TIMEZONE`); else `in` for the person's first counted
-//!   sighting of the local day and `out` for every later one.
-//! - Every counted attendance event marks its person seen for its local day, whichever rule
-//!   gave its punch. The people seen are read again from the event log whenever the local day
-//!   changes: at start (a restart keeps the day's first sightings), at local midnight (nobody
-//!   then), and when the clock is set to another day. Records are matched by the local day of
-//!   their `ts`; a log that cannot be read costs a warning, never an event.
-//! - A schedule covers 00:00 to 24:00 exactly, its parts in order, each starting where the one
-//!   before ended; anything else is refused with one line saying what is wrong.
+//! Contract: a schedule covers 00:00 to 24:00 exactly, its parts in order, each starting where
+//! the one before ended (a part's end is not in it); anything else is refused with one line
+//! saying what is wrong, the text given quoted, escaped and cut short.
 
-use std::collections::HashSet;
 use std::fmt;
 
-use jiff::civil::{Date, Time};
+use jiff::civil::Time;
 use serde::{Deserialize, Serialize};
 
-use super::log::{EventLogReader, Kind, Query};
-use super::Event;
 use crate::camera::Direction;
-use crate::localtime::BoxZone;
 
 /// Whether a person came in or went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -209,109 +194,9 @@ fn quote(text: &str) -> String {
     format!("{:?}", text.chars().take(40).collect::<String>())
 }
 
-/// The dispatcher's punch rule and the people seen on the current local day.
-pub struct Punches {
-    zone: BoxZone,
-    schedule: Option<Schedule>,
-    log: Option<EventLogReader>,
-    /// The local day `seen` is of (none until the first look).
-    day: Option<Date>,
-    /// The people with a counted sighting on `day`.
-    seen: HashSet<String>,
-}
-
-/// Event log records read per query while the day's sightings are read again.
-const READ_PAGE: usize = 5_000;
-
-/// How long after the face was seen (`ts`) its record may have been logged (`at_ms`: a
-/// caller's wait for the sinks, a busy disk), with room to spare.
-const LOGGED_WITHIN_MS: u64 = 10 * 60_000;
-
-impl Punches {
-    /// The rule in the box's `zone`, with its `schedule` when there is one.
-    pub fn new(zone: BoxZone, schedule: Option<Schedule>) -> Punches {
-        Punches {
-            zone,
-            schedule,
-            log: None,
-            day: None,
-            seen: HashSet::new(),
-        }
-    }
-
-    /// Reads today's sightings from `log` (and again from it whenever the day changes).
-    pub(crate) fn start(&mut self, log: Option<EventLogReader>, now_ms: u64) {
-        self.log = log;
-        let today = self.zone.date_of(now_ms);
-        self.roll(today);
-        if !self.seen.is_empty() {
-            log::info!(
-                "punches: seen today ({today} in {}) before this start: {}; their next sighting \
-                 is out (unless a camera direction or PUNCH_SCHEDULE says otherwise)",
-                self.zone.name(),
-                self.seen.len()
-            );
-        }
-    }
-
-    /// Sets `event`'s punch when it is an attendance event (see the module's contract).
-    pub(crate) fn decide(&mut self, event: &mut Event) {
-        if Kind::of(event) != Kind::Attendance {
-            return;
-        }
-        let seen_ms = u64::try_from(event.ts).unwrap_or(0).saturating_mul(1000);
-        let day = self.zone.date_of(seen_ms);
-        if self.day != Some(day) {
-            self.roll(day);
-        }
-        let first = self.seen.insert(event.student_id.clone());
-        let punch = match (event.camera().and_then(|c| c.direction), &self.schedule) {
-            (Some(direction), _) => direction.into(),
-            (None, Some(schedule)) => schedule.at(self.zone.time_of_day(seen_ms)),
-            (None, None) if first => Punch::In,
-            (None, None) => Punch::Out,
-        };
-        event.set_punch(Some(punch));
-    }
-
-    /// A new local day: the people already seen on it, from the event log.
-    fn roll(&mut self, day: Date) {
-        self.day = Some(day);
-        self.seen.clear();
-        let Some(log) = &self.log else {
-            return;
-        };
-        let (start, end) = self.zone.day_bounds(day);
-        let mut query = Query {
-            since_ms: Some(start),
-            until_ms: Some(end.saturating_add(LOGGED_WITHIN_MS)),
-            kind: Some(Kind::Attendance),
-            ..Query::all(READ_PAGE)
-        };
-        loop {
-            let found = log.query(&query);
-            for record in &found.events {
-                let seen_ms = u64::try_from(record.ts).unwrap_or(0).saturating_mul(1000);
-                if (start..end).contains(&seen_ms) {
-                    self.seen.insert(record.student_id.clone());
-                }
-            }
-            match found.next_since {
-                // Records of that very millisecond come again: a set takes them twice.
-                Some(next) if found.truncated && Some(next) > query.since_ms => {
-                    query.since_ms = Some(next);
-                }
-                _ => break,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::log::{EventLog, EventRecord, Line};
-    use crate::events::{test_event, Report, Seer, Status};
 
     fn time(hhmm: &str) -> Time {
         format!("{hhmm}:00").parse().unwrap()
@@ -376,100 +261,5 @@ mod tests {
         }
         let long = vec!["00:00-24:00 in"; 200].join(",");
         assert!(Schedule::parse(&long).unwrap_err().contains("longer than"));
-    }
-
-    fn at(event: Event, ts: i64) -> Event {
-        Event { ts, ..event }
-    }
-
-    /// 2026-12-06T16:59:59Z, 23:59:59 in Jakarta (UTC+7).
-    const BEFORE_MIDNIGHT_JAKARTA: i64 = 1_796_576_399;
-
-    #[test]
-    fn first_sighting_of_the_local_day_is_in_then_out_and_a_new_day_starts_over() {
-        let jakarta = BoxZone::named("Asia/Jakarta").unwrap();
-        let mut p = Punches::new(jakarta, None);
-        let mut decide = |id: &str, ts: i64| {
-            let mut e = at(test_event(id), ts);
-            p.decide(&mut e);
-            e.punch()
-        };
-        let t = BEFORE_MIDNIGHT_JAKARTA;
-        assert_eq!(decide("alip", t - 3600), Some(Punch::In));
-        assert_eq!(decide("alip", t), Some(Punch::Out));
-        assert_eq!(decide("budi", t), Some(Punch::In));
-        // One second later it is the next day in Jakarta, still the same UTC day.
-        assert_eq!(decide("alip", t + 1), Some(Punch::In));
-        assert_eq!(decide("alip", t + 2), Some(Punch::Out));
-        // Strangers and ambiguous faces get none.
-        let mut stranger = test_event(crate::gallery::UNKNOWN);
-        p.decide(&mut stranger);
-        assert_eq!(stranger.punch(), None);
-    }
-
-    #[test]
-    fn the_camera_direction_wins_then_the_schedule() {
-        let utc = BoxZone::utc();
-        let schedule = Schedule::parse("00:00-10:30 in, 10:30-24:00 out").unwrap();
-        let mut p = Punches::new(utc, schedule);
-        // 2026-12-07T10:29:59Z and 10:30:00Z.
-        let (before, after) = (1_796_639_399, 1_796_639_400);
-        let mut e = at(test_event("alip"), before);
-        p.decide(&mut e);
-        assert_eq!(e.punch(), Some(Punch::In));
-        let mut e = at(test_event("alip"), after);
-        p.decide(&mut e);
-        assert_eq!(e.punch(), Some(Punch::Out));
-        let mut e = at(test_event("alip"), after).with_camera(Seer {
-            name: "door".into(),
-            direction: Some(Direction::In),
-            own_cooldown: false,
-        });
-        p.decide(&mut e);
-        assert_eq!(e.punch(), Some(Punch::In));
-        // The schedule's first sighting counted too: without the schedule it would be out.
-        assert!(p.seen.contains("alip"));
-    }
-
-    #[test]
-    fn the_days_sightings_are_read_again_from_the_event_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = EventLog::open(dir.path(), 0);
-        let t = BEFORE_MIDNIGHT_JAKARTA;
-        let record = |id: &str, ts: i64| {
-            let e = at(test_event(id), ts);
-            // Logged a little after it was seen: alip's record is in the next UTC second.
-            Line::Event(EventRecord::new(
-                &e,
-                &Report::status(Status::Sent),
-                ts as u64 * 1000 + 900,
-            ))
-        };
-        let mut unknown = at(test_event(crate::gallery::UNKNOWN), t);
-        unknown.student_id = crate::gallery::UNKNOWN.into();
-        log.append_at(
-            &[
-                record("budi", t - 86_400),
-                record("alip", t - 60),
-                Line::Event(EventRecord::new(&unknown, &Report::status(Status::Sent), 1)),
-                record("cici", t + 60),
-            ],
-            t as u64 * 1000,
-        );
-        let jakarta = BoxZone::named("Asia/Jakarta").unwrap();
-        let mut p = Punches::new(jakarta, None);
-        p.start(Some(log.reader()), t as u64 * 1000);
-        assert_eq!(p.seen, HashSet::from(["alip".to_string()]));
-        let mut e = at(test_event("alip"), t);
-        p.decide(&mut e);
-        assert_eq!(e.punch(), Some(Punch::Out));
-        let mut e = at(test_event("budi"), t);
-        p.decide(&mut e);
-        assert_eq!(e.punch(), Some(Punch::In));
-        // The next local day: cici was already seen on it.
-        let mut e = at(test_event("cici"), t + 120);
-        p.decide(&mut e);
-        assert_eq!(e.punch(), Some(Punch::Out));
-        assert_eq!(p.seen, HashSet::from(["cici".to_string()]));
     }
 }
