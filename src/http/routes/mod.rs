@@ -11,6 +11,7 @@
 //! import) and [`recognize`] (enroll, recognize, realtime, the mock webhook).
 
 mod gallery;
+mod label;
 mod page;
 mod people;
 mod recognize;
