@@ -13,6 +13,7 @@
 
 mod gallery;
 mod kiosk;
+mod label;
 mod page;
 mod people;
 mod recognize;

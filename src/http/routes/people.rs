@@ -1,11 +1,12 @@
 //! `/people` and `/people/{id}/...`: who is enrolled, their names and groups, their samples,
 //! renames, captures from the camera, rejections and deletion.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
+use super::label::{bad_label, enroll_label, label_change};
 use super::unknowns::{no_cluster, unknowns_store};
 use crate::gallery::label::{self, Field};
-use crate::gallery::{GalleryError, LabelChange, LabelError, StudentId};
+use crate::gallery::{GalleryError, StudentId};
 use crate::http::app::App;
 use crate::http::call::Call;
 use crate::http::error::ApiError;
@@ -17,73 +18,6 @@ use crate::recognizer::{EnrollRequest, Photo};
 /// People per page of `GET /people` unless `limit` says otherwise, and the most it may say.
 const PEOPLE_PAGE: usize = 100;
 const PEOPLE_PAGE_MAX: usize = 1000;
-
-/// A name or group that breaks the rules: 400 naming the field.
-fn bad_label(e: LabelError) -> ApiError {
-    ApiError::BadRequest(e.to_string())
-}
-
-/// The `name` and `group` fields of an enrollment (`/enroll`, `/unknowns/{cluster}/enroll`):
-/// each given (not empty) is set; absent or empty keeps what the person has.
-pub(super) fn enroll_label(form: &Form) -> Result<LabelChange, ApiError> {
-    let field = |field: Field| match form.text(field.as_str()) {
-        Err(ApiError::MissingField(_)) => Ok(None),
-        Err(e) => Err(e),
-        Ok(v) if v.is_empty() => Ok(None),
-        Ok(v) => label::check(field, &v)
-            .map(|v| Some(Some(v)))
-            .map_err(bad_label),
-    };
-    Ok(LabelChange {
-        name: field(Field::Name)?,
-        group: field(Field::Group)?,
-    })
-}
-
-/// The JSON body of `PATCH /people/{id}`: an object of `name` and/or `group`, each a string
-/// (set) or `null` (cleared); anything else is 400 naming the field.
-fn label_change(body: &[u8]) -> Result<LabelChange, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
-    let Value::Object(object) = value else {
-        return Err(ApiError::BadRequest(
-            "the body must be a JSON object: {\"name\": ..., \"group\": ...}".into(),
-        ));
-    };
-    let mut change = LabelChange::default();
-    for (key, v) in &object {
-        let field = match key.as_str() {
-            "name" => Field::Name,
-            "group" => Field::Group,
-            other => {
-                return Err(ApiError::BadRequest(format!(
-                    "unknown field {:?}: only name and group can be changed",
-                    other.chars().take(40).collect::<String>()
-                )))
-            }
-        };
-        let set = match v {
-            Value::Null => None,
-            Value::String(s) => Some(label::check(field, s).map_err(bad_label)?),
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "{}: must be a string, or null to clear it",
-                    field.as_str()
-                )))
-            }
-        };
-        match field {
-            Field::Name => change.name = Some(set),
-            Field::Group => change.group = Some(set),
-        }
-    }
-    if change.is_empty() {
-        return Err(ApiError::BadRequest(
-            "nothing to change: give name and/or group (null clears)".into(),
-        ));
-    }
-    Ok(change)
-}
 
 /// `PATCH /people/{id}` with `{"name": ..., "group": ...}` (JSON): the person's name and
 /// group set (a string), cleared (`null`) or kept (absent). 404 when not enrolled.

@@ -17,7 +17,7 @@ pub(super) fn enroll(app: &App, form: Form, call: &Call) -> Result<Answer, ApiEr
     let request = EnrollRequest {
         force: form.flag("force")?,
         by: call.by.clone(),
-        label: super::people::enroll_label(&form)?,
+        label: super::label::enroll_label(&form)?,
     };
     let outcome = app.image_work(image, || {
         app.recognizer

@@ -71,7 +71,7 @@ pub(super) fn enroll_unknown(app: &App, form: Form, call: &Call) -> Result<Answe
     let request = EnrollRequest {
         force: form.flag("force")?,
         by: call.by.clone(),
-        label: super::people::enroll_label(&form)?,
+        label: super::label::enroll_label(&form)?,
     };
     let offer = store
         .enroll_samples(cluster)
