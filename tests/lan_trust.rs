@@ -125,6 +125,9 @@ fn a_rebinding_page_can_neither_read_nor_change_a_keyless_box() {
         ("GET", "/"),
         ("DELETE", "/people/penny"),
         ("POST", "/people/penny/rename"),
+        ("PATCH", "/people/penny"),
+        ("GET", "/reports/daily"),
+        ("GET", "/kiosk/state"),
     ] {
         let reply = curl(&[
             "-X",
@@ -236,6 +239,19 @@ fn a_page_of_another_site_cannot_change_the_box_with_or_without_keys() {
         &format!("{url}/people/penny"),
     ]);
     assert_eq!(reply.status, 403);
+    // A name changed by a text/plain "simple request" (no preflight).
+    let reply = curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        "Origin: http://evil.example",
+        "-H",
+        "Content-Type: text/plain",
+        "--data",
+        r#"{"name":"renamed by csrf"}"#,
+        &format!("{url}/people/penny"),
+    ]);
+    assert_eq!(reply.status, 403, "{}", reply.body);
     let ws = python_ws(
         &server,
         &server.addr().to_string(),
@@ -439,6 +455,7 @@ const MATRIX: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/kiosk/photo/1.jpg", Some("kiosk")),
     ("GET", "/stream.mjpg", Some("viewer")),
     ("GET", "/events", Some("viewer")),
+    ("GET", "/reports/daily", Some("viewer")),
     ("GET", "/people", Some("viewer")),
     ("GET", "/people/nobody", Some("viewer")),
     ("GET", "/people/nobody/samples/0.jpg", Some("viewer")),
@@ -455,6 +472,7 @@ const MATRIX: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/unknowns/1/enroll", Some("operator")),
     ("DELETE", "/unknowns/1", Some("operator")),
     ("DELETE", "/people/nobody", Some("admin")),
+    ("PATCH", "/people/nobody", Some("admin")),
     ("DELETE", "/people/nobody/samples/0", Some("admin")),
     ("POST", "/people/nobody/rename", Some("admin")),
     ("GET", "/gallery/export", Some("admin")),
