@@ -17,7 +17,7 @@
 //!   refuses them or is away and FFmpeg's errors name the URL.
 //!
 //! Tools: FFmpeg (Debian's, with libx264), /usr/bin/python3 with GStreamer's RTSP server, and
-//! mosquitto: scripts/install-deps installs them; without them a test is skipped, or fails under
+//! mosquitto: scripts/install-test-deps installs them; without them a test is skipped, or fails under
 //! `FACE_TESTS_REQUIRE_TOOLS` (CI).
 
 mod common;

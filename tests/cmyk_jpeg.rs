@@ -38,7 +38,7 @@ fn cmyk_and_ycck_fixtures_decode_to_pillows_bytes() {
 }
 
 /// A Python with Pillow: Debian's /usr/bin/python3 (python3-pil, installed by
-/// scripts/install-deps) or whatever `python3` is on PATH.
+/// scripts/install-test-deps) or whatever `python3` is on PATH.
 fn python_with_pillow() -> Option<PathBuf> {
     ["/usr/bin/python3", "python3"]
         .into_iter()

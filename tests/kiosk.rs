@@ -53,7 +53,7 @@ fn curl(url: &str, args: &[&str]) -> Reply {
         .args(args)
         .arg(url)
         .output()
-        .expect("curl (scripts/install-deps installs it)");
+        .expect("curl (scripts/install-test-deps installs it)");
     assert!(
         out.status.success(),
         "curl {url}: {}",
@@ -384,7 +384,7 @@ fn the_camera_s_person_is_greeted_with_this_sighting_s_crop_and_a_stranger_is_to
 fn the_screen_in_chromium_at_800x480_and_1024x600() {
     if !browser::available() {
         return common::skip_unless_required(
-            "Chromium or tests/browser/node_modules missing (scripts/install-deps installs them)",
+            "Chromium or tests/browser/node_modules missing (scripts/install-test-deps installs them)",
         );
     }
     let data = tempfile::tempdir().unwrap();

@@ -46,7 +46,7 @@ fn curl(args: &[&str]) -> Reply {
         .args(["-sS", "-i", "--max-time", "20"])
         .args(args)
         .output()
-        .expect("curl (scripts/install-deps installs it)");
+        .expect("curl (scripts/install-test-deps installs it)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();

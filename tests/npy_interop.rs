@@ -74,7 +74,7 @@ fn appending_to_a_numpy_file_keeps_its_rows() {
 }
 
 /// A Python with numpy: Debian's /usr/bin/python3 (python3-numpy, installed by
-/// scripts/install-deps) or whatever `python3` is on PATH.
+/// scripts/install-test-deps) or whatever `python3` is on PATH.
 fn python_with_numpy() -> Option<PathBuf> {
     ["/usr/bin/python3", "python3"]
         .into_iter()

@@ -2,7 +2,7 @@
 //! with a keys file of every role and a replayed camera of real photos, and a second one without
 //! keys or camera, and a third without keys with two cameras (its live view switches between
 //! them), driven by tests/browser/page.test.mjs (playwright-core and Debian's headless
-//! Chromium, both installed by scripts/install-deps). It checks the pages run under the server's
+//! Chromium, both installed by scripts/install-test-deps). It checks the pages run under the server's
 //! Content-Security-Policy without a violation, that no key ever appears in a URL (the live view
 //! and the WebSocket are opened with single-use tickets) and that each role's page shows only
 //! what that role may do. Its screenshots and the CSV it downloaded are kept in
@@ -41,7 +41,7 @@ fn frames(dir: &Path) {
 fn the_page_drives_the_box_in_a_real_browser() {
     if !browser::available() {
         return common::skip_unless_required(
-            "Chromium or tests/browser/node_modules missing (scripts/install-deps installs them)",
+            "Chromium or tests/browser/node_modules missing (scripts/install-test-deps installs them)",
         );
     }
     let data = tempfile::tempdir().unwrap();

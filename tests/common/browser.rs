@@ -39,7 +39,7 @@ pub fn run(script: &str, env: &[(&str, &OsStr)]) -> Outcome {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("node (scripts/install-deps installs it)");
+        .expect("node (scripts/install-test-deps installs it)");
     let deadline = Instant::now() + DEADLINE;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {

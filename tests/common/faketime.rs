@@ -37,7 +37,7 @@ fn preload() -> Option<String> {
 }
 
 /// Whether Debian's faketime is installed: when not, the test is skipped with a message, or
-/// fails under `FACE_TESTS_REQUIRE_TOOLS` (scripts/install-deps installs it).
+/// fails under `FACE_TESTS_REQUIRE_TOOLS` (scripts/install-test-deps installs it).
 pub fn available() -> bool {
     let found = preload().is_some();
     if !found {
