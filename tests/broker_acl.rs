@@ -1,8 +1,8 @@
-//! The ACL of `systemd/mosquitto.conf.example`, as the README installs it (its `#acl ` lines),
-//! loaded by a real Mosquitto with a password file made by `mosquitto_passwd`, and tried with the
-//! real clients (`mosquitto_pub`, `mosquitto_sub`) as the site's users: `gate-1` (a box that
-//! enrolls), `gate-2` (a box that does not), `school-api` (the main API). What a box's stolen
-//! password still allows, and what it does not.
+//! The ACL of `systemd/mosquitto.conf.example`, as docs/src/several-boxes.md installs it (its
+//! `#acl ` lines), loaded by a real Mosquitto with a password file made by `mosquitto_passwd`,
+//! and tried with the real clients (`mosquitto_pub`, `mosquitto_sub`) as the site's users:
+//! `gate-1` (a box that enrolls), `gate-2` (a box that does not), `school-api` (the main API).
+//! What a box's stolen password still allows, and what it does not.
 
 mod common;
 

@@ -379,7 +379,7 @@ fn keys_cannot_be_guessed_many_at_a_time_nor_fast_from_one_address() {
         401
     );
     // A right guess while held off still gets in: the allowance slows wrong answers, and a key
-    // made at install (32 random bytes) is beyond guessing (README: Security).
+    // made at install (32 random bytes) is beyond guessing (docs/src/security.md).
     let metrics = curl(&[
         "-H",
         &format!("X-API-Key: {ADMIN}"),

@@ -2,7 +2,8 @@
 //! `face-attendance-bench open-set` on the real photos (`../shared/faces`), with the camera's
 //! default settings, through the camera's own decisions. Fails when the benchmark would choose
 //! another tolerance (the photos, the models, the pipeline or the decision rule changed): run it
-//! and set the constant, the README's table and the figures in its docs to what it prints.
+//! and set the constant, the settings' help and the figures in docs/src/camera-pipeline.md to
+//! what it prints.
 
 mod common;
 

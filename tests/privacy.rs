@@ -553,7 +553,7 @@ fn a_deletion_leaves_no_face_of_theirs_and_the_logs_are_what_stays() {
     // biden is untouched.
     assert!(after.contains("embeddings/biden.npy"));
 
-    // What stays, as the README says: the events naming them and the audit lines (the
+    // What stays, as docs/src/privacy.md says: the events naming them and the audit lines (the
     // deletion's among them); the export hands those over.
     let (status, tar) = curl(Some(ADMIN), &[&url("/people/obama/export")]);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&tar));

@@ -1,5 +1,5 @@
-//! The real binary: `serve` answers the README's curl recipes verbatim, `rt-client` prints the
-//! WebSocket stream, and SIGTERM stops the server cleanly (systemd relies on it).
+//! The real binary: `serve` answers docs/src/http-api.md's curl recipes verbatim, `rt-client`
+//! prints the WebSocket stream, and SIGTERM stops the server cleanly (systemd relies on it).
 
 mod common;
 
@@ -28,7 +28,7 @@ fn spawn_serve_with(site: &std::path::Path, port: u16, env: &[(&str, &str)]) -> 
     common::spawn_until_serving(command)
 }
 
-/// A site folder as the README's recipes expect it: one photo of `alip` under known_faces/.
+/// A site folder as those recipes expect it: one photo of `alip` under known_faces/.
 fn readme_site() -> tempfile::TempDir {
     let site = tempfile::tempdir().unwrap();
     let photos = site.path().join("known_faces/alip");
@@ -60,7 +60,7 @@ fn readme_recipes_on_a_keyed_box_given_the_key() {
         &["-X", "POST", &enroll, "-F", "student_id=alip", "-F", photo],
     );
     assert_eq!(refused["ok"], false, "{refused}");
-    // The README's recipes, with the one header added.
+    // The recipes of docs/src/http-api.md, with the one header added.
     let enrolled = curl(
         dir,
         &[
@@ -150,7 +150,7 @@ fn readme_recipes_rt_client_and_sigterm() {
     let dir = site.path();
     let base = format!("http://127.0.0.1:{port}");
 
-    // The README's recipes, as written there.
+    // The recipes of docs/src/http-api.md, as written there.
     let enrolled = curl(
         dir,
         &[

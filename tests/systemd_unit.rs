@@ -26,7 +26,7 @@ fn unit_file_verifies() {
     }
 }
 
-/// The unit with the event command's drop-in (README: "A buzzer, a light or a door").
+/// The unit with the event command's drop-in (docs/src/event-command.md).
 #[test]
 fn unit_file_verifies_with_the_event_command_drop_in() {
     let drop_in = std::fs::read_to_string(repo("systemd/event-command.conf")).unwrap();

@@ -206,7 +206,7 @@ pub struct UnknownArgs {
     )]
     pub unknown_max_age_days: u32,
     /// Two unknown faces closer than this are taken as one person when they are grouped for
-    /// review (see the README for how it was measured)
+    /// review (see the book's camera pipeline for how it was measured)
     #[arg(
         long,
         env = "UNKNOWN_CLUSTER_DISTANCE",

@@ -79,7 +79,7 @@ pub struct ServeArgs {
     #[arg(long, env = "HTTP_MAX_UPLOADS", default_value_t = 16)]
     pub max_uploads: usize,
     /// Most images decoded and analyzed at once (each may cost up to ~FACE_MAX_PIXELS x 3 bytes
-    /// plus detection scratch; see the README's memory budget)
+    /// plus detection scratch; see the book's memory budget)
     #[arg(long, env = "HTTP_MAX_IMAGES", default_value_t = 2)]
     pub max_images: usize,
     /// Seconds an upload waits for one of HTTP_MAX_IMAGES before it gets 503 and Retry-After
@@ -440,7 +440,7 @@ pub struct CameraArgs {
     #[arg(long, env = "CAMERA_MIN_SHARPNESS", default_value_t = 0.0)]
     pub min_sharpness: f64,
     /// The camera's match tolerance. Unset: FACE_TOLERANCE when that is set, else the default
-    /// chosen by `face-attendance-bench open-set` (see the README); HTTP answers keep
+    /// chosen by `face-attendance-bench open-set` (see the book); HTTP answers keep
     /// FACE_TOLERANCE [default: 0.5]
     #[arg(long, env = "CAMERA_TOLERANCE")]
     pub camera_tolerance: Option<f64>,

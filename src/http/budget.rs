@@ -13,7 +13,7 @@
 //!   most `queue_wait` for one (then 503 and `Retry-After`); an image above `DETECT_MAX_PIXELS`
 //!   (from its header) also takes the one large-image place. The engine bounds what one image may
 //!   cost (`FACE_MAX_PIXELS`, `DETECT_MAX_PIXELS`), so together they cost at most one large image
-//!   and `max_images - 1` others: the README's memory budget.
+//!   and `max_images - 1` others: the memory budget of docs/src/operations/limits.md.
 //! - Light routes (`/health`, `/config`, `/docs`, ...) take no place: the HTTP workers answer them
 //!   at once and hand everything else to the places above, so they never wait behind an upload.
 //! - Connections are bounded by the vendored tiny_http before a thread is spent on them

@@ -101,7 +101,7 @@ pub struct Settings {
     /// hourly); 0: no age limit
     pub unknown_max_age_days: u32,
     /// Two unknown faces closer than this are taken as one person when they are grouped for
-    /// review (see the README for how it was measured)
+    /// review (see the book's camera pipeline for how it was measured)
     pub unknown_cluster_distance: f64,
     /// Days the local event log (data/events/, one file per UTC day) is kept: files more than
     /// this many days before today are removed (at start, then hourly); 0 keeps them forever

@@ -55,7 +55,7 @@ pub struct ServeSettings {
     /// Most requests with a body (uploads) received or handled at once; past it, 503 at once
     pub max_uploads: usize,
     /// Most images decoded and analyzed at once (each may cost up to ~FACE_MAX_PIXELS x 3 bytes
-    /// plus detection scratch; see the README's memory budget)
+    /// plus detection scratch; see the book's memory budget)
     pub max_images: usize,
     /// Seconds an upload waits for one of HTTP_MAX_IMAGES before it gets 503 and Retry-After
     pub queue_seconds: f64,

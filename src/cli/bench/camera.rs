@@ -1,6 +1,6 @@
 //! `face-attendance-bench camera`: the camera loop's frames per second and per-stage cost, on
 //! camera-sized MJPEG frames made from photos, with 0, 1 and 3 faces, at detection scales 1.0
-//! and 0.5. The figures in the README come from here; run it on the board itself too.
+//! and 0.5. The figures in docs/src/performance.md come from here; run it on the board itself too.
 //!
 //! The frames go through the real loop: a replay source faster than processing, the newest-frame
 //! slot, the pipeline, and `serve`'s event path (a dispatcher without webhook).

@@ -1,4 +1,4 @@
-//! `face-attendance-bench http`: load on a running server's `/recognize`, for the README's
+//! `face-attendance-bench http`: load on a running server's `/recognize`, for the book's
 //! throughput figures (requests/s, p50/p99 latency at 1, 2 and 4 concurrent clients).
 
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! the service's): `http` measures a running server's `/recognize`, `camera` the camera loop,
 //! `camera-sources` what each kind of camera source costs, `open-set` how the camera's match
 //! tolerance trades genuine accepts against false accepts (it chose `DEFAULT_CAMERA_TOLERANCE`).
-//! The figures in the README come from here; run them on the board itself too.
+//! The figures in docs/src/performance.md come from here; run them on the board itself too.
 
 mod camera;
 mod cpu;
