@@ -49,7 +49,8 @@ impl From<FaceCropsArg> for FaceCrops {
 /// The data folder (every command but the clients).
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
-    /// Runtime state: embeddings/<id>.npy and faces/<id>/*.jpg
+    /// Runtime state: embeddings/<id>.npy, faces/<id>/*.jpg, people/, audit.jsonl, outbox/,
+    /// unknowns/, events/, gallery-sync.json (/var/lib/face-attendance on a box)
     #[arg(
         long = "data",
         env = "FACE_DATA_DIR",
@@ -231,13 +232,14 @@ pub struct EventsArgs {
     /// this many days before today are removed (at start, then hourly); 0 keeps them forever
     #[arg(long, env = "EVENTS_KEEP_DAYS", default_value_t = DEFAULT_EVENTS_KEEP_DAYS, global = true)]
     pub events_keep_days: u32,
-    /// The box's time zone, an IANA name (Asia/Jakarta): the local day of punches and of the
-    /// daily report [default: the system's]
+    /// The box's time zone, an IANA name (Asia/Jakarta, Europe/Berlin): the local day of
+    /// punches and of the daily report, daylight-saving changes included; an unknown name stops
+    /// serve (exit 2) [default: the system's]
     #[arg(long, env = "BOX_TIMEZONE", global = true)]
     pub box_timezone: Option<String>,
     /// In or out by the local time of day (`00:00-10:30 in, 10:30-24:00 out`), for events whose
-    /// camera has no direction [default: none: a person's first sighting of the day is in,
-    /// later ones out]
+    /// camera has no direction; a gap, an overlap or a bad time stops serve (exit 2) [default:
+    /// none: a person's first sighting of the day is in, later ones out]
     #[arg(long, env = "PUNCH_SCHEDULE", global = true)]
     pub punch_schedule: Option<String>,
 }

@@ -17,6 +17,7 @@ mod rt_client;
 mod serve;
 mod serve_args;
 mod server_args;
+pub mod settings_reference;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -142,6 +143,10 @@ pub enum Command {
         #[command(subcommand)]
         command: report::ReportCommand,
     },
+    /// Print the book's settings page (docs/src/operations/settings.md), made from these
+    /// commands' own definitions
+    #[command(name = "settings-reference", hide = true)]
+    SettingsReference,
 }
 
 impl Cli {
@@ -200,6 +205,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Boxes { command } => box_cmd::run(&command),
         Command::Cameras(args) => cameras::run(&args),
         Command::Report { command } => report::run(&command),
+        Command::SettingsReference => {
+            print!("{}", settings_reference::markdown());
+            0
+        }
         Command::People {
             command,
             recognizer,

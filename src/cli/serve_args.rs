@@ -43,14 +43,18 @@ impl Apply for ServeCommand {
 /// The flags of `serve`: the HTTP API, the webhook and the WebSocket feed.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8000, or 0.0.0.0:8000 when an API key is set]
+    /// Address to listen on; when set, it always wins. An address other than loopback without
+    /// an API key stops serve (exit 2) unless FACE_ALLOW_OPEN_LAN=true [default: 127.0.0.1:8000,
+    /// or 0.0.0.0:8000 when an API key is set]
     #[arg(long, env = "FACE_BIND")]
     pub bind: Option<String>,
     /// API key clients must send (`X-API-Key: KEY` or `Authorization: Bearer KEY`) to enroll,
     /// recognize, follow the WebSocket or read /config; at least 16 characters
     #[arg(long, env = "FACE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// File of API keys, one per line (`#` comments, blank lines ignored), read at start
+    /// File of API keys, read at start: one per line, `KEY` (admin), `LABEL KEY` (admin) or
+    /// `LABEL ROLE KEY`, the role being kiosk, viewer, operator or admin; `#` comments and
+    /// blank lines ignored
     #[arg(long, env = "FACE_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
     /// HTTP worker threads: they answer the light routes and hand uploads to threads of their
@@ -60,8 +64,9 @@ pub struct ServeArgs {
     /// Largest request body, in bytes
     #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_upload_bytes: usize,
-    /// Largest gallery archive `POST /gallery/import` takes, in bytes (kept in an unnamed file
-    /// of the data folder while it is checked and imported, not in memory)
+    /// Largest gallery archive `POST /gallery/import` takes, in bytes (at least
+    /// MAX_UPLOAD_BYTES). It is kept in an unnamed file of the data folder (which needs that
+    /// much free space) while it is checked and imported, not in memory
     #[arg(long, env = "GALLERY_IMPORT_MAX_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub max_import_bytes: usize,
     /// Seconds a client has to send a whole request head, may stay idle between requests, or
@@ -122,11 +127,13 @@ pub struct ServeArgs {
     #[arg(long, env = "FACE_ALLOW_OPEN_LAN")]
     pub allow_open_lan: bool,
     /// More host names the box answers to, comma separated (besides loopback, its own
-    /// addresses and host name, with and without .local); other `Host` headers get 421
+    /// addresses and host name, with and without .local); another `Host` gets 421 without a
+    /// valid key (DNS rebinding)
     #[arg(long, env = "FACE_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
-    /// Browser origins (`https://office.school.lan`) whose pages may change this box, comma
-    /// separated, besides the box's own page
+    /// Browser origins (`https://office.school.lan`: scheme, host, port; no path) whose pages
+    /// may change this box or open its WebSocket, comma separated, besides the box's own page;
+    /// others get 403
     #[arg(long, env = "FACE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
     /// Accept `?api_key=` on /ws/recognitions and /stream.mjpg (weaker: URLs end up in logs and
@@ -233,20 +240,25 @@ impl From<&TlsArgs> for TlsSettings {
 /// The MQTT flags of `serve` (src/mqtt/): events, box status and gallery sync between boxes.
 #[derive(Debug, Clone, Default, Args)]
 pub struct MqttArgs {
-    /// The broker: mqtt://host[:1883] or mqtts://host[:8883] (unset: no MQTT)
+    /// The broker of several boxes: mqtt://host[:1883] or mqtts://host[:8883] (TLS); nothing
+    /// else (no path, no credentials in it). Unset: no MQTT
     #[arg(long, env = "MQTT_URL")]
     pub mqtt_url: Option<String>,
-    /// PEM CA certificates for mqtts:// instead of the system's
+    /// PEM CA certificates that mqtts:// checks the broker's certificate against, instead of
+    /// the system's; only with mqtts://
     #[arg(long, env = "MQTT_CA_FILE")]
     pub mqtt_ca_file: Option<PathBuf>,
+    /// The box's user on the broker (its ACL names boxes by BOX_ID); never shown by /config
     #[arg(long, env = "MQTT_USERNAME")]
     mqtt_username: Option<String>,
+    /// The box's password on the broker (with MQTT_USERNAME); never shown by /config
     #[arg(long, env = "MQTT_PASSWORD", hide_env_values = true)]
     mqtt_password: Option<String>,
     /// This box's name in MQTT topics, unique per box (default: the host name)
     #[arg(long, env = "BOX_ID")]
     pub box_id: Option<String>,
-    /// First level of this service's MQTT topics
+    /// First level(s) of this service's MQTT topics (`<prefix>/<box_id>/events`,
+    /// `<prefix>/gallery/<id>`)
     #[arg(long, env = "MQTT_TOPIC_PREFIX", default_value = crate::settings::DEFAULT_TOPIC_PREFIX)]
     pub mqtt_topic_prefix: String,
     /// Seconds between two retained health summaries on <prefix>/<box_id>/health
@@ -379,7 +391,8 @@ pub struct CameraArgs {
         value_parser = CameraParser
     )]
     pub camera: Option<crate::camera::SourceSpec>,
-    /// The camera's name, in its events, /health, /metrics and ?camera=
+    /// The camera's name, in its events (`camera`), /health, /metrics and ?camera= (1-32 of
+    /// A-Z a-z 0-9 _ -)
     #[arg(long, env = "CAMERA_NAME", default_value = "camera1")]
     pub camera_name: String,
     /// The camera's direction: in (an entrance) or out (an exit); its events say it
@@ -441,11 +454,13 @@ pub struct CameraArgs {
     pub min_sharpness: f64,
     /// The camera's match tolerance. Unset: FACE_TOLERANCE when that is set, else the default
     /// chosen by `face-attendance-bench open-set` (see the book); HTTP answers keep
-    /// FACE_TOLERANCE [default: 0.5]
+    /// FACE_TOLERANCE [default: 0.54]
     #[arg(long, env = "CAMERA_TOLERANCE")]
     pub camera_tolerance: Option<f64>,
     /// A camera match counts only when the closest person is this much closer than the closest
-    /// other person; otherwise the face is ambiguous (0 = off)
+    /// other person; otherwise the face is ambiguous (0 = off). On by default: on
+    /// ../shared/faces (`cargo bench --bench decisions`) no answer changes within the tolerance
+    /// 0.45, and at 0.7 false accepts of strangers go from 5 of 9 to 2 with no probe lost
     #[arg(long, env = "CAMERA_MATCH_MARGIN", default_value_t = crate::camera::DEFAULT_CAMERA_MATCH_MARGIN)]
     pub camera_match_margin: f64,
     /// A face's identity (a person, ambiguous, unknown) is decided, and its event sent, only

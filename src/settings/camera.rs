@@ -14,7 +14,8 @@ use crate::error::Error;
 pub const MAX_CAMERAS: u32 = 8;
 
 /// What each numbered camera may set: `CAMERA_<N>_<SUFFIX>`.
-const NUMBERED_SUFFIXES: [&str; 5] = ["DEVICE", "NAME", "DIRECTION", "HTTP_KEY", "TLS_FINGERPRINT"];
+pub const NUMBERED_SUFFIXES: [&str; 5] =
+    ["DEVICE", "NAME", "DIRECTION", "HTTP_KEY", "TLS_FINGERPRINT"];
 
 /// One camera of the box: its name (in events, `/health`, `/metrics`, `?camera=`), its
 /// direction (`in` at an entrance, `out` at an exit), where its frames come from and, for an

@@ -15,7 +15,7 @@ mod kiosk;
 mod mqtt;
 mod serve;
 
-pub use camera::{CameraSettings, ToleranceFrom};
+pub use camera::{CameraSettings, ToleranceFrom, MAX_CAMERAS, NUMBERED_SUFFIXES};
 pub use command::EventCommandSettings;
 pub use kiosk::{KioskOptions, KIOSK_GREETING_RANGE};
 pub use mqtt::{default_trust_file, host_box_id, MqttOptions, DEFAULT_TOPIC_PREFIX};
