@@ -58,17 +58,24 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The check's output names `text`.
+fn says(out: &Output, text: &str) {
+    assert!(stdout(out).contains(text), "{text}: {}", stdout(out));
+}
+
+/// The check failed (exit status 1), naming `text`.
+fn fails_saying(out: &Output, text: &str) {
+    assert_eq!(out.status.code(), Some(1), "{text}: {}", stdout(out));
+    says(out, text);
+}
+
 #[test]
 fn a_clean_book_and_readme_pass() {
     let site = site();
     let root = site.path();
     let out = check(&root.join("target/book"), Some(&root.join("README.md")));
     assert!(out.status.success(), "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("every internal link"),
-        "{}",
-        stdout(&out)
-    );
+    says(&out, "every internal link");
 }
 
 #[test]
@@ -107,13 +114,8 @@ fn each_broken_link_fails_the_check_and_is_named() {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, format!("{text}{link}")).unwrap();
         let out = check(&book, None);
-        assert_eq!(out.status.code(), Some(1), "{link}: {}", stdout(&out));
-        assert!(stdout(&out).contains(said), "{link}: {}", stdout(&out));
-        assert!(
-            stdout(&out).contains("1 broken link(s)"),
-            "{}",
-            stdout(&out)
-        );
+        fails_saying(&out, said);
+        says(&out, "1 broken link(s)");
     }
 }
 
@@ -130,8 +132,7 @@ fn a_readme_link_to_a_missing_chapter_or_anchor_fails() {
         let text = std::fs::read_to_string(&readme).unwrap();
         std::fs::write(&readme, format!("{text}\nAlso [this]({link}).\n")).unwrap();
         let out = check(&root.join("target/book"), Some(&readme));
-        assert_eq!(out.status.code(), Some(1), "{link}: {}", stdout(&out));
-        assert!(stdout(&out).contains(said), "{link}: {}", stdout(&out));
+        fails_saying(&out, said);
     }
     // A chapter file that exists but is not in the book (not in SUMMARY.md): refused too.
     let site = site();
@@ -140,10 +141,5 @@ fn a_readme_link_to_a_missing_chapter_or_anchor_fails() {
     let readme = root.join("README.md");
     std::fs::write(&readme, "[orphan](docs/src/orphan.md)\n").unwrap();
     let out = check(&root.join("target/book"), Some(&readme));
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("not a page of the book"),
-        "{}",
-        stdout(&out)
-    );
+    fails_saying(&out, "not a page of the book");
 }
