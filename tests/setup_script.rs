@@ -98,11 +98,11 @@ fn assert_refused_old_rust(out: &Output, need: &str) -> String {
     );
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains(&format!(
-            "rustc 1.63.0 (" // then the path of the stand-in
-        )) && err.contains(&format!(
-            "is too old: this project needs Rust {need} or newer (rust-version in Cargo.toml)"
-        )),
+        // "rustc 1.63.0 (", then the path of the stand-in.
+        err.contains("rustc 1.63.0 (")
+            && err.contains(&format!(
+                "is too old: this project needs Rust {need} or newer (rust-version in Cargo.toml)"
+            )),
         "{err}"
     );
     assert!(!err.contains("building the release binary"), "{err}");
