@@ -27,6 +27,87 @@ find_cargo() {
   command -v cargo >/dev/null 2>&1 || die "no cargo found: run scripts/install-deps"
 }
 
+# --- The Rust version ----------------------------------------------------------------------------
+# Cargo.toml's rust-version is the oldest Rust that builds this crate. scripts/install-deps and
+# scripts/setup check the rustc and cargo on PATH against it before anything is built, so that an
+# old toolchain (Debian 12's 1.63, which cannot even read Cargo.lock) is one clear message saying
+# how to get a newer one, not an error from inside cargo. tests/setup_script.rs runs them with a
+# fake old rustc and cargo.
+
+# rust_version_needed: Cargo.toml's rust-version (1.89).
+rust_version_needed() {
+  local need
+  need="$(sed -n 's/^rust-version *= *"\([0-9][0-9.]*\)".*/\1/p' "$REPO_ROOT/Cargo.toml" | head -n 1)"
+  [ -n "$need" ] || die "$REPO_ROOT/Cargo.toml has no rust-version line"
+  printf '%s\n' "$need"
+}
+
+# version_at_least HAVE NEED: whether the dotted version HAVE (1.63.0) is NEED (1.89) or newer.
+version_at_least() {
+  local -a have want
+  local i h n
+  IFS=. read -r -a have <<<"$1"
+  IFS=. read -r -a want <<<"$2"
+  for i in 0 1 2; do
+    h="${have[i]:-0}" n="${want[i]:-0}"
+    if ((10#$h > 10#$n)); then return 0; fi
+    if ((10#$h < 10#$n)); then return 1; fi
+  done
+  return 0
+}
+
+# upstream_version TEXT: the leading dotted number of TEXT ("1.63.0" of "rustc 1.63.0 (...)" once
+# the name is cut, "1.85.0" of Debian's "1.85.0+dfsg1-1"), without a Debian epoch; empty if none.
+upstream_version() {
+  local v="${1#*:}"
+  if [[ "$v" =~ ^([0-9]+(\.[0-9]+)*) ]]; then printf '%s\n' "${BASH_REMATCH[1]}"; fi
+}
+
+# rust_upgrade_help NEED: on stderr, the commands that get a Rust of at least NEED.
+rust_upgrade_help() {
+  local need="$1"
+  if command -v rustup >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/rustup" ]; then
+    cat >&2 <<HELP
+Update rustup's stable toolchain, then run this again:
+  rustup update stable
+  rustup default stable
+HELP
+  else
+    cat >&2 <<HELP
+Install Rust $need or newer with rustup (Rust's own installer; Debian's packaged Rust is older),
+then run this again from a new shell (or after loading ~/.cargo/env as below):
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain stable
+  . "\$HOME/.cargo/env"
+HELP
+  fi
+}
+
+# check_rust_version: the rustc and cargo on PATH are at least Cargo.toml's rust-version; else an
+# error naming both versions, rust_upgrade_help, and exit status 1.
+check_rust_version() {
+  local need tool path have found=""
+  need="$(rust_version_needed)"
+  for tool in rustc cargo; do
+    if ! path="$(command -v "$tool")"; then
+      printf 'error: no %s on PATH: this project needs Rust %s or newer\n' "$tool" "$need" >&2
+      rust_upgrade_help "$need"
+      exit 1
+    fi
+    have="$(upstream_version "$("$tool" --version 2>/dev/null | sed -n '1s/^[^ ]* //p')")"
+    if [ -z "$have" ]; then
+      die "could not read the version of $path ($tool --version)"
+    fi
+    if ! version_at_least "$have" "$need"; then
+      printf 'error: %s %s (%s) is too old: this project needs Rust %s or newer (rust-version in Cargo.toml)\n' \
+        "$tool" "$have" "$path" "$need" >&2
+      rust_upgrade_help "$need"
+      exit 1
+    fi
+    found="$found $tool $have"
+  done
+  say "rust:$found, at least $need (Cargo.toml's rust-version)"
+}
+
 # missing_packages PACKAGE...: prints, one a line, those dpkg does not have installed (a name may
 # carry an architecture, e.g. libdlib-dev:arm64).
 missing_packages() {

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 mod client_tls;
 mod clock;
+pub mod data_format;
 pub mod engine;
 mod error;
 pub mod events;

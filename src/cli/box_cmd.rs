@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::args::DataArgs;
 use super::{EXIT_INPUT, EXIT_SETUP};
+use crate::data_format::Access;
 use crate::replication::keys::{key_path, BoxKey, PublicKey};
 use crate::replication::trust::{Role, TrustList, Trusted};
 use crate::replication::wire::check_box_id;
@@ -101,6 +102,20 @@ impl Failure {
 
     fn setup(message: impl ToString) -> Failure {
         Failure(message.to_string(), EXIT_SETUP)
+    }
+}
+
+/// The data folder `command` uses and whether it writes it ([`crate::data_format`]): `key` makes
+/// the key there; `trust add|remove` write the trust list, which is in the folder by default.
+pub fn data_folder(command: &BoxCommand) -> (PathBuf, Access) {
+    match command {
+        BoxCommand::Key(args) => (args.data.data_dir.clone(), Access::Write),
+        BoxCommand::Trust { command, file } => {
+            let writes = !matches!(command, TrustCommand::List)
+                && file.path().starts_with(&file.data.data_dir);
+            let access = if writes { Access::Write } else { Access::Read };
+            (file.data.data_dir.clone(), access)
+        }
     }
 }
 

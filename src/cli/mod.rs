@@ -20,11 +20,12 @@ mod server_args;
 pub mod settings_reference;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
 use crate::bulk_enroll::BulkOptions;
+use crate::data_format::Access;
 use crate::recognizer::Recognizer;
 use crate::settings::Settings;
 use args::{Apply, EnrollArgs, GalleryArgs, RecognizerArgs, UnknownArgs};
@@ -200,11 +201,18 @@ pub const EXIT_SETUP: i32 = 2;
 pub fn run(cli: Cli) -> i32 {
     init_logging();
     // The clients need no models or data; the gallery commands only the data folder.
+    // The commands that use the data folder check its format marker first (see
+    // crate::data_format: which write it, which only read it).
     match cli.command {
         Command::RtClient(args) => rt_client::run(&args),
-        Command::Boxes { command } => box_cmd::run(&command),
+        Command::Boxes { command } => {
+            let (dir, access) = box_cmd::data_folder(&command);
+            with_data_format(&dir, access, || box_cmd::run(&command))
+        }
         Command::Cameras(args) => cameras::run(&args),
-        Command::Report { command } => report::run(&command),
+        Command::Report { command } => {
+            with_data_format(command.data_dir(), Access::Read, || report::run(&command))
+        }
         Command::SettingsReference => {
             print!("{}", settings_reference::markdown());
             0
@@ -212,13 +220,28 @@ pub fn run(cli: Cli) -> i32 {
         Command::People {
             command,
             recognizer,
-        } => people::run_people(&recognizer.settings(), &command),
-        Command::Gallery { command, gallery } => people::run_gallery(&gallery.settings(), &command),
+        } => {
+            let settings = recognizer.settings();
+            with_data_format(&settings.data_dir, command.access(), || {
+                people::run_people(&settings, &command)
+            })
+        }
+        Command::Gallery { command, gallery } => {
+            let settings = gallery.settings();
+            with_data_format(&settings.data_dir, command.access(), || {
+                people::run_gallery(&settings, &command)
+            })
+        }
         Command::Unknowns {
             command,
             gallery,
             unknowns,
-        } => people::run_unknowns(&(&gallery, &unknowns).settings(), &command),
+        } => {
+            let settings = (&gallery, &unknowns).settings();
+            with_data_format(&settings.data_dir, Access::Read, || {
+                people::run_unknowns(&settings, &command)
+            })
+        }
         Command::Enroll {
             id,
             known,
@@ -229,24 +252,52 @@ pub fn run(cli: Cli) -> i32 {
             files,
             recognizer,
             enroll,
-        } => with_recognizer(&(&recognizer, &enroll).settings(), |recognizer| match id {
-            Some(id) => {
-                let label =
-                    crate::gallery::LabelChange::setting(crate::gallery::Label { name, group });
-                enroll::one_person(&recognizer, &id, &files, force, label)
-            }
-            None => enroll::bulk(&recognizer, &known, BulkOptions { replace, force }),
-        }),
+        } => {
+            let settings = (&recognizer, &enroll).settings();
+            with_data_format(&settings.data_dir, Access::Write, || {
+                with_recognizer(&settings, |recognizer| match id {
+                    Some(id) => {
+                        let label = crate::gallery::LabelChange::setting(crate::gallery::Label {
+                            name,
+                            group,
+                        });
+                        enroll::one_person(&recognizer, &id, &files, force, label)
+                    }
+                    None => enroll::bulk(&recognizer, &known, BulkOptions { replace, force }),
+                })
+            })
+        }
         Command::Recognize { files, recognizer } => {
-            with_recognizer(&recognizer.settings(), |r| recognize::files(&r, &files))
+            let settings = recognizer.settings();
+            with_data_format(&settings.data_dir, Access::Read, || {
+                with_recognizer(&settings, |r| recognize::files(&r, &files))
+            })
         }
         Command::Serve(serve) => {
             let settings = serve.settings();
             let serve_settings = (&serve.serve).into();
-            with_recognizer(&settings, |r| serve::run(&settings, &serve_settings, r))
+            with_data_format(&settings.data_dir, Access::Write, || {
+                with_recognizer(&settings, |r| serve::run(&settings, &serve_settings, r))
+            })
         }
         Command::CamDemo(args) => {
-            with_recognizer(&args.common.settings(), |r| cam_demo::run(&args, r))
+            let settings = args.common.settings();
+            with_data_format(&settings.data_dir, Access::Read, || {
+                with_recognizer(&settings, |r| cam_demo::run(&args, r))
+            })
+        }
+    }
+}
+
+/// Runs `command` once the data folder `dir`'s format marker lets it ([`crate::data_format`]:
+/// with [`Access::Write`], an absent marker is written first); a newer or unreadable marker is
+/// one `error:` line naming the file and [`EXIT_SETUP`], nothing in the folder touched.
+fn with_data_format(dir: &Path, access: Access, command: impl FnOnce() -> i32) -> i32 {
+    match crate::data_format::check(dir, access) {
+        Ok(_) => command(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_SETUP
         }
     }
 }

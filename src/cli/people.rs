@@ -14,6 +14,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::{EXIT_INPUT, EXIT_SETUP};
+use crate::data_format::Access;
 use crate::gallery::archive::{ImportError, ImportMode, MAX_ARCHIVE_BYTES};
 use crate::gallery::label::{self, Field};
 use crate::gallery::{Gallery, GalleryError, LabelChange, StudentId};
@@ -185,6 +186,31 @@ fn open(settings: &Settings) -> Result<Gallery, Failure> {
 
 fn parse_id(raw: &str) -> Result<StudentId, Failure> {
     StudentId::parse(raw).map_err(|e| Failure::input(format!("invalid student_id: {e}")))
+}
+
+impl PeopleCommand {
+    /// Whether the command writes the data folder ([`crate::data_format`]).
+    pub fn access(&self) -> Access {
+        match self {
+            PeopleCommand::List(_) | PeopleCommand::Show { .. } | PeopleCommand::Export { .. } => {
+                Access::Read
+            }
+            PeopleCommand::Set { .. }
+            | PeopleCommand::Delete { .. }
+            | PeopleCommand::Rename { .. }
+            | PeopleCommand::Reject { .. } => Access::Write,
+        }
+    }
+}
+
+impl GalleryCommand {
+    /// Whether the command writes the data folder ([`crate::data_format`]).
+    pub fn access(&self) -> Access {
+        match self {
+            GalleryCommand::Export { .. } => Access::Read,
+            GalleryCommand::Import { .. } => Access::Write,
+        }
+    }
 }
 
 pub fn run_people(settings: &Settings, command: &PeopleCommand) -> i32 {

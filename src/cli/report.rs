@@ -6,7 +6,7 @@
 //! folder that cannot be used 2, each with one `error:` line.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -61,6 +61,15 @@ pub struct DailyArgs {
         env = "BOX_TIMEZONE"
     )]
     timezone: Option<String>,
+}
+
+impl ReportCommand {
+    /// The data folder the report reads.
+    pub fn data_dir(&self) -> &Path {
+        match self {
+            ReportCommand::Daily(args) => &args.data_dir,
+        }
+    }
 }
 
 /// Runs `report COMMAND`; returns the exit status.
