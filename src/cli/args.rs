@@ -194,11 +194,12 @@ impl Apply for EnrollArgs {
 #[derive(Debug, Clone, Args)]
 pub struct UnknownArgs {
     /// Most unknown faces kept for review (faces the camera saw that match nobody, in
-    /// data/unknowns/); past it the oldest go; 0 keeps none (and removes data/unknowns/)
+    /// data/unknowns/), 0 to 1000; past it the oldest go; 0 keeps none (and removes
+    /// data/unknowns/)
     #[arg(long, env = "UNKNOWN_MAX", default_value_t = unknowns::DEFAULT_MAX, global = true)]
     pub unknown_max: usize,
     /// Days an unknown face is kept for review: older ones go with their crops (at start, then
-    /// hourly); 0: no age limit
+    /// hourly); 0: no age limit; at most 36500
     #[arg(
         long,
         env = "UNKNOWN_MAX_AGE_DAYS",
@@ -229,7 +230,8 @@ impl Apply for UnknownArgs {
 #[derive(Debug, Clone, Args)]
 pub struct EventsArgs {
     /// Days the local event log (data/events/, one file per UTC day) is kept: files more than
-    /// this many days before today are removed (at start, then hourly); 0 keeps them forever
+    /// this many days before today are removed (at start, then hourly); 0 keeps them forever;
+    /// at most 36500
     #[arg(long, env = "EVENTS_KEEP_DAYS", default_value_t = DEFAULT_EVENTS_KEEP_DAYS, global = true)]
     pub events_keep_days: u32,
     /// The box's time zone, an IANA name (Asia/Jakarta, Europe/Berlin): the local day of
