@@ -286,8 +286,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(form.text("student_id").unwrap(), "new");
-        assert_eq!(form.text("force").unwrap(), "true");
-        for bad in [&b"[1]"[..], b"{\"a\":{}}", b"{", b""] {
+        assert!(form.flag("force").unwrap());
+        // A field of the wrong JSON type is a 400 naming it; members nobody reads are ignored.
+        let form = parse(
+            Some("application/json"),
+            br#"{"student_id":7,"force":"true","unknown":7,"extra":{"a":[1]},"n":null}"#.to_vec(),
+        )
+        .unwrap();
+        let wrong = form.text("student_id").unwrap_err().to_string();
+        assert!(
+            wrong.contains("student_id must be a JSON string"),
+            "{wrong}"
+        );
+        let wrong = form.flag("force").unwrap_err().to_string();
+        assert!(wrong.contains("force must be a JSON boolean"), "{wrong}");
+        assert_eq!(form.text_or_number("unknown").unwrap(), "7");
+        assert_eq!(form.text("extra").unwrap_err().status(), 400);
+        assert_eq!(form.flag("n").unwrap_err().status(), 400);
+        assert!(!form.flag("absent").unwrap());
+        for bad in [&b"[1]"[..], b"{", b""] {
             assert_eq!(
                 parse(Some("application/json"), bad.to_vec())
                     .unwrap_err()
