@@ -13,6 +13,10 @@ use super::error::ApiError;
 pub struct Form {
     // Bytes: multer hands out each field as one; keeping it avoids a copy of every upload.
     fields: HashMap<String, Bytes>,
+    /// A JSON body's members by name: their JSON type (`string`, `number`, `boolean`, `null`,
+    /// `array`, `object`), so that a field of the wrong type is a 400 naming it while members
+    /// no route reads are ignored, whatever they hold. `None` for any other body.
+    json_types: Option<HashMap<String, &'static str>>,
     raw: Vec<u8>,
 }
 
@@ -21,7 +25,20 @@ impl Form {
     pub fn raw(body: Vec<u8>) -> Form {
         Form {
             fields: HashMap::new(),
+            json_types: None,
             raw: body,
+        }
+    }
+
+    /// 400 when the body is JSON and member `name` is there but not of type `want`.
+    fn json_type(&self, name: &'static str, want: &[&str]) -> Result<(), ApiError> {
+        match self.json_types.as_ref().and_then(|t| t.get(name)) {
+            Some(got) if !want.contains(got) => Err(ApiError::BadRequest(format!(
+                "field {name} must be a JSON {}, got {} {got}",
+                want.join(" or a "),
+                if *got == "array" { "an" } else { "a" }
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -37,7 +54,19 @@ impl Form {
             .ok_or(ApiError::MissingField(name))
     }
 
+    /// A text field (in a JSON body: a string).
     pub fn text(&self, name: &'static str) -> Result<String, ApiError> {
+        self.json_type(name, &["string"])?;
+        self.any_text(name)
+    }
+
+    /// A text field that a JSON body may also give as a number (a cluster id).
+    pub fn text_or_number(&self, name: &'static str) -> Result<String, ApiError> {
+        self.json_type(name, &["string", "number"])?;
+        self.any_text(name)
+    }
+
+    fn any_text(&self, name: &'static str) -> Result<String, ApiError> {
         let field = self.fields.get(name).ok_or(ApiError::MissingField(name))?;
         std::str::from_utf8(field)
             .map(|s| s.trim().to_string())
@@ -46,8 +75,10 @@ impl Form {
 
     /// A yes/no field (`true`/`1`/`yes`/`on`, `false`/`0`/`no`/`off`/empty, any case); absent
     /// is no; anything else is 400.
+    /// In a JSON body only `true` and `false` (JSON booleans).
     pub fn flag(&self, name: &'static str) -> Result<bool, ApiError> {
-        match self.text(name) {
+        self.json_type(name, &["boolean"])?;
+        match self.any_text(name) {
             Err(ApiError::MissingField(_)) => Ok(false),
             Err(e) => Err(e),
             Ok(v) => match v.to_ascii_lowercase().as_str() {
@@ -130,7 +161,8 @@ pub fn too_large(limit: usize) -> ApiError {
 const COPY_BLOCK: usize = 64 << 10;
 
 /// A JSON object's members as fields: strings as they are, numbers and booleans as their text
-/// (`{"student_id":"new","force":true}`).
+/// (`{"student_id":"new","force":true}`), each member's JSON type kept (see [`Form::text`],
+/// [`Form::flag`]); `null`, arrays and objects are no field (400 when a route reads them).
 fn json_fields(body: &[u8]) -> Result<Form, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
@@ -138,18 +170,22 @@ fn json_fields(body: &[u8]) -> Result<Form, ApiError> {
         .as_object()
         .ok_or_else(|| ApiError::BadRequest("the JSON body must be an object".into()))?;
     let mut form = Form::default();
+    let mut types = HashMap::new();
     for (name, v) in object {
-        let text = match v {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => v.to_string(),
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "field {name} must be a string, a number or a boolean"
-                )))
-            }
+        let (kind, text) = match v {
+            serde_json::Value::String(s) => ("string", Some(s.clone())),
+            serde_json::Value::Number(_) => ("number", Some(v.to_string())),
+            serde_json::Value::Bool(_) => ("boolean", Some(v.to_string())),
+            serde_json::Value::Null => ("null", None),
+            serde_json::Value::Array(_) => ("array", None),
+            serde_json::Value::Object(_) => ("object", None),
         };
-        form.fields.insert(name.clone(), Bytes::from(text));
+        types.insert(name.clone(), kind);
+        if let Some(text) = text {
+            form.fields.insert(name.clone(), Bytes::from(text));
+        }
     }
+    form.json_types = Some(types);
     Ok(form)
 }
 
@@ -250,8 +286,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(form.text("student_id").unwrap(), "new");
-        assert_eq!(form.text("force").unwrap(), "true");
-        for bad in [&b"[1]"[..], b"{\"a\":{}}", b"{", b""] {
+        assert!(form.flag("force").unwrap());
+        // A field of the wrong JSON type is a 400 naming it; members nobody reads are ignored.
+        let form = parse(
+            Some("application/json"),
+            br#"{"student_id":7,"force":"true","unknown":7,"extra":{"a":[1]},"n":null}"#.to_vec(),
+        )
+        .unwrap();
+        let wrong = form.text("student_id").unwrap_err().to_string();
+        assert!(
+            wrong.contains("student_id must be a JSON string"),
+            "{wrong}"
+        );
+        let wrong = form.flag("force").unwrap_err().to_string();
+        assert!(wrong.contains("force must be a JSON boolean"), "{wrong}");
+        assert_eq!(form.text_or_number("unknown").unwrap(), "7");
+        assert_eq!(form.text("extra").unwrap_err().status(), 400);
+        assert_eq!(form.flag("n").unwrap_err().status(), 400);
+        assert!(!form.flag("absent").unwrap());
+        for bad in [&b"[1]"[..], b"{", b""] {
             assert_eq!(
                 parse(Some("application/json"), bad.to_vec())
                     .unwrap_err()

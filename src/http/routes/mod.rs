@@ -371,29 +371,57 @@ fn allowed_methods(pattern: &'static str) -> &'static str {
         .map_or("", |(_, methods)| methods.as_str())
 }
 
-/// The route for `method path` and its path parameters, or the refusal: 404 for an unknown
-/// path, 405 (with `Allow`) for a known path and another method. HEAD is answered like GET.
-pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Params), ApiError> {
-    let mut known = None;
+/// The path pattern a request path belongs to: of the patterns it matches, the most specific
+/// (the most literal characters: `/people/{id}/samples/{n}.jpg` over
+/// `/people/{id}/samples/{n}`, which `…/1.jpg` also matches), with its parameters. Every route
+/// of that pattern is the path's; the others are not, so `Allow` and the route agree.
+fn resource(path: &str) -> Option<(&'static str, Params)> {
+    let literal = |pattern: &str| {
+        pattern
+            .split('/')
+            .map(
+                |part| match part.strip_prefix('{').and_then(|p| p.split_once('}')) {
+                    Some((_, suffix)) => suffix.len(),
+                    None => part.len(),
+                },
+            )
+            .sum::<usize>()
+    };
+    let mut best: Option<(&'static str, Params)> = None;
     for route in ROUTES {
-        let Some(params) = match_path(route.path, path) else {
+        if best.as_ref().is_some_and(|(p, _)| *p == route.path) {
             continue;
-        };
-        let same =
-            method.as_str() == route.method || (*method == Method::Head && route.method == "GET");
-        if same {
-            return Ok((route, params));
         }
-        known = Some(route.path);
+        if let Some(params) = match_path(route.path, path) {
+            if best
+                .as_ref()
+                .is_none_or(|(p, _)| literal(route.path) > literal(p))
+            {
+                best = Some((route.path, params));
+            }
+        }
     }
-    Err(match known {
-        None => ApiError::NotFound(path.to_string()),
-        Some(pattern) => ApiError::MethodNotAllowed {
+    best
+}
+
+/// The route for `method path` and its path parameters, or the refusal: 404 for an unknown
+/// path, 405 (with `Allow`: the methods of the path's pattern, see [`resource`]) for a known
+/// path and another method. HEAD is answered like GET.
+pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Params), ApiError> {
+    let Some((pattern, params)) = resource(path) else {
+        return Err(ApiError::NotFound(path.to_string()));
+    };
+    let same = |route: &&Route| {
+        method.as_str() == route.method || (*method == Method::Head && route.method == "GET")
+    };
+    match ROUTES.iter().filter(|r| r.path == pattern).find(same) {
+        Some(route) => Ok((route, params)),
+        None => Err(ApiError::MethodNotAllowed {
             method: method.to_string(),
             path: path.to_string(),
             allowed: allowed_methods(pattern),
-        },
-    })
+        }),
+    }
 }
 
 /// Routes the request and lets it in (or not) before anything reads its body (a client without
@@ -595,6 +623,11 @@ mod tests {
         );
         let wrong = find(&Method::Get, "/people/a/samples/1").unwrap_err();
         assert_eq!(wrong.headers(), Some(("Allow", "DELETE".to_string())));
+        // A crop's path is the crop's: DELETE there is not the sample's DELETE.
+        for method in [Method::Delete, Method::Put, Method::Options] {
+            let wrong = find(&method, "/people/a/samples/1.jpg").unwrap_err();
+            assert_eq!(wrong.headers(), Some(("Allow", "GET".to_string())));
+        }
         let (route, p) = find(&Method::Delete, "/people/alip").unwrap();
         assert_eq!((route.method, p.get("id").unwrap()), ("DELETE", "alip"));
         let wrong = find(&Method::Put, "/people/alip").unwrap_err();

@@ -83,11 +83,14 @@ pub(super) fn person(app: &App, call: &Call) -> Result<Answer, ApiError> {
     Ok(Answer::Json(detail.to_json(&gallery.history(&id))))
 }
 
-/// The `{n}` of the path: a sample's index.
+/// The `{n}` of the path: a sample's index (a whole number, else 400; one past what this
+/// machine can index is no sample: 404, as on a 64-bit one).
 fn sample_index(call: &Call) -> Result<usize, ApiError> {
     let n = call.params.get("n")?;
-    n.parse::<usize>()
-        .map_err(|_| ApiError::BadRequest(format!("a sample index is a whole number, got {n:?}")))
+    let index = n.parse::<u64>().map_err(|_| {
+        ApiError::BadRequest(format!("a sample index is a whole number, got {n:?}"))
+    })?;
+    usize::try_from(index).or(Ok(usize::MAX))
 }
 
 /// `GET /people/{id}/samples/{n}.jpg`: the face crop.
@@ -233,7 +236,7 @@ enum RejectSource<'a> {
 
 impl<'a> RejectSource<'a> {
     fn of(form: &'a Form) -> Result<RejectSource<'a>, ApiError> {
-        match form.text("unknown") {
+        match form.text_or_number("unknown") {
             Ok(cluster) => cluster
                 .parse::<u64>()
                 .map(RejectSource::Unknown)

@@ -43,12 +43,16 @@ pub(super) fn recognize(app: &App, form: Form, _call: &Call) -> Result<Answer, A
     Ok(Answer::Json(json!({"ok": true, "results": results})))
 }
 
-/// Query parameters of `/recognize/realtime`, with FastAPI's defaults.
+/// Query parameters of `/recognize/realtime`, with FastAPI's defaults; values percent-decoded
+/// (`min_conf=1e%2B2` is `1e+2`).
 pub(crate) fn realtime_params(query: &str) -> Result<(Option<f64>, bool), ApiError> {
     let mut min_conf = 0.0;
     let mut send_unknown = false;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (key, raw) in crate::http::query::pairs(query) {
+        let value = crate::http::query::percent_decode(raw).ok_or_else(|| {
+            ApiError::BadRequest(format!("{key} is not valid percent-encoded UTF-8: {raw:?}"))
+        })?;
+        let value = value.as_str();
         match key {
             "min_conf" => {
                 min_conf = value
