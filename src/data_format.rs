@@ -134,7 +134,8 @@ pub fn check(data_dir: &Path, access: Access) -> Result<Found, DataFormatError> 
             fsutil::atomic_write(&path, format!("{DATA_FORMAT}\n").as_bytes())
                 .map_err(io(&path))?;
             give_to_folder_owner(&path, data_dir).map_err(io(&path))?;
-            log::info!("{}: data format {DATA_FORMAT} written", path.display());
+            // Debug only: a command that then stops on a bad setting prints just that one line.
+            log::debug!("{}: data format {DATA_FORMAT} written", path.display());
             Ok(Found::Written)
         }
     }
