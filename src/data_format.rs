@@ -19,7 +19,8 @@
 //! - it is absent: with [`Access::Write`] (`serve`, `enroll`, `people set|delete|rename|reject`,
 //!   `gallery import`, `box key`, `box trust add|remove` on the folder's trust list) it is
 //!   written, atomically and fsync'd ([`crate::fsutil::atomic_write`]), the folder made first if
-//!   it is new. With [`Access::Read`] (`recognize`, `report daily`, `people list|show|export`,
+//!   it is new, and given to the folder's owner when root wrote it (as `box key`'s key). `box key`
+//!   checks once the box id is found good, so a refused one writes nothing. With [`Access::Read`] (`recognize`, `report daily`, `people list|show|export`,
 //!   `gallery export`, `unknowns list`, `cam-demo`, `box trust list`) it is left absent: those
 //!   commands change no file the format is about, are often run by another user than the
 //!   service's on a folder they may only read, and must not fail there; the next command that
@@ -132,9 +133,28 @@ pub fn check(data_dir: &Path, access: Access) -> Result<Found, DataFormatError> 
             }
             fsutil::atomic_write(&path, format!("{DATA_FORMAT}\n").as_bytes())
                 .map_err(io(&path))?;
-            log::info!("{}: data format {DATA_FORMAT} written", path.display());
+            give_to_folder_owner(&path, data_dir).map_err(io(&path))?;
+            // Debug only: a command that then stops on a bad setting prints just that one line.
+            log::debug!("{}: data format {DATA_FORMAT} written", path.display());
             Ok(Found::Written)
         }
+    }
+}
+
+/// Gives the marker just written at `path` to the owner of `data_dir` when they differ: root
+/// running a command on the service's folder (`sudo face-attendance enroll`) leaves a file the
+/// service's user owns, as `box key` does with the key. Only root may give a file away; another
+/// user's marker stays theirs (readable by all: mode 0644 under the usual umask).
+fn give_to_folder_owner(path: &Path, data_dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let folder = std::fs::metadata(data_dir)?;
+    let file = std::fs::metadata(path)?;
+    if (file.uid(), file.gid()) == (folder.uid(), folder.gid()) {
+        return Ok(());
+    }
+    match std::os::unix::fs::chown(path, Some(folder.uid()), Some(folder.gid())) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
+        other => other,
     }
 }
 

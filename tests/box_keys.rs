@@ -177,12 +177,15 @@ fn a_key_made_by_root_belongs_to_the_data_folders_owner() {
     let meta = fs::metadata(data.join("box-key")).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
-    // No temp file left beside it.
-    let names: Vec<_> = fs::read_dir(&data)
+    // No temp file left beside it; the data format marker (src/data_format.rs) is theirs too.
+    let mut names: Vec<_> = fs::read_dir(&data)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, ["box-key"]);
+    names.sort();
+    assert_eq!(names, ["box-key", "data-format"]);
+    let marker = fs::metadata(data.join("data-format")).unwrap();
+    assert_eq!((marker.uid(), marker.gid()), (65534, 65534));
     // That user can read it (the service would).
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::serve_process::{serve_command, start};
+use common::snapshot;
 use serde_json::Value;
 
 const MARKER: &str = "data-format";
@@ -30,8 +31,10 @@ fn run_with(binary: &Path, data: &Path, args: &[&str]) -> Output {
         .expect("run face-attendance")
 }
 
+const CURRENT: &str = env!("CARGO_BIN_EXE_face-attendance");
+
 fn run(data: &Path, args: &[&str]) -> Output {
-    run_with(Path::new(env!("CARGO_BIN_EXE_face-attendance")), data, args)
+    run_with(Path::new(CURRENT), data, args)
 }
 
 fn stderr(out: &Output) -> String {
@@ -53,22 +56,6 @@ fn enroll_with(binary: &Path, data: &Path, person: &str) {
         &["enroll", "--id", person, known.to_str().unwrap()],
     );
     assert!(out.status.success(), "enroll {person}: {}", stderr(&out));
-}
-
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    common::tree(dir)
-        .into_iter()
-        .map(|rel| {
-            let path = dir.join(&rel);
-            let bytes = if path.is_file() {
-                std::fs::read(&path).unwrap()
-            } else {
-                Vec::new()
-            };
-            (rel, bytes)
-        })
-        .collect()
 }
 
 /// Who `recognize` sees in `photo` with the current binary.
@@ -125,11 +112,7 @@ fn a_fresh_folder_gets_the_marker() {
     // enroll into a new one.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    enroll_with(
-        Path::new(env!("CARGO_BIN_EXE_face-attendance")),
-        &data,
-        "amy",
-    );
+    enroll_with(Path::new(CURRENT), &data, "amy");
     assert_eq!(std::fs::read(data.join(MARKER)).unwrap(), b"1\n");
     // The constant scripts/package reads is that number.
     let source =
@@ -199,11 +182,7 @@ fn the_original_service_s_folder_is_kept_and_served() {
     // What the Python service writes: embeddings/<id>.npy (float64 rows), nothing else. Made
     // here by this binary's enroll, then everything else removed.
     let made = tempfile::tempdir().unwrap();
-    enroll_with(
-        Path::new(env!("CARGO_BIN_EXE_face-attendance")),
-        made.path(),
-        "amy",
-    );
+    enroll_with(Path::new(CURRENT), made.path(), "amy");
     let site = tempfile::tempdir().unwrap();
     let data = site.path().join("data");
     std::fs::create_dir_all(data.join("embeddings")).unwrap();
@@ -245,11 +224,7 @@ fn commands(import: &Path) -> Vec<Vec<String>> {
 fn refused_by(marker: &[u8], expect: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    enroll_with(
-        Path::new(env!("CARGO_BIN_EXE_face-attendance")),
-        &data,
-        "amy",
-    );
+    enroll_with(Path::new(CURRENT), &data, "amy");
     let archive = dir.path().join("gallery.tar");
     let out = run(&data, &["gallery", "export", archive.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));

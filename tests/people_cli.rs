@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::snapshot;
 use serde_json::Value;
 
 /// Runs the binary on the data folder `data` (models from the repository, for `enroll` and
@@ -71,22 +72,6 @@ fn names(data: &Path, photo: &Path) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|r| r["label"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
-/// Every file under `dir` with its bytes: for "nothing changed" checks.
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    common::tree(dir)
-        .into_iter()
-        .map(|rel| {
-            let path = dir.join(&rel);
-            let bytes = if path.is_file() {
-                std::fs::read(&path).unwrap()
-            } else {
-                Vec::new()
-            };
-            (rel, bytes)
-        })
         .collect()
 }
 

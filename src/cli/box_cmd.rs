@@ -105,34 +105,27 @@ impl Failure {
     }
 }
 
-/// The data folder `command` uses and whether it writes it ([`crate::data_format`]): `key` makes
-/// the key there; `trust add|remove` write the trust list, which is in the folder by default.
-pub fn data_folder(command: &BoxCommand) -> (PathBuf, Access) {
+/// Runs `box …`; returns the exit status.
+/// The data folder's format marker is checked first ([`crate::data_format`]): `key` writes the
+/// folder (its key), `trust add|remove` when the trust list is the folder's.
+pub fn run(command: &BoxCommand) -> i32 {
     match command {
-        BoxCommand::Key(args) => (args.data.data_dir.clone(), Access::Write),
+        BoxCommand::Key(args) => key(args),
         BoxCommand::Trust { command, file } => {
             let writes = !matches!(command, TrustCommand::List)
                 && file.path().starts_with(&file.data.data_dir);
             let access = if writes { Access::Write } else { Access::Read };
-            (file.data.data_dir.clone(), access)
+            super::with_data_format(&file.data.data_dir, access, || match trust(command, file) {
+                Ok(answer) => {
+                    println!("{answer}");
+                    0
+                }
+                Err(Failure(error, status)) => {
+                    println!("{}", json!({"ok": false, "error": error}));
+                    status
+                }
+            })
         }
-    }
-}
-
-/// Runs `box …`; returns the exit status.
-pub fn run(command: &BoxCommand) -> i32 {
-    match command {
-        BoxCommand::Key(args) => key(args),
-        BoxCommand::Trust { command, file } => match trust(command, file) {
-            Ok(answer) => {
-                println!("{answer}");
-                0
-            }
-            Err(Failure(error, status)) => {
-                println!("{}", json!({"ok": false, "error": error}));
-                status
-            }
-        },
     }
 }
 
@@ -146,6 +139,10 @@ fn key(args: &KeyArgs) -> i32 {
         return EXIT_SETUP;
     }
     let data = &args.data.data_dir;
+    if let Err(e) = crate::data_format::check(data, Access::Write) {
+        eprintln!("error: {e}");
+        return EXIT_SETUP;
+    }
     let existed = matches!(BoxKey::load(data), Ok(Some(_)));
     match BoxKey::load_or_create(data) {
         Ok(key) => {

@@ -205,10 +205,8 @@ pub fn run(cli: Cli) -> i32 {
     // crate::data_format: which write it, which only read it).
     match cli.command {
         Command::RtClient(args) => rt_client::run(&args),
-        Command::Boxes { command } => {
-            let (dir, access) = box_cmd::data_folder(&command);
-            with_data_format(&dir, access, || box_cmd::run(&command))
-        }
+        // `box key` checks it once the box id is found good (a bad one writes nothing).
+        Command::Boxes { command } => box_cmd::run(&command),
         Command::Cameras(args) => cameras::run(&args),
         Command::Report { command } => {
             with_data_format(command.data_dir(), Access::Read, || report::run(&command))
@@ -292,7 +290,7 @@ pub fn run(cli: Cli) -> i32 {
 /// Runs `command` once the data folder `dir`'s format marker lets it ([`crate::data_format`]:
 /// with [`Access::Write`], an absent marker is written first); a newer or unreadable marker is
 /// one `error:` line naming the file and [`EXIT_SETUP`], nothing in the folder touched.
-fn with_data_format(dir: &Path, access: Access, command: impl FnOnce() -> i32) -> i32 {
+pub(crate) fn with_data_format(dir: &Path, access: Access, command: impl FnOnce() -> i32) -> i32 {
     match crate::data_format::check(dir, access) {
         Ok(_) => command(),
         Err(e) => {

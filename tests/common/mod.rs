@@ -110,6 +110,22 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Every file under `dir` with its bytes (folders with none): for "nothing changed" checks.
+pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    tree(dir)
+        .into_iter()
+        .map(|rel| {
+            let path = dir.join(&rel);
+            let bytes = if path.is_file() {
+                std::fs::read(&path).unwrap()
+            } else {
+                Vec::new()
+            };
+            (rel, bytes)
+        })
+        .collect()
+}
+
 /// Sends SIGTERM to `child` (as systemd does to stop a service) and waits for it to exit.
 pub fn sigterm_and_wait(child: &mut Child) -> ExitStatus {
     let pid = child.id().to_string();
