@@ -143,9 +143,24 @@ fn split_default(help: &str) -> (String, Option<String>) {
     (text.trim().to_string(), Some(default))
 }
 
-/// A table cell: no line breaks, `|` escaped.
+/// A table cell: no line breaks, `|` escaped, and outside `code spans` `<` and `>` written as
+/// entities (a help text's `embeddings/<id>.npy` is text, not an HTML tag the page would hide).
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|")
+    let mut out = String::with_capacity(text.len());
+    let mut in_code = false;
+    for c in text.chars() {
+        match c {
+            '`' => {
+                in_code = !in_code;
+                out.push(c);
+            }
+            '|' => out.push_str("\\|"),
+            '<' if !in_code => out.push_str("&lt;"),
+            '>' if !in_code => out.push_str("&gt;"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// A table of settings.
@@ -237,6 +252,14 @@ pub fn markdown() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cell_keeps_angle_brackets_as_text_outside_code() {
+        assert_eq!(
+            cell("embeddings/<id>.npy, `<prefix>/x` | y"),
+            "embeddings/&lt;id&gt;.npy, `<prefix>/x` \\| y"
+        );
+    }
 
     #[test]
     fn a_default_stated_in_the_help_moves_to_its_column() {
