@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::serve_process::{serve_command, start};
 use common::snapshot;
@@ -18,14 +18,8 @@ const MARKER: &str = "data-format";
 
 /// The current binary (or `binary`) on the data folder `data`, models from the repository.
 fn run_with(binary: &Path, data: &Path, args: &[&str]) -> Output {
-    Command::new(binary)
+    common::cli_on(binary, data)
         .args(args)
-        .env("FACE_MODELS_DIR", common::models_dir())
-        .env("FACE_DATA_DIR", data)
-        .env_remove("FACE_TOLERANCE")
-        .env_remove("FACE_UPSAMPLE")
-        .env_remove("FACE_CROPS")
-        .env_remove("GALLERY_TRUSTED_KEYS")
         .env("BOX_TIMEZONE", "UTC")
         .output()
         .expect("run face-attendance")

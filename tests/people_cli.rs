@@ -12,14 +12,8 @@ use serde_json::Value;
 /// Runs the binary on the data folder `data` (models from the repository, for `enroll` and
 /// `recognize`; the other commands do not load them).
 fn run(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_face-attendance"))
+    common::cli_on(Path::new(env!("CARGO_BIN_EXE_face-attendance")), data)
         .args(args)
-        .env("FACE_MODELS_DIR", common::models_dir())
-        .env("FACE_DATA_DIR", data)
-        .env_remove("FACE_TOLERANCE")
-        .env_remove("FACE_UPSAMPLE")
-        .env_remove("FACE_CROPS")
-        .env_remove("FACE_CROPS_MAX_AGE_DAYS")
         .output()
         .expect("run face-attendance")
 }

@@ -62,6 +62,25 @@ pub fn models_dir() -> PathBuf {
     }
 }
 
+/// A command line of `binary` on the data folder `data`, models from the repository, and none of
+/// the recognition settings the test runner's environment may hold (the defaults apply).
+pub fn cli_on(binary: &Path, data: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .env("FACE_MODELS_DIR", models_dir())
+        .env("FACE_DATA_DIR", data);
+    for setting in [
+        "FACE_TOLERANCE",
+        "FACE_UPSAMPLE",
+        "FACE_CROPS",
+        "FACE_CROPS_MAX_AGE_DAYS",
+        "GALLERY_TRUSTED_KEYS",
+    ] {
+        command.env_remove(setting);
+    }
+    command
+}
+
 pub fn engine_with(upsample: u32) -> Engine {
     Engine::load(EngineConfig::new(models_dir()).with_upsample(upsample))
         .unwrap_or_else(|e| panic!("{e}"))
