@@ -44,12 +44,12 @@ rust_version_needed() {
 
 # version_at_least HAVE NEED: whether the dotted version HAVE (1.63.0) is NEED (1.89) or newer.
 version_at_least() {
-  local -a have want
+  local -a have_parts need_parts
   local i h n
-  IFS=. read -r -a have <<<"$1"
-  IFS=. read -r -a want <<<"$2"
+  IFS=. read -r -a have_parts <<<"$1"
+  IFS=. read -r -a need_parts <<<"$2"
   for i in 0 1 2; do
-    h="${have[i]:-0}" n="${want[i]:-0}"
+    h="${have_parts[i]:-0}" n="${need_parts[i]:-0}"
     if ((10#$h > 10#$n)); then return 0; fi
     if ((10#$h < 10#$n)); then return 1; fi
   done
